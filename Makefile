@@ -1,0 +1,122 @@
+# Native build of the C parts for this machine: the simulated secure world
+# (GP Internal Core API over OpenSSL + the unmodified TA sources, in its own
+# process), the libteec-compatible simulated client library, our client
+# library, the C command-line client and the C tests.
+#
+#   make            -> build/host/
+#   make SAN=1      -> build/host-asan/ (AddressSanitizer + UBSan)
+#   make test-c     -> build, then run every C test (vectors from tests/vectors)
+#
+# The TA for a real OP-TEE is built by ta/Makefile with OP-TEE's TA dev kit.
+
+SAN ?=
+ifeq ($(SAN),1)
+BUILD ?= build/host-asan
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else
+BUILD ?= build/host
+SANFLAGS :=
+endif
+
+CC ?= cc
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := -std=gnu11 $(CFLAGS) $(WARN) $(SANFLAGS) -fPIC -fvisibility=hidden
+LDFLAGS_SAN := $(SANFLAGS)
+
+# Secure world side: TA sources exactly as listed for OP-TEE's dev kit.
+srcs-y :=
+include ta/sub.mk
+TA_SRCS := $(addprefix ta/,$(srcs-y))
+TA_INC := -Ita/include -Ita -Ihost/sim/include
+GP_SRCS := $(wildcard host/sim/gp/*.c)
+GP_INC := -Ihost/sim/include -Ihost/sim/gp
+
+# Normal world side.
+TEEC_INC := -Ihost/sim/include
+CLIENT_INC := -Ihost/include -Ita/include $(TEEC_INC)
+
+obj = $(BUILD)/obj/$(basename $(1)).o
+TA_OBJS := $(foreach s,$(TA_SRCS),$(call obj,$(s)))
+GP_OBJS := $(foreach s,$(GP_SRCS),$(call obj,$(s)))
+SW_MAIN_OBJ := $(call obj,host/sim/sw_main.c)
+
+GP_TESTS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/gp_test_*.c))
+TA_TESTS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/ta_test_*.c))
+CLIENT_TESTS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/client_test_*.c))
+SIM_TEST_TAS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/sim_ta_*.c))
+
+PRODUCTS := $(BUILD)/edge-sim-tee $(BUILD)/libteec_sim.so \
+	$(BUILD)/libedge_client.so $(BUILD)/edge-ta-cli
+
+.PHONY: all test-c clean
+all: $(PRODUCTS) $(GP_TESTS) $(TA_TESTS) $(CLIENT_TESTS) $(SIM_TEST_TAS)
+
+$(BUILD)/obj/ta/%.o: ta/%.c ta/include/edge_ta.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(TA_INC) -MMD -c $< -o $@
+
+$(BUILD)/obj/host/sim/gp/%.o: host/sim/gp/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(GP_INC) -MMD -c $< -o $@
+
+$(BUILD)/obj/host/sim/%.o: host/sim/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(GP_INC) -Ita/include -Ita -MMD -c $< -o $@
+
+$(BUILD)/obj/host/%.o: host/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(CLIENT_INC) -MMD -c $< -o $@
+
+$(BUILD)/obj/tests/c/%.o: tests/c/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(CLIENT_INC) $(GP_INC) -Ita -MMD -c $< -o $@
+
+$(BUILD)/libgp_sim.a: $(GP_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# The simulated secure world: one process per TEEC_Context.
+$(BUILD)/edge-sim-tee: $(SW_MAIN_OBJ) $(TA_OBJS) $(BUILD)/libgp_sim.a
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ -lcrypto -lm
+
+# libteec-compatible client library of the simulated secure world.
+$(BUILD)/libteec_sim.so: $(call obj,host/sim/libteec_sim.c)
+	$(CC) $(LDFLAGS_SAN) -shared -Wl,-soname,libteec_sim.so -o $@ $^ -lpthread
+
+# Our client library. TEEC_* symbols stay undefined on purpose: they resolve
+# against whichever libteec the process loaded first (the real one or
+# libteec_sim.so), which is how the daemon picks its backend.
+$(BUILD)/libedge_client.so: $(call obj,host/edge_client.c)
+	$(CC) $(LDFLAGS_SAN) -shared -Wl,-soname,libedge_client.so -o $@ $^
+
+$(BUILD)/edge-ta-cli: $(call obj,host/edge_ta_cli.c) $(BUILD)/libedge_client.so $(BUILD)/libteec_sim.so
+	$(CC) $(LDFLAGS_SAN) -o $@ $(call obj,host/edge_ta_cli.c) \
+		-L$(BUILD) -ledge_client -lteec_sim -Wl,-rpath,'$$ORIGIN'
+
+$(BUILD)/tests/gp_test_%: $(BUILD)/obj/tests/c/gp_test_%.o $(BUILD)/libgp_sim.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ -lcrypto -lm
+
+$(BUILD)/tests/ta_test_%: $(BUILD)/obj/tests/c/ta_test_%.o $(filter-out %/entry.o,$(TA_OBJS)) $(BUILD)/libgp_sim.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ -lcrypto -lm
+
+$(BUILD)/tests/client_test_%: $(BUILD)/obj/tests/c/client_test_%.o $(BUILD)/libedge_client.so $(BUILD)/libteec_sim.so
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $< -L$(BUILD) -ledge_client -lteec_sim \
+		-Wl,-rpath,'$$ORIGIN/..' -lpthread
+
+# Small test TAs that exercise the simulator itself (crashes, short buffers).
+$(BUILD)/tests/sim_ta_%: $(BUILD)/obj/tests/c/sim_ta_%.o $(SW_MAIN_OBJ) $(BUILD)/libgp_sim.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SAN) -o $@ $^ -lcrypto -lm
+
+test-c: all
+	@set -e; for t in $(GP_TESTS) $(TA_TESTS) $(CLIENT_TESTS); do \
+		echo "== $$t"; EDGE_SIM_TEE=$(BUILD)/edge-sim-tee $$t tests/vectors; done
+
+clean:
+	rm -rf build/host build/host-asan
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,134 @@
+"""Exceptions of edge, each carrying the refusal class a user can act on.
+
+The same classes are raised by the Python parsers (``edge.formats``) and by the
+TA binding when the trusted application refuses something, so a tampered
+package is a :class:`Tampered` wherever it is caught. ``refusal`` is the short
+name printed first on the command line (``edge: rollback: ...``).
+"""
+
+from __future__ import annotations
+
+
+class EdgeError(Exception):
+    """Base of every error edge raises on purpose."""
+
+    refusal = "error"
+
+    def __init__(self, message: str, *, code: int | None = None, origin: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.origin = origin
+
+
+class Malformed(EdgeError):
+    """An artefact is truncated, has trailing bytes, bad magic or bad fields."""
+
+    refusal = "malformed"
+
+
+class UnsupportedVersion(Malformed):
+    """An artefact's format version is not one this build understands."""
+
+    refusal = "unsupported-version"
+
+
+class WrongKind(Malformed):
+    """An artefact of another kind was given (a ticket where a package goes)."""
+
+    refusal = "wrong-kind"
+
+
+class Oversized(EdgeError):
+    """An artefact or input is over a documented limit."""
+
+    refusal = "oversized"
+
+
+class SignatureInvalid(EdgeError):
+    """A signature does not verify under the expected key."""
+
+    refusal = "signature"
+
+
+class UnknownSigner(EdgeError):
+    """An artefact names a signer key that is not the expected anchor."""
+
+    refusal = "unknown-signer"
+
+
+class Tampered(EdgeError):
+    """An authenticated ciphertext (wrapped key, head, backbone chunk) failed its tag."""
+
+    refusal = "tampered"
+
+
+class ChunkDigestMismatch(Tampered):
+    """A backbone chunk differs from the digest listed in the signed manifest."""
+
+    refusal = "chunk-digest"
+
+
+class Rollback(EdgeError):
+    """A model version not above the one recorded in secure storage."""
+
+    refusal = "rollback"
+
+
+class NotForThisDevice(EdgeError):
+    """A package has no content key addressed to this device."""
+
+    refusal = "not-for-this-device"
+
+
+class StaleStatement(EdgeError):
+    """An anchor statement whose epoch is not the next one (replayed or skipped)."""
+
+    refusal = "stale-statement"
+
+
+class NotProvisioned(EdgeError):
+    """The TA has no trust anchors yet; run ``edge tee provision``."""
+
+    refusal = "not-provisioned"
+
+
+class AlreadyProvisioned(EdgeError):
+    """Trust anchors are installed already; replace them with a signed statement."""
+
+    refusal = "already-provisioned"
+
+
+class NoModel(EdgeError):
+    """No model package has been loaded into the TA yet."""
+
+    refusal = "no-model"
+
+
+class BadState(EdgeError):
+    """A command came out of order (a chunk without a begun load, say)."""
+
+    refusal = "bad-state"
+
+
+class TeeError(EdgeError):
+    """The TEE or its client library failed (not a refusal of the input)."""
+
+    refusal = "tee"
+
+
+class TeeUnavailable(TeeError):
+    """The TEE backend cannot be opened (library, device or TA missing)."""
+
+    refusal = "tee-unavailable"
+
+
+class TeeDead(TeeError):
+    """The trusted application died (panic or crash); open a new session."""
+
+    refusal = "tee-dead"
+
+
+class ConfigError(EdgeError):
+    """A configuration file or command-line value is invalid; names the key."""
+
+    refusal = "config"
