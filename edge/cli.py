@@ -1,0 +1,44 @@
+"""The ``edge`` command line: ``edge <noun> <verb>``, like git and mosquitto.
+
+Errors go to stderr as one line that starts with the refusal class
+(``rollback: load model: ...``); the exit status is 0 only on success,
+1 for a refusal or failure, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from edge.commands import tee as tee_commands
+from edge.errors import EdgeError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole argument parser, one sub-parser per noun."""
+    parser = argparse.ArgumentParser(
+        prog="edge", description="Private on-device learning with an OP-TEE secure world."
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="more output")
+    nouns = parser.add_subparsers(dest="noun", required=True, metavar="NOUN")
+    tee_commands.register(nouns)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except EdgeError as exc:
+        print(f"{exc.refusal}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

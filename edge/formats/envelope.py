@@ -1,0 +1,200 @@
+"""Signed envelope: header, body and Ed25519 signature (docs/formats.md "Signed envelope")."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge.errors import Malformed, Oversized, SignatureInvalid, UnknownSigner, UnsupportedVersion, WrongKind
+from edge.formats.keys import KEY_ID_SIZE, ed25519_public_from_raw, ed25519_raw_public, key_id
+
+MAGIC = b"EDGE"
+FORMAT_VERSION = 1
+HEADER_SIZE = 28
+SIG_SIZE = 64
+MAX_BODY_LEN = 0xFFFFFFFF
+
+_HEADER = struct.Struct("<4sHHI16s")
+assert _HEADER.size == HEADER_SIZE
+
+
+class Kind(IntEnum):
+    """Envelope kinds; 4..6 are reserved for later artefacts."""
+
+    PACKAGE = 1
+    ANCHOR_STATEMENT = 2
+    DEVICE_RECORD = 3
+    ROUND_TICKET = 4
+    SEALED_UPDATE = 5
+    PRIVACY_POLICY = 6
+
+
+KIND_NAMES = {
+    Kind.PACKAGE: "model package",
+    Kind.ANCHOR_STATEMENT: "anchor statement",
+    Kind.DEVICE_RECORD: "device record",
+    Kind.ROUND_TICKET: "round ticket",
+    Kind.SEALED_UPDATE: "sealed update",
+    Kind.PRIVACY_POLICY: "privacy policy",
+}
+
+
+def kind_name(kind: int) -> str:
+    """Return the human name of a kind code (``"kind 9"`` for unknown codes)."""
+    try:
+        return KIND_NAMES[Kind(kind)]
+    except ValueError:
+        return f"kind {kind}"
+
+
+@dataclass(frozen=True)
+class EnvelopeHeader:
+    """The fixed 28-byte header of an envelope, after its checks."""
+
+    version: int
+    kind: int
+    body_len: int
+    signer_key_id: bytes
+
+    @property
+    def signed_len(self) -> int:
+        """Bytes covered by the signature digest (header and body)."""
+        return HEADER_SIZE + self.body_len
+
+    @property
+    def total_len(self) -> int:
+        """Bytes of the whole envelope including the signature."""
+        return HEADER_SIZE + self.body_len + SIG_SIZE
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A parsed envelope; ``raw`` is exactly header, body and signature."""
+
+    header: EnvelopeHeader
+    raw: bytes
+
+    @property
+    def kind(self) -> int:
+        """The envelope kind code."""
+        return self.header.kind
+
+    @property
+    def signer_key_id(self) -> bytes:
+        """The key id the envelope names as its signer."""
+        return self.header.signer_key_id
+
+    @property
+    def body(self) -> bytes:
+        """The body bytes."""
+        return self.raw[HEADER_SIZE : self.header.signed_len]
+
+    @property
+    def signature(self) -> bytes:
+        """The 64-byte Ed25519 signature."""
+        return self.raw[self.header.signed_len :]
+
+    def digest(self) -> bytes:
+        """Return SHA-256 of header and body: the message that is signed."""
+        return hashlib.sha256(memoryview(self.raw)[: self.header.signed_len]).digest()
+
+
+def check_header(
+    header: bytes | memoryview,
+    available: int,
+    *,
+    kind: int | None = None,
+    max_len: int | None = None,
+    exact: bool = True,
+) -> EnvelopeHeader:
+    """Run the TA's envelope checks, in its order, on a header and the bytes available.
+
+    ``available`` is the length of the whole input (header included); with
+    ``exact`` it must equal the envelope length, else it must be at least that.
+    """
+    if available < HEADER_SIZE or len(header) < HEADER_SIZE:
+        raise Malformed(f"envelope: {available} bytes, shorter than the {HEADER_SIZE}-byte header")
+    magic, version, got_kind, body_len, signer = _HEADER.unpack_from(header, 0)
+    parsed = EnvelopeHeader(version, got_kind, body_len, bytes(signer))
+    if available < parsed.total_len:
+        raise Malformed(
+            f"envelope: truncated, {available} bytes but header implies {parsed.total_len}"
+        )
+    if exact and available > parsed.total_len:
+        raise Malformed(
+            f"envelope: {available - parsed.total_len} trailing bytes after {parsed.total_len}"
+        )
+    if magic != MAGIC:
+        raise Malformed(f"envelope: bad magic {bytes(magic).hex()}, expected {MAGIC.hex()}")
+    if version != FORMAT_VERSION:
+        raise UnsupportedVersion(
+            f"envelope: format version {version} is not supported (expected {FORMAT_VERSION})"
+        )
+    if kind is not None and got_kind != kind:
+        raise WrongKind(f"envelope: got {kind_name(got_kind)}, expected {kind_name(kind)}")
+    if max_len is not None and parsed.total_len > max_len:
+        raise Oversized(
+            f"envelope: {kind_name(got_kind)} of {parsed.total_len} bytes exceeds {max_len}"
+        )
+    return parsed
+
+
+def parse_envelope(
+    data: bytes | bytearray | memoryview,
+    *,
+    kind: int | None = None,
+    max_len: int | None = None,
+    exact: bool = True,
+) -> Envelope:
+    """Parse an envelope from the start of ``data`` (no signature check yet).
+
+    With ``exact=False`` bytes after the signature are allowed (a package payload).
+    """
+    view = memoryview(data)
+    header = check_header(view[:HEADER_SIZE], len(view), kind=kind, max_len=max_len, exact=exact)
+    return Envelope(header, bytes(view[: header.total_len]))
+
+
+def verify_envelope(envelope: Envelope, signer_pub: bytes) -> None:
+    """Check the signer key id against ``signer_pub``, then the signature over the digest."""
+    expected = key_id(signer_pub)
+    if not hmac.compare_digest(envelope.signer_key_id, expected):
+        raise UnknownSigner(
+            f"envelope: signer key id {envelope.signer_key_id.hex()} is not the expected key "
+            f"{expected.hex()}"
+        )
+    pub = ed25519_public_from_raw(signer_pub, "signer public key")
+    try:
+        pub.verify(envelope.signature, envelope.digest())
+    except InvalidSignature as exc:
+        raise SignatureInvalid(
+            f"envelope: {kind_name(envelope.kind)} signature does not verify under key id "
+            f"{expected.hex()}"
+        ) from exc
+
+
+def encode_header(kind: int, body_len: int, signer_key_id: bytes, *, version: int = FORMAT_VERSION,
+                  magic: bytes = MAGIC) -> bytes:
+    """Return the 28-byte header (no validation; builders and test vectors only)."""
+    if len(signer_key_id) != KEY_ID_SIZE:
+        raise ValueError("signer key id must be 16 bytes")
+    return _HEADER.pack(magic, version, kind, body_len, signer_key_id)
+
+
+def sign_digest(signer: Ed25519PrivateKey, signed: bytes | memoryview) -> bytes:
+    """Return the Ed25519 signature over SHA-256 of ``signed`` (header and body)."""
+    return signer.sign(hashlib.sha256(signed).digest())
+
+
+def build_envelope(kind: int, body: bytes, signer: Ed25519PrivateKey) -> bytes:
+    """Return a signed envelope of ``kind`` around ``body``."""
+    if len(body) > MAX_BODY_LEN:
+        raise Oversized(f"envelope: body of {len(body)} bytes does not fit a u32 length")
+    signed = encode_header(kind, len(body), key_id(ed25519_raw_public(signer))) + body
+    return signed + sign_digest(signer, signed)

@@ -1,0 +1,289 @@
+"""The daemon's handle on the edge trusted application.
+
+One method per TA command. Refusals and failures raise the specific
+:mod:`edge.errors` class mapped from the TEE result and its origin.
+
+Thread safety: a :class:`TrustedApp` may be shared between threads; every
+call, and the whole begin/chunks/finish sequence of a package load, holds the
+instance's lock, so commands never interleave.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from edge import errors, tee_abi
+from edge.native import Native, load
+
+_TA_REFUSALS: dict[int, type[errors.EdgeError]] = {
+    tee_abi.TEE_ERROR_BAD_FORMAT: errors.Malformed,
+    tee_abi.EDGE_ERR_UNSUPPORTED_VERSION: errors.UnsupportedVersion,
+    tee_abi.EDGE_ERR_WRONG_KIND: errors.WrongKind,
+    tee_abi.TEE_ERROR_EXCESS_DATA: errors.Oversized,
+    tee_abi.EDGE_ERR_UNKNOWN_SIGNER: errors.UnknownSigner,
+    tee_abi.TEE_ERROR_SIGNATURE_INVALID: errors.SignatureInvalid,
+    tee_abi.TEE_ERROR_MAC_INVALID: errors.Tampered,
+    tee_abi.EDGE_ERR_CHUNK_DIGEST: errors.ChunkDigestMismatch,
+    tee_abi.EDGE_ERR_ROLLBACK: errors.Rollback,
+    tee_abi.EDGE_ERR_NOT_FOR_DEVICE: errors.NotForThisDevice,
+    tee_abi.EDGE_ERR_STALE_STATEMENT: errors.StaleStatement,
+    tee_abi.EDGE_ERR_NOT_PROVISIONED: errors.NotProvisioned,
+    tee_abi.EDGE_ERR_ALREADY_PROVISIONED: errors.AlreadyProvisioned,
+    tee_abi.EDGE_ERR_NO_MODEL: errors.NoModel,
+    tee_abi.TEE_ERROR_BAD_STATE: errors.BadState,
+}
+
+_ORIGINS = {
+    tee_abi.ORIGIN_API: "client library",
+    tee_abi.ORIGIN_COMMS: "transport",
+    tee_abi.ORIGIN_TEE: "TEE",
+    tee_abi.ORIGIN_TRUSTED_APP: "trusted application",
+}
+
+
+@dataclass(frozen=True)
+class TaStatus:
+    """What GET_STATUS reports; nothing in it is secret."""
+
+    abi_version: int
+    has_identity: bool
+    has_anchors: bool
+    has_model: bool
+    model_version: int
+    device_id: bytes
+    head_in: int
+    head_out: int
+    signer_epoch: int
+    aggregator_epoch: int
+    signer_key_id: bytes
+    aggregator_key_id: bytes
+    package_id: bytes
+
+    @classmethod
+    def parse(cls, raw: bytes) -> TaStatus:
+        """Decode the status block laid out in ta/include/edge_ta.h."""
+        if len(raw) != tee_abi.STATUS_SIZE:
+            raise errors.Malformed(f"status block is {len(raw)} bytes, expected 104")
+        abi, flags, version = struct.unpack_from("<IIQ", raw, 0)
+        head_in, head_out, s_epoch, a_epoch = struct.unpack_from("<IIQQ", raw, 32)
+        return cls(
+            abi_version=abi,
+            has_identity=bool(flags & tee_abi.STATUS_F_IDENTITY),
+            has_anchors=bool(flags & tee_abi.STATUS_F_ANCHORS),
+            has_model=bool(flags & tee_abi.STATUS_F_MODEL),
+            model_version=version,
+            device_id=raw[16:32],
+            head_in=head_in,
+            head_out=head_out,
+            signer_epoch=s_epoch,
+            aggregator_epoch=a_epoch,
+            signer_key_id=raw[56:72],
+            aggregator_key_id=raw[72:88],
+            package_id=raw[88:104],
+        )
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """Result of an accepted package: its version and the verified backbone."""
+
+    version: int
+    backbone: bytes | None
+    backbone_path: Path | None
+    backbone_len: int
+
+
+def _raise_for(native: Native, what: str, code: int, origin: int) -> None:
+    if code == tee_abi.TEE_SUCCESS:
+        return
+    name = native.ffi.string(native.lib.edge_result_name(code)).decode()
+    side = _ORIGINS.get(origin, f"origin {origin}")
+    message = f"{what}: {name} (0x{code:08x}, from the {side})"
+    if code == tee_abi.TEE_ERROR_TARGET_DEAD:
+        raise errors.TeeDead(message, code=code, origin=origin)
+    cls = _TA_REFUSALS.get(code) if origin in (tee_abi.ORIGIN_TRUSTED_APP,
+                                               tee_abi.ORIGIN_API) else None
+    if cls is None and code == tee_abi.TEE_ERROR_BUSY:
+        raise errors.TeeUnavailable(
+            message + "; another process holds this TEE's trusted application",
+            code=code, origin=origin,
+        )
+    if cls is None and code == tee_abi.TEE_ERROR_ITEM_NOT_FOUND and what == "open":
+        raise errors.TeeUnavailable(
+            message + "; is the edge TA installed in /lib/optee_armtz?", code=code, origin=origin
+        )
+    raise (cls or errors.TeeError)(message, code=code, origin=origin)
+
+
+class TrustedApp:
+    """An open session with the edge TA on the chosen backend."""
+
+    def __init__(self, backend: str = "sim", state_dir: str | os.PathLike[str] | None = None):
+        """Open a session; ``state_dir`` names the simulated TEE's storage ('sim' only)."""
+        if backend == "sim" and state_dir is None:
+            raise errors.ConfigError("the simulated TEE needs a state directory (--state DIR)")
+        if backend == "optee" and state_dir is not None:
+            raise errors.ConfigError("--state applies to the simulated TEE only")
+        self.backend = backend
+        self._native = load(backend)
+        self._lock = threading.Lock()
+        ffi = self._native.ffi
+        self._keep: list[object] = []
+        name = ffi.NULL
+        if state_dir is not None:
+            Path(state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+            name = ffi.new("char[]", os.fsencode(os.fspath(state_dir)))
+            self._keep.append(name)
+        out = ffi.new("edge_client **")
+        origin = ffi.new("uint32_t *")
+        code = self._native.lib.edge_client_open(name, out, origin)
+        _raise_for(self._native, "open", code, origin[0])
+        self._client = out[0]
+
+    # -- lifetime ---------------------------------------------------------
+    def close(self) -> None:
+        """Close the session; idempotent."""
+        with self._lock:
+            if self._client is not None:
+                self._native.lib.edge_client_close(self._client)
+                self._client = None
+
+    def __enter__(self) -> TrustedApp:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_client", None) is not None:
+            self.close()
+
+    def _c(self) -> object:
+        if self._client is None:
+            raise errors.BadState("this TrustedApp is closed")
+        return self._client
+
+    # -- commands ---------------------------------------------------------
+    def _get_buffer(self, fn_name: str, what: str, size: int) -> bytes:
+        ffi, lib = self._native.ffi, self._native.lib
+        buf = ffi.new("uint8_t[]", size)
+        length = ffi.new("size_t *", size)
+        origin = ffi.new("uint32_t *")
+        with self._lock:
+            code = getattr(lib, fn_name)(self._c(), buf, length, origin)
+        _raise_for(self._native, what, code, origin[0])
+        return bytes(ffi.buffer(buf, length[0]))
+
+    def identity(self) -> bytes:
+        """The device record (creating the device keys on first use)."""
+        return self._get_buffer("edge_get_identity", "identity", tee_abi.DEVICE_RECORD_SIZE)
+
+    def status(self) -> TaStatus:
+        """Model version, anchors and identity state; never creates anything."""
+        return TaStatus.parse(self._get_buffer("edge_get_status", "status", tee_abi.STATUS_SIZE))
+
+    def install_anchors(self, model_signer_pub: bytes, aggregator_pub: bytes) -> None:
+        """Install the model-signer and aggregator Ed25519 keys (once)."""
+        for label, key in (("model-signer", model_signer_pub), ("aggregator", aggregator_pub)):
+            if len(key) != tee_abi.PUBKEY_SIZE:
+                raise errors.Malformed(f"{label} public key is {len(key)} bytes, expected 32")
+        origin = self._native.ffi.new("uint32_t *")
+        with self._lock:
+            code = self._native.lib.edge_install_anchors(
+                self._c(), model_signer_pub, aggregator_pub, origin
+            )
+        _raise_for(self._native, "install anchors", code, origin[0])
+
+    def replace_anchor(self, statement: bytes) -> None:
+        """Replace one anchor with a statement signed by its current key."""
+        origin = self._native.ffi.new("uint32_t *")
+        with self._lock:
+            code = self._native.lib.edge_replace_anchor(
+                self._c(), statement, len(statement), origin
+            )
+        _raise_for(self._native, "replace anchor", code, origin[0])
+
+    def load_model(
+        self,
+        package: bytes | os.PathLike[str] | str,
+        *,
+        backbone_out: os.PathLike[str] | str | None = None,
+    ) -> LoadedModel:
+        """Verify and install a model package; return the verified backbone.
+
+        ``package`` given as bytes returns the backbone as bytes. Given as a
+        path, it streams from the file, and the backbone goes to
+        ``backbone_out`` (written only once the package is accepted).
+        """
+        ffi, lib = self._native.ffi, self._native.lib
+        origin = ffi.new("uint32_t *")
+        version = ffi.new("uint64_t *")
+        if isinstance(package, bytes | bytearray | memoryview):
+            if backbone_out is not None:
+                raise errors.ConfigError("backbone_out is for packages given as a path")
+            data = bytes(package)
+            cap = ffi.new("size_t *", len(data))
+            out = ffi.new("uint8_t[]", max(len(data), 1))
+            with self._lock:
+                code = lib.edge_load_model_buffer(
+                    self._c(), data, len(data), out, cap, version, origin
+                )
+            _raise_for(self._native, "load model", code, origin[0])
+            backbone = bytes(ffi.buffer(out, cap[0]))
+            return LoadedModel(version[0], backbone or None, None, len(backbone))
+        path = Path(package)
+        if not path.is_file():
+            raise errors.ConfigError(f"package {path} does not exist or is not a file")
+        out_path = Path(backbone_out) if backbone_out is not None else None
+        length = ffi.new("uint64_t *")
+        with self._lock:
+            code = lib.edge_load_model_file(
+                self._c(),
+                os.fsencode(path),
+                os.fsencode(out_path) if out_path else ffi.NULL,
+                length,
+                version,
+                origin,
+            )
+        _raise_for(self._native, "load model", code, origin[0])
+        return LoadedModel(version[0], None, out_path, length[0])
+
+    def infer(self, features: np.ndarray) -> np.ndarray:
+        """Scores (n x head_out) of the active head on features (n x head_in)."""
+        x = np.ascontiguousarray(features, dtype="<f4")
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise errors.Malformed(f"features must be a non-empty 2-D array, got {x.shape}")
+        n = x.shape[0]
+        if n > tee_abi.MAX_INFER_BATCH:
+            raise errors.Oversized(f"batch of {n} rows exceeds {tee_abi.MAX_INFER_BATCH}")
+        ffi, lib = self._native.ffi, self._native.lib
+        out = np.empty((n, tee_abi.MAX_HEAD_OUT), dtype="<f4")
+        out_len = ffi.new("size_t *", out.nbytes)
+        origin = ffi.new("uint32_t *")
+        with self._lock:
+            code = lib.edge_infer(
+                self._c(),
+                ffi.from_buffer("float[]", x),
+                n,
+                x.nbytes,
+                ffi.from_buffer("float[]", out),
+                out_len,
+                origin,
+            )
+        _raise_for(self._native, "infer", code, origin[0])
+        per_row = out_len[0] // 4 // n
+        return out.reshape(-1)[: n * per_row].reshape(n, per_row).copy()

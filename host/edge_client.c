@@ -1,0 +1,586 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * Normal-world client of the edge TA over the GP TEE Client API. The TA does
+ * every check that matters; this side only frames calls, streams backbone
+ * chunks through shared memory and reports which side failed.
+ */
+#include <edge_client.h>
+#include <edge_ta.h>
+#include <tee_client_api.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define EDGE_API __attribute__((visibility("default")))
+
+struct edge_client {
+	TEEC_Context ctx;
+	TEEC_Session sess;
+	/* Reused between loads: registered once, sized for the largest chunk. */
+	TEEC_SharedMemory shm_in;
+	TEEC_SharedMemory shm_out;
+	size_t shm_size;
+};
+
+static uint32_t set_origin(uint32_t *origin, uint32_t value)
+{
+	if (origin)
+		*origin = value;
+	return value;
+}
+
+/* A failure detected by this library, before or instead of the TA. */
+static uint32_t api_error(uint32_t *origin, uint32_t code)
+{
+	set_origin(origin, TEEC_ORIGIN_API);
+	return code;
+}
+
+static uint32_t invoke(edge_client *c, uint32_t cmd, TEEC_Operation *op,
+		       uint32_t *origin)
+{
+	uint32_t err_origin = TEEC_ORIGIN_API;
+	TEEC_Result res;
+
+	res = TEEC_InvokeCommand(&c->sess, cmd, op, &err_origin);
+	set_origin(origin, err_origin);
+	return res;
+}
+
+EDGE_API uint32_t edge_client_open(const char *tee_name, edge_client **out,
+				   uint32_t *origin)
+{
+	const TEEC_UUID uuid = TA_EDGE_UUID;
+	uint32_t err_origin = TEEC_ORIGIN_API;
+	edge_client *c;
+	TEEC_Result res;
+
+	if (!out)
+		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+	*out = NULL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return api_error(origin, TEEC_ERROR_OUT_OF_MEMORY);
+
+	res = TEEC_InitializeContext(tee_name, &c->ctx);
+	if (res != TEEC_SUCCESS) {
+		free(c);
+		set_origin(origin, TEEC_ORIGIN_COMMS);
+		return res;
+	}
+	res = TEEC_OpenSession(&c->ctx, &c->sess, &uuid, TEEC_LOGIN_PUBLIC,
+			       NULL, NULL, &err_origin);
+	if (res != TEEC_SUCCESS) {
+		TEEC_FinalizeContext(&c->ctx);
+		free(c);
+		set_origin(origin, err_origin);
+		return res;
+	}
+	*out = c;
+	set_origin(origin, TEEC_ORIGIN_API);
+	return TEEC_SUCCESS;
+}
+
+static void release_shm(edge_client *c)
+{
+	if (c->shm_size) {
+		TEEC_ReleaseSharedMemory(&c->shm_in);
+		TEEC_ReleaseSharedMemory(&c->shm_out);
+		c->shm_size = 0;
+	}
+}
+
+EDGE_API void edge_client_close(edge_client *c)
+{
+	if (!c)
+		return;
+	release_shm(c);
+	TEEC_CloseSession(&c->sess);
+	TEEC_FinalizeContext(&c->ctx);
+	free(c);
+}
+
+/* Commands whose only parameter is one output buffer. */
+static uint32_t get_buffer(edge_client *c, uint32_t cmd, uint8_t *buf,
+			   size_t *len, uint32_t *origin)
+{
+	TEEC_Operation op;
+	uint32_t res;
+
+	if (!c || !len || (!buf && *len))
+		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+	memset(&op, 0, sizeof(op));
+	op.paramTypes = TEEC_PARAM_TYPES(TEEC_MEMREF_TEMP_OUTPUT, TEEC_NONE,
+					 TEEC_NONE, TEEC_NONE);
+	op.params[0].tmpref.buffer = buf;
+	op.params[0].tmpref.size = *len;
+	res = invoke(c, cmd, &op, origin);
+	if (res == TEEC_SUCCESS || res == TEEC_ERROR_SHORT_BUFFER)
+		*len = op.params[0].tmpref.size;
+	return res;
+}
+
+EDGE_API uint32_t edge_get_identity(edge_client *c, uint8_t *record,
+				    size_t *record_len, uint32_t *origin)
+{
+	return get_buffer(c, TA_EDGE_CMD_GET_IDENTITY, record, record_len,
+			  origin);
+}
+
+EDGE_API uint32_t edge_get_status(edge_client *c, uint8_t *status,
+				  size_t *status_len, uint32_t *origin)
+{
+	return get_buffer(c, TA_EDGE_CMD_GET_STATUS, status, status_len,
+			  origin);
+}
+
+static uint32_t put_buffer(edge_client *c, uint32_t cmd, const uint8_t *buf,
+			   size_t len, uint32_t *origin)
+{
+	TEEC_Operation op;
+
+	if (!c || (!buf && len))
+		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+	memset(&op, 0, sizeof(op));
+	op.paramTypes = TEEC_PARAM_TYPES(TEEC_MEMREF_TEMP_INPUT, TEEC_NONE,
+					 TEEC_NONE, TEEC_NONE);
+	op.params[0].tmpref.buffer = (void *)buf;
+	op.params[0].tmpref.size = len;
+	return invoke(c, cmd, &op, origin);
+}
+
+EDGE_API uint32_t edge_install_anchors(edge_client *c,
+				       const uint8_t *signer_pub,
+				       const uint8_t *aggregator_pub,
+				       uint32_t *origin)
+{
+	uint8_t both[2 * EDGE_PUBKEY_SIZE];
+
+	if (!signer_pub || !aggregator_pub)
+		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+	memcpy(both, signer_pub, EDGE_PUBKEY_SIZE);
+	memcpy(both + EDGE_PUBKEY_SIZE, aggregator_pub, EDGE_PUBKEY_SIZE);
+	return put_buffer(c, TA_EDGE_CMD_INSTALL_ANCHORS, both, sizeof(both),
+			  origin);
+}
+
+EDGE_API uint32_t edge_replace_anchor(edge_client *c, const uint8_t *statement,
+				      size_t statement_len, uint32_t *origin)
+{
+	return put_buffer(c, TA_EDGE_CMD_REPLACE_ANCHOR, statement,
+			  statement_len, origin);
+}
+
+EDGE_API uint32_t edge_load_begin(edge_client *c, const uint8_t *manifest,
+				  size_t manifest_len, uint32_t *chunk_count,
+				  uint32_t *flags, uint32_t *chunk_size,
+				  uint32_t *last_stored_size, uint32_t *origin)
+{
+	TEEC_Operation op;
+	uint32_t res;
+
+	if (!c || (!manifest && manifest_len))
+		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+	memset(&op, 0, sizeof(op));
+	op.paramTypes = TEEC_PARAM_TYPES(TEEC_MEMREF_TEMP_INPUT,
+					 TEEC_VALUE_OUTPUT, TEEC_VALUE_OUTPUT,
+					 TEEC_NONE);
+	op.params[0].tmpref.buffer = (void *)manifest;
+	op.params[0].tmpref.size = manifest_len;
+	res = invoke(c, TA_EDGE_CMD_LOAD_BEGIN, &op, origin);
+	if (res != TEEC_SUCCESS)
+		return res;
+	if (chunk_count)
+		*chunk_count = op.params[1].value.a;
+	if (flags)
+		*flags = op.params[1].value.b;
+	if (chunk_size)
+		*chunk_size = op.params[2].value.a;
+	if (last_stored_size)
+		*last_stored_size = op.params[2].value.b;
+	return res;
+}
+
+EDGE_API uint32_t edge_load_chunk(edge_client *c, uint32_t index,
+				  const uint8_t *stored, size_t stored_len,
+				  uint8_t *plain, size_t *plain_len,
+				  uint32_t *origin)
+{
+	TEEC_Operation op;
+	uint32_t res;
+
+	if (!c || !plain_len || (!stored && stored_len) ||
+	    (!plain && *plain_len))
+		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+	memset(&op, 0, sizeof(op));
+	op.paramTypes = TEEC_PARAM_TYPES(TEEC_VALUE_INPUT,
+					 TEEC_MEMREF_TEMP_INPUT,
+					 TEEC_MEMREF_TEMP_OUTPUT, TEEC_NONE);
+	op.params[0].value.a = index;
+	op.params[1].tmpref.buffer = (void *)stored;
+	op.params[1].tmpref.size = stored_len;
+	op.params[2].tmpref.buffer = plain;
+	op.params[2].tmpref.size = *plain_len;
+	res = invoke(c, TA_EDGE_CMD_LOAD_CHUNK, &op, origin);
+	if (res == TEEC_SUCCESS || res == TEEC_ERROR_SHORT_BUFFER)
+		*plain_len = op.params[2].tmpref.size;
+	return res;
+}
+
+EDGE_API uint32_t edge_load_finish(edge_client *c, uint64_t *version,
+				   uint32_t *origin)
+{
+	TEEC_Operation op;
+	uint32_t res;
+
+	if (!c)
+		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+	memset(&op, 0, sizeof(op));
+	op.paramTypes = TEEC_PARAM_TYPES(TEEC_VALUE_OUTPUT, TEEC_NONE,
+					 TEEC_NONE, TEEC_NONE);
+	res = invoke(c, TA_EDGE_CMD_LOAD_FINISH, &op, origin);
+	if (res == TEEC_SUCCESS && version)
+		*version = (uint64_t)op.params[0].value.b << 32 |
+			   op.params[0].value.a;
+	return res;
+}
+
+EDGE_API uint32_t edge_load_abort(edge_client *c, uint32_t *origin)
+{
+	TEEC_Operation op;
+
+	if (!c)
+		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+	memset(&op, 0, sizeof(op));
+	op.paramTypes = TEEC_PARAM_TYPES(TEEC_NONE, TEEC_NONE, TEEC_NONE,
+					 TEEC_NONE);
+	return invoke(c, TA_EDGE_CMD_LOAD_ABORT, &op, origin);
+}
+
+/* ---- Streaming a whole package ---------------------------------------- */
+
+/* Where package bytes come from: a caller's buffer or a file. */
+struct source {
+	const uint8_t *buf;
+	int fd;
+	uint64_t size;
+	uint64_t pos;
+};
+
+/* Where the verified backbone goes: a caller's buffer or a file. */
+struct sink {
+	uint8_t *buf;
+	size_t cap;
+	int fd;
+	uint64_t written;
+	bool overflow;
+};
+
+static size_t source_read(struct source *s, uint8_t *dst, size_t n)
+{
+	size_t done = 0;
+
+	if (s->size - s->pos < n)
+		n = (size_t)(s->size - s->pos);
+	if (s->buf) {
+		memcpy(dst, s->buf + s->pos, n);
+		s->pos += n;
+		return n;
+	}
+	while (done < n) {
+		ssize_t r = read(s->fd, dst + done, n - done);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		done += (size_t)r;
+	}
+	s->pos += done;
+	return done;
+}
+
+static int sink_write(struct sink *k, const uint8_t *src, size_t n)
+{
+	size_t done = 0;
+
+	if (k->fd < 0) {
+		if (k->buf && !k->overflow && k->cap - k->written >= n)
+			memcpy(k->buf + k->written, src, n);
+		else
+			k->overflow = true;
+		k->written += n;
+		return 0;
+	}
+	while (done < n) {
+		ssize_t w = write(k->fd, src + done, n - done);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		done += (size_t)w;
+	}
+	k->written += n;
+	return 0;
+}
+
+static uint32_t ensure_shm(edge_client *c, size_t size, uint32_t *origin)
+{
+	TEEC_Result res;
+
+	if (c->shm_size >= size)
+		return TEEC_SUCCESS;
+	release_shm(c);
+	memset(&c->shm_in, 0, sizeof(c->shm_in));
+	memset(&c->shm_out, 0, sizeof(c->shm_out));
+	c->shm_in.size = size;
+	c->shm_in.flags = TEEC_MEM_INPUT;
+	c->shm_out.size = size;
+	c->shm_out.flags = TEEC_MEM_OUTPUT;
+	res = TEEC_AllocateSharedMemory(&c->ctx, &c->shm_in);
+	if (res != TEEC_SUCCESS)
+		return api_error(origin, res);
+	res = TEEC_AllocateSharedMemory(&c->ctx, &c->shm_out);
+	if (res != TEEC_SUCCESS) {
+		TEEC_ReleaseSharedMemory(&c->shm_in);
+		return api_error(origin, res);
+	}
+	c->shm_size = size;
+	return TEEC_SUCCESS;
+}
+
+static uint32_t chunk_via_shm(edge_client *c, uint32_t index, size_t len,
+			      size_t *plain_len, uint32_t *origin)
+{
+	TEEC_Operation op;
+	uint32_t res;
+
+	memset(&op, 0, sizeof(op));
+	op.paramTypes = TEEC_PARAM_TYPES(TEEC_VALUE_INPUT,
+					 TEEC_MEMREF_PARTIAL_INPUT,
+					 TEEC_MEMREF_PARTIAL_OUTPUT, TEEC_NONE);
+	op.params[0].value.a = index;
+	op.params[1].memref.parent = &c->shm_in;
+	op.params[1].memref.size = len;
+	op.params[2].memref.parent = &c->shm_out;
+	op.params[2].memref.size = c->shm_size;
+	res = invoke(c, TA_EDGE_CMD_LOAD_CHUNK, &op, origin);
+	if (res == TEEC_SUCCESS)
+		*plain_len = op.params[2].memref.size;
+	return res;
+}
+
+/* Aborts the pending load after a failure, keeping the first error. */
+static uint32_t fail_load(edge_client *c, uint32_t res)
+{
+	edge_load_abort(c, NULL);
+	return res;
+}
+
+static uint32_t load_stream(edge_client *c, struct source *src,
+			    struct sink *dst, uint64_t *version,
+			    uint32_t *origin)
+{
+	uint8_t header[EDGE_ENVELOPE_HEADER_SIZE];
+	uint32_t count = 0, flags = 0, chunk = 0, last = 0;
+	uint64_t manifest_len, body_len, stored;
+	uint8_t *manifest;
+	uint32_t res;
+	size_t got;
+
+	/* Only framing is read here; the TA re-checks everything. */
+	got = source_read(src, header, sizeof(header));
+	body_len = got == sizeof(header) ? (uint64_t)header[8] |
+		   (uint64_t)header[9] << 8 | (uint64_t)header[10] << 16 |
+		   (uint64_t)header[11] << 24 : 0;
+	manifest_len = got + (got == sizeof(header) ? body_len + EDGE_SIG_SIZE : 0);
+	if (manifest_len > src->size)
+		manifest_len = src->size;
+	/* Enough to let the TA see an oversized manifest for what it is. */
+	if (manifest_len > 2 * (uint64_t)EDGE_MAX_MANIFEST_SIZE)
+		manifest_len = 2 * (uint64_t)EDGE_MAX_MANIFEST_SIZE;
+	manifest = malloc(manifest_len ? manifest_len : 1);
+	if (!manifest)
+		return api_error(origin, TEEC_ERROR_OUT_OF_MEMORY);
+	memcpy(manifest, header, got);
+	if (source_read(src, manifest + got, manifest_len - got) !=
+	    manifest_len - got) {
+		free(manifest);
+		return api_error(origin, TEEC_ERROR_COMMUNICATION);
+	}
+	res = edge_load_begin(c, manifest, manifest_len, &count, &flags,
+			      &chunk, &last, origin);
+	free(manifest);
+	if (res != TEEC_SUCCESS)
+		return res;
+
+	stored = (uint64_t)chunk +
+		 ((flags & EDGE_PKG_FLAG_BACKBONE_ENCRYPTED) ? 16 : 0);
+	if (count) {
+		res = ensure_shm(c, (size_t)stored, origin);
+		if (res != TEEC_SUCCESS)
+			return fail_load(c, res);
+	}
+	for (uint32_t i = 0; i < count; i++) {
+		size_t want = (size_t)(i + 1 == count ? last : stored);
+		size_t plain_len = 0;
+
+		if (want > c->shm_size)
+			return fail_load(c, api_error(origin,
+						      TEEC_ERROR_BAD_FORMAT));
+		/* A short read passes a short chunk: the TA names it. */
+		got = source_read(src, c->shm_in.buffer, want);
+		res = chunk_via_shm(c, i, got, &plain_len, origin);
+		if (res != TEEC_SUCCESS)
+			return fail_load(c, res);
+		if (sink_write(dst, c->shm_out.buffer, plain_len))
+			return fail_load(c, api_error(origin,
+						      TEEC_ERROR_COMMUNICATION));
+	}
+	if (src->pos != src->size)	/* trailing bytes after the payload */
+		return fail_load(c, api_error(origin, TEEC_ERROR_BAD_FORMAT));
+	if (dst->overflow)
+		return fail_load(c, api_error(origin, TEEC_ERROR_SHORT_BUFFER));
+	return edge_load_finish(c, version, origin);
+}
+
+EDGE_API uint32_t edge_load_model_buffer(edge_client *c,
+					 const uint8_t *package,
+					 size_t package_len, uint8_t *backbone,
+					 size_t *backbone_len,
+					 uint64_t *version, uint32_t *origin)
+{
+	struct source src = { .buf = package, .fd = -1, .size = package_len };
+	struct sink dst = { .fd = -1 };
+	uint32_t res;
+
+	if (!c || !package || !backbone_len || (!backbone && *backbone_len))
+		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+	dst.buf = backbone;
+	dst.cap = *backbone_len;
+	res = load_stream(c, &src, &dst, version, origin);
+	if (res == TEEC_SUCCESS || res == TEEC_ERROR_SHORT_BUFFER)
+		*backbone_len = (size_t)dst.written;
+	return res;
+}
+
+EDGE_API uint32_t edge_load_model_file(edge_client *c, const char *package_path,
+				       const char *backbone_path,
+				       uint64_t *backbone_len,
+				       uint64_t *version, uint32_t *origin)
+{
+	struct source src = { .fd = -1 };
+	struct sink dst = { .fd = -1 };
+	char tmp[PATH_MAX];
+	struct stat st;
+	uint32_t res;
+
+	if (!c || !package_path)
+		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+	src.fd = open(package_path, O_RDONLY | O_CLOEXEC);
+	if (src.fd < 0)
+		return api_error(origin, TEEC_ERROR_ITEM_NOT_FOUND);
+	if (fstat(src.fd, &st) || !S_ISREG(st.st_mode)) {
+		close(src.fd);
+		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+	}
+	src.size = (uint64_t)st.st_size;
+
+	if (backbone_path) {
+		int n = snprintf(tmp, sizeof(tmp), "%s.partial", backbone_path);
+
+		if (n < 0 || (size_t)n >= sizeof(tmp)) {
+			close(src.fd);
+			return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+		}
+		dst.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+			      0644);
+		if (dst.fd < 0) {
+			close(src.fd);
+			return api_error(origin, TEEC_ERROR_ACCESS_DENIED);
+		}
+	}
+	res = load_stream(c, &src, &dst, version, origin);
+	close(src.fd);
+	if (backbone_path) {
+		/* Publish the backbone only once the TA committed the package. */
+		if (res == TEEC_SUCCESS && (fsync(dst.fd) || close(dst.fd) ||
+					    rename(tmp, backbone_path))) {
+			unlink(tmp);
+			return api_error(origin, TEEC_ERROR_ACCESS_DENIED);
+		}
+		if (res != TEEC_SUCCESS) {
+			close(dst.fd);
+			unlink(tmp);
+		}
+	}
+	if (res == TEEC_SUCCESS && backbone_len)
+		*backbone_len = dst.written;
+	return res;
+}
+
+EDGE_API uint32_t edge_infer(edge_client *c, const float *features, uint32_t n,
+			     size_t features_len, float *scores,
+			     size_t *scores_len, uint32_t *origin)
+{
+	TEEC_Operation op;
+	uint32_t res;
+
+	if (!c || !scores_len || (!features && features_len) ||
+	    (!scores && *scores_len))
+		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+	memset(&op, 0, sizeof(op));
+	op.paramTypes = TEEC_PARAM_TYPES(TEEC_VALUE_INPUT,
+					 TEEC_MEMREF_TEMP_INPUT,
+					 TEEC_MEMREF_TEMP_OUTPUT, TEEC_NONE);
+	op.params[0].value.a = n;
+	op.params[1].tmpref.buffer = (void *)features;
+	op.params[1].tmpref.size = features_len;
+	op.params[2].tmpref.buffer = scores;
+	op.params[2].tmpref.size = *scores_len;
+	res = invoke(c, TA_EDGE_CMD_INFER, &op, origin);
+	if (res == TEEC_SUCCESS || res == TEEC_ERROR_SHORT_BUFFER)
+		*scores_len = op.params[2].tmpref.size;
+	return res;
+}
+
+EDGE_API const char *edge_result_name(uint32_t result)
+{
+	switch (result) {
+	case TEEC_SUCCESS: return "success";
+	case TEEC_ERROR_GENERIC: return "generic error";
+	case TEEC_ERROR_ACCESS_DENIED: return "access denied";
+	case TEEC_ERROR_EXCESS_DATA: return "excess data";
+	case TEEC_ERROR_BAD_FORMAT: return "bad format";
+	case TEEC_ERROR_BAD_PARAMETERS: return "bad parameters";
+	case TEEC_ERROR_BAD_STATE: return "bad state";
+	case TEEC_ERROR_ITEM_NOT_FOUND: return "item not found";
+	case TEEC_ERROR_NOT_IMPLEMENTED: return "not implemented";
+	case TEEC_ERROR_OUT_OF_MEMORY: return "out of memory";
+	case TEEC_ERROR_BUSY: return "busy";
+	case TEEC_ERROR_COMMUNICATION: return "communication error";
+	case TEEC_ERROR_SHORT_BUFFER: return "short buffer";
+	case TEEC_ERROR_TARGET_DEAD: return "trusted application died";
+	case 0xFFFF3071: return "MAC invalid";
+	case 0xFFFF3072: return "signature invalid";
+	case EDGE_ERR_ROLLBACK: return "rollback";
+	case EDGE_ERR_NOT_FOR_DEVICE: return "not for this device";
+	case EDGE_ERR_UNKNOWN_SIGNER: return "unknown signer";
+	case EDGE_ERR_NOT_PROVISIONED: return "not provisioned";
+	case EDGE_ERR_ALREADY_PROVISIONED: return "already provisioned";
+	case EDGE_ERR_NO_MODEL: return "no model loaded";
+	case EDGE_ERR_STALE_STATEMENT: return "stale statement";
+	case EDGE_ERR_UNSUPPORTED_VERSION: return "unsupported format version";
+	case EDGE_ERR_WRONG_KIND: return "wrong artefact kind";
+	case EDGE_ERR_CHUNK_DIGEST: return "chunk digest mismatch";
+	default: return "unknown result";
+	}
+}

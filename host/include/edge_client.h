@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Flat C client of the edge trusted application, over the GlobalPlatform TEE
+ * Client API (libteec). One function per TA command, plain integer and
+ * pointer arguments, so that it loads with cffi's ABI mode.
+ *
+ * Every call returns a TEEC_Result (0 = success) and, when `origin` is not
+ * NULL, stores the TEEC_ORIGIN_* of that result: TRUSTED_APP for a refusal by
+ * the TA (codes in ta/include/edge_ta.h), TEE or COMMS for a failure of the
+ * secure world or the transport (TEEC_ERROR_TARGET_DEAD after a TA crash),
+ * API for a check this library made itself.
+ *
+ * The library does not link a libteec: the process loads one first (the real
+ * libteec.so.1/.so.2 on a board, libteec_sim.so for the simulated secure
+ * world) and the TEEC_* symbols resolve against it.
+ *
+ * Thread safety: an edge_client is not safe for concurrent use; callers
+ * serialise (the Python binding holds a lock per client).
+ */
+#ifndef EDGE_CLIENT_H
+#define EDGE_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct edge_client edge_client;
+
+/*
+ * Opens a context on the TEE named `tee_name` (NULL for the default TEE; for
+ * the simulated secure world, its state directory) and a session with the
+ * edge TA.
+ */
+uint32_t edge_client_open(const char *tee_name, edge_client **out,
+			  uint32_t *origin);
+void edge_client_close(edge_client *c);
+
+uint32_t edge_get_identity(edge_client *c, uint8_t *record, size_t *record_len,
+			   uint32_t *origin);
+uint32_t edge_get_status(edge_client *c, uint8_t *status, size_t *status_len,
+			 uint32_t *origin);
+uint32_t edge_install_anchors(edge_client *c, const uint8_t *signer_pub,
+			      const uint8_t *aggregator_pub, uint32_t *origin);
+uint32_t edge_replace_anchor(edge_client *c, const uint8_t *statement,
+			     size_t statement_len, uint32_t *origin);
+
+/* The four steps of a package load, for callers that stream it themselves. */
+uint32_t edge_load_begin(edge_client *c, const uint8_t *manifest,
+			 size_t manifest_len, uint32_t *chunk_count,
+			 uint32_t *flags, uint32_t *chunk_size,
+			 uint32_t *last_stored_size, uint32_t *origin);
+uint32_t edge_load_chunk(edge_client *c, uint32_t index, const uint8_t *stored,
+			 size_t stored_len, uint8_t *plain, size_t *plain_len,
+			 uint32_t *origin);
+uint32_t edge_load_finish(edge_client *c, uint64_t *version, uint32_t *origin);
+uint32_t edge_load_abort(edge_client *c, uint32_t *origin);
+
+/*
+ * Loads a whole package held in memory. The verified backbone plaintext is
+ * written to `backbone` (capacity *backbone_len, which receives the length;
+ * TEEC_ERROR_SHORT_BUFFER with the needed length when too small; may be NULL
+ * with capacity 0 for a package without backbone).
+ */
+uint32_t edge_load_model_buffer(edge_client *c, const uint8_t *package,
+				size_t package_len, uint8_t *backbone,
+				size_t *backbone_len, uint64_t *version,
+				uint32_t *origin);
+/*
+ * Loads a package from a file, streaming the backbone through the TA chunk by
+ * chunk, so its size is not bounded by memory. The verified backbone is
+ * written to `backbone_path` (replaced atomically; NULL discards it).
+ */
+uint32_t edge_load_model_file(edge_client *c, const char *package_path,
+			      const char *backbone_path, uint64_t *backbone_len,
+			      uint64_t *version, uint32_t *origin);
+
+/* scores (n x head_out float32) = features (n x head_in float32) . W + b */
+uint32_t edge_infer(edge_client *c, const float *features, uint32_t n,
+		    size_t features_len, float *scores, size_t *scores_len,
+		    uint32_t *origin);
+
+/* Short, static, human-readable name of a result code (never NULL). */
+const char *edge_result_name(uint32_t result);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDGE_CLIENT_H */

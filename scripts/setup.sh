@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine for edge, idempotently: the Debian
+# packages the native build needs, a virtualenv (.venv) holding the project
+# and its Python dependencies, and the native build (build/host, plus the
+# sanitizer build build/host-asan with --with-sanitizers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+with_sanitizers=0
+for arg in "$@"; do
+    case "$arg" in
+        --with-sanitizers) with_sanitizers=1 ;;
+        *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
+    esac
+done
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Debian packages: compiler and make, OpenSSL 3 headers for the simulated
+# secure world, venv support for Debian's python3.
+packages=(build-essential libssl-dev pkg-config)
+python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv)
+missing=()
+for pkg in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
+        || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv"
+    python3 -m venv .venv
+fi
+# Reinstall only when the project metadata changed since the last setup.
+stamp=.venv/.edge-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "setup: installing edge and its Python dependencies into .venv"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[test]'
+    touch "$stamp"
+fi
+
+echo "setup: building the native parts (build/host)"
+make -s -j"$(nproc)"
+if [ "$with_sanitizers" -eq 1 ]; then
+    echo "setup: building the sanitizer variant (build/host-asan)"
+    make -s -j"$(nproc)" SAN=1
+fi
+echo "setup: done"
