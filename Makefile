@@ -40,6 +40,9 @@ obj = $(BUILD)/obj/$(basename $(1)).o
 TA_OBJS := $(foreach s,$(TA_SRCS),$(call obj,$(s)))
 GP_OBJS := $(foreach s,$(GP_SRCS),$(call obj,$(s)))
 SW_MAIN_OBJ := $(call obj,host/sim/sw_main.c)
+SIM_IPC_OBJ := $(call obj,host/sim/sim_ipc.c)
+# The TA's properties (user_ta_header_defines.h); test TAs define their own.
+TA_PROPS_OBJ := $(call obj,host/sim/ta_props.c)
 
 GP_TESTS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/gp_test_*.c))
 TA_TESTS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/ta_test_*.c))
@@ -77,12 +80,15 @@ $(BUILD)/libgp_sim.a: $(GP_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
 # The simulated secure world: one process per TEEC_Context.
-$(BUILD)/edge-sim-tee: $(SW_MAIN_OBJ) $(TA_OBJS) $(BUILD)/libgp_sim.a
+$(BUILD)/edge-sim-tee: $(SW_MAIN_OBJ) $(SIM_IPC_OBJ) $(TA_PROPS_OBJ) $(TA_OBJS) $(BUILD)/libgp_sim.a
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ -lcrypto -lm
 
 # libteec-compatible client library of the simulated secure world.
-$(BUILD)/libteec_sim.so: $(call obj,host/sim/libteec_sim.c)
-	$(CC) $(LDFLAGS_SAN) -shared -Wl,-soname,libteec_sim.so -o $@ $^ -lpthread
+# nodelete: it keeps a helper thread (see spawn() in libteec_sim.c), whose
+# code must stay mapped even if a caller dlclose()s the library.
+$(BUILD)/libteec_sim.so: $(call obj,host/sim/libteec_sim.c) $(SIM_IPC_OBJ)
+	$(CC) $(LDFLAGS_SAN) -shared -Wl,-soname,libteec_sim.so -Wl,-z,nodelete \
+		-o $@ $^ -lpthread -ldl
 
 # Our client library. TEEC_* symbols stay undefined on purpose: they resolve
 # against whichever libteec the process loaded first (the real one or
@@ -108,7 +114,7 @@ $(BUILD)/tests/client_test_%: $(BUILD)/obj/tests/c/client_test_%.o $(BUILD)/libe
 		-Wl,-rpath,'$$ORIGIN/..' -lpthread
 
 # Small test TAs that exercise the simulator itself (crashes, short buffers).
-$(BUILD)/tests/sim_ta_%: $(BUILD)/obj/tests/c/sim_ta_%.o $(SW_MAIN_OBJ) $(BUILD)/libgp_sim.a
+$(BUILD)/tests/sim_ta_%: $(BUILD)/obj/tests/c/sim_ta_%.o $(SW_MAIN_OBJ) $(SIM_IPC_OBJ) $(BUILD)/libgp_sim.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_SAN) -o $@ $^ -lcrypto -lm
 

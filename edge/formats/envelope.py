@@ -11,7 +11,14 @@ from enum import IntEnum
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.errors import Malformed, Oversized, SignatureInvalid, UnknownSigner, UnsupportedVersion, WrongKind
+from edge.errors import (
+    Malformed,
+    Oversized,
+    SignatureInvalid,
+    UnknownSigner,
+    UnsupportedVersion,
+    WrongKind,
+)
 from edge.formats.keys import KEY_ID_SIZE, ed25519_public_from_raw, ed25519_raw_public, key_id
 
 MAGIC = b"EDGE"
@@ -107,7 +114,7 @@ class Envelope:
 
 def check_header(
     header: bytes | memoryview,
-    available: int,
+    available: int | None,
     *,
     kind: int | None = None,
     max_len: int | None = None,
@@ -115,21 +122,15 @@ def check_header(
 ) -> EnvelopeHeader:
     """Run the TA's envelope checks, in its order, on a header and the bytes available.
 
-    ``available`` is the length of the whole input (header included); with
-    ``exact`` it must equal the envelope length, else it must be at least that.
+    ``available`` is the length of the whole input (header included), or None
+    to skip the length check (a stream, checked as it is read). With ``exact``
+    it must equal the envelope length, else it must be at least that.
     """
-    if available < HEADER_SIZE or len(header) < HEADER_SIZE:
-        raise Malformed(f"envelope: {available} bytes, shorter than the {HEADER_SIZE}-byte header")
+    if len(header) < HEADER_SIZE or (available is not None and available < HEADER_SIZE):
+        got = len(header) if available is None else min(available, len(header))
+        raise Malformed(f"envelope: {got} bytes, shorter than the {HEADER_SIZE}-byte header")
     magic, version, got_kind, body_len, signer = _HEADER.unpack_from(header, 0)
     parsed = EnvelopeHeader(version, got_kind, body_len, bytes(signer))
-    if available < parsed.total_len:
-        raise Malformed(
-            f"envelope: truncated, {available} bytes but header implies {parsed.total_len}"
-        )
-    if exact and available > parsed.total_len:
-        raise Malformed(
-            f"envelope: {available - parsed.total_len} trailing bytes after {parsed.total_len}"
-        )
     if magic != MAGIC:
         raise Malformed(f"envelope: bad magic {bytes(magic).hex()}, expected {MAGIC.hex()}")
     if version != FORMAT_VERSION:
@@ -142,7 +143,21 @@ def check_header(
         raise Oversized(
             f"envelope: {kind_name(got_kind)} of {parsed.total_len} bytes exceeds {max_len}"
         )
+    if available is not None:
+        check_length(parsed, available, exact=exact)
     return parsed
+
+
+def check_length(header: EnvelopeHeader, available: int, *, exact: bool = True) -> None:
+    """Refuse an input shorter than the envelope, or (``exact``) longer than it."""
+    if available < header.total_len:
+        raise Malformed(
+            f"envelope: truncated, {available} bytes but header implies {header.total_len}"
+        )
+    if exact and available > header.total_len:
+        raise Malformed(
+            f"envelope: {available - header.total_len} trailing bytes after {header.total_len}"
+        )
 
 
 def parse_envelope(
@@ -179,8 +194,14 @@ def verify_envelope(envelope: Envelope, signer_pub: bytes) -> None:
         ) from exc
 
 
-def encode_header(kind: int, body_len: int, signer_key_id: bytes, *, version: int = FORMAT_VERSION,
-                  magic: bytes = MAGIC) -> bytes:
+def encode_header(
+    kind: int,
+    body_len: int,
+    signer_key_id: bytes,
+    *,
+    version: int = FORMAT_VERSION,
+    magic: bytes = MAGIC,
+) -> bytes:
     """Return the 28-byte header (no validation; builders and test vectors only)."""
     if len(signer_key_id) != KEY_ID_SIZE:
         raise ValueError("signer key id must be 16 bytes")

@@ -1,0 +1,119 @@
+"""Anchor statement (kind 2): replaces one trust anchor, signed by its current key."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge.errors import Malformed, StaleStatement, UnknownSigner
+from edge.formats.envelope import (
+    HEADER_SIZE,
+    SIG_SIZE,
+    Envelope,
+    Kind,
+    build_envelope,
+    parse_envelope,
+    verify_envelope,
+)
+from edge.formats.keys import PUBKEY_SIZE, ed25519_public_from_raw, key_id
+
+ANCHOR_BODY_SIZE = 48
+ANCHOR_STATEMENT_SIZE = HEADER_SIZE + ANCHOR_BODY_SIZE + SIG_SIZE
+MAX_EPOCH = 2**64 - 1
+
+_BODY = struct.Struct("<B7sQ32s")
+assert _BODY.size == ANCHOR_BODY_SIZE
+
+
+class Role(IntEnum):
+    """The two trust anchors a device holds."""
+
+    MODEL_SIGNER = 1
+    AGGREGATOR = 2
+
+
+ROLE_NAMES = {Role.MODEL_SIGNER: "model-signer", Role.AGGREGATOR: "aggregator"}
+
+
+@dataclass(frozen=True)
+class AnchorStatement:
+    """A parsed anchor statement (its signature is checked by ``verify_anchor_statement``)."""
+
+    role: Role
+    epoch: int
+    new_pub: bytes
+    signer_key_id: bytes
+
+    @property
+    def new_key_id(self) -> bytes:
+        """``key_id`` of the new anchor key."""
+        return key_id(self.new_pub)
+
+
+def _parse(env: Envelope) -> tuple[Role, bytes, int, bytes]:
+    """Split the body into role, reserved, epoch and new key; refuse an unknown role."""
+    body = env.body
+    if len(body) != ANCHOR_BODY_SIZE:
+        raise Malformed(f"anchor statement: body of {len(body)} bytes, expected {ANCHOR_BODY_SIZE}")
+    role, reserved, epoch, new_pub = _BODY.unpack(body)
+    if role not in (Role.MODEL_SIGNER, Role.AGGREGATOR):
+        raise Malformed(f"anchor statement: role {role} is not 1 (model signer) or 2 (aggregator)")
+    return Role(role), reserved, epoch, new_pub
+
+
+def _check_body(reserved: bytes, new_pub: bytes) -> None:
+    """Refuse non-zero reserved bytes and an invalid new key."""
+    if reserved != bytes(7):
+        raise Malformed("anchor statement: reserved bytes 1..7 are not zero")
+    ed25519_public_from_raw(new_pub, "anchor statement: new key")
+
+
+def parse_anchor_statement(data: bytes | bytearray | memoryview) -> AnchorStatement:
+    """Parse an anchor statement with every structural check but no signature check."""
+    env = parse_envelope(data, kind=Kind.ANCHOR_STATEMENT, max_len=ANCHOR_STATEMENT_SIZE)
+    role, reserved, epoch, new_pub = _parse(env)
+    _check_body(reserved, new_pub)
+    return AnchorStatement(role, epoch, new_pub, env.signer_key_id)
+
+
+def verify_anchor_statement(
+    data: bytes | bytearray | memoryview,
+    *,
+    anchors: Mapping[int, bytes],
+    epochs: Mapping[int, int],
+) -> AnchorStatement:
+    """Check a statement as REPLACE_ANCHOR does, given current anchors and stored epochs by role.
+
+    The role byte is read before the signer check because it selects the anchor.
+    """
+    env = parse_envelope(data, kind=Kind.ANCHOR_STATEMENT, max_len=ANCHOR_STATEMENT_SIZE)
+    role, reserved, epoch, new_pub = _parse(env)
+    current = anchors.get(role)
+    if current is None:
+        raise UnknownSigner(f"anchor statement: no current {ROLE_NAMES[role]} anchor")
+    verify_envelope(env, current)
+    _check_body(reserved, new_pub)
+    stored = epochs.get(role, 0)
+    if epoch != stored + 1:
+        raise StaleStatement(
+            f"anchor statement: epoch {epoch} for {ROLE_NAMES[role]}, expected {stored + 1}"
+        )
+    return AnchorStatement(role, epoch, new_pub, env.signer_key_id)
+
+
+def build_anchor_statement(
+    current: Ed25519PrivateKey, role: int, epoch: int, new_pub: bytes
+) -> bytes:
+    """Return a statement replacing ``role``'s anchor by ``new_pub``, signed by ``current``."""
+    if role not in (Role.MODEL_SIGNER, Role.AGGREGATOR):
+        raise Malformed(f"anchor statement: role {role} is not 1 or 2")
+    if not 1 <= epoch <= MAX_EPOCH:
+        raise Malformed(f"anchor statement: epoch {epoch} is not in 1..2^64-1")
+    if len(new_pub) != PUBKEY_SIZE:
+        raise Malformed(f"anchor statement: new key of {len(new_pub)} bytes, expected 32")
+    body = _BODY.pack(role, bytes(7), epoch, bytes(new_pub))
+    return build_envelope(Kind.ANCHOR_STATEMENT, body, current)

@@ -1,0 +1,287 @@
+"""Model package manifest (the body of a kind-1 envelope): fields, limits, encode, parse."""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from edge.errors import Malformed, Oversized
+from edge.formats.keyschedule import TAG_SIZE, WRAPPED_KEY_SIZE
+
+MAX_MANIFEST_SIZE = 1024 * 1024
+MAX_RECIPIENTS = 256
+MAX_CHUNKS = 4096
+MIN_CHUNK_LOG2 = 12
+MAX_CHUNK_LOG2 = 20
+MAX_HEAD_IN = 4096
+MAX_HEAD_OUT = 1024
+MAX_HEAD_PARAMS = 128 * 1024
+MAX_METADATA = 4096
+
+FLAG_BACKBONE = 0x1
+FLAG_BACKBONE_ENCRYPTED = 0x2
+KNOWN_FLAGS = FLAG_BACKBONE | FLAG_BACKBONE_ENCRYPTED
+
+FIXED_SIZE = 92
+RECIPIENT_SIZE = 16 + WRAPPED_KEY_SIZE
+DIGEST_SIZE = 32
+PACKAGE_ID_SIZE = 16
+
+# version, package id, flags, E, R, reserved, I, O, L, chunk_log2, reserved, N, M
+_FIXED = struct.Struct("<Q16sI32sH2sIIQB3sII")
+assert _FIXED.size == FIXED_SIZE
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One recipient entry: a device id and the content key wrapped for it."""
+
+    device_id: bytes
+    wrapped_key: bytes
+
+
+@dataclass(frozen=True)
+class PackageManifest:
+    """A model package manifest; ``parse_manifest`` guarantees every invariant."""
+
+    version: int
+    package_id: bytes
+    flags: int
+    ephemeral_pub: bytes
+    recipients: tuple[Recipient, ...]
+    head_in: int
+    head_out: int
+    backbone_len: int
+    chunk_log2: int
+    chunk_digests: tuple[bytes, ...]
+    head_ciphertext: bytes
+    metadata: bytes
+
+    @property
+    def has_backbone(self) -> bool:
+        """Whether the package carries a backbone payload."""
+        return bool(self.flags & FLAG_BACKBONE)
+
+    @property
+    def backbone_encrypted(self) -> bool:
+        """Whether the backbone chunks are encrypted."""
+        return bool(self.flags & FLAG_BACKBONE_ENCRYPTED)
+
+    @property
+    def chunk_size(self) -> int:
+        """Plaintext chunk size ``C`` in bytes (0 without backbone)."""
+        return 1 << self.chunk_log2 if self.has_backbone else 0
+
+    @property
+    def chunk_count(self) -> int:
+        """Number of backbone chunks ``N``."""
+        return len(self.chunk_digests)
+
+    @property
+    def head_params(self) -> int:
+        """Number of float32 head parameters ``I*O + O``."""
+        return self.head_in * self.head_out + self.head_out
+
+    def plain_chunk_len(self, index: int) -> int:
+        """Plaintext bytes of chunk ``index``."""
+        if not 0 <= index < self.chunk_count:
+            raise IndexError(index)
+        return min(self.chunk_size, self.backbone_len - index * self.chunk_size)
+
+    def stored_chunk_len(self, index: int) -> int:
+        """Stored (payload) bytes of chunk ``index``."""
+        extra = TAG_SIZE if self.backbone_encrypted else 0
+        return self.plain_chunk_len(index) + extra
+
+    @property
+    def payload_len(self) -> int:
+        """Bytes of the backbone payload that follows the envelope."""
+        extra = TAG_SIZE * self.chunk_count if self.backbone_encrypted else 0
+        return self.backbone_len + extra
+
+    def metadata_object(self) -> dict[str, Any]:
+        """The metadata as a JSON object (empty when there is none)."""
+        return json.loads(self.metadata) if self.metadata else {}
+
+    def find_recipient(self, device_id: bytes) -> Recipient | None:
+        """Return the entry addressed to ``device_id``, if any."""
+        for entry in self.recipients:
+            if entry.device_id == device_id:
+                return entry
+        return None
+
+
+def body_len_for(recipients: int, chunks: int, head_params: int, metadata: int) -> int:
+    """Return the manifest length the counts imply."""
+    return (
+        FIXED_SIZE
+        + RECIPIENT_SIZE * recipients
+        + DIGEST_SIZE * chunks
+        + 4 * head_params
+        + TAG_SIZE
+        + metadata
+    )
+
+
+def chunks_for(backbone_len: int, chunk_log2: int) -> int:
+    """Return ``ceil(L / 2^chunk_log2)``."""
+    return -(-backbone_len // (1 << chunk_log2))
+
+
+def check_head_shape(head_in: int, head_out: int) -> None:
+    """Refuse a head size of zero (``Malformed``) or over a limit (``Oversized``)."""
+    if head_in < 1 or head_out < 1:
+        raise Malformed(f"head: size {head_in}x{head_out}, both dimensions must be at least 1")
+    if head_in > MAX_HEAD_IN:
+        raise Oversized(f"head: input size {head_in} exceeds {MAX_HEAD_IN}")
+    if head_out > MAX_HEAD_OUT:
+        raise Oversized(f"head: output size {head_out} exceeds {MAX_HEAD_OUT}")
+    params = head_in * head_out + head_out
+    if params > MAX_HEAD_PARAMS:
+        raise Oversized(
+            f"head: {head_in}x{head_out} has {params} parameters (I*O+O), exceeds {MAX_HEAD_PARAMS}"
+        )
+
+
+def check_recipient_count(count: int) -> None:
+    """Refuse zero recipients (``Malformed``) or more than 256 (``Oversized``)."""
+    if count < 1:
+        raise Malformed("manifest: recipient count 0, at least one is needed")
+    if count > MAX_RECIPIENTS:
+        raise Oversized(f"manifest: recipient count {count} exceeds {MAX_RECIPIENTS}")
+
+
+def check_backbone_layout(backbone_len: int, chunk_log2: int, chunk_count: int) -> None:
+    """Refuse a backbone whose chunk size, count or length are out of range or inconsistent."""
+    if backbone_len < 1:
+        raise Malformed("manifest: backbone flag set but backbone length is 0")
+    if chunk_log2 < MIN_CHUNK_LOG2:
+        raise Malformed(f"manifest: chunk_log2 {chunk_log2} is below {MIN_CHUNK_LOG2}")
+    if chunk_log2 > MAX_CHUNK_LOG2:
+        raise Oversized(f"manifest: chunk_log2 {chunk_log2} exceeds {MAX_CHUNK_LOG2}")
+    if chunk_count > MAX_CHUNKS:
+        raise Oversized(f"manifest: chunk count {chunk_count} exceeds {MAX_CHUNKS}")
+    expected = chunks_for(backbone_len, chunk_log2)
+    if chunk_count != expected:
+        raise Malformed(
+            f"manifest: chunk count {chunk_count} but backbone of {backbone_len} bytes in "
+            f"chunks of {1 << chunk_log2} needs {expected}"
+        )
+
+
+def check_metadata(metadata: bytes) -> None:
+    """Refuse metadata over 4096 bytes (``Oversized``) or not a UTF-8 JSON object."""
+    if len(metadata) > MAX_METADATA:
+        raise Oversized(f"manifest: metadata of {len(metadata)} bytes exceeds {MAX_METADATA}")
+    if not metadata:
+        return
+    try:
+        value = json.loads(metadata.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise Malformed(f"manifest: metadata is not UTF-8 JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise Malformed("manifest: metadata is not a JSON object")
+
+
+def encode_manifest(m: PackageManifest) -> bytes:
+    """Serialise a manifest without validating it (builders and test vectors)."""
+    fixed = _FIXED.pack(
+        m.version,
+        m.package_id,
+        m.flags,
+        m.ephemeral_pub,
+        len(m.recipients),
+        bytes(2),
+        m.head_in,
+        m.head_out,
+        m.backbone_len,
+        m.chunk_log2,
+        bytes(3),
+        len(m.chunk_digests),
+        len(m.metadata),
+    )
+    parts = [fixed]
+    parts += [r.device_id + r.wrapped_key for r in m.recipients]
+    parts += list(m.chunk_digests)
+    parts += [m.head_ciphertext, m.metadata]
+    return b"".join(parts)
+
+
+def parse_manifest(body: bytes | memoryview) -> PackageManifest:
+    """Parse and validate a manifest: fields, limits, lengths, unique recipients, metadata."""
+    body = bytes(body)
+    if len(body) < FIXED_SIZE:
+        raise Malformed(
+            f"manifest: {len(body)} bytes, shorter than the {FIXED_SIZE}-byte fixed part"
+        )
+    (
+        version,
+        package_id,
+        flags,
+        eph,
+        count,
+        res1,
+        head_in,
+        head_out,
+        length,
+        chunk_log2,
+        res2,
+        chunks,
+        meta_len,
+    ) = _FIXED.unpack_from(body, 0)
+    if version < 1:
+        raise Malformed("manifest: model version 0, versions start at 1")
+    if flags & ~KNOWN_FLAGS:
+        raise Malformed(f"manifest: unknown flag bits 0x{flags & ~KNOWN_FLAGS:x}")
+    if flags & FLAG_BACKBONE_ENCRYPTED and not flags & FLAG_BACKBONE:
+        raise Malformed("manifest: backbone-encrypted flag set without backbone flag")
+    if res1 != bytes(2) or res2 != bytes(3):
+        raise Malformed("manifest: reserved bytes (62..63 or 81..83) are not zero")
+    check_recipient_count(count)
+    check_head_shape(head_in, head_out)
+    if flags & FLAG_BACKBONE:
+        check_backbone_layout(length, chunk_log2, chunks)
+    elif length or chunk_log2 or chunks:
+        raise Malformed(
+            f"manifest: no backbone flag but length {length}, chunk_log2 {chunk_log2}, "
+            f"chunk count {chunks}"
+        )
+    if meta_len > MAX_METADATA:
+        raise Oversized(f"manifest: metadata length {meta_len} exceeds {MAX_METADATA}")
+    params = head_in * head_out + head_out
+    expected = body_len_for(count, chunks, params, meta_len)
+    if len(body) != expected:
+        raise Malformed(f"manifest: body of {len(body)} bytes, its counts imply {expected}")
+    pos = FIXED_SIZE
+    recipients = []
+    seen: set[bytes] = set()
+    for _ in range(count):
+        entry = Recipient(body[pos : pos + 16], body[pos + 16 : pos + RECIPIENT_SIZE])
+        if entry.device_id in seen:
+            raise Malformed(f"manifest: recipient {entry.device_id.hex()} listed twice")
+        seen.add(entry.device_id)
+        recipients.append(entry)
+        pos += RECIPIENT_SIZE
+    digests = tuple(
+        body[pos + DIGEST_SIZE * i : pos + DIGEST_SIZE * (i + 1)] for i in range(chunks)
+    )
+    pos += DIGEST_SIZE * chunks
+    head_ct = body[pos : pos + 4 * params + TAG_SIZE]
+    metadata = body[pos + 4 * params + TAG_SIZE :]
+    check_metadata(metadata)
+    return PackageManifest(
+        version,
+        package_id,
+        flags,
+        eph,
+        tuple(recipients),
+        head_in,
+        head_out,
+        length,
+        chunk_log2,
+        digests,
+        head_ct,
+        metadata,
+    )

@@ -1,0 +1,1 @@
+"""firmware-sign: role keys, model packages and anchor statements for edge releases."""

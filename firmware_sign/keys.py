@@ -1,0 +1,143 @@
+"""Role keys of the release engineer: Ed25519, PKCS8 PEM private (0600) and SPKI PEM public."""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from edge.errors import ConfigError
+from edge.formats.keys import PUBKEY_SIZE, ed25519_raw_public
+
+ROLES = ("model-signer", "aggregator")
+PRIVATE_SUFFIX = ".key"
+PUBLIC_SUFFIX = ".pub"
+MAX_KEY_FILE = 64 * 1024
+
+
+def key_paths(prefix: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Return (PREFIX.key, PREFIX.pub)."""
+    base = os.fspath(prefix)
+    return Path(base + PRIVATE_SUFFIX), Path(base + PUBLIC_SUFFIX)
+
+
+def write_new_file(path: Path, data: bytes, *, mode: int, force: bool) -> None:
+    """Write ``data`` atomically, created with ``mode``; refuse to replace unless ``force``."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if force:
+            os.replace(tmp, path)
+        else:
+            _link_no_clobber(tmp, path)
+    except FileExistsError as exc:
+        raise ConfigError(f"{path} exists; refusing to overwrite it (use --force)") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from exc
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _link_no_clobber(tmp: Path, path: Path) -> None:
+    """Move ``tmp`` to ``path`` unless ``path`` exists (hard link where supported)."""
+    try:
+        os.link(tmp, path)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, "exists", str(path)) from exc
+        os.replace(tmp, path)
+
+
+def private_pem(key: Ed25519PrivateKey) -> bytes:
+    """Return the unencrypted PKCS8 PEM of a private key."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def public_pem(pub: Ed25519PublicKey | bytes) -> bytes:
+    """Return the SubjectPublicKeyInfo PEM of a public key (object or raw 32 bytes)."""
+    if isinstance(pub, bytes | bytearray):
+        pub = Ed25519PublicKey.from_public_bytes(bytes(pub))
+    return pub.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def generate_role_key(
+    prefix: str | os.PathLike[str], *, force: bool = False
+) -> tuple[Path, Path, Ed25519PrivateKey]:
+    """Generate an Ed25519 key and write PREFIX.key (0600) and PREFIX.pub."""
+    priv_path, pub_path = key_paths(prefix)
+    if not force:
+        for path in (priv_path, pub_path):
+            if path.exists() or path.is_symlink():
+                raise ConfigError(f"{path} exists; refusing to overwrite it (use --force)")
+    key = Ed25519PrivateKey.generate()
+    write_new_file(priv_path, private_pem(key), mode=0o600, force=force)
+    write_new_file(pub_path, public_pem(key.public_key()), mode=0o644, force=force)
+    return priv_path, pub_path, key
+
+
+def _read_key_file(path: str | os.PathLike[str], what: str) -> bytes:
+    """Read a key file, bounded, with an error that names it."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_KEY_FILE + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {os.fspath(path)}: {exc.strerror}") from exc
+    if len(data) > MAX_KEY_FILE:
+        raise ConfigError(f"{what} {os.fspath(path)}: file too large for a key")
+    return data
+
+
+def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
+    """Load an Ed25519 PKCS8 PEM private key."""
+    data = _read_key_file(path, "private key")
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"private key {os.fspath(path)}: not an unencrypted PKCS8 PEM private key"
+        ) from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"private key {os.fspath(path)}: not an Ed25519 key")
+    return key
+
+
+def load_public_key(path: str | os.PathLike[str]) -> bytes:
+    """Load an Ed25519 public key (SPKI PEM, or a raw 32-byte file) as raw bytes."""
+    data = _read_key_file(path, "public key")
+    if len(data) == PUBKEY_SIZE and not data.startswith(b"-----"):
+        return data
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"public key {os.fspath(path)}: not a SubjectPublicKeyInfo PEM public key"
+        ) from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigError(f"public key {os.fspath(path)}: not an Ed25519 key")
+    return ed25519_raw_public(key)
+
+
+def load_public_key_raw(path: str | os.PathLike[str]) -> bytes:
+    """Load an Ed25519 public key file as raw 32 bytes (``load_public_key``)."""
+    return load_public_key(path)

@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * Trust anchors and anchor statements (docs/formats.md "Anchor statement").
+ */
+#include <tee_internal_api.h>
+
+#include "anchors.h"
+#include "bytes.h"
+#include "crypto.h"
+#include "envelope.h"
+#include "storage.h"
+
+#define STATEMENT_BODY_SIZE	48
+#define ANCHOR_REC_SIZE		(2 * (EDGE_PUBKEY_SIZE + 8))
+
+TEE_Result anchors_init(struct edge_anchors *a,
+			const uint8_t signer_pub[EDGE_PUBKEY_SIZE],
+			const uint8_t agg_pub[EDGE_PUBKEY_SIZE])
+{
+	TEE_Result res = TEE_ERROR_GENERIC;
+
+	TEE_MemFill(a, 0, sizeof(*a));
+	TEE_MemMove(a->role[0].pub, signer_pub, EDGE_PUBKEY_SIZE);
+	TEE_MemMove(a->role[1].pub, agg_pub, EDGE_PUBKEY_SIZE);
+	res = edge_key_id(a->role[0].pub, a->role[0].id);
+	if (!res)
+		res = edge_key_id(a->role[1].pub, a->role[1].id);
+	if (!res)
+		a->present = true;
+	return res;
+}
+
+TEE_Result anchors_load(struct edge_anchors *a)
+{
+	struct edge_anchors tmp = { };
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	const uint8_t *p = NULL;
+	TEE_Result res = TEE_ERROR_GENERIC;
+
+	res = storage_get(EDGE_OBJ_ANCHORS, EDGE_TAG_ANCHORS, ANCHOR_REC_SIZE,
+			  ANCHOR_REC_SIZE, &buf, &len);
+	if (res == TEE_ERROR_ITEM_NOT_FOUND)
+		return EDGE_ERR_NOT_PROVISIONED;
+	if (res)
+		return res;
+	p = buf + EDGE_STORE_HDR_SIZE;
+	res = anchors_init(&tmp, p, p + 40);
+	if (!res) {
+		tmp.role[0].epoch = get_le64(p + 32);
+		tmp.role[1].epoch = get_le64(p + 72);
+		*a = tmp;
+	}
+	TEE_Free(buf);
+	return res;
+}
+
+TEE_Result anchors_store(const struct edge_anchors *a, bool overwrite)
+{
+	uint8_t buf[EDGE_STORE_HDR_SIZE + ANCHOR_REC_SIZE] = { 0 };
+	uint8_t *p = buf + EDGE_STORE_HDR_SIZE;
+
+	storage_hdr_init(buf, EDGE_TAG_ANCHORS);
+	TEE_MemMove(p, a->role[0].pub, EDGE_PUBKEY_SIZE);
+	put_le64(p + 32, a->role[0].epoch);
+	TEE_MemMove(p + 40, a->role[1].pub, EDGE_PUBKEY_SIZE);
+	put_le64(p + 72, a->role[1].epoch);
+	return storage_put(EDGE_OBJ_ANCHORS, buf, sizeof(buf), overwrite);
+}
+
+TEE_Result anchors_install(struct edge_anchors *a,
+			   const uint8_t keys[2 * EDGE_PUBKEY_SIZE])
+{
+	struct edge_anchors tmp = { };
+	TEE_Result res = anchors_load(&tmp);
+
+	if (!res)
+		return EDGE_ERR_ALREADY_PROVISIONED;
+	if (res != EDGE_ERR_NOT_PROVISIONED)
+		return res;
+	res = anchors_init(&tmp, keys, keys + EDGE_PUBKEY_SIZE);
+	if (res)
+		return res;
+	/* Exclusive create: a concurrent install cannot be overwritten. */
+	res = anchors_store(&tmp, false);
+	if (res == TEE_ERROR_ACCESS_CONFLICT)
+		return EDGE_ERR_ALREADY_PROVISIONED;
+	if (res)
+		return res;
+	*a = tmp;
+	return TEE_SUCCESS;
+}
+
+TEE_Result anchors_check_statement(const struct edge_anchors *cur,
+				   const uint8_t *stmt, size_t len,
+				   struct edge_anchors *next)
+{
+	struct edge_envelope env = { };
+	struct edge_anchors tmp = { };
+	const struct edge_anchor *anchor = NULL;
+	struct edge_rd rd = { };
+	const uint8_t *new_pub = NULL;
+	uint64_t epoch = 0;
+	uint8_t role = 0;
+	bool reserved_ok = false;
+	TEE_Result res = TEE_ERROR_GENERIC;
+
+	if (!cur->present)
+		return EDGE_ERR_NOT_PROVISIONED;
+	res = envelope_precheck(stmt, len, EDGE_KIND_ANCHOR,
+				EDGE_ANCHOR_STATEMENT_SIZE);
+	if (res)
+		return res;
+	/* The role selects the expected signer, so it is read first. */
+	if (get_le32(stmt + 8) != STATEMENT_BODY_SIZE)
+		return TEE_ERROR_BAD_FORMAT;
+	role = stmt[EDGE_ENVELOPE_HEADER_SIZE];
+	if (role != EDGE_ROLE_MODEL_SIGNER && role != EDGE_ROLE_AGGREGATOR)
+		return TEE_ERROR_BAD_FORMAT;
+	anchor = &cur->role[role - 1];
+	res = envelope_open(stmt, len, EDGE_KIND_ANCHOR,
+			    EDGE_ANCHOR_STATEMENT_SIZE, anchor->id,
+			    anchor->pub, &env);
+	if (res)
+		return res;
+
+	rd_init(&rd, env.body, env.body_len);
+	(void)rd_u8(&rd);
+	reserved_ok = rd_zeros(&rd, 7);
+	epoch = rd_u64(&rd);
+	new_pub = rd_bytes(&rd, EDGE_PUBKEY_SIZE);
+	if (rd.err || rd_left(&rd) || !reserved_ok || !new_pub)
+		return TEE_ERROR_BAD_FORMAT;
+	if (anchor->epoch == UINT64_MAX || epoch != anchor->epoch + 1)
+		return EDGE_ERR_STALE_STATEMENT;
+
+	tmp = *cur;
+	TEE_MemMove(tmp.role[role - 1].pub, new_pub, EDGE_PUBKEY_SIZE);
+	res = edge_key_id(new_pub, tmp.role[role - 1].id);
+	if (res)
+		return res;
+	tmp.role[role - 1].epoch = epoch;
+	*next = tmp;
+	return TEE_SUCCESS;
+}
+
+TEE_Result anchors_replace(struct edge_anchors *a, const uint8_t *stmt,
+			   size_t len)
+{
+	struct edge_anchors next = { };
+	TEE_Result res = anchors_check_statement(a, stmt, len, &next);
+
+	if (res)
+		return res;
+	res = anchors_store(&next, true);
+	if (res)
+		return res;
+	*a = next;
+	IMSG("anchor of role %u replaced, epoch %llu",
+	     (unsigned int)stmt[EDGE_ENVELOPE_HEADER_SIZE],
+	     (unsigned long long)next.role[stmt[EDGE_ENVELOPE_HEADER_SIZE] - 1].epoch);
+	return TEE_SUCCESS;
+}

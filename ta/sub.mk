@@ -1,0 +1,12 @@
+global-incdirs-y += include
+cflags-y += -Werror
+srcs-y += entry.c
+srcs-y += commands.c
+srcs-y += crypto.c
+srcs-y += kdf.c
+srcs-y += envelope.c
+srcs-y += storage.c
+srcs-y += identity.c
+srcs-y += anchors.c
+srcs-y += package.c
+srcs-y += head.c

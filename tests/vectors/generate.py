@@ -1,0 +1,642 @@
+"""Write the artefact test vectors shared by the Python and C tests, deterministically.
+
+Run from the repository root: ``python tests/vectors/generate.py`` (or
+``python -m tests.vectors.generate``); ``--out DIR`` writes elsewhere. Every key,
+package id, content key and ephemeral key is derived from a fixed label with
+SHA-256, so a re-run writes byte-identical files. Test keys only.
+
+Each defective vector carries exactly one defect; where the defect sits in the
+signed bytes and must get past the signature, the envelope is re-signed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import struct
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey  # noqa: E402
+
+from edge.formats.anchors import build_anchor_statement  # noqa: E402
+from edge.formats.device import DeviceRecord, build_device_record  # noqa: E402
+from edge.formats.envelope import HEADER_SIZE, SIG_SIZE, sign_digest  # noqa: E402
+from edge.formats.keys import (  # noqa: E402
+    ed25519_private_seed,
+    ed25519_raw_public,
+    key_id,
+    x25519_private_raw,
+    x25519_raw_public,
+)
+from edge.formats.manifest import MAX_MANIFEST_SIZE, RECIPIENT_SIZE  # noqa: E402
+from firmware_sign.package_builder import build_package  # noqa: E402
+
+OUT_DIR = Path(__file__).resolve().parent
+SEED_PREFIX = b"edge/v1 test vector: "
+
+TA_CODES = {
+    "ok": 0x00000000,
+    "malformed": 0xFFFF0005,
+    "signature": 0xFFFF3072,
+    "tampered": 0xFFFF3071,
+    "oversized": 0xFFFF0004,
+    "rollback": 0xED6E0001,
+    "not-for-this-device": 0xED6E0002,
+    "unknown-signer": 0xED6E0003,
+    "stale-statement": 0xED6E0007,
+    "unsupported-version": 0xED6E0008,
+    "wrong-kind": 0xED6E0009,
+    "chunk-digest": 0xED6E000A,
+}
+
+INDEX_COLUMNS = (
+    "name",
+    "kind",
+    "file",
+    "expect",
+    "ta_code",
+    "stored_version",
+    "stored_epoch",
+    "extra",
+)
+
+
+def seed(label: str) -> bytes:
+    """Return the 32-byte seed of ``label``: SHA-256 of a fixed prefix and the label."""
+    return hashlib.sha256(SEED_PREFIX + label.encode()).digest()
+
+
+def ed_key(label: str) -> Ed25519PrivateKey:
+    """Return the Ed25519 key whose RFC 8032 seed is ``seed(label)``."""
+    return Ed25519PrivateKey.from_private_bytes(seed(label))
+
+
+def x_key(label: str) -> X25519PrivateKey:
+    """Return the X25519 key whose private scalar bytes are ``seed(label)``."""
+    return X25519PrivateKey.from_private_bytes(seed(label))
+
+
+def stream(label: str, size: int) -> bytes:
+    """Return ``size`` deterministic bytes (SHAKE-256 of the label's seed)."""
+    return hashlib.shake_256(seed(label)).digest(size)
+
+
+def head_arrays(label: str, head_in: int, head_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return deterministic W (I x O) and b (O) in [-1, 1)."""
+    raw = np.frombuffer(stream(label, 4 * (head_in * head_out + head_out)), dtype="<u4")
+    values = (raw.astype(np.float64) / 2**31 - 1.0).astype(np.float32)
+    return values[: head_in * head_out].reshape(head_in, head_out), values[head_in * head_out :]
+
+
+@dataclass(frozen=True)
+class Device:
+    """A test device: identity key, key-agreement key and its record."""
+
+    identity: Ed25519PrivateKey
+    agreement: X25519PrivateKey
+
+    @property
+    def record(self) -> DeviceRecord:
+        """The device record fields (as the verified record would give them)."""
+        pub = ed25519_raw_public(self.identity)
+        return DeviceRecord(key_id(pub), pub, x25519_raw_public(self.agreement), 1)
+
+
+def device(label: str) -> Device:
+    """Return the test device named ``label``."""
+    return Device(ed_key(label + " ed25519"), x_key(label + " x25519"))
+
+
+MODEL_SIGNER = ed_key("model_signer")
+AGGREGATOR = ed_key("aggregator")
+ROGUE = ed_key("rogue_signer")
+NEW_SIGNER = ed_key("new_signer")
+DEVICE = device("device")
+OTHER = device("other_device")
+THIRD = device("third_device")
+
+
+def keys_table() -> dict[str, str]:
+    """Return keys.tsv as name -> hex, in file order."""
+    return {
+        "model_signer_pub": ed25519_raw_public(MODEL_SIGNER).hex(),
+        "model_signer_priv": ed25519_private_seed(MODEL_SIGNER).hex(),
+        "aggregator_pub": ed25519_raw_public(AGGREGATOR).hex(),
+        "aggregator_priv": ed25519_private_seed(AGGREGATOR).hex(),
+        "rogue_signer_pub": ed25519_raw_public(ROGUE).hex(),
+        "rogue_signer_priv": ed25519_private_seed(ROGUE).hex(),
+        "new_signer_pub": ed25519_raw_public(NEW_SIGNER).hex(),
+        "device_ed25519_pub": ed25519_raw_public(DEVICE.identity).hex(),
+        "device_ed25519_priv": ed25519_private_seed(DEVICE.identity).hex(),
+        "device_x25519_pub": x25519_raw_public(DEVICE.agreement).hex(),
+        "device_x25519_priv": x25519_private_raw(DEVICE.agreement).hex(),
+        "device_id": DEVICE.record.device_id.hex(),
+        "other_device_x25519_pub": x25519_raw_public(OTHER.agreement).hex(),
+        "other_device_id": OTHER.record.device_id.hex(),
+    }
+
+
+def package(
+    label: str,
+    *,
+    version: int = 1,
+    recipients: tuple[DeviceRecord, ...] | None = None,
+    backbone: bytes | None = None,
+    encrypt: bool = False,
+    chunk_log2: int = 12,
+    head: tuple[int, int] = (8, 3),
+    signer: Ed25519PrivateKey = MODEL_SIGNER,
+    metadata: dict[str, object] | None = None,
+    enforce_limits: bool = True,
+) -> bytes:
+    """Build a package with ids and keys derived from ``label``."""
+    w, b = head_arrays("head " + label, *head)
+    out = io.BytesIO()
+    build_package(
+        out,
+        signer=signer,
+        version=version,
+        W=w,
+        b=b,
+        recipients=recipients if recipients is not None else (DEVICE.record,),
+        backbone=backbone,
+        encrypt_backbone=encrypt,
+        chunk_log2=chunk_log2,
+        metadata=metadata if metadata is not None else {"name": label},
+        package_id=seed("package id " + label)[:16],
+        content_key=seed("content key " + label),
+        ephemeral_key=x_key("ephemeral " + label),
+        enforce_limits=enforce_limits,
+    )
+    return out.getvalue()
+
+
+Edit = Callable[[bytearray, bytearray], bytearray | None]
+
+
+def resign(data: bytes, edit: Edit, signer: Ed25519PrivateKey = MODEL_SIGNER) -> bytes:
+    """Apply ``edit(header, body)`` (may return a new body), fix body_len and re-sign."""
+    body_len = int.from_bytes(data[8:12], "little")
+    header = bytearray(data[:HEADER_SIZE])
+    body = bytearray(data[HEADER_SIZE : HEADER_SIZE + body_len])
+    payload = data[HEADER_SIZE + body_len + SIG_SIZE :]
+    new_body = edit(header, body)
+    body = new_body if new_body is not None else body
+    header[8:12] = len(body).to_bytes(4, "little")
+    signed = bytes(header + body)
+    return signed + sign_digest(signer, signed) + payload
+
+
+def flip(data: bytes, offset: int, mask: int = 0x01) -> bytes:
+    """Return ``data`` with one byte XOR-ed with ``mask``."""
+    out = bytearray(data)
+    out[offset] ^= mask
+    return bytes(out)
+
+
+def envelope_len(data: bytes) -> int:
+    """Return 28 + body_len + 64 of an envelope."""
+    return HEADER_SIZE + int.from_bytes(data[8:12], "little") + SIG_SIZE
+
+
+def manifest_offsets(body: bytes | bytearray) -> tuple[int, int, int]:
+    """Return (recipients, chunk digests, head ciphertext) offsets in a manifest body."""
+    count = int.from_bytes(body[60:62], "little")
+    chunks = int.from_bytes(body[84:88], "little")
+    digests = 92 + RECIPIENT_SIZE * count
+    return 92, digests, digests + 32 * chunks
+
+
+@dataclass
+class Vector:
+    """One row of index.tsv / manifest.json."""
+
+    name: str
+    kind: str
+    file: str
+    expect: str
+    description: str
+    stored_version: int = 0
+    stored_epoch: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def extra_text(self) -> str:
+        """The extra column: comma-separated key=value."""
+        return ",".join(f"{k}={v}" for k, v in self.extra.items())
+
+
+def ok_extra(
+    version: int, backbone: bytes | None, label: str, head: tuple[int, int] = (8, 3)
+) -> dict[str, str]:
+    """Return the extra fields of an ok package: version and plaintext digests."""
+    w, b = head_arrays("head " + label, *head)
+    head_bytes = w.astype("<f4").tobytes() + b.astype("<f4").tobytes()
+    return {
+        "version": str(version),
+        "head_sha256": hashlib.sha256(head_bytes).hexdigest(),
+        "backbone_sha256": hashlib.sha256(backbone).hexdigest() if backbone else "",
+    }
+
+
+def build_all() -> tuple[dict[str, bytes], list[Vector]]:
+    """Build every vector file and the list of rows."""
+    files: dict[str, bytes] = {}
+    rows: list[Vector] = []
+
+    def add(
+        name: str,
+        kind: str,
+        data: bytes,
+        expect: str,
+        description: str,
+        *,
+        file: str | None = None,
+        **kw: object,
+    ) -> None:
+        fname = file or f"{name}.bin"
+        if file is None:
+            files[fname] = data
+        rows.append(Vector(name, kind, fname, expect, description, **kw))
+
+    def pkg(
+        name: str,
+        data: bytes,
+        expect: str,
+        description: str,
+        stage: str = "load_begin",
+        **kw: object,
+    ) -> None:
+        extra = kw.pop("extra", None) or {"stage": stage}
+        add(name, "package", data, expect, description, extra=extra, **kw)
+
+    # --- ok packages ---
+    head_only = package("pkg_ok_head_only")
+    pkg(
+        "pkg_ok_head_only",
+        head_only,
+        "ok",
+        "head only, one recipient",
+        extra=ok_extra(1, None, "pkg_ok_head_only"),
+    )
+    public_bb = stream("backbone public", 3 * 4096 + 2048)
+    public = package("pkg_ok_public_backbone", backbone=public_bb)
+    pkg(
+        "pkg_ok_public_backbone",
+        public,
+        "ok",
+        "public backbone, chunk 4096, 3.5 chunks (last one partial)",
+        extra=ok_extra(1, public_bb, "pkg_ok_public_backbone"),
+    )
+    enc_bb = stream("backbone encrypted", 2 * 4096 + 1000)
+    encrypted = package("pkg_ok_encrypted_backbone", backbone=enc_bb, encrypt=True)
+    pkg(
+        "pkg_ok_encrypted_backbone",
+        encrypted,
+        "ok",
+        "encrypted backbone, chunk 4096, 3 chunks",
+        extra=ok_extra(1, enc_bb, "pkg_ok_encrypted_backbone"),
+    )
+    three = package(
+        "pkg_ok_three_recipients", recipients=(OTHER.record, DEVICE.record, THIRD.record)
+    )
+    pkg(
+        "pkg_ok_three_recipients",
+        three,
+        "ok",
+        "three recipients, the device is the second",
+        extra=ok_extra(1, None, "pkg_ok_three_recipients"),
+    )
+
+    # --- signature ---
+    pkg(
+        "pkg_bad_signature",
+        flip(head_only, envelope_len(head_only) - 20, 0x04),
+        "signature",
+        "one bit of the signature flipped",
+    )
+    pkg(
+        "pkg_body_flipped",
+        flip(head_only, HEADER_SIZE + 8),
+        "signature",
+        "package id byte flipped, not re-signed",
+    )
+
+    # --- tampered ciphertexts (re-signed) ---
+    def head_edit(_h: bytearray, body: bytearray) -> None:
+        body[manifest_offsets(body)[2] + 5] ^= 0x01
+
+    pkg(
+        "pkg_tampered_head",
+        resign(head_only, head_edit),
+        "tampered",
+        "head ciphertext byte flipped, re-signed",
+    )
+
+    def wrap_edit(_h: bytearray, body: bytearray) -> None:
+        body[92 + 16 + 3] ^= 0x01
+
+    pkg(
+        "pkg_tampered_wrapped_key",
+        resign(head_only, wrap_edit),
+        "tampered",
+        "wrapped content key byte flipped, re-signed",
+    )
+    pkg(
+        "pkg_chunk_digest",
+        flip(public, envelope_len(public) + 4096 + 7),
+        "chunk-digest",
+        "payload byte flipped in public chunk 1",
+        stage="load_chunk",
+    )
+
+    def chunk_edit(_h: bytearray, body: bytearray) -> None:
+        start = envelope_len(encrypted) + 4096 + 16
+        chunk = flip(encrypted, start + 9)[start : start + 4096 + 16]
+        digests = manifest_offsets(body)[1]
+        body[digests + 32 : digests + 64] = hashlib.sha256(chunk).digest()
+
+    tampered_chunk = resign(encrypted, chunk_edit)
+    tampered_chunk = flip(tampered_chunk, envelope_len(encrypted) + 4096 + 16 + 9)
+    pkg(
+        "pkg_tampered_chunk",
+        tampered_chunk,
+        "tampered",
+        "encrypted chunk 1 ciphertext flipped, its digest recomputed, re-signed",
+        stage="load_chunk",
+    )
+
+    # --- truncation and length ---
+    env_end = envelope_len(public)
+    body_len = env_end - HEADER_SIZE - SIG_SIZE
+    for cls, cut, stage in (
+        ("header", 17, "load_begin"),
+        ("body", HEADER_SIZE + body_len // 2, "load_begin"),
+        ("signature", HEADER_SIZE + body_len + 40, "load_begin"),
+        ("payload", env_end + 4096 + 100, "load_chunk"),
+    ):
+        pkg(
+            f"pkg_truncated_{cls}",
+            public[:cut],
+            "malformed",
+            f"public-backbone package truncated to {cut} bytes, inside the {cls}",
+            stage=stage,
+        )
+    pkg(
+        "pkg_trailing_byte",
+        head_only + b"\x00",
+        "malformed",
+        "one byte after a package without backbone (the host sees it, not the TA)",
+        stage="file",
+    )
+
+    # --- header fields (re-signed so only the field is wrong) ---
+    def magic_edit(header: bytearray, _b: bytearray) -> None:
+        header[0:4] = b"EDGX"
+
+    pkg("pkg_bad_magic", resign(head_only, magic_edit), "malformed", "magic EDGX, re-signed")
+
+    def version_edit(header: bytearray, _b: bytearray) -> None:
+        header[4:6] = (2).to_bytes(2, "little")
+
+    pkg(
+        "pkg_format_version_2",
+        resign(head_only, version_edit),
+        "unsupported-version",
+        "format version 2, re-signed",
+    )
+    record = build_device_record(DEVICE.identity, DEVICE.agreement)
+    files["device_record.bin"] = record
+    pkg(
+        "pkg_wrong_kind_device_record",
+        record,
+        "wrong-kind",
+        "the device record given where a package goes",
+        file="device_record.bin",
+    )
+
+    # --- device-side policy ---
+    pkg(
+        "pkg_not_for_device",
+        package("pkg_not_for_device", recipients=(OTHER.record,)),
+        "not-for-this-device",
+        "addressed to another device only",
+    )
+    pkg(
+        "pkg_rollback_older",
+        package("pkg_rollback_older", version=3),
+        "rollback",
+        "version 3 with stored version 5",
+        stored_version=5,
+    )
+    pkg(
+        "pkg_rollback_equal",
+        package("pkg_rollback_equal", version=5),
+        "rollback",
+        "version 5 with stored version 5",
+        stored_version=5,
+    )
+    pkg(
+        "pkg_unknown_signer",
+        package("pkg_unknown_signer", signer=ROGUE),
+        "unknown-signer",
+        "signed by the rogue key",
+    )
+
+    # --- limits ---
+    probe = package("pkg_oversized_manifest", metadata={"pad": ""}, enforce_limits=False)
+    pad = MAX_MANIFEST_SIZE + 1 - envelope_len(probe)
+    big = package("pkg_oversized_manifest", metadata={"pad": "x" * pad}, enforce_limits=False)
+    assert envelope_len(big) == MAX_MANIFEST_SIZE + 1
+    pkg(
+        "pkg_oversized_manifest",
+        big,
+        "oversized",
+        "manifest of 1 MiB + 1 bytes (metadata padded; the envelope limit fires first)",
+    )
+    fillers = tuple(device(f"filler {i}").record for i in range(256))
+    pkg(
+        "pkg_oversized_recipients",
+        package(
+            "pkg_oversized_recipients", recipients=(DEVICE.record, *fillers), enforce_limits=False
+        ),
+        "oversized",
+        "recipient count 257 (entries consistent, re-signed)",
+    )
+    pkg(
+        "pkg_oversized_head",
+        package("pkg_oversized_head", head=(4096, 32), enforce_limits=False),
+        "oversized",
+        "head 4096x32: I*O+O = 131104 > 131072, each dimension in range, manifest < 1 MiB",
+    )
+
+    # --- manifest field defects (re-signed) ---
+    def reserved_edit(_h: bytearray, body: bytearray) -> None:
+        body[62] = 0x01
+
+    pkg(
+        "pkg_reserved_nonzero",
+        resign(head_only, reserved_edit),
+        "malformed",
+        "manifest reserved byte 62 = 1, re-signed",
+    )
+
+    def flags_edit(_h: bytearray, body: bytearray) -> None:
+        body[24:28] = struct.pack("<I", 0x2)
+
+    pkg(
+        "pkg_encrypted_without_backbone",
+        resign(head_only, flags_edit),
+        "malformed",
+        "flags = backbone-encrypted without backbone, re-signed",
+    )
+
+    def count_edit(_h: bytearray, body: bytearray) -> bytearray:
+        chunks = int.from_bytes(body[84:88], "little")
+        head_at = manifest_offsets(body)[2]
+        body[84:88] = (chunks + 1).to_bytes(4, "little")
+        return body[:head_at] + hashlib.sha256(b"extra").digest() + body[head_at:]
+
+    pkg(
+        "pkg_chunk_count_inconsistent",
+        resign(public, count_edit),
+        "malformed",
+        "chunk count 5 for 3.5 chunks, an extra digest listed so lengths agree, re-signed",
+    )
+
+    def dup_edit(_h: bytearray, body: bytearray) -> None:
+        body[92 + RECIPIENT_SIZE : 92 + RECIPIENT_SIZE + 16] = body[92:108]
+
+    two = package("pkg_duplicate_recipient", recipients=(DEVICE.record, OTHER.record))
+    pkg(
+        "pkg_duplicate_recipient",
+        resign(two, dup_edit),
+        "malformed",
+        "second recipient's device id replaced by the first's, re-signed",
+    )
+
+    # --- anchor statements ---
+    new_pub = ed25519_raw_public(NEW_SIGNER)
+    statement = build_anchor_statement(MODEL_SIGNER, 1, 1, new_pub)
+    anchor_extra = {"role": "1", "current": "model_signer_pub"}
+
+    def anchor(name: str, data: bytes, expect: str, description: str, **kw: object) -> None:
+        extra = kw.pop("extra", anchor_extra)
+        add(name, "anchor_statement", data, expect, description, extra=extra, **kw)
+
+    anchor("anchor_ok", statement, "ok", "model signer -> new_signer, epoch 1, stored epoch 0")
+    anchor(
+        "anchor_stale",
+        statement,
+        "stale-statement",
+        "anchor_ok.bin replayed: epoch 1 with stored epoch 1",
+        stored_epoch=1,
+        file="anchor_ok.bin",
+    )
+    anchor(
+        "anchor_unknown_signer",
+        build_anchor_statement(ROGUE, 1, 1, new_pub),
+        "unknown-signer",
+        "model-signer statement signed by the rogue key",
+    )
+    anchor(
+        "anchor_bad_signature",
+        flip(statement, len(statement) - 1, 0x80),
+        "signature",
+        "one bit of the signature flipped",
+    )
+
+    def role_edit(_h: bytearray, body: bytearray) -> None:
+        body[0] = 3
+
+    anchor(
+        "anchor_bad_role",
+        resign(statement, role_edit),
+        "malformed",
+        "role 3, re-signed by the model signer",
+        extra={"role": "3", "current": "model_signer_pub"},
+    )
+
+    add(
+        "device_record_ok",
+        "device_record",
+        record,
+        "ok",
+        "the device's self-signed record",
+        file="device_record.bin",
+    )
+    return files, rows
+
+
+def write_all(out: Path) -> None:
+    """Write the vector files, manifest.json, keys.tsv and index.tsv into ``out``."""
+    files, rows = build_all()
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("*.bin"):
+        if stale.name not in files:
+            stale.unlink()
+    for name, data in sorted(files.items()):
+        (out / name).write_bytes(data)
+    keys = keys_table()
+    (out / "keys.tsv").write_text("".join(f"{k}\t{v}\n" for k, v in keys.items()))
+    lines = ["\t".join(INDEX_COLUMNS)]
+    for r in rows:
+        lines.append(
+            "\t".join(
+                (
+                    r.name,
+                    r.kind,
+                    r.file,
+                    r.expect,
+                    f"0x{TA_CODES[r.expect]:08X}",
+                    str(r.stored_version),
+                    str(r.stored_epoch),
+                    r.extra_text(),
+                )
+            )
+        )
+    (out / "index.tsv").write_text("\n".join(lines) + "\n")
+    manifest = {
+        "generator": "tests/vectors/generate.py",
+        "format_version": 1,
+        "keys": keys,
+        "vectors": [
+            {
+                "name": r.name,
+                "kind": r.kind,
+                "file": r.file,
+                "expect": r.expect,
+                "ta_code": f"0x{TA_CODES[r.expect]:08X}",
+                "stored_version": r.stored_version,
+                "stored_epoch": r.stored_epoch,
+                "extra": r.extra,
+                "description": r.description,
+                "sha256": hashlib.sha256((out / r.file).read_bytes()).hexdigest(),
+            }
+            for r in rows
+        ],
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``--out`` and write the vectors."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT_DIR, help="output directory")
+    args = parser.parse_args(argv)
+    write_all(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
