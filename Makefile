@@ -126,3 +126,4 @@ clean:
 	rm -rf build/host build/host-asan
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+.SECONDARY:

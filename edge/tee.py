@@ -24,6 +24,7 @@ from edge.native import Native, load
 
 _TA_REFUSALS: dict[int, type[errors.EdgeError]] = {
     tee_abi.TEE_ERROR_BAD_FORMAT: errors.Malformed,
+    tee_abi.TEE_ERROR_BAD_PARAMETERS: errors.Malformed,
     tee_abi.EDGE_ERR_UNSUPPORTED_VERSION: errors.UnsupportedVersion,
     tee_abi.EDGE_ERR_WRONG_KIND: errors.WrongKind,
     tee_abi.TEE_ERROR_EXCESS_DATA: errors.Oversized,

@@ -122,7 +122,11 @@ static void sleep_ms(long ms)
 		;
 }
 
-/* Waits for the process, SIGKILLs it if it takes longer than grace_ms. */
+/*
+ * Waits for the process, SIGKILLs it if it takes longer than grace_ms.
+ * Kills only after waitpid() said it is still our unreaped child, so a pid
+ * reused after someone else reaped it is never signalled.
+ */
 static void reap(pid_t pid, long grace_ms)
 {
 	for (long waited = 0;; waited += 10) {
@@ -190,8 +194,8 @@ exec_child(const struct spawn_job *job, char *const argv[], pid_t parent,
 	execv(job->exe, argv);
 fail:
 	err = errno;
-	if (write(errfd, &err, sizeof(err)) < 0)
-		_exit(127);
+	while (write(errfd, &err, sizeof(err)) < 0 && errno == EINTR)
+		;
 	_exit(127);
 }
 
@@ -306,8 +310,31 @@ static void *spawner_main(void *arg)
 	return NULL;
 }
 
+/*
+ * In a forked child the helper thread does not exist, and the copies of
+ * the locks may be held (or the condition variable waited on) by threads
+ * that did not survive the fork: start from scratch.
+ */
+static void spawner_atfork_child(void)
+{
+	pthread_mutex_init(&table_lock, NULL);
+	pthread_mutex_init(&spawn_lock, NULL);
+	pthread_mutex_init(&spawner_mu, NULL);
+	pthread_cond_init(&spawner_cv, NULL);
+	spawner_job = NULL;
+	spawner_pid = 0;
+}
+
+static void spawner_register_atfork(void)
+{
+	pthread_atfork(NULL, NULL, spawner_atfork_child);
+}
+
 static void spawn(struct spawn_job *job)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, spawner_register_atfork);
 	pthread_mutex_lock(&spawn_lock);
 	if (spawner_pid != getpid()) {
 		pthread_t t;
@@ -384,7 +411,6 @@ static void mark_dead(struct sim_ctx *e)
 	e->running = false;
 	e->dead_below = e->next_sid;
 	if (e->pid > 0) {
-		kill(e->pid, SIGKILL);
 		reap(e->pid, 0);
 		e->pid = -1;
 	}
@@ -407,7 +433,6 @@ static TEEC_Result restart(struct sim_ctx *e)
 		return res;
 	if (dup3(fd, e->fd, O_CLOEXEC) < 0) {
 		close(fd);
-		kill(pid, SIGKILL);
 		reap(pid, 0);
 		return TEEC_ERROR_COMMUNICATION;
 	}
@@ -631,6 +656,26 @@ static char *join(const char *a, const char *b)
 	return s;
 }
 
+/*
+ * The process may be restarted later (after a crash), possibly after the
+ * caller changed directory: relative paths are resolved once, now.
+ */
+static char *absolute(char *path)
+{
+	char cwd[PATH_MAX], *dir, *abs;
+
+	if (!path || path[0] == '/')
+		return path;
+	if (!getcwd(cwd, sizeof(cwd)) || !(dir = join(cwd, "/"))) {
+		free(path);
+		return NULL;
+	}
+	abs = join(dir, path);
+	free(dir);
+	free(path);
+	return abs;
+}
+
 static char *default_state_dir(void)
 {
 	const char *s = getenv("EDGE_SIM_STATE");
@@ -690,8 +735,9 @@ API TEEC_Result TEEC_InitializeContext(const char *name, TEEC_Context *ctx)
 	e = calloc(1, sizeof(*e));
 	if (!e)
 		return TEEC_ERROR_OUT_OF_MEMORY;
-	e->state_dir = name && *name ? strdup(name) : default_state_dir();
-	e->exe = sw_path();
+	e->state_dir = absolute(name && *name ? strdup(name) :
+					       default_state_dir());
+	e->exe = absolute(sw_path());
 	if (!e->state_dir || !e->exe) {
 		if (!e->state_dir)
 			fprintf(stderr,

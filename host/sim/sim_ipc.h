@@ -17,6 +17,12 @@
  *   sw  -> client  struct sim_rsp  + payload   (bytes of OUTPUT/INOUT memrefs
  *                                               that carry SIM_PARAM_F_DATA)
  *
+ * Sizes: a reply carries the size the TA set for every OUTPUT/INOUT memref;
+ * its bytes only when that size is within what the client offered and the
+ * result is not TEE_ERROR_SHORT_BUFFER. Session ids are chosen by the
+ * client and never reused within a context, so a session of a process that
+ * died can never be confused with one of its successor.
+ *
  * One request is outstanding at a time; the secure world is single-threaded
  * (OP-TEE serializes a single-instance TA without TA_FLAG_CONCURRENT).
  */
@@ -51,7 +57,10 @@ enum sim_op {
 };
 
 /* sim_param.flags */
-#define SIM_PARAM_F_NULL	0x1u	/* request: memref buffer is NULL */
+/* Request: the memref's buffer is NULL; no bytes are sent for it. Only an
+ * OUTPUT memref may be NULL with a nonzero size (the TA reports the size
+ * it needs; GP "null memref"). */
+#define SIM_PARAM_F_NULL	0x1u
 #define SIM_PARAM_F_DATA	0x2u	/* response: `size` bytes follow */
 
 /* sim_rsp.flags */

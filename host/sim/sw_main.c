@@ -188,6 +188,29 @@ static void free_call(struct call *c)
 	memset(c, 0, sizeof(*c));
 }
 
+static void shutdown_instance(void)
+{
+	while (sw.nsessions) {
+		void *ctx = sw.sessions[--sw.nsessions].ctx;
+
+		TA_CloseSessionEntryPoint(ctx);
+	}
+	if (sw.instance && !(edge_sim_ta_flags & TA_FLAG_INSTANCE_KEEP_ALIVE))
+		TA_DestroyEntryPoint();
+	sw.instance = false;
+	free(sw.sessions);
+	sw.sessions = NULL;
+	release_storage();
+}
+
+/* The client closed its context or died (OP-TEE closes the sessions of a
+ * dead client the same way). */
+static void __attribute__((noreturn)) client_gone(void)
+{
+	shutdown_instance();
+	exit(EXIT_SUCCESS);
+}
+
 /* Copies the request's parameters into memory of this process. */
 static void recv_params(const struct sim_req *req, struct call *c)
 {
@@ -234,7 +257,7 @@ static void recv_params(const struct sim_req *req, struct call *c)
 			free(c->bufs[i]);
 		memset(c->bufs, 0, sizeof(c->bufs));
 		if (edge_sim_ipc_discard(sw.sock, req->payload))
-			exit(EXIT_FAILURE);
+			client_gone();
 		return;
 	}
 
@@ -257,27 +280,12 @@ static void recv_params(const struct sim_req *req, struct call *c)
 			if (t != SIM_PT_MEMREF_OUTPUT && c->bufs[i] && p->size &&
 			    edge_sim_ipc_recv_all(sw.sock, c->bufs[i],
 						  (size_t)p->size))
-				exit(EXIT_FAILURE);
+				client_gone();
 			break;
 		default:
 			break;
 		}
 	}
-}
-
-static void shutdown_instance(void)
-{
-	while (sw.nsessions) {
-		void *ctx = sw.sessions[--sw.nsessions].ctx;
-
-		TA_CloseSessionEntryPoint(ctx);
-	}
-	if (sw.instance && !(edge_sim_ta_flags & TA_FLAG_INSTANCE_KEEP_ALIVE))
-		TA_DestroyEntryPoint();
-	sw.instance = false;
-	free(sw.sessions);
-	sw.sessions = NULL;
-	release_storage();
 }
 
 /*
@@ -327,9 +335,7 @@ static void send_reply(TEE_Result res, uint32_t origin, uint32_t flags,
 	}
 	return;
 gone:
-	/* The client went away; behave as if it had closed the context. */
-	shutdown_instance();
-	exit(EXIT_SUCCESS);
+	client_gone();
 }
 
 /* After the instance is gone, the next session gets a new process. */
@@ -521,11 +527,8 @@ int main(int argc, char **argv)
 	for (;;) {
 		struct sim_req req;
 
-		if (edge_sim_ipc_recv_all(sw.sock, &req, sizeof(req))) {
-			/* The client closed its context (or died). */
-			shutdown_instance();
-			return EXIT_SUCCESS;
-		}
+		if (edge_sim_ipc_recv_all(sw.sock, &req, sizeof(req)))
+			client_gone();
 		if (req.magic != SIM_IPC_MAGIC)
 			protocol_error("bad magic");
 		switch (req.op) {

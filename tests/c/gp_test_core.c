@@ -234,18 +234,44 @@ static void test_trace(void)
 	free(out);
 }
 
+/* Every GP test runs on a fresh simulated secure storage of its own. */
+static bool setup_state_dir(char *dir, size_t size)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(dir, size, "%s/gp_test_core.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	return mkdtemp(dir) && edge_sim_gp_init(dir) == 0;
+}
+
+static void remove_state_dir(const char *dir)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		printf("note: could not remove %s\n", dir);
+}
+
 int main(int argc, char **argv)
 {
-	uint8_t *foreign = malloc(64);
+	char state_dir[256];
+	uint8_t *foreign;
 
 	(void)argc;
 	(void)argv;
+	if (!setup_state_dir(state_dir, sizeof(state_dir))) {
+		perror("state dir");
+		printf("0 passed, 1 failed\n");
+		return 1;
+	}
 	test_heap();
+	foreign = malloc(64);
 	CHECK(foreign && dies(free_foreign, foreign));
 	free(foreign);
 	test_mem();
 	test_trace();
 
+	remove_state_dir(state_dir);
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }

@@ -16,7 +16,7 @@
 
 #include <tee_internal_api.h>
 
-#include "gp_pending_api.h"
+
 #include "gp_sim.h"
 
 static int passed;
@@ -1012,10 +1012,34 @@ static void test_panics(void)
 	TEE_FreeTransientObject(xkp);
 }
 
+/* Every GP test runs on a fresh simulated secure storage of its own. */
+static bool setup_state_dir(char *dir, size_t size)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(dir, size, "%s/gp_test_crypto.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	return mkdtemp(dir) && edge_sim_gp_init(dir) == 0;
+}
+
+static void remove_state_dir(const char *dir)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		printf("note: could not remove %s\n", dir);
+}
+
 int main(int argc, char **argv)
 {
+	char state_dir[256];
 	(void)argc;
 	(void)argv;
+	if (!setup_state_dir(state_dir, sizeof(state_dir))) {
+		perror("state dir");
+		printf("0 passed, 1 failed\n");
+		return 1;
+	}
 	test_sha256();
 	test_hmac();
 	test_gcm();
@@ -1024,6 +1048,7 @@ int main(int argc, char **argv)
 	test_x25519();
 	test_panics();
 
+	remove_state_dir(state_dir);
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }

@@ -19,7 +19,7 @@
 
 #include <tee_internal_api.h>
 
-#include "gp_pending_api.h"
+
 #include "gp_sim.h"
 
 #define TYPE_DATA 0xA00000BFu

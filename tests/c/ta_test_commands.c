@@ -55,9 +55,15 @@ static void check(bool ok, int line, const char *fmt, ...)
 	failed++;
 }
 
-#define CHECK_RES(res, want, what) \
-	CHECK((res) == (want), "%s: 0x%08" PRIx32 ", expected 0x%08" PRIx32, \
-	      (what), (uint32_t)(res), (uint32_t)(want))
+static void check_res(TEE_Result res, TEE_Result want, const char *what,
+		      int line)
+{
+	check(res == want, line, "%s: 0x%08" PRIx32 ", expected 0x%08" PRIx32,
+	      what, res, want);
+}
+
+/* Evaluates res once. */
+#define CHECK_RES(res, want, what) check_res((res), (want), (what), __LINE__)
 
 /* ---- Parameter helpers ------------------------------------------------- */
 
@@ -362,7 +368,7 @@ static TEE_Result load_all(struct edge_session *s, const struct built *b,
 			   uint8_t *plain)
 {
 	TEE_Param p[TEE_NUM_PARAMS];
-	static uint8_t out[1 << 16];
+	static uint8_t out[1 << 20];
 	size_t off = 0;
 	size_t poff = 0;
 	size_t out_len = 0;
@@ -984,6 +990,88 @@ static void test_second_package(void)
 	built_free(&b);
 }
 
+/*
+ * The largest head (I*O + O = EDGE_MAX_HEAD_PARAMS) with 1 MiB encrypted
+ * chunks, loaded twice so an active and a pending head coexist: fits the
+ * TA_DATA_SIZE heap the simulator enforces. Oversized inputs are refused
+ * before they are copied.
+ */
+static void test_large(void)
+{
+	const uint32_t in = 4095, out = 32;
+	size_t params = (size_t)in * out + out;
+	size_t bb_len = (1 << 20) + 777;
+	float *head = malloc(params * sizeof(float));
+	uint8_t *backbone = malloc(bb_len);
+	uint8_t *plain = malloc(bb_len);
+	uint8_t *big = NULL;
+	float *x = calloc(in, sizeof(float));
+	float y[32];
+	size_t y_size = sizeof(y);
+	struct recipient only_me[1] = { me };
+	struct spec sp = {
+		.version = 100, .encrypt = true, .in = in, .out = out,
+		.head = head, .backbone = backbone, .backbone_len = bb_len,
+		.chunk_log2 = 20, .rcpt = only_me, .nrcpt = 1,
+		.signer = &signer_a,
+	};
+	struct built b;
+	TEE_Param p[TEE_NUM_PARAMS];
+	size_t i = 0;
+	TEE_Result res;
+
+	for (i = 0; i < params; i++)
+		head[i] = (float)((int)(i % 13) - 6) / 8.0f;
+	for (i = 0; i < bb_len; i++)
+		backbone[i] = (uint8_t)(i * 31 + 1);
+	CHECK(params == EDGE_MAX_HEAD_PARAMS, "largest head");
+	build_package(&sp, &b);
+	res = load_all(s1, &b, plain);
+	CHECK(!res && !memcmp(plain, backbone, bb_len),
+	      "large package v100: 0x%08" PRIx32, res);
+	built_free(&b);
+	sp.version = 101;
+	build_package(&sp, &b);
+	res = load_all(s1, &b, plain);
+	CHECK(!res && !memcmp(plain, backbone, bb_len),
+	      "large package v101 over an active large head: 0x%08" PRIx32,
+	      res);
+	CHECK(status_version(s1) == 101, "version 101 recorded");
+	for (i = 0; i < in; i++)
+		x[i] = 1.0f;
+	res = infer(s1, 1, x, in * sizeof(float), y, &y_size);
+	{
+		double want[32];
+
+		reference(head, in, out, x, 1, want);
+		CHECK(!res && close_to(y[0], want[0]) &&
+		      close_to(y[31], want[31]), "INFER on the large head");
+	}
+
+	/* A memref longer than the manifest it holds: trailing bytes. */
+	big = calloc(1, b.manifest_len + 1);
+	memcpy(big, b.manifest, b.manifest_len);
+	p_clear(p);
+	p_mem(&p[0], big, b.manifest_len + 1);
+	CHECK_RES(edge_cmd_load_begin(s1, p), TEE_ERROR_BAD_FORMAT,
+		  "manifest with a trailing byte");
+	free(big);
+	/* A 3 MiB manifest (header consistent): refused, never copied. */
+	big = calloc(1, 3 << 20);
+	memcpy(big, b.manifest, EDGE_ENVELOPE_HEADER_SIZE);
+	put_le32(big + 8, (3 << 20) - EDGE_ENVELOPE_HEADER_SIZE - 64);
+	p_mem(&p[0], big, 3 << 20);
+	CHECK_RES(edge_cmd_load_begin(s1, p), TEE_ERROR_EXCESS_DATA,
+		  "3 MiB manifest");
+	CHECK(status_version(s1) == 101, "version kept");
+	free(big);
+	built_free(&b);
+	free(head);
+	free(backbone);
+	free(plain);
+	free(x);
+}
+
 static void test_reserved(void)
 {
 	TEE_Param p[TEE_NUM_PARAMS];
@@ -1034,6 +1122,7 @@ int main(int argc, char **argv)
 	test_replace();
 	test_load_and_infer();
 	test_second_package();
+	test_large();
 	test_reserved();
 
 	edge_session_close(s1);

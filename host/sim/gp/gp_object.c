@@ -15,7 +15,7 @@
 #include <openssl/rand.h>
 
 #include "gp_internal.h"
-#include "gp_pending_api.h"
+
 
 static const struct gp_type_props type_props[] = {
 	{ TEE_TYPE_AES, 64, 128, 256, 1, { TEE_ATTR_SECRET_VALUE, 0 } },
@@ -110,6 +110,7 @@ bool gp_key_copy(struct gp_key *dst, const struct gp_key *src)
 
 	*dst = *src;
 	dst->n_attrs = 0;
+	memset(dst->attrs, 0, sizeof(dst->attrs));
 	for (i = 0; i < src->n_attrs; i++) {
 		if (!gp_key_add_attr(dst, src->attrs[i].id, src->attrs[i].buf,
 				     src->attrs[i].len)) {

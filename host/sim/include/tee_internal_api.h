@@ -120,6 +120,7 @@ typedef struct __TEE_OperationHandle *TEE_OperationHandle;
 
 #define TEE_MALLOC_FILL_ZERO		0x00000000
 #define TEE_MALLOC_NO_FILL		0x00000001
+#define TEE_MALLOC_NO_SHARE		0x00000002
 
 #define TEE_STORAGE_PRIVATE		0x00000001
 #define TEE_OBJECT_ID_MAX_LEN		64
@@ -142,7 +143,6 @@ typedef struct __TEE_OperationHandle *TEE_OperationHandle;
 #define TEE_USAGE_SIGN			0x00000010
 #define TEE_USAGE_VERIFY		0x00000020
 #define TEE_USAGE_DERIVE		0x00000040
-#define TEE_USAGE_DEFAULT		0xFFFFFFFF
 
 #define TEE_MODE_ENCRYPT		0x00000000
 #define TEE_MODE_DECRYPT		0x00000001
@@ -159,6 +159,7 @@ typedef struct __TEE_OperationHandle *TEE_OperationHandle;
 #define TEE_ALG_X25519			0x80000044
 
 #define TEE_TYPE_AES			0xA0000010
+#define TEE_TYPE_DATA			0xA00000BF
 #define TEE_TYPE_HMAC_SHA256		0xA0000004
 #define TEE_TYPE_GENERIC_SECRET		0xA0000000
 #define TEE_TYPE_ED25519_PUBLIC_KEY	0xA0000043
@@ -222,6 +223,10 @@ TEE_Result TEE_GenerateKey(TEE_ObjectHandle object, uint32_t keySize,
 			   const TEE_Attribute *params, uint32_t paramCount);
 TEE_Result TEE_GetObjectInfo1(TEE_ObjectHandle object,
 			      TEE_ObjectInfo *objectInfo);
+/* Clears usage bits (usage &= objectUsage); a key kept in storage is made
+ * non-extractable this way before it is persisted. */
+TEE_Result TEE_RestrictObjectUsage1(TEE_ObjectHandle object,
+				    uint32_t objectUsage);
 TEE_Result TEE_GetObjectBufferAttribute(TEE_ObjectHandle object,
 					uint32_t attributeID, void *buffer,
 					size_t *size);
