@@ -340,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _refuse(refusal: str, message: str) -> None:
     """Print the one-line refusal on stderr."""
     text = " ".join(str(message).split())
-    print(f"{PROG}: {refusal}: {text}", file=sys.stderr)
+    print(f"{refusal}: {text}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

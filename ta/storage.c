@@ -114,6 +114,11 @@ TEE_Result storage_create_key(const char *id, TEE_ObjectHandle key)
 	uint8_t hdr[EDGE_STORE_HDR_SIZE] = { 0 };
 
 	storage_hdr_init(hdr, EDGE_TAG_KEY);
+	/* Stored keys are used in place, never read back: drop EXTRACTABLE so
+	 * not even TA code can export the private values later. */
+	res = TEE_RestrictObjectUsage1(key, ~(uint32_t)TEE_USAGE_EXTRACTABLE);
+	if (res)
+		return res;
 	res = TEE_CreatePersistentObject(TEE_STORAGE_PRIVATE, id, strlen(id),
 					 TEE_DATA_FLAG_ACCESS_READ |
 					 TEE_DATA_FLAG_ACCESS_WRITE_META |

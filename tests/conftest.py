@@ -116,8 +116,9 @@ def make_package(
 
 def state_files(state: Path) -> dict[str, bytes]:
     """Every file of a simulated secure world's storage."""
+    skip = ("lock", "secure.log")
     return {str(p.relative_to(state)): p.read_bytes()
-            for p in sorted(state.rglob("*")) if p.is_file() and p.name != "lock"}
+            for p in sorted(state.rglob("*")) if p.is_file() and p.name not in skip}
 
 
 def env_without_sim() -> dict[str, str]:

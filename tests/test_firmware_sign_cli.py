@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from firmware_sign.cli import main
 from firmware_sign.keys import load_private_key, load_public_key
 
 ROOT = Path(__file__).resolve().parents[1]
-REFUSAL_LINE = r"^firmware-sign: [a-z-]+: .+$"
+REFUSAL_LINE = r"^[a-z-]+: .+$"
 
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -49,7 +50,7 @@ def refusal(capsys: pytest.CaptureFixture[str]) -> str:
     err = capsys.readouterr().err
     lines = err.splitlines()
     assert len(lines) == 1, err
-    assert lines[0].startswith("firmware-sign: ")
+    assert re.match(REFUSAL_LINE, lines[0]), lines[0]
     return lines[0]
 
 
@@ -102,7 +103,7 @@ def test_keygen_refuses_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[
     capsys.readouterr()
     assert main(["keygen", "--role", "model-signer", "--out", prefix]) == 1
     line = refusal(capsys)
-    assert line.startswith("firmware-sign: config: ") and "--force" in line
+    assert line.startswith("config: ") and "--force" in line
     assert Path(prefix + ".key").read_bytes() == before
     Path(prefix + ".key").unlink()  # only the .pub left: still refused
     assert main(["keygen", "--role", "model-signer", "--out", prefix]) == 1
@@ -279,12 +280,12 @@ def test_pack_inspect_verify(
     data[-100] ^= 1
     pkg.write_bytes(bytes(data))
     assert main(["verify", str(pkg), "--signer", f"{signer}.pub"]) == 1
-    assert refusal(capsys).startswith("firmware-sign: chunk-digest: ")
+    assert refusal(capsys).startswith("chunk-digest: ")
     pkg.write_bytes(bytes(data[:-1]))
     assert main(["verify", str(pkg), "--signer", f"{signer}.pub"]) == 1
-    assert refusal(capsys).startswith("firmware-sign: malformed: ")
+    assert refusal(capsys).startswith("malformed: ")
     assert main(["inspect", str(pkg)]) == 1
-    assert refusal(capsys).startswith("firmware-sign: malformed: ")
+    assert refusal(capsys).startswith("malformed: ")
 
 
 def test_pack_refusals(
@@ -317,13 +318,13 @@ def test_pack_refusals(
     bad_dev.write_bytes(bytes(data))
     assert main([*base, "--head", str(head_path), "--to", str(bad_dev)]) == 1
     line = refusal(capsys)
-    assert line.startswith("firmware-sign: signature: ") and "bad.pub" in line
+    assert line.startswith("signature: ") and "bad.pub" in line
     assert (
         main([*base, "--head", str(head_path), "--to", str(dev_path), "--to", str(dev_path)]) == 1
     )
     assert "listed twice" in refusal(capsys)
     assert main([*base, "--head", str(head_path), "--to", str(tmp_path / "none.pub")]) == 1
-    assert refusal(capsys).startswith("firmware-sign: config: cannot read device record")
+    assert refusal(capsys).startswith("config: cannot read device record")
     assert (
         main(
             [
@@ -338,7 +339,7 @@ def test_pack_refusals(
         )
         == 1
     )
-    assert refusal(capsys).startswith("firmware-sign: config: backbone")
+    assert refusal(capsys).startswith("config: backbone")
     assert not (tmp_path / "p.pkg").exists()
     assert not list(tmp_path.glob(".*.tmp"))
 
@@ -377,7 +378,7 @@ def test_anchor_replace(tmp_path: Path, signer: Path, capsys: pytest.CaptureFixt
     assert main(["verify", str(out), "--signer", f"{signer}.pub"]) == 0
     capsys.readouterr()
     assert main(["verify", str(out), "--signer", str(tmp_path / "next.pub")]) == 1
-    assert refusal(capsys).startswith("firmware-sign: unknown-signer: ")
+    assert refusal(capsys).startswith("unknown-signer: ")
     assert (
         main(
             [
@@ -418,7 +419,7 @@ def test_inspect_verify_device_record(
     assert main(["verify", str(dev_path), "--signer", str(pub)]) == 0
     capsys.readouterr()
     assert main(["verify", str(dev_path), "--signer", f"{signer}.pub"]) == 1
-    assert refusal(capsys).startswith("firmware-sign: unknown-signer: ")
+    assert refusal(capsys).startswith("unknown-signer: ")
 
 
 def test_inspect_never_prints_secrets(
@@ -471,9 +472,9 @@ def test_inspect_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
         assert main(["inspect", str(tmp_path / name)]) == 1
-        assert refusal(capsys).startswith(f"firmware-sign: {expected[name]}: ")
+        assert refusal(capsys).startswith(f"{expected[name]}: ")
     assert main(["inspect", str(tmp_path / "absent")]) == 1
-    assert refusal(capsys).startswith("firmware-sign: config: cannot read")
+    assert refusal(capsys).startswith("config: cannot read")
 
 
 def test_subprocess_exit_codes_and_32mib_backbone(tmp_path: Path) -> None:

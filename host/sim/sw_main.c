@@ -480,6 +480,37 @@ static void do_close_session(const struct sim_req *req)
 	send_reply(TEE_SUCCESS, TEE_ORIGIN_TEE, 0, NULL);
 }
 
+/*
+ * OP-TEE prints TA traces on a separate secure UART, not on the normal
+ * world's console; likewise our stderr goes to STATE_DIR/secure.log unless
+ * EDGE_SIM_SECURE_LOG names another file ("-" keeps the caller's stderr).
+ */
+static void redirect_secure_log(void)
+{
+	const char *target = getenv("EDGE_SIM_SECURE_LOG");
+	char path[PATH_MAX];
+	int fd, n;
+
+	if (target && !strcmp(target, "-"))
+		return;
+	if (target && *target)
+		n = snprintf(path, sizeof(path), "%s", target);
+	else
+		n = snprintf(path, sizeof(path), "%s/secure.log", sw.state_dir);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return;
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "edge-sim-tee: cannot open secure log %s: %s\n",
+			path, strerror(errno));
+		return;
+	}
+	if (fd != STDERR_FILENO) {
+		dup2(fd, STDERR_FILENO);
+		close(fd);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct sim_hello hello;
@@ -511,6 +542,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "edge-sim-tee: cannot create %s: %s\n",
 			sw.state_dir, strerror(errno));
 	} else {
+		redirect_secure_log();
 		/* Busy is not an error yet: OpenSession retries and reports. */
 		(void)acquire_storage();
 	}
