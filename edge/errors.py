@@ -110,6 +110,42 @@ class BadState(EdgeError):
     refusal = "bad-state"
 
 
+class Expired(EdgeError):
+    """A round ticket whose deadline has passed (REE time or the TA's time floor)."""
+
+    refusal = "expired"
+
+
+class Replay(EdgeError):
+    """A round ticket for a round not above the last round this device sealed."""
+
+    refusal = "replay"
+
+
+class WrongModel(EdgeError):
+    """A round ticket for another model version than the one loaded."""
+
+    refusal = "wrong-model"
+
+
+class PolicyViolation(EdgeError):
+    """A ticket or round weaker than the device's privacy policy allows."""
+
+    refusal = "weaker-than-policy"
+
+
+class BudgetExhausted(EdgeError):
+    """The privacy budget cannot cover the steps a round would take."""
+
+    refusal = "budget-exhausted"
+
+
+class NoPolicy(EdgeError):
+    """No privacy policy is installed; install one with a signed policy."""
+
+    refusal = "no-policy"
+
+
 class TeeError(EdgeError):
     """The TEE or its client library failed (not a refusal of the input)."""
 

@@ -76,10 +76,37 @@
  *   [2] MEMREF_OUTPUT  scores, float32 little-endian, n x head_out
  */
 #define TA_EDGE_CMD_INFER		8
-/* Reserved for private training; answer TEE_ERROR_NOT_IMPLEMENTED today. */
+/*
+ * VERIFY_TICKET: checks a round ticket (docs/formats.md "Round ticket")
+ * against the aggregator anchor, the loaded model, the replay and time
+ * floors and the privacy policy; on success the session holds it for one
+ * TRAIN_AND_SEAL. Changes no stored state.
+ *   [0] MEMREF_INPUT   signed round ticket
+ *   [1] VALUE_INPUT    a = REE time (Unix seconds) low 32 bits, b = high
+ *   [2] VALUE_OUTPUT   a = steps left in the budget (saturated to 2^32-1),
+ *                      b = steps this ticket takes per example count
+ *                          (Poisson sampling; 0 when it depends on n)
+ */
 #define TA_EDGE_CMD_VERIFY_TICKET	9
+/*
+ * TRAIN_AND_SEAL: DP-SGD on the head with the held ticket, budget spent in
+ * secure storage before anything is released, returns the sealed update.
+ *   [0] VALUE_INPUT    a = example count n
+ *   [1] MEMREF_INPUT   features, float32 little-endian, n x head_in
+ *   [2] MEMREF_INPUT   labels, uint32 little-endian, n (each < head_out)
+ *   [3] MEMREF_OUTPUT  sealed update (docs/formats.md "Sealed update")
+ */
 #define TA_EDGE_CMD_TRAIN_AND_SEAL	10
+/*
+ * BUDGET_STATUS: read-only.
+ *   [0] MEMREF_OUTPUT  budget block, EDGE_BUDGET_SIZE bytes (layout below)
+ */
 #define TA_EDGE_CMD_BUDGET_STATUS	11
+/*
+ * INSTALL_POLICY: installs or replaces the privacy policy; it must be signed
+ * by the model-signer anchor and carry a policy version above the stored one.
+ *   [0] MEMREF_INPUT   signed privacy policy (docs/formats.md "Privacy policy")
+ */
 #define TA_EDGE_CMD_INSTALL_POLICY	12
 #define TA_EDGE_CMD_COUNT		13
 
@@ -101,6 +128,12 @@
 #define EDGE_ERR_UNSUPPORTED_VERSION	0xED6E0008 /* format version unknown */
 #define EDGE_ERR_WRONG_KIND		0xED6E0009 /* artefact of another kind */
 #define EDGE_ERR_CHUNK_DIGEST		0xED6E000A /* chunk differs from manifest */
+#define EDGE_ERR_EXPIRED		0xED6E000B /* ticket deadline passed */
+#define EDGE_ERR_REPLAY			0xED6E000C /* round not above last sealed */
+#define EDGE_ERR_WRONG_MODEL		0xED6E000D /* ticket for another version */
+#define EDGE_ERR_POLICY_VIOLATION	0xED6E000E /* weaker than the policy */
+#define EDGE_ERR_BUDGET_EXHAUSTED	0xED6E000F /* steps exceed what is left */
+#define EDGE_ERR_NO_POLICY		0xED6E0010 /* no privacy policy yet */
 
 /* Sizes and limits (docs/formats.md explains each). */
 #define EDGE_PUBKEY_SIZE		32
@@ -119,6 +152,12 @@
 #define EDGE_MAX_HEAD_PARAMS		(128 * 1024)
 #define EDGE_MAX_METADATA		4096
 #define EDGE_MAX_INFER_BATCH		1024
+#define EDGE_TICKET_SIZE		(EDGE_ENVELOPE_HEADER_SIZE + 72 + EDGE_SIG_SIZE)
+#define EDGE_POLICY_SIZE		(EDGE_ENVELOPE_HEADER_SIZE + 64 + EDGE_SIG_SIZE)
+#define EDGE_UPDATE_HEADER_SIZE		88	/* sealed update body before the delta */
+#define EDGE_MAX_TRAIN_EXAMPLES		4096
+#define EDGE_MAX_TRAIN_FEATURE_BYTES	(8 * 1024 * 1024)
+#define EDGE_MAX_STEPS_PER_ROUND	100000
 
 /* Manifest flags. */
 #define EDGE_PKG_FLAG_BACKBONE		0x1
@@ -140,5 +179,26 @@
 #define EDGE_STATUS_F_IDENTITY		0x1
 #define EDGE_STATUS_F_ANCHORS		0x2
 #define EDGE_STATUS_F_MODEL		0x4
+
+/* Ticket update modes. */
+#define EDGE_UPDATE_MODE_FLOAT32	1	/* plain float32 delta */
+
+/* Policy sampling modes and flags. */
+#define EDGE_SAMPLING_POISSON		1
+#define EDGE_SAMPLING_FIXED		2
+#define EDGE_POLICY_F_NO_DP		0x1	/* test-only: noise may be 0 */
+
+/* Budget block returned by BUDGET_STATUS, little-endian. */
+#define EDGE_BUDGET_SIZE		64
+#define EDGE_BUDGET_OFF_FLAGS		0	/* u32: bit 0 policy installed */
+#define EDGE_BUDGET_OFF_RESERVED	4	/* u32 */
+#define EDGE_BUDGET_OFF_STEPS_SPENT	8	/* u64 */
+#define EDGE_BUDGET_OFF_STEP_BUDGET	16	/* u64, from the policy */
+#define EDGE_BUDGET_OFF_POLICY_VERSION	24	/* u64 */
+#define EDGE_BUDGET_OFF_ROUNDS_SEALED	32	/* u64 */
+#define EDGE_BUDGET_OFF_LAST_ROUND	40	/* u64, 0 = none */
+#define EDGE_BUDGET_OFF_TIME_FLOOR	48	/* u64 Unix seconds */
+#define EDGE_BUDGET_OFF_POLICY_ID	56	/* 8 bytes: key id of policy digest */
+#define EDGE_BUDGET_F_POLICY		0x1
 
 #endif /* EDGE_TA_H */
