@@ -127,3 +127,37 @@ clean:
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 .SECONDARY:
+
+# ---------------------------------------------------------------------------
+# Cross build of the normal-world client for arm64 (the QEMU OP-TEE image,
+# boards): against the REAL libteec headers and library of Debian's
+# optee-client-dev/libteec2, unpacked under ARM64_SYSROOT by
+# scripts/qemu/build.sh. libedge_client.so stays unlinked to libteec (same
+# reason as above); edge-ta-cli links -lteec (libteec.so.2) and finds
+# libedge_client.so next to itself.
+#
+#   make arm64-client [ARM64_SYSROOT=build/qemu/stage]  -> build/arm64/
+ARM64_SYSROOT ?= build/qemu/stage
+ARM64_CC ?= aarch64-linux-gnu-gcc
+ARM64_BUILD := build/arm64
+ARM64_CFLAGS := -std=gnu11 -O2 -g $(WARN) -fPIC -fvisibility=hidden \
+	-Ihost/include -Ita/include -I$(ARM64_SYSROOT)/usr/include
+ARM64_TEEC_LIBDIR := $(ARM64_SYSROOT)/usr/lib/aarch64-linux-gnu
+
+.PHONY: arm64-client
+arm64-client: $(ARM64_BUILD)/libedge_client.so $(ARM64_BUILD)/edge-ta-cli
+
+$(ARM64_BUILD)/obj/%.o: host/%.c host/include/edge_client.h ta/include/edge_ta.h \
+		$(ARM64_SYSROOT)/usr/include/tee_client_api.h
+	@mkdir -p $(dir $@)
+	$(ARM64_CC) $(ARM64_CFLAGS) -c $< -o $@
+
+$(ARM64_BUILD)/libedge_client.so: $(ARM64_BUILD)/obj/edge_client.o
+	$(ARM64_CC) -shared -Wl,-soname,libedge_client.so -o $@ $^
+
+# --allow-shlib-undefined: trixie's libteec.so.2 needs a newer glibc than the
+# cross toolchain's; the guest provides it.
+$(ARM64_BUILD)/edge-ta-cli: $(ARM64_BUILD)/obj/edge_ta_cli.o $(ARM64_BUILD)/libedge_client.so
+	$(ARM64_CC) -o $@ $< -L$(ARM64_BUILD) -ledge_client \
+		-L$(ARM64_TEEC_LIBDIR) -lteec -Wl,--allow-shlib-undefined \
+		-Wl,-rpath,'$$ORIGIN'

@@ -11,6 +11,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from edge.commands import info as info_commands
+from edge.commands import model as model_commands
 from edge.commands import tee as tee_commands
 from edge.errors import EdgeError
 
@@ -23,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", "-v", action="store_true", help="more output")
     nouns = parser.add_subparsers(dest="noun", required=True, metavar="NOUN")
     tee_commands.register(nouns)
+    info_commands.register(nouns)
+    model_commands.register(nouns)
     return parser
 
 

@@ -168,3 +168,21 @@ class ConfigError(EdgeError):
     """A configuration file or command-line value is invalid; names the key."""
 
     refusal = "config"
+
+
+class ModelMismatch(Malformed):
+    """A model's input/output types or shapes differ from its package metadata."""
+
+    refusal = "model-mismatch"
+
+
+class UnverifiedModel(ConfigError):
+    """A model file that did not pass the TA's verification, without the development opt-in."""
+
+    refusal = "unverified-model"
+
+
+class DelegateUnavailable(ConfigError):
+    """A required NPU delegate failed to load or left part of the graph on the CPU."""
+
+    refusal = "delegate"

@@ -48,6 +48,16 @@ uint32_t edge_load_model_file(edge_client *c, const char *package_path,
                               uint64_t *version, uint32_t *origin);
 uint32_t edge_infer(edge_client *c, const float *features, uint32_t n, size_t features_len,
                     float *scores, size_t *scores_len, uint32_t *origin);
+uint32_t edge_verify_ticket(edge_client *c, const uint8_t *ticket, size_t ticket_len,
+                            uint64_t ree_time, uint32_t *steps_left, uint32_t *steps_per_round,
+                            uint32_t *origin);
+uint32_t edge_train_and_seal(edge_client *c, const float *features, uint32_t n,
+                             size_t features_len, const uint32_t *labels, size_t labels_len,
+                             uint8_t *update, size_t *update_len, uint32_t *origin);
+uint32_t edge_budget_status(edge_client *c, uint8_t *block, size_t *block_len,
+                            uint32_t *origin);
+uint32_t edge_install_policy(edge_client *c, const uint8_t *policy, size_t policy_len,
+                             uint32_t *origin);
 const char *edge_result_name(uint32_t result);
 """
 

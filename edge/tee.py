@@ -5,7 +5,9 @@ One method per TA command. Refusals and failures raise the specific
 
 Thread safety: a :class:`TrustedApp` may be shared between threads; every
 call, and the whole begin/chunks/finish sequence of a package load, holds the
-instance's lock, so commands never interleave.
+instance's lock, so commands never interleave. A ticket accepted by
+``verify_ticket`` is held by the session, not the caller: with several threads,
+serialise each verify/train pair yourself.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -39,6 +42,12 @@ _TA_REFUSALS: dict[int, type[errors.EdgeError]] = {
     tee_abi.EDGE_ERR_ALREADY_PROVISIONED: errors.AlreadyProvisioned,
     tee_abi.EDGE_ERR_NO_MODEL: errors.NoModel,
     tee_abi.TEE_ERROR_BAD_STATE: errors.BadState,
+    tee_abi.EDGE_ERR_EXPIRED: errors.Expired,
+    tee_abi.EDGE_ERR_REPLAY: errors.Replay,
+    tee_abi.EDGE_ERR_WRONG_MODEL: errors.WrongModel,
+    tee_abi.EDGE_ERR_POLICY_VIOLATION: errors.PolicyViolation,
+    tee_abi.EDGE_ERR_BUDGET_EXHAUSTED: errors.BudgetExhausted,
+    tee_abi.EDGE_ERR_NO_POLICY: errors.NoPolicy,
 }
 
 _ORIGINS = {
@@ -89,6 +98,45 @@ class TaStatus:
             aggregator_key_id=raw[72:88],
             package_id=raw[88:104],
         )
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """What BUDGET_STATUS reports: the privacy budget and replay state."""
+
+    has_policy: bool
+    steps_spent: int
+    step_budget: int
+    policy_version: int
+    rounds_sealed: int
+    last_round: int
+    time_floor: int
+    policy_id: bytes
+
+    @property
+    def steps_left(self) -> int:
+        """Steps the budget still allows (0 when spent or without a policy)."""
+        return max(self.step_budget - self.steps_spent, 0)
+
+    @classmethod
+    def parse(cls, raw: bytes) -> BudgetStatus:
+        """Decode the budget block laid out in ta/include/edge_ta.h."""
+        if len(raw) != tee_abi.BUDGET_SIZE:
+            raise errors.Malformed(f"budget block is {len(raw)} bytes, expected 64")
+        (flags,) = struct.unpack_from("<I", raw, tee_abi.BUDGET_OFF_FLAGS)
+        spent, budget, pversion, rounds, last, floor = struct.unpack_from(
+            "<6Q", raw, tee_abi.BUDGET_OFF_STEPS_SPENT)
+        off = tee_abi.BUDGET_OFF_POLICY_ID
+        return cls(bool(flags & tee_abi.BUDGET_F_POLICY), spent, budget, pversion, rounds,
+                   last, floor, raw[off:off + 8])
+
+
+@dataclass(frozen=True)
+class TicketAccepted:
+    """A ticket the TA now holds for one TRAIN_AND_SEAL."""
+
+    steps_left: int
+    steps_per_round: int  # Poisson sampling; 0 when it depends on the example count
 
 
 @dataclass(frozen=True)
@@ -171,6 +219,16 @@ class TrustedApp:
         if getattr(self, "_client", None) is not None:
             self.close()
 
+    def _fn(self, name: str) -> object:
+        """A client-library function, or TeeUnavailable naming it if this build lacks it."""
+        try:
+            return getattr(self._native.lib, name)
+        except AttributeError:
+            raise errors.TeeUnavailable(
+                f"{self._native.native_dir}/libedge_client.so has no {name}: rebuild the "
+                f"native parts with `make` (private training needs a newer client library)"
+            ) from None
+
     def _c(self) -> object:
         if self._client is None:
             raise errors.BadState("this TrustedApp is closed")
@@ -178,12 +236,12 @@ class TrustedApp:
 
     # -- commands ---------------------------------------------------------
     def _get_buffer(self, fn_name: str, what: str, size: int) -> bytes:
-        ffi, lib = self._native.ffi, self._native.lib
+        ffi = self._native.ffi
         buf = ffi.new("uint8_t[]", size)
         length = ffi.new("size_t *", size)
         origin = ffi.new("uint32_t *")
         with self._lock:
-            code = getattr(lib, fn_name)(self._c(), buf, length, origin)
+            code = self._fn(fn_name)(self._c(), buf, length, origin)
         _raise_for(self._native, what, code, origin[0])
         return bytes(ffi.buffer(buf, length[0]))
 
@@ -288,3 +346,71 @@ class TrustedApp:
         _raise_for(self._native, "infer", code, origin[0])
         per_row = out_len[0] // 4 // n
         return out.reshape(-1)[: n * per_row].reshape(n, per_row).copy()
+
+    # -- private training ---------------------------------------------------
+    def install_policy(self, policy: bytes) -> None:
+        """Install or replace the privacy policy (signed by the model signer)."""
+        origin = self._native.ffi.new("uint32_t *")
+        fn = self._fn("edge_install_policy")
+        with self._lock:
+            code = fn(self._c(), bytes(policy), len(policy), origin)
+        _raise_for(self._native, "install policy", code, origin[0])
+
+    def budget(self) -> BudgetStatus:
+        """Steps spent and left, rounds sealed, last round; read-only."""
+        raw = self._get_buffer("edge_budget_status", "budget status", tee_abi.BUDGET_SIZE)
+        return BudgetStatus.parse(raw)
+
+    def verify_ticket(self, ticket: bytes, ree_time: int | None = None) -> TicketAccepted:
+        """Check a round ticket; the session holds it for the next ``train_and_seal``."""
+        now = int(time.time()) if ree_time is None else int(ree_time)
+        if not 0 <= now < 2**64:
+            raise errors.ConfigError(f"REE time {now} is not a u64 Unix time")
+        ffi = self._native.ffi
+        left, per_round = ffi.new("uint32_t *"), ffi.new("uint32_t *")
+        origin = ffi.new("uint32_t *")
+        fn = self._fn("edge_verify_ticket")
+        with self._lock:
+            code = fn(self._c(), bytes(ticket), len(ticket), now, left, per_round, origin)
+        _raise_for(self._native, "verify ticket", code, origin[0])
+        return TicketAccepted(left[0], per_round[0])
+
+    def train_and_seal(self, features: np.ndarray, labels: np.ndarray) -> bytes:
+        """DP-SGD on the head with the held ticket; return the sealed update bytes.
+
+        On ``BudgetExhausted`` the message names the steps left.
+        """
+        x = np.ascontiguousarray(features, dtype="<f4")
+        y = np.ascontiguousarray(labels)
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise errors.Malformed(f"features must be a non-empty 2-D array, got {x.shape}")
+        if (y.shape != (x.shape[0],) or y.dtype.kind not in "iu" or (y < 0).any()
+                or (y >= 2**32).any()):
+            raise errors.Malformed(
+                f"labels must be {x.shape[0]} non-negative integers, got {y.dtype} {y.shape}")
+        y = y.astype("<u4")
+        n = x.shape[0]
+        if n > tee_abi.MAX_TRAIN_EXAMPLES:
+            raise errors.Oversized(f"{n} examples exceed {tee_abi.MAX_TRAIN_EXAMPLES}")
+        if x.nbytes > tee_abi.MAX_TRAIN_FEATURE_BYTES:
+            raise errors.Oversized(
+                f"{x.nbytes} bytes of features exceed {tee_abi.MAX_TRAIN_FEATURE_BYTES}")
+        ffi = self._native.ffi
+        cap = 28 + tee_abi.UPDATE_HEADER_SIZE + 4 * tee_abi.MAX_HEAD_PARAMS + 64
+        out = ffi.new("uint8_t[]", cap)
+        out_len = ffi.new("size_t *", cap)
+        origin = ffi.new("uint32_t *")
+        fn = self._fn("edge_train_and_seal")
+        with self._lock:
+            code = fn(self._c(), ffi.from_buffer("float[]", x), n, x.nbytes,
+                      ffi.from_buffer("uint32_t[]", y), y.nbytes, out, out_len, origin)
+        if code == tee_abi.EDGE_ERR_BUDGET_EXHAUSTED:
+            try:
+                left = f"{self.budget().steps_left} step(s) left"
+            except errors.EdgeError as exc:
+                left = f"steps left unknown ({exc.refusal})"
+            raise errors.BudgetExhausted(
+                f"train and seal: the round needs more steps than the budget has; {left}",
+                code=code, origin=origin[0])
+        _raise_for(self._native, "train and seal", code, origin[0])
+        return bytes(ffi.buffer(out, out_len[0]))

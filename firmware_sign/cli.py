@@ -1,4 +1,4 @@
-"""``firmware-sign``: the release engineer's tool for keys, packages and anchor statements."""
+"""``firmware-sign``: the release engineer's tool for keys, packages, anchors and policies."""
 
 from __future__ import annotations
 
@@ -27,7 +27,19 @@ from edge.formats.envelope import (
 from edge.formats.keys import key_id
 from edge.formats.manifest import parse_manifest
 from edge.formats.package import PackageSource, read_manifest, verify_package
-from firmware_sign.inspect import describe_anchor, describe_device, describe_package, render
+from edge.formats.policy import POLICY_SIZE, parse_policy
+from edge.formats.ticket import TICKET_SIZE, parse_ticket
+from edge.formats.update import MAX_UPDATE_SIZE, parse_update
+from firmware_sign import training
+from firmware_sign.inspect import (
+    describe_anchor,
+    describe_device,
+    describe_package,
+    describe_policy,
+    describe_ticket,
+    describe_update,
+    render,
+)
 from firmware_sign.keys import ROLES, generate_role_key, load_private_key, load_public_key
 from firmware_sign.package_builder import build_package
 from firmware_sign.statements import replace_anchor
@@ -243,6 +255,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         elif kind == Kind.DEVICE_RECORD:
             data = _small(fh, size, Kind.DEVICE_RECORD, DEVICE_RECORD_SIZE)
             info = describe_device(parse_device_record(data))
+        elif kind == Kind.PRIVACY_POLICY:
+            data = _small(fh, size, Kind.PRIVACY_POLICY, POLICY_SIZE)
+            info = describe_policy(parse_policy(data), data)
+        elif kind == Kind.ROUND_TICKET:
+            info = describe_ticket(parse_ticket(_small(fh, size, Kind.ROUND_TICKET, TICKET_SIZE)))
+        elif kind == Kind.SEALED_UPDATE:
+            data = _small(fh, size, Kind.SEALED_UPDATE, MAX_UPDATE_SIZE)
+            info = describe_update(parse_update(data))
         else:
             raise _unsupported(kind)
     info = {"file": args.file, "size": size, **info}
@@ -255,7 +275,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """verify: check an artefact's signer and signature (packages: payload and chunk digests)."""
-    signer = load_public_key(args.signer)
+    signer = _verify_key(args.signer)
     kid = key_id(signer).hex()
     fh, size, kind = _open_artefact(args.file)
     with fh:
@@ -272,10 +292,34 @@ def cmd_verify(args: argparse.Namespace) -> int:
             verify_envelope(parse_envelope(data, kind=Kind.DEVICE_RECORD), signer)
             rec = parse_device_record(data)
             what = f"device record {rec.device_id.hex()}"
+        elif kind in _SMALL:
+            limit, parse, name = _SMALL[Kind(kind)]
+            data = _small(fh, size, Kind(kind), limit)
+            verify_envelope(parse_envelope(data, kind=kind), signer)
+            what = name(parse(data))
         else:
             raise _unsupported(kind)
     print(f"OK: {args.file}: {what}, signed by key id {kid}")
     return 0
+
+
+_SMALL: dict[Kind, tuple[int, Callable[[bytes], Any], Callable[[Any], str]]] = {
+    Kind.PRIVACY_POLICY: (POLICY_SIZE, parse_policy,
+                          lambda p: f"privacy policy version {p.version}"),
+    Kind.ROUND_TICKET: (TICKET_SIZE, parse_ticket, lambda t: f"round ticket round {t.round_id}"),
+    Kind.SEALED_UPDATE: (MAX_UPDATE_SIZE, parse_update,
+                         lambda u: f"sealed update round {u.round_id} from {u.device_id.hex()}"),
+}
+
+
+def _verify_key(path: str) -> bytes:
+    """A public key file (PEM or raw), or a device record file (its identity key)."""
+    try:
+        return load_public_key(path)
+    except ConfigError:
+        if Path(path).is_file() and Path(path).stat().st_size == DEVICE_RECORD_SIZE:
+            return load_device(path).ed25519_pub
+        raise
 
 
 class _UsageError(Exception):
@@ -324,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--epoch", required=True, type=_u64, metavar="N")
     rep.add_argument("--out", required=True, metavar="STATEMENT")
     rep.set_defaults(func=cmd_anchor_replace)
+
+    training.register(sub, _u64)
 
     ins = sub.add_parser("inspect", help="show the fields of an artefact")
     ins.add_argument("file", metavar="FILE")

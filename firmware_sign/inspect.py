@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from edge.formats.anchors import ROLE_NAMES, AnchorStatement
 from edge.formats.device import DeviceRecord
 from edge.formats.envelope import Envelope, Kind
 from edge.formats.manifest import PackageManifest
+from edge.formats.policy import PrivacyPolicy, policy_id
+from edge.formats.ticket import RoundTicket
+from edge.formats.update import SealedUpdate
 
 
 def describe_package(env: Envelope, m: PackageManifest) -> dict[str, Any]:
@@ -85,3 +89,77 @@ def render(info: dict[str, Any], indent: str = "") -> str:
         else:
             lines.append(f"{indent}{label}: {value}")
     return "\n".join(lines)
+
+
+def describe_policy(p: PrivacyPolicy, raw: bytes) -> dict[str, Any]:
+    """Return the fields of a privacy policy and the (epsilon, delta) its budget implies."""
+    from firmware_sign.training import implied_epsilon
+
+    eps = implied_epsilon(p)
+    return {
+        "kind": "privacy_policy",
+        "kind_code": int(Kind.PRIVACY_POLICY),
+        "signer_key_id": p.signer_key_id.hex(),
+        "signature": "not checked (use verify --signer)",
+        "policy_id": policy_id(raw).hex(),
+        "policy_version": p.version,
+        "no_dp_test_policy": p.no_dp,
+        "noise_multiplier_min": p.noise_multiplier_min,
+        "max_example_clip": p.max_example_clip,
+        "max_update_clip": p.max_update_clip,
+        "sampling": p.sampling_name,
+        "sampling_rate": p.sampling_rate,
+        "max_steps_per_round": p.max_steps_per_round,
+        "step_budget": p.step_budget,
+        "target_epsilon": p.target_epsilon,
+        "delta": p.delta,
+        "accountant": {1: "rdp", 2: "pld"}[p.accountant],
+        "implied_epsilon": None if math.isinf(eps) else eps,
+        "implied": ("no privacy (noise 0)" if math.isinf(eps)
+                    else f"epsilon={eps:.6g} at delta={p.delta:.3g} (RDP, sigma_min)"),
+    }
+
+
+def describe_ticket(t: RoundTicket) -> dict[str, Any]:
+    """Return the fields of a round ticket."""
+    return {
+        "kind": "round_ticket",
+        "kind_code": int(Kind.ROUND_TICKET),
+        "signer_key_id": t.signer_key_id.hex(),
+        "signature": "not checked (use verify --signer)",
+        "round_id": t.round_id,
+        "model_version": t.model_version,
+        "nonce": t.nonce.hex(),
+        "issued_at": t.issued_at,
+        "deadline": t.deadline,
+        "example_clip": t.example_clip,
+        "noise_multiplier": t.noise_multiplier,
+        "update_clip": t.update_clip,
+        "learning_rate": t.learning_rate,
+        "epochs": t.epochs,
+        "batch_size": t.batch_size,
+        "update_mode": t.update_mode,
+    }
+
+
+def describe_update(u: SealedUpdate) -> dict[str, Any]:
+    """Return the header fields of a sealed update and its delta's norm (not the delta)."""
+    return {
+        "kind": "sealed_update",
+        "kind_code": int(Kind.SEALED_UPDATE),
+        "signer_key_id": u.signer_key_id.hex(),
+        "signature": "not checked (use verify --signer DEVICE.pub)",
+        "device_id": u.device_id.hex(),
+        "round_id": u.round_id,
+        "nonce": u.nonce.hex(),
+        "model_version": u.model_version,
+        "example_count": u.example_count,
+        "steps": u.steps,
+        "total_steps": u.total_steps,
+        "update_mode": u.update_mode,
+        "param_count": u.param_count,
+        "update_clip": u.update_clip,
+        "noise_multiplier": u.noise_multiplier,
+        "example_clip": u.example_clip,
+        "delta_norm": u.norm,
+    }

@@ -552,6 +552,79 @@ EDGE_API uint32_t edge_infer(edge_client *c, const float *features, uint32_t n,
 	return res;
 }
 
+EDGE_API uint32_t edge_verify_ticket(edge_client *c, const uint8_t *ticket,
+				     size_t ticket_len, uint64_t ree_time,
+				     uint32_t *steps_left,
+				     uint32_t *steps_per_round,
+				     uint32_t *origin)
+{
+	TEEC_Operation op;
+	uint32_t res;
+
+	if (!c || (!ticket && ticket_len))
+		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+	memset(&op, 0, sizeof(op));
+	op.paramTypes = TEEC_PARAM_TYPES(TEEC_MEMREF_TEMP_INPUT,
+					 TEEC_VALUE_INPUT, TEEC_VALUE_OUTPUT,
+					 TEEC_NONE);
+	op.params[0].tmpref.buffer = (void *)ticket;
+	op.params[0].tmpref.size = ticket_len;
+	op.params[1].value.a = (uint32_t)ree_time;
+	op.params[1].value.b = (uint32_t)(ree_time >> 32);
+	res = invoke(c, TA_EDGE_CMD_VERIFY_TICKET, &op, origin);
+	if (res != TEEC_SUCCESS)
+		return res;
+	if (steps_left)
+		*steps_left = op.params[2].value.a;
+	if (steps_per_round)
+		*steps_per_round = op.params[2].value.b;
+	return res;
+}
+
+EDGE_API uint32_t edge_train_and_seal(edge_client *c, const float *features,
+				      uint32_t n, size_t features_len,
+				      const uint32_t *labels,
+				      size_t labels_len, uint8_t *update,
+				      size_t *update_len, uint32_t *origin)
+{
+	TEEC_Operation op;
+	uint32_t res;
+
+	if (!c || !update_len || (!features && features_len) ||
+	    (!labels && labels_len) || (!update && *update_len))
+		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+	memset(&op, 0, sizeof(op));
+	op.paramTypes = TEEC_PARAM_TYPES(TEEC_VALUE_INPUT,
+					 TEEC_MEMREF_TEMP_INPUT,
+					 TEEC_MEMREF_TEMP_INPUT,
+					 TEEC_MEMREF_TEMP_OUTPUT);
+	op.params[0].value.a = n;
+	op.params[1].tmpref.buffer = (void *)features;
+	op.params[1].tmpref.size = features_len;
+	op.params[2].tmpref.buffer = (void *)labels;
+	op.params[2].tmpref.size = labels_len;
+	op.params[3].tmpref.buffer = update;
+	op.params[3].tmpref.size = *update_len;
+	res = invoke(c, TA_EDGE_CMD_TRAIN_AND_SEAL, &op, origin);
+	if (res == TEEC_SUCCESS || res == TEEC_ERROR_SHORT_BUFFER)
+		*update_len = op.params[3].tmpref.size;
+	return res;
+}
+
+EDGE_API uint32_t edge_budget_status(edge_client *c, uint8_t *block,
+				     size_t *block_len, uint32_t *origin)
+{
+	return get_buffer(c, TA_EDGE_CMD_BUDGET_STATUS, block, block_len,
+			  origin);
+}
+
+EDGE_API uint32_t edge_install_policy(edge_client *c, const uint8_t *policy,
+				      size_t policy_len, uint32_t *origin)
+{
+	return put_buffer(c, TA_EDGE_CMD_INSTALL_POLICY, policy, policy_len,
+			  origin);
+}
+
 EDGE_API const char *edge_result_name(uint32_t result)
 {
 	switch (result) {
@@ -581,6 +654,13 @@ EDGE_API const char *edge_result_name(uint32_t result)
 	case EDGE_ERR_UNSUPPORTED_VERSION: return "unsupported format version";
 	case EDGE_ERR_WRONG_KIND: return "wrong artefact kind";
 	case EDGE_ERR_CHUNK_DIGEST: return "chunk digest mismatch";
+	case EDGE_ERR_EXPIRED: return "expired";
+	case EDGE_ERR_REPLAY: return "replay";
+	case EDGE_ERR_WRONG_MODEL: return "wrong model";
+	case EDGE_ERR_POLICY_VIOLATION: return "weaker than policy";
+	case EDGE_ERR_BUDGET_EXHAUSTED: return "budget exhausted";
+	case EDGE_ERR_NO_POLICY: return "no privacy policy";
+	case 0xFFFF300F: return "overflow";
 	default: return "unknown result";
 	}
 }

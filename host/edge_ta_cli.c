@@ -10,6 +10,15 @@
  *   edge-ta-cli [-t TEE_NAME] replace-anchor STATEMENT
  *   edge-ta-cli [-t TEE_NAME] load PACKAGE [BACKBONE_OUT]
  *   edge-ta-cli [-t TEE_NAME] infer N FEATURES_F32 SCORES_OUT
+ *   edge-ta-cli [-t TEE_NAME] policy FILE
+ *   edge-ta-cli [-t TEE_NAME] budget
+ *   edge-ta-cli [-t TEE_NAME] ticket FILE REE_TIME
+ *   edge-ta-cli [-t TEE_NAME] train N FEATURES_F32 LABELS_U32 OUT
+ *   edge-ta-cli [-t TEE_NAME] round TICKET REE_TIME N FEATURES_F32 LABELS_U32 OUT
+ *
+ * A verified ticket is held by the TA session, which ends with this
+ * process: `ticket` only checks one, `train` alone is refused (bad state),
+ * and `round` verifies and trains in one session.
  *
  * Exit status 0 on success, 1 when the TEE refused or failed (one line on
  * stderr naming the result and which side produced it), 2 on bad usage.
@@ -48,7 +57,10 @@ static int usage(void)
 	fprintf(stderr,
 		"usage: edge-ta-cli [-t TEE_NAME] identity OUT | status | "
 		"anchors SIGNER_HEX AGG_HEX | replace-anchor FILE | "
-		"load PKG [BACKBONE_OUT] | infer N FEATURES SCORES_OUT\n");
+		"load PKG [BACKBONE_OUT] | infer N FEATURES SCORES_OUT | "
+		"policy FILE | budget | ticket FILE REE_TIME | "
+		"train N FEATURES LABELS OUT | "
+		"round TICKET REE_TIME N FEATURES LABELS OUT\n");
 	return 2;
 }
 
@@ -173,6 +185,108 @@ static int cmd_infer(edge_client *c, const char *n_str, const char *in_path,
 	return rc;
 }
 
+static int cmd_budget(edge_client *c)
+{
+	uint8_t b[EDGE_BUDGET_SIZE];
+	size_t len = sizeof(b);
+	uint32_t origin = 0, res = edge_budget_status(c, b, &len, &origin);
+
+	if (report("budget", res, origin))
+		return 1;
+	printf("flags: 0x%" PRIx32 "\n", rd32(b + EDGE_BUDGET_OFF_FLAGS));
+	printf("steps_spent: %" PRIu64 "\n", rd64(b + EDGE_BUDGET_OFF_STEPS_SPENT));
+	printf("step_budget: %" PRIu64 "\n", rd64(b + EDGE_BUDGET_OFF_STEP_BUDGET));
+	printf("policy_version: %" PRIu64 "\n",
+	       rd64(b + EDGE_BUDGET_OFF_POLICY_VERSION));
+	printf("rounds_sealed: %" PRIu64 "\n",
+	       rd64(b + EDGE_BUDGET_OFF_ROUNDS_SEALED));
+	printf("last_round: %" PRIu64 "\n", rd64(b + EDGE_BUDGET_OFF_LAST_ROUND));
+	printf("time_floor: %" PRIu64 "\n", rd64(b + EDGE_BUDGET_OFF_TIME_FLOOR));
+	print_hex("policy_id", b + EDGE_BUDGET_OFF_POLICY_ID, 8);
+	return 0;
+}
+
+static int parse_u64(const char *s, uint64_t *v)
+{
+	char *end = NULL;
+	unsigned long long x;
+
+	if (!*s || *s == '-')
+		return -1;
+	errno = 0;
+	x = strtoull(s, &end, 10);
+	if (errno || !end || *end)
+		return -1;
+	*v = x;
+	return 0;
+}
+
+static int cmd_ticket(edge_client *c, const char *path, const char *ree_str)
+{
+	uint64_t ree = 0;
+	size_t len = 0;
+	uint8_t *ticket;
+	uint32_t left = 0, per_round = 0, origin = 0, res;
+
+	if (parse_u64(ree_str, &ree))
+		return usage();
+	ticket = read_file(path, &len);
+	if (!ticket) {
+		fprintf(stderr, "edge-ta-cli: cannot read %s\n", path);
+		return 1;
+	}
+	res = edge_verify_ticket(c, ticket, len, ree, &left, &per_round,
+				 &origin);
+	free(ticket);
+	if (report("ticket", res, origin))
+		return 1;
+	printf("steps_left: %" PRIu32 "\nsteps_per_round: %" PRIu32 "\n",
+	       left, per_round);
+	return 0;
+}
+
+static int cmd_train(edge_client *c, const char *n_str, const char *feat_path,
+		     const char *label_path, const char *out_path)
+{
+	uint64_t n = 0;
+	size_t feat_len = 0, label_len = 0, out_len = 0;
+	uint8_t *feat = NULL, *labels = NULL, *out = NULL;
+	uint32_t origin = 0, res;
+	int rc = 1;
+
+	if (parse_u64(n_str, &n) || n == 0 || n > UINT32_MAX)
+		return usage();
+	feat = read_file(feat_path, &feat_len);
+	labels = read_file(label_path, &label_len);
+	if (!feat || !labels) {
+		fprintf(stderr, "edge-ta-cli: cannot read %s\n",
+			feat ? label_path : feat_path);
+		goto out;
+	}
+	/* Room for the largest head's update. */
+	out_len = EDGE_ENVELOPE_HEADER_SIZE + EDGE_UPDATE_HEADER_SIZE +
+		  4 * (size_t)EDGE_MAX_HEAD_PARAMS + EDGE_SIG_SIZE;
+	out = malloc(out_len);
+	if (!out)
+		goto out;
+	res = edge_train_and_seal(c, (const float *)(void *)feat, (uint32_t)n,
+				  feat_len, (const uint32_t *)(void *)labels,
+				  label_len, out, &out_len, &origin);
+	if (report("train", res, origin))
+		goto out;
+	if (write_file(out_path, out, out_len)) {
+		fprintf(stderr, "edge-ta-cli: cannot write %s\n", out_path);
+		goto out;
+	}
+	printf("update_bytes: %zu\n", out_len);
+	rc = 0;
+out:
+	free(feat);
+	free(labels);
+	free(out);
+	return rc;
+}
+
 static int run(edge_client *c, int argc, char **argv)
 {
 	const char *cmd = argv[0];
@@ -227,6 +341,31 @@ static int run(edge_client *c, int argc, char **argv)
 	}
 	if (!strcmp(cmd, "infer") && argc == 4)
 		return cmd_infer(c, argv[1], argv[2], argv[3]);
+	if (!strcmp(cmd, "policy") && argc == 2) {
+		size_t len = 0;
+		uint8_t *pol = read_file(argv[1], &len);
+
+		if (!pol) {
+			fprintf(stderr, "edge-ta-cli: cannot read %s\n", argv[1]);
+			return 1;
+		}
+		res = edge_install_policy(c, pol, len, &origin);
+		free(pol);
+		return report("policy", res, origin);
+	}
+	if (!strcmp(cmd, "budget") && argc == 1)
+		return cmd_budget(c);
+	if (!strcmp(cmd, "ticket") && argc == 3)
+		return cmd_ticket(c, argv[1], argv[2]);
+	if (!strcmp(cmd, "train") && argc == 5)
+		return cmd_train(c, argv[1], argv[2], argv[3], argv[4]);
+	if (!strcmp(cmd, "round") && argc == 7) {
+		int rc = cmd_ticket(c, argv[1], argv[2]);
+
+		if (rc)
+			return rc;
+		return cmd_train(c, argv[3], argv[4], argv[5], argv[6]);
+	}
 	return usage();
 }
 

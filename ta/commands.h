@@ -9,11 +9,23 @@
 #ifndef EDGE_COMMANDS_H
 #define EDGE_COMMANDS_H
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <tee_internal_api.h>
 
-/* A session: owns the pending load it began. */
+#include "ticket.h"
+
+/*
+ * A session: owns the pending load it began and the round ticket it
+ * verified (held for one TRAIN_AND_SEAL; a new VERIFY_TICKET replaces it,
+ * any refusal drops it).
+ */
 struct edge_session {
 	uint32_t id;
+	bool ticket_held;
+	struct edge_ticket ticket;
+	uint64_t ticket_ree_time;	/* the REE time VERIFY_TICKET was given */
 };
 
 typedef TEE_Result (*edge_cmd_fn)(struct edge_session *sess,
@@ -37,6 +49,26 @@ TEE_Result edge_cmd_load_abort(struct edge_session *sess,
 			       TEE_Param params[TEE_NUM_PARAMS]);
 TEE_Result edge_cmd_infer(struct edge_session *sess,
 			  TEE_Param params[TEE_NUM_PARAMS]);
+TEE_Result edge_cmd_verify_ticket(struct edge_session *sess,
+				  TEE_Param params[TEE_NUM_PARAMS]);
+TEE_Result edge_cmd_train_and_seal(struct edge_session *sess,
+				   TEE_Param params[TEE_NUM_PARAMS]);
+TEE_Result edge_cmd_budget_status(struct edge_session *sess,
+				  TEE_Param params[TEE_NUM_PARAMS]);
+TEE_Result edge_cmd_install_policy(struct edge_session *sess,
+				   TEE_Param params[TEE_NUM_PARAMS]);
+/*
+ * TRAIN_AND_SEAL up to and including the spend: checks, DP-SGD, the signed
+ * update in a new TA buffer (*update, *update_len; the caller wipes and
+ * frees it) and the atomic storage write that records the spend. The
+ * handler then only copies the update out, so a crash or a lost reply
+ * after this returns loses the update, never the spend. Separate so the
+ * tests can stop right there. params as for the command.
+ */
+TEE_Result edge_train_commit(struct edge_session *sess,
+			     TEE_Param params[TEE_NUM_PARAMS],
+			     uint8_t **update, size_t *update_len);
+/* Unused by the dispatch table since every command is implemented. */
 TEE_Result edge_cmd_not_implemented(struct edge_session *sess,
 				    TEE_Param params[TEE_NUM_PARAMS]);
 

@@ -50,15 +50,19 @@ static const struct edge_cmd edge_cmds[] = {
 	{ .id = TA_EDGE_CMD_INFER,
 	  .param_types = PT(VALUE_INPUT, MEMREF_INPUT, MEMREF_OUTPUT, NONE),
 	  .fn = edge_cmd_infer },
-	/* Reserved for private training: parameters not fixed yet. */
-	{ .id = TA_EDGE_CMD_VERIFY_TICKET, .any_param_types = true,
-	  .fn = edge_cmd_not_implemented },
-	{ .id = TA_EDGE_CMD_TRAIN_AND_SEAL, .any_param_types = true,
-	  .fn = edge_cmd_not_implemented },
-	{ .id = TA_EDGE_CMD_BUDGET_STATUS, .any_param_types = true,
-	  .fn = edge_cmd_not_implemented },
-	{ .id = TA_EDGE_CMD_INSTALL_POLICY, .any_param_types = true,
-	  .fn = edge_cmd_not_implemented },
+	{ .id = TA_EDGE_CMD_VERIFY_TICKET,
+	  .param_types = PT(MEMREF_INPUT, VALUE_INPUT, VALUE_OUTPUT, NONE),
+	  .fn = edge_cmd_verify_ticket },
+	{ .id = TA_EDGE_CMD_TRAIN_AND_SEAL,
+	  .param_types = PT(VALUE_INPUT, MEMREF_INPUT, MEMREF_INPUT,
+			    MEMREF_OUTPUT),
+	  .fn = edge_cmd_train_and_seal },
+	{ .id = TA_EDGE_CMD_BUDGET_STATUS,
+	  .param_types = PT(MEMREF_OUTPUT, NONE, NONE, NONE),
+	  .fn = edge_cmd_budget_status },
+	{ .id = TA_EDGE_CMD_INSTALL_POLICY,
+	  .param_types = PT(MEMREF_INPUT, NONE, NONE, NONE),
+	  .fn = edge_cmd_install_policy },
 };
 
 TEE_Result TA_CreateEntryPoint(void)

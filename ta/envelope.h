@@ -20,6 +20,9 @@
 #define EDGE_KIND_MANIFEST	1
 #define EDGE_KIND_ANCHOR	2
 #define EDGE_KIND_DEVICE	3
+#define EDGE_KIND_TICKET	4
+#define EDGE_KIND_UPDATE	5
+#define EDGE_KIND_POLICY	6
 
 struct edge_envelope {
 	uint16_t kind;

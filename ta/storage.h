@@ -23,11 +23,13 @@
 #define EDGE_OBJ_IDENTITY_KEX	"edge.identity.x25519"
 #define EDGE_OBJ_ANCHORS	"edge.anchors"
 #define EDGE_OBJ_MODEL		"edge.model"
+#define EDGE_OBJ_TRAIN		"edge.train"
 
 /* Header tags. */
 #define EDGE_TAG_KEY		0x4b474445u	/* "EDGK" */
 #define EDGE_TAG_ANCHORS	0x41474445u	/* "EDGA" */
 #define EDGE_TAG_MODEL		0x4d474445u	/* "EDGM" */
+#define EDGE_TAG_TRAIN		0x54474445u	/* "EDGT" */
 
 /* Writes the header into the first EDGE_STORE_HDR_SIZE bytes of buf. */
 void storage_hdr_init(uint8_t *buf, uint32_t tag);

@@ -461,13 +461,13 @@ def test_inspect_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         "empty": b"",
         "magic": b"EDGX" + bytes(24) + bytes(64),
         "version": b"EDGE\x02\x00\x01\x00" + bytes(20) + bytes(64),
-        "kind4": b"EDGE\x01\x00\x04\x00" + bytes(20) + bytes(64),
+        "kind7": b"EDGE\x01\x00\x07\x00" + bytes(20) + bytes(64),
     }
     expected = {
         "empty": "malformed",
         "magic": "malformed",
         "version": "unsupported-version",
-        "kind4": "wrong-kind",
+        "kind7": "wrong-kind",
     }
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import hmac
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,8 @@ import numpy as np
 
 from edge import errors
 from edge.formats.device import DeviceRecord
-from edge.tee import TaStatus, TrustedApp
+from edge.formats.policy import POLICY_SIZE, PrivacyPolicy, parse_policy, policy_id
+from edge.tee import BudgetStatus, TaStatus, TrustedApp
 from firmware_sign.keys import load_public_key_raw
 
 
@@ -129,6 +132,85 @@ def cmd_infer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_policy(path: Path) -> tuple[bytes, PrivacyPolicy]:
+    """Read and parse a policy file (its signature is the TA's to check)."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(POLICY_SIZE + 1)
+    except OSError as exc:
+        raise errors.ConfigError(f"cannot read policy {path}: {exc.strerror}") from None
+    try:
+        return data, parse_policy(data)
+    except errors.EdgeError as exc:
+        raise type(exc)(f"{path}: {exc}", code=exc.code, origin=exc.origin) from None
+
+
+def cmd_install_policy(args: argparse.Namespace) -> int:
+    """Install or replace the privacy policy (signed by the model signer)."""
+    data, policy = _read_policy(args.policy)
+    with _open(args) as ta:
+        ta.install_policy(data)
+        budget = ta.budget()
+    print(f"installed privacy policy version {policy.version} (id {policy_id(data).hex()}); "
+          f"{budget.steps_spent} of {budget.step_budget} steps spent")
+    return 0
+
+
+def _budget_info(budget: BudgetStatus, policy: tuple[bytes, PrivacyPolicy] | None
+                 ) -> dict[str, Any]:
+    """The budget block, and (epsilon, delta) spent when the installed policy file is given."""
+    info: dict[str, Any] = {
+        "policy_installed": budget.has_policy,
+        "policy_version": budget.policy_version if budget.has_policy else None,
+        "policy_id": budget.policy_id.hex() if budget.has_policy else None,
+        "steps_spent": budget.steps_spent,
+        "step_budget": budget.step_budget,
+        "steps_left": budget.steps_left,
+        "rounds_sealed": budget.rounds_sealed,
+        "last_round": budget.last_round or None,
+        "time_floor": budget.time_floor,
+        "epsilon_spent": None,
+        "epsilon_at_budget": None,
+        "delta": None,
+        "accounting": "give --policy FILE (the installed policy) for epsilon",
+    }
+    if policy is None:
+        return info
+    from edge import privacy
+
+    data, p = policy
+    if not budget.has_policy:
+        raise errors.NoPolicy("budget: no privacy policy is installed")
+    if not hmac.compare_digest(policy_id(data), budget.policy_id):
+        raise errors.ConfigError(
+            f"budget: --policy has id {policy_id(data).hex()} (version {p.version}), the "
+            f"installed policy is {budget.policy_id.hex()} (version {budget.policy_version})")
+    acc = privacy.StepAccountant.for_step(p.sampling_rate, p.noise_multiplier_min, p.sampling)
+    spent, full = acc.epsilon(budget.steps_spent, p.delta), acc.epsilon(budget.step_budget,
+                                                                         p.delta)
+    info.update(epsilon_spent=None if math.isinf(spent) else spent,
+                epsilon_at_budget=None if math.isinf(full) else full, delta=p.delta,
+                accounting=("none: no-DP test policy (noise may be 0)" if p.no_dp else
+                            f"RDP accountant (dp-accounting), {p.sampling_name} sampling at "
+                            f"q={p.sampling_rate:.6g}, sigma_min={p.noise_multiplier_min:.6g}"))
+    return info
+
+
+def cmd_budget(args: argparse.Namespace) -> int:
+    """Print steps spent and left, rounds sealed and the (epsilon, delta) spent."""
+    policy = _read_policy(args.policy) if args.policy else None
+    with _open(args) as ta:
+        info = _budget_info(ta.budget(), policy)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        shown = "-" if value is None else (f"{value:.6g}" if isinstance(value, float) else value)
+        print(f"{key.replace('_', ' '):<{width}}  {shown}")
+    return 0
+
+
 def register(nouns: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``edge tee`` and its verbs."""
     tee = nouns.add_parser("tee", help="the trusted application on this board")
@@ -163,3 +245,15 @@ def register(nouns: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--features", type=Path, required=True, metavar="X.npy")
     p.add_argument("--out", type=Path, metavar="SCORES.npy")
     p.set_defaults(run=cmd_infer)
+
+    p = verbs.add_parser("install-policy", help="install or replace the privacy policy")
+    _add_backend(p)
+    p.add_argument("policy", type=Path, metavar="POLICY")
+    p.set_defaults(run=cmd_install_policy)
+
+    p = verbs.add_parser("budget", help="privacy budget: steps, rounds, (epsilon, delta) spent")
+    _add_backend(p)
+    p.add_argument("--policy", type=Path, metavar="POLICY",
+                   help="the installed policy file, for the (epsilon, delta) accounting")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_budget)

@@ -82,6 +82,39 @@ uint32_t edge_infer(edge_client *c, const float *features, uint32_t n,
 		    size_t features_len, float *scores, size_t *scores_len,
 		    uint32_t *origin);
 
+/*
+ * Private training (docs/formats.md "Privacy policy", "Round ticket",
+ * "Training and sealing", "Sealed update").
+ *
+ * edge_verify_ticket: checks a round ticket and holds it in this client's
+ * session for one edge_train_and_seal. ree_time is Unix seconds. On success
+ * *steps_left = steps left in the budget (saturated to 2^32-1) and
+ * *steps_per_round = steps the ticket takes (Poisson sampling; 0 when it
+ * depends on n). Either output may be NULL.
+ */
+uint32_t edge_verify_ticket(edge_client *c, const uint8_t *ticket,
+			    size_t ticket_len, uint64_t ree_time,
+			    uint32_t *steps_left, uint32_t *steps_per_round,
+			    uint32_t *origin);
+/*
+ * edge_train_and_seal: DP-SGD with the held ticket on n examples (features
+ * n x head_in float32, features_len bytes; labels n uint32, labels_len
+ * bytes) and the signed sealed update in `update` (capacity *update_len,
+ * which receives its length; TEEC_ERROR_SHORT_BUFFER with the needed
+ * length, the ticket staying held).
+ */
+uint32_t edge_train_and_seal(edge_client *c, const float *features,
+			     uint32_t n, size_t features_len,
+			     const uint32_t *labels, size_t labels_len,
+			     uint8_t *update, size_t *update_len,
+			     uint32_t *origin);
+/* The EDGE_BUDGET_SIZE budget block (layout in edge_ta.h). */
+uint32_t edge_budget_status(edge_client *c, uint8_t *block, size_t *block_len,
+			    uint32_t *origin);
+/* Installs or replaces the privacy policy (a signed kind 6 envelope). */
+uint32_t edge_install_policy(edge_client *c, const uint8_t *policy,
+			     size_t policy_len, uint32_t *origin);
+
 /* Short, static, human-readable name of a result code (never NULL). */
 const char *edge_result_name(uint32_t result);
 

@@ -1,0 +1,195 @@
+"""Round ticket (kind 4): one training round's parameters, signed by the aggregator."""
+
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge.errors import (
+    Expired,
+    Malformed,
+    NoModel,
+    NoPolicy,
+    PolicyViolation,
+    Replay,
+    WrongModel,
+)
+from edge.formats.envelope import (
+    HEADER_SIZE,
+    SIG_SIZE,
+    Envelope,
+    Kind,
+    build_envelope,
+    parse_envelope,
+    verify_envelope,
+)
+from edge.formats.policy import SAMPLING_POISSON, PrivacyPolicy
+
+TICKET_BODY_SIZE = 72
+TICKET_SIZE = HEADER_SIZE + TICKET_BODY_SIZE + SIG_SIZE
+NONCE_SIZE = 16
+UPDATE_MODE_FLOAT32 = 1
+
+_BODY = struct.Struct("<QQ16sQQffffHHB3s")
+assert _BODY.size == TICKET_BODY_SIZE
+
+
+@dataclass(frozen=True)
+class RoundTicket:
+    """The fields of a round ticket."""
+
+    round_id: int
+    model_version: int
+    nonce: bytes
+    issued_at: int
+    deadline: int
+    example_clip: float
+    noise_multiplier: float
+    update_clip: float
+    learning_rate: float
+    epochs: int
+    batch_size: int
+    update_mode: int = UPDATE_MODE_FLOAT32
+    signer_key_id: bytes = bytes(16)
+
+
+def poisson_steps(epochs: int, q: float) -> int:
+    """Steps of a Poisson round: ``E · ceil(1/q)``, 1/q in double of the float32 q, as the TA."""
+    return epochs * math.ceil(1.0 / float(np.float32(q)))
+
+
+def fixed_steps(epochs: int, n: int, batch: int) -> int:
+    """Steps of a fixed-size round: ``E · ceil(n/B)``."""
+    return epochs * -(-n // batch)
+
+
+def _check_fields(t: RoundTicket) -> None:
+    """Refuse field values the TA refuses (``Malformed``), naming the field."""
+    for name in ("example_clip", "noise_multiplier", "update_clip", "learning_rate"):
+        if not math.isfinite(getattr(t, name)):
+            raise Malformed(f"round ticket: {name} is not finite")
+    if t.round_id < 1:
+        raise Malformed("round ticket: round id must be ≥ 1")
+    if t.example_clip <= 0.0:
+        raise Malformed(f"round ticket: per-example clip C {t.example_clip} is not > 0")
+    if t.noise_multiplier < 0.0:
+        raise Malformed(f"round ticket: noise multiplier {t.noise_multiplier} is negative")
+    if t.update_clip <= 0.0:
+        raise Malformed(f"round ticket: update clip U {t.update_clip} is not > 0")
+    if t.learning_rate <= 0.0:
+        raise Malformed(f"round ticket: learning rate {t.learning_rate} is not > 0")
+    if t.epochs < 1:
+        raise Malformed("round ticket: epochs must be ≥ 1")
+    if t.batch_size < 1:
+        raise Malformed("round ticket: batch size must be ≥ 1")
+    if t.update_mode != UPDATE_MODE_FLOAT32:
+        raise Malformed(f"round ticket: update mode {t.update_mode} is not 1 (float32)")
+
+
+def _parse(env: Envelope) -> RoundTicket:
+    """Decode and check a ticket body."""
+    body = env.body
+    if len(body) != TICKET_BODY_SIZE:
+        raise Malformed(f"round ticket: body of {len(body)} bytes, expected {TICKET_BODY_SIZE}")
+    (round_id, model_version, nonce, issued, deadline, c, sigma, u, lr, epochs, batch, mode,
+     reserved) = _BODY.unpack(body)
+    if reserved != bytes(3):
+        raise Malformed("round ticket: reserved bytes 69..71 are not zero")
+    t = RoundTicket(round_id, model_version, nonce, issued, deadline, c, sigma, u, lr, epochs,
+                    batch, mode, env.signer_key_id)
+    _check_fields(t)
+    return t
+
+
+def parse_ticket(data: bytes | bytearray | memoryview) -> RoundTicket:
+    """Parse a ticket with every structural check but no signature check."""
+    return _parse(parse_envelope(data, kind=Kind.ROUND_TICKET, max_len=TICKET_SIZE))
+
+
+def verify_ticket(
+    data: bytes | bytearray | memoryview,
+    aggregator_pub: bytes,
+    *,
+    policy: PrivacyPolicy | None,
+    model_version: int | None,
+    last_round: int = 0,
+    time_floor: int = 0,
+    ree_time: int = 0,
+) -> RoundTicket:
+    """Check a ticket with VERIFY_TICKET's checks, in its order, against the given device state."""
+    env = parse_envelope(data, kind=Kind.ROUND_TICKET, max_len=TICKET_SIZE)
+    verify_envelope(env, aggregator_pub)
+    t = _parse(env)
+    if policy is None:
+        raise NoPolicy("round ticket: no privacy policy is installed")
+    if not model_version:
+        raise NoModel("round ticket: no model is loaded")
+    if t.model_version != model_version:
+        raise WrongModel(
+            f"round ticket: for model version {t.model_version}, loaded is {model_version}"
+        )
+    if t.round_id <= last_round:
+        raise Replay(f"round ticket: round {t.round_id} is not above last sealed {last_round}")
+    now = max(ree_time, time_floor)
+    if t.deadline < now:
+        raise Expired(f"round ticket: deadline {t.deadline} is before {now}")
+    check_against_policy(t, policy)
+    return t
+
+
+def check_against_policy(t: RoundTicket, p: PrivacyPolicy) -> None:
+    """Refuse a ticket weaker than the policy (``PolicyViolation``), naming the field."""
+    if t.example_clip > p.max_example_clip:
+        raise PolicyViolation(
+            f"round ticket: clip C {t.example_clip} above the policy's {p.max_example_clip}")
+    if t.noise_multiplier < p.noise_multiplier_min:
+        raise PolicyViolation(
+            f"round ticket: sigma {t.noise_multiplier} below the policy's {p.noise_multiplier_min}")
+    if t.update_clip > p.max_update_clip:
+        raise PolicyViolation(
+            f"round ticket: update clip U {t.update_clip} above the policy's {p.max_update_clip}")
+    if p.sampling == SAMPLING_POISSON:
+        steps = poisson_steps(t.epochs, p.sampling_rate)
+        if steps > p.max_steps_per_round:
+            raise PolicyViolation(
+                f"round ticket: {steps} steps above the policy's {p.max_steps_per_round} per round")
+
+
+def encode_ticket_body(t: RoundTicket) -> bytes:
+    """Return the 72-byte body (no validation; test vectors and builders)."""
+    return _BODY.pack(t.round_id, t.model_version, t.nonce, t.issued_at, t.deadline,
+                      t.example_clip, t.noise_multiplier, t.update_clip, t.learning_rate,
+                      t.epochs, t.batch_size, t.update_mode, bytes(3))
+
+
+def build_ticket(
+    aggregator: Ed25519PrivateKey,
+    *,
+    round_id: int,
+    model_version: int,
+    nonce: bytes,
+    issued_at: int,
+    deadline: int,
+    example_clip: float,
+    noise_multiplier: float,
+    update_clip: float,
+    learning_rate: float,
+    epochs: int = 1,
+    batch_size: int = 1,
+    update_mode: int = UPDATE_MODE_FLOAT32,
+    check: bool = True,
+) -> bytes:
+    """Return a round ticket signed by the aggregator key (``check=False``: for refusal tests)."""
+    if len(nonce) != NONCE_SIZE:
+        raise Malformed(f"round ticket: nonce of {len(nonce)} bytes, expected {NONCE_SIZE}")
+    t = RoundTicket(round_id, model_version, bytes(nonce), issued_at, deadline,
+                    float(np.float32(example_clip)), float(np.float32(noise_multiplier)),
+                    float(np.float32(update_clip)), float(np.float32(learning_rate)),
+                    epochs, batch_size, update_mode)
+    if check:
+        _check_fields(t)
+    return build_envelope(Kind.ROUND_TICKET, encode_ticket_body(t), aggregator)

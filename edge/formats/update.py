@@ -1,0 +1,157 @@
+"""Sealed update (kind 5): a device's clipped, noised delta bound to one round, self-signed."""
+
+from __future__ import annotations
+
+import hmac
+import math
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge.errors import Malformed, PolicyViolation, Replay, UnknownSigner, WrongModel
+from edge.formats.device import DeviceRecord
+from edge.formats.envelope import (
+    HEADER_SIZE,
+    SIG_SIZE,
+    Envelope,
+    Kind,
+    build_envelope,
+    parse_envelope,
+    verify_envelope,
+)
+from edge.formats.keys import ed25519_raw_public, key_id
+from edge.formats.ticket import UPDATE_MODE_FLOAT32
+
+UPDATE_HEADER_SIZE = 88
+MAX_PARAMS = 128 * 1024
+MAX_UPDATE_SIZE = HEADER_SIZE + UPDATE_HEADER_SIZE + 4 * MAX_PARAMS + SIG_SIZE
+NORM_SLACK = 1e-5  # relative: float32 rounding of a delta scaled to exactly U
+
+_HEAD = struct.Struct("<16sQ16sQIIQB3sIfff4s")
+assert _HEAD.size == UPDATE_HEADER_SIZE
+
+
+@dataclass(frozen=True)
+class SealedUpdate:
+    """A parsed sealed update; ``delta`` is float32 (W row-major, then b)."""
+
+    device_id: bytes
+    round_id: int
+    nonce: bytes
+    model_version: int
+    example_count: int
+    steps: int
+    total_steps: int
+    update_mode: int
+    param_count: int
+    update_clip: float
+    noise_multiplier: float
+    example_clip: float
+    delta: np.ndarray
+    signer_key_id: bytes
+
+    @property
+    def norm(self) -> float:
+        """‖Δ‖₂ in float64."""
+        return float(np.linalg.norm(self.delta.astype(np.float64)))
+
+
+def _parse(env: Envelope) -> SealedUpdate:
+    """Decode and check an update body."""
+    body = env.body
+    if len(body) < UPDATE_HEADER_SIZE:
+        raise Malformed(f"sealed update: body of {len(body)} bytes, shorter than the header")
+    (device_id, round_id, nonce, version, n, steps, total, mode, res1, params, u, sigma, c,
+     res2) = _HEAD.unpack_from(body, 0)
+    if res1 != bytes(3) or res2 != bytes(4):
+        raise Malformed("sealed update: reserved bytes are not zero")
+    if mode != UPDATE_MODE_FLOAT32:
+        raise Malformed(f"sealed update: update mode {mode} is not 1 (float32)")
+    if not 1 <= params <= MAX_PARAMS:
+        raise Malformed(f"sealed update: parameter count {params} is not in 1..{MAX_PARAMS}")
+    if len(body) != UPDATE_HEADER_SIZE + 4 * params:
+        raise Malformed(
+            f"sealed update: body of {len(body)} bytes, {params} parameters imply "
+            f"{UPDATE_HEADER_SIZE + 4 * params}")
+    if not (math.isfinite(u) and u > 0.0):
+        raise Malformed(f"sealed update: update clip U {u} is not a finite number > 0")
+    delta = np.frombuffer(body, dtype="<f4", offset=UPDATE_HEADER_SIZE).astype(np.float32)
+    if not np.all(np.isfinite(delta)):
+        raise Malformed("sealed update: the delta holds a non-finite value")
+    return SealedUpdate(device_id, round_id, nonce, version, n, steps, total, mode, params,
+                        u, sigma, c, delta, env.signer_key_id)
+
+
+def parse_update(data: bytes | bytearray | memoryview) -> SealedUpdate:
+    """Parse a sealed update with structural checks but no signature check."""
+    return _parse(parse_envelope(data, kind=Kind.SEALED_UPDATE, max_len=MAX_UPDATE_SIZE))
+
+
+def verify_update(
+    data: bytes | bytearray | memoryview,
+    device: DeviceRecord,
+    *,
+    round_id: int,
+    nonce: bytes,
+    model_version: int,
+    param_count: int,
+    update_clip: float | None = None,
+) -> SealedUpdate:
+    """Verify an update from an enrolled device for an expected round; return it.
+
+    Checks the signer and signature under the device's identity key, the device id in the
+    body, the binding to round, nonce and model version, the parameter count, and
+    ‖Δ‖₂ ≤ U (the ticket's U when given, which the update's U must equal).
+    """
+    env = parse_envelope(data, kind=Kind.SEALED_UPDATE, max_len=MAX_UPDATE_SIZE)
+    verify_envelope(env, device.ed25519_pub)
+    upd = _parse(env)
+    if not hmac.compare_digest(upd.device_id, device.device_id):
+        raise UnknownSigner(
+            f"sealed update: names device {upd.device_id.hex()}, signed by "
+            f"{device.device_id.hex()}")
+    if upd.round_id != round_id:
+        raise Replay(f"sealed update: for round {upd.round_id}, expected round {round_id}")
+    if not hmac.compare_digest(upd.nonce, bytes(nonce)):
+        raise Replay("sealed update: cohort nonce differs from the round's")
+    if upd.model_version != model_version:
+        raise WrongModel(
+            f"sealed update: for model version {upd.model_version}, expected {model_version}")
+    if upd.param_count != param_count:
+        raise Malformed(
+            f"sealed update: {upd.param_count} parameters, the head has {param_count}")
+    bound = upd.update_clip
+    if update_clip is not None:
+        expected = float(np.float32(update_clip))
+        if upd.update_clip != expected:
+            raise PolicyViolation(
+                f"sealed update: update clip {upd.update_clip}, the ticket set {expected}")
+        bound = expected
+    if upd.norm > bound * (1.0 + NORM_SLACK):
+        raise PolicyViolation(f"sealed update: ‖Δ‖ = {upd.norm:.6g} exceeds U = {bound:.6g}")
+    return upd
+
+
+def build_update(
+    identity: Ed25519PrivateKey,
+    *,
+    round_id: int,
+    nonce: bytes,
+    model_version: int,
+    delta: np.ndarray,
+    example_count: int,
+    steps: int,
+    total_steps: int,
+    update_clip: float,
+    noise_multiplier: float,
+    example_clip: float,
+) -> bytes:
+    """Return a sealed update as the TA writes it (tests and the aggregator's test fixtures)."""
+    flat = np.ascontiguousarray(delta, dtype="<f4").reshape(-1)
+    dev = key_id(ed25519_raw_public(identity))
+    head = _HEAD.pack(dev, round_id, bytes(nonce), model_version, example_count, steps,
+                      total_steps, UPDATE_MODE_FLOAT32, bytes(3), flat.size, update_clip,
+                      noise_multiplier, example_clip, bytes(4))
+    return build_envelope(Kind.SEALED_UPDATE, head + flat.tobytes(), identity)

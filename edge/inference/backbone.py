@@ -1,0 +1,220 @@
+"""The backbone: a verified int8 ``.tflite`` run by TFLite on the NPU or the CPU."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edge.errors import ConfigError, DelegateUnavailable, Malformed, ModelMismatch, UnverifiedModel
+from edge.inference.delegates import DelegateReport, load_npu_delegate, measure_delegation
+from edge.inference.runtime import select_runtime
+
+if TYPE_CHECKING:
+    from edge.tee import LoadedModel
+
+log = logging.getLogger("edge.inference")
+
+DTYPES = ("int8", "uint8", "float32")
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """The ``[inference]`` settings: runtime, NPU delegate, threads."""
+
+    runtime: str = "auto"
+    npu_delegate: str = "auto"
+    num_threads: int = 1
+    require_npu: bool = False
+    delegate_options: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.num_threads, int) or self.num_threads < 1:
+            raise ConfigError(f"num_threads = {self.num_threads!r}: expected an integer >= 1")
+        if not self.npu_delegate:
+            raise ConfigError("npu_delegate = '': expected 'auto', 'none' or a library path")
+        if self.require_npu and self.npu_delegate == "none":
+            raise ConfigError("require_npu = true contradicts npu_delegate = 'none'")
+
+    @classmethod
+    def from_mapping(cls, table: dict[str, Any]) -> InferenceConfig:
+        """From the ``[inference]`` table of a TOML file; ConfigError names a bad key."""
+        known = set(cls.__dataclass_fields__)
+        for key, value in table.items():
+            if key not in known:
+                raise ConfigError(f"[inference] {key}: unknown key (known: "
+                                  f"{', '.join(sorted(known))})")
+            kind = dict if key == "delegate_options" else type(getattr(cls(), key))
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ConfigError(f"[inference] {key} = {value!r}: expected {kind.__name__}")
+        return cls(**table)
+
+
+def check_metadata(metadata: dict[str, Any]) -> None:
+    """Refuse metadata that lacks a well-formed input and output description."""
+    for side in ("input", "output"):
+        spec = metadata.get(side) if isinstance(metadata, dict) else None
+        if not isinstance(spec, dict) or not isinstance(spec.get("shape"), list | tuple):
+            raise Malformed(f"model metadata: {side!r} needs a 'shape' list and a 'dtype'")
+        if spec.get("dtype") not in DTYPES:
+            raise Malformed(f"model metadata: {side}.dtype = {spec.get('dtype')!r}, "
+                            f"expected one of {', '.join(DTYPES)}")
+
+
+def _check_tensor(side: str, details: dict[str, Any], spec: dict[str, Any]) -> None:
+    """ModelMismatch unless a tensor matches its metadata (the batch dimension is free)."""
+    actual = [int(d) for d in details.get("shape_signature", details["shape"])]
+    want = [int(d) if d is not None else -1 for d in spec["shape"]]
+    dtype = np.dtype(details["dtype"]).name
+    if dtype != spec["dtype"]:
+        raise ModelMismatch(f"model {side} {details['name']!r} is {dtype}, "
+                            f"the package metadata says {spec['dtype']}")
+    if len(actual) != len(want) or actual[1:] != want[1:]:
+        raise ModelMismatch(f"model {side} {details['name']!r} has shape {actual}, "
+                            f"the package metadata says {want} (batch dimension free)")
+    if dtype != "float32" and not details["quantization"][0]:
+        raise ModelMismatch(f"model {side} {details['name']!r} is {dtype} without a scale")
+
+
+class Backbone:
+    """A loaded backbone; ``run`` takes and returns float batches."""
+
+    def __init__(self, model: bytes, metadata: dict[str, Any],
+                 config: InferenceConfig | None = None) -> None:
+        """Use :meth:`from_verified` or :meth:`from_file`; this trusts ``model``."""
+        config = config or InferenceConfig()
+        check_metadata(metadata)
+        if len(model) < 8 or model[4:8] != b"TFL3":
+            raise Malformed(f"backbone is not a TFLite model ({len(model)} bytes, "
+                            f"identifier {bytes(model[4:8])!r}, expected b'TFL3')")
+        runtime = select_runtime(config.runtime)
+        self.report = DelegateReport(config.npu_delegate, runtime.name, runtime.version,
+                                     config.num_threads)
+        loaded = load_npu_delegate(runtime, config.npu_delegate, config.delegate_options,
+                                   self.report)
+        delegates = [loaded[0]] if loaded else []
+        self.report.npu_delegate = loaded[1] if loaded else None
+        try:
+            self._it = self._interpreter(runtime, bytes(model), delegates, config.num_threads)
+        except (ValueError, RuntimeError) as exc:
+            if not delegates:
+                raise Malformed(f"backbone refused by {runtime.name}: {exc}".strip()) from exc
+            self.report.warn(f"{self.report.npu_delegate} could not take the graph ({exc}); "
+                             f"running on the CPU")
+            self.report.npu_delegate, delegates = None, []
+            self._it = self._interpreter(runtime, bytes(model), [], config.num_threads)
+        nodes_after_npu = self._it._interpreter.NumNodes()
+        try:
+            self._it.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise Malformed(f"backbone refused by {runtime.name}: {exc}".strip()) from exc
+        measure_delegation(self._it._interpreter, nodes_after_npu, self.report)
+        if config.require_npu and (self.report.npu_delegate is None
+                                   or self.report.partly_delegated):
+            raise DelegateUnavailable("require_npu = true: " + (
+                self.report.warnings[-1] if self.report.warnings
+                else self.report.fallback_reason or "no NPU delegate"))
+        inputs, outputs = self._it.get_input_details(), self._it.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelMismatch(f"backbone has {len(inputs)} inputs and {len(outputs)} "
+                                f"outputs, expected one of each")
+        _check_tensor("input", inputs[0], metadata["input"])
+        _check_tensor("output", outputs[0], metadata["output"])
+        self._in, self._out = inputs[0], outputs[0]
+        self._delegates = delegates  # kept alive as long as the interpreter
+        self._batch = int(self._in["shape"][0])
+
+    @staticmethod
+    def _interpreter(runtime: Any, model: bytes, delegates: list[Any], threads: int) -> Any:
+        return runtime.interpreter_class(model_content=model, experimental_delegates=delegates,
+                                         num_threads=threads)
+
+    @classmethod
+    def from_verified(cls, model: bytes, metadata: dict[str, Any],
+                      config: InferenceConfig | None = None) -> Backbone:
+        """Load backbone bytes that the trusted application returned after verifying a package."""
+        return cls(model, metadata, config)
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel, metadata: dict[str, Any],
+                    config: InferenceConfig | None = None) -> Backbone:
+        """Load the backbone of a package the TA accepted (``TrustedApp.load_model``)."""
+        if loaded.backbone is not None:
+            return cls(loaded.backbone, metadata, config)
+        if loaded.backbone_path is not None:
+            return cls(Path(loaded.backbone_path).read_bytes(), metadata, config)
+        raise Malformed(f"model package version {loaded.version} carries no backbone")
+
+    @classmethod
+    def from_file(cls, path: str | Path, metadata: dict[str, Any],
+                  config: InferenceConfig | None = None, *,
+                  allow_unverified: bool = False) -> Backbone:
+        """Load a ``.tflite`` file that no TA verified: refused unless ``allow_unverified``."""
+        if not allow_unverified:
+            raise UnverifiedModel(f"refusing to load {path}: it did not pass the trusted "
+                                  f"application's verification (load a signed package, or "
+                                  f"opt into the unverified development mode)")
+        log.warning("UNVERIFIED MODEL: loading %s without signature verification "
+                    "(development mode; never do this on a deployed board)", path)
+        return cls(Path(path).read_bytes(), metadata, config)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Per-sample input shape."""
+        return tuple(int(d) for d in self._in["shape"][1:])
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Per-sample output shape."""
+        return tuple(int(d) for d in self._out["shape"][1:])
+
+    @property
+    def input_quantization(self) -> tuple[float, int]:
+        """The model's input (scale, zero point); scale 0 for a float input."""
+        return self._in["quantization"]
+
+    def _resize(self, batch: int) -> None:
+        if batch != self._batch:
+            self._it.resize_tensor_input(self._in["index"], [batch, *self.input_shape])
+            self._it.allocate_tensors()
+            self._out = self._it.get_output_details()[0]
+            self._batch = batch
+
+    def run_raw(self, x: np.ndarray) -> np.ndarray:
+        """Run on a batch already in the model's input type; the raw output tensor."""
+        x = np.asarray(x)
+        if x.shape[1:] != self.input_shape or x.dtype != self._in["dtype"]:
+            raise ModelMismatch(f"input batch {x.shape} {x.dtype}, expected "
+                                f"(n, {', '.join(map(str, self.input_shape))}) "
+                                f"{np.dtype(self._in['dtype']).name}")
+        self._resize(len(x))
+        self._it.set_tensor(self._in["index"], np.ascontiguousarray(x))
+        self._it.invoke()
+        return self._it.get_tensor(self._out["index"])
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        """Float inputs in the model's input type, with its own scale and zero point."""
+        dtype = np.dtype(self._in["dtype"])
+        scale, zp = self._in["quantization"]
+        if dtype == np.float32:
+            return np.asarray(x, np.float32)
+        info = np.iinfo(dtype)
+        q = np.rint(np.asarray(x, np.float32) / np.float32(scale)) + zp
+        return np.clip(q, info.min, info.max).astype(dtype)
+
+    def dequantize_output(self, y: np.ndarray) -> np.ndarray:
+        """Raw outputs as float32, with the model's output scale and zero point."""
+        scale, zp = self._out["quantization"]
+        if y.dtype == np.float32:
+            return y
+        return (y.astype(np.float32) - np.float32(zp)) * np.float32(scale)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Float features for a float batch (or one sample) of inputs."""
+        x = np.asarray(x, np.float32)
+        single = x.shape == self.input_shape
+        y = self.dequantize_output(self.run_raw(self.quantize_input(x[None] if single else x)))
+        return y[0] if single else y

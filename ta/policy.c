@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * Privacy policy parsing and the training-state object (see policy.h).
+ */
+#include <tee_internal_api.h>
+
+#include "bytes.h"
+#include "crypto.h"
+#include "dpmath.h"
+#include "envelope.h"
+#include "policy.h"
+#include "storage.h"
+
+/* flags u32, reserved u32, spent, rounds, last round, floor, envelope. */
+#define STATE_FIXED		40
+#define STATE_PAYLOAD		(STATE_FIXED + EDGE_POLICY_SIZE)
+#define STATE_F_POLICY		0x1
+
+static float rd_f32(struct edge_rd *r)
+{
+	return flt_from_bits(rd_u32(r));
+}
+
+static double rd_f64(struct edge_rd *r)
+{
+	return dbl_from_bits(rd_u64(r));
+}
+
+TEE_Result policy_parse_body(const uint8_t *body, size_t len,
+			     struct edge_policy *p)
+{
+	struct edge_rd r = { };
+	struct edge_policy t = { };
+	bool reserved_ok = true;
+
+	if (len != EDGE_POLICY_BODY_SIZE)
+		return TEE_ERROR_BAD_FORMAT;
+	rd_init(&r, body, len);
+	t.version = rd_u64(&r);
+	t.sigma_min = rd_f32(&r);
+	t.clip_max = rd_f32(&r);
+	t.update_clip_max = rd_f32(&r);
+	t.q = rd_f32(&r);
+	t.sampling = rd_u8(&r);
+	t.flags = rd_u8(&r);
+	reserved_ok &= rd_zeros(&r, 2);
+	t.max_steps_per_round = rd_u32(&r);
+	t.step_budget = rd_u64(&r);
+	t.target_epsilon = rd_f64(&r);
+	t.delta = rd_f64(&r);
+	t.accountant = rd_u32(&r);
+	reserved_ok &= rd_zeros(&r, 4);
+	if (r.err || rd_left(&r) || !reserved_ok)
+		return TEE_ERROR_BAD_FORMAT;
+
+	if (t.version < 1)
+		return TEE_ERROR_BAD_FORMAT;
+	if (!flt_finite(t.sigma_min) || !flt_finite(t.clip_max) ||
+	    !flt_finite(t.update_clip_max) || !flt_finite(t.q) ||
+	    !dbl_finite(t.target_epsilon) || !dbl_finite(t.delta))
+		return TEE_ERROR_BAD_FORMAT;
+	if (t.flags & ~(uint8_t)EDGE_POLICY_F_NO_DP)
+		return TEE_ERROR_BAD_FORMAT;
+	/* sigma_min = 0 (or -0) only for a no-DP test policy. */
+	if (t.sigma_min < 0 ||
+	    (!(t.sigma_min > 0) && !(t.flags & EDGE_POLICY_F_NO_DP)))
+		return TEE_ERROR_BAD_FORMAT;
+	if (!(t.clip_max > 0) || !(t.update_clip_max > 0))
+		return TEE_ERROR_BAD_FORMAT;
+	if (!(t.q > 0) || t.q > 1)
+		return TEE_ERROR_BAD_FORMAT;
+	if (t.sampling != EDGE_SAMPLING_POISSON &&
+	    t.sampling != EDGE_SAMPLING_FIXED)
+		return TEE_ERROR_BAD_FORMAT;
+	if (t.max_steps_per_round < 1 ||
+	    t.max_steps_per_round > EDGE_MAX_STEPS_PER_ROUND)
+		return TEE_ERROR_BAD_FORMAT;
+	if (t.step_budget < 1)
+		return TEE_ERROR_BAD_FORMAT;
+	/* Informational for the TA, but an unknown value is not a policy. */
+	if (t.accountant != 1 && t.accountant != 2)
+		return TEE_ERROR_BAD_FORMAT;
+	*p = t;
+	return TEE_SUCCESS;
+}
+
+TEE_Result policy_open(const uint8_t *buf, size_t len,
+		       const uint8_t signer_id[EDGE_KEY_ID_SIZE],
+		       const uint8_t signer_pub[EDGE_PUBKEY_SIZE],
+		       struct edge_policy *p)
+{
+	struct edge_envelope env = { };
+	TEE_Result res = TEE_ERROR_GENERIC;
+
+	res = envelope_open(buf, len, EDGE_KIND_POLICY, EDGE_POLICY_SIZE,
+			    signer_id, signer_pub, &env);
+	if (res)
+		return res;
+	return policy_parse_body(env.body, env.body_len, p);
+}
+
+TEE_Result train_state_load(struct edge_train_state *st)
+{
+	struct edge_train_state t = { };
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	const uint8_t *p = NULL;
+	uint32_t flags = 0;
+	TEE_Result res = TEE_ERROR_GENERIC;
+
+	TEE_MemFill(st, 0, sizeof(*st));
+	res = storage_get(EDGE_OBJ_TRAIN, EDGE_TAG_TRAIN, STATE_PAYLOAD,
+			  STATE_PAYLOAD, &buf, &len);
+	if (res == TEE_ERROR_ITEM_NOT_FOUND)
+		return TEE_SUCCESS;
+	if (res)
+		return res;
+	p = buf + EDGE_STORE_HDR_SIZE;
+	flags = get_le32(p);
+	t.steps_spent = get_le64(p + 8);
+	t.rounds_sealed = get_le64(p + 16);
+	t.last_round = get_le64(p + 24);
+	t.time_floor = get_le64(p + 32);
+	TEE_MemMove(t.policy_env, p + STATE_FIXED, EDGE_POLICY_SIZE);
+	if (flags & ~(uint32_t)STATE_F_POLICY || get_le32(p + 4)) {
+		res = TEE_ERROR_CORRUPT_OBJECT;
+	} else if (flags & STATE_F_POLICY) {
+		/* Verified at install; the stored copy is trusted storage. */
+		t.has_policy = true;
+		if (envelope_precheck(t.policy_env, EDGE_POLICY_SIZE,
+				      EDGE_KIND_POLICY, EDGE_POLICY_SIZE) ||
+		    policy_parse_body(t.policy_env + EDGE_ENVELOPE_HEADER_SIZE,
+				      EDGE_POLICY_BODY_SIZE, &t.policy))
+			res = TEE_ERROR_CORRUPT_OBJECT;
+	}
+	TEE_MemFill(buf, 0, len);
+	TEE_Free(buf);
+	if (res) {
+		EMSG("stored training state is inconsistent");
+		return res;
+	}
+	*st = t;
+	return TEE_SUCCESS;
+}
+
+TEE_Result train_state_store(const struct edge_train_state *st)
+{
+	uint8_t buf[EDGE_STORE_HDR_SIZE + STATE_PAYLOAD] = { 0 };
+	uint8_t *p = buf + EDGE_STORE_HDR_SIZE;
+
+	storage_hdr_init(buf, EDGE_TAG_TRAIN);
+	put_le32(p, st->has_policy ? STATE_F_POLICY : 0);
+	put_le64(p + 8, st->steps_spent);
+	put_le64(p + 16, st->rounds_sealed);
+	put_le64(p + 24, st->last_round);
+	put_le64(p + 32, st->time_floor);
+	if (st->has_policy)
+		TEE_MemMove(p + STATE_FIXED, st->policy_env, EDGE_POLICY_SIZE);
+	return storage_put(EDGE_OBJ_TRAIN, buf, sizeof(buf), true);
+}
+
+uint64_t train_steps_left(const struct edge_train_state *st)
+{
+	if (!st->has_policy || st->steps_spent >= st->policy.step_budget)
+		return 0;
+	return st->policy.step_budget - st->steps_spent;
+}
+
+TEE_Result train_budget_block(const struct edge_train_state *st,
+			      uint8_t block[EDGE_BUDGET_SIZE])
+{
+	uint8_t digest[EDGE_SHA256_SIZE] = { 0 };
+	TEE_Result res = TEE_ERROR_GENERIC;
+
+	TEE_MemFill(block, 0, EDGE_BUDGET_SIZE);
+	put_le64(block + EDGE_BUDGET_OFF_STEPS_SPENT, st->steps_spent);
+	put_le64(block + EDGE_BUDGET_OFF_ROUNDS_SEALED, st->rounds_sealed);
+	put_le64(block + EDGE_BUDGET_OFF_LAST_ROUND, st->last_round);
+	put_le64(block + EDGE_BUDGET_OFF_TIME_FLOOR, st->time_floor);
+	if (!st->has_policy)
+		return TEE_SUCCESS;
+	put_le32(block + EDGE_BUDGET_OFF_FLAGS, EDGE_BUDGET_F_POLICY);
+	put_le64(block + EDGE_BUDGET_OFF_STEP_BUDGET, st->policy.step_budget);
+	put_le64(block + EDGE_BUDGET_OFF_POLICY_VERSION, st->policy.version);
+	res = edge_sha256(st->policy_env, EDGE_POLICY_SIZE, digest);
+	if (res)
+		return res;
+	TEE_MemMove(block + EDGE_BUDGET_OFF_POLICY_ID, digest, 8);
+	return TEE_SUCCESS;
+}

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Round tickets (kind 4, docs/formats.md "Round ticket"): verification
+ * against the aggregator anchor, field checks, and the checks against the
+ * policy, the loaded model and the replay and time floors, in the order
+ * formats.md gives. Nothing here writes storage.
+ */
+#ifndef EDGE_TICKET_H
+#define EDGE_TICKET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <tee_internal_api.h>
+#include <edge_ta.h>
+
+#include "policy.h"
+
+#define EDGE_TICKET_BODY_SIZE	72
+
+struct edge_ticket {
+	uint64_t round_id;
+	uint64_t model_version;
+	uint8_t cohort_nonce[16];
+	uint64_t issued_at;
+	uint64_t deadline;
+	float clip;			/* C */
+	float sigma;			/* noise multiplier */
+	float update_clip;		/* U */
+	float lr;			/* eta */
+	uint16_t epochs;		/* E */
+	uint16_t batch;			/* B */
+	uint8_t mode;
+};
+
+/* Envelope (aggregator anchor) and body fields; body refusals BAD_FORMAT. */
+TEE_Result ticket_open(const uint8_t *buf, size_t len,
+		       const uint8_t agg_id[EDGE_KEY_ID_SIZE],
+		       const uint8_t agg_pub[EDGE_PUBKEY_SIZE],
+		       struct edge_ticket *t);
+
+/*
+ * The state checks after the envelope: no policy -> NO_POLICY; no model ->
+ * NO_MODEL; other version -> WRONG_MODEL; round <= last sealed -> REPLAY;
+ * deadline < max(ree_time, floor) -> EXPIRED; C, sigma, U or (Poisson)
+ * steps per round weaker than the policy -> POLICY_VIOLATION.
+ */
+TEE_Result ticket_check(const struct edge_ticket *t,
+			const struct edge_train_state *st, bool model_present,
+			uint64_t model_version, uint64_t ree_time);
+
+/*
+ * Steps T of a round with n examples (formats.md "Training and sealing"):
+ * Poisson E * ceil(1/q) (n unused; 0 allowed), fixed-size E * ceil(n/B)
+ * with B <= n and B/n <= q. POLICY_VIOLATION if the sampling constraints or
+ * the per-round maximum are not met. The budget is not checked here.
+ */
+TEE_Result ticket_steps(const struct edge_ticket *t,
+			const struct edge_policy *p, uint32_t n, uint64_t *T);
+
+#endif /* EDGE_TICKET_H */

@@ -1,0 +1,196 @@
+"""Private-training command lines: firmware-sign policy/ticket, edge tee install-policy/budget."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import Roles, head
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from training_helpers import NOW, data, ready, ticket
+
+from edge import privacy
+from edge.cli import main as edge_main
+from edge.formats.policy import parse_policy, policy_id
+from edge.formats.ticket import parse_ticket
+from edge.tee import TrustedApp
+from firmware_sign.cli import main as fs_main
+from firmware_sign.keys import private_pem
+
+REFUSAL_LINE = r"^[a-z-]+: .+$"
+
+
+@pytest.fixture
+def keys(tmp_path: Path, roles: Roles) -> dict[str, Path]:
+    """The roles' private keys as PEM files."""
+    out = {}
+    for name, key in (("signer", roles.signer), ("aggregator", roles.aggregator)):
+        path = tmp_path / f"{name}.key"
+        path.write_bytes(private_pem(key))
+        out[name] = path
+    return out
+
+
+def _policy_args(keys: dict[str, Path], out: Path, *extra: str, q: str = "0.01") -> list[str]:
+    return ["policy", "make", "--signer", str(keys["signer"]), "--version", "1",
+            "--delta", "1e-5", "--noise-multiplier", "1.1", "--sampling-rate", q,
+            "--max-example-clip", "1", "--max-update-clip", "5",
+            "--max-steps-per-round", "200", "--out", str(out), *extra]
+
+
+def test_policy_make_computes_the_budget(keys: dict[str, Path], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "policy.bin"
+    assert fs_main(_policy_args(keys, out, "--epsilon", "3")) == 0
+    line = capsys.readouterr().out
+    expected = privacy.max_steps(float(parse_policy(out.read_bytes()).sampling_rate), 1.1, 3.0,
+                                 1e-5)
+    p = parse_policy(out.read_bytes())
+    assert p.step_budget == expected and f"step budget {expected} steps" in line
+    assert re.search(r"epsilon=2\.99\d* at delta=1e-05", line), line
+    assert fs_main(["inspect", "--json", str(out)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "privacy_policy" and info["step_budget"] == expected
+    assert info["policy_id"] == policy_id(out.read_bytes()).hex()
+    assert 2.9 < info["implied_epsilon"] <= 3.0
+
+
+def test_no_dp_policy_needs_steps_and_says_so(keys: dict[str, Path], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "nodp.bin"
+    args = _policy_args(keys, out, "--no-dp-test-only")
+    args[args.index("1.1")] = "0"
+    assert fs_main(args) == 2
+    capsys.readouterr()
+    assert fs_main([*args, "--steps", "50"]) == 0
+    cap = capsys.readouterr()
+    assert "NO-DP TEST POLICY" in cap.err and "NO PRIVACY" in cap.out
+    p = parse_policy(out.read_bytes())
+    assert p.no_dp and p.step_budget == 50 and p.noise_multiplier_min == 0.0
+
+
+def test_policy_make_refusals(keys: dict[str, Path], tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "p.bin"
+    args = _policy_args(keys, out, "--epsilon", "3")
+    zero = list(args)
+    zero[zero.index("1.1")] = "0"
+    assert fs_main(zero) == 1
+    assert capsys.readouterr().err.startswith("config: noise multiplier 0")
+    assert fs_main(_policy_args(keys, out, "--epsilon", "1e-9")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("config: ") and "does not allow one step" in err
+    assert re.match(REFUSAL_LINE, err.strip())
+    assert fs_main([*args, "--steps", "4"]) == 2
+    assert not out.exists()
+
+
+def test_ticket_make_and_inspect(keys: dict[str, Path], tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "t.bin"
+    assert fs_main(["ticket", "make", "--aggregator", str(keys["aggregator"]), "--round", "9",
+                    "--model-version", "2", "--nonce", "00" * 16, "--issued-at", "100",
+                    "--deadline", "200", "--clip", "1", "--noise-multiplier", "1.1",
+                    "--update-clip", "5", "--learning-rate", "0.1", "--epochs", "2",
+                    "--batch-size", "8", "--out", str(out)]) == 0
+    t = parse_ticket(out.read_bytes())
+    assert (t.round_id, t.model_version, t.deadline, t.epochs, t.batch_size) == (9, 2, 200, 2, 8)
+    capsys.readouterr()
+    assert fs_main(["inspect", "--json", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["round_id"] == 9
+    pub = tmp_path / "agg.pub"
+    from firmware_sign.keys import load_private_key, public_pem
+    pub.write_bytes(public_pem(load_private_key(keys["aggregator"]).public_key()))
+    assert fs_main(["verify", str(out), "--signer", str(pub)]) == 0
+
+
+# -- edge tee, through the simulated secure world --------------------------------------
+
+def test_edge_install_policy_and_budget(secure_world: Path, roles: Roles, keys: dict[str, Path],
+                                        tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    pol = tmp_path / "policy.bin"
+    assert fs_main(_policy_args(keys, pol, "--epsilon", "30", "--sampling", "fixed",
+                                q="0.5")) == 0
+    p = parse_policy(pol.read_bytes())
+    w, b = head(30)
+    with TrustedApp("sim", secure_world) as ta:
+        ready(ta, roles, w, b, policy_bytes=pol.read_bytes())
+        for round_id in (1, 2):
+            ta.verify_ticket(ticket(roles.aggregator, round_id=round_id, noise_multiplier=1.1,
+                                    update_clip=5.0, batch_size=1), ree_time=NOW)
+            ta.train_and_seal(*data(round_id, 2, 16, 4))  # B/n = q: 2 steps a round
+    capsys.readouterr()
+    base = ["tee", "budget", "--tee", "sim", "--state", str(secure_world)]
+    assert edge_main([*base, "--json", "--policy", str(pol)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["steps_spent"], info["rounds_sealed"], info["last_round"]) == (4, 2, 2)
+    assert info["steps_left"] == p.step_budget - 4
+    assert info["policy_id"] == policy_id(pol.read_bytes()).hex()
+    expected = privacy.epsilon(p.sampling_rate, p.noise_multiplier_min, 4, 1e-5, privacy.FIXED)
+    assert info["epsilon_spent"] == pytest.approx(expected, rel=1e-9)
+    assert info["delta"] == 1e-5
+    assert edge_main(base) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"steps spent\s+4$", out, re.M) and "epsilon spent" in out
+    # A policy file that is not the installed one is refused.
+    other = tmp_path / "other.bin"
+    assert fs_main(_policy_args(keys, other, "--epsilon", "2")) == 0
+    capsys.readouterr()
+    assert edge_main([*base, "--policy", str(other)]) == 1
+    assert capsys.readouterr().err.startswith("config: budget: --policy has id")
+
+
+def test_edge_install_policy_command(secure_world: Path, roles: Roles, keys: dict[str, Path],
+                                     tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pol = tmp_path / "policy.bin"
+    assert fs_main(_policy_args(keys, pol, "--epsilon", "3")) == 0
+    with TrustedApp("sim", secure_world) as ta:
+        ta.install_anchors(roles.signer_pub, roles.aggregator_pub)
+    base = ["tee", "install-policy", "--tee", "sim", "--state", str(secure_world)]
+    capsys.readouterr()
+    assert edge_main([*base, str(pol)]) == 0
+    assert "installed privacy policy version 1" in capsys.readouterr().out
+    assert edge_main([*base, str(pol)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rollback: ") and re.match(REFUSAL_LINE, err.strip())
+    bad = tmp_path / "bad.bin"
+    from edge.formats.policy import build_policy
+    bad.write_bytes(build_policy(Ed25519PrivateKey.generate(), version=5,
+                                 noise_multiplier_min=1.0, max_example_clip=1.0,
+                                 max_update_clip=1.0, sampling_rate=0.1,
+                                 max_steps_per_round=10, step_budget=10, target_epsilon=1.0,
+                                 delta=1e-5))
+    assert edge_main([*base, str(bad)]) == 1
+    assert capsys.readouterr().err.startswith("unknown-signer: ")
+
+
+def test_inspect_and_verify_a_sealed_update(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from edge.formats.device import build_device_record
+    from edge.formats.update import build_update
+    ident = Ed25519PrivateKey.generate()
+    record = tmp_path / "DEVICE.pub"
+    record.write_bytes(build_device_record(ident, X25519PrivateKey.generate()))
+    upd = tmp_path / "update.bin"
+    upd.write_bytes(build_update(ident, round_id=3, nonce=bytes(16), model_version=2,
+                                 delta=np.full(12, 0.5, np.float32), example_count=9, steps=4,
+                                 total_steps=10, update_clip=2.0, noise_multiplier=1.0,
+                                 example_clip=1.0))
+    assert fs_main(["inspect", "--json", str(upd)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["kind"], info["round_id"], info["param_count"]) == ("sealed_update", 3, 12)
+    assert info["delta_norm"] == pytest.approx(np.sqrt(12) * 0.5)
+    assert "delta" not in info
+    assert fs_main(["verify", str(upd), "--signer", str(record)]) == 0
+    assert "sealed update round 3" in capsys.readouterr().out
+    other = tmp_path / "OTHER.pub"
+    other.write_bytes(build_device_record(Ed25519PrivateKey.generate(),
+                                          X25519PrivateKey.generate()))
+    assert fs_main(["verify", str(upd), "--signer", str(other)]) == 1
+    assert capsys.readouterr().err.startswith("unknown-signer: ")
