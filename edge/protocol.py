@@ -1,0 +1,49 @@
+"""MQTT topic names of the federation (docs/protocol.md), built in one place."""
+
+from __future__ import annotations
+
+import re
+
+from edge.errors import ConfigError, Malformed
+
+PROTOCOL_VERSION = 1
+_FLEET = re.compile(r"^[a-z0-9-]{1,32}$")
+_DEVICE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def check_fleet(fleet: str) -> str:
+    """Return ``fleet`` if it is a valid fleet name, else raise ConfigError."""
+    if not _FLEET.match(fleet):
+        raise ConfigError(f"fleet name {fleet!r} must match [a-z0-9-]{{1,32}}")
+    return fleet
+
+
+def model_topic(fleet: str) -> str:
+    """Retained topic of the fleet's current model package."""
+    return f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/model"
+
+
+def ticket_topic(fleet: str, device_id: bytes) -> str:
+    """Topic on which one device receives its round tickets."""
+    return f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/devices/{device_id.hex()}/ticket"
+
+
+def update_topic(fleet: str, device_id: bytes) -> str:
+    """Topic on which one device publishes its sealed updates."""
+    return f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/devices/{device_id.hex()}/update"
+
+
+def update_subscription(fleet: str) -> str:
+    """The aggregator's subscription to every device's updates."""
+    return f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/devices/+/update"
+
+
+def device_from_update_topic(fleet: str, topic: str) -> bytes:
+    """The device id named by an update topic; Malformed if it is not one."""
+    prefix = f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/devices/"
+    if not (topic.startswith(prefix) and topic.endswith("/update")):
+        raise Malformed(f"topic {topic!r} is not an update topic of fleet {fleet!r}")
+    hexid = topic[len(prefix):-len("/update")]
+    if not _DEVICE.match(hexid):
+        raise Malformed(f"topic {topic!r} does not name a device id")
+    return bytes.fromhex(hexid)
