@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edge import privacy
 from edge.errors import ConfigError
 from edge.formats.keys import ed25519_raw_public, key_id
@@ -72,8 +74,10 @@ def cmd_policy_make(args: argparse.Namespace) -> int:
         if args.noise_multiplier == 0.0:
             raise ConfigError("noise multiplier 0 gives no privacy; use --no-dp-test-only "
                               "for a test policy")
-        budget = privacy.max_steps(args.sampling_rate, args.noise_multiplier, args.epsilon,
-                                   args.delta, sampling)
+        # Account with the float32 values the policy stores and the TA enforces.
+        q32 = float(np.float32(args.sampling_rate))
+        sigma32 = float(np.float32(args.noise_multiplier))
+        budget = privacy.max_steps(q32, sigma32, args.epsilon, args.delta, sampling)
         if budget == 0:
             raise ConfigError(
                 f"target epsilon {args.epsilon} at delta {args.delta} does not allow one step "

@@ -158,3 +158,11 @@ def test_bad_training_inputs(provisioned: TrustedApp, roles: Roles) -> None:
     with pytest.raises(errors.Malformed):
         provisioned.train_and_seal(x, y_bad)
     assert provisioned.budget().steps_spent == 0
+
+
+def test_default_ree_time_is_now(provisioned: TrustedApp, roles: Roles) -> None:
+    w, b = head(24)
+    ready(provisioned, roles, w, b)
+    with pytest.raises(errors.Expired):
+        provisioned.verify_ticket(ticket(roles.aggregator, issued_at=10, deadline=1000))
+    assert provisioned.verify_ticket(ticket(roles.aggregator)).steps_left == 1_000_000

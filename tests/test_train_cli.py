@@ -45,9 +45,8 @@ def test_policy_make_computes_the_budget(keys: dict[str, Path], tmp_path: Path,
     out = tmp_path / "policy.bin"
     assert fs_main(_policy_args(keys, out, "--epsilon", "3")) == 0
     line = capsys.readouterr().out
-    expected = privacy.max_steps(float(parse_policy(out.read_bytes()).sampling_rate), 1.1, 3.0,
-                                 1e-5)
     p = parse_policy(out.read_bytes())
+    expected = privacy.max_steps(p.sampling_rate, p.noise_multiplier_min, 3.0, 1e-5)
     assert p.step_budget == expected and f"step budget {expected} steps" in line
     assert re.search(r"epsilon=2\.99\d* at delta=1e-05", line), line
     assert fs_main(["inspect", "--json", str(out)]) == 0

@@ -192,7 +192,8 @@ def _budget_info(budget: BudgetStatus, policy: tuple[bytes, PrivacyPolicy] | Non
                 epsilon_at_budget=None if math.isinf(full) else full, delta=p.delta,
                 accounting=("none: no-DP test policy (noise may be 0)" if p.no_dp else
                             f"RDP accountant (dp-accounting), {p.sampling_name} sampling at "
-                            f"q={p.sampling_rate:.6g}, sigma_min={p.noise_multiplier_min:.6g}"))
+                            f"q={p.sampling_rate:.6g}, at sigma_min="
+                            f"{p.noise_multiplier_min:.6g} (an upper bound on epsilon)"))
     return info
 
 
