@@ -141,19 +141,73 @@ EDGE_API uint32_t edge_get_status(edge_client *c, uint8_t *status,
 			  origin);
 }
 
+/*
+ * Commands whose parameter 0 is one input buffer. The caller's `op` holds
+ * parameters 1 and 2 (of types t1, t2), and gets the results back.
+ */
+static uint32_t put_buffer_with(edge_client *c, uint32_t cmd,
+				const uint8_t *buf, size_t len,
+				TEEC_Operation *op, uint32_t t1, uint32_t t2,
+				uint32_t *origin)
+{
+	if (!c || (!buf && len))
+		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+	op->paramTypes = TEEC_PARAM_TYPES(TEEC_MEMREF_TEMP_INPUT, t1, t2,
+					  TEEC_NONE);
+	op->params[0].tmpref.buffer = (void *)buf;
+	op->params[0].tmpref.size = len;
+	return invoke(c, cmd, op, origin);
+}
+
+/* Commands whose only parameter is one input buffer. */
 static uint32_t put_buffer(edge_client *c, uint32_t cmd, const uint8_t *buf,
 			   size_t len, uint32_t *origin)
 {
 	TEEC_Operation op;
 
-	if (!c || (!buf && len))
-		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
 	memset(&op, 0, sizeof(op));
-	op.paramTypes = TEEC_PARAM_TYPES(TEEC_MEMREF_TEMP_INPUT, TEEC_NONE,
-					 TEEC_NONE, TEEC_NONE);
-	op.params[0].tmpref.buffer = (void *)buf;
-	op.params[0].tmpref.size = len;
-	return invoke(c, cmd, &op, origin);
+	return put_buffer_with(c, cmd, buf, len, &op, TEEC_NONE, TEEC_NONE,
+			       origin);
+}
+
+struct in_buf {
+	const void *buf;
+	size_t len;
+};
+
+/*
+ * Commands taking value `a`, then the n_in (1 or 2) input buffers, then
+ * one output buffer whose size the TA reports back (also when too short).
+ */
+static uint32_t value_in_out(edge_client *c, uint32_t cmd, uint32_t a,
+			     const struct in_buf *in, size_t n_in, void *out,
+			     size_t *out_len, uint32_t *origin)
+{
+	uint32_t t[4] = { TEEC_VALUE_INPUT, TEEC_NONE, TEEC_NONE, TEEC_NONE };
+	TEEC_Operation op;
+	uint32_t res;
+	size_t i;
+
+	if (!c || !out_len || (!out && *out_len))
+		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+	for (i = 0; i < n_in; i++)
+		if (!in[i].buf && in[i].len)
+			return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+	memset(&op, 0, sizeof(op));
+	op.params[0].value.a = a;
+	for (i = 0; i < n_in; i++) {
+		t[1 + i] = TEEC_MEMREF_TEMP_INPUT;
+		op.params[1 + i].tmpref.buffer = (void *)in[i].buf;
+		op.params[1 + i].tmpref.size = in[i].len;
+	}
+	t[1 + n_in] = TEEC_MEMREF_TEMP_OUTPUT;
+	op.params[1 + n_in].tmpref.buffer = out;
+	op.params[1 + n_in].tmpref.size = *out_len;
+	op.paramTypes = TEEC_PARAM_TYPES(t[0], t[1], t[2], t[3]);
+	res = invoke(c, cmd, &op, origin);
+	if (res == TEEC_SUCCESS || res == TEEC_ERROR_SHORT_BUFFER)
+		*out_len = op.params[1 + n_in].tmpref.size;
+	return res;
 }
 
 EDGE_API uint32_t edge_install_anchors(edge_client *c,
@@ -186,15 +240,10 @@ EDGE_API uint32_t edge_load_begin(edge_client *c, const uint8_t *manifest,
 	TEEC_Operation op;
 	uint32_t res;
 
-	if (!c || (!manifest && manifest_len))
-		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
 	memset(&op, 0, sizeof(op));
-	op.paramTypes = TEEC_PARAM_TYPES(TEEC_MEMREF_TEMP_INPUT,
-					 TEEC_VALUE_OUTPUT, TEEC_VALUE_OUTPUT,
-					 TEEC_NONE);
-	op.params[0].tmpref.buffer = (void *)manifest;
-	op.params[0].tmpref.size = manifest_len;
-	res = invoke(c, TA_EDGE_CMD_LOAD_BEGIN, &op, origin);
+	res = put_buffer_with(c, TA_EDGE_CMD_LOAD_BEGIN, manifest, manifest_len,
+			      &op, TEEC_VALUE_OUTPUT, TEEC_VALUE_OUTPUT,
+			      origin);
 	if (res != TEEC_SUCCESS)
 		return res;
 	if (chunk_count)
@@ -213,25 +262,10 @@ EDGE_API uint32_t edge_load_chunk(edge_client *c, uint32_t index,
 				  uint8_t *plain, size_t *plain_len,
 				  uint32_t *origin)
 {
-	TEEC_Operation op;
-	uint32_t res;
+	const struct in_buf in = { stored, stored_len };
 
-	if (!c || !plain_len || (!stored && stored_len) ||
-	    (!plain && *plain_len))
-		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
-	memset(&op, 0, sizeof(op));
-	op.paramTypes = TEEC_PARAM_TYPES(TEEC_VALUE_INPUT,
-					 TEEC_MEMREF_TEMP_INPUT,
-					 TEEC_MEMREF_TEMP_OUTPUT, TEEC_NONE);
-	op.params[0].value.a = index;
-	op.params[1].tmpref.buffer = (void *)stored;
-	op.params[1].tmpref.size = stored_len;
-	op.params[2].tmpref.buffer = plain;
-	op.params[2].tmpref.size = *plain_len;
-	res = invoke(c, TA_EDGE_CMD_LOAD_CHUNK, &op, origin);
-	if (res == TEEC_SUCCESS || res == TEEC_ERROR_SHORT_BUFFER)
-		*plain_len = op.params[2].tmpref.size;
-	return res;
+	return value_in_out(c, TA_EDGE_CMD_LOAD_CHUNK, index, &in, 1, plain,
+			    plain_len, origin);
 }
 
 EDGE_API uint32_t edge_load_finish(edge_client *c, uint64_t *version,
@@ -531,25 +565,10 @@ EDGE_API uint32_t edge_infer(edge_client *c, const float *features, uint32_t n,
 			     size_t features_len, float *scores,
 			     size_t *scores_len, uint32_t *origin)
 {
-	TEEC_Operation op;
-	uint32_t res;
+	const struct in_buf in = { features, features_len };
 
-	if (!c || !scores_len || (!features && features_len) ||
-	    (!scores && *scores_len))
-		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
-	memset(&op, 0, sizeof(op));
-	op.paramTypes = TEEC_PARAM_TYPES(TEEC_VALUE_INPUT,
-					 TEEC_MEMREF_TEMP_INPUT,
-					 TEEC_MEMREF_TEMP_OUTPUT, TEEC_NONE);
-	op.params[0].value.a = n;
-	op.params[1].tmpref.buffer = (void *)features;
-	op.params[1].tmpref.size = features_len;
-	op.params[2].tmpref.buffer = scores;
-	op.params[2].tmpref.size = *scores_len;
-	res = invoke(c, TA_EDGE_CMD_INFER, &op, origin);
-	if (res == TEEC_SUCCESS || res == TEEC_ERROR_SHORT_BUFFER)
-		*scores_len = op.params[2].tmpref.size;
-	return res;
+	return value_in_out(c, TA_EDGE_CMD_INFER, n, &in, 1, scores,
+			    scores_len, origin);
 }
 
 EDGE_API uint32_t edge_verify_ticket(edge_client *c, const uint8_t *ticket,
@@ -561,17 +580,12 @@ EDGE_API uint32_t edge_verify_ticket(edge_client *c, const uint8_t *ticket,
 	TEEC_Operation op;
 	uint32_t res;
 
-	if (!c || (!ticket && ticket_len))
-		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
 	memset(&op, 0, sizeof(op));
-	op.paramTypes = TEEC_PARAM_TYPES(TEEC_MEMREF_TEMP_INPUT,
-					 TEEC_VALUE_INPUT, TEEC_VALUE_OUTPUT,
-					 TEEC_NONE);
-	op.params[0].tmpref.buffer = (void *)ticket;
-	op.params[0].tmpref.size = ticket_len;
 	op.params[1].value.a = (uint32_t)ree_time;
 	op.params[1].value.b = (uint32_t)(ree_time >> 32);
-	res = invoke(c, TA_EDGE_CMD_VERIFY_TICKET, &op, origin);
+	res = put_buffer_with(c, TA_EDGE_CMD_VERIFY_TICKET, ticket, ticket_len,
+			      &op, TEEC_VALUE_INPUT, TEEC_VALUE_OUTPUT,
+			      origin);
 	if (res != TEEC_SUCCESS)
 		return res;
 	if (steps_left)
@@ -587,28 +601,12 @@ EDGE_API uint32_t edge_train_and_seal(edge_client *c, const float *features,
 				      size_t labels_len, uint8_t *update,
 				      size_t *update_len, uint32_t *origin)
 {
-	TEEC_Operation op;
-	uint32_t res;
+	const struct in_buf in[2] = {
+		{ features, features_len }, { labels, labels_len }
+	};
 
-	if (!c || !update_len || (!features && features_len) ||
-	    (!labels && labels_len) || (!update && *update_len))
-		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
-	memset(&op, 0, sizeof(op));
-	op.paramTypes = TEEC_PARAM_TYPES(TEEC_VALUE_INPUT,
-					 TEEC_MEMREF_TEMP_INPUT,
-					 TEEC_MEMREF_TEMP_INPUT,
-					 TEEC_MEMREF_TEMP_OUTPUT);
-	op.params[0].value.a = n;
-	op.params[1].tmpref.buffer = (void *)features;
-	op.params[1].tmpref.size = features_len;
-	op.params[2].tmpref.buffer = (void *)labels;
-	op.params[2].tmpref.size = labels_len;
-	op.params[3].tmpref.buffer = update;
-	op.params[3].tmpref.size = *update_len;
-	res = invoke(c, TA_EDGE_CMD_TRAIN_AND_SEAL, &op, origin);
-	if (res == TEEC_SUCCESS || res == TEEC_ERROR_SHORT_BUFFER)
-		*update_len = op.params[3].tmpref.size;
-	return res;
+	return value_in_out(c, TA_EDGE_CMD_TRAIN_AND_SEAL, n, in, 2, update,
+			    update_len, origin);
 }
 
 EDGE_API uint32_t edge_budget_status(edge_client *c, uint8_t *block,

@@ -9,7 +9,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <ftw.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -23,6 +22,8 @@
 #include <unistd.h>
 
 #include <tee_client_api.h>
+
+#include "harness.h"
 
 /* Command numbers of sim_ta_echo.c. */
 #define CMD_VALUE_ADD	0
@@ -51,31 +52,7 @@ static const TEEC_UUID other_uuid = {
 /* Closing a session that failed to open must be harmless. */
 #define NO_SESSION { .imp = { .ctx = NULL } }
 
-static int passed, failed;
-static char tmpdir[] = "/tmp/edge-client-test-sim-XXXXXX";
-
-#define CHECK(cond) check(!!(cond), __LINE__, #cond, 0, 0, 0)
-/* Evaluates each side once: most sides are calls. */
-#define CHECK_EQ(a, b) do { \
-		unsigned long a_ = (unsigned long)(a); \
-		unsigned long b_ = (unsigned long)(b); \
-		check(a_ == b_, __LINE__, #a " == " #b, 1, a_, b_); \
-	} while (0)
-
-static void check(int ok, int line, const char *what, int show,
-		  unsigned long a, unsigned long b)
-{
-	if (ok) {
-		passed++;
-		return;
-	}
-	failed++;
-	if (show)
-		fprintf(stderr, "FAIL line %d: %s (0x%lx != 0x%lx)\n", line,
-			what, a, b);
-	else
-		fprintf(stderr, "FAIL line %d: %s\n", line, what);
-}
+static const char *tmpdir;
 
 static char *state_dir(const char *name)
 {
@@ -570,9 +547,10 @@ static void expect_dead(TEEC_Session *s, int line)
 	TEEC_Result res = invoke_value(s, CMD_COUNTER, TEEC_VALUE_OUTPUT, &a,
 				       NULL, &origin);
 
-	check(res == TEEC_ERROR_TARGET_DEAD && origin == TEEC_ORIGIN_TEE,
-	      line, "later call on a dead session is TARGET_DEAD/TEE", 1, res,
-	      origin);
+	harness_check(res == TEEC_ERROR_TARGET_DEAD &&
+		      origin == TEEC_ORIGIN_TEE, __FILE__, line, "dead session",
+		      " later call on a dead session is TARGET_DEAD/TEE"
+		      " (0x%x, 0x%x)", res, origin);
 }
 
 /* Crashes the secure world with `cmd`; both sessions must be dead. */
@@ -1034,15 +1012,6 @@ static void test_process_ties(void)
 	close(fds[0]);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 int main(int argc, char **argv)
 {
 	TEEC_Context ctx;
@@ -1058,10 +1027,7 @@ int main(int argc, char **argv)
 	else
 		snprintf(tee, sizeof(tee), "./sim_ta_echo");
 	setenv("EDGE_SIM_TEE", tee, 1);
-	if (!mkdtemp(tmpdir)) {
-		perror("mkdtemp");
-		return 2;
-	}
+	tmpdir = harness_tmpdir("edge-client-test-sim");
 
 	if (!setup(state_dir("main"), &ctx, &s)) {
 		test_values(&s);
@@ -1082,7 +1048,5 @@ int main(int argc, char **argv)
 	test_context_setup();
 	test_process_ties();
 
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return harness_summary();
 }

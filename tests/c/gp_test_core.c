@@ -18,19 +18,7 @@
 #include <tee_internal_api.h>
 
 #include "gp_sim.h"
-
-static int passed;
-static int failed;
-
-#define CHECK(cond)                                                           \
-	do {                                                                  \
-		if (cond) {                                                   \
-			passed++;                                             \
-		} else {                                                      \
-			failed++;                                             \
-			printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-		}                                                             \
-	} while (0)
+#include "harness.h"
 
 /*
  * Runs fn in a child process; returns its stderr (NUL-terminated, caller
@@ -70,14 +58,6 @@ static char *run_child(void (*fn)(void *), void *arg, bool *aborted)
 	waitpid(pid, &status, 0);
 	*aborted = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
 	return out;
-}
-
-static bool dies(void (*fn)(void *), void *arg)
-{
-	bool aborted;
-
-	free(run_child(fn, arg, &aborted));
-	return aborted;
 }
 
 /* ---- Heap -------------------------------------------------------------- */
@@ -234,44 +214,20 @@ static void test_trace(void)
 	free(out);
 }
 
-/* Every GP test runs on a fresh simulated secure storage of its own. */
-static bool setup_state_dir(char *dir, size_t size)
-{
-	const char *tmp = getenv("TMPDIR");
-
-	snprintf(dir, size, "%s/gp_test_core.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	return mkdtemp(dir) && edge_sim_gp_init(dir) == 0;
-}
-
-static void remove_state_dir(const char *dir)
-{
-	char cmd[600];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		printf("note: could not remove %s\n", dir);
-}
-
 int main(int argc, char **argv)
 {
-	char state_dir[256];
 	uint8_t *foreign;
 
 	(void)argc;
 	(void)argv;
-	if (!setup_state_dir(state_dir, sizeof(state_dir))) {
-		perror("state dir");
-		printf("0 passed, 1 failed\n");
-		return 1;
-	}
+	if (edge_sim_gp_init(harness_tmpdir("gp_test_core")) != 0)
+		harness_die("edge_sim_gp_init");
 	test_heap();
 	foreign = malloc(64);
-	CHECK(foreign && dies(free_foreign, foreign));
+	CHECK(foreign && harness_dies(free_foreign, foreign));
 	free(foreign);
 	test_mem();
 	test_trace();
 
-	remove_state_dir(state_dir);
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return harness_summary();
 }

@@ -16,54 +16,8 @@
 
 #include <tee_internal_api.h>
 
-
 #include "gp_sim.h"
-
-static int passed;
-static int failed;
-
-#define CHECK(cond)                                                           \
-	do {                                                                  \
-		if (cond) {                                                   \
-			passed++;                                             \
-		} else {                                                      \
-			failed++;                                             \
-			printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-		}                                                             \
-	} while (0)
-
-#define CHECK_RES(expr, want)                                                 \
-	do {                                                                  \
-		TEE_Result r_ = (expr);                                       \
-		if (r_ == (TEE_Result)(want)) {                               \
-			passed++;                                             \
-		} else {                                                      \
-			failed++;                                             \
-			printf("FAIL %s:%d: %s = 0x%08x, want 0x%08x\n",      \
-			       __FILE__, __LINE__, #expr, (unsigned int)r_,   \
-			       (unsigned int)(want));                         \
-		}                                                             \
-	} while (0)
-
-/* Runs fn in a child with stderr silenced; true if it panicked. */
-static bool dies(void (*fn)(void *), void *arg)
-{
-	int status = 0;
-	pid_t pid;
-
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
-	if (pid == 0) {
-		if (!freopen("/dev/null", "w", stderr))
-			_exit(3);
-		fn(arg);
-		_exit(0);
-	}
-	if (pid < 0 || waitpid(pid, &status, 0) != pid)
-		return false;
-	return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
-}
+#include "harness.h"
 
 static size_t unhex(const char *s, uint8_t *out)
 {
@@ -989,57 +943,35 @@ static void test_panics(void)
 	TEE_AllocateTransientObject(TEE_TYPE_X25519_KEYPAIR, 256, &xkp);
 	TEE_GenerateKey(xkp, 256, NULL, 0);
 
-	CHECK(dies(p_bad_op_handle, dummy));
-	CHECK(dies(p_freed_op, NULL));
-	CHECK(dies(p_bad_obj_handle, dummy));
-	CHECK(dies(p_op_as_object, NULL));
-	CHECK(dies(p_mac_on_digest, NULL));
-	CHECK(dies(p_mac_without_key, NULL));
-	CHECK(dies(p_sign_in_verify_mode, edpub));
-	CHECK(dies(p_wrong_key_type, NULL));
-	CHECK(dies(p_key_too_big, NULL));
-	CHECK(dies(p_key_usage, NULL));
-	CHECK(dies(p_setkey_initialized, NULL));
-	CHECK(dies(p_aad_after_payload, NULL));
-	CHECK(dies(p_update_after_mac_invalid, NULL));
-	CHECK(dies(p_short_hmac_key, NULL));
-	CHECK(dies(p_attr_uninitialised, NULL));
-	CHECK(dies(p_not_extractable, NULL));
-	CHECK(dies(p_missing_attr, NULL));
-	CHECK(dies(p_derive_bad_object, xkp));
-	CHECK(dies(p_free_persistent_as_transient, NULL));
+	CHECK(harness_dies(p_bad_op_handle, dummy));
+	CHECK(harness_dies(p_freed_op, NULL));
+	CHECK(harness_dies(p_bad_obj_handle, dummy));
+	CHECK(harness_dies(p_op_as_object, NULL));
+	CHECK(harness_dies(p_mac_on_digest, NULL));
+	CHECK(harness_dies(p_mac_without_key, NULL));
+	CHECK(harness_dies(p_sign_in_verify_mode, edpub));
+	CHECK(harness_dies(p_wrong_key_type, NULL));
+	CHECK(harness_dies(p_key_too_big, NULL));
+	CHECK(harness_dies(p_key_usage, NULL));
+	CHECK(harness_dies(p_setkey_initialized, NULL));
+	CHECK(harness_dies(p_aad_after_payload, NULL));
+	CHECK(harness_dies(p_update_after_mac_invalid, NULL));
+	CHECK(harness_dies(p_short_hmac_key, NULL));
+	CHECK(harness_dies(p_attr_uninitialised, NULL));
+	CHECK(harness_dies(p_not_extractable, NULL));
+	CHECK(harness_dies(p_missing_attr, NULL));
+	CHECK(harness_dies(p_derive_bad_object, xkp));
+	CHECK(harness_dies(p_free_persistent_as_transient, NULL));
 	TEE_FreeTransientObject(edpub);
 	TEE_FreeTransientObject(xkp);
 }
 
-/* Every GP test runs on a fresh simulated secure storage of its own. */
-static bool setup_state_dir(char *dir, size_t size)
-{
-	const char *tmp = getenv("TMPDIR");
-
-	snprintf(dir, size, "%s/gp_test_crypto.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	return mkdtemp(dir) && edge_sim_gp_init(dir) == 0;
-}
-
-static void remove_state_dir(const char *dir)
-{
-	char cmd[600];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		printf("note: could not remove %s\n", dir);
-}
-
 int main(int argc, char **argv)
 {
-	char state_dir[256];
 	(void)argc;
 	(void)argv;
-	if (!setup_state_dir(state_dir, sizeof(state_dir))) {
-		perror("state dir");
-		printf("0 passed, 1 failed\n");
-		return 1;
-	}
+	if (edge_sim_gp_init(harness_tmpdir("gp_test_crypto")) != 0)
+		harness_die("edge_sim_gp_init");
 	test_sha256();
 	test_hmac();
 	test_gcm();
@@ -1048,7 +980,5 @@ int main(int argc, char **argv)
 	test_x25519();
 	test_panics();
 
-	remove_state_dir(state_dir);
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return harness_summary();
 }

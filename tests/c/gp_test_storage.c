@@ -19,60 +19,15 @@
 
 #include <tee_internal_api.h>
 
-
 #include "gp_sim.h"
+#include "harness.h"
 
 #define TYPE_DATA 0xA00000BFu
 
-static int passed;
-static int failed;
-
-#define CHECK(cond)                                                           \
-	do {                                                                  \
-		if (cond) {                                                   \
-			passed++;                                             \
-		} else {                                                      \
-			failed++;                                             \
-			printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-		}                                                             \
-	} while (0)
-
-#define CHECK_RES(expr, want)                                                 \
-	do {                                                                  \
-		TEE_Result r_ = (expr);                                       \
-		if (r_ == (TEE_Result)(want)) {                               \
-			passed++;                                             \
-		} else {                                                      \
-			failed++;                                             \
-			printf("FAIL %s:%d: %s = 0x%08x, want 0x%08x\n",      \
-			       __FILE__, __LINE__, #expr, (unsigned int)r_,   \
-			       (unsigned int)(want));                         \
-		}                                                             \
-	} while (0)
-
-static char state_dir[256];
+static const char *state_dir;
 
 #define RW (TEE_DATA_FLAG_ACCESS_READ | TEE_DATA_FLAG_ACCESS_WRITE)
 #define RWM (RW | TEE_DATA_FLAG_ACCESS_WRITE_META)
-
-static bool dies(void (*fn)(void *), void *arg)
-{
-	int status = 0;
-	pid_t pid;
-
-	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
-	if (pid == 0) {
-		if (!freopen("/dev/null", "w", stderr))
-			_exit(3);
-		fn(arg);
-		_exit(0);
-	}
-	if (pid < 0 || waitpid(pid, &status, 0) != pid)
-		return false;
-	return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
-}
 
 static void path_of(char *buf, size_t size, const char *rel)
 {
@@ -679,14 +634,14 @@ static void p_free_persistent(void *arg)
 
 static void test_panics(void)
 {
-	CHECK(dies(p_private_not_extractable, NULL));
-	CHECK(dies(p_delete_without_meta, NULL));
-	CHECK(dies(p_write_read_only, NULL));
-	CHECK(dies(p_read_write_only, NULL));
-	CHECK(dies(p_long_id, NULL));
-	CHECK(dies(p_open_overwrite_flag, NULL));
-	CHECK(dies(p_seek_transient, NULL));
-	CHECK(dies(p_free_persistent, NULL));
+	CHECK(harness_dies(p_private_not_extractable, NULL));
+	CHECK(harness_dies(p_delete_without_meta, NULL));
+	CHECK(harness_dies(p_write_read_only, NULL));
+	CHECK(harness_dies(p_read_write_only, NULL));
+	CHECK(harness_dies(p_long_id, NULL));
+	CHECK(harness_dies(p_open_overwrite_flag, NULL));
+	CHECK(harness_dies(p_seek_transient, NULL));
+	CHECK(harness_dies(p_free_persistent, NULL));
 }
 
 static void test_unavailable(void)
@@ -707,28 +662,13 @@ static void test_unavailable(void)
 	CHECK(edge_sim_gp_init(state_dir) == 0);
 }
 
-static void rm_rf(const char *path)
-{
-	char cmd[600];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
-	if (system(cmd) != 0)
-		printf("note: could not remove %s\n", path);
-}
-
 int main(int argc, char **argv)
 {
-	const char *tmp = getenv("TMPDIR");
-
 	(void)argc;
 	(void)argv;
-	snprintf(state_dir, sizeof(state_dir), "%s/gp_test_storage.XXXXXX",
-		 tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(state_dir) || edge_sim_gp_init(state_dir) != 0) {
-		perror("state dir");
-		printf("0 passed, 1 failed\n");
-		return 1;
-	}
+	state_dir = harness_tmpdir("gp_test_storage");
+	if (edge_sim_gp_init(state_dir) != 0)
+		harness_die("edge_sim_gp_init");
 
 	test_init();
 	test_stream();
@@ -741,7 +681,5 @@ int main(int argc, char **argv)
 	test_unavailable();
 	test_wrong_key();
 
-	rm_rf(state_dir);
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return harness_summary();
 }

@@ -32,51 +32,8 @@
 #include "kdf.h"
 #include "package.h"
 
-static int passed;
-static int failed;
-
-#define CHECK(cond, ...) check((cond), __LINE__, __VA_ARGS__)
-
-static void check(bool ok, int line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void check(bool ok, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ok) {
-		passed++;
-		return;
-	}
-	printf("FAIL line %d: ", line);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	failed++;
-}
-
-static void check_res(TEE_Result res, TEE_Result want, const char *what,
-		      int line)
-{
-	check(res == want, line, "%s: 0x%08" PRIx32 ", expected 0x%08" PRIx32,
-	      what, res, want);
-}
-
-/* Evaluates res once. */
-#define CHECK_RES(res, want, what) check_res((res), (want), (what), __LINE__)
-
-/* ---- Parameter helpers ------------------------------------------------- */
-
-static void p_clear(TEE_Param p[TEE_NUM_PARAMS])
-{
-	memset(p, 0, sizeof(TEE_Param) * TEE_NUM_PARAMS);
-}
-
-static void p_mem(TEE_Param *p, const void *buf, size_t size)
-{
-	p->memref.buffer = (void *)buf;
-	p->memref.size = size;
-}
+#define HARNESS_TA
+#include "harness.h"
 
 static TEE_Result get_status(struct edge_session *s, uint8_t st[EDGE_STATUS_SIZE])
 {
@@ -97,68 +54,6 @@ static uint64_t status_version(struct edge_session *s)
 }
 
 /* ---- Keys held by the test ---------------------------------------------- */
-
-struct ed_key {
-	TEE_ObjectHandle pair;
-	uint8_t pub[32];
-};
-
-static void ed_generate(struct ed_key *k)
-{
-	size_t len = 32;
-
-	if (TEE_AllocateTransientObject(TEE_TYPE_ED25519_KEYPAIR, 256,
-					&k->pair) ||
-	    TEE_GenerateKey(k->pair, 256, NULL, 0) ||
-	    TEE_GetObjectBufferAttribute(k->pair,
-					 TEE_ATTR_ED25519_PUBLIC_VALUE,
-					 k->pub, &len)) {
-		printf("cannot generate an Ed25519 key\n");
-		exit(2);
-	}
-}
-
-static void sign_envelope(uint8_t *env, size_t signed_len,
-			  TEE_ObjectHandle signer)
-{
-	uint8_t digest[32];
-
-	if (edge_sha256(env, signed_len, digest) ||
-	    edge_ed25519_sign(signer, digest, env + signed_len)) {
-		printf("cannot sign\n");
-		exit(2);
-	}
-}
-
-static void gcm_encrypt(const uint8_t key[32], const uint8_t nonce[12],
-			const void *aad, size_t aad_len, const void *pt,
-			size_t len, uint8_t *ct_tag)
-{
-	TEE_ObjectHandle k = TEE_HANDLE_NULL;
-	TEE_OperationHandle op = TEE_HANDLE_NULL;
-	TEE_Attribute a;
-	size_t out_len = len;
-	size_t tag_len = 16;
-
-	TEE_InitRefAttribute(&a, TEE_ATTR_SECRET_VALUE, key, 32);
-	if (TEE_AllocateTransientObject(TEE_TYPE_AES, 256, &k) ||
-	    TEE_PopulateTransientObject(k, &a, 1) ||
-	    TEE_AllocateOperation(&op, TEE_ALG_AES_GCM, TEE_MODE_ENCRYPT,
-				  256) ||
-	    TEE_SetOperationKey(op, k) ||
-	    TEE_AEInit(op, nonce, 12, 128, aad_len, len)) {
-		printf("cannot set up AES-GCM\n");
-		exit(2);
-	}
-	TEE_AEUpdateAAD(op, aad, aad_len);
-	if (TEE_AEEncryptFinal(op, pt, len, ct_tag, &out_len, ct_tag + len,
-			       &tag_len) || out_len != len || tag_len != 16) {
-		printf("AES-GCM encryption failed\n");
-		exit(2);
-	}
-	TEE_FreeOperation(op);
-	TEE_FreeTransientObject(k);
-}
 
 /* ---- A package builder (the formats.md key schedule) ------------------- */
 
@@ -226,10 +121,8 @@ static void build_package(const struct spec *s, struct built *b)
 	if (TEE_AllocateTransientObject(TEE_TYPE_X25519_KEYPAIR, 256, &e) ||
 	    TEE_GenerateKey(e, 256, NULL, 0) ||
 	    TEE_GetObjectBufferAttribute(e, TEE_ATTR_X25519_PUBLIC_VALUE, E,
-					 &len)) {
-		printf("cannot generate the ephemeral key\n");
-		exit(2);
-	}
+					 &len))
+		harness_die("ephemeral key");
 
 	b->manifest_len = EDGE_ENVELOPE_HEADER_SIZE + body_len + 64;
 	env = calloc(1, b->manifest_len);
@@ -265,10 +158,8 @@ static void build_package(const struct spec *s, struct built *b)
 		memcpy(salt + 32, s->rcpt[r].kex_pub, 32);
 		if (edge_x25519(e, s->rcpt[r].kex_pub, Z) ||
 		    edge_hkdf_sha256(Z, 32, salt, 64, wrap, strlen(wrap),
-				     binding, 24, KEK, 32)) {
-			printf("key wrap failed\n");
-			exit(2);
-		}
+				     binding, 24, KEK, 32))
+			harness_die("key wrap");
 		gcm_encrypt(KEK, nonce, s->rcpt[r].id, 16, K, 32, p + 16);
 		p += 64;
 	}
@@ -1083,14 +974,11 @@ static void test_reserved(void)
 
 int main(int argc, char **argv)
 {
-	char tmpl[] = "/tmp/ta_test_commands.XXXXXX";
 
 	(void)argc;
 	(void)argv;
-	if (!mkdtemp(tmpl) || edge_sim_gp_init(tmpl)) {
-		perror("edge_sim_gp_init");
-		return 2;
-	}
+	if (edge_sim_gp_init(harness_tmpdir("ta_test_commands")))
+		harness_die("edge_sim_gp_init");
 	edge_sim_gp_set_heap_limit(TA_DATA_SIZE);
 	ed_generate(&signer_a);
 	ed_generate(&signer_b);
@@ -1109,11 +997,11 @@ int main(int argc, char **argv)
 		    TEE_GetObjectBufferAttribute(k,
 						 TEE_ATTR_X25519_PUBLIC_VALUE,
 						 other.kex_pub, &len))
-			return 2;
+			harness_die("X25519 key");
 		TEE_FreeTransientObject(k);
 	}
 	if (edge_session_open(&s1) || edge_session_open(&s2))
-		return 2;
+		harness_die("edge_session_open");
 
 	test_fresh_status();
 	test_identity();
@@ -1132,6 +1020,5 @@ int main(int argc, char **argv)
 	TEE_FreeTransientObject(signer_b.pair);
 	TEE_FreeTransientObject(aggregator.pair);
 	TEE_FreeTransientObject(rogue.pair);
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return harness_summary();
 }

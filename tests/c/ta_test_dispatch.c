@@ -14,25 +14,14 @@
 #include <user_ta_header_defines.h>
 
 #include "entry.c"
+#include "harness.h"
 
-static int passed;
-static int failed;
-
-static void expect(TEE_Result got, TEE_Result want, const char *what,
-		   uint32_t cmd)
-{
-	if (got == want) {
-		passed++;
-		return;
-	}
-	printf("FAIL %s (command %" PRIu32 "): 0x%08" PRIx32
-	       ", expected 0x%08" PRIx32 "\n", what, cmd, got, want);
-	failed++;
-}
+/* One result of command `cmd`, checked where the call was made. */
+#define EXPECT(got, want, what, cmd)                                          \
+	CHECK_RES(got, want, "%s (command %" PRIu32 ")", what, (uint32_t)(cmd))
 
 int main(int argc, char **argv)
 {
-	char tmpl[] = "/tmp/ta_test_dispatch.XXXXXX";
 	uint8_t buf[256];
 	TEE_Param p[TEE_NUM_PARAMS];
 	void *sess = NULL;
@@ -45,17 +34,15 @@ int main(int argc, char **argv)
 
 	(void)argc;
 	(void)argv;
-	if (!mkdtemp(tmpl) || edge_sim_gp_init(tmpl)) {
-		perror("edge_sim_gp_init");
-		return 2;
-	}
+	if (edge_sim_gp_init(harness_tmpdir("ta_test_dispatch")))
+		harness_die("edge_sim_gp_init");
 	edge_sim_gp_set_heap_limit(TA_DATA_SIZE);
-	expect(TA_CreateEntryPoint(), TEE_SUCCESS, "create", 0);
+	EXPECT(TA_CreateEntryPoint(), TEE_SUCCESS, "create", 0);
 	memset(p, 0, sizeof(p));
 	res = TA_OpenSessionEntryPoint(PT(VALUE_INPUT, NONE, NONE, NONE), p,
 				       &bad_sess);
-	expect(res, TEE_ERROR_BAD_PARAMETERS, "open session with params", 0);
-	expect(TA_OpenSessionEntryPoint(none, p, &sess), TEE_SUCCESS,
+	EXPECT(res, TEE_ERROR_BAD_PARAMETERS, "open session with params", 0);
+	EXPECT(TA_OpenSessionEntryPoint(none, p, &sess), TEE_SUCCESS,
 	       "open session", 0);
 
 	/* Every command refuses any parameter types but its own. */
@@ -66,18 +53,18 @@ int main(int argc, char **argv)
 		memset(p, 0, sizeof(p));
 		res = TA_InvokeCommandEntryPoint(sess, c->id, wrong, p);
 		if (c->any_param_types) {
-			expect(res, TEE_ERROR_NOT_IMPLEMENTED, "reserved",
+			EXPECT(res, TEE_ERROR_NOT_IMPLEMENTED, "reserved",
 			       c->id);
 			res = TA_InvokeCommandEntryPoint(sess, c->id, none, p);
-			expect(res, TEE_ERROR_NOT_IMPLEMENTED, "reserved",
+			EXPECT(res, TEE_ERROR_NOT_IMPLEMENTED, "reserved",
 			       c->id);
 			continue;
 		}
-		expect(res, TEE_ERROR_BAD_PARAMETERS, "wrong types", c->id);
+		EXPECT(res, TEE_ERROR_BAD_PARAMETERS, "wrong types", c->id);
 		/* Off by one parameter slot. */
 		res = TA_InvokeCommandEntryPoint(sess, c->id,
 						 c->param_types << 4, p);
-		expect(res, c->param_types << 4 == c->param_types ?
+		EXPECT(res, c->param_types << 4 == c->param_types ?
 		       TEE_SUCCESS : TEE_ERROR_BAD_PARAMETERS,
 		       "shifted types", c->id);
 	}
@@ -88,15 +75,15 @@ int main(int argc, char **argv)
 
 		for (j = 0; j < sizeof(edge_cmds) / sizeof(edge_cmds[0]); j++)
 			found |= edge_cmds[j].id == i;
-		expect(found ? TEE_SUCCESS : TEE_ERROR_ITEM_NOT_FOUND,
+		EXPECT(found ? TEE_SUCCESS : TEE_ERROR_ITEM_NOT_FOUND,
 		       TEE_SUCCESS, "reserved command in the table",
 		       (uint32_t)i);
 	}
 	res = TA_InvokeCommandEntryPoint(sess, TA_EDGE_CMD_COUNT, none, p);
-	expect(res, TEE_ERROR_NOT_SUPPORTED, "unknown command",
+	EXPECT(res, TEE_ERROR_NOT_SUPPORTED, "unknown command",
 	       TA_EDGE_CMD_COUNT);
 	res = TA_InvokeCommandEntryPoint(sess, 0xFFFFFFFF, none, p);
-	expect(res, TEE_ERROR_NOT_SUPPORTED, "unknown command", 0xFFFFFFFF);
+	EXPECT(res, TEE_ERROR_NOT_SUPPORTED, "unknown command", 0xFFFFFFFF);
 
 	/* The right types reach the handler. */
 	memset(p, 0, sizeof(p));
@@ -105,23 +92,22 @@ int main(int argc, char **argv)
 	res = TA_InvokeCommandEntryPoint(sess, TA_EDGE_CMD_GET_STATUS,
 					 PT(MEMREF_OUTPUT, NONE, NONE, NONE),
 					 p);
-	expect(res, TEE_SUCCESS, "GET_STATUS", TA_EDGE_CMD_GET_STATUS);
-	expect(p[0].memref.size == EDGE_STATUS_SIZE ? TEE_SUCCESS :
+	EXPECT(res, TEE_SUCCESS, "GET_STATUS", TA_EDGE_CMD_GET_STATUS);
+	EXPECT(p[0].memref.size == EDGE_STATUS_SIZE ? TEE_SUCCESS :
 	       TEE_ERROR_GENERIC, TEE_SUCCESS, "status size",
 	       TA_EDGE_CMD_GET_STATUS);
 	memset(p, 0, sizeof(p));
 	res = TA_InvokeCommandEntryPoint(sess, TA_EDGE_CMD_LOAD_ABORT, none,
 					 p);
-	expect(res, TEE_SUCCESS, "LOAD_ABORT", TA_EDGE_CMD_LOAD_ABORT);
+	EXPECT(res, TEE_SUCCESS, "LOAD_ABORT", TA_EDGE_CMD_LOAD_ABORT);
 	memset(p, 0, sizeof(p));
 	res = TA_InvokeCommandEntryPoint(sess, TA_EDGE_CMD_LOAD_FINISH,
 					 PT(VALUE_OUTPUT, NONE, NONE, NONE),
 					 p);
-	expect(res, TEE_ERROR_BAD_STATE, "LOAD_FINISH without a load",
+	EXPECT(res, TEE_ERROR_BAD_STATE, "LOAD_FINISH without a load",
 	       TA_EDGE_CMD_LOAD_FINISH);
 
 	TA_CloseSessionEntryPoint(sess);
 	TA_DestroyEntryPoint();
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return harness_summary();
 }

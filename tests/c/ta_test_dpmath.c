@@ -32,29 +32,7 @@
 
 #include "dpmath.h"
 #include "gauss.h"
-
-static int passed;
-static int failed;
-
-#define CHECK(cond, ...) check((cond), __LINE__, __VA_ARGS__)
-
-static void check(bool ok, int line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void check(bool ok, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ok) {
-		passed++;
-		return;
-	}
-	printf("FAIL line %d: ", line);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	failed++;
-}
+#include "harness.h"
 
 /* Test-only PRNG for choosing arguments (xorshift64*). */
 static uint64_t xs = 0x9e3779b97f4a7c15ull;
@@ -283,19 +261,15 @@ static void test_uniform(void)
 
 int main(int argc, char **argv)
 {
-	char tmpl[] = "/tmp/ta_test_dpmath.XXXXXX";
 
 	(void)argc;
 	(void)argv;
-	if (!mkdtemp(tmpl) || edge_sim_gp_init(tmpl)) {
-		perror("edge_sim_gp_init");
-		return 2;
-	}
+	if (edge_sim_gp_init(harness_tmpdir("ta_test_dpmath")))
+		harness_die("edge_sim_gp_init");
 	test_log();
 	test_exp();
 	test_sqrt();
 	test_gauss();
 	test_uniform();
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return harness_summary();
 }

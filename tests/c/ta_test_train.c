@@ -36,54 +36,8 @@
 #include "kdf.h"
 #include "seal.h"
 
-static int passed;
-static int failed;
-
-#define CHECK(cond, ...) check((cond), __LINE__, __VA_ARGS__)
-
-static void check(bool ok, int line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void check(bool ok, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ok) {
-		passed++;
-		return;
-	}
-	printf("FAIL line %d: ", line);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	failed++;
-}
-
-static void check_res(TEE_Result res, TEE_Result want, const char *what,
-		      int line)
-{
-	check(res == want, line, "%s: 0x%08" PRIx32 ", expected 0x%08" PRIx32,
-	      what, res, want);
-}
-
-#define CHECK_RES(res, want, what) check_res((res), (want), (what), __LINE__)
-
-static void die(const char *what)
-{
-	printf("setup failed: %s\n", what);
-	exit(2);
-}
-
-static void p_clear(TEE_Param p[TEE_NUM_PARAMS])
-{
-	memset(p, 0, sizeof(TEE_Param) * TEE_NUM_PARAMS);
-}
-
-static void p_mem(TEE_Param *p, const void *buf, size_t size)
-{
-	p->memref.buffer = (void *)buf;
-	p->memref.size = size;
-}
+#define HARNESS_TA
+#include "harness.h"
 
 static uint32_t f2u(float f)
 {
@@ -102,62 +56,6 @@ static float u2f(uint32_t u)
 }
 
 /* ---- Keys and signing --------------------------------------------------- */
-
-struct ed_key {
-	TEE_ObjectHandle pair;
-	uint8_t pub[32];
-	uint8_t id[16];
-};
-
-static void ed_generate(struct ed_key *k)
-{
-	size_t len = 32;
-
-	if (TEE_AllocateTransientObject(TEE_TYPE_ED25519_KEYPAIR, 256,
-					&k->pair) ||
-	    TEE_GenerateKey(k->pair, 256, NULL, 0) ||
-	    TEE_GetObjectBufferAttribute(k->pair,
-					 TEE_ATTR_ED25519_PUBLIC_VALUE,
-					 k->pub, &len) ||
-	    edge_key_id(k->pub, k->id))
-		die("Ed25519 key");
-}
-
-static void sign_envelope(uint8_t *env, size_t signed_len,
-			  TEE_ObjectHandle signer)
-{
-	uint8_t digest[32];
-
-	if (edge_sha256(env, signed_len, digest) ||
-	    edge_ed25519_sign(signer, digest, env + signed_len))
-		die("sign");
-}
-
-static void gcm_encrypt(const uint8_t key[32], const uint8_t nonce[12],
-			const void *aad, size_t aad_len, const void *pt,
-			size_t len, uint8_t *ct_tag)
-{
-	TEE_ObjectHandle k = TEE_HANDLE_NULL;
-	TEE_OperationHandle op = TEE_HANDLE_NULL;
-	TEE_Attribute a;
-	size_t out_len = len;
-	size_t tag_len = 16;
-
-	TEE_InitRefAttribute(&a, TEE_ATTR_SECRET_VALUE, key, 32);
-	if (TEE_AllocateTransientObject(TEE_TYPE_AES, 256, &k) ||
-	    TEE_PopulateTransientObject(k, &a, 1) ||
-	    TEE_AllocateOperation(&op, TEE_ALG_AES_GCM, TEE_MODE_ENCRYPT,
-				  256) ||
-	    TEE_SetOperationKey(op, k) ||
-	    TEE_AEInit(op, nonce, 12, 128, aad_len, len))
-		die("AES-GCM setup");
-	TEE_AEUpdateAAD(op, aad, aad_len);
-	if (TEE_AEEncryptFinal(op, pt, len, ct_tag, &out_len, ct_tag + len,
-			       &tag_len) || out_len != len || tag_len != 16)
-		die("AES-GCM");
-	TEE_FreeOperation(op);
-	TEE_FreeTransientObject(k);
-}
 
 /* ---- Model packages without backbone (formats.md key schedule) -------- */
 
@@ -189,14 +87,14 @@ static void build_package(uint64_t version, uint32_t in, uint32_t out,
 	size_t i = 0;
 
 	if (!env || !pt)
-		die("malloc");
+		harness_die("malloc");
 	TEE_GenerateRandom(pkg_id, 16);
 	TEE_GenerateRandom(K, 32);
 	if (TEE_AllocateTransientObject(TEE_TYPE_X25519_KEYPAIR, 256, &e) ||
 	    TEE_GenerateKey(e, 256, NULL, 0) ||
 	    TEE_GetObjectBufferAttribute(e, TEE_ATTR_X25519_PUBLIC_VALUE, E,
 					 &len))
-		die("ephemeral key");
+		harness_die("ephemeral key");
 	envelope_put_header(env, EDGE_KIND_MANIFEST, (uint32_t)body_len,
 			    signer->id);
 	put_le64(body, version);
@@ -215,14 +113,14 @@ static void build_package(uint64_t version, uint32_t in, uint32_t out,
 	if (edge_x25519(e, dev->kex_pub, Z) ||
 	    edge_hkdf_sha256(Z, 32, salt, 64, wrap, strlen(wrap), binding, 24,
 			     KEK, 32))
-		die("key wrap");
+		harness_die("key wrap");
 	gcm_encrypt(KEK, nonce, dev->id, 16, K, 32, p + 16);
 	p += 64;
 	for (i = 0; i < params; i++)
 		put_le32(pt + 4 * i, f2u(head[i]));
 	if (edge_hkdf_sha256(K, 32, E, 32, headl, strlen(headl), pkg_id, 16,
 			     HK, 32))
-		die("head key");
+		harness_die("head key");
 	gcm_encrypt(HK, nonce, binding, 24, pt, 4 * params, p);
 	p += 4 * params + 16;
 	memcpy(p, "{}", 2);
@@ -416,7 +314,7 @@ static struct tk base_ticket(uint64_t round)
 static void snapshot(void)
 {
 	if (budget(cur_budget))
-		die("budget snapshot");
+		harness_die("budget snapshot");
 }
 
 /* The budget block did not change since the last snapshot. */
@@ -598,10 +496,10 @@ static void setup_device(void)
 	p_clear(p);
 	p_mem(&p[0], keys, 64);
 	if (edge_cmd_install_anchors(s1, p))
-		die("anchors");
+		harness_die("anchors");
 	p_mem(&p[0], rec, sizeof(rec));
 	if (edge_cmd_get_identity(s1, p))
-		die("identity");
+		harness_die("identity");
 	memcpy(dev.sign_pub, rec + 28, 32);
 	memcpy(dev.kex_pub, rec + 28 + 32, 32);
 	memcpy(dev.id, rec + 12, 16);
@@ -684,7 +582,7 @@ static void test_policy_malformed(void)
 		edit_policy(&s, (int)i);
 		build_policy(&s, &signer, pol);
 		CHECK_RES(install_policy(pol, EDGE_POLICY_SIZE),
-			  TEE_ERROR_BAD_FORMAT, policy_cases[i]);
+			  TEE_ERROR_BAD_FORMAT, "%s", policy_cases[i]);
 	}
 	/* Envelope refusals. */
 	build_policy(&nodp_policy, &aggregator, pol);
@@ -824,7 +722,7 @@ static void test_ticket_refusals(void)
 		edit_ticket(&tk, (int)i);
 		build_ticket(&tk, &aggregator, t);
 		CHECK_RES(verify(s1, t, EDGE_TICKET_SIZE, 5000, NULL, NULL),
-			  ticket_cases[i].want, ticket_cases[i].what);
+			  ticket_cases[i].want, "%s", ticket_cases[i].what);
 	}
 	tk = base_ticket(1);
 	build_ticket(&tk, &signer, t);
@@ -865,17 +763,20 @@ static void expect_budget(uint64_t spent, uint64_t rounds, uint64_t last,
 	uint8_t b[EDGE_BUDGET_SIZE];
 	TEE_Result res = budget(b);
 
-	check(!res && get_le64(b + EDGE_BUDGET_OFF_STEPS_SPENT) == spent &&
-	      get_le64(b + EDGE_BUDGET_OFF_ROUNDS_SEALED) == rounds &&
-	      get_le64(b + EDGE_BUDGET_OFF_LAST_ROUND) == last &&
-	      get_le64(b + EDGE_BUDGET_OFF_TIME_FLOOR) == floor, line,
-	      "budget: spent %" PRIu64 " rounds %" PRIu64 " last %" PRIu64
-	      " floor %" PRIu64 ", expected %" PRIu64 " %" PRIu64 " %" PRIu64
-	      " %" PRIu64, get_le64(b + EDGE_BUDGET_OFF_STEPS_SPENT),
-	      get_le64(b + EDGE_BUDGET_OFF_ROUNDS_SEALED),
-	      get_le64(b + EDGE_BUDGET_OFF_LAST_ROUND),
-	      get_le64(b + EDGE_BUDGET_OFF_TIME_FLOOR), spent, rounds, last,
-	      floor);
+	harness_check(!res &&
+		      get_le64(b + EDGE_BUDGET_OFF_STEPS_SPENT) == spent &&
+		      get_le64(b + EDGE_BUDGET_OFF_ROUNDS_SEALED) == rounds &&
+		      get_le64(b + EDGE_BUDGET_OFF_LAST_ROUND) == last &&
+		      get_le64(b + EDGE_BUDGET_OFF_TIME_FLOOR) == floor,
+		      __FILE__, line, "budget",
+		      " budget: spent %" PRIu64 " rounds %" PRIu64
+		      " last %" PRIu64 " floor %" PRIu64 ", expected %" PRIu64
+		      " %" PRIu64 " %" PRIu64 " %" PRIu64,
+		      get_le64(b + EDGE_BUDGET_OFF_STEPS_SPENT),
+		      get_le64(b + EDGE_BUDGET_OFF_ROUNDS_SEALED),
+		      get_le64(b + EDGE_BUDGET_OFF_LAST_ROUND),
+		      get_le64(b + EDGE_BUDGET_OFF_TIME_FLOOR), spent, rounds,
+		      last, floor);
 }
 
 static TEE_Result infer1(const float *x, float *y)
@@ -1287,20 +1188,17 @@ static void test_large(void)
 
 int main(int argc, char **argv)
 {
-	char tmpl[] = "/tmp/ta_test_train.XXXXXX";
 
 	(void)argc;
 	(void)argv;
-	if (!mkdtemp(tmpl) || edge_sim_gp_init(tmpl)) {
-		perror("edge_sim_gp_init");
-		return 2;
-	}
+	if (edge_sim_gp_init(harness_tmpdir("ta_test_train")))
+		harness_die("edge_sim_gp_init");
 	edge_sim_gp_set_heap_limit(TA_DATA_SIZE);
 	ed_generate(&signer);
 	ed_generate(&aggregator);
 	ed_generate(&rogue);
 	if (edge_session_open(&s1) || edge_session_open(&s2))
-		return 2;
+		harness_die("edge_session_open");
 
 	test_fresh();
 	setup_device();
@@ -1309,7 +1207,7 @@ int main(int argc, char **argv)
 	test_policy_install();
 	test_no_model();
 	if (load_model(1, IN, OUT, head3x2))
-		die("model v1");
+		harness_die("model v1");
 	test_ticket_refusals();
 	test_deterministic();
 	test_short_buffer_and_commit();
@@ -1323,6 +1221,5 @@ int main(int argc, char **argv)
 	TEE_FreeTransientObject(signer.pair);
 	TEE_FreeTransientObject(aggregator.pair);
 	TEE_FreeTransientObject(rogue.pair);
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed ? 1 : 0;
+	return harness_summary();
 }

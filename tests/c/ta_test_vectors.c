@@ -34,9 +34,8 @@
 #include "identity.h"
 #include "package.h"
 #include "storage.h"
+#include "harness.h"
 
-static int passed;
-static int failed;
 static const char *current;	/* vector being checked */
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -49,7 +48,7 @@ static void fail(const char *fmt, ...)
 	vprintf(fmt, ap);
 	va_end(ap);
 	printf("\n");
-	failed++;
+	harness_failed++;
 }
 
 /* ---- Small helpers ---------------------------------------------------- */
@@ -554,7 +553,7 @@ static void run_vector(const char *dir, const struct vec *v)
 	char path[4096];
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	int before = failed;
+	int before = harness_failed;
 
 	current = v->name;
 	snprintf(path, sizeof(path), "%s/%s", dir, v->file);
@@ -572,14 +571,13 @@ static void run_vector(const char *dir, const struct vec *v)
 	else
 		fail("unknown kind %s", v->kind);
 	free(buf);
-	if (failed == before)
-		passed++;
+	if (harness_failed == before)
+		harness_passed++;
 	current = NULL;
 }
 
 int main(int argc, char **argv)
 {
-	char tmpl[] = "/tmp/ta_test_vectors.XXXXXX";
 	char path[4096];
 	char line[8192];
 	char *f[8];
@@ -591,25 +589,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s <tests/vectors>\n", argv[0]);
 		return 2;
 	}
-	if (!mkdtemp(tmpl) || edge_sim_gp_init(tmpl)) {
-		perror("edge_sim_gp_init");
-		return 2;
-	}
+	if (edge_sim_gp_init(harness_tmpdir("ta_test_vectors")))
+		harness_die("edge_sim_gp_init");
 	edge_sim_gp_set_heap_limit(TA_DATA_SIZE);
-	if (!load_keys(argv[1])) {
-		fprintf(stderr, "cannot read %s/keys.tsv\n", argv[1]);
-		return 2;
-	}
-	if (!setup_device()) {
-		fprintf(stderr, "keys.tsv lacks usable device keys\n");
-		return 2;
-	}
+	if (!load_keys(argv[1]))
+		harness_die("cannot read keys.tsv");
+	if (!setup_device())
+		harness_die("keys.tsv lacks usable device keys");
 	snprintf(path, sizeof(path), "%s/index.tsv", argv[1]);
 	fp = fopen(path, "r");
-	if (!fp) {
-		fprintf(stderr, "cannot read %s\n", path);
-		return 2;
-	}
+	if (!fp)
+		harness_die("cannot read index.tsv");
 	while (fgets(line, sizeof(line), fp)) {
 		chomp(line);
 		if (lineno++ == 0 || !line[0] || line[0] == '#')
@@ -635,6 +625,5 @@ int main(int argc, char **argv)
 	fclose(fp);
 	TEE_FreeTransientObject(device_kex);
 	TEE_FreeTransientObject(device_sign);
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed || !passed ? 1 : 0;
+	return harness_summary();
 }
