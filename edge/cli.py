@@ -11,6 +11,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from edge.commands import aggregator as aggregator_commands
+from edge.commands import daemon as daemon_commands
+from edge.commands import demo as demo_commands
 from edge.commands import info as info_commands
 from edge.commands import model as model_commands
 from edge.commands import tee as tee_commands
@@ -27,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     tee_commands.register(nouns)
     info_commands.register(nouns)
     model_commands.register(nouns)
+    aggregator_commands.register(nouns)
+    daemon_commands.register(nouns)
+    demo_commands.register(nouns)
     return parser
 
 

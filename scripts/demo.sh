@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# Sets everything up (idempotently), then shows the secure-world side of edge
-# on two simulated boards: provisioning, a signed and encrypted model package
-# accepted by the board it is addressed to and refused by the other, a
-# rollback refused, and the private head answering inference.
-#
-# (The MQTT federation, `edge demo`, arrives with the federation issue; this
-# script will then run it.)
+# Sets everything up (idempotently), then:
+#  1. `edge demo` with its defaults: 10 simulated boards, each with its own
+#     simulated secure world, learn a digits classifier head together over MQTT
+#     (embedded broker) for 20 rounds with local DP-SGD in their TAs, next to the
+#     centralised non-private reference (docs/demo.md);
+#  2. a short look at the secure-world side: a signed, encrypted model package
+#     accepted by the board it is addressed to and refused by another, a rollback
+#     refused, and the private head answering inference.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 
+printf '\n== part 1: a private federation of 10 simulated boards (edge demo)\n'
+edge demo
+
+printf '\n== part 2: the secure-world side, board by board\n'
 work=$(mktemp -d "${TMPDIR:-/tmp}/edge-demo.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 step() { printf '\n== %s\n' "$*"; }
@@ -30,13 +35,13 @@ for board in board-a board-b; do
         --out-pub "$work/$board.pub"
 done
 
-step "release engineer: a head (64 -> 10) and a 3 MiB encrypted backbone, for board-a only"
+step "release engineer: a head (64 -> 10) and a 256 KiB encrypted backbone, for board-a only"
 python - "$work" <<'PY'
 import sys, numpy as np
 rng = np.random.default_rng(7)
 np.savez(f"{sys.argv[1]}/head.npz", W=rng.normal(size=(64, 10)).astype("f4"),
          b=rng.normal(size=10).astype("f4"))
-open(f"{sys.argv[1]}/backbone.bin", "wb").write(rng.bytes(3 * 1024 * 1024))
+open(f"{sys.argv[1]}/backbone.bin", "wb").write(rng.bytes(256 * 1024))
 PY
 firmware-sign model pack --signer "$work/signer.key" --version 2 --head "$work/head.npz" \
     --backbone "$work/backbone.bin" --encrypt-backbone --to "$work/board-a.pub" \

@@ -18,7 +18,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages: compiler and make, OpenSSL 3 headers for the simulated
 # secure world, venv support for Debian's python3.
-packages=(build-essential libssl-dev pkg-config)
+packages=(build-essential libssl-dev pkg-config mosquitto)
 python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv)
 missing=()
 for pkg in "${packages[@]}"; do

@@ -1,0 +1,232 @@
+"""The aggregator's TOML configuration, parsed into a frozen dataclass that names bad keys."""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.errors import ConfigError
+from edge.mqtt import BrokerSettings
+from edge.protocol import check_fleet
+
+MAX_FLEET = 256
+_SECTIONS = ("aggregator", "rounds", "dp", "eval", "broker")
+_KEYS: dict[str, tuple[str, ...]] = {
+    "aggregator": ("fleet", "state", "metrics", "aggregator_key", "model_signer_key",
+                   "initial_head", "backbone", "backbone_metadata", "encrypt_backbone"),
+    "rounds": ("cohort_size", "quorum", "min_updates", "timeout_s", "rounds", "seed"),
+    "dp": ("example_clip", "noise_multiplier", "update_clip", "learning_rate", "local_epochs",
+           "batch_size", "central_noise_multiplier", "delta"),
+    "eval": ("holdout",),
+}
+_BROKER_FILES = ("ca_file", "cert_file", "key_file", "password_file")
+
+
+@dataclass(frozen=True)
+class RoundSettings:
+    """[rounds]: cohort, quorum and deadline of every round."""
+
+    cohort_size: int
+    quorum: int
+    min_updates: int
+    timeout_s: float
+    rounds: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class DpSettings:
+    """[dp]: the DP-SGD parameters put in tickets, and central noise (DP-FedAvg)."""
+
+    example_clip: float
+    noise_multiplier: float
+    update_clip: float
+    learning_rate: float
+    local_epochs: int
+    batch_size: int
+    central_noise_multiplier: float
+    delta: float
+
+
+@dataclass(frozen=True)
+class AggregatorConfig:
+    """One aggregator process: fleet, files, rounds, DP parameters, broker."""
+
+    fleet: str
+    state: Path
+    metrics: Path
+    aggregator_key: Path
+    model_signer_key: Path
+    initial_head: Path
+    rounds: RoundSettings
+    dp: DpSettings
+    broker: BrokerSettings
+    backbone: Path | None = None
+    backbone_metadata: Path | None = None
+    encrypt_backbone: bool = False
+    holdout: Path | None = None
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> AggregatorConfig:
+        """Read and validate a TOML file; relative paths are relative to its folder."""
+        p = Path(path)
+        try:
+            with open(p, "rb") as fh:
+                table = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration {p}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"configuration {p}: not valid TOML ({exc})") from None
+        return cls.from_mapping(table, base=p.resolve().parent)
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any], *, base: Path | None = None)\
+            -> AggregatorConfig:
+        """Validate a parsed configuration; ConfigError names the first bad key."""
+        if not isinstance(table, Mapping):
+            raise ConfigError("configuration must be a table")
+        unknown = sorted(set(table) - set(_SECTIONS))
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: unknown section (known: {', '.join(_SECTIONS)})")
+        r = _Reader(table, base or Path.cwd())
+        fleet = r.string("aggregator", "fleet")
+        try:
+            check_fleet(fleet)
+        except ConfigError as exc:
+            raise ConfigError(f"aggregator.fleet: {exc}") from None
+        rounds = _rounds(r)
+        dp = _dp(r)
+        if "broker" not in table:
+            raise ConfigError("broker: required section (at least url = \"mqtt://host:port\")")
+        return cls(
+            fleet=fleet,
+            state=r.path("aggregator", "state", must_exist=False),
+            metrics=r.path("aggregator", "metrics", must_exist=False),
+            aggregator_key=r.path("aggregator", "aggregator_key"),
+            model_signer_key=r.path("aggregator", "model_signer_key"),
+            initial_head=r.path("aggregator", "initial_head"),
+            backbone=r.path("aggregator", "backbone", required=False),
+            backbone_metadata=r.path("aggregator", "backbone_metadata", required=False),
+            encrypt_backbone=r.boolean("aggregator", "encrypt_backbone", False),
+            holdout=r.path("eval", "holdout", required=False),
+            rounds=rounds,
+            dp=dp,
+            broker=BrokerSettings.from_mapping(_broker_table(table["broker"], r.base), "broker"),
+        )
+
+
+def _rounds(r: _Reader) -> RoundSettings:
+    """Validate [rounds]."""
+    cohort = r.integer("rounds", "cohort_size", lo=1, hi=MAX_FLEET)
+    quorum = r.integer("rounds", "quorum", cohort, lo=1, hi=cohort)
+    min_updates = r.integer("rounds", "min_updates", 1, lo=1, hi=quorum)
+    timeout = r.number("rounds", "timeout_s", 60.0, positive=True)
+    return RoundSettings(cohort, quorum, min_updates, timeout,
+                         r.integer("rounds", "rounds", 0, lo=0, hi=2**62),
+                         r.integer("rounds", "seed", 0, lo=0, hi=2**63 - 1))
+
+
+def _dp(r: _Reader) -> DpSettings:
+    """Validate [dp]."""
+    delta = r.number("dp", "delta", 1e-5, positive=True)
+    if delta >= 1.0:
+        raise ConfigError(f"dp.delta: {delta} must be in (0, 1)")
+    return DpSettings(
+        example_clip=r.number("dp", "example_clip", positive=True),
+        noise_multiplier=r.number("dp", "noise_multiplier"),
+        update_clip=r.number("dp", "update_clip", positive=True),
+        learning_rate=r.number("dp", "learning_rate", positive=True),
+        local_epochs=r.integer("dp", "local_epochs", 1, lo=1, hi=65535),
+        batch_size=r.integer("dp", "batch_size", 1, lo=1, hi=65535),
+        central_noise_multiplier=r.number("dp", "central_noise_multiplier", 0.0),
+        delta=delta,
+    )
+
+
+def _broker_table(table: Any, base: Path) -> Any:
+    """The [broker] table with its relative file paths made relative to the config folder."""
+    if not isinstance(table, Mapping):
+        return table
+    out = dict(table)
+    for key in _BROKER_FILES:
+        value = out.get(key)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            out[key] = str(base / value)
+    return out
+
+
+class _Reader:
+    """Typed access to one section's keys, each error naming ``section.key``."""
+
+    _MISSING = object()
+
+    def __init__(self, table: Mapping[str, Any], base: Path):
+        self.table = table
+        self.base = base
+        for section, keys in _KEYS.items():
+            sub = table.get(section, {})
+            if not isinstance(sub, Mapping):
+                raise ConfigError(f"{section}: must be a table")
+            extra = sorted(set(sub) - set(keys))
+            if extra:
+                raise ConfigError(f"{section}.{extra[0]}: unknown key (known: {', '.join(keys)})")
+
+    def get(self, section: str, key: str, default: Any = _MISSING) -> Any:
+        """The raw value, the default, or ConfigError when required and missing."""
+        value = self.table.get(section, {}).get(key, default)
+        if value is self._MISSING:
+            raise ConfigError(f"{section}.{key}: required")
+        return value
+
+    def string(self, section: str, key: str) -> str:
+        """A non-empty string."""
+        value = self.get(section, key)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{section}.{key}: must be a non-empty string")
+        return value
+
+    def boolean(self, section: str, key: str, default: bool) -> bool:
+        """A TOML boolean."""
+        value = self.get(section, key, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{section}.{key}: must be true or false")
+        return value
+
+    def integer(self, section: str, key: str, default: Any = _MISSING, *, lo: int, hi: int) -> int:
+        """An integer in lo..hi."""
+        value = self.get(section, key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ConfigError(f"{section}.{key}: must be an integer in {lo}..{hi}, got {value!r}")
+        return value
+
+    def number(self, section: str, key: str, default: Any = _MISSING, *,
+               positive: bool = False) -> float:
+        """A finite number, ≥ 0 (or > 0 with ``positive``)."""
+        value = self.get(section, key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not math.isfinite(value) or value < 0 or (positive and value == 0):
+            bound = "> 0" if positive else "≥ 0"
+            raise ConfigError(f"{section}.{key}: must be a finite number {bound}, got {value!r}")
+        return float(value)
+
+    def path(self, section: str, key: str, *, required: bool = True,
+             must_exist: bool = True) -> Path:
+        """A file path (relative to the configuration's folder); must exist unless said."""
+        value = self.get(section, key) if required else self.get(section, key, None)
+        if value is None:
+            return None  # type: ignore[return-value]
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{section}.{key}: must be a file path string")
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = self.base / path
+        if must_exist and not path.is_file():
+            raise ConfigError(f"{section}.{key}: no such file {str(path)!r}")
+        if not must_exist and not path.parent.is_dir():
+            raise ConfigError(f"{section}.{key}: folder {str(path.parent)!r} does not exist")
+        return path

@@ -1,0 +1,125 @@
+"""FedAvg and DP-FedAvg aggregation math, and the fleet-level (ε, δ) of the published models.
+
+Plain FedAvg weights each delta by its example count n. With central noise (DP-FedAvg,
+McMahan et al. 2018) every delta has weight 1: each is already clipped to ‖Δ‖ ≤ U by the
+device's TA, so one device moves the mean of m updates by at most U/m, and Gaussian noise
+of standard deviation z·U/m is added to every coordinate of the mean.
+
+Fleet-level accounting (device-level DP of the sequence of published models): each round
+with central noise is one Poisson-subsampled Gaussian mechanism with sampling rate
+q = cohort / enrolled and noise multiplier z, composed over the closed rounds with
+``dp_accounting``'s Rényi DP accountant (``RdpAccountant``, add-or-remove-one relation).
+The cohort is drawn uniformly without replacement, not by Poisson sampling; accounting it as
+Poisson is the usual approximation of DP-FedAvg.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.errors import ConfigError
+
+ACCOUNTANT = "dp_accounting RdpAccountant, Poisson-subsampled Gaussian, one event per round"
+
+
+@dataclass(frozen=True)
+class RunningSum:
+    """The running aggregate of one round: Σ w·Δ (float64) and Σ w."""
+
+    total: np.ndarray
+    weight: float
+    count: int
+
+    @classmethod
+    def empty(cls, param_count: int) -> RunningSum:
+        """A sum of nothing."""
+        return cls(np.zeros(param_count, dtype=np.float64), 0.0, 0)
+
+
+def update_weight(example_count: int, central_noise: float) -> float:
+    """An update's weight: its example count for FedAvg, 1 with central noise."""
+    return 1.0 if central_noise > 0.0 else float(example_count)
+
+
+def accumulate(acc: RunningSum, delta: np.ndarray, weight: float) -> RunningSum:
+    """Add ``weight · delta`` to the running sum (returns a new sum)."""
+    if delta.shape != acc.total.shape:
+        raise ValueError(f"delta of shape {delta.shape}, running sum of {acc.total.shape}")
+    if not (math.isfinite(weight) and weight >= 0.0):
+        raise ValueError(f"weight {weight} is not a finite number ≥ 0")
+    total = acc.total + weight * delta.astype(np.float64)
+    return RunningSum(total, acc.weight + weight, acc.count + 1)
+
+
+def mean(acc: RunningSum) -> np.ndarray:
+    """The weighted mean Σ w·Δ / Σ w (zero when the weights sum to 0)."""
+    if acc.weight <= 0.0:
+        return np.zeros_like(acc.total)
+    return acc.total / acc.weight
+
+
+def noise_std(noise_multiplier: float, update_clip: float, count: int) -> float:
+    """Standard deviation z·U/m of the central noise on the mean of m updates."""
+    if count < 1:
+        raise ValueError("central noise needs at least one update")
+    return noise_multiplier * update_clip / count
+
+
+def aggregate(acc: RunningSum, *, central_noise: float, update_clip: float,
+              rng: np.random.Generator | None = None) -> np.ndarray:
+    """The round's mean update: weighted FedAvg, or uniform mean + N(0, (z·U/m)²) noise."""
+    avg = mean(acc)
+    if central_noise > 0.0:
+        gen = rng if rng is not None else np.random.default_rng()
+        std = noise_std(central_noise, update_clip, acc.count)
+        avg = avg + gen.normal(0.0, std, size=avg.shape)
+    return avg
+
+
+def fedavg(deltas: Sequence[np.ndarray], counts: Sequence[int]) -> np.ndarray:
+    """Plain FedAvg of whole arrays (weights = example counts): the reference implementation."""
+    acc = RunningSum.empty(deltas[0].size)
+    for d, n in zip(deltas, counts, strict=True):
+        acc = accumulate(acc, d, float(n))
+    return mean(acc)
+
+
+def apply_to_head(W: np.ndarray, b: np.ndarray, delta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """New head θ + Δ (Δ is W row-major, then b), as float32."""
+    i, o = W.shape
+    if delta.size != i * o + o:
+        raise ValueError(f"delta of {delta.size} parameters for a {i}x{o} head")
+    new_w = (W.astype(np.float64) + delta[: i * o].reshape(i, o)).astype(np.float32)
+    new_b = (b.astype(np.float64) + delta[i * o:]).astype(np.float32)
+    return new_w, new_b
+
+
+def fleet_epsilon(rounds: Iterable[tuple[float, float]], delta: float) -> float | None:
+    """ε at δ of the closed rounds, each (sampling rate q, central noise z); None without noise.
+
+    Rounds without central noise give no device-level guarantee, so any such round makes
+    the fleet ε None (not reported); no round at all gives 0.
+    """
+    if not (math.isfinite(delta) and 0.0 < delta < 1.0):
+        raise ConfigError(f"δ={delta} is not in (0, 1)")
+    counts: dict[tuple[float, float], int] = {}
+    for q, z in rounds:
+        if z <= 0.0:
+            return None
+        if not 0.0 < q <= 1.0:
+            raise ConfigError(f"sampling rate {q} is not in (0, 1]")
+        counts[(q, z)] = counts.get((q, z), 0) + 1
+    if not counts:
+        return 0.0
+    from dp_accounting import dp_event  # imports scipy: slow, so only when needed
+    from dp_accounting.rdp import RdpAccountant
+
+    acc = RdpAccountant()
+    for (q, z), n in sorted(counts.items()):
+        event = dp_event.PoissonSampledDpEvent(q, dp_event.GaussianDpEvent(z))
+        acc.compose(event, n)
+    return float(acc.get_epsilon(delta))

@@ -1,0 +1,44 @@
+"""Enrollment registry of device records (kind 3), kept in the aggregator's SQLite store."""
+
+from __future__ import annotations
+
+from edge.errors import Malformed, Oversized
+from edge.formats.device import DeviceRecord, parse_device_record
+from edge.formats.manifest import MAX_RECIPIENTS
+
+from .store import Store
+
+
+class Registry:
+    """The enrolled devices of one fleet (at most one package's worth of recipients)."""
+
+    def __init__(self, store: Store, max_devices: int = MAX_RECIPIENTS):
+        self.store = store
+        self.max_devices = max_devices
+
+    def enroll(self, record: bytes) -> DeviceRecord:
+        """Verify a device record's self-signature and enroll it (idempotent for the same one)."""
+        device = parse_device_record(record)
+        with self.store.transaction() as db:
+            row = db.execute("SELECT record FROM devices WHERE device_id = ?",
+                             (device.device_id,)).fetchone()
+            if row is not None:
+                known = parse_device_record(bytes(row[0]))
+                if known.x25519_pub != device.x25519_pub:
+                    raise Malformed(f"device {device.device_id.hex()} is enrolled with another "
+                                    "key-agreement key; refusing to replace it")
+                return device
+            count = db.execute("SELECT count(*) FROM devices").fetchone()[0]
+            if count >= self.max_devices:
+                raise Oversized(f"fleet has {count} devices, the maximum per package is "
+                                f"{self.max_devices}; device {device.device_id.hex()} refused")
+            self.store.add_device(db, device.device_id, bytes(record))
+        return device
+
+    def devices(self) -> dict[bytes, DeviceRecord]:
+        """Enrolled devices by id, in id order."""
+        out: dict[bytes, DeviceRecord] = {}
+        for record in self.store.device_records():
+            device = parse_device_record(record)
+            out[device.device_id] = device
+        return out

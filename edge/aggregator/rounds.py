@@ -1,0 +1,296 @@
+"""The round manager: cohort, tickets, updates, quorum and deadline, next model package.
+
+It holds no network connection: it returns the messages to publish and takes the
+messages received, and every effect is committed to the Store before it returns.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.errors import ConfigError
+from edge.formats.device import DeviceRecord
+from edge.formats.ticket import NONCE_SIZE, build_ticket
+from edge.protocol import model_topic, ticket_topic
+from firmware_sign.keys import load_private_key
+from firmware_sign.package_builder import build_package, head_plaintext
+
+from . import fedavg
+from .config import AggregatorConfig
+from .metrics import Holdout, RoundMetrics
+from .registry import Registry
+from .store import Checkpoint, OpenRound, Store
+from .verify import Accepted, RoundView, UpdateRefused, verify
+
+log = logging.getLogger("edge.aggregator")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one received update."""
+
+    accepted: bool
+    refusal: str | None
+    reason: str
+    device_id: bytes | None
+
+
+def load_head(path: os.PathLike[str] | str) -> tuple[np.ndarray, np.ndarray]:
+    """Read the initial head (npz with W of shape I x O and b of shape O)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            W, b = np.asarray(data["W"]), np.asarray(data["b"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"aggregator.initial_head: {path} is not an npz with arrays W and b "
+                          f"({exc})") from None
+    head_plaintext(W, b)  # shape and finiteness checks
+    return W.astype(np.float32), b.astype(np.float32)
+
+
+class RoundManager:
+    """Runs rounds for one fleet over a Store; publishing is the caller's job."""
+
+    def __init__(self, config: AggregatorConfig, store: Store, registry: Registry, *,
+                 clock: Callable[[], float] = time.time,
+                 noise_rng: np.random.Generator | None = None):
+        self.config = config
+        self.store = store
+        self.registry = registry
+        self.clock = clock
+        self.noise_rng = noise_rng if noise_rng is not None else np.random.default_rng()
+        self.aggregator_key = load_private_key(config.aggregator_key)
+        self.signer_key = load_private_key(config.model_signer_key)
+        self.holdout = Holdout(config.holdout) if config.holdout else None
+        self.metadata = _metadata(config)
+        self._devices: dict[bytes, DeviceRecord] = {}
+        self._round: OpenRound | None = None
+        self._view: RoundView | None = None
+        self._running: fedavg.RunningSum | None = None
+        self._accepted: dict[bytes, bytes] = {}
+        self.ensure_model()
+        self._load_open()
+
+    # model
+    def ensure_model(self) -> Checkpoint:
+        """The newest checkpoint; version 1 from the initial head on first start."""
+        cp = self.store.latest_checkpoint()
+        if cp is None:
+            W, b = load_head(self.config.initial_head)
+            with self.store.transaction() as db:
+                self.store.add_checkpoint(db, 1, None, W, b)
+            cp = self.store.latest_checkpoint()
+            assert cp is not None
+        return cp
+
+    def model_is_out(self) -> bool:
+        """True when the newest model was published to exactly the enrolled devices."""
+        ids = sorted(d.hex() for d in self.refresh_devices())
+        cp = self.ensure_model()
+        return not ids or (cp.published is not None and cp.recipients is not None
+                           and list(cp.recipients) == ids)
+
+    def pending_package(self) -> tuple[str, bytes, int, list[str]] | None:
+        """(topic, package, version, recipients) when the newest model is not yet out to all."""
+        if self.model_is_out():
+            return None
+        devices = self._devices
+        cp = self.ensure_model()
+        if cp.published is not None:
+            if self._round is not None:
+                return None  # enrolled during a round: the next package reaches them
+            # New enrollments: re-issue the same head as the next version for every device.
+            with self.store.transaction() as db:
+                self.store.add_checkpoint(db, cp.version + 1, None, cp.W, cp.b)
+            cp = self.ensure_model()
+        buf = io.BytesIO()
+        build_package(buf, signer=self.signer_key, version=cp.version, W=cp.W, b=cp.b,
+                      recipients=list(devices.values()), backbone=self.config.backbone,
+                      encrypt_backbone=self.config.encrypt_backbone, metadata=self.metadata)
+        return (model_topic(self.config.fleet), buf.getvalue(), cp.version,
+                sorted(d.hex() for d in devices))
+
+    def refresh_devices(self) -> dict[bytes, DeviceRecord]:
+        """Re-read the enrolled devices (enrollment may come from another process)."""
+        self._devices = self.registry.devices()
+        return self._devices
+
+    # rounds
+    @property
+    def open_round(self) -> OpenRound | None:
+        """The open round, if any."""
+        return self._round
+
+    def _load_open(self) -> None:
+        """Load the open round (after a restart: resume it) into memory."""
+        self.refresh_devices()
+        r = self.store.open_round()
+        self._round = r
+        if r is None:
+            self._view, self._running, self._accepted = None, None, {}
+            return
+        cp = self.store.latest_checkpoint()
+        assert cp is not None
+        params = cp.W.size + cp.b.size
+        self._view = RoundView(r.round_id, r.nonce, r.model_version, params, r.update_clip,
+                               frozenset(self.store.tickets(r.round_id)))
+        self._accepted = self.store.accepted(r.round_id)
+        total = r.sum if r.sum is not None else np.zeros(params, dtype=np.float64)
+        self._running = fedavg.RunningSum(total, r.weight, r.count)
+
+    def resume_tickets(self) -> list[tuple[str, bytes]]:
+        """The open round's tickets again (after a restart they may never have gone out)."""
+        if self._round is None:
+            return []
+        return [(ticket_topic(self.config.fleet, d), t)
+                for d, t in sorted(self.store.tickets(self._round.round_id).items())]
+
+    def open_next(self) -> list[tuple[str, bytes]]:
+        """Open the next round for a seeded-random cohort; returns the tickets to publish."""
+        if self._round is not None:
+            raise RuntimeError(f"round {self._round.round_id} is still open")
+        devices = sorted(self.refresh_devices())
+        rs, dp = self.config.rounds, self.config.dp
+        if len(devices) < rs.min_updates:
+            return []
+        cp = self.ensure_model()
+        round_id = self.store.last_round_id() + 1
+        rng = random.Random(f"edge-cohort/{rs.seed}/{round_id}")
+        cohort = sorted(rng.sample(devices, min(rs.cohort_size, len(devices))))
+        now = self.clock()
+        issued, deadline = int(now), math.ceil(now + rs.timeout_s)
+        nonce = os.urandom(NONCE_SIZE)
+        tickets = {d: build_ticket(self.aggregator_key, round_id=round_id,
+                                   model_version=cp.version, nonce=nonce, issued_at=issued,
+                                   deadline=deadline, example_clip=dp.example_clip,
+                                   noise_multiplier=dp.noise_multiplier,
+                                   update_clip=dp.update_clip, learning_rate=dp.learning_rate,
+                                   epochs=dp.local_epochs, batch_size=dp.batch_size)
+                   for d in cohort}
+        r = OpenRound(round_id, cp.version, nonce, issued, deadline,
+                      float(np.float32(dp.update_clip)), len(cohort) / len(devices),
+                      dp.central_noise_multiplier, "open", now, None, 0.0, 0)
+        with self.store.transaction() as db:
+            self.store.insert_round(db, r, tickets)
+        self._load_open()
+        log.info("round %d opened: model v%d, cohort of %d of %d devices, deadline in %.0f s",
+                 round_id, cp.version, len(cohort), len(devices), rs.timeout_s)
+        return [(ticket_topic(self.config.fleet, d), tickets[d]) for d in cohort]
+
+    def handle(self, topic: str, payload: bytes) -> Outcome:
+        """Verify one update and commit its effect (accepted sum, or the audit entry)."""
+        try:
+            acc = self._verify(topic, payload)
+            with self.store.transaction() as db:
+                new = self._commit(db, acc)
+        except UpdateRefused as refused:
+            round_id = self._round.round_id if self._round else self.store.last_round_id() or None
+            with self.store.transaction() as db:
+                self.store.audit(db, round_id=round_id, device_id=refused.device_id,
+                                 topic=topic[:256], refusal=refused.refusal,
+                                 reason=str(refused)[:1000], update_id=None)
+            log.warning("refused update on %s: %s: %s", topic[:256], refused.refusal, refused)
+            return Outcome(False, refused.refusal, str(refused), refused.device_id)
+        self._running = new
+        self._accepted[acc.device_id] = acc.update_id
+        return Outcome(True, None, "accepted", acc.device_id)
+
+    def _verify(self, topic: str, payload: bytes) -> Accepted:
+        """Verify against the open round, re-reading enrollment once for an unknown device."""
+        try:
+            return verify(self.config.fleet, topic, payload, self._devices, self._view,
+                          self._accepted)
+        except UpdateRefused as refused:
+            if refused.refusal != "unknown-device":
+                raise
+        self.refresh_devices()
+        return verify(self.config.fleet, topic, payload, self._devices, self._view,
+                      self._accepted)
+
+    def _commit(self, db: sqlite3.Connection, acc: Accepted) -> fedavg.RunningSum:
+        """Add an accepted update to the running sum inside ``db``'s transaction."""
+        assert self._round is not None and self._running is not None
+        r = self._round
+        new = fedavg.accumulate(self._running, acc.delta,
+                                fedavg.update_weight(acc.example_count, r.central_noise))
+        try:
+            self.store.add_update(db, r.round_id, acc.device_id, acc.update_id,
+                                  acc.example_count, new.total, new.weight)
+        except sqlite3.IntegrityError:
+            raise UpdateRefused("duplicate", f"an update of this device was accepted for round "
+                                f"{r.round_id} already", device_id=acc.device_id) from None
+        return new
+
+    def due(self) -> str | None:
+        """Why the open round should close now: 'quorum', 'deadline' or 'failed'; else None."""
+        r = self._round
+        if r is None or self._running is None:
+            return None
+        cohort = len(self._view.cohort) if self._view else 0
+        quorum = min(self.config.rounds.quorum, cohort)
+        if self._running.count >= quorum:
+            return "quorum"
+        if self.clock() >= r.deadline:
+            enough = self._running.count >= min(self.config.rounds.min_updates, cohort)
+            return "deadline" if enough else "failed"
+        return None
+
+    def close(self) -> RoundMetrics:
+        """Close the open round: aggregate and checkpoint, or record it as failed."""
+        r, running, why = self._round, self._running, self.due()
+        if r is None or running is None or why is None:
+            raise RuntimeError("no round is open, or it is not due to close")
+        cp = self.ensure_model()
+        failed = why == "failed"
+        dp = self.config.dp
+        privacy = self.store.round_privacy()
+        if failed:
+            W, b, version = cp.W, cp.b, cp.version
+        else:
+            mean = fedavg.aggregate(running, central_noise=r.central_noise,
+                                    update_clip=r.update_clip, rng=self.noise_rng)
+            W, b = fedavg.apply_to_head(cp.W, cp.b, mean)
+            version = cp.version + 1
+            privacy.append((r.sampling_rate, r.central_noise))
+        epsilon = fedavg.fleet_epsilon(privacy, dp.delta)
+        accuracy = self.holdout.accuracy(W, b) if self.holdout else None
+        m = RoundMetrics(round=r.round_id, participants=running.count,
+                         refused=self.store.refusals(r.round_id), accuracy=accuracy,
+                         epsilon=epsilon, delta=dp.delta, seconds=self.clock() - r.opened,
+                         model_version=version, failed=failed)
+        with self.store.transaction() as db:
+            if not failed:
+                self.store.add_checkpoint(db, version, r.round_id, W, b)
+            self.store.finish_round(db, r.round_id, "failed" if failed else "closed",
+                                    m.to_json())
+        self._load_open()
+        return m
+
+    def closed_rounds(self) -> int:
+        """Rounds closed so far (successful or failed)."""
+        counts = self.store.round_counts()
+        return counts.get("closed", 0) + counts.get("failed", 0)
+
+
+def _metadata(config: AggregatorConfig) -> dict[str, object] | None:
+    """The backbone metadata JSON object to put in packages, if configured."""
+    if config.backbone_metadata is None:
+        return None
+    try:
+        meta = json.loads(config.backbone_metadata.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"aggregator.backbone_metadata: not a readable JSON file ({exc})") \
+            from None
+    if not isinstance(meta, dict):
+        raise ConfigError("aggregator.backbone_metadata: must hold a JSON object")
+    return meta

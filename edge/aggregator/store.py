@@ -1,0 +1,266 @@
+"""The aggregator's SQLite state: devices, rounds, accepted updates, running sums, checkpoints.
+
+Every effect of one MQTT message is one transaction (``with store.transaction():``), so
+the message can be acknowledged once the transaction has committed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    device_id BLOB PRIMARY KEY, record BLOB NOT NULL, enrolled_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS rounds (
+    round_id INTEGER PRIMARY KEY, model_version INTEGER NOT NULL, nonce BLOB NOT NULL,
+    issued_at INTEGER NOT NULL, deadline INTEGER NOT NULL, update_clip REAL NOT NULL,
+    sampling_rate REAL NOT NULL, central_noise REAL NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('open', 'closed', 'failed')),
+    opened REAL NOT NULL, closed REAL, sum BLOB, weight REAL NOT NULL DEFAULT 0,
+    count INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS tickets (
+    round_id INTEGER NOT NULL REFERENCES rounds(round_id), device_id BLOB NOT NULL,
+    ticket BLOB NOT NULL, PRIMARY KEY (round_id, device_id));
+CREATE TABLE IF NOT EXISTS updates (
+    round_id INTEGER NOT NULL REFERENCES rounds(round_id), device_id BLOB NOT NULL,
+    update_id BLOB NOT NULL, example_count INTEGER NOT NULL, received REAL NOT NULL,
+    PRIMARY KEY (round_id, device_id));
+CREATE TABLE IF NOT EXISTS checkpoints (
+    version INTEGER PRIMARY KEY, round_id INTEGER, head_in INTEGER NOT NULL,
+    head_out INTEGER NOT NULL, W BLOB NOT NULL, b BLOB NOT NULL, created REAL NOT NULL,
+    recipients TEXT, published REAL);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, round_id INTEGER,
+    device_id BLOB, topic TEXT NOT NULL, refusal TEXT NOT NULL, reason TEXT NOT NULL,
+    update_id BLOB);
+CREATE TABLE IF NOT EXISTS metrics (round_id INTEGER PRIMARY KEY, row TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class OpenRound:
+    """The state of a round as stored; ``sum`` is float64 or None before the first update."""
+
+    round_id: int
+    model_version: int
+    nonce: bytes
+    issued_at: int
+    deadline: int
+    update_clip: float
+    sampling_rate: float
+    central_noise: float
+    state: str
+    opened: float
+    sum: np.ndarray | None
+    weight: float
+    count: int
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One model version: the head W (I x O) and b (O)."""
+
+    version: int
+    round_id: int | None
+    W: np.ndarray
+    b: np.ndarray
+    recipients: tuple[str, ...] | None
+    published: float | None
+
+
+class Store:
+    """The SQLite database of one aggregator (WAL, synchronous FULL: durable at commit)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=30.0)
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One immediate transaction: committed on success, rolled back on any exception."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        with self._lock:
+            return self._db.execute(sql, args).fetchone()
+
+    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # devices
+    def add_device(self, db: sqlite3.Connection, device_id: bytes, record: bytes) -> bool:
+        """Insert a device record; False if that device was enrolled already."""
+        cur = db.execute("INSERT OR IGNORE INTO devices VALUES (?, ?, ?)",
+                         (device_id, record, time.time()))
+        return cur.rowcount == 1
+
+    def device_records(self) -> list[bytes]:
+        """Every enrolled device's record, in device-id order."""
+        return [bytes(r[0]) for r in self._all("SELECT record FROM devices ORDER BY device_id")]
+
+    def device_count(self) -> int:
+        """The number of enrolled devices."""
+        return int(self._one("SELECT count(*) FROM devices")[0])
+
+    # rounds
+    def last_round_id(self) -> int:
+        """The highest round id ever opened (0 before the first round)."""
+        return int(self._one("SELECT coalesce(max(round_id), 0) FROM rounds")[0])
+
+    def open_round(self) -> OpenRound | None:
+        """The open round, if any."""
+        row = self._one("SELECT * FROM rounds WHERE state = 'open' ORDER BY round_id DESC")
+        return _round(row) if row else None
+
+    def get_round(self, round_id: int) -> OpenRound | None:
+        """A round by id."""
+        row = self._one("SELECT * FROM rounds WHERE round_id = ?", (round_id,))
+        return _round(row) if row else None
+
+    def insert_round(self, db: sqlite3.Connection, r: OpenRound,
+                     tickets: dict[bytes, bytes]) -> None:
+        """Record a new open round and its tickets."""
+        db.execute("INSERT INTO rounds (round_id, model_version, nonce, issued_at, deadline, "
+                   "update_clip, sampling_rate, central_noise, state, opened) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)",
+                   (r.round_id, r.model_version, r.nonce, r.issued_at, r.deadline,
+                    r.update_clip, r.sampling_rate, r.central_noise, r.opened))
+        db.executemany("INSERT INTO tickets VALUES (?, ?, ?)",
+                       [(r.round_id, d, t) for d, t in tickets.items()])
+
+    def tickets(self, round_id: int) -> dict[bytes, bytes]:
+        """The tickets of a round by device id (its cohort)."""
+        rows = self._all("SELECT device_id, ticket FROM tickets WHERE round_id = ?", (round_id,))
+        return {bytes(d): bytes(t) for d, t in rows}
+
+    def accepted(self, round_id: int) -> dict[bytes, bytes]:
+        """Accepted update ids of a round by device id."""
+        rows = self._all("SELECT device_id, update_id FROM updates WHERE round_id = ?",
+                         (round_id,))
+        return {bytes(d): bytes(u) for d, u in rows}
+
+    def add_update(self, db: sqlite3.Connection, round_id: int, device_id: bytes,
+                   update_id: bytes, example_count: int, new_sum: np.ndarray,
+                   new_weight: float) -> None:
+        """Record an accepted update and the round's new running sum (IntegrityError if dup)."""
+        db.execute("INSERT INTO updates VALUES (?, ?, ?, ?, ?)",
+                   (round_id, device_id, update_id, example_count, time.time()))
+        db.execute("UPDATE rounds SET sum = ?, weight = ?, count = count + 1 "
+                   "WHERE round_id = ? AND state = 'open'",
+                   (np.ascontiguousarray(new_sum, dtype="<f8").tobytes(), new_weight, round_id))
+
+    def finish_round(self, db: sqlite3.Connection, round_id: int, state: str,
+                     metrics: dict[str, Any]) -> None:
+        """Close a round as ``closed`` or ``failed`` with its metrics row."""
+        db.execute("UPDATE rounds SET state = ?, closed = ? WHERE round_id = ?",
+                   (state, time.time(), round_id))
+        db.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?)",
+                   (round_id, json.dumps(metrics, sort_keys=True)))
+
+    def round_privacy(self) -> list[tuple[float, float]]:
+        """(sampling rate, central noise multiplier) of every closed round, for the accountant."""
+        return [(float(q), float(z)) for q, z in self._all(
+            "SELECT sampling_rate, central_noise FROM rounds WHERE state = 'closed'")]
+
+    def round_counts(self) -> dict[str, int]:
+        """Rounds by state."""
+        rows = self._all("SELECT state, count(*) FROM rounds GROUP BY state")
+        return {s: int(n) for s, n in rows}
+
+    def metrics_rows(self) -> list[dict[str, Any]]:
+        """Every stored metrics row in round order."""
+        return [json.loads(r[0]) for r in self._all("SELECT row FROM metrics ORDER BY round_id")]
+
+    # checkpoints
+    def add_checkpoint(self, db: sqlite3.Connection, version: int, round_id: int | None,
+                       W: np.ndarray, b: np.ndarray) -> None:
+        """Record a new model version."""
+        db.execute("INSERT INTO checkpoints (version, round_id, head_in, head_out, W, b, created)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (version, round_id, W.shape[0], W.shape[1],
+                    np.ascontiguousarray(W, dtype="<f4").tobytes(),
+                    np.ascontiguousarray(b, dtype="<f4").tobytes(), time.time()))
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        """The newest model version."""
+        row = self._one("SELECT version, round_id, head_in, head_out, W, b, recipients, "
+                        "published FROM checkpoints ORDER BY version DESC")
+        if row is None:
+            return None
+        version, round_id, i, o, w, b, recipients, published = row
+        W = np.frombuffer(w, dtype="<f4").reshape(i, o).astype(np.float32)
+        return Checkpoint(version, round_id, W, np.frombuffer(b, dtype="<f4").astype(np.float32),
+                          tuple(json.loads(recipients)) if recipients else None, published)
+
+    def mark_published(self, version: int, recipients: list[str]) -> None:
+        """Record that a version was published as a retained package to these devices."""
+        with self.transaction() as db:
+            db.execute("UPDATE checkpoints SET published = ?, recipients = ? WHERE version = ?",
+                       (time.time(), json.dumps(recipients), version))
+
+    # audit
+    def audit(self, db: sqlite3.Connection, *, round_id: int | None, device_id: bytes | None,
+              topic: str, refusal: str, reason: str, update_id: bytes | None) -> None:
+        """Record one refused message with its class and reason."""
+        db.execute("INSERT INTO audit (at, round_id, device_id, topic, refusal, reason, "
+                   "update_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (time.time(), round_id, device_id, topic, refusal, reason, update_id))
+
+    def refusals(self, round_id: int | None = None) -> dict[str, int]:
+        """Refusals by class, of one round or of all time."""
+        if round_id is None:
+            rows = self._all("SELECT refusal, count(*) FROM audit GROUP BY refusal")
+        else:
+            rows = self._all("SELECT refusal, count(*) FROM audit WHERE round_id = ? "
+                             "GROUP BY refusal", (round_id,))
+        return {r: int(n) for r, n in rows}
+
+    def audit_rows(self) -> list[dict[str, Any]]:
+        """The whole audit log, oldest first."""
+        rows = self._all("SELECT at, round_id, device_id, topic, refusal, reason FROM audit "
+                         "ORDER BY id")
+        return [{"at": at, "round": r, "device": d.hex() if d else None, "topic": t,
+                 "refusal": c, "reason": why} for at, r, d, t, c, why in rows]
+
+
+def _round(row: Any) -> OpenRound:
+    (round_id, version, nonce, issued, deadline, clip, q, z, state, opened, _closed, blob,
+     weight, count) = row
+    total = None if blob is None else np.frombuffer(blob, dtype="<f8").copy()
+    return OpenRound(round_id, version, bytes(nonce), issued, deadline, clip, q, z, state,
+                     opened, total, float(weight), int(count))

@@ -1,0 +1,150 @@
+"""Pure verification of one sealed update against the open round (docs/protocol.md, step 3)."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from cryptography.exceptions import InvalidSignature
+
+from edge.errors import EdgeError
+from edge.formats.device import DeviceRecord
+from edge.formats.envelope import Kind, parse_envelope
+from edge.formats.keys import ed25519_public_from_raw
+from edge.formats.update import MAX_UPDATE_SIZE, NORM_SLACK, SealedUpdate, parse_update
+from edge.protocol import device_from_update_topic
+
+# Refusal classes the aggregator writes to its audit log.
+REFUSALS = ("malformed", "unsupported-version", "wrong-kind", "oversized", "topic-mismatch",
+            "unknown-device", "signature", "wrong-round", "replay", "wrong-model",
+            "not-in-cohort", "duplicate", "norm")
+
+
+class UpdateRefused(EdgeError):
+    """A sealed update the aggregator does not accept; ``refusal`` is its audit class."""
+
+    def __init__(self, refusal: str, message: str, *, device_id: bytes | None = None):
+        super().__init__(message)
+        self.refusal = refusal
+        self.device_id = device_id
+
+
+@dataclass(frozen=True)
+class RoundView:
+    """What verification needs to know about the open round."""
+
+    round_id: int
+    nonce: bytes
+    model_version: int
+    param_count: int
+    update_clip: float
+    cohort: Collection[bytes]
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A verified update: who sent it, its id (SHA-256 of the payload) and its delta."""
+
+    device_id: bytes
+    update_id: bytes
+    example_count: int
+    delta: np.ndarray
+    update: SealedUpdate
+
+
+def update_id(payload: bytes) -> bytes:
+    """The id of a sealed update: its signed digest, SHA-256 of header and body."""
+    return parse_envelope(payload, kind=Kind.SEALED_UPDATE, max_len=MAX_UPDATE_SIZE).digest()
+
+
+def verify(
+    fleet: str,
+    topic: str,
+    payload: bytes,
+    devices: Mapping[bytes, DeviceRecord],
+    rnd: RoundView | None,
+    accepted: Mapping[bytes, bytes],
+) -> Accepted:
+    """Return the accepted update, or raise UpdateRefused naming the refusal class.
+
+    ``devices`` maps enrolled device ids to records; ``accepted`` maps device ids to the
+    update ids already accepted for the open round (duplicate check).
+    """
+    try:
+        device_id = device_from_update_topic(fleet, topic)
+    except EdgeError as exc:
+        raise UpdateRefused("malformed", str(exc)) from None
+    try:
+        env = parse_envelope(payload, kind=Kind.SEALED_UPDATE, max_len=MAX_UPDATE_SIZE)
+    except EdgeError as exc:
+        raise UpdateRefused(exc.refusal, str(exc), device_id=device_id) from None
+    if not hmac.compare_digest(env.signer_key_id, device_id):
+        raise UpdateRefused("topic-mismatch", f"signer key id {env.signer_key_id.hex()} is not "
+                            f"the device {device_id.hex()} of the topic", device_id=device_id)
+    record = devices.get(device_id)
+    if record is None:
+        raise UpdateRefused("unknown-device", f"device {device_id.hex()} is not enrolled",
+                            device_id=device_id)
+    digest = env.digest()  # the signed message; also the update's id
+    try:
+        ed25519_public_from_raw(record.ed25519_pub).verify(env.signature, digest)
+    except InvalidSignature:
+        raise UpdateRefused("signature", f"signature does not verify under the identity key "
+                            f"of device {device_id.hex()}", device_id=device_id) from None
+    try:
+        upd = parse_update(env.raw)
+    except EdgeError as exc:
+        raise UpdateRefused(exc.refusal, str(exc), device_id=device_id) from None
+    if not hmac.compare_digest(upd.device_id, device_id):
+        raise UpdateRefused("topic-mismatch", f"body names device {upd.device_id.hex()}, "
+                            f"topic and signer {device_id.hex()}", device_id=device_id)
+    _check_round(upd, rnd, device_id)
+    assert rnd is not None
+    uid = digest
+    previous = accepted.get(device_id)
+    if previous is not None:
+        same = hmac.compare_digest(previous, uid)
+        raise UpdateRefused("duplicate", (
+            "the same update was accepted already (redelivery or replay)" if same else
+            "another update of this device was accepted for this round"
+        ) + f" in round {rnd.round_id}", device_id=device_id)
+    return Accepted(device_id, uid, upd.example_count, upd.delta, upd)
+
+
+def l2_norm(delta: np.ndarray) -> float:
+    """‖Δ‖₂ in float64 (einsum: np.linalg.norm's BLAS call is slow on small thread-bound hosts)."""
+    d = delta.astype(np.float64)
+    return float(np.sqrt(np.einsum("i,i->", d, d)))
+
+
+def _check_round(upd: SealedUpdate, rnd: RoundView | None, device_id: bytes) -> None:
+    """Binding to the open round, cohort membership, parameter count and norm bound."""
+    if rnd is None:
+        raise UpdateRefused("wrong-round", f"update for round {upd.round_id}: no round is open",
+                            device_id=device_id)
+    if upd.round_id != rnd.round_id:
+        raise UpdateRefused("wrong-round", f"update for round {upd.round_id}, open round is "
+                            f"{rnd.round_id}", device_id=device_id)
+    if device_id not in rnd.cohort:
+        raise UpdateRefused("not-in-cohort", f"device {device_id.hex()} is not in the cohort of "
+                            f"round {rnd.round_id}", device_id=device_id)
+    if not hmac.compare_digest(upd.nonce, rnd.nonce):
+        raise UpdateRefused("replay", f"cohort nonce differs from round {rnd.round_id}'s",
+                            device_id=device_id)
+    if upd.model_version != rnd.model_version:
+        raise UpdateRefused("wrong-model", f"update for model version {upd.model_version}, "
+                            f"round {rnd.round_id} trains {rnd.model_version}",
+                            device_id=device_id)
+    if upd.param_count != rnd.param_count:
+        raise UpdateRefused("malformed", f"{upd.param_count} parameters, the head has "
+                            f"{rnd.param_count}", device_id=device_id)
+    bound = float(np.float32(rnd.update_clip))
+    if upd.update_clip != bound:
+        raise UpdateRefused("norm", f"update clip {upd.update_clip:.6g}, the ticket set "
+                            f"{bound:.6g}", device_id=device_id)
+    norm = l2_norm(upd.delta)
+    if norm > bound * (1.0 + NORM_SLACK):
+        raise UpdateRefused("norm", f"‖Δ‖ = {norm:.6g} exceeds U = {bound:.6g}",
+                            device_id=device_id)

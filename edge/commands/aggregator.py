@@ -1,0 +1,158 @@
+"""``edge aggregator [run|enroll|status]``: the fleet's aggregator and its registry."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from edge.errors import ConfigError
+
+HEADER = f"{'round':>5}  {'part.':>5}  {'refused':<24}  {'accuracy':>8}  {'epsilon':>8}  " \
+         f"{'seconds':>7}  model"
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    path = getattr(args, "config", None) or getattr(args, "noun_config", None)
+    if path is None:
+        raise ConfigError("--config FILE is required (the aggregator's TOML configuration)")
+    return Path(path)
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from edge.aggregator.config import AggregatorConfig
+
+    return AggregatorConfig.from_toml(_config_path(args))
+
+
+def _row(m: Any) -> str:
+    refused = ",".join(f"{k}={v}" for k, v in sorted(m.refused.items())) or "0"
+    acc = "-" if m.accuracy is None else f"{m.accuracy:.4f}"
+    eps = "-" if m.epsilon is None else f"{m.epsilon:.3g}"
+    model = "failed" if m.failed else f"v{m.model_version}"
+    return (f"{m.round:>5}  {m.participants:>5}  {refused:<24}  {acc:>8}  {eps:>8}  "
+            f"{m.seconds:>7.2f}  {model}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run rounds until the configured count, --rounds more, or SIGTERM/SIGINT."""
+    from edge.aggregator import Aggregator
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    config = _load(args)
+    rounds = getattr(args, "rounds", None)
+    if rounds is None:
+        rounds = getattr(args, "noun_rounds", None)
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    print(HEADER, flush=True)
+    try:
+        with Aggregator(config, on_round=lambda m: print(_row(m), flush=True)) as agg:
+            agg.run(stop, rounds=rounds)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 0
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    """Enroll device records (DEVICE.pub files written by ``edge tee provision``)."""
+    from edge.aggregator.registry import Registry
+    from edge.aggregator.store import Store
+
+    config = _load(args)
+    records = []
+    for path in args.records:
+        try:
+            records.append((path, Path(path).read_bytes()))
+        except OSError as exc:
+            raise ConfigError(f"cannot read device record {path}: {exc.strerror}") from None
+    with Store(config.state) as store:
+        registry = Registry(store)
+        for path, record in records:
+            device = registry.enroll(record)
+            print(f"enrolled device {device.device_id.hex()} from {path}")
+    return 0
+
+
+def status(config: Any) -> dict[str, Any]:
+    """Rounds, enrolled devices, model version, fleet ε and refusals by reason."""
+    from edge.aggregator.fedavg import ACCOUNTANT, fleet_epsilon
+    from edge.aggregator.registry import Registry
+    from edge.aggregator.store import Store
+
+    with Store(config.state) as store:
+        open_round = store.open_round()
+        cp = store.latest_checkpoint()
+        metrics = store.metrics_rows()
+        epsilon = fleet_epsilon(store.round_privacy(), config.dp.delta)
+        return {
+            "fleet": config.fleet,
+            "rounds": store.round_counts(),
+            "open_round": None if open_round is None else {
+                "round": open_round.round_id, "model_version": open_round.model_version,
+                "accepted": open_round.count, "deadline": open_round.deadline},
+            "model_version": None if cp is None else cp.version,
+            "model_published": None if cp is None else cp.published is not None,
+            "devices": sorted(d.hex() for d in Registry(store).devices()),
+            "refusals": store.refusals(),
+            "epsilon": epsilon, "delta": config.dp.delta, "accountant": ACCOUNTANT,
+            "last_round": metrics[-1] if metrics else None,
+        }
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the aggregator's state from its database."""
+    info = status(_load(args))
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+        return 0
+    rounds = info["rounds"]
+    print(f"fleet {info['fleet']}: {len(info['devices'])} enrolled devices, model "
+          f"v{info['model_version']}, rounds closed {rounds.get('closed', 0)}, failed "
+          f"{rounds.get('failed', 0)}, open {rounds.get('open', 0)}")
+    if info["open_round"]:
+        o = info["open_round"]
+        print(f"open round {o['round']}: {o['accepted']} accepted, deadline {o['deadline']}")
+    eps = "not reported (no central noise)" if info["epsilon"] is None \
+        else f"{info['epsilon']:.4g} at delta {info['delta']:g}"
+    print(f"fleet epsilon: {eps}")
+    refusals = ", ".join(f"{k} {v}" for k, v in sorted(info["refusals"].items())) or "none"
+    print(f"refusals: {refusals}")
+    for device in info["devices"]:
+        print(f"  device {device}")
+    return 0
+
+
+def register(nouns: Any) -> None:
+    """Add ``edge aggregator ...`` (bare ``edge aggregator --config FILE`` means run)."""
+    noun = nouns.add_parser("aggregator", help="run the fleet's aggregator, enroll devices")
+    noun.add_argument("--config", dest="noun_config", type=Path, metavar="FILE",
+                      help="aggregator TOML configuration (bare form: run)")
+    noun.add_argument("--rounds", dest="noun_rounds", type=int, metavar="N",
+                      help="stop after N more rounds (bare form: run)")
+    noun.set_defaults(run=cmd_run)
+    verbs = noun.add_subparsers(dest="verb", required=False, metavar="VERB")
+    p = verbs.add_parser("run", help="run rounds over MQTT until done or SIGTERM")
+    p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
+    p.add_argument("--rounds", type=int, metavar="N", help="stop after N more rounds")
+    p.set_defaults(run=cmd_run)
+    p = verbs.add_parser("enroll", help="enroll device records (DEVICE.pub)")
+    p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
+    p.add_argument("records", nargs="+", type=Path, metavar="DEVICE.pub")
+    p.set_defaults(run=cmd_enroll)
+    p = verbs.add_parser("status", help="rounds, devices and refusals from the state database")
+    p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_status)

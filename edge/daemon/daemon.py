@@ -1,0 +1,359 @@
+"""The board daemon: receives model packages and round tickets, trains in the TA, publishes.
+
+paho's network thread only queues messages; one worker thread does every TA
+call in arrival order (the TA holds one ticket per session), so verify/train
+pairs never interleave and the network never blocks on training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+
+from edge import protocol, tee_abi
+from edge.daemon.config import DaemonConfig
+from edge.daemon.datasource import open_source
+from edge.daemon.store import SampleStore
+from edge.errors import EdgeError, Malformed, Rollback
+from edge.formats.device import parse_device_record
+from edge.formats.package import parse_package
+from edge.formats.ticket import parse_ticket
+from edge.mqtt import connect_async, make_client
+from edge.tee import TrustedApp
+
+log = logging.getLogger("edge.daemon")
+PUBLISH_TIMEOUT = 60.0
+STOP_GRACE = 5.0
+INFER_BATCH = 256
+
+
+@dataclass
+class DaemonStats:
+    """Counters a test or the demo can read while the daemon runs."""
+
+    models_loaded: int = 0
+    models_refused: int = 0
+    rounds_published: list[int] = field(default_factory=list)
+    rounds_skipped: dict[int, str] = field(default_factory=dict)
+    connects: int = 0
+
+
+class Daemon:
+    """One board: a TA session, a sample store, a data source and an MQTT client."""
+
+    def __init__(self, config: DaemonConfig) -> None:
+        """Open the TA, the store and the source; nothing touches the network yet."""
+        self.config = config
+        config.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.ta = TrustedApp(config.tee_backend,
+                             config.tee_state_dir if config.tee_backend == "sim" else None)
+        try:
+            self.device_id = parse_device_record(self.ta.identity()).device_id
+            self.store = SampleStore(config.data.store_dir, config.data.max_samples)
+        except BaseException:
+            self.ta.close()
+            raise
+        self.source = open_source(config.data.source, self.store, path=config.data.path,
+                                  serial_url=config.data.serial_url,
+                                  baudrate=config.data.baudrate, device=config.name)
+        self.model_topic = protocol.model_topic(config.fleet)
+        self.ticket_topic = protocol.ticket_topic(config.fleet, self.device_id)
+        self.update_topic = protocol.update_topic(config.fleet, self.device_id)
+        self.stats = DaemonStats()
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self.backbone: Any = None
+        self._backbone_error: str | None = None
+        self._jobs: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
+        self._stopping = threading.Event()
+        self._closed = False
+        self.client = make_client(config.broker, f"edge-{self.device_id.hex()}",
+                                  clean_session=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+        self._restore_backbone()
+
+    # -- logging -----------------------------------------------------------
+    def _log(self, level: int, step: str, round_id: int | None = None, **fields: Any) -> None:
+        """One structured line: device, round, step, then the fields."""
+        extra = " ".join(f"{k}={v}" for k, v in fields.items())
+        log.log(level, "device=%s round=%s step=%s %s", self.config.name,
+                "-" if round_id is None else round_id, step, extra)
+
+    # -- MQTT callbacks (paho's network thread: never block here) -----------
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any,
+                    reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            self._log(logging.WARNING, "connect", result="refused", reason=reason_code)
+            return
+        self.stats.connects += 1
+        client.subscribe([(self.model_topic, 1), (self.ticket_topic, 1)])
+        self.connected.set()
+        self._log(logging.INFO, "connect", result="ok", broker=self.config.broker.url,
+                  device_id=self.device_id.hex())
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reason_codes: list[Any], properties: Any) -> None:
+        if any(rc.is_failure for rc in reason_codes):
+            self._log(logging.ERROR, "subscribe", result="refused",
+                      reasons=",".join(str(rc) for rc in reason_codes))
+            return
+        self.subscribed.set()
+        self._log(logging.DEBUG, "subscribe", result="ok")
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any,
+                       reason_code: Any, properties: Any) -> None:
+        self.connected.clear()
+        self.subscribed.clear()
+        if not self._stopping.is_set():
+            self._log(logging.WARNING, "disconnect", reason=reason_code, action="reconnecting")
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        kind = {self.model_topic: "model", self.ticket_topic: "ticket"}.get(msg.topic)
+        if kind is None:
+            self._log(logging.WARNING, "receive", topic=msg.topic, result="unexpected-topic")
+            return
+        self._jobs.put((kind, bytes(msg.payload)))
+
+    # -- lifetime ------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """Connect and serve until ``stop`` is set; then finish or abandon the current step."""
+        self.source.start()
+        self._log(logging.INFO, "start", samples=len(self.store), source=self.config.data.source,
+                  tee=self.config.tee_backend, model_version=self.ta.status().model_version)
+        worker = threading.Thread(target=self._work, name="daemon-worker", daemon=True)
+        worker.start()
+        connect_async(self.client, self.config.broker)
+        self.client.loop_start()
+        try:
+            stop.wait()
+        finally:
+            self._stopping.set()
+            self._jobs.put(None)
+            worker.join()
+            self.client.disconnect()
+            self.client.loop_stop()
+            self.source.close()
+            self._log(logging.INFO, "stop", published=len(self.stats.rounds_published))
+
+    def close(self) -> None:
+        """Release the TA session and the store; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.ta.close()
+        self.store.close()
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _work(self) -> None:
+        """Handle queued packages and tickets one at a time until stopped."""
+        while True:
+            job = self._jobs.get()
+            if job is None or self._stopping.is_set():
+                if job is not None:
+                    self._log(logging.INFO, job[0], result="abandoned", reason="stopping")
+                return
+            kind, payload = job
+            try:
+                if kind == "model":
+                    self._handle_model(payload)
+                else:
+                    self._handle_ticket(payload)
+            except Exception:
+                log.exception("device=%s step=%s unexpected failure", self.config.name, kind)
+
+    # -- model packages --------------------------------------------------------
+    def _handle_model(self, payload: bytes) -> None:
+        """Give a package to the TA; switch the backbone only once it is accepted."""
+        try:
+            _, manifest = parse_package(payload)
+        except EdgeError as exc:
+            self.stats.models_refused += 1
+            self._log(logging.WARNING, "model", result="refused", refusal=exc.refusal,
+                      reason=exc)
+            return
+        pkg = self.config.work_dir / "incoming.pkg"
+        out = self.config.work_dir / "backbone.partial"
+        pkg.write_bytes(payload)
+        try:
+            loaded = self.ta.load_model(pkg, backbone_out=out if manifest.has_backbone else None)
+        except EdgeError as exc:
+            self.stats.models_refused += 1
+            # The retained model comes again on every reconnect: that rollback is expected.
+            level = logging.DEBUG if isinstance(exc, Rollback) else logging.WARNING
+            self._log(level, "model", version=manifest.version, result="refused",
+                      refusal=exc.refusal, reason=exc)
+            return
+        finally:
+            pkg.unlink(missing_ok=True)
+        metadata = manifest.metadata_object()
+        self._switch_backbone(loaded.version, manifest.package_id, metadata,
+                              out if manifest.has_backbone else None)
+        self.stats.models_loaded += 1
+        self._log(logging.INFO, "model", version=loaded.version, result="loaded",
+                  backbone="tflite" if self.backbone is not None else "none",
+                  head=f"{manifest.head_in}x{manifest.head_out}")
+
+    def _switch_backbone(self, version: int, package_id: bytes, metadata: dict[str, Any],
+                         backbone_file: Any) -> None:
+        """Use the verified backbone the TA wrote (or raw features without one); keep it."""
+        saved = self.config.work_dir / "backbone.tflite"
+        info = self.config.work_dir / "backbone.json"
+        self.backbone, self._backbone_error = None, None
+        if backbone_file is None:
+            saved.unlink(missing_ok=True)
+            info.unlink(missing_ok=True)
+            return
+        backbone_file.replace(saved)
+        info.write_text(json.dumps({"version": version, "package_id": package_id.hex(),
+                                    "metadata": metadata}), encoding="utf-8")
+        self._load_backbone(saved.read_bytes(), metadata)
+
+    def _load_backbone(self, model: bytes, metadata: dict[str, Any]) -> None:
+        """Build the TFLite backbone; on failure, rounds are skipped with the reason."""
+        from edge.inference.backbone import Backbone
+
+        try:
+            self.backbone = Backbone.from_verified(model, metadata, self.config.inference)
+        except EdgeError as exc:
+            self._backbone_error = f"{exc.refusal}: {exc}"
+            self._log(logging.ERROR, "backbone", result="unusable", refusal=exc.refusal,
+                      reason=exc)
+
+    def _restore_backbone(self) -> None:
+        """After a restart: reuse the backbone the TA wrote for the package it still holds."""
+        info = self.config.work_dir / "backbone.json"
+        saved = self.config.work_dir / "backbone.tflite"
+        if not (info.is_file() and saved.is_file()):
+            return
+        try:
+            meta = json.loads(info.read_text(encoding="utf-8"))
+            held = self.ta.status().package_id.hex()
+            if meta.get("package_id") != held:
+                self._log(logging.INFO, "backbone", result="stale", action="ignored")
+                return
+            self._load_backbone(saved.read_bytes(), meta["metadata"])
+        except (OSError, ValueError, KeyError) as exc:
+            self._log(logging.WARNING, "backbone", result="unreadable", reason=exc)
+
+    # -- rounds ------------------------------------------------------------------
+    def _skip(self, round_id: int, step: str, reason: str, level: int = logging.WARNING,
+              **fields: Any) -> None:
+        self.stats.rounds_skipped[round_id] = reason
+        self._log(level, step, round_id, result="skipped", reason=reason, **fields)
+
+    def _handle_ticket(self, payload: bytes) -> None:
+        """Verify, compute features, train and seal in the TA, publish with QoS 1."""
+        try:
+            ticket = parse_ticket(payload)
+        except EdgeError as exc:
+            self._log(logging.WARNING, "ticket", result="refused", refusal=exc.refusal,
+                      reason=exc)
+            return
+        rid = ticket.round_id
+        if ticket.deadline <= time.time():
+            self._skip(rid, "ticket", "expired", deadline=ticket.deadline)
+            return
+        try:
+            accepted = self.ta.verify_ticket(payload)
+        except EdgeError as exc:
+            self._skip(rid, "verify", exc.refusal, detail=exc)
+            return
+        self._log(logging.INFO, "verify", rid, result="ok", model_version=ticket.model_version,
+                  steps_left=accepted.steps_left)
+        if self._stopping.is_set():
+            self._skip(rid, "verify", "stopping", level=logging.INFO)
+            return
+        prepared = self._features(rid)
+        if prepared is None:
+            return
+        features, labels = prepared
+        started = time.monotonic()
+        try:
+            sealed = self.ta.train_and_seal(features, labels)
+        except EdgeError as exc:
+            self._skip(rid, "train", exc.refusal, detail=exc)
+            return
+        self._log(logging.INFO, "train", rid, result="sealed", examples=len(labels),
+                  seconds=f"{time.monotonic() - started:.3f}", bytes=len(sealed))
+        # A sealed update has spent privacy budget: publish it even when stopping.
+        self._publish(rid, sealed, ticket.deadline)
+
+    def _features(self, rid: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The newest local samples through the backbone (or raw), sized for the TA."""
+        self.source.scan()
+        status = self.ta.status()
+        if self._backbone_error is not None:
+            self._skip(rid, "features", "backbone-unusable", detail=self._backbone_error)
+            return None
+        cap = min(tee_abi.MAX_TRAIN_EXAMPLES,
+                  tee_abi.MAX_TRAIN_FEATURE_BYTES // (4 * max(status.head_in, 1)))
+        x, y = self.store.latest(cap)
+        known = y < max(status.head_out, 1)
+        if not known.all():
+            self._log(logging.WARNING, "features", rid, dropped=int((~known).sum()),
+                      reason=f"label >= head_out {status.head_out}")
+            x, y = x[known], y[known]
+        if len(y) == 0:
+            self._skip(rid, "features", "no-samples")
+            return None
+        try:
+            features = self._run_backbone(x)
+        except EdgeError as exc:
+            self._skip(rid, "features", exc.refusal, detail=exc)
+            return None
+        if features.shape[1] != status.head_in:
+            self._skip(rid, "features", "shape", features=features.shape[1],
+                       head_in=status.head_in)
+            return None
+        self._log(logging.DEBUG, "features", rid, samples=len(y),
+                  backbone="tflite" if self.backbone is not None else "raw")
+        return features, y
+
+    def _run_backbone(self, x: np.ndarray) -> np.ndarray:
+        """Features (n x head_in float32) from flat samples."""
+        if self.backbone is None:
+            return np.ascontiguousarray(x, np.float32)
+        shape = self.backbone.input_shape
+        if x.shape[1] != math.prod(shape):
+            raise Malformed(f"samples have {x.shape[1]} values, the backbone takes {shape}")
+        parts = [np.asarray(self.backbone.run(x[i:i + INFER_BATCH].reshape(-1, *shape)),
+                            np.float32).reshape(min(INFER_BATCH, len(x) - i), -1)
+                 for i in range(0, len(x), INFER_BATCH)]
+        return np.ascontiguousarray(np.concatenate(parts))
+
+    def _publish(self, rid: int, sealed: bytes, deadline: int) -> None:
+        """Publish with QoS 1 and wait for the PUBACK (paho resends after a reconnect)."""
+        info = self.client.publish(self.update_topic, sealed, qos=1)
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            self._skip(rid, "publish", "queue-full")
+            return
+        limit = time.monotonic() + min(PUBLISH_TIMEOUT, max(deadline - time.time(), 1.0))
+        grace: float | None = None
+        while not info.is_published():
+            now = time.monotonic()
+            if self._stopping.is_set() and grace is None:
+                grace = now + STOP_GRACE
+            if now > limit or (grace is not None and now > grace):
+                self._skip(rid, "publish", "no-puback", connected=self.connected.is_set())
+                return
+            time.sleep(0.02)
+        self.stats.rounds_published.append(rid)
+        self._log(logging.INFO, "publish", rid, result="acknowledged", bytes=len(sealed),
+                  topic=self.update_topic)

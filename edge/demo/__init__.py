@@ -1,0 +1,1 @@
+"""``edge demo``: a whole private federation on one machine (docs/demo.md)."""

@@ -1,0 +1,120 @@
+"""Provisioning of the demo's fleet on disk: role keys, devices, data, configurations."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge.demo.data import CLASSES, FEATURES, DemoBackbone, Split
+from edge.demo.settings import DpSettings, make_policy
+from edge.formats.keys import ed25519_raw_public
+from edge.tee import TrustedApp
+from firmware_sign.keys import private_pem
+
+FLEET = "demo"
+
+
+@dataclass
+class Fleet:
+    """Everything provisioned: the aggregator's configuration and one per device."""
+
+    root: Path
+    aggregator: dict[str, Any]
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    records: list[bytes] = field(default_factory=list)
+    policy_epsilon: float = 0.0
+
+
+def _write_key(path: Path, key: Ed25519PrivateKey) -> None:
+    """A private key as PEM, readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(private_pem(key))
+
+
+def provision_device(state: Path, signer: Ed25519PrivateKey, aggregator: Ed25519PrivateKey,
+                     policy: bytes, backend: str = "sim") -> bytes:
+    """Anchors and the privacy policy in a device's secure world; returns its device record."""
+    with TrustedApp(backend, state if backend == "sim" else None) as ta:
+        if not ta.status().has_anchors:
+            ta.install_anchors(ed25519_raw_public(signer), ed25519_raw_public(aggregator))
+        ta.install_policy(policy)
+        return ta.identity()
+
+
+def device_config(root: Path, index: int, broker_url: str, backend: str) -> dict[str, Any]:
+    """The daemon configuration table of device ``index``."""
+    home = root / "devices" / f"board-{index:02d}"
+    tee: dict[str, Any] = {"backend": backend}
+    if backend == "sim":
+        tee["state_dir"] = str(home / "secure-world")
+    return {
+        "device": {"name": f"board-{index:02d}", "fleet": FLEET},
+        "tee": tee,
+        "broker": {"url": broker_url, "keepalive": 10},
+        "data": {"source": "directory", "path": str(home / "data"),
+                 "store_dir": str(home / "store"), "max_samples": 4096},
+        "inference": {"npu_delegate": "none"},
+        "paths": {"work_dir": str(home / "work")},
+    }
+
+
+def aggregator_config(root: Path, broker_url: str, dp: DpSettings, devices: int, rounds: int,
+                      seed: int, timeout_s: float) -> dict[str, Any]:
+    """The aggregator configuration table over the files ``write_fleet`` puts in ``root``."""
+    agg = root / "aggregator"
+    return {
+        "aggregator": {"fleet": FLEET, "state": str(agg / "state.sqlite"),
+                       "metrics": str(agg / "metrics.jsonl"),
+                       "aggregator_key": str(root / "keys" / "aggregator.key"),
+                       "model_signer_key": str(root / "keys" / "model-signer.key"),
+                       "initial_head": str(agg / "head.npz"),
+                       "backbone": str(agg / "backbone.tflite"),
+                       "backbone_metadata": str(agg / "backbone.json")},
+        "rounds": {"cohort_size": devices, "quorum": devices,
+                   "min_updates": max(1, devices // 2), "timeout_s": timeout_s,
+                   "rounds": rounds, "seed": seed},
+        "dp": {"example_clip": dp.example_clip, "noise_multiplier": dp.noise_multiplier,
+               "update_clip": dp.update_clip, "learning_rate": dp.learning_rate,
+               "local_epochs": dp.local_epochs, "batch_size": 1,
+               "central_noise_multiplier": dp.central_noise, "delta": dp.delta},
+        "eval": {"holdout": str(agg / "holdout.npz")},
+        "broker": {"url": broker_url, "keepalive": 10},
+    }
+
+
+def write_fleet(root: Path, split: Split, backbone: DemoBackbone, dp: DpSettings, *,
+                broker_url: str, rounds: int, seed: int, backend: str = "sim",
+                timeout_s: float = 30.0) -> Fleet:
+    """Generate role keys, provision every device, write data, head, holdout and configs."""
+    for sub in ("keys", "aggregator", "devices"):
+        (root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+    signer, aggregator = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    _write_key(root / "keys" / "model-signer.key", signer)
+    _write_key(root / "keys" / "aggregator.key", aggregator)
+    agg = root / "aggregator"
+    (agg / "backbone.tflite").write_bytes(backbone.tflite)
+    (agg / "backbone.json").write_text(json.dumps(backbone.metadata), encoding="utf-8")
+    rng = np.random.default_rng(seed)
+    np.savez(agg / "head.npz", W=rng.normal(0, 0.01, (FEATURES, CLASSES)).astype(np.float32),
+             b=np.zeros(CLASSES, np.float32))
+    np.savez(agg / "holdout.npz", X=backbone.features(split.test_x), y=split.test_y)
+    policy, eps = make_policy(signer, dp, rounds)
+    (root / "keys" / "policy.bin").write_bytes(policy)
+    fleet = Fleet(root, aggregator_config(root, broker_url, dp, len(split.devices), rounds, seed,
+                                          timeout_s), policy_epsilon=eps)
+    for i, (x, y) in enumerate(split.devices, 1):
+        cfg = device_config(root, i, broker_url, backend)
+        data = Path(cfg["data"]["path"])
+        data.mkdir(parents=True, exist_ok=True)
+        np.savez(data / "private.npz", X=x.astype(np.float32), y=y.astype(np.int64))
+        state = Path(cfg["tee"].get("state_dir", root / "unused"))
+        fleet.records.append(provision_device(state, signer, aggregator, policy, backend))
+        fleet.devices.append(cfg)
+    return fleet

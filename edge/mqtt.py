@@ -1,0 +1,160 @@
+"""Broker settings ([broker] table) and paho-mqtt clients made from them.
+
+Everything here uses MQTT 3.1.1 only, so the embedded amqtt broker works;
+paho's VERSION2 callback API is chosen explicitly (paho 2.x silently falls
+back to the deprecated VERSION1 callbacks otherwise).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+
+from edge.errors import ConfigError
+
+DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+_KEYS = ("url", "ca_file", "cert_file", "key_file", "username", "password_file", "keepalive")
+RECONNECT_MIN_DELAY = 1
+RECONNECT_MAX_DELAY = 30
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Where the broker is and how to authenticate to it."""
+
+    host: str
+    port: int
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    keepalive: int = 60
+
+    @property
+    def url(self) -> str:
+        """The broker as an ``mqtt://`` or ``mqtts://`` URL."""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+    @classmethod
+    def from_url(cls, url: str, where: str = "broker") -> BrokerSettings:
+        """Settings for a plain URL with no credentials (tests, the demo)."""
+        return cls.from_mapping({"url": url}, where)
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any], where: str = "broker") -> BrokerSettings:
+        """Parse and validate a ``[broker]`` table; ConfigError names the bad key."""
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where} must be a table")
+        unknown = sorted(set(table) - set(_KEYS))
+        if unknown:
+            raise ConfigError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(_KEYS)})")
+        url = table.get("url")
+        if not isinstance(url, str) or not url:
+            raise ConfigError(f"{where}.url: required, e.g. \"mqtt://127.0.0.1:1883\"")
+        host, port, tls = _parse_url(url, f"{where}.url")
+        files = {k: _path(table, k, where) for k in ("ca_file", "cert_file", "key_file",
+                                                       "password_file")}
+        if not tls:
+            for key in ("ca_file", "cert_file", "key_file"):
+                if files[key] is not None:
+                    raise ConfigError(f"{where}.{key}: only applies to an mqtts:// url")
+        if (files["cert_file"] is None) != (files["key_file"] is None):
+            missing = "key_file" if files["key_file"] is None else "cert_file"
+            raise ConfigError(f"{where}.{missing}: cert_file and key_file go together")
+        username = table.get("username")
+        if username is not None and (not isinstance(username, str) or not username):
+            raise ConfigError(f"{where}.username: must be a non-empty string")
+        if files["password_file"] is not None and username is None:
+            raise ConfigError(f"{where}.password_file: needs {where}.username")
+        keepalive = table.get("keepalive", 60)
+        if isinstance(keepalive, bool) or not isinstance(keepalive, int) \
+                or not 5 <= keepalive <= 65535:
+            raise ConfigError(f"{where}.keepalive: must be an integer 5..65535 (seconds)")
+        return cls(host=host, port=port, tls=tls, ca_file=files["ca_file"],
+                   cert_file=files["cert_file"], key_file=files["key_file"],
+                   username=username, password_file=files["password_file"], keepalive=keepalive)
+
+
+def _parse_url(url: str, key: str) -> tuple[str, int, bool]:
+    """Host, port and TLS flag of an mqtt:// or mqtts:// URL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {url!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in DEFAULT_PORTS:
+        raise ConfigError(f"{key}: scheme must be mqtt:// or mqtts://, got {url!r}")
+    if not parts.hostname:
+        raise ConfigError(f"{key}: {url!r} names no host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"{key}: {url!r} must be scheme://host:port only")
+    if parts.username or parts.password:
+        raise ConfigError(f"{key}: put credentials in username/password_file, not the URL")
+    return parts.hostname, port or DEFAULT_PORTS[parts.scheme], parts.scheme == "mqtts"
+
+
+def _path(table: Mapping[str, Any], key: str, where: str) -> Path | None:
+    """An optional file path that must exist."""
+    value = table.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}.{key}: must be a file path string")
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{where}.{key}: no such file {str(path)!r}")
+    return path
+
+
+def read_password(settings: BrokerSettings) -> str | None:
+    """The password from ``password_file`` (first line, stripped), if any."""
+    if settings.password_file is None:
+        return None
+    try:
+        text = settings.password_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"broker.password_file: cannot read it ({exc})") from None
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise ConfigError("broker.password_file: the file is empty")
+    return lines[0].strip()
+
+
+def make_client(settings: BrokerSettings, client_id: str, *, clean_session: bool,
+                manual_ack: bool = False) -> mqtt.Client:
+    """A paho client (MQTT 3.1.1, VERSION2 callbacks) configured but not connected."""
+    client = mqtt.Client(
+        callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=clean_session,
+        protocol=mqtt.MQTTv311,
+        manual_ack=manual_ack,
+    )
+    if settings.tls:
+        try:
+            client.tls_set(
+                ca_certs=str(settings.ca_file) if settings.ca_file else None,
+                certfile=str(settings.cert_file) if settings.cert_file else None,
+                keyfile=str(settings.key_file) if settings.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise ConfigError(f"broker TLS files cannot be used: {exc}") from None
+    if settings.username is not None:
+        client.username_pw_set(settings.username, read_password(settings))
+    client.reconnect_delay_set(min_delay=RECONNECT_MIN_DELAY, max_delay=RECONNECT_MAX_DELAY)
+    return client
+
+
+def connect_async(client: mqtt.Client, settings: BrokerSettings) -> None:
+    """Start connecting in the background (paho retries with backoff on its own)."""
+    client.connect_async(settings.host, settings.port, keepalive=settings.keepalive)

@@ -1,0 +1,115 @@
+"""FedAvg / DP-FedAvg math against numpy by hand, noise scale, fleet ε; no broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.aggregator import fedavg
+from edge.aggregator.config import AggregatorConfig
+from edge.aggregator.registry import Registry
+from edge.aggregator.rounds import RoundManager
+from edge.aggregator.simulate import FakeDevice, clip, config_mapping
+from edge.aggregator.store import Store
+from edge.formats.ticket import parse_ticket
+
+
+def test_weighted_mean_matches_numpy() -> None:
+    rng = np.random.default_rng(1)
+    deltas = [rng.normal(size=50).astype(np.float32) for _ in range(7)]
+    counts = [int(n) for n in rng.integers(1, 100, 7)]
+    expected = sum(n * d.astype(np.float64) for d, n in zip(deltas, counts, strict=True)) \
+        / sum(counts)
+    np.testing.assert_allclose(fedavg.fedavg(deltas, counts), expected, rtol=1e-12)
+
+
+def test_aggregate_without_noise_is_the_weighted_mean() -> None:
+    acc = fedavg.RunningSum.empty(3)
+    acc = fedavg.accumulate(acc, np.array([1, 0, 0], np.float32), 3.0)
+    acc = fedavg.accumulate(acc, np.array([0, 1, 0], np.float32), 1.0)
+    out = fedavg.aggregate(acc, central_noise=0.0, update_clip=1.0)
+    np.testing.assert_allclose(out, [0.75, 0.25, 0.0])
+    assert fedavg.update_weight(40, 0.0) == 40.0 and fedavg.update_weight(40, 1.2) == 1.0
+
+
+def test_central_noise_scale() -> None:
+    m, z, u, d = 8, 1.5, 0.7, 200_000
+    acc = fedavg.RunningSum.empty(d)
+    for _ in range(m):
+        acc = fedavg.accumulate(acc, np.zeros(d, np.float32), 1.0)
+    noisy = fedavg.aggregate(acc, central_noise=z, update_clip=u,
+                             rng=np.random.default_rng(3))
+    assert fedavg.noise_std(z, u, m) == pytest.approx(z * u / m)
+    assert np.std(noisy) == pytest.approx(z * u / m, rel=0.01)
+    assert abs(np.mean(noisy)) < 5 * z * u / m / np.sqrt(d)
+
+
+def test_apply_to_head() -> None:
+    W, b = np.ones((2, 3), np.float32), np.zeros(3, np.float32)
+    delta = np.arange(9, dtype=np.float64)
+    W2, b2 = fedavg.apply_to_head(W, b, delta)
+    np.testing.assert_array_equal(W2, 1 + np.arange(6).reshape(2, 3))
+    np.testing.assert_array_equal(b2, [6, 7, 8])
+    with pytest.raises(ValueError):
+        fedavg.apply_to_head(W, b, np.zeros(8))
+
+
+def test_fleet_epsilon_monotone_in_rounds() -> None:
+    eps = [fedavg.fleet_epsilon([(0.1, 1.0)] * n, 1e-5) for n in (1, 2, 5, 10, 50)]
+    assert all(e is not None for e in eps)
+    assert eps == sorted(eps) and len(set(eps)) == len(eps)
+    assert fedavg.fleet_epsilon([], 1e-5) == 0.0
+    assert fedavg.fleet_epsilon([(0.1, 1.0), (0.1, 0.0)], 1e-5) is None
+    more_noise = fedavg.fleet_epsilon([(0.1, 2.0)] * 10, 1e-5)
+    assert more_noise is not None and more_noise < eps[3]
+
+
+def test_round_close_applies_weighted_mean(tmp_path: Path) -> None:
+    config = AggregatorConfig.from_mapping(config_mapping(tmp_path, rounds={
+        "cohort_size": 3, "quorum": 3}))
+    with Store(config.state) as store:
+        registry = Registry(store)
+        devs = [FakeDevice(example_count=n) for n in (5, 10, 25)]
+        for d in devs:
+            registry.enroll(d.record)
+        manager = RoundManager(config, store, registry)
+        tickets = dict(manager.open_next())
+        rng = np.random.default_rng(0)
+        deltas = [clip(rng.normal(size=27), 1.0) for _ in devs]
+        for d, delta in zip(devs, deltas, strict=True):
+            ticket = tickets[d.topic("test").replace("/update", "/ticket")]
+            assert parse_ticket(ticket).round_id == 1
+            assert manager.handle(d.topic("test"), d.update(ticket, delta)).accepted
+        m = manager.close()
+        assert (m.round, m.participants, m.model_version, m.failed) == (1, 3, 2, False)
+        assert m.epsilon is None  # no central noise: no fleet-level guarantee
+        cp = store.latest_checkpoint()
+        assert cp is not None and cp.version == 2
+        expected = fedavg.fedavg(deltas, [5, 10, 25])
+        np.testing.assert_allclose(np.concatenate([cp.W.ravel(), cp.b]), expected, atol=1e-6)
+
+
+def test_central_noise_round_reports_epsilon(tmp_path: Path) -> None:
+    config = AggregatorConfig.from_mapping(config_mapping(
+        tmp_path, rounds={"cohort_size": 2, "quorum": 2},
+        dp={"central_noise_multiplier": 1.0}))
+    with Store(config.state) as store:
+        registry = Registry(store)
+        devs = [FakeDevice(example_count=n) for n in (5, 10, 25, 3)]
+        for d in devs:
+            registry.enroll(d.record)
+        manager = RoundManager(config, store, registry, noise_rng=np.random.default_rng(0))
+        eps = []
+        for _ in range(3):
+            for topic, ticket in manager.open_next():
+                d = next(x for x in devs if x.device_id.hex() in topic)
+                manager.handle(d.topic("test"), d.update(ticket, np.zeros(27, np.float32)))
+            m = manager.close()
+            eps.append(m.epsilon)
+        expected = fedavg.fleet_epsilon([(0.5, 1.0)] * 3, 1e-5)
+        assert eps[-1] == pytest.approx(expected)
+        assert eps == sorted(eps)
+        cp = store.latest_checkpoint()
+        assert cp is not None and np.std(cp.W) > 0  # noise reached the head
