@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from edge.formats.device import build_device_record
 from edge.formats.keys import ed25519_raw_public, key_id
 from edge.formats.ticket import RoundTicket, parse_ticket
-from edge.formats.update import build_update
+from edge.formats.update import build_update, l2_norm
 from edge.protocol import update_topic
 from firmware_sign.keys import private_pem
 
@@ -64,7 +64,7 @@ class FakeDevice:
 def clip(delta: np.ndarray, bound: float) -> np.ndarray:
     """Scale ``delta`` to ‖Δ‖ ≤ bound (float32)."""
     d = np.asarray(delta, dtype=np.float32)
-    norm = float(np.linalg.norm(d.astype(np.float64)))
+    norm = l2_norm(d)
     return d if norm <= bound else (d * np.float32(bound / norm * (1 - 1e-6))).astype(np.float32)
 
 

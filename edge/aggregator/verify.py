@@ -13,7 +13,7 @@ from edge.errors import EdgeError
 from edge.formats.device import DeviceRecord
 from edge.formats.envelope import Kind, parse_envelope
 from edge.formats.keys import ed25519_public_from_raw
-from edge.formats.update import MAX_UPDATE_SIZE, NORM_SLACK, SealedUpdate, parse_update
+from edge.formats.update import MAX_UPDATE_SIZE, NORM_SLACK, SealedUpdate, l2_norm, parse_update
 from edge.protocol import device_from_update_topic
 
 # Refusal classes the aggregator writes to its audit log.
@@ -111,12 +111,6 @@ def verify(
             "another update of this device was accepted for this round"
         ) + f" in round {rnd.round_id}", device_id=device_id)
     return Accepted(device_id, uid, upd.example_count, upd.delta, upd)
-
-
-def l2_norm(delta: np.ndarray) -> float:
-    """‖Δ‖₂ in float64 (einsum: np.linalg.norm's BLAS call is slow on small thread-bound hosts)."""
-    d = delta.astype(np.float64)
-    return float(np.sqrt(np.einsum("i,i->", d, d)))
 
 
 def _check_round(upd: SealedUpdate, rnd: RoundView | None, device_id: bytes) -> None:

@@ -33,6 +33,12 @@ _HEAD = struct.Struct("<16sQ16sQIIQB3sIfff4s")
 assert _HEAD.size == UPDATE_HEADER_SIZE
 
 
+def l2_norm(delta: np.ndarray) -> float:
+    """‖Δ‖₂ in float64 (einsum: np.linalg.norm's BLAS call is slow on small thread-bound hosts)."""
+    d = delta.astype(np.float64)
+    return float(np.sqrt(np.einsum("i,i->", d, d)))
+
+
 @dataclass(frozen=True)
 class SealedUpdate:
     """A parsed sealed update; ``delta`` is float32 (W row-major, then b)."""
@@ -55,7 +61,7 @@ class SealedUpdate:
     @property
     def norm(self) -> float:
         """‖Δ‖₂ in float64."""
-        return float(np.linalg.norm(self.delta.astype(np.float64)))
+        return l2_norm(self.delta)
 
 
 def _parse(env: Envelope) -> SealedUpdate:
