@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-pytest.importorskip("ai_edge_litert")
-
 from conftest import Roles, make_package
+from inference_helpers import RUNTIME, config
 
 from edge import errors
 from edge.formats.device import DeviceRecord
-from edge.inference import Backbone, InferenceConfig
+from edge.inference import Backbone
 from edge.inference.builder import build_tflite
 from edge.inference.demo import metadata_for
 from edge.inference.graph import Dense, FloatNet, quantize_net
@@ -31,8 +29,9 @@ def test_backbone_from_verified_package(provisioned: TrustedApp, roles: Roles,
     dev = DeviceRecord.parse(provisioned.identity())
     pkg = make_package(roles.signer, [dev], version=1, backbone=model, encrypt=encrypt)
     loaded = provisioned.load_model(pkg)
-    bb = Backbone.from_loaded(loaded, metadata_for(qnet), InferenceConfig(npu_delegate="none"))
+    bb = Backbone.from_loaded(loaded, metadata_for(qnet), config(npu_delegate="none"))
     expected = qnet.output.dequantize(run_reference(qnet, qnet.input.quantize(x)))
+    assert bb.report.runtime == RUNTIME
     np.testing.assert_allclose(bb.run(x), expected, atol=qnet.output.scale * 1.001)
 
 
@@ -42,4 +41,4 @@ def test_package_without_backbone(provisioned: TrustedApp, roles: Roles) -> None
     meta = {"input": {"shape": [1, 4], "dtype": "int8"},
             "output": {"shape": [1, 4], "dtype": "int8"}}
     with pytest.raises(errors.Malformed, match="version 1 carries no backbone"):
-        Backbone.from_loaded(loaded, meta)
+        Backbone.from_loaded(loaded, meta, config())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,13 +13,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-pytest.importorskip("ai_edge_litert")
+from inference_helpers import NUMPY_MAJOR, RUNTIME, XNNPACK_TAKES_INT8, config, runtime
 
 from edge import errors
 from edge.cli import main
 from edge.inference import Backbone, InferenceConfig, runtime_info, select_runtime
 from edge.inference import runtime as runtime_mod
+from edge.inference.backbone import check_flatbuffer
 from edge.inference.builder import build_tflite
 from edge.inference.delegates import DelegateReport, measure_delegation
 from edge.inference.demo import metadata_for
@@ -54,10 +56,23 @@ def refusing_delegate(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return lib
 
 
+def test_selected_runtime_is_the_one_used(model: tuple[bytes, dict[str, Any]]) -> None:
+    """EDGE_TEST_TFLITE_RUNTIME really decides which runtime's Interpreter the tests get."""
+    rt = runtime()
+    module = {"ai-edge-litert": "ai_edge_litert.interpreter",
+              "tflite-runtime": "tflite_runtime.interpreter"}[RUNTIME]
+    assert rt.name == RUNTIME and rt.module.__name__ == module
+    assert rt.version.startswith("2.14." if RUNTIME == "tflite-runtime" else "2.")
+    bb = Backbone.from_verified(*model, config(npu_delegate="none"))
+    assert bb.report.runtime == RUNTIME and bb.report.runtime_version == rt.version
+    assert type(bb._it).__module__ == module
+
+
 def test_runtime_auto_and_named() -> None:
-    rt = select_runtime("auto")
-    assert rt.name == "ai-edge-litert" or int(np.__version__.split(".")[0]) < 2
-    assert select_runtime("ai-edge-litert").version == "2.3.0" or rt.version
+    tflite_installed = importlib.util.find_spec("tflite_runtime") is not None
+    expected = "tflite-runtime" if tflite_installed and NUMPY_MAJOR < 2 else "ai-edge-litert"
+    assert select_runtime("auto").name == expected
+    assert select_runtime("ai-edge-litert").version.startswith("2.")
     with pytest.raises(errors.ConfigError, match="runtime = 'tensorflow'"):
         select_runtime("tensorflow")
 
@@ -68,18 +83,35 @@ def test_tflite_runtime_refused_with_numpy2(monkeypatch: pytest.MonkeyPatch) -> 
         select_runtime("tflite-runtime")
 
 
+def test_tflite_runtime_follows_the_installed_numpy(model: tuple[bytes, dict[str, Any]]) -> None:
+    """No monkeypatching: refused under numpy 2, usable under numpy<2 where it is installed."""
+    if NUMPY_MAJOR >= 2:
+        installed = re.escape(np.__version__)
+        with pytest.raises(errors.ConfigError, match=f"needs numpy<2, this is numpy {installed}"):
+            select_runtime("tflite-runtime")
+    elif importlib.util.find_spec("tflite_runtime") is None:
+        assert RUNTIME != "tflite-runtime"
+        with pytest.raises(errors.ConfigError, match="tflite-runtime is not importable"):
+            select_runtime("tflite-runtime")
+    else:
+        bb = Backbone.from_verified(*model, InferenceConfig("tflite-runtime", "none"))
+        assert bb.report.runtime == "tflite-runtime"
+        assert bb.run(np.zeros(16, np.float32)).shape == (4,)
+
+
 def test_delegate_none(model: tuple[bytes, dict[str, Any]]) -> None:
-    bb = Backbone.from_verified(*model, InferenceConfig(npu_delegate="none", num_threads=2))
+    bb = Backbone.from_verified(*model, config(npu_delegate="none", num_threads=2))
     r = bb.report
     assert r.accelerator == "cpu" and "'none'" in (r.fallback_reason or "")
     assert r.probed == {} and r.warnings == [] and r.num_threads == 2
-    assert r.ops_total == 2 and r.ops_on_xnnpack == 2 and r.ops_on_cpu_kernels == 0
+    on_xnnpack = 2 if XNNPACK_TAKES_INT8 else 0
+    assert (r.ops_total, r.ops_on_xnnpack, r.ops_on_cpu_kernels) == (2, on_xnnpack, 2 - on_xnnpack)
 
 
 def test_delegate_auto_falls_back_and_says_why(model: tuple[bytes, dict[str, Any]],
                                                caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="edge.inference"):
-        bb = Backbone.from_verified(*model, InferenceConfig(npu_delegate="auto"))
+        bb = Backbone.from_verified(*model, config(npu_delegate="auto"))
     r = bb.report
     assert r.accelerator == "cpu"
     assert set(r.probed) == {lib for lib, _ in runtime_mod.KNOWN_DELEGATES}
@@ -91,14 +123,14 @@ def test_delegate_missing_library(model: tuple[bytes, dict[str, Any]],
                                   caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     missing = str(tmp_path / "libmissing_delegate.so")
     with caplog.at_level(logging.WARNING, logger="edge.inference"):
-        bb = Backbone.from_verified(*model, InferenceConfig(npu_delegate=missing))
+        bb = Backbone.from_verified(*model, config(npu_delegate=missing))
     assert bb.report.npu_delegate is None and "cannot load" in bb.report.probed[missing]
     assert bb.report.warnings and missing in caplog.text
     assert bb.run(np.zeros(16, np.float32)).shape == (4,)  # still runs, on the CPU
 
 
 def test_library_that_is_not_a_delegate(model: tuple[bytes, dict[str, Any]]) -> None:
-    bb = Backbone.from_verified(*model, InferenceConfig(npu_delegate=NOT_A_DELEGATE))
+    bb = Backbone.from_verified(*model, config(npu_delegate=NOT_A_DELEGATE))
     assert "not a TFLite external delegate" in bb.report.probed[NOT_A_DELEGATE]
     assert bb.report.as_dict()["warnings"] == bb.report.warnings != []
 
@@ -106,20 +138,20 @@ def test_library_that_is_not_a_delegate(model: tuple[bytes, dict[str, Any]]) -> 
 def test_delegate_that_refuses_to_start(model: tuple[bytes, dict[str, Any]],
                                         refusing_delegate: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    bb = Backbone.from_verified(*model, InferenceConfig(npu_delegate=str(refusing_delegate)))
+    bb = Backbone.from_verified(*model, config(npu_delegate=str(refusing_delegate)))
     assert "refused to start" in bb.report.probed[str(refusing_delegate)]
     assert "no NPU here" in bb.report.probed[str(refusing_delegate)]
     monkeypatch.setattr(runtime_mod, "KNOWN_DELEGATES", ((str(refusing_delegate), "test"),))
     import edge.inference.delegates as delegates_mod
 
     monkeypatch.setattr(delegates_mod, "KNOWN_DELEGATES", runtime_mod.KNOWN_DELEGATES)
-    bb = Backbone.from_verified(*model, InferenceConfig(npu_delegate="auto"))
+    bb = Backbone.from_verified(*model, config(npu_delegate="auto"))
     assert "no NPU here" in (bb.report.fallback_reason or "")
 
 
 def test_require_npu_refuses_cpu_fallback(model: tuple[bytes, dict[str, Any]]) -> None:
     with pytest.raises(errors.DelegateUnavailable, match="require_npu"):
-        Backbone.from_verified(*model, InferenceConfig(npu_delegate="auto", require_npu=True))
+        Backbone.from_verified(*model, config(npu_delegate="auto", require_npu=True))
 
 
 class FakeWrapper:
@@ -155,9 +187,12 @@ def test_xnnpack_partitions_measured_on_real_interpreter() -> None:
     from edge.inference.demo import build_demo
 
     built = build_demo("conv", epochs=1)
-    r = Backbone.from_verified(built.tflite, built.metadata, InferenceConfig("auto", "none")).report
+    r = Backbone.from_verified(built.tflite, built.metadata, config(npu_delegate="none")).report
     assert r.ops_total == 4 and r.ops_on_xnnpack + r.ops_on_cpu_kernels == 4
-    assert r.ops_on_xnnpack >= 3 and r.xnnpack_partitions >= 1
+    if XNNPACK_TAKES_INT8:
+        assert r.ops_on_xnnpack >= 3 and r.xnnpack_partitions >= 1
+    else:
+        assert (r.ops_on_xnnpack, r.xnnpack_partitions, r.ops_on_cpu_kernels) == (0, 0, 4)
 
 
 @pytest.mark.parametrize("mutate, match", [
@@ -170,7 +205,15 @@ def test_xnnpack_partitions_measured_on_real_interpreter() -> None:
 def test_malformed_models_refused(model: tuple[bytes, dict[str, Any]], mutate: Any,
                                   match: str) -> None:
     with pytest.raises(errors.Malformed, match=match):
-        Backbone.from_verified(mutate(model[0]), model[1])
+        Backbone.from_verified(mutate(model[0]), model[1], config())
+
+
+def test_flatbuffer_check_for_tflite_runtime(model: tuple[bytes, dict[str, Any]]) -> None:
+    """tflite-runtime 2.14 has no flatbuffer verifier (it crashes on truncated bytes): ours."""
+    check_flatbuffer(model[0], "tflite-runtime")
+    for cut in (12, 100, len(model[0]) // 2, len(model[0]) - 40):
+        with pytest.raises(errors.Malformed, match="refused by tflite-runtime: the flatbuffer"):
+            check_flatbuffer(model[0][:cut], "tflite-runtime")
 
 
 @pytest.mark.parametrize("side, key, value, match", [
@@ -184,7 +227,7 @@ def test_metadata_mismatch_refused(model: tuple[bytes, dict[str, Any]], side: st
     meta = json.loads(json.dumps(model[1]))
     meta[side][key] = value
     with pytest.raises(errors.ModelMismatch, match=match):
-        Backbone.from_verified(model[0], meta)
+        Backbone.from_verified(model[0], meta, config())
 
 
 def test_bad_metadata_and_input(model: tuple[bytes, dict[str, Any]]) -> None:
@@ -192,7 +235,7 @@ def test_bad_metadata_and_input(model: tuple[bytes, dict[str, Any]]) -> None:
         Backbone.from_verified(model[0], {"input": model[1]["input"]})
     with pytest.raises(errors.Malformed, match="dtype = 'int4'"):
         Backbone.from_verified(model[0], {**model[1], "input": {"shape": [1], "dtype": "int4"}})
-    bb = Backbone.from_verified(*model)
+    bb = Backbone.from_verified(*model, config())
     with pytest.raises(errors.ModelMismatch, match="expected \\(n, 16\\)"):
         bb.run(np.zeros((2, 15), np.float32))
     with pytest.raises(errors.ConfigError, match="num_threads = 0"):
@@ -215,7 +258,7 @@ def test_unverified_file_refused_unless_opted_in(model: tuple[bytes, dict[str, A
     for _ in range(2):  # loud on every load
         with caplog.at_level(logging.WARNING, logger="edge.inference"):
             caplog.clear()
-            Backbone.from_file(path, model[1], InferenceConfig(npu_delegate="none"),
+            Backbone.from_file(path, model[1], config(npu_delegate="none"),
                                allow_unverified=True)
         assert "UNVERIFIED MODEL" in caplog.text
 
@@ -236,7 +279,7 @@ def test_edge_model_build(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     summary = json.loads(capsys.readouterr().out)
     meta = json.loads((tmp_path / "digits.json").read_text())
     assert summary["bytes"] == len(out.read_bytes()) and summary["int8_accuracy"] > 0.8
-    bb = Backbone.from_verified(out.read_bytes(), meta)
+    bb = Backbone.from_verified(out.read_bytes(), meta, config())
     assert bb.input_shape == (64,) and bb.output_shape == (10,)
 
 

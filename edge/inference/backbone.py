@@ -79,6 +79,28 @@ def _check_tensor(side: str, details: dict[str, Any], spec: dict[str, Any]) -> N
         raise ModelMismatch(f"model {side} {details['name']!r} is {dtype} without a scale")
 
 
+def check_flatbuffer(model: bytes, runtime_name: str) -> None:
+    """Malformed if ``model`` does not parse as a TFLite flatbuffer (for tflite-runtime).
+
+    ai-edge-litert runs TFLite's flatbuffer verifier when an interpreter is created;
+    tflite-runtime 2.14 does not, and truncated bytes crash the process (SIGSEGV) there. So
+    before handing bytes to tflite-runtime every table and vector of the model is read with
+    the TFLite schema's Python object API (bounds-checked, about 1 ms), when it is
+    importable (it ships in ai-edge-litert); without it the bytes go to the runtime as they are.
+    """
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        log.debug("no TFLite schema (ai-edge-litert) here: %s gets the model unchecked",
+                  runtime_name)
+        return
+    try:
+        schema.ModelT.InitFromObj(schema.Model.GetRootAs(model, 0))
+    except Exception as exc:  # struct.error, IndexError, ValueError, ... from a bad offset
+        raise Malformed(f"backbone refused by {runtime_name}: the flatbuffer does not parse "
+                        f"({type(exc).__name__}: {exc})") from exc
+
+
 class Backbone:
     """A loaded backbone; ``run`` takes and returns float batches."""
 
@@ -91,6 +113,8 @@ class Backbone:
             raise Malformed(f"backbone is not a TFLite model ({len(model)} bytes, "
                             f"identifier {bytes(model[4:8])!r}, expected b'TFL3')")
         runtime = select_runtime(config.runtime)
+        if runtime.name == "tflite-runtime":
+            check_flatbuffer(bytes(model), runtime.name)
         self.report = DelegateReport(config.npu_delegate, runtime.name, runtime.version,
                                      config.num_threads)
         loaded = load_npu_delegate(runtime, config.npu_delegate, config.delegate_options,
