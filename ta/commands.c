@@ -151,7 +151,7 @@ static TEE_Result copy_envelope(const TEE_Param *p, uint16_t kind,
 	res = envelope_precheck(hdr, len, kind, max_len);
 	if (res)
 		return res;
-	*copy = TEE_Malloc(len, TEE_MALLOC_NO_FILL);
+	*copy = TEE_Malloc(len, TEE_MALLOC_FILL_ZERO);
 	if (!*copy)
 		return TEE_ERROR_OUT_OF_MEMORY;
 	TEE_MemMove(*copy, p->memref.buffer, len);
@@ -546,8 +546,8 @@ static TEE_Result copy_labels(const TEE_Param *p, uint32_t n, uint32_t out,
 	TEE_Result res = TEE_SUCCESS;
 
 	*labels = NULL;
-	raw = TEE_Malloc((size_t)n * 4, TEE_MALLOC_NO_FILL);
-	l = TEE_Malloc((size_t)n * sizeof(uint32_t), TEE_MALLOC_NO_FILL);
+	raw = TEE_Malloc((size_t)n * 4, TEE_MALLOC_FILL_ZERO);
+	l = TEE_Malloc((size_t)n * sizeof(uint32_t), TEE_MALLOC_FILL_ZERO);
 	if (!raw || !l) {
 		TEE_Free(raw);
 		TEE_Free(l);

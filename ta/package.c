@@ -267,7 +267,7 @@ TEE_Result pkg_begin(struct pkg_load *ld, const uint8_t *manifest,
 	}
 	if (m.chunk_count) {
 		ld->digests = TEE_Malloc((size_t)EDGE_SHA256_SIZE *
-					 m.chunk_count, TEE_MALLOC_NO_FILL);
+					 m.chunk_count, TEE_MALLOC_FILL_ZERO);
 		if (!ld->digests) {
 			res = TEE_ERROR_OUT_OF_MEMORY;
 			goto out;
@@ -312,11 +312,11 @@ static TEE_Result alloc_chunk_bufs(struct pkg_load *ld)
 	if (ld->backbone_len < max_plain)
 		max_plain = ld->backbone_len;
 	ld->buf_size = (size_t)max_plain + EDGE_GCM_TAG_SIZE;
-	ld->stored_buf = TEE_Malloc(ld->buf_size, TEE_MALLOC_NO_FILL);
+	ld->stored_buf = TEE_Malloc(ld->buf_size, TEE_MALLOC_FILL_ZERO);
 	if (!ld->stored_buf)
 		return TEE_ERROR_OUT_OF_MEMORY;
 	if (ld->encrypted) {
-		ld->plain_buf = TEE_Malloc(ld->buf_size, TEE_MALLOC_NO_FILL);
+		ld->plain_buf = TEE_Malloc(ld->buf_size, TEE_MALLOC_FILL_ZERO);
 		if (!ld->plain_buf)
 			return TEE_ERROR_OUT_OF_MEMORY;
 	}

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <tee_internal_api.h>
+#include <tee_internal_api_extensions.h>
 
 #include "gp_sim.h"
 #include "harness.h"
@@ -76,11 +77,10 @@ static void test_heap(void)
 		zero = zero && a[i] == 0;
 	CHECK(zero);
 	TEE_Free(a);
-	CHECK(TEE_Malloc(10, 0x42) == NULL);
 	TEE_Free(NULL);
 
 	edge_sim_gp_set_heap_limit(1000);
-	a = TEE_Malloc(600, TEE_MALLOC_NO_FILL);
+	a = TEE_Malloc(600, TEE_USER_MEM_HINT_NO_FILL_ZERO);
 	CHECK(a != NULL);
 	CHECK(TEE_Malloc(401, TEE_MALLOC_FILL_ZERO) == NULL);
 	b = TEE_Malloc(400, TEE_MALLOC_FILL_ZERO);
@@ -170,6 +170,11 @@ static void test_mem(void)
 
 /* ---- Trace and panic --------------------------------------------------- */
 
+static void malloc_hint(void *arg)
+{
+	(void)TEE_Malloc(10, *(uint32_t *)arg);
+}
+
 static void log_some(void *arg)
 {
 	setenv("EDGE_SIM_TA_LOG_LEVEL", (const char *)arg, 1);
@@ -225,6 +230,15 @@ int main(int argc, char **argv)
 	test_heap();
 	foreign = malloc(64);
 	CHECK(foreign && harness_dies(free_foreign, foreign));
+	{
+		/* GP's NO_FILL (1), NO_SHARE (2), or junk: OP-TEE 4.5 panics. */
+		uint32_t hints[] = { 1, 2, 3, 0x42 };
+
+		for (size_t h = 0; h < sizeof(hints) / sizeof(hints[0]); h++)
+			CHECK(harness_dies(malloc_hint, &hints[h]),
+			      "TEE_Malloc hint 0x%x must panic",
+			      (unsigned int)hints[h]);
+	}
 	free(foreign);
 	test_mem();
 	test_trace();

@@ -19,6 +19,8 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include <tee_internal_api_extensions.h>
+
 #include "gp_internal.h"
 #include "gp_sim.h"
 
@@ -186,21 +188,32 @@ static union heap_hdr *heap_hdr_of(void *p)
 	return hdr;
 }
 
+static void *heap_alloc(size_t size, bool zero);
+
 void *TEE_Malloc(size_t size, uint32_t hint)
+{
+	/*
+	 * OP-TEE 4.5's libutee panics on any hint but FILL_ZERO and its own
+	 * TEE_USER_MEM_HINT_NO_FILL_ZERO, GP's TEE_MALLOC_NO_FILL included
+	 * (seen in the QEMU image); do the same, or the simulator would pass a
+	 * TA that dies on a board.
+	 */
+	if (hint != TEE_MALLOC_FILL_ZERO && hint != TEE_USER_MEM_HINT_NO_FILL_ZERO)
+		GP_PANIC(TEE_ERROR_BAD_PARAMETERS, "TEE_Malloc hint 0x%x",
+			 (unsigned int)hint);
+	return heap_alloc(size, hint == TEE_MALLOC_FILL_ZERO);
+}
+
+static void *heap_alloc(size_t size, bool zero)
 {
 	union heap_hdr *hdr;
 
-	/* OP-TEE also accepts TEE_MALLOC_NO_SHARE (0x2), meaningless here. */
-	if (hint & ~(uint32_t)(TEE_MALLOC_NO_FILL | 0x2)) {
-		EMSG("invalid TEE_Malloc hint 0x%x", (unsigned int)hint);
-		return NULL;
-	}
 	if (!heap_fits(0, size))
 		return NULL;
 	hdr = malloc(sizeof(*hdr) + size);
 	if (!hdr)
 		return NULL;
-	if (!(hint & TEE_MALLOC_NO_FILL))
+	if (zero)
 		memset(hdr + 1, 0, size);
 	hdr->h.magic = HEAP_MAGIC;
 	hdr->h.size = size;
@@ -215,7 +228,7 @@ void *TEE_Realloc(void *buffer, size_t newSize)
 	size_t old;
 
 	if (!buffer)
-		return TEE_Malloc(newSize, TEE_MALLOC_NO_FILL);
+		return heap_alloc(newSize, false);
 	hdr = heap_hdr_of(buffer);
 	old = hdr->h.size;
 	if (!heap_fits(old, newSize))

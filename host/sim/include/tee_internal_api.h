@@ -118,9 +118,12 @@ typedef struct __TEE_OperationHandle *TEE_OperationHandle;
 	((t0) | ((t1) << 4) | ((t2) << 8) | ((t3) << 12))
 #define TEE_PARAM_TYPE_GET(t, i) ((((uint32_t)(t)) >> ((i) * 4)) & 0xF)
 
+/*
+ * The only GP hint: OP-TEE 4.5's TEE_Malloc panics on GP's
+ * TEE_MALLOC_NO_FILL / NO_SHARE, so they are left out on purpose (OP-TEE's
+ * own no-fill hint is in tee_internal_api_extensions.h).
+ */
 #define TEE_MALLOC_FILL_ZERO		0x00000000
-#define TEE_MALLOC_NO_FILL		0x00000001
-#define TEE_MALLOC_NO_SHARE		0x00000002
 
 #define TEE_STORAGE_PRIVATE		0x00000001
 #define TEE_OBJECT_ID_MAX_LEN		64

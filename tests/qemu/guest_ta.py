@@ -1,0 +1,94 @@
+"""Runs INSIDE the QEMU guest (Python 3.13, real libteec): TA commands via
+``edge.tee.TrustedApp('optee')``, results as one JSON line on stdout.
+
+    python3 guest_ta.py status
+    python3 guest_ta.py identity
+    python3 guest_ta.py load PKG [BACKBONE_OUT]
+    python3 guest_ta.py refusals DIR     # every DIR/*.pkg must be refused, state unchanged
+    python3 guest_ta.py infer N FEATURES_F32
+    python3 guest_ta.py bench PKG FEATURES_F32 N REPEAT
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge import errors
+from edge.tee import TrustedApp
+
+
+def _status(ta: TrustedApp) -> dict[str, object]:
+    return {k: (v.hex() if isinstance(v, bytes) else v)
+            for k, v in dataclasses.asdict(ta.status()).items()}
+
+
+def main(argv: list[str]) -> dict[str, object]:
+    cmd, args = argv[0], argv[1:]
+    with TrustedApp("optee") as ta:
+        if cmd == "status":
+            return _status(ta)
+        if cmd == "identity":
+            return {"record": ta.identity().hex()}
+        if cmd == "load":
+            out = args[1] if len(args) > 1 else None
+            loaded = ta.load_model(args[0], backbone_out=out)
+            return {"version": loaded.version, "backbone_len": loaded.backbone_len}
+        if cmd == "refusals":
+            result: dict[str, object] = {}
+            for pkg in sorted(Path(args[0]).glob("*.pkg")):
+                before = ta.status()
+                try:
+                    ta.load_model(pkg)
+                    got = "accepted"
+                except errors.EdgeError as e:
+                    got = type(e).__name__
+                result[pkg.stem] = {"error": got, "unchanged": ta.status() == before}
+            return result
+        if cmd == "infer":
+            n = int(args[0])
+            x = np.fromfile(args[1], dtype="<f4").reshape(n, -1)
+            return {"scores": ta.infer(x).tolist()}
+        if cmd == "bench":
+            return bench(ta, args)
+    raise SystemExit(f"unknown command {cmd}")
+
+
+def bench(ta: TrustedApp, args: list[str]) -> dict[str, object]:
+    """Median latency (ms) of each TA command, measured in this process."""
+    pkg, feats, n, repeat = Path(args[0]), args[1], int(args[2]), int(args[3])
+    x = np.fromfile(feats, dtype="<f4").reshape(n, -1)
+    data = pkg.read_bytes()
+
+    def median_ms(fn: object, times: int) -> float:
+        samples = []
+        for _ in range(times):
+            t0 = time.perf_counter()
+            fn()  # type: ignore[operator]
+            samples.append((time.perf_counter() - t0) * 1000)
+        return sorted(samples)[len(samples) // 2]
+
+    t0 = time.perf_counter()
+    ta.load_model(data)
+    out = {"load_accept": (time.perf_counter() - t0) * 1000,
+           "status": median_ms(ta.status, repeat),
+           "identity": median_ms(ta.identity, repeat),
+           "infer": median_ms(lambda: ta.infer(x), repeat)}
+
+    # The same package again: refused (rollback) once the signed manifest is checked.
+    def refused() -> None:
+        with contextlib.suppress(errors.Rollback):
+            ta.load_model(data)
+
+    out["load_refused_rollback"] = median_ms(refused, max(1, repeat // 4))
+    return out
+
+
+if __name__ == "__main__":
+    print("@@JSON " + json.dumps(main(sys.argv[1:])))
