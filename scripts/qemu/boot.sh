@@ -81,7 +81,14 @@ append="$append initrd=0x48000000,$size $extra_append"
 
 if [ -n "$fwd" ]; then
     gport=${fwd%%:*}; hport=${fwd#*:}
-    net=(-nic "user,restrict=on,guestfwd=tcp:10.0.2.100:$gport-tcp:127.0.0.1:$hport")
+    [[ $gport =~ ^[0-9]+$ && $hport =~ ^[0-9]+$ ]] || die "--fwd wants GPORT:HPORT (numbers)"
+    [[ $PWD != *[,[:space:]]* ]] || die "--fwd: the repository path must not contain ',' or spaces"
+    # guestfwd to a command: QEMU runs fwd.py for each guest connection (a tcp:
+    # target would be one connection for the whole run, made when QEMU starts).
+    # virtio-net-pci without its option ROM (not installed; the kernel is
+    # loaded directly, so no network boot ROM is needed).
+    net=(-netdev "user,id=net0,restrict=on,guestfwd=tcp:10.0.2.100:$gport-cmd:$PWD/scripts/qemu/fwd.py $hport"
+         -device "virtio-net-pci,netdev=net0,romfile=")
 else
     net=(-nic none)
 fi

@@ -7,6 +7,11 @@
     python3 guest_ta.py refusals DIR     # every DIR/*.pkg must be refused, state unchanged
     python3 guest_ta.py infer N FEATURES_F32
     python3 guest_ta.py bench PKG FEATURES_F32 N REPEAT
+    python3 guest_ta.py policy FILE      # install_policy; the budget after
+    python3 guest_ta.py budget
+    python3 guest_ta.py round TICKET REE_TIME N FEATURES_F32 LABELS_U32 OUT
+        # verify_ticket + train_and_seal in one session; the sealed update to OUT,
+        # or the refusal's class and whether the budget stayed unchanged
 """
 
 from __future__ import annotations
@@ -27,6 +32,31 @@ from edge.tee import TrustedApp
 def _status(ta: TrustedApp) -> dict[str, object]:
     return {k: (v.hex() if isinstance(v, bytes) else v)
             for k, v in dataclasses.asdict(ta.status()).items()}
+
+
+def _budget(ta: TrustedApp) -> dict[str, object]:
+    return {k: (v.hex() if isinstance(v, bytes) else v)
+            for k, v in dataclasses.asdict(ta.budget()).items()}
+
+
+def train_round(ta: TrustedApp, args: list[str]) -> dict[str, object]:
+    """One round: the ticket, then DP-SGD on the head; refusals reported, not raised."""
+    ticket, ree, n = Path(args[0]).read_bytes(), int(args[1]), int(args[2])
+    x = np.fromfile(args[3], dtype="<f4").reshape(n, -1)
+    y = np.fromfile(args[4], dtype="<u4")
+    before = ta.budget()
+    result: dict[str, object] = {}
+    try:
+        accepted = ta.verify_ticket(ticket, ree_time=ree)
+        result["ticket"] = dataclasses.asdict(accepted)
+        t0 = time.perf_counter()
+        update = ta.train_and_seal(x, y)
+        result["train_ms"] = (time.perf_counter() - t0) * 1000
+        Path(args[5]).write_bytes(update)
+    except errors.EdgeError as e:
+        result.update(error=type(e).__name__, message=str(e), unchanged=ta.budget() == before)
+    result["budget"] = _budget(ta)
+    return result
 
 
 def main(argv: list[str]) -> dict[str, object]:
@@ -57,6 +87,13 @@ def main(argv: list[str]) -> dict[str, object]:
             return {"scores": ta.infer(x).tolist()}
         if cmd == "bench":
             return bench(ta, args)
+        if cmd == "policy":
+            ta.install_policy(Path(args[0]).read_bytes())
+            return _budget(ta)
+        if cmd == "budget":
+            return _budget(ta)
+        if cmd == "round":
+            return train_round(ta, args)
     raise SystemExit(f"unknown command {cmd}")
 
 

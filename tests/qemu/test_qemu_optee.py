@@ -21,12 +21,15 @@ import numpy as np
 import pytest
 from conftest import Roles, head, make_package
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from reference_dpsgd import FIXED, Round, dpsgd_round
 from test_tee_sim import DEFECTS, _defective
+from training_helpers import BIG, NOW, data, policy, ticket
 
 from edge import errors
 from edge.formats.anchors import Role, build_anchor_statement
 from edge.formats.device import DeviceRecord, parse_device_record
 from edge.formats.keys import ed25519_raw_public, key_id
+from edge.formats.update import verify_update
 from edge.tee import _TA_REFUSALS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -250,6 +253,119 @@ def test_replace_anchor_then_replay_refused(guest: Guest, roles: Roles) -> None:
     rc, out = cli(guest, "replace-anchor /tmp/agg1.stmt")
     assert rc == 1 and _TA_REFUSALS[cli_code(out)] is errors.StaleStatement, out
     assert py(guest, "status")["aggregator_epoch"] == 2
+
+
+# -- private training in the real secure world ------------------------------------------
+# After the tests above the TA holds model version 9 and the original aggregator key
+# (epoch 2). Version 10 carries a 16x4 head; policies are signed by the model signer.
+
+TRAIN_VERSION = 10
+TRAIN_IN, TRAIN_OUT, TRAIN_N = 16, 4, 12
+
+
+def _train_inputs(guest: Guest, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    x, y = data(seed, TRAIN_N, TRAIN_IN, TRAIN_OUT)
+    guest.put(f"/tmp/train{seed}.f32", x.astype("<f4").tobytes())
+    guest.put(f"/tmp/train{seed}.u32", y.astype("<u4").tobytes())
+    return x, y
+
+
+def _round_ticket(guest: Guest, roles: Roles, name: str, round_id: int, **kw: object) -> bytes:
+    tk = ticket(roles.aggregator, round_id=round_id, model_version=TRAIN_VERSION,
+                nonce=bytes([round_id]) * 16, batch_size=TRAIN_N, **kw)
+    guest.put(f"/tmp/{name}.tk", tk)
+    return tk
+
+
+def _budget_cli(guest: Guest) -> dict[str, str]:
+    return dict(line.split(": ", 1) for line in guest.check("edge-ta-cli budget").splitlines()
+                if ": " in line)
+
+
+def test_train_and_seal_python_matches_numpy_reference(guest: Guest, roles: Roles) -> None:
+    """verify_ticket + train_and_seal via TrustedApp('optee'); the delta vs numpy DP-SGD."""
+    dev = device(guest)
+    w, b = head(11, TRAIN_IN, TRAIN_OUT)
+    guest.put("/tmp/v10.pkg", make_package(roles.signer, [dev], version=TRAIN_VERSION, w=w, b=b))
+    guest.check("edge-ta-cli load /tmp/v10.pkg")
+    guest.put("/tmp/p1.pol", policy(roles.signer, step_budget=1000))
+    got = py(guest, "policy", "/tmp/p1.pol")
+    assert (got["has_policy"], got["step_budget"], got["steps_spent"]) == (True, 1000, 0)
+    x, y = _train_inputs(guest, 1)
+    lr, epochs, clip = 0.3, 2, 0.5  # no DP, fixed sampling, B = n, q = 1, sigma = 0
+    _round_ticket(guest, roles, "r1", 1, learning_rate=lr, epochs=epochs, example_clip=clip)
+    res = py(guest, "round", "/tmp/r1.tk", str(NOW), str(TRAIN_N), "/tmp/train1.f32",
+             "/tmp/train1.u32", "/tmp/r1.upd")
+    assert "error" not in res, res
+    assert res["ticket"]["steps_left"] == 1000
+    upd = verify_update(guest.get("/tmp/r1.upd"), dev, round_id=1, nonce=bytes([1]) * 16,
+                        model_version=TRAIN_VERSION, param_count=w.size + b.size,
+                        update_clip=BIG)
+    ref = dpsgd_round(w, b, x, y, Round(lr=lr, clip=clip, sigma=0.0, update_clip=BIG,
+                                        epochs=epochs, batch=TRAIN_N, q=1.0, sampling=FIXED))
+    np.testing.assert_allclose(upd.delta, ref, rtol=1e-3, atol=1e-5)
+    assert np.abs(upd.delta).max() > 1e-3  # it did train
+    budget = res["budget"]
+    assert (budget["steps_spent"], budget["rounds_sealed"], budget["last_round"]) == (2, 1, 1)
+    _record("train_and_seal_ms_16x4_n12_T2", round(res["train_ms"], 1))
+
+
+def test_train_and_seal_cli_round_update_clip(guest: Guest, roles: Roles) -> None:
+    """`edge-ta-cli round`: the C client; ||delta|| <= U and equal to the clipped reference."""
+    dev = device(guest)
+    w, b = head(11, TRAIN_IN, TRAIN_OUT)  # the head of version 10, before any update
+    x, y = _train_inputs(guest, 2)
+    lr, epochs, u = 2.0, 3, 0.05
+    _round_ticket(guest, roles, "r2", 2, learning_rate=lr, epochs=epochs, update_clip=u)
+    out = guest.check(f"edge-ta-cli round /tmp/r2.tk {NOW} {TRAIN_N} /tmp/train2.f32 "
+                      "/tmp/train2.u32 /tmp/r2.upd")
+    assert "steps_left: 998" in out, out
+    upd = verify_update(guest.get("/tmp/r2.upd"), dev, round_id=2, nonce=bytes([2]) * 16,
+                        model_version=TRAIN_VERSION, param_count=w.size + b.size,
+                        update_clip=u)
+    assert upd.norm <= u * (1 + 1e-5)
+    assert np.linalg.norm(upd.delta.astype(np.float64)) <= u * (1 + 1e-5)
+    ref = dpsgd_round(w, b, x, y, Round(lr=lr, clip=1.0, sigma=0.0, update_clip=u,
+                                        epochs=epochs, batch=TRAIN_N, q=1.0, sampling=FIXED))
+    np.testing.assert_allclose(upd.delta, ref, rtol=1e-3, atol=1e-6)
+    budget = _budget_cli(guest)
+    assert (budget["steps_spent"], budget["rounds_sealed"], budget["last_round"]) == (
+        "5", "2", "2")
+
+
+def test_budget_exhaustion_and_replay_refused_budget_unchanged(guest: Guest,
+                                                               roles: Roles) -> None:
+    # 5 steps spent; a policy of 7 leaves 2, and the next round needs 3.
+    guest.put("/tmp/p2.pol", policy(roles.signer, version=2, step_budget=7))
+    got = py(guest, "policy", "/tmp/p2.pol")
+    assert (got["policy_version"], got["steps_spent"], got["step_budget"]) == (2, 5, 7)
+    before = py(guest, "budget")
+    before_cli = _budget_cli(guest)
+    _round_ticket(guest, roles, "r3", 3, epochs=3)
+    res = py(guest, "round", "/tmp/r3.tk", str(NOW), str(TRAIN_N), "/tmp/train1.f32",
+             "/tmp/train1.u32", "/tmp/r3.upd")
+    assert (res["error"], res["unchanged"]) == ("BudgetExhausted", True), res
+    assert "2 step(s) left" in res["message"], res
+    rc, out = cli(guest, f"round /tmp/r3.tk {NOW} {TRAIN_N} /tmp/train1.f32 /tmp/train1.u32 "
+                  "/tmp/r3.upd")
+    assert rc == 1 and "budget exhausted" in out, out
+    assert _TA_REFUSALS[cli_code(out)] is errors.BudgetExhausted, out
+    assert guest.run("test -e /tmp/r3.upd")[0] != 0
+    # A replayed ticket: round 2 was sealed already (and round 1 before it).
+    for name in ("r2", "r1"):
+        res = py(guest, "round", f"/tmp/{name}.tk", str(NOW), str(TRAIN_N), "/tmp/train1.f32",
+                 "/tmp/train1.u32", "/tmp/replay.upd")
+        assert (res["error"], res["unchanged"]) == ("Replay", True), res
+        rc, out = cli(guest, f"ticket /tmp/{name}.tk {NOW}")
+        assert rc == 1 and _TA_REFUSALS[cli_code(out)] is errors.Replay, out
+    assert py(guest, "budget") == before
+    assert _budget_cli(guest) == before_cli
+    # Within the budget a round still goes through: 2 steps left, one 1-step round.
+    _round_ticket(guest, roles, "r4", 4, epochs=1)
+    res = py(guest, "round", "/tmp/r4.tk", str(NOW), str(TRAIN_N), "/tmp/train1.f32",
+             "/tmp/train1.u32", "/tmp/r4.upd")
+    assert "error" not in res, res
+    assert res["budget"]["steps_spent"] == 6
 
 
 def test_secure_world_log_has_no_panic_of_our_ta(guest: Guest) -> None:
