@@ -94,7 +94,21 @@ def main(argv: list[str]) -> dict[str, object]:
             return _budget(ta)
         if cmd == "round":
             return train_round(ta, args)
+        if cmd == "backbone":
+            return run_backbone(args)
     raise SystemExit(f"unknown command {cmd}")
+
+
+def run_backbone(args: list[str]) -> dict[str, object]:
+    """TFLite on the verified backbone the TA released: BACKBONE METADATA N X."""
+    from edge.inference import Backbone, InferenceConfig, runtime_info
+
+    metadata = json.loads(Path(args[1]).read_text())
+    config = InferenceConfig.from_mapping({"npu_delegate": "auto", "num_threads": 1})
+    backbone = Backbone.from_verified(Path(args[0]).read_bytes(), metadata, config)
+    x = np.fromfile(args[3], dtype="<f4").reshape(int(args[2]), -1)
+    return {"features": backbone.run(x).tolist(), "runtime": runtime_info()["runtime"],
+            "accelerator": backbone.report.accelerator}
 
 
 def bench(ta: TrustedApp, args: list[str]) -> dict[str, object]:

@@ -368,6 +368,33 @@ def test_budget_exhaustion_and_replay_refused_budget_unchanged(guest: Guest,
     assert res["budget"]["steps_spent"] == 6
 
 
+def test_tflite_backbone_released_by_the_ta_runs_in_the_guest(guest: Guest,
+                                                              roles: Roles) -> None:
+    """The int8 backbone from `edge model build`, shipped encrypted in a package,
+    verified and released by the real TA, runs under ai-edge-litert in the guest
+    and gives the host's outputs."""
+    from edge.inference import Backbone, InferenceConfig
+    from edge.inference.demo import build_demo
+
+    built = build_demo("mlp", epochs=5)
+    w, b = head(12, 10, 10)
+    guest.put("/tmp/v11.pkg", make_package(roles.signer, [device(guest)], version=11, w=w, b=b,
+                                           backbone=built.tflite, encrypt=True))
+    assert py(guest, "load", "/tmp/v11.pkg", "/tmp/v11.tflite")["version"] == 11
+    x = np.random.default_rng(11).uniform(0, 16, size=(5, 64)).astype("<f4")
+    guest.put("/tmp/bx.f32", x.tobytes())
+    guest.put("/tmp/v11.json", json.dumps(built.metadata).encode())
+    out = py(guest, "backbone", "/tmp/v11.tflite", "/tmp/v11.json", "5", "/tmp/bx.f32",
+             timeout=300)
+    assert out["runtime"] == "ai-edge-litert"
+    assert out["accelerator"] == "cpu"
+    config = InferenceConfig.from_mapping({"npu_delegate": "none", "num_threads": 1})
+    want = Backbone.from_verified(built.tflite, built.metadata, config).run(x)
+    # Same int8 kernels on arm64 and x86: at most one quantization step apart.
+    step = float(built.quant_net.output.scale)
+    np.testing.assert_allclose(np.array(out["features"], np.float32), want, atol=step + 1e-6)
+
+
 def test_secure_world_log_has_no_panic_of_our_ta(guest: Guest) -> None:
     """xtest panics its own TAs on purpose (1007); ours must never panic."""
     log = guest.secure_log.read_text(errors="replace")
