@@ -414,14 +414,6 @@ TEE_Result edge_cmd_infer(struct edge_session *sess,
 	return TEE_SUCCESS;
 }
 
-TEE_Result edge_cmd_not_implemented(struct edge_session *sess,
-				    TEE_Param params[TEE_NUM_PARAMS])
-{
-	(void)sess;
-	(void)params;
-	return TEE_ERROR_NOT_IMPLEMENTED;
-}
-
 /* ---- Private training ------------------------------------------------- */
 
 TEE_Result edge_cmd_install_policy(struct edge_session *sess,

@@ -68,9 +68,6 @@ TEE_Result edge_cmd_install_policy(struct edge_session *sess,
 TEE_Result edge_train_commit(struct edge_session *sess,
 			     TEE_Param params[TEE_NUM_PARAMS],
 			     uint8_t **update, size_t *update_len);
-/* Unused by the dispatch table since every command is implemented. */
-TEE_Result edge_cmd_not_implemented(struct edge_session *sess,
-				    TEE_Param params[TEE_NUM_PARAMS]);
 
 /* Session bookkeeping (entry.c). */
 TEE_Result edge_session_open(struct edge_session **sess);

@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "bytes.h"
+
 double edge_log(double x);
 double edge_exp(double x);
 double edge_sqrt(double x);
@@ -55,6 +57,17 @@ static inline float flt_from_bits(uint32_t u)
 
 	memcpy(&f, &u, sizeof(f));
 	return f;
+}
+
+/* IEEE-754 little-endian fields of the signed artefacts. */
+static inline float rd_f32(struct edge_rd *r)
+{
+	return flt_from_bits(rd_u32(r));
+}
+
+static inline double rd_f64(struct edge_rd *r)
+{
+	return dbl_from_bits(rd_u64(r));
 }
 
 /* By bit pattern: -Wfloat-equal forbids comparing floats for equality. */

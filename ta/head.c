@@ -2,10 +2,10 @@
 /*
  * Model record and head math (float32).
  */
-#include <string.h>
 #include <tee_internal_api.h>
 
 #include "bytes.h"
+#include "dpmath.h"
 #include "head.h"
 #include "storage.h"
 
@@ -113,19 +113,12 @@ TEE_Result model_load(struct edge_model *m)
 
 static float f32_get(const uint8_t *p)
 {
-	uint32_t u = get_le32(p);
-	float f = 0;
-
-	memcpy(&f, &u, sizeof(f));
-	return f;
+	return flt_from_bits(get_le32(p));
 }
 
 static void f32_put(uint8_t *p, float f)
 {
-	uint32_t u = 0;
-
-	memcpy(&u, &f, sizeof(u));
-	put_le32(p, u);
+	put_le32(p, flt_bits(f));
 }
 
 TEE_Result head_infer(const struct edge_model *m, uint32_t n,

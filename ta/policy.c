@@ -16,16 +16,6 @@
 #define STATE_PAYLOAD		(STATE_FIXED + EDGE_POLICY_SIZE)
 #define STATE_F_POLICY		0x1
 
-static float rd_f32(struct edge_rd *r)
-{
-	return flt_from_bits(rd_u32(r));
-}
-
-static double rd_f64(struct edge_rd *r)
-{
-	return dbl_from_bits(rd_u64(r));
-}
-
 TEE_Result policy_parse_body(const uint8_t *body, size_t len,
 			     struct edge_policy *p)
 {

@@ -9,11 +9,6 @@
 #include "envelope.h"
 #include "ticket.h"
 
-static float rd_f32(struct edge_rd *r)
-{
-	return flt_from_bits(rd_u32(r));
-}
-
 static TEE_Result parse_body(const uint8_t *body, size_t len,
 			     struct edge_ticket *t)
 {

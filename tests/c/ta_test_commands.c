@@ -963,15 +963,6 @@ static void test_large(void)
 	free(x);
 }
 
-static void test_reserved(void)
-{
-	TEE_Param p[TEE_NUM_PARAMS];
-
-	p_clear(p);
-	CHECK_RES(edge_cmd_not_implemented(s1, p), TEE_ERROR_NOT_IMPLEMENTED,
-		  "reserved command");
-}
-
 int main(int argc, char **argv)
 {
 
@@ -1011,7 +1002,6 @@ int main(int argc, char **argv)
 	test_load_and_infer();
 	test_second_package();
 	test_large();
-	test_reserved();
 
 	edge_session_close(s1);
 	edge_session_close(s2);
