@@ -49,8 +49,13 @@ class BrokerSettings:
         return cls.from_mapping({"url": url}, where)
 
     @classmethod
-    def from_mapping(cls, table: Mapping[str, Any], where: str = "broker") -> BrokerSettings:
-        """Parse and validate a ``[broker]`` table; ConfigError names the bad key."""
+    def from_mapping(cls, table: Mapping[str, Any], where: str = "broker",
+                     base: Path | None = None) -> BrokerSettings:
+        """Parse and validate a ``[broker]`` table; ConfigError names the bad key.
+
+        Relative file paths are taken relative to ``base`` (the configuration
+        file's folder) when given.
+        """
         if not isinstance(table, Mapping):
             raise ConfigError(f"{where} must be a table")
         unknown = sorted(set(table) - set(_KEYS))
@@ -60,8 +65,8 @@ class BrokerSettings:
         if not isinstance(url, str) or not url:
             raise ConfigError(f"{where}.url: required, e.g. \"mqtt://127.0.0.1:1883\"")
         host, port, tls = _parse_url(url, f"{where}.url")
-        files = {k: _path(table, k, where) for k in ("ca_file", "cert_file", "key_file",
-                                                       "password_file")}
+        files = {k: _path(table, k, where, base) for k in ("ca_file", "cert_file", "key_file",
+                                                             "password_file")}
         if not tls:
             for key in ("ca_file", "cert_file", "key_file"):
                 if files[key] is not None:
@@ -101,14 +106,16 @@ def _parse_url(url: str, key: str) -> tuple[str, int, bool]:
     return parts.hostname, port or DEFAULT_PORTS[parts.scheme], parts.scheme == "mqtts"
 
 
-def _path(table: Mapping[str, Any], key: str, where: str) -> Path | None:
-    """An optional file path that must exist."""
+def _path(table: Mapping[str, Any], key: str, where: str, base: Path | None) -> Path | None:
+    """An optional file path that must exist (relative ones under ``base``)."""
     value = table.get(key)
     if value is None:
         return None
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{where}.{key}: must be a file path string")
     path = Path(value).expanduser()
+    if base is not None and not path.is_absolute():
+        path = base / path
     if not path.is_file():
         raise ConfigError(f"{where}.{key}: no such file {str(path)!r}")
     return path

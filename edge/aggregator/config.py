@@ -24,7 +24,6 @@ _KEYS: dict[str, tuple[str, ...]] = {
            "batch_size", "central_noise_multiplier", "delta"),
     "eval": ("holdout",),
 }
-_BROKER_FILES = ("ca_file", "cert_file", "key_file", "password_file")
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ class AggregatorConfig:
             holdout=r.path("eval", "holdout", required=False),
             rounds=rounds,
             dp=dp,
-            broker=BrokerSettings.from_mapping(_broker_table(table["broker"], r.base), "broker"),
+            broker=BrokerSettings.from_mapping(table["broker"], "broker", r.base),
         )
 
 
@@ -146,18 +145,6 @@ def _dp(r: _Reader) -> DpSettings:
         central_noise_multiplier=r.number("dp", "central_noise_multiplier", 0.0),
         delta=delta,
     )
-
-
-def _broker_table(table: Any, base: Path) -> Any:
-    """The [broker] table with its relative file paths made relative to the config folder."""
-    if not isinstance(table, Mapping):
-        return table
-    out = dict(table)
-    for key in _BROKER_FILES:
-        value = out.get(key)
-        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
-            out[key] = str(base / value)
-    return out
 
 
 class _Reader:

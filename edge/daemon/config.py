@@ -88,7 +88,7 @@ class DaemonConfig:
 
         if "broker" not in table:
             raise ConfigError("broker: missing table (needs at least broker.url)")
-        broker = BrokerSettings.from_mapping(_resolve_broker(table["broker"], base), "broker")
+        broker = BrokerSettings.from_mapping(table["broker"], "broker", base)
 
         paths = _table(table, "paths", ("work_dir",))
         work_dir = _path(paths, "paths.work_dir", base)
@@ -143,18 +143,6 @@ def _int(table: Mapping[str, Any], key: str, default: int, lo: int, hi: int) -> 
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ConfigError(f"{key}: must be an integer {lo}..{hi}, got {value!r}")
     return value
-
-
-def _resolve_broker(broker: Any, base: Path) -> Any:
-    """The [broker] table with its file paths made absolute against ``base``."""
-    if not isinstance(broker, Mapping):
-        return broker
-    out = dict(broker)
-    for key in ("ca_file", "cert_file", "key_file", "password_file"):
-        value = out.get(key)
-        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
-            out[key] = str(base / value)
-    return out
 
 
 def _data(table: Mapping[str, Any], base: Path, work_dir: Path) -> DataConfig:
