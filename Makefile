@@ -136,11 +136,14 @@ clean:
 # reason as above); edge-ta-cli links -lteec (libteec.so.2) and finds
 # libedge_client.so next to itself.
 #
-#   make arm64-client [ARM64_SYSROOT=build/qemu/stage]  -> build/arm64/
+#   make arm64-client [ARM64_SYSROOT=build/qemu/stage] [ARM64_BUILD=build/arm64]
+# The prefix maps keep the checkout's and the sysroot's paths out of the debug
+# info, so the bytes do not depend on where the tree or the image build lives.
 ARM64_SYSROOT ?= build/qemu/stage
 ARM64_CC ?= aarch64-linux-gnu-gcc
-ARM64_BUILD := build/arm64
+ARM64_BUILD ?= build/arm64
 ARM64_CFLAGS := -std=gnu11 -O2 -g $(WARN) -fPIC -fvisibility=hidden \
+	-ffile-prefix-map=$(CURDIR)=. -ffile-prefix-map=$(ARM64_SYSROOT)=/sysroot \
 	-Ihost/include -Ita/include -I$(ARM64_SYSROOT)/usr/include
 ARM64_TEEC_LIBDIR := $(ARM64_SYSROOT)/usr/lib/aarch64-linux-gnu
 

@@ -6,40 +6,63 @@
 #   initrd.cpio.gz          root file system: busybox, tee-supplicant, libteec, xtest
 #                           and its TAs, our TA, edge-ta-cli, libedge_client.so,
 #                           Python 3.13 with edge/firmware_sign and arm64 wheels
+#   manifest.lock           every input: name, version, sha256, URL; index dates;
+#                           the cross compiler
 #   image.env               paths and sizes read by boot.sh
 #
-# Everything arm64 comes from Debian trixie at the versions pinned in
-# scripts/qemu/versions, through a private apt configuration under
-# build/qemu/apt (the host's sources are never touched); .debs are unpacked
-# with dpkg -x, never installed. Host tools are installed with apt-get only
-# when missing.
+# Inputs (docs/qemu.md): the secure world (OP-TEE OS, dev kit, client, xtest,
+# TF-A source) is hard-pinned with sha256 in scripts/qemu/secure.lock; the
+# guest userland, kernel and wheels float (scripts/qemu/userland) on trixie,
+# trixie-updates, trixie-security and PyPI, and drift from
+# scripts/qemu/manifest.ref is printed as a warning. Downloads are cached by
+# sha256 in ~/.cache/edge/qemu. The image is reproducible: same inputs, same
+# bytes (SOURCE_DATE_EPOCH defaults to the last commit's time).
 #
-#   scripts/qemu/build.sh           build (no-op when nothing changed)
-#   scripts/qemu/build.sh --pin     rewrite scripts/qemu/versions from today's index
-#   scripts/qemu/build.sh --clean   remove build/qemu first
+#   scripts/qemu/build.sh                 build (no-op when nothing changed)
+#   scripts/qemu/build.sh --pin secure    move the secure pins to the index's newest
+#   scripts/qemu/build.sh --pin reference build, then make the manifest the reference
+#   scripts/qemu/build.sh --clean         remove the output folder first
+#
+# Environment: EDGE_QEMU_STRICT=1 makes drift fatal (release builds);
+# EDGE_QEMU_LOCK=FILE builds exactly the inputs of a manifest;
+# EDGE_QEMU_OUT=DIR builds elsewhere than build/qemu; EDGE_QEMU_CACHE=DIR
+# moves the download cache.
 set -euo pipefail
+umask 022
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-OUT=$ROOT/build/qemu
-VERSIONS=$ROOT/scripts/qemu/versions
+OUT=${EDGE_QEMU_OUT:-$ROOT/build/qemu}
 HERE=$ROOT/scripts/qemu
 APT_DIR=$OUT/apt
-# shellcheck source=scripts/qemu/apt.sh
-. "$HERE/apt.sh"
-
+CACHE=${EDGE_QEMU_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edge/qemu}
+PY=$ROOT/.venv/bin/python
 log() { echo "qemu/build: $*"; }
 die() { echo "qemu/build: error: $*" >&2; exit 1; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# shellcheck source=scripts/qemu/apt.sh
+. "$HERE/apt.sh"
 
-pin=0
-for arg in "$@"; do
-    case "$arg" in
-        --pin) pin=1 ;;
+pin=none
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --pin)
+            case "${2:-}" in
+                secure|reference) pin=$2; shift ;;
+                *) die "--pin wants 'secure' or 'reference' (see --help)" ;;
+            esac ;;
         --clean) rm -rf "$OUT" ;;
-        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) die "unknown option $arg (see --help)" ;;
+        -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown option $1 (see --help)" ;;
     esac
+    shift
 done
+[ -x "$PY" ] || die "$PY is missing: run scripts/setup.sh first (the resolver runs in .venv)"
+if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+    SOURCE_DATE_EPOCH=$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null \
+        || stat -c %Y "$HERE/secure.lock")
+fi
+export SOURCE_DATE_EPOCH
+mkdir -p "$OUT"
 
 # ---------------------------------------------------------------- host tools
 host_tools() {
@@ -60,7 +83,6 @@ host_tools() {
     [ -d /usr/aarch64-linux-gnu/include ] || missing+=(libc6-dev-arm64-cross)
     [ -r /usr/share/keyrings/debian-archive-trixie-stable.gpg ] || missing+=(debian-archive-keyring)
     python3 -c 'import cryptography' 2>/dev/null || missing+=(python3-cryptography)
-    python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
     if [ "${#missing[@]}" -gt 0 ]; then
         log "installing host tools: ${missing[*]}"
         as_root apt-get update -qq
@@ -69,137 +91,87 @@ host_tools() {
     fi
 }
 
-# ---------------------------------------------------------------- pins
-debs=() ; srcs=() ; wheels=()
-read_pins() {
-    [ -f "$VERSIONS" ] || die "$VERSIONS is missing; run with --pin to create it"
-    local kind name ver
-    while read -r kind name ver; do
-        case "$kind" in
-            ''|\#*) continue ;;
-            deb) debs+=("$name=$ver") ;;
-            src) srcs+=("$name=$ver") ;;
-            wheel) wheels+=("$name==$ver") ;;
-            *) die "$VERSIONS: unknown line '$kind $name $ver'" ;;
-        esac
-    done <"$VERSIONS"
-}
-
-write_pins() {
-    apt_update force
-    local tmp line kind name ver new
-    tmp=$(mktemp)
-    while IFS= read -r line; do
-        read -r kind name ver <<<"$line" || true
-        case "$kind" in
-            deb)
-                if [[ $name == linux-image-*-arm64 ]]; then
-                    # The kernel package name carries the ABI: follow the metapackage.
-                    name=$(papt_cache depends linux-image-arm64 | sed -n 's/.*Depends: \(linux-image-.*-arm64\)$/\1/p' | head -1)
-                fi
-                new=$(papt_cache show --no-all-versions "$name:arm64" | sed -n 's/^Version: //p' | head -1)
-                [ -n "$new" ] || die "no $name in trixie/arm64"
-                echo "deb $name $new" ;;
-            src)
-                new=$(papt_cache showsrc "$name" | sed -n 's/^Version: //p' | head -1)
-                echo "src $name $new" ;;
-            wheel)
-                echo "wheel $name $(python3 -m pip index versions "$name" 2>/dev/null \
-                    | sed -n 's/^[^ ]* (\(.*\))$/\1/p')" ;;
-            *) echo "$line" ;;
-        esac
-    done <"$VERSIONS" >"$tmp"
-    mv "$tmp" "$VERSIONS"
-    log "pinned versions written to $VERSIONS:"
-    cat "$VERSIONS"
-}
-
-# ---------------------------------------------------------------- downloads
-fetch_debs() {
-    mkdir -p "$OUT/debs"
-    local spec name ver file need=()
-    for spec in "${debs[@]}"; do
-        name=${spec%%=*}; ver=${spec#*=}
-        file="$OUT/debs/${name}_${ver//:/%3a}_arm64.deb"
-        [ -f "$file" ] || need+=("$name:arm64=$ver")
-    done
-    [ "${#need[@]}" -eq 0 ] && return 0
-    apt_update
-    log "downloading ${#need[@]} arm64 packages"
-    if ! (cd "$OUT/debs" && papt_get -qq download "${need[@]}"); then
-        apt_update force
-        (cd "$OUT/debs" && papt_get -qq download "${need[@]}") || die \
-            "a pinned package is no longer in trixie (point release?); run" \
-            "scripts/qemu/build.sh --pin to move the pins to today's versions"
+# ---------------------------------------------------------------- inputs
+# scripts/qemu/inputs.py resolves (or, with EDGE_QEMU_LOCK, takes from a
+# manifest), fetches into the sha256-addressed cache, checks, and links every
+# input under $OUT/inputs; it writes $OUT/manifest.lock.
+inputs() {
+    local common=(--cache "$CACHE" --inputs "$OUT/inputs" --out "$OUT/manifest.lock")
+    if [ -n "${EDGE_QEMU_LOCK:-}" ]; then
+        log "inputs exactly as in $EDGE_QEMU_LOCK"
+        "$PY" "$HERE/inputs.py" from-lock "${common[@]}" "$EDGE_QEMU_LOCK" || exit 1
+        return 0
     fi
+    # Resolve at most once a day (as the index is refreshed) or when the
+    # input lists changed; otherwise rebuild from the last manifest.
+    local key; key=$(cat "$HERE/secure.lock" "$HERE/userland" | sha256sum | cut -c1-16)
+    if [ -f "$OUT/manifest.lock" ] && [ "$(cat "$OUT/.resolved" 2>/dev/null)" = "$key" ] \
+        && [ -z "$(find "$OUT/.resolved" -mmin +1440)" ] && [ "$pin" = none ]; then
+        "$PY" "$HERE/inputs.py" from-lock "${common[@]}" "$OUT/manifest.lock" || exit 1
+        return 0
+    fi
+    apt_update
+    local rc=0
+    log "resolving the image's inputs (secure pins + today's trixie userland and wheels)"
+    "$PY" "$HERE/inputs.py" resolve "${common[@]}" --lists "$APT_DIR/lists" || rc=$?
+    if [ "$rc" -eq 3 ]; then
+        log "the mirror no longer serves a file the index names: refreshing the index"
+        apt_update force
+        rc=0
+        "$PY" "$HERE/inputs.py" resolve "${common[@]}" --lists "$APT_DIR/lists" || rc=$?
+    fi
+    [ "$rc" -eq 0 ] || exit "$rc"
+    echo "$key" >"$OUT/.resolved"
 }
 
-fetch_sources() {
-    local spec name ver
-    for spec in "${srcs[@]}"; do
-        name=${spec%%=*}; ver=${spec#*=}
-        local dir="$OUT/src/$name-$ver"
-        [ -f "$dir/.unpacked" ] && continue
-        apt_update
-        log "fetching source package $name $ver"
-        rm -rf "$dir" "$OUT/src/dl-$name"
-        mkdir -p "$OUT/src/dl-$name"
-        (cd "$OUT/src/dl-$name" && papt_get -qq source --download-only "$name=$ver") \
-            || die "source package $name=$ver not available; try --pin"
-        # apt-get checked the files against the signed Sources index.
-        dpkg-source --no-check -x "$OUT/src/dl-$name/${name}_${ver#*:}.dsc" "$dir" >/dev/null
-        touch "$dir/.unpacked"
-    done
-}
-
-fetch_wheels() {
-    local stamp="$OUT/wheels/.pinned"
-    local want="${wheels[*]}"
-    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
-    log "downloading arm64 wheels: $want"
-    rm -rf "$OUT/wheels"; mkdir -p "$OUT/wheels"
-    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 313 \
-        --implementation cp --abi cp313 --abi abi3 --abi none \
-        --platform manylinux_2_27_aarch64 --platform manylinux_2_17_aarch64 \
-        --platform manylinux2014_aarch64 --platform any \
-        -d "$OUT/wheels" "${wheels[@]}"
-    echo "$want" >"$stamp"
-}
+# A hash of the manifest lines of one kind (what a build step depends on).
+inputs_key() { grep "^$1 " "$OUT/manifest.lock" | sha256sum | cut -c1-16; }
 
 # ---------------------------------------------------------------- staging
 stage() {
-    local stamp="$OUT/stage/.versions"
-    if [ -f "$stamp" ] && cmp -s "$stamp" "$VERSIONS"; then return 0; fi
-    log "unpacking packages into build/qemu/stage"
+    local key; key=$(inputs_key deb)
+    if [ "$(cat "$OUT/stage/.key" 2>/dev/null)" = "$key" ]; then return 0; fi
+    log "unpacking packages into $OUT/stage"
     rm -rf "$OUT/stage"; mkdir -p "$OUT/stage"
-    local spec name ver
-    for spec in "${debs[@]}"; do
-        name=${spec%%=*}; ver=${spec#*=}
-        dpkg -x "$OUT/debs/${name}_${ver//:/%3a}_arm64.deb" "$OUT/stage"
-    done
-    cp "$VERSIONS" "$stamp"
+    local deb
+    for deb in "$OUT"/inputs/debs/*.deb; do dpkg -x "$deb" "$OUT/stage"; done
+    echo "$key" >"$OUT/stage/.key"
 }
 
 # ---------------------------------------------------------------- TF-A
 build_tfa() {
-    local spec ver src
-    for spec in "${srcs[@]}"; do [ "${spec%%=*}" = arm-trusted-firmware ] && ver=${spec#*=}; done
-    src="$OUT/src/arm-trusted-firmware-$ver"
+    local dsc src ver
+    dsc=$(ls "$OUT"/inputs/src/arm-trusted-firmware/*.dsc)
+    ver=$(sed -n 's/^Version: //p' "$dsc")
+    src="$OUT/src/arm-trusted-firmware-$(inputs_key src)"
+    if [ ! -f "$src/.unpacked" ]; then
+        rm -rf "$OUT/src"; mkdir -p "$OUT/src"
+        # Every file was checked against the sha256 in secure.lock.
+        dpkg-source --no-check -x "$dsc" "$src" >/dev/null
+        touch "$src/.unpacked"
+    fi
     local optee="$OUT/stage/usr/lib/optee/vexpress-qemu_armv8a"
     local kernel
     kernel=$(ls "$OUT"/stage/boot/vmlinuz-* 2>/dev/null | head -1)
     [ -n "$kernel" ] || die "no kernel in the staged packages"
+    # No build timestamp in the firmware (it would make every build differ):
+    # the banner says which source package it is instead.
+    local flags=(CROSS_COMPILE=aarch64-linux-gnu- CFLAGS=--param=min-pagesize=0 LDFLAGS=
+        PLAT=qemu DEBUG=0 SPD=opteed BL32_RAM_LOCATION=tdram
+        QEMU_USE_GIC_DRIVER=QEMU_GICV3 ARM_LINUX_KERNEL_AS_BL33=1
+        "BUILD_MESSAGE_TIMESTAMP=\"debian $ver\"")
     mkdir -p "$OUT/firmware"
-    local key="$ver $(sha256sum "$kernel" "$optee"/tee-*_v2.bin | sha256sum | cut -c1-16)"
+    local key
+    key=$({ echo "${flags[*]}"; aarch64-linux-gnu-gcc -dumpfullversion
+            sha256sum "$dsc" "$kernel" "$optee"/tee-*_v2.bin | cut -d' ' -f1; } \
+          | sha256sum | cut -c1-32)
     if [ -f "$OUT/firmware/qemu_fw.bios" ] && [ "$(cat "$OUT/firmware/.key" 2>/dev/null)" = "$key" ]; then
         return 0
     fi
     log "building TF-A $ver (PLAT=qemu SPD=opteed, kernel as BL33)"
     cp "$kernel" "$OUT/firmware/Image"
-    make -s -C "$src" -j"$(nproc)" CROSS_COMPILE=aarch64-linux-gnu- \
-        CFLAGS=--param=min-pagesize=0 LDFLAGS= BUILD_BASE="$OUT/tfa" \
-        PLAT=qemu DEBUG=0 SPD=opteed BL32_RAM_LOCATION=tdram \
-        QEMU_USE_GIC_DRIVER=QEMU_GICV3 ARM_LINUX_KERNEL_AS_BL33=1 \
+    rm -rf "$OUT/tfa"
+    make -s -C "$src" -j"$(nproc)" "${flags[@]}" BUILD_BASE="$OUT/tfa" \
         BL32="$optee/tee-header_v2.bin" BL32_EXTRA1="$optee/tee-pager_v2.bin" \
         BL32_EXTRA2="$optee/tee-pageable_v2.bin" BL33="$OUT/firmware/Image" \
         all fip >"$OUT/tfa.log" 2>&1 || { tail -30 "$OUT/tfa.log" >&2; die "TF-A build failed (log: $OUT/tfa.log)"; }
@@ -214,13 +186,15 @@ build_ta() {
     # EDGE_QEMU_TA_SRC: build the image with the TA from another tree (debugging).
     local src=${EDGE_QEMU_TA_SRC:-ta}
     log "building the edge TA ($src) with the OP-TEE dev kit"
-    make -s -C "$src" CROSS_COMPILE=aarch64-linux-gnu- TA_DEV_KIT_DIR="$kit" \
-        O="$OUT/ta" >"$OUT/ta.log" 2>&1 || { cat "$OUT/ta.log" >&2; die "TA build failed"; }
+    rm -rf "$OUT/ta"
+    TA_DEV_KIT_DIR="$kit" make -s -C "$src" CROSS_COMPILE=aarch64-linux-gnu- \
+        TA_DEV_KIT_DIR="$kit" SIGN_ENC="$HERE/sign-ta" O="$OUT/ta" >"$OUT/ta.log" 2>&1 || { cat "$OUT/ta.log" >&2; die "TA build failed"; }
 }
 
 build_client() {
     log "cross-compiling libedge_client.so and edge-ta-cli for arm64"
-    make -s arm64-client ARM64_SYSROOT="$OUT/stage" >"$OUT/client.log" 2>&1 \
+    make -s arm64-client ARM64_SYSROOT="$OUT/stage" ARM64_BUILD="$OUT/arm64" \
+        >"$OUT/client.log" 2>&1 \
         || { cat "$OUT/client.log" >&2; die "arm64 client build failed"; }
 }
 
@@ -228,10 +202,11 @@ build_client() {
 # Hash of everything the root file system is made of.
 rootfs_key() {
     {
-        cat "$VERSIONS" "$HERE/init" "$HERE/cmdloop" "$HERE/build.sh"
-        sha256sum "$OUT"/ta/*.ta build/arm64/libedge_client.so build/arm64/edge-ta-cli
+        echo "$SOURCE_DATE_EPOCH"
+        grep -E '^(deb|wheel) ' "$OUT/manifest.lock"
+        cat "$HERE/init" "$HERE/cmdloop" "$HERE/build.sh"
+        sha256sum "$OUT"/ta/*.ta "$OUT"/arm64/libedge_client.so "$OUT"/arm64/edge-ta-cli
         find edge firmware_sign -name '*.py' -type f -print0 | sort -z | xargs -0 sha256sum
-        ls "$OUT/wheels"
     } | sha256sum | cut -c1-32
 }
 
@@ -253,7 +228,7 @@ make_rootfs() {
     log "assembling the root file system"
     R="$OUT/rootfs"
     rm -rf "$R"
-    mkdir -p "$R"/{bin,sbin,dev,proc,sys,tmp,run,root,etc,var/lib/tee,mnt,lib/optee_armtz,usr/bin,usr/lib/edge}
+    mkdir -p "$R"/{bin,sbin,dev,proc,sys,tmp,run,root,etc,var/lib/optee-client/data/tee,mnt,lib/optee_armtz,usr/bin,usr/lib/edge}
     # usrmerge layout, like trixie.
     rmdir "$R/bin" "$R/sbin"; ln -s usr/bin "$R/bin"; ln -s usr/bin "$R/sbin"
     ln -s usr/lib "$R/lib64" 2>/dev/null || true
@@ -286,7 +261,7 @@ make_rootfs() {
 
     # our TA, client library and CLI
     cp "$OUT"/ta/*.ta "$R/usr/lib/optee_armtz/"
-    cp build/arm64/libedge_client.so build/arm64/edge-ta-cli "$R/usr/lib/edge/"
+    cp "$OUT"/arm64/libedge_client.so "$OUT"/arm64/edge-ta-cli "$R/usr/lib/edge/"
     ln -s ../lib/edge/edge-ta-cli "$R/usr/bin/edge-ta-cli"
 
     # Python 3.13, trimmed of what the guest never uses
@@ -296,7 +271,7 @@ make_rootfs() {
     local site="$R/usr/local/lib/python3.13/dist-packages"
     mkdir -p "$site"
     local w
-    for w in "$OUT"/wheels/*.whl; do python3 -m zipfile -e "$w" "$site"; done
+    for w in "$OUT"/inputs/wheels/*.whl; do python3 -m zipfile -e "$w" "$site"; done
     cp -r edge firmware_sign "$site/"
     find "$site" "$R/usr/lib/python3.13" -name __pycache__ -type d -prune -exec rm -rf {} +
     rm -rf "$site"/numpy/*/tests "$site"/numpy/tests
@@ -310,9 +285,13 @@ make_rootfs() {
 
     check_needed "$R"
 
+    # Reproducible archive: one time for every file, no inode numbers, no
+    # name or time in the gzip header; the order is sorted.
     log "packing initrd.cpio.gz"
-    (cd "$R" && find . -print0 | LC_ALL=C sort -z | cpio -o -H newc -0 --quiet -R 0:0) \
-        | gzip -1 >"$OUT/initrd.cpio.gz.tmp"
+    find "$R" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+    (cd "$R" && find . -print0 | LC_ALL=C sort -z \
+        | cpio -o -H newc -0 --quiet --reproducible -R 0:0) \
+        | gzip -n -1 >"$OUT/initrd.cpio.gz.tmp"
     mv "$OUT/initrd.cpio.gz.tmp" "$OUT/initrd.cpio.gz"
     echo "$key" >"$OUT/.rootfs-key"
 }
@@ -346,17 +325,22 @@ EOF
 }
 
 host_tools
-if [ "$pin" -eq 1 ]; then apt_setup; write_pins; fi
-read_pins
 apt_setup
-fetch_debs
-fetch_sources
-fetch_wheels
+if [ "$pin" = secure ]; then
+    apt_update force
+    "$PY" "$HERE/inputs.py" pin-secure --lists "$APT_DIR/lists" || exit 1
+    log "secure pins moved: review 'git diff scripts/qemu/secure.lock', then commit it"
+fi
+inputs
 stage
 build_tfa
 build_ta
 build_client
 make_rootfs
 write_env
+if [ "$pin" = reference ]; then
+    cp "$OUT/manifest.lock" "$HERE/manifest.ref"
+    log "scripts/qemu/manifest.ref is now this build's manifest: review and commit it"
+fi
 log "done: $(du -sh "$OUT/firmware/qemu_fw.bios" | cut -f1) firmware," \
     "$(du -sh "$OUT/initrd.cpio.gz" | cut -f1) initrd; boot with scripts/qemu/boot.sh"

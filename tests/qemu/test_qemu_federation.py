@@ -4,8 +4,9 @@ A Mosquitto broker and the in-process aggregator run on the host; two simulated 
 their daemons in threads here; the QEMU guest runs ``edge daemon`` with ``[tee] backend =
 "optee"`` and reaches the broker only through QEMU's restricted user-mode network (one
 guestfwd: the guest's 10.0.2.100:1883 is the host's 127.0.0.1:<broker port>). The package
-carries no backbone, so every device trains its head on raw features (the image has no
-TFLite runtime). Run with ``pytest -m qemu tests/qemu``.
+carries no backbone, so every device trains its head on raw features (the image has
+ai-edge-litert, tested with a backbone in test_qemu_optee.py; the daemon never imports it
+here). Run with ``pytest -m qemu tests/qemu``.
 """
 
 from __future__ import annotations

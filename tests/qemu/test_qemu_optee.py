@@ -150,6 +150,15 @@ def test_identity_is_created_once_and_stable(guest: Guest) -> None:
     assert bytes.fromhex(status["device_id"]) == record.device_id == key_id(record.ed25519_pub)
 
 
+def test_secure_storage_is_where_the_docs_say(guest: Guest) -> None:
+    # docs/qemu.md: tee-supplicant (started without -f) keeps REE FS objects at
+    # Debian's default path, on a tmpfs that a power-off empties.
+    mounts = guest.check("cat /proc/mounts")
+    assert re.search(r"^tmpfs /var/lib/optee-client/data/tee tmpfs ", mounts, re.M), mounts
+    objects = guest.check("ls /var/lib/optee-client/data/tee").split()
+    assert "dirf.db" in objects, objects  # the identity key created above lives there
+
+
 def test_load_before_provisioning_is_refused(guest: Guest, roles: Roles) -> None:
     guest.put("/tmp/early.pkg", make_package(roles.signer, [device(guest)], version=1))
     rc, out = cli(guest, "load /tmp/early.pkg")
