@@ -154,12 +154,12 @@ build_tfa() {
     local kernel
     kernel=$(ls "$OUT"/stage/boot/vmlinuz-* 2>/dev/null | head -1)
     [ -n "$kernel" ] || die "no kernel in the staged packages"
-    # No build timestamp in the firmware (it would make every build differ):
-    # the banner says which source package it is instead.
+    # No build time in the firmware, and no `git describe` (TF-A would find
+    # this checkout's git): the banner names the source package instead.
     local flags=(CROSS_COMPILE=aarch64-linux-gnu- CFLAGS=--param=min-pagesize=0 LDFLAGS=
         PLAT=qemu DEBUG=0 SPD=opteed BL32_RAM_LOCATION=tdram
         QEMU_USE_GIC_DRIVER=QEMU_GICV3 ARM_LINUX_KERNEL_AS_BL33=1
-        "BUILD_MESSAGE_TIMESTAMP=\"debian $ver\"")
+        "BUILD_MESSAGE_TIMESTAMP=\"debian $ver\"" "BUILD_STRING=debian-$ver")
     mkdir -p "$OUT/firmware"
     local key
     key=$({ echo "${flags[*]}"; aarch64-linux-gnu-gcc -dumpfullversion
