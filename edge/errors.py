@@ -8,6 +8,8 @@ name printed first on the command line (``edge: rollback: ...``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class EdgeError(Exception):
     """Base of every error edge raises on purpose."""
@@ -150,6 +152,17 @@ class TeeError(EdgeError):
     """The TEE or its client library failed (not a refusal of the input)."""
 
     refusal = "tee"
+
+
+class BackboneNotPublished(TeeError):
+    """The TA committed a package but its backbone could not be moved into place."""
+
+    refusal = "backbone-not-published"
+
+    def __init__(self, message: str, *, partial: Path, code: int | None = None,
+                 origin: int | None = None) -> None:
+        super().__init__(message, code=code, origin=origin)
+        self.partial = partial
 
 
 class TeeUnavailable(TeeError):

@@ -316,6 +316,12 @@ class TrustedApp:
                 version,
                 origin,
             )
+        if code == tee_abi.EDGE_CLIENT_ERR_BACKBONE_NOT_PUBLISHED and out_path is not None:
+            partial = out_path.with_name(out_path.name + ".partial")
+            raise errors.BackboneNotPublished(
+                f"load model: the TA committed version {version[0]}, but its backbone could not "
+                f"be moved to {out_path}; it is complete in {partial}",
+                partial=partial, code=code, origin=origin[0])
         _raise_for(self._native, "load model", code, origin[0])
         return LoadedModel(version[0], None, out_path, length[0])
 

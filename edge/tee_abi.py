@@ -39,6 +39,9 @@ TEE_ERROR_TARGET_DEAD = 0xFFFF3024
 TEE_ERROR_MAC_INVALID = 0xFFFF3071
 TEE_ERROR_SIGNATURE_INVALID = 0xFFFF3072
 
+# host/include/edge_client.h: the client's own result (origin API) when the TA
+# committed a package but the backbone file could not be put in place.
+EDGE_CLIENT_ERR_BACKBONE_NOT_PUBLISHED = 0xED6E1001
 EDGE_ERR_ROLLBACK = 0xED6E0001
 EDGE_ERR_NOT_FOR_DEVICE = 0xED6E0002
 EDGE_ERR_UNKNOWN_SIGNER = 0xED6E0003

@@ -483,6 +483,20 @@ static uint32_t load_stream(edge_client *c, struct source *src,
 		return fail_load(c, api_error(origin, TEEC_ERROR_BAD_FORMAT));
 	if (dst->overflow)
 		return fail_load(c, api_error(origin, TEEC_ERROR_SHORT_BUFFER));
+	/*
+	 * The file is complete and on disk before the TA commits: a failure
+	 * here refuses the load with the TA's state unchanged, and after the
+	 * commit only the rename is left to do.
+	 */
+	if (dst->fd >= 0) {
+		int bad = fsync(dst->fd);
+
+		bad |= close(dst->fd);
+		dst->fd = -1;
+		if (bad)
+			return fail_load(c, api_error(origin,
+						      TEEC_ERROR_ACCESS_DENIED));
+	}
 	return edge_load_finish(c, version, origin);
 }
 
@@ -504,6 +518,27 @@ EDGE_API uint32_t edge_load_model_buffer(edge_client *c,
 	if (res == TEEC_SUCCESS || res == TEEC_ERROR_SHORT_BUFFER)
 		*backbone_len = (size_t)dst.written;
 	return res;
+}
+
+/* fsync the directory holding path, so a rename into it is durable. */
+static int sync_parent(const char *path)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	size_t n = slash ? (size_t)(slash - path) : 0;
+	int fd, bad;
+
+	if (n >= sizeof(dir))
+		return -1;
+	if (slash && n == 0)
+		n = 1;	/* the root directory */
+	memcpy(dir, slash ? path : ".", slash ? n : 1);
+	dir[slash ? n : 1] = '\0';
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	bad = fsync(fd);
+	return close(fd) | bad;
 }
 
 EDGE_API uint32_t edge_load_model_file(edge_client *c, const char *package_path,
@@ -535,8 +570,17 @@ EDGE_API uint32_t edge_load_model_file(edge_client *c, const char *package_path,
 			close(src.fd);
 			return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
 		}
-		dst.fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-			      0644);
+		/*
+		 * Never through a file or link planted at the temporary name:
+		 * remove whatever is there (unlink does not follow links) and
+		 * create a new file only this user can read.
+		 */
+		if (unlink(tmp) && errno != ENOENT) {
+			close(src.fd);
+			return api_error(origin, TEEC_ERROR_ACCESS_DENIED);
+		}
+		dst.fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+			      O_CLOEXEC, 0600);
 		if (dst.fd < 0) {
 			close(src.fd);
 			return api_error(origin, TEEC_ERROR_ACCESS_DENIED);
@@ -544,17 +588,20 @@ EDGE_API uint32_t edge_load_model_file(edge_client *c, const char *package_path,
 	}
 	res = load_stream(c, &src, &dst, version, origin);
 	close(src.fd);
-	if (backbone_path) {
-		/* Publish the backbone only once the TA committed the package. */
-		if (res == TEEC_SUCCESS && (fsync(dst.fd) || close(dst.fd) ||
-					    rename(tmp, backbone_path))) {
-			unlink(tmp);
-			return api_error(origin, TEEC_ERROR_ACCESS_DENIED);
-		}
-		if (res != TEEC_SUCCESS) {
+	if (backbone_path && res != TEEC_SUCCESS) {
+		if (dst.fd >= 0)
 			close(dst.fd);
-			unlink(tmp);
-		}
+		unlink(tmp);
+	} else if (backbone_path) {
+		/*
+		 * The TA committed: publish the backbone. If that fails, the
+		 * complete, synced file stays at <path>.partial for the caller
+		 * (EDGE_CLIENT_ERR_BACKBONE_NOT_PUBLISHED); deleting it would
+		 * leave the committed version without its backbone.
+		 */
+		if (rename(tmp, backbone_path) || sync_parent(backbone_path))
+			res = api_error(origin,
+					EDGE_CLIENT_ERR_BACKBONE_NOT_PUBLISHED);
 	}
 	if (res == TEEC_SUCCESS && backbone_len)
 		*backbone_len = dst.written;
@@ -659,6 +706,8 @@ EDGE_API const char *edge_result_name(uint32_t result)
 	case EDGE_ERR_BUDGET_EXHAUSTED: return "budget exhausted";
 	case EDGE_ERR_NO_POLICY: return "no privacy policy";
 	case 0xFFFF300F: return "overflow";
+	case EDGE_CLIENT_ERR_BACKBONE_NOT_PUBLISHED:
+		return "package committed, backbone not moved into place";
 	default: return "unknown result";
 	}
 }

@@ -299,8 +299,12 @@ TEE_Result edge_cmd_load_begin(struct edge_session *sess,
 	res = ensure_anchors();
 	if (res)
 		return res;
-	res = ensure_identity(true);
-	if (res)
+	/*
+	 * Not created here: a refused package must change nothing, and one
+	 * that is accepted was addressed to an identity that exists already.
+	 */
+	res = ensure_identity(false);
+	if (res && res != TEE_ERROR_ITEM_NOT_FOUND)
 		return res;
 	res = ensure_model();
 	if (res)
@@ -310,7 +314,8 @@ TEE_Result edge_cmd_load_begin(struct edge_session *sess,
 	if (!res)
 		res = pkg_begin(&g.load, manifest, len,
 				g.anchors.role[0].pub, stored_version(),
-				g.identity.kex_key, g.identity.device_id,
+				g.identity.kex_key,
+				g.identity_loaded ? g.identity.device_id : NULL,
 				&info);
 	TEE_Free(manifest);
 	if (res) {

@@ -223,6 +223,9 @@ TEE_Result pkg_begin(struct pkg_load *ld, const uint8_t *manifest,
 	if (m.version <= stored_version)
 		return EDGE_ERR_ROLLBACK;
 
+	/* A device without an identity yet is no package's recipient. */
+	if (!device_id)
+		return EDGE_ERR_NOT_FOR_DEVICE;
 	/* Scan every entry: the time does not depend on our position. */
 	for (i = 0; i < m.recipient_count; i++) {
 		entry = m.recipients + (size_t)EDGE_RECIPIENT_SIZE * i;

@@ -87,7 +87,9 @@ uint64_t pkg_stored_chunk_size(uint64_t backbone_len, uint32_t chunk_size,
  * checks against the model-signer anchor signer_pub, manifest parse,
  * anti-rollback against stored_version, recipient lookup for device_id,
  * content-key unwrap with the device's X25519 key pair kex_key, head
- * decryption into the pending slot. Replaces any pending load.
+ * decryption into the pending slot. Replaces any pending load. device_id
+ * NULL (no identity yet): every check but the last runs, then
+ * EDGE_ERR_NOT_FOR_DEVICE.
  */
 TEE_Result pkg_begin(struct pkg_load *ld, const uint8_t *manifest,
 		     size_t len, const uint8_t signer_pub[EDGE_PUBKEY_SIZE],

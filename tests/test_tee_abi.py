@@ -30,6 +30,14 @@ def test_error_codes_match_header() -> None:
         assert getattr(tee_abi, name) == value, name
 
 
+def test_client_result_codes_match_client_header() -> None:
+    text = (HEADER.parents[2] / "host" / "include" / "edge_client.h").read_text()
+    codes = dict(re.findall(r"^#define\s+(EDGE_CLIENT_ERR_\w+)\s+(0x[0-9A-Fa-f]+)", text, re.M))
+    assert codes, "no EDGE_CLIENT_ERR_ codes parsed from edge_client.h"
+    for name, value in codes.items():
+        assert getattr(tee_abi, name) == int(value, 16), name
+
+
 def test_sizes_and_uuid_match_header() -> None:
     d = _defines()
     assert int(d["EDGE_TA_ABI_VERSION"]) == tee_abi.ABI_VERSION

@@ -186,6 +186,59 @@ def test_refused_streamed_load_writes_no_backbone(provisioned: TrustedApp, roles
     assert not out.exists() and not list(tmp_path.glob("*.partial"))
 
 
+def test_planted_partial_symlink_is_not_followed(provisioned: TrustedApp, roles: Roles,
+                                                 tmp_path: Path) -> None:
+    # A symlink planted at <out>.partial used to make the decrypted backbone
+    # overwrite its target (issue 10, item 3).
+    backbone = b"plaintext backbone " * 500
+    pkg = make_package(roles.signer, [_device(provisioned)], version=2,
+                       backbone=backbone, encrypt=True)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    out = tmp_path / "backbone.tflite"
+    (tmp_path / "backbone.tflite.partial").symlink_to(victim)
+    (tmp_path / "p.pkg").write_bytes(pkg)
+    loaded = provisioned.load_model(tmp_path / "p.pkg", backbone_out=out)
+    assert loaded.version == 2 and out.read_bytes() == backbone
+    assert victim.read_bytes() == b"keep me"
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "backbone.tflite.partial").exists()
+
+
+def test_backbone_that_cannot_be_put_in_place_after_commit_is_kept(
+        provisioned: TrustedApp, roles: Roles, tmp_path: Path) -> None:
+    # The TA commits at LOAD_FINISH; a failure to move the file into place
+    # after that used to delete the backbone of the committed version.
+    backbone = b"committed backbone " * 500
+    pkg = make_package(roles.signer, [_device(provisioned)], version=2,
+                       backbone=backbone, encrypt=True)
+    out = tmp_path / "backbone.tflite"
+    out.mkdir()
+    (out / "occupied").write_text("a directory is in the way")
+    (tmp_path / "p.pkg").write_bytes(pkg)
+    with pytest.raises(errors.BackboneNotPublished, match=r"committed version 2, but") as info:
+        provisioned.load_model(tmp_path / "p.pkg", backbone_out=out)
+    assert info.value.partial == tmp_path / "backbone.tflite.partial"
+    assert info.value.partial.read_bytes() == backbone
+    assert provisioned.status().model_version == 2
+
+
+def test_refused_load_does_not_create_the_identity(provisioned: TrustedApp, roles: Roles,
+                                                  tmp_path: Path) -> None:
+    # A refused artefact changes nothing, the device identity included
+    # (issue 10, item 4: LOAD_BEGIN created it before checking the envelope).
+    stranger = parse_device_record(_other_devices(1)[0])
+    assert not provisioned.status().has_identity
+    refusals = {errors.Malformed: b"\x00" * 64,
+                errors.UnknownSigner: make_package(Ed25519PrivateKey.generate(), [stranger],
+                                                   version=2),
+                errors.NotForThisDevice: make_package(roles.signer, [stranger], version=2)}
+    for cls, pkg in refusals.items():
+        with pytest.raises(cls):
+            provisioned.load_model(pkg)
+        assert not provisioned.status().has_identity, cls
+
+
 def _other_devices(n: int) -> list[bytes]:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 

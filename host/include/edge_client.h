@@ -30,6 +30,14 @@ extern "C" {
 typedef struct edge_client edge_client;
 
 /*
+ * A result of the client itself (origin TEEC_ORIGIN_API), not of the TA:
+ * edge_load_model_file's TA committed the package, but the backbone could not
+ * be moved to backbone_path; it is complete and synced at backbone_path
+ * followed by ".partial", for the caller to move.
+ */
+#define EDGE_CLIENT_ERR_BACKBONE_NOT_PUBLISHED 0xED6E1001
+
+/*
  * Opens a context on the TEE named `tee_name` (NULL for the default TEE; for
  * the simulated secure world, its state directory) and a session with the
  * edge TA.
