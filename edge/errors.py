@@ -52,6 +52,12 @@ class SignatureInvalid(EdgeError):
     refusal = "signature"
 
 
+class WeakKey(EdgeError):
+    """A public key that is off the curve, non-canonical or of small order."""
+
+    refusal = "weak-key"
+
+
 class UnknownSigner(EdgeError):
     """An artefact names a signer key that is not the expected anchor."""
 

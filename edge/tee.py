@@ -48,6 +48,7 @@ _TA_REFUSALS: dict[int, type[errors.EdgeError]] = {
     tee_abi.EDGE_ERR_POLICY_VIOLATION: errors.PolicyViolation,
     tee_abi.EDGE_ERR_BUDGET_EXHAUSTED: errors.BudgetExhausted,
     tee_abi.EDGE_ERR_NO_POLICY: errors.NoPolicy,
+    tee_abi.EDGE_ERR_WEAK_KEY: errors.WeakKey,
 }
 
 _ORIGINS = {

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edge.errors import ConfigError
-from edge.formats.keys import PUBKEY_SIZE, ed25519_raw_public
+from edge.formats.keys import PUBKEY_SIZE, ed25519_public_from_raw, ed25519_raw_public
 
 ROLES = ("model-signer", "aggregator")
 PRIVATE_SUFFIX = ".key"
@@ -75,7 +75,7 @@ def private_pem(key: Ed25519PrivateKey) -> bytes:
 def public_pem(pub: Ed25519PublicKey | bytes) -> bytes:
     """Return the SubjectPublicKeyInfo PEM of a public key (object or raw 32 bytes)."""
     if isinstance(pub, bytes | bytearray):
-        pub = Ed25519PublicKey.from_public_bytes(bytes(pub))
+        pub = ed25519_public_from_raw(bytes(pub))
     return pub.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -123,9 +123,11 @@ def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
 
 
 def load_public_key(path: str | os.PathLike[str]) -> bytes:
-    """Load an Ed25519 public key (SPKI PEM, or a raw 32-byte file) as raw bytes."""
+    """Load an Ed25519 public key (SPKI PEM, or a raw 32-byte file) as raw bytes;
+    ``WeakKey`` for a key off the curve, non-canonical or of small order."""
     data = _read_key_file(path, "public key")
     if len(data) == PUBKEY_SIZE and not data.startswith(b"-----"):
+        ed25519_public_from_raw(data, f"public key {os.fspath(path)}")
         return data
     try:
         key = serialization.load_pem_public_key(data)
@@ -135,7 +137,9 @@ def load_public_key(path: str | os.PathLike[str]) -> bytes:
         ) from exc
     if not isinstance(key, Ed25519PublicKey):
         raise ConfigError(f"public key {os.fspath(path)}: not an Ed25519 key")
-    return ed25519_raw_public(key)
+    raw = ed25519_raw_public(key)
+    ed25519_public_from_raw(raw, f"public key {os.fspath(path)}")
+    return raw
 
 
 def load_public_key_raw(path: str | os.PathLike[str]) -> bytes:

@@ -705,6 +705,7 @@ EDGE_API const char *edge_result_name(uint32_t result)
 	case EDGE_ERR_POLICY_VIOLATION: return "weaker than policy";
 	case EDGE_ERR_BUDGET_EXHAUSTED: return "budget exhausted";
 	case EDGE_ERR_NO_POLICY: return "no privacy policy";
+	case EDGE_ERR_WEAK_KEY: return "weak key";
 	case 0xFFFF300F: return "overflow";
 	case EDGE_CLIENT_ERR_BACKBONE_NOT_PUBLISHED:
 		return "package committed, backbone not moved into place";

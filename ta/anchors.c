@@ -5,6 +5,7 @@
 #include <tee_internal_api.h>
 
 #include "anchors.h"
+#include "ed25519_strict.h"
 #include "bytes.h"
 #include "crypto.h"
 #include "envelope.h"
@@ -78,6 +79,12 @@ TEE_Result anchors_install(struct edge_anchors *a,
 		return EDGE_ERR_ALREADY_PROVISIONED;
 	if (res != EDGE_ERR_NOT_PROVISIONED)
 		return res;
+	/* A key of small order or off the curve lets anyone sign, or no one. */
+	res = ed25519_check_pub(keys);
+	if (!res)
+		res = ed25519_check_pub(keys + EDGE_PUBKEY_SIZE);
+	if (res)
+		return res;
 	res = anchors_init(&tmp, keys, keys + EDGE_PUBKEY_SIZE);
 	if (res)
 		return res;
@@ -133,6 +140,10 @@ TEE_Result anchors_check_statement(const struct edge_anchors *cur,
 		return TEE_ERROR_BAD_FORMAT;
 	if (anchor->epoch == UINT64_MAX || epoch != anchor->epoch + 1)
 		return EDGE_ERR_STALE_STATEMENT;
+
+	res = ed25519_check_pub(new_pub);
+	if (res)
+		return res;
 
 	tmp = *cur;
 	TEE_MemMove(tmp.role[role - 1].pub, new_pub, EDGE_PUBKEY_SIZE);

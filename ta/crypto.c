@@ -6,6 +6,7 @@
 #include <tee_internal_api.h>
 
 #include "crypto.h"
+#include "ed25519_strict.h"
 
 /* Large inputs are fed to the digest in pieces of this size. */
 #define DIGEST_PIECE	(64 * 1024)
@@ -69,6 +70,12 @@ TEE_Result edge_ed25519_verify(const uint8_t pub[32],
 	TEE_Attribute attr = { };
 	TEE_Result res = TEE_ERROR_GENERIC;
 
+	/* Strict verification: GP's (RFC 8032's) lets small-order keys and R forge. */
+	if (ed25519_check_pub(pub))
+		return TEE_ERROR_SIGNATURE_INVALID;
+	res = ed25519_check_sig(sig);
+	if (res)
+		return res;
 	res = TEE_AllocateTransientObject(TEE_TYPE_ED25519_PUBLIC_KEY, 256,
 					  &key);
 	if (res)

@@ -3,6 +3,7 @@ cflags-y += -Werror
 srcs-y += entry.c
 srcs-y += commands.c
 srcs-y += crypto.c
+srcs-y += ed25519_strict.c
 srcs-y += kdf.c
 srcs-y += envelope.c
 srcs-y += storage.c

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 from cryptography.exceptions import InvalidSignature
 
-from edge.errors import EdgeError
+from edge.errors import EdgeError, SignatureInvalid
 from edge.formats.device import DeviceRecord
+from edge.formats.ed25519_strict import check_signature_form
 from edge.formats.envelope import Kind, parse_envelope
 from edge.formats.keys import ed25519_public_from_raw
 from edge.formats.update import MAX_UPDATE_SIZE, NORM_SLACK, SealedUpdate, l2_norm, parse_update
@@ -89,8 +90,9 @@ def verify(
                             device_id=device_id)
     digest = env.digest()  # the signed message; also the update's id
     try:
+        check_signature_form(env.signature)
         ed25519_public_from_raw(record.ed25519_pub).verify(env.signature, digest)
-    except InvalidSignature:
+    except (InvalidSignature, SignatureInvalid):
         raise UpdateRefused("signature", f"signature does not verify under the identity key "
                             f"of device {device_id.hex()}", device_id=device_id) from None
     try:

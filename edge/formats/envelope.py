@@ -19,6 +19,7 @@ from edge.errors import (
     UnsupportedVersion,
     WrongKind,
 )
+from edge.formats.ed25519_strict import check_signature_form
 from edge.formats.keys import KEY_ID_SIZE, ed25519_public_from_raw, ed25519_raw_public, key_id
 
 MAGIC = b"EDGE"
@@ -185,6 +186,7 @@ def verify_envelope(envelope: Envelope, signer_pub: bytes) -> None:
             f"{expected.hex()}"
         )
     pub = ed25519_public_from_raw(signer_pub, "signer public key")
+    check_signature_form(envelope.signature, f"envelope: {kind_name(envelope.kind)} signature")
     try:
         pub.verify(envelope.signature, envelope.digest())
     except InvalidSignature as exc:

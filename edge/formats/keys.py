@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from edge.errors import Malformed
+from edge.formats.ed25519_strict import check_public_key
 
 PUBKEY_SIZE = 32
 KEY_ID_SIZE = 16
@@ -39,9 +40,11 @@ def x25519_raw_public(key: X25519PrivateKey | X25519PublicKey) -> bytes:
 
 
 def ed25519_public_from_raw(raw: bytes, what: str = "Ed25519 public key") -> Ed25519PublicKey:
-    """Load a raw Ed25519 public key, refusing a wrong length (``Malformed``)."""
+    """Load a raw Ed25519 public key: ``Malformed`` for a wrong length, ``WeakKey`` for a
+    key that is off the curve, non-canonical or of small order."""
     if len(raw) != PUBKEY_SIZE:
         raise Malformed(f"{what}: {len(raw)} bytes, expected {PUBKEY_SIZE}")
+    check_public_key(bytes(raw), what)
     try:
         return Ed25519PublicKey.from_public_bytes(bytes(raw))
     except ValueError as exc:

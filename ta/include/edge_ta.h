@@ -134,6 +134,7 @@
 #define EDGE_ERR_POLICY_VIOLATION	0xED6E000E /* weaker than the policy */
 #define EDGE_ERR_BUDGET_EXHAUSTED	0xED6E000F /* steps exceed what is left */
 #define EDGE_ERR_NO_POLICY		0xED6E0010 /* no privacy policy yet */
+#define EDGE_ERR_WEAK_KEY		0xED6E0011 /* key off-curve/small order */
 
 /* Sizes and limits (docs/formats.md explains each). */
 #define EDGE_PUBKEY_SIZE		32

@@ -578,6 +578,71 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
     return files, rows
 
 
+def ed25519_points() -> list[tuple[str, str, str]]:
+    """Rows of ed25519_points.tsv: (hex encoding, class, note) for the strict key check.
+
+    Every point of order dividing 8 (found as multiples of [L]Q for a Q whose
+    [L]Q has order 8), non-canonical encodings (y >= p; x = 0 with the sign bit
+    set), encodings with no curve point, and public keys of real key pairs.
+    """
+    from edge.formats import ed25519_strict as ed
+
+    p = ed.P
+
+    def enc(x: int, y: int) -> str:
+        return (y | ((x & 1) << 255)).to_bytes(32, "little").hex()
+
+    def add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+        (x1, y1), (x2, y2) = a, b
+        t = ed.D * x1 * x2 * y1 * y2 % p
+        return ((x1 * y2 + y1 * x2) * pow(1 + t, p - 2, p) % p,
+                (y1 * y2 + x1 * x2) * pow(1 - t, p - 2, p) % p)
+
+    def mul(k: int, pt: tuple[int, int]) -> tuple[int, int]:
+        acc, cur = (0, 1), pt
+        while k:
+            if k & 1:
+                acc = add(acc, cur)
+            cur, k = add(cur, cur), k >> 1
+        return acc
+
+    rows: list[tuple[str, str, str]] = []
+    torsion: tuple[int, int] | None = None
+    for counter in range(1000):
+        y = int.from_bytes(hashlib.sha256(b"edge torsion %d" % counter).digest(), "little") % p
+        point = ed.decode_point(y.to_bytes(32, "little"))
+        if isinstance(point, str):
+            continue
+        q = mul(ed.L, point)
+        if mul(4, q) != (0, 1):  # order exactly 8
+            torsion = q
+            break
+    assert torsion is not None
+    for k in range(8):
+        pt = mul(k, torsion)
+        rows.append((enc(*pt), "small-order", f"[{k}]T, T of order 8"))
+    for k in range(19):  # y = p + k < 2^255: the only non-canonical y values
+        rows.append(((p + k).to_bytes(32, "little").hex(), "non-canonical", f"y = p + {k}"))
+    rows.append((((1 << 255) | 1).to_bytes(32, "little").hex(), "non-canonical",
+                 "identity with the sign bit set (x = 0)"))
+    found = 0
+    for counter in range(1000):
+        raw = hashlib.sha256(b"edge off-curve %d" % counter).digest()
+        raw = raw[:31] + bytes([raw[31] & 0x7F])
+        if ed.decode_point(raw) == "not a point of the curve":
+            rows.append((raw.hex(), "off-curve", f"no x for this y ({counter})"))
+            found += 1
+            if found == 4:
+                break
+    for label in ("model_signer", "aggregator", "device_identity"):
+        rows.append((ed25519_raw_public(ed_key(label)).hex(), "ok", f"public key of {label}"))
+    for k in (1, 2, 3, 12345):  # multiples of the base point B, y = 4/5
+        base = (ed.decode_point((4 * pow(5, p - 2, p) % p).to_bytes(32, "little")))
+        rows.append((enc(*mul(k, base)), "ok", f"[{k}]B"))
+        rows.append((enc(*add(mul(k, base), torsion)), "ok", f"[{k}]B + T (mixed order)"))
+    return rows
+
+
 def write_all(out: Path) -> None:
     """Write the vector files, manifest.json, keys.tsv and index.tsv into ``out``."""
     files, rows = build_all()
@@ -589,6 +654,9 @@ def write_all(out: Path) -> None:
         (out / name).write_bytes(data)
     keys = keys_table()
     (out / "keys.tsv").write_text("".join(f"{k}\t{v}\n" for k, v in keys.items()))
+    (out / "ed25519_points.tsv").write_text(
+        "# encoding\tclass (ok, small-order, non-canonical, off-curve)\tnote\n"
+        + "".join("\t".join(r) + "\n" for r in ed25519_points()))
     lines = ["\t".join(INDEX_COLUMNS)]
     for r in rows:
         lines.append(
