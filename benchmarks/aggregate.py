@@ -63,7 +63,8 @@ def bench_verify(devices: list[FakeDevice], updates: list[bytes], ticket: bytes,
     """Seconds to verify and aggregate every update; and the mean."""
     records = {d.device_id: parse_device_record(d.record) for d in devices}
     t = parse_ticket(ticket)
-    view = RoundView(1, t.nonce, 1, params, t.update_clip, frozenset(records))
+    view = RoundView(1, t.nonce, 1, params, t.update_clip, frozenset(records),
+                     t.noise_multiplier, t.example_clip)
     topics = [update_topic(FLEET, d.device_id) for d in devices]
     start = time.perf_counter()
     acc = fedavg.RunningSum.empty(params)

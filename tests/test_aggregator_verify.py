@@ -155,3 +155,22 @@ def test_ticket_fields_come_from_config(fleet: Fleet) -> None:
     assert (t.round_id, t.model_version, t.update_clip, t.epochs, t.batch_size) == (1, 1, 1.0,
                                                                                     1, 8)
     assert t.deadline - t.issued_at in (30, 31)
+
+
+def test_every_ticket_bound_field_is_checked(fleet: Fleet) -> None:
+    # Issue 10, item 5: an enrolled key could send sigma = 0, C = 1e30, steps = 0
+    # and n = 2^32 - 1, and n was that update's FedAvg weight.
+    a = fleet.devices[0]
+    ta = fleet.tickets[a.device_id]
+    cases = [
+        ("ticket-mismatch", {"noise_multiplier": 0.0}, "noise_multiplier"),
+        ("ticket-mismatch", {"example_clip": 1e30}, "example_clip"),
+        ("malformed", {"steps": 0}, "steps"),
+        ("malformed", {"example_count": 0}, "example"),
+        ("oversized", {"example_count": 2**32 - 1}, "examples"),
+    ]
+    for refusal, override, word in cases:
+        assert fleet.send(a, a.update(ta, fleet.delta(), **override)) == refusal, override
+        assert word in fleet.store.audit_rows()[-1]["reason"], override
+    assert fleet.store.accepted(1) == {}
+    assert fleet.send(a, a.update(ta, fleet.delta())) is None

@@ -21,7 +21,7 @@ import numpy as np
 
 from edge.errors import ConfigError
 from edge.formats.device import DeviceRecord
-from edge.formats.ticket import NONCE_SIZE, build_ticket
+from edge.formats.ticket import NONCE_SIZE, build_ticket, parse_ticket
 from edge.protocol import model_topic, ticket_topic
 from firmware_sign.keys import load_private_key
 from firmware_sign.package_builder import build_package, head_plaintext
@@ -142,8 +142,11 @@ class RoundManager:
         cp = self.store.latest_checkpoint()
         assert cp is not None
         params = cp.W.size + cp.b.size
+        tickets = self.store.tickets(r.round_id)
+        # Every ticket of a round carries the same training fields.
+        first = parse_ticket(next(iter(tickets.values())))
         self._view = RoundView(r.round_id, r.nonce, r.model_version, params, r.update_clip,
-                               frozenset(self.store.tickets(r.round_id)))
+                               frozenset(tickets), first.noise_multiplier, first.example_clip)
         self._accepted = self.store.accepted(r.round_id)
         total = r.sum if r.sum is not None else np.zeros(params, dtype=np.float64)
         self._running = fedavg.RunningSum(total, r.weight, r.count)

@@ -16,11 +16,12 @@ from edge.formats.envelope import Kind, parse_envelope
 from edge.formats.keys import ed25519_public_from_raw
 from edge.formats.update import MAX_UPDATE_SIZE, NORM_SLACK, SealedUpdate, l2_norm, parse_update
 from edge.protocol import device_from_update_topic
+from edge.tee_abi import MAX_TRAIN_EXAMPLES
 
 # Refusal classes the aggregator writes to its audit log.
 REFUSALS = ("malformed", "unsupported-version", "wrong-kind", "oversized", "topic-mismatch",
             "unknown-device", "signature", "wrong-round", "replay", "wrong-model",
-            "not-in-cohort", "duplicate", "norm")
+            "not-in-cohort", "duplicate", "norm", "ticket-mismatch")
 
 
 class UpdateRefused(EdgeError):
@@ -42,6 +43,8 @@ class RoundView:
     param_count: int
     update_clip: float
     cohort: Collection[bytes]
+    noise_multiplier: float  # the ticket's sigma and C, as float32 values
+    example_clip: float
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,29 @@ def verify(
     return Accepted(device_id, uid, upd.example_count, upd.delta, upd)
 
 
+def _check_training(upd: SealedUpdate, rnd: RoundView, device_id: bytes) -> None:
+    """The training the update claims: what the ticket asked, and what a TA can do.
+
+    The example count is the update's FedAvg weight, so it is bounded by what
+    TRAIN_AND_SEAL accepts; sigma and C must be the ticket's exactly (the TA
+    seals the values it trained with).
+    """
+    if upd.example_count == 0:
+        raise UpdateRefused("malformed", "example count 0: an update trains on at least one "
+                            "example", device_id=device_id)
+    if upd.example_count > MAX_TRAIN_EXAMPLES:
+        raise UpdateRefused("oversized", f"{upd.example_count} examples exceed the "
+                            f"{MAX_TRAIN_EXAMPLES} a TA trains on per round", device_id=device_id)
+    if upd.steps == 0:
+        raise UpdateRefused("malformed", "steps 0: the TA seals only after training",
+                            device_id=device_id)
+    for name, got, want in (("noise_multiplier", upd.noise_multiplier, rnd.noise_multiplier),
+                            ("example_clip", upd.example_clip, rnd.example_clip)):
+        if got != want:
+            raise UpdateRefused("ticket-mismatch", f"{name} {got:.6g}, the ticket set "
+                                f"{want:.6g}", device_id=device_id)
+
+
 def _check_round(upd: SealedUpdate, rnd: RoundView | None, device_id: bytes) -> None:
     """Binding to the open round, cohort membership, parameter count and norm bound."""
     if rnd is None:
@@ -136,6 +162,7 @@ def _check_round(upd: SealedUpdate, rnd: RoundView | None, device_id: bytes) -> 
     if upd.param_count != rnd.param_count:
         raise UpdateRefused("malformed", f"{upd.param_count} parameters, the head has "
                             f"{rnd.param_count}", device_id=device_id)
+    _check_training(upd, rnd, device_id)
     bound = float(np.float32(rnd.update_clip))
     if upd.update_clip != bound:
         raise UpdateRefused("norm", f"update clip {upd.update_clip:.6g}, the ticket set "
