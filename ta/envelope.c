@@ -13,18 +13,18 @@ TEE_Result envelope_precheck(const uint8_t *hdr, size_t len, uint16_t kind,
 {
 	uint64_t total = 0;
 
+	/* The order of docs/formats.md, shared with edge/formats/envelope.py. */
 	if (len < EDGE_ENVELOPE_HEADER_SIZE)
 		return TEE_ERROR_BAD_FORMAT;
 	total = (uint64_t)EDGE_ENVELOPE_HEADER_SIZE + get_le32(hdr + 8) +
 		EDGE_SIG_SIZE;
-	if ((uint64_t)len < total)
-		return TEE_ERROR_BAD_FORMAT;
 	if (TEE_MemCompare(hdr, EDGE_MAGIC, 4))
 		return TEE_ERROR_BAD_FORMAT;
 	if (get_le16(hdr + 4) != EDGE_FORMAT_VERSION)
 		return EDGE_ERR_UNSUPPORTED_VERSION;
 	if (get_le16(hdr + 6) != kind)
 		return EDGE_ERR_WRONG_KIND;
+	/* Decided from the header alone: no need to send a huge artefact. */
 	if (total > (uint64_t)max_len)
 		return TEE_ERROR_EXCESS_DATA;
 	if ((uint64_t)len != total)

@@ -65,15 +65,17 @@ TEE_Result pkg_parse_manifest(const uint8_t *body, size_t body_len,
 	    m->metadata_len > EDGE_MAX_METADATA)
 		return TEE_ERROR_EXCESS_DATA;
 	if (backbone) {
+		/* Order and classes as check_backbone_layout in Python. */
 		if (m->backbone_len < 1 ||
-		    m->chunk_log2 < EDGE_MIN_CHUNK_LOG2 ||
-		    m->chunk_log2 > EDGE_MAX_CHUNK_LOG2)
+		    m->chunk_log2 < EDGE_MIN_CHUNK_LOG2)
 			return TEE_ERROR_BAD_FORMAT;
+		if (m->chunk_log2 > EDGE_MAX_CHUNK_LOG2)
+			return TEE_ERROR_EXCESS_DATA;
 		chunk = (uint64_t)1 << m->chunk_log2;
 		/* ceil(L / C) without overflowing L + C - 1. */
 		n = (m->backbone_len >> m->chunk_log2) +
 		    ((m->backbone_len & (chunk - 1)) != 0);
-		if (n > EDGE_MAX_CHUNKS)
+		if (n > EDGE_MAX_CHUNKS || m->chunk_count > EDGE_MAX_CHUNKS)
 			return TEE_ERROR_EXCESS_DATA;
 		if (m->chunk_count != n)
 			return TEE_ERROR_BAD_FORMAT;

@@ -161,9 +161,12 @@ def check_backbone_layout(backbone_len: int, chunk_log2: int, chunk_count: int) 
         raise Malformed(f"manifest: chunk_log2 {chunk_log2} is below {MIN_CHUNK_LOG2}")
     if chunk_log2 > MAX_CHUNK_LOG2:
         raise Oversized(f"manifest: chunk_log2 {chunk_log2} exceeds {MAX_CHUNK_LOG2}")
+    expected = chunks_for(backbone_len, chunk_log2)
+    if expected > MAX_CHUNKS:
+        raise Oversized(f"manifest: a backbone of {backbone_len} bytes in chunks of "
+                        f"{1 << chunk_log2} needs {expected} chunks, over {MAX_CHUNKS}")
     if chunk_count > MAX_CHUNKS:
         raise Oversized(f"manifest: chunk count {chunk_count} exceeds {MAX_CHUNKS}")
-    expected = chunks_for(backbone_len, chunk_log2)
     if chunk_count != expected:
         raise Malformed(
             f"manifest: chunk count {chunk_count} but backbone of {backbone_len} bytes in "

@@ -39,7 +39,7 @@ from edge.formats.keys import (  # noqa: E402
     x25519_private_raw,
     x25519_raw_public,
 )
-from edge.formats.manifest import MAX_MANIFEST_SIZE, RECIPIENT_SIZE  # noqa: E402
+from edge.formats.manifest import MAX_CHUNKS, MAX_MANIFEST_SIZE, RECIPIENT_SIZE  # noqa: E402
 from firmware_sign.package_builder import build_package  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parent
@@ -478,6 +478,37 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
         package("pkg_oversized_head", head=(4096, 32), enforce_limits=False),
         "oversized",
         "head 4096x32: I*O+O = 131104 > 131072, each dimension in range, manifest < 1 MiB",
+    )
+
+    def too_many_chunks(_h: bytearray, body: bytearray) -> None:
+        log2 = body[80]
+        body[72:80] = struct.pack("<Q", (MAX_CHUNKS + 1) << log2)
+
+    pkg(
+        "pkg_backbone_too_many_chunks",
+        resign(public, too_many_chunks),
+        "oversized",
+        "backbone length implying 4097 chunks (chunk count field unchanged), re-signed: the "
+        "implied count is over the limit before it is compared",
+    )
+
+    def big_chunks(_h: bytearray, body: bytearray) -> None:
+        body[80] = 21
+
+    pkg(
+        "pkg_chunk_log2_too_large",
+        resign(public, big_chunks),
+        "oversized",
+        "chunk_log2 = 21 (limit 20), re-signed",
+    )
+    huge = bytearray(head_only)
+    huge[8:12] = struct.pack("<I", 0x7FFFFF00)
+    pkg(
+        "pkg_oversized_header",
+        bytes(huge),
+        "oversized",
+        "header claims a body of 2 GiB in a short input: oversized from the header alone, "
+        "before the truncation check",
     )
 
     # --- manifest field defects (re-signed) ---
