@@ -142,6 +142,12 @@ class PolicyViolation(EdgeError):
     refusal = "weaker-than-policy"
 
 
+class InferenceDisabled(EdgeError):
+    """The active package releases nothing of the head to INFER."""
+
+    refusal = "infer-disabled"
+
+
 class BudgetExhausted(EdgeError):
     """The privacy budget cannot cover the steps a round would take."""
 

@@ -47,7 +47,8 @@ uint32_t edge_load_model_file(edge_client *c, const char *package_path,
                               const char *backbone_path, uint64_t *backbone_len,
                               uint64_t *version, uint32_t *origin);
 uint32_t edge_infer(edge_client *c, const float *features, uint32_t n, size_t features_len,
-                    float *scores, size_t *scores_len, uint32_t *origin);
+                    void *out, size_t *out_len, uint32_t *release, uint32_t *rows_left,
+                    uint32_t *origin);
 uint32_t edge_verify_ticket(edge_client *c, const uint8_t *ticket, size_t ticket_len,
                             uint64_t ree_time, uint32_t *steps_left, uint32_t *steps_per_round,
                             uint32_t *origin);

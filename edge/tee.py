@@ -23,6 +23,7 @@ from types import TracebackType
 import numpy as np
 
 from edge import errors, tee_abi
+from edge.formats.manifest import InferRelease
 from edge.native import Native, load
 
 _TA_REFUSALS: dict[int, type[errors.EdgeError]] = {
@@ -49,6 +50,7 @@ _TA_REFUSALS: dict[int, type[errors.EdgeError]] = {
     tee_abi.EDGE_ERR_BUDGET_EXHAUSTED: errors.BudgetExhausted,
     tee_abi.EDGE_ERR_NO_POLICY: errors.NoPolicy,
     tee_abi.EDGE_ERR_WEAK_KEY: errors.WeakKey,
+    tee_abi.EDGE_ERR_INFER_DISABLED: errors.InferenceDisabled,
 }
 
 _ORIGINS = {
@@ -138,6 +140,21 @@ class TicketAccepted:
 
     steps_left: int
     steps_per_round: int  # Poisson sampling; 0 when it depends on the example count
+
+
+@dataclass(frozen=True)
+class Inference:
+    """What INFER released: every score, the k best labels (best first) or the label.
+
+    ``scores`` is n x head_out float32 under the ``scores`` release, else None;
+    ``labels`` is n x k (top-k) or n (label), else None. ``rows_left`` is the
+    query budget left for this model version (None: the package sets none).
+    """
+
+    release: InferRelease
+    scores: np.ndarray | None
+    labels: np.ndarray | None
+    rows_left: int | None
 
 
 @dataclass(frozen=True)
@@ -326,8 +343,8 @@ class TrustedApp:
         _raise_for(self._native, "load model", code, origin[0])
         return LoadedModel(version[0], None, out_path, length[0])
 
-    def infer(self, features: np.ndarray) -> np.ndarray:
-        """Scores (n x head_out) of the active head on features (n x head_in)."""
+    def infer(self, features: np.ndarray) -> Inference:
+        """What the active package releases of the head on features (n x head_in)."""
         x = np.ascontiguousarray(features, dtype="<f4")
         if x.ndim == 1:
             x = x[None, :]
@@ -337,8 +354,10 @@ class TrustedApp:
         if n > tee_abi.MAX_INFER_BATCH:
             raise errors.Oversized(f"batch of {n} rows exceeds {tee_abi.MAX_INFER_BATCH}")
         ffi, lib = self._native.ffi, self._native.lib
-        out = np.empty((n, tee_abi.MAX_HEAD_OUT), dtype="<f4")
+        out = np.empty(n * tee_abi.MAX_HEAD_OUT * 4, dtype=np.uint8)
         out_len = ffi.new("size_t *", out.nbytes)
+        release = ffi.new("uint32_t *")
+        left = ffi.new("uint32_t *")
         origin = ffi.new("uint32_t *")
         with self._lock:
             code = lib.edge_infer(
@@ -346,13 +365,27 @@ class TrustedApp:
                 ffi.from_buffer("float[]", x),
                 n,
                 x.nbytes,
-                ffi.from_buffer("float[]", out),
+                ffi.from_buffer(out),
                 out_len,
+                release,
+                left,
                 origin,
             )
+        if code == tee_abi.EDGE_ERR_BUDGET_EXHAUSTED:
+            raise errors.BudgetExhausted(
+                f"infer: {n} rows exceed the query budget left for this model version",
+                code=code, origin=origin[0])
         _raise_for(self._native, "infer", code, origin[0])
         per_row = out_len[0] // 4 // n
-        return out.reshape(-1)[: n * per_row].reshape(n, per_row).copy()
+        rows = out[: n * per_row * 4]
+        rows_left = None if left[0] == tee_abi.INFER_UNLIMITED else int(left[0])
+        if release[0] == InferRelease.SCORES:
+            return Inference(InferRelease.SCORES, rows.view("<f4").reshape(n, per_row).copy(),
+                             None, rows_left)
+        labels = rows.view("<u4").reshape(n, per_row).astype(np.int64)
+        if release[0] == InferRelease.LABEL:
+            labels = labels[:, 0]
+        return Inference(InferRelease(release[0]), None, labels, rows_left)
 
     # -- private training ---------------------------------------------------
     def install_policy(self, policy: bytes) -> None:

@@ -25,7 +25,12 @@ from edge.formats.envelope import (
     verify_envelope,
 )
 from edge.formats.keys import key_id
-from edge.formats.manifest import parse_manifest
+from edge.formats.manifest import (
+    INFER_RELEASE_NAMES,
+    InferPolicy,
+    InferRelease,
+    parse_manifest,
+)
 from edge.formats.package import PackageSource, read_manifest, verify_package
 from edge.formats.policy import POLICY_SIZE, parse_policy
 from edge.formats.ticket import TICKET_SIZE, parse_ticket
@@ -48,6 +53,17 @@ PROG = "firmware-sign"
 MIN_CHUNK, MAX_CHUNK = 4096, 1 << 20
 MAX_U64 = 2**64 - 1
 T = TypeVar("T")
+
+
+def _u32(text: str) -> int:
+    """argparse type: an integer in 0..2^32-1."""
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{value} is not in 0..2^32-1")
+    return value
 
 
 def _u64(text: str) -> int:
@@ -164,6 +180,10 @@ def cmd_pack(args: argparse.Namespace) -> int:
     w, b = load_head(args.head)
     recipients = [load_device(p) for p in args.to]
     metadata = load_metadata(args.metadata) if args.metadata else None
+    release = {v: k for k, v in INFER_RELEASE_NAMES.items()}[args.infer]
+    if (release == InferRelease.TOPK) != (args.infer_top_k is not None):
+        raise _UsageError("--infer top-k needs --infer-top-k K, and only it takes one")
+    infer = InferPolicy(release, args.infer_top_k or 0, args.infer_budget, args.feature_bound)
 
     def write(fh: BinaryIO) -> Any:
         return build_package(
@@ -177,6 +197,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
             encrypt_backbone=args.encrypt_backbone,
             chunk_log2=args.chunk_size,
             metadata=metadata,
+            infer=infer,
         )
 
     m = _write_atomic(Path(args.out), write)
@@ -356,6 +377,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="power of two in 4096..1048576 (default 65536)",
     )
     pack.add_argument("--metadata", metavar="FILE.json")
+    pack.add_argument(
+        "--infer", choices=list(INFER_RELEASE_NAMES.values()), default="label",
+        help="what the TA's INFER may release of the head (default: label; scores give "
+             "the head away to anyone who can query it, see docs/formats.md)")
+    pack.add_argument("--infer-top-k", type=int, metavar="K", help="labels per row for top-k")
+    pack.add_argument("--infer-budget", type=_u32, default=0, metavar="ROWS",
+                      help="rows INFER answers per model version (default 0: no budget)")
+    pack.add_argument("--feature-bound", type=float, default=0.0, metavar="B",
+                      help="refuse features with |x| > B (default 0: finite values only)")
     pack.set_defaults(func=cmd_pack)
 
     anchor = sub.add_parser("anchor", help="trust anchor statements").add_subparsers(

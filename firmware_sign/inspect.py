@@ -40,6 +40,12 @@ def describe_package(env: Envelope, m: PackageManifest) -> dict[str, Any]:
             "payload_len": m.payload_len,
         },
         "recipients": [r.device_id.hex() for r in m.recipients],
+        "infer": {
+            "release": m.infer.name,
+            "top_k": m.infer.top_k,
+            "query_budget_rows": m.infer.budget or "none",
+            "feature_bound": m.infer.feature_bound or "none",
+        },
         "metadata": m.metadata_object(),
     }
 

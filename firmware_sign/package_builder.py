@@ -41,9 +41,11 @@ from edge.formats.manifest import (
     MAX_MANIFEST_SIZE,
     MIN_CHUNK_LOG2,
     PACKAGE_ID_SIZE,
+    InferPolicy,
     PackageManifest,
     Recipient,
     check_head_shape,
+    check_infer_policy,
     check_metadata,
     check_recipient_count,
     chunks_for,
@@ -164,12 +166,16 @@ def build_package(
     content_key: bytes | None = None,
     ephemeral_key: X25519PrivateKey | None = None,
     enforce_limits: bool = True,
+    infer: InferPolicy | None = None,
 ) -> PackageManifest:
     """Write a signed package to ``out`` and return its manifest.
 
     ``package_id``, ``content_key``, ``ephemeral_key`` and ``enforce_limits=False``
-    exist only for deterministic test vectors; releases leave them unset.
+    exist only for deterministic test vectors; releases leave them unset. ``infer``
+    says what the TA's INFER may release of the head (default: the label only, no
+    query budget).
     """
+    infer = infer if infer is not None else InferPolicy()
     if not 1 <= version <= MAX_VERSION:
         raise ConfigError(f"version {version} is not in 1..2^64-1")
     plain_head, head_in, head_out = head_plaintext(W, b)
@@ -190,6 +196,7 @@ def build_package(
         check_head_shape(head_in, head_out)
         check_recipient_count(len(recipients))
         check_metadata(meta)
+        check_infer_policy(infer, head_out)
         if count > MAX_CHUNKS:
             raise Oversized(
                 f"backbone: {length} bytes in chunks of {1 << chunk_log2} make {count} chunks, "
@@ -242,6 +249,7 @@ def build_package(
         chunk_digests=digests,
         head_ciphertext=encrypt_head(hk, plain_head, package_id, version),
         metadata=meta,
+        infer=infer,
     )
     body = encode_manifest(manifest)
     if enforce_limits:

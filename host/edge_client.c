@@ -609,13 +609,34 @@ EDGE_API uint32_t edge_load_model_file(edge_client *c, const char *package_path,
 }
 
 EDGE_API uint32_t edge_infer(edge_client *c, const float *features, uint32_t n,
-			     size_t features_len, float *scores,
-			     size_t *scores_len, uint32_t *origin)
+			     size_t features_len, void *out, size_t *out_len,
+			     uint32_t *release, uint32_t *rows_left,
+			     uint32_t *origin)
 {
-	const struct in_buf in = { features, features_len };
+	TEEC_Operation op;
+	uint32_t res;
 
-	return value_in_out(c, TA_EDGE_CMD_INFER, n, &in, 1, scores,
-			    scores_len, origin);
+	if (!c || !out_len || (!out && *out_len) || (!features && features_len))
+		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+	memset(&op, 0, sizeof(op));
+	op.paramTypes = TEEC_PARAM_TYPES(TEEC_VALUE_INOUT,
+					 TEEC_MEMREF_TEMP_INPUT,
+					 TEEC_MEMREF_TEMP_OUTPUT, TEEC_NONE);
+	op.params[0].value.a = n;
+	op.params[1].tmpref.buffer = (void *)features;
+	op.params[1].tmpref.size = features_len;
+	op.params[2].tmpref.buffer = out;
+	op.params[2].tmpref.size = *out_len;
+	res = invoke(c, TA_EDGE_CMD_INFER, &op, origin);
+	if (res == TEEC_SUCCESS || res == TEEC_ERROR_SHORT_BUFFER)
+		*out_len = op.params[2].tmpref.size;
+	if (res == TEEC_SUCCESS) {
+		if (release)
+			*release = op.params[0].value.a;
+		if (rows_left)
+			*rows_left = op.params[0].value.b;
+	}
+	return res;
 }
 
 EDGE_API uint32_t edge_verify_ticket(edge_client *c, const uint8_t *ticket,
@@ -706,6 +727,7 @@ EDGE_API const char *edge_result_name(uint32_t result)
 	case EDGE_ERR_BUDGET_EXHAUSTED: return "budget exhausted";
 	case EDGE_ERR_NO_POLICY: return "no privacy policy";
 	case EDGE_ERR_WEAK_KEY: return "weak key";
+	case EDGE_ERR_INFER_DISABLED: return "inference not released";
 	case 0xFFFF300F: return "overflow";
 	case EDGE_CLIENT_ERR_BACKBONE_NOT_PUBLISHED:
 		return "package committed, backbone not moved into place";

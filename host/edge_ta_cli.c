@@ -156,7 +156,7 @@ static int cmd_infer(edge_client *c, const char *n_str, const char *in_path,
 	size_t in_len = 0, out_len;
 	uint8_t *in;
 	float *out;
-	uint32_t origin = 0, res;
+	uint32_t origin = 0, res, release = 0, left = 0;
 	int rc;
 
 	if (!end || *end || n == 0 || n > UINT32_MAX)
@@ -174,8 +174,18 @@ static int cmd_infer(edge_client *c, const char *n_str, const char *in_path,
 		return 1;
 	}
 	res = edge_infer(c, (const float *)(void *)in, (uint32_t)n, in_len,
-			 out, &out_len, &origin);
+			 out, &out_len, &release, &left, &origin);
 	rc = report("infer", res, origin);
+	if (!rc) {
+		printf("release: %s\n",
+		       release == EDGE_INFER_SCORES ? "scores (float32)" :
+		       release == EDGE_INFER_TOPK ? "top-k labels (uint32)" :
+		       "label (uint32)");
+		if (left == EDGE_INFER_UNLIMITED)
+			printf("rows left: unlimited\n");
+		else
+			printf("rows left: %" PRIu32 "\n", left);
+	}
 	if (!rc && write_file(out_path, out, out_len)) {
 		fprintf(stderr, "edge-ta-cli: cannot write %s\n", out_path);
 		rc = 1;

@@ -14,6 +14,7 @@
 #include "head.h"
 #include "identity.h"
 #include "package.h"
+#include "query_budget.h"
 #include "dpsgd.h"
 #include "gauss.h"
 #include "policy.h"
@@ -31,6 +32,7 @@ static struct {
 
 	bool model_loaded;
 	struct edge_model model;
+	struct query_budget queries;
 
 	struct pkg_load load;
 	struct edge_session *load_owner;
@@ -402,17 +404,26 @@ TEE_Result edge_cmd_infer(struct edge_session *sess,
 		return res;
 	if (!g.model.present)
 		return EDGE_ERR_NO_MODEL;
+	if (g.model.infer.release == EDGE_INFER_NONE)
+		return EDGE_ERR_INFER_DISABLED;
 	/* n <= 1024, I <= 4096, O <= 1024: no overflow in 64 bits. */
 	in_bytes = (uint64_t)n * g.model.in * 4;
-	out_bytes = (uint64_t)n * g.model.out * 4;
+	out_bytes = infer_out_size(&g.model, n);
 	if ((uint64_t)params[1].memref.size != in_bytes)
 		return TEE_ERROR_BAD_PARAMETERS;
 	if ((uint64_t)params[2].memref.size < out_bytes) {
 		params[2].memref.size = (size_t)out_bytes;
 		return TEE_ERROR_SHORT_BUFFER;
 	}
-	res = head_infer(&g.model, n, params[1].memref.buffer,
-			 params[2].memref.buffer);
+	/* Implausible features are refused before they cost any budget. */
+	res = infer_check_features(&g.model, n, params[1].memref.buffer);
+	if (!res)
+		res = query_budget_charge(&g.queries, &g.model, n);
+	if (!res)
+		res = head_infer(&g.model, n, params[1].memref.buffer,
+				 params[2].memref.buffer);
+	params[0].value.a = g.model.infer.release;
+	params[0].value.b = query_budget_left(&g.queries, &g.model);
 	if (res)
 		return res;
 	params[2].memref.size = (size_t)out_bytes;

@@ -32,6 +32,25 @@ void model_free(struct edge_model *m)
 	TEE_MemFill(m, 0, sizeof(*m));
 }
 
+bool infer_policy_ok(const struct edge_infer_policy *ip, uint32_t out)
+{
+	if (ip->release > EDGE_INFER_SCORES)
+		return false;
+	if (ip->release == EDGE_INFER_TOPK ?
+	    ip->top_k < 1 || ip->top_k >= out : ip->top_k != 0)
+		return false;
+	/* By bits: finite and not negative (a NaN has no sign to trust). */
+	return flt_finite(ip->bound) && !(flt_bits(ip->bound) >> 31);
+}
+
+static void infer_policy_get(struct edge_infer_policy *ip, const uint8_t *p)
+{
+	ip->release = p[0];
+	ip->top_k = get_le16(p + 2);
+	ip->budget = get_le32(p + 4);
+	ip->bound = flt_from_bits(get_le32(p + 8));
+}
+
 static void model_set_fields(struct edge_model *m, uint64_t version,
 			     const uint8_t package_id[16], uint32_t in,
 			     uint32_t out)
@@ -47,13 +66,13 @@ static void model_set_fields(struct edge_model *m, uint64_t version,
 
 TEE_Result model_alloc(struct edge_model *m, uint64_t version,
 		       const uint8_t package_id[16], uint32_t in,
-		       uint32_t out)
+		       uint32_t out, const struct edge_infer_policy *ip)
 {
 	uint8_t *p = NULL;
 	size_t len = 0;
 
 	TEE_MemFill(m, 0, sizeof(*m));
-	if (!head_dims_ok(in, out))
+	if (!head_dims_ok(in, out) || !infer_policy_ok(ip, out))
 		return TEE_ERROR_BAD_PARAMETERS;
 	len = EDGE_MODEL_HEAD_OFF + head_size(in, out);
 	m->rec = TEE_Malloc(len, TEE_MALLOC_FILL_ZERO);
@@ -66,7 +85,12 @@ TEE_Result model_alloc(struct edge_model *m, uint64_t version,
 	TEE_MemMove(p + 8, package_id, 16);
 	put_le32(p + 24, in);
 	put_le32(p + 28, out);
+	p[32] = ip->release;
+	put_le16(p + 34, ip->top_k);
+	put_le32(p + 36, ip->budget);
+	put_le32(p + 40, flt_bits(ip->bound));
 	model_set_fields(m, version, package_id, in, out);
+	m->infer = *ip;
 	return TEE_SUCCESS;
 }
 
@@ -98,7 +122,9 @@ TEE_Result model_load(struct edge_model *m)
 	version = get_le64(p);
 	in = get_le32(p + 24);
 	out = get_le32(p + 28);
+	infer_policy_get(&m->infer, p + 32);
 	if (!version || !head_dims_ok(in, out) ||
+	    !infer_policy_ok(&m->infer, out) || p[33] ||
 	    len != EDGE_MODEL_HEAD_OFF + head_size(in, out)) {
 		EMSG("stored model record is inconsistent");
 		TEE_MemFill(buf, 0, len);
@@ -121,6 +147,67 @@ static void f32_put(uint8_t *p, float f)
 	put_le32(p, flt_bits(f));
 }
 
+uint64_t infer_out_size(const struct edge_model *m, uint32_t n)
+{
+	switch (m->infer.release) {
+	case EDGE_INFER_SCORES:
+		return (uint64_t)n * m->out * 4;
+	case EDGE_INFER_TOPK:
+		return (uint64_t)n * m->infer.top_k * 4;
+	case EDGE_INFER_LABEL:
+		return (uint64_t)n * 4;
+	default:
+		return 0;
+	}
+}
+
+/* A plausible feature: finite, and within the bound when there is one. */
+static bool feature_ok(const struct edge_model *m, float x)
+{
+	if (!flt_finite(x))
+		return false;
+	if (!(flt_bits(m->infer.bound) & 0x7fffffffu))
+		return true;
+	return (x < 0 ? -x : x) <= m->infer.bound;
+}
+
+TEE_Result infer_check_features(const struct edge_model *m, uint32_t n,
+				const uint8_t *x)
+{
+	uint64_t count = (uint64_t)n * m->in;
+
+	for (uint64_t i = 0; i < count; i++)
+		if (!feature_ok(m, f32_get(x + 4 * i)))
+			return TEE_ERROR_BAD_FORMAT;
+	return TEE_SUCCESS;
+}
+
+/* Is score a ranked above score b? NaN ranks last; ties keep the lower index. */
+static bool ranks_above(float a, float b)
+{
+	if (!flt_finite(b) && (flt_bits(b) & 0x007fffffu))
+		return !(!flt_finite(a) && (flt_bits(a) & 0x007fffffu));
+	return a > b;
+}
+
+/* Writes the k best labels of acc[0..out) to dst as u32 LE, best first. */
+static void put_top_labels(uint8_t *dst, const float *acc, size_t out,
+			   size_t k, uint8_t *taken)
+{
+	size_t best = 0;
+
+	TEE_MemFill(taken, 0, out);
+	for (size_t r = 0; r < k; r++) {
+		best = out;
+		for (size_t j = 0; j < out; j++)
+			if (!taken[j] && (best == out ||
+					  ranks_above(acc[j], acc[best])))
+				best = j;
+		taken[best] = 1;
+		put_le32(dst + 4 * r, (uint32_t)best);
+	}
+}
+
 TEE_Result head_infer(const struct edge_model *m, uint32_t n,
 		      const uint8_t *x, uint8_t *y)
 {
@@ -128,7 +215,11 @@ TEE_Result head_infer(const struct edge_model *m, uint32_t n,
 	const size_t out = m->out;
 	const uint8_t *w = m->head;
 	const uint8_t *b = m->head + 4 * in * out;
+	const size_t k = m->infer.release == EDGE_INFER_SCORES ? out :
+			 m->infer.release == EDGE_INFER_TOPK ? m->infer.top_k :
+			 1;
 	uint8_t *row = NULL;	/* input row copy, then output row */
+	uint8_t *taken = NULL;
 	float *xf = NULL;
 	float *acc = NULL;
 	size_t row_bytes = 4 * (in > out ? in : out);
@@ -141,17 +232,25 @@ TEE_Result head_infer(const struct edge_model *m, uint32_t n,
 
 	if (!m->present)
 		return EDGE_ERR_NO_MODEL;
+	if (m->infer.release == EDGE_INFER_NONE)
+		return EDGE_ERR_INFER_DISABLED;
 	row = TEE_Malloc(row_bytes, TEE_MALLOC_FILL_ZERO);
+	taken = TEE_Malloc(out, TEE_MALLOC_FILL_ZERO);
 	xf = TEE_Malloc(in * sizeof(float), TEE_MALLOC_FILL_ZERO);
 	acc = TEE_Malloc(out * sizeof(float), TEE_MALLOC_FILL_ZERO);
-	if (!row || !xf || !acc)
+	if (!row || !taken || !xf || !acc)
 		goto out;
 
 	for (r = 0; r < n; r++) {
-		/* One fetch of the caller's row into TA memory. */
+		/* One fetch of the caller's row into TA memory, checked there. */
 		TEE_MemMove(row, x + r * in * 4, in * 4);
-		for (i = 0; i < in; i++)
+		for (i = 0; i < in; i++) {
 			xf[i] = f32_get(row + 4 * i);
+			if (!feature_ok(m, xf[i])) {
+				res = TEE_ERROR_BAD_FORMAT;
+				goto out;
+			}
+		}
 		for (j = 0; j < out; j++)
 			acc[j] = f32_get(b + 4 * j);
 		for (i = 0; i < in; i++) {
@@ -160,9 +259,13 @@ TEE_Result head_infer(const struct edge_model *m, uint32_t n,
 			for (j = 0; j < out; j++)
 				acc[j] += xi * f32_get(wi + 4 * j);
 		}
-		for (j = 0; j < out; j++)
-			f32_put(row + 4 * j, acc[j]);
-		TEE_MemMove(y + r * out * 4, row, out * 4);
+		if (m->infer.release == EDGE_INFER_SCORES) {
+			for (j = 0; j < out; j++)
+				f32_put(row + 4 * j, acc[j]);
+		} else {
+			put_top_labels(row, acc, out, k, taken);
+		}
+		TEE_MemMove(y + r * k * 4, row, k * 4);
 	}
 	res = TEE_SUCCESS;
 out:
@@ -171,6 +274,7 @@ out:
 		TEE_MemFill(row, 0, row_bytes);
 		TEE_Free(row);
 	}
+	TEE_Free(taken);
 	if (xf) {
 		TEE_MemFill(xf, 0, in * sizeof(float));
 		TEE_Free(xf);

@@ -6,6 +6,7 @@
 
 #include "bytes.h"
 #include "crypto.h"
+#include "dpmath.h"
 #include "envelope.h"
 #include "kdf.h"
 #include "package.h"
@@ -47,6 +48,11 @@ TEE_Result pkg_parse_manifest(const uint8_t *body, size_t body_len,
 	reserved_ok &= rd_zeros(&rd, 3);
 	m->chunk_count = rd_u32(&rd);
 	m->metadata_len = rd_u32(&rd);
+	m->infer.release = rd_u8(&rd);
+	reserved_ok &= rd_zeros(&rd, 1);
+	m->infer.top_k = rd_u16(&rd);
+	m->infer.budget = rd_u32(&rd);
+	m->infer.bound = rd_f32(&rd);
 	if (rd.err || !reserved_ok)
 		return TEE_ERROR_BAD_FORMAT;
 
@@ -64,6 +70,8 @@ TEE_Result pkg_parse_manifest(const uint8_t *body, size_t body_len,
 	    !head_dims_ok(m->head_in, m->head_out) ||
 	    m->metadata_len > EDGE_MAX_METADATA)
 		return TEE_ERROR_EXCESS_DATA;
+	if (!infer_policy_ok(&m->infer, m->head_out))
+		return TEE_ERROR_BAD_FORMAT;
 	if (backbone) {
 		/* Order and classes as check_backbone_layout in Python. */
 		if (m->backbone_len < 1 ||
@@ -248,7 +256,7 @@ TEE_Result pkg_begin(struct pkg_load *ld, const uint8_t *manifest,
 	if (res)
 		goto out;
 	res = model_alloc(&ld->model, m.version, m.package_id, m.head_in,
-			  m.head_out);
+			  m.head_out, &m.infer);
 	if (res)
 		goto out;
 	head_len = ld->model.head_len;

@@ -20,7 +20,6 @@
 
 #include "head.h"
 
-#define EDGE_MANIFEST_FIXED_SIZE	92
 #define EDGE_RECIPIENT_SIZE		64
 
 /* A parsed manifest; pointers refer to the (TA-owned) manifest copy. */
@@ -36,6 +35,7 @@ struct edge_manifest {
 	uint32_t chunk_log2;
 	uint32_t chunk_count;		/* N */
 	uint32_t metadata_len;		/* M */
+	struct edge_infer_policy infer;	/* bytes 92..103 */
 	const uint8_t *recipients;	/* 64 * R */
 	const uint8_t *digests;		/* 32 * N */
 	const uint8_t *head_ct;		/* 4 * (I*O + O) + 16 */

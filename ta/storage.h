@@ -24,12 +24,14 @@
 #define EDGE_OBJ_ANCHORS	"edge.anchors"
 #define EDGE_OBJ_MODEL		"edge.model"
 #define EDGE_OBJ_TRAIN		"edge.train"
+#define EDGE_OBJ_INFER		"edge.infer"
 
 /* Header tags. */
 #define EDGE_TAG_KEY		0x4b474445u	/* "EDGK" */
 #define EDGE_TAG_ANCHORS	0x41474445u	/* "EDGA" */
 #define EDGE_TAG_MODEL		0x4d474445u	/* "EDGM" */
 #define EDGE_TAG_TRAIN		0x54474445u	/* "EDGT" */
+#define EDGE_TAG_INFER		0x49474445u	/* "EDGI" */
 
 /* Writes the header into the first EDGE_STORE_HDR_SIZE bytes of buf. */
 void storage_hdr_init(uint8_t *buf, uint32_t tag);

@@ -11,6 +11,7 @@ srcs-y += identity.c
 srcs-y += anchors.c
 srcs-y += package.c
 srcs-y += head.c
+srcs-y += query_budget.c
 srcs-y += dpmath.c
 srcs-y += gauss.c
 srcs-y += policy.c

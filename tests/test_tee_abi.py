@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from edge import tee_abi
+from edge.formats.manifest import FIXED_SIZE, InferRelease
 
 HEADER = Path(__file__).resolve().parent.parent / "ta" / "include" / "edge_ta.h"
 
@@ -44,4 +45,8 @@ def test_sizes_and_uuid_match_header() -> None:
     assert int(d["EDGE_STATUS_SIZE"]) == tee_abi.STATUS_SIZE
     assert int(d["EDGE_MAX_INFER_BATCH"]) == tee_abi.MAX_INFER_BATCH
     assert int(d["EDGE_MAX_HEAD_OUT"]) == tee_abi.MAX_HEAD_OUT
+    assert int(d["EDGE_MANIFEST_FIXED_SIZE"]) == tee_abi.MANIFEST_FIXED_SIZE == FIXED_SIZE
+    assert int(d["EDGE_INFER_UNLIMITED"].rstrip("u"), 16) == tee_abi.INFER_UNLIMITED
+    for release in InferRelease:
+        assert int(d[f"EDGE_INFER_{release.name}"]) == release
     assert tee_abi.TA_UUID in HEADER.read_text()

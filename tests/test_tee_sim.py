@@ -20,6 +20,7 @@ from edge.formats.anchors import Role, build_anchor_statement
 from edge.formats.device import DeviceRecord, parse_device_record
 from edge.formats.envelope import HEADER_SIZE, SIG_SIZE
 from edge.formats.keys import ed25519_raw_public, key_id
+from edge.formats.manifest import FIXED_SIZE
 from edge.tee import TrustedApp
 
 
@@ -147,7 +148,7 @@ def test_load_package_returns_verified_backbone_and_head_infers(
     status = provisioned.status()
     assert (status.model_version, status.head_in, status.head_out) == (3, 32, 7)
     x = np.random.default_rng(2).normal(size=(9, 32)).astype(np.float32)
-    np.testing.assert_allclose(provisioned.infer(x), x @ w + b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(provisioned.infer(x).scores, x @ w + b, rtol=1e-5, atol=1e-5)
 
 
 def test_head_survives_a_new_session(secure_world: Path, roles: Roles) -> None:
@@ -157,7 +158,7 @@ def test_head_survives_a_new_session(secure_world: Path, roles: Roles) -> None:
         ta.load_model(make_package(roles.signer, [_device(ta)], version=4, w=w, b=b))
     with TrustedApp("sim", secure_world) as ta:
         x = np.ones((2, 16), np.float32)
-        np.testing.assert_allclose(ta.infer(x), x @ w + b, rtol=1e-5)
+        np.testing.assert_allclose(ta.infer(x).scores, x @ w + b, rtol=1e-5)
         assert ta.status().model_version == 4
 
 
@@ -258,7 +259,7 @@ def _defective(defect: str, roles: Roles, dev: DeviceRecord) -> tuple[bytes, int
         body[manifest_offsets(body)[2]] ^= 1
 
     def edit_wrap(_h: bytearray, body: bytearray) -> None:
-        body[92 + 16] ^= 1
+        body[FIXED_SIZE + 16] ^= 1
 
     def edit_reserved(_h: bytearray, body: bytearray) -> None:
         body[62] = 1
@@ -354,7 +355,7 @@ def test_each_defect_is_refused_and_nothing_is_half_applied(
     assert state_files(secure_world) == files_before, "secure storage changed on refusal"
     if stored:
         x = np.ones((1, 16), np.float32)
-        np.testing.assert_allclose(provisioned.infer(x), x @ w + b, rtol=1e-5)
+        np.testing.assert_allclose(provisioned.infer(x).scores, x @ w + b, rtol=1e-5)
     # The TA is still usable after the refusal.
     assert provisioned.load_model(
         make_package(roles.signer, [dev], version=stored + 50)).version == stored + 50
@@ -377,7 +378,7 @@ def test_infer_1024_by_100_head_batch_256(provisioned: TrustedApp, roles: Roles)
     provisioned.load_model(make_package(roles.signer, [_device(provisioned)], version=1,
                                         w=w, b=b))
     x = np.random.default_rng(3).normal(size=(256, 1024)).astype(np.float32)
-    np.testing.assert_allclose(provisioned.infer(x), x @ w + b, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(provisioned.infer(x).scores, x @ w + b, rtol=1e-4, atol=1e-3)
 
 
 # -- crashes -----------------------------------------------------------------------

@@ -14,6 +14,7 @@ import numpy as np
 
 from edge import errors
 from edge.formats.device import DeviceRecord
+from edge.formats.manifest import INFER_RELEASE_NAMES
 from edge.formats.policy import POLICY_SIZE, PrivacyPolicy, parse_policy, policy_id
 from edge.tee import BudgetStatus, TaStatus, TrustedApp
 from firmware_sign.keys import load_public_key_raw
@@ -118,17 +119,22 @@ def cmd_replace_anchor(args: argparse.Namespace) -> int:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    """Run the private head on features from a .npy file."""
+    """Run the private head on features from a .npy file; print what the package releases."""
     try:
         features = np.load(args.features, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise errors.ConfigError(f"--features {args.features}: {exc}") from None
     with _open(args) as ta:
-        scores = ta.infer(features)
+        result = ta.infer(features)
+    values = result.scores if result.scores is not None else result.labels
+    assert values is not None
     if args.out:
-        np.save(args.out, scores)
+        np.save(args.out, values)
     else:
-        np.savetxt(sys.stdout, scores, fmt="%.6g")
+        np.savetxt(sys.stdout, values, fmt="%.6g" if result.scores is not None else "%d")
+    left = "unlimited" if result.rows_left is None else str(result.rows_left)
+    print(f"release: {INFER_RELEASE_NAMES[result.release]}; query budget left: {left} rows",
+          file=sys.stderr)
     return 0
 
 
@@ -244,7 +250,8 @@ def register(nouns: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p = verbs.add_parser("infer", help="run the private head on features (.npy)")
     _add_backend(p)
     p.add_argument("--features", type=Path, required=True, metavar="X.npy")
-    p.add_argument("--out", type=Path, metavar="SCORES.npy")
+    p.add_argument("--out", type=Path, metavar="OUT.npy",
+                   help="scores, top-k labels or labels, as the package releases")
     p.set_defaults(run=cmd_infer)
 
     p = verbs.add_parser("install-policy", help="install or replace the privacy policy")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 from edge.errors import Malformed, Oversized
@@ -24,14 +26,60 @@ FLAG_BACKBONE = 0x1
 FLAG_BACKBONE_ENCRYPTED = 0x2
 KNOWN_FLAGS = FLAG_BACKBONE | FLAG_BACKBONE_ENCRYPTED
 
-FIXED_SIZE = 92
+FIXED_SIZE = 104
 RECIPIENT_SIZE = 16 + WRAPPED_KEY_SIZE
 DIGEST_SIZE = 32
 PACKAGE_ID_SIZE = 16
 
-# version, package id, flags, E, R, reserved, I, O, L, chunk_log2, reserved, N, M
-_FIXED = struct.Struct("<Q16sI32sH2sIIQB3sII")
+# version, package id, flags, E, R, reserved, I, O, L, chunk_log2, reserved, N, M,
+# then the inference release: release, reserved, k, query budget, feature bound
+_FIXED = struct.Struct("<Q16sI32sH2sIIQB3sIIBBHIf")
 assert _FIXED.size == FIXED_SIZE
+
+
+class InferRelease(IntEnum):
+    """What INFER may give the normal world of the head's scores (manifest byte 92)."""
+
+    NONE = 0
+    LABEL = 1
+    TOPK = 2
+    SCORES = 3
+
+
+INFER_RELEASE_NAMES = {InferRelease.NONE: "none", InferRelease.LABEL: "label",
+                       InferRelease.TOPK: "top-k", InferRelease.SCORES: "scores"}
+
+
+@dataclass(frozen=True)
+class InferPolicy:
+    """The inference release a package carries, signed with it (docs/formats.md)."""
+
+    release: InferRelease = InferRelease.LABEL
+    top_k: int = 0  # labels per row for TOPK, 1 <= k < O; else 0
+    budget: int = 0  # rows INFER may answer per model version; 0 = no budget
+    feature_bound: float = 0.0  # every |feature| <= bound; 0 = no bound
+
+    @property
+    def name(self) -> str:
+        """``none``, ``label``, ``top-k`` or ``scores``."""
+        return INFER_RELEASE_NAMES[self.release]
+
+
+def check_infer_policy(p: InferPolicy, head_out: int) -> None:
+    """Refuse an inference release the TA refuses (``Malformed``), naming the field."""
+    if p.release not in INFER_RELEASE_NAMES:
+        raise Malformed(f"manifest: inference release {int(p.release)} is not 0..3")
+    if p.release == InferRelease.TOPK:
+        if not 1 <= p.top_k < head_out:
+            raise Malformed(f"manifest: top-k k = {p.top_k} is not in 1..{head_out - 1} "
+                            f"(head output {head_out})")
+    elif p.top_k:
+        raise Malformed(f"manifest: top-k k = {p.top_k} without the top-k release")
+    if not 0 <= p.budget < 2**32:
+        raise Malformed(f"manifest: query budget {p.budget} is not in 0..2^32-1")
+    bound = struct.unpack("<f", struct.pack("<f", p.feature_bound))[0]
+    if not math.isfinite(bound) or math.copysign(1.0, bound) < 0:
+        raise Malformed(f"manifest: feature bound {p.feature_bound} is not finite and >= 0")
 
 
 @dataclass(frozen=True)
@@ -58,6 +106,7 @@ class PackageManifest:
     chunk_digests: tuple[bytes, ...]
     head_ciphertext: bytes
     metadata: bytes
+    infer: InferPolicy = field(default_factory=InferPolicy)
 
     @property
     def has_backbone(self) -> bool:
@@ -204,6 +253,11 @@ def encode_manifest(m: PackageManifest) -> bytes:
         bytes(3),
         len(m.chunk_digests),
         len(m.metadata),
+        int(m.infer.release),
+        0,
+        m.infer.top_k,
+        m.infer.budget,
+        m.infer.feature_bound,
     )
     parts = [fixed]
     parts += [r.device_id + r.wrapped_key for r in m.recipients]
@@ -233,6 +287,11 @@ def parse_manifest(body: bytes | memoryview) -> PackageManifest:
         res2,
         chunks,
         meta_len,
+        release,
+        res3,
+        top_k,
+        budget,
+        bound,
     ) = _FIXED.unpack_from(body, 0)
     if version < 1:
         raise Malformed("manifest: model version 0, versions start at 1")
@@ -240,10 +299,16 @@ def parse_manifest(body: bytes | memoryview) -> PackageManifest:
         raise Malformed(f"manifest: unknown flag bits 0x{flags & ~KNOWN_FLAGS:x}")
     if flags & FLAG_BACKBONE_ENCRYPTED and not flags & FLAG_BACKBONE:
         raise Malformed("manifest: backbone-encrypted flag set without backbone flag")
-    if res1 != bytes(2) or res2 != bytes(3):
-        raise Malformed("manifest: reserved bytes (62..63 or 81..83) are not zero")
+    if res1 != bytes(2) or res2 != bytes(3) or res3:
+        raise Malformed("manifest: reserved bytes (62..63, 81..83 or 93) are not zero")
     check_recipient_count(count)
     check_head_shape(head_in, head_out)
+    if meta_len > MAX_METADATA:
+        raise Oversized(f"manifest: metadata length {meta_len} exceeds {MAX_METADATA}")
+    if release not in INFER_RELEASE_NAMES:
+        raise Malformed(f"manifest: inference release {release} is not 0..3")
+    infer = InferPolicy(InferRelease(release), top_k, budget, bound)
+    check_infer_policy(infer, head_out)
     if flags & FLAG_BACKBONE:
         check_backbone_layout(length, chunk_log2, chunks)
     elif length or chunk_log2 or chunks:
@@ -251,8 +316,6 @@ def parse_manifest(body: bytes | memoryview) -> PackageManifest:
             f"manifest: no backbone flag but length {length}, chunk_log2 {chunk_log2}, "
             f"chunk count {chunks}"
         )
-    if meta_len > MAX_METADATA:
-        raise Oversized(f"manifest: metadata length {meta_len} exceeds {MAX_METADATA}")
     params = head_in * head_out + head_out
     expected = body_len_for(count, chunks, params, meta_len)
     if len(body) != expected:
@@ -287,4 +350,5 @@ def parse_manifest(body: bytes | memoryview) -> PackageManifest:
         digests,
         head_ct,
         metadata,
+        infer,
     )

@@ -85,10 +85,15 @@ uint32_t edge_load_model_file(edge_client *c, const char *package_path,
 			      const char *backbone_path, uint64_t *backbone_len,
 			      uint64_t *version, uint32_t *origin);
 
-/* scores (n x head_out float32) = features (n x head_in float32) . W + b */
+/*
+ * What the active package releases of features (n x head_in float32) . W + b:
+ * *release (EDGE_INFER_*) says what out holds (scores n x head_out float32,
+ * or uint32 labels n x k or n); *rows_left is the query budget left
+ * (EDGE_INFER_UNLIMITED without one). Either pointer may be NULL.
+ */
 uint32_t edge_infer(edge_client *c, const float *features, uint32_t n,
-		    size_t features_len, float *scores, size_t *scores_len,
-		    uint32_t *origin);
+		    size_t features_len, void *out, size_t *out_len,
+		    uint32_t *release, uint32_t *rows_left, uint32_t *origin);
 
 /*
  * Private training (docs/formats.md "Privacy policy", "Round ticket",

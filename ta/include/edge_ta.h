@@ -70,10 +70,17 @@
 /* LOAD_ABORT: drops a pending load. No parameters. */
 #define TA_EDGE_CMD_LOAD_ABORT		7
 /*
- * INFER: scores = features . W + b with the active head.
- *   [0] VALUE_INPUT    a = batch size n
+ * INFER: what the active package lets the normal world see of
+ * features . W + b (docs/formats.md "Inference release"): the scores, the
+ * k best labels, or the label only; each row is charged to the model
+ * version's query budget in secure storage before anything is released.
+ *   [0] VALUE_INOUT    in: a = batch size n; out: a = release
+ *                      (EDGE_INFER_*), b = rows left in the query budget
+ *                      (0xFFFFFFFF: no budget)
  *   [1] MEMREF_INPUT   features, float32 little-endian, n x head_in
- *   [2] MEMREF_OUTPUT  scores, float32 little-endian, n x head_out
+ *   [2] MEMREF_OUTPUT  scores: float32 little-endian, n x head_out;
+ *                      top-k: uint32 LE labels, n x k, best first;
+ *                      label: uint32 LE, n
  */
 #define TA_EDGE_CMD_INFER		8
 /*
@@ -135,6 +142,7 @@
 #define EDGE_ERR_BUDGET_EXHAUSTED	0xED6E000F /* steps exceed what is left */
 #define EDGE_ERR_NO_POLICY		0xED6E0010 /* no privacy policy yet */
 #define EDGE_ERR_WEAK_KEY		0xED6E0011 /* key off-curve/small order */
+#define EDGE_ERR_INFER_DISABLED		0xED6E0012 /* package releases no INFER */
 
 /* Sizes and limits (docs/formats.md explains each). */
 #define EDGE_PUBKEY_SIZE		32
@@ -161,6 +169,16 @@
 #define EDGE_MAX_STEPS_PER_ROUND	100000
 
 /* Manifest flags. */
+/* Fixed part of a package manifest (docs/formats.md), recipients follow. */
+#define EDGE_MANIFEST_FIXED_SIZE	104
+/* Inference release of a package (manifest byte 92; INFER [0].a out). */
+#define EDGE_INFER_NONE			0	/* INFER refused */
+#define EDGE_INFER_LABEL		1	/* the best label */
+#define EDGE_INFER_TOPK			2	/* the k best labels */
+#define EDGE_INFER_SCORES		3	/* every score */
+#define EDGE_INFER_UNLIMITED		0xFFFFFFFFu /* rows left, no budget */
+/* Query budget rows reserved in secure storage per write. */
+#define EDGE_INFER_RESERVE_ROWS		1024
 #define EDGE_PKG_FLAG_BACKBONE		0x1
 #define EDGE_PKG_FLAG_BACKBONE_ENCRYPTED 0x2
 

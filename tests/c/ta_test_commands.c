@@ -104,7 +104,8 @@ static void build_package(const struct spec *s, struct built *b)
 	size_t C = s->backbone_len ? (size_t)1 << s->chunk_log2 : 0;
 	uint32_t N = C ? (uint32_t)((s->backbone_len + C - 1) / C) : 0;
 	size_t params = (size_t)s->in * s->out + s->out;
-	size_t body_len = 92 + 64 * (size_t)s->nrcpt + 32 * (size_t)N +
+	size_t body_len = EDGE_MANIFEST_FIXED_SIZE + 64 * (size_t)s->nrcpt +
+			  32 * (size_t)N +
 			  4 * params + 16 + 2;
 	uint8_t *env = NULL;
 	uint8_t *body = NULL;
@@ -147,7 +148,8 @@ static void build_package(const struct spec *s, struct built *b)
 	body[80] = C ? s->chunk_log2 : 0;
 	put_le32(body + 84, N);
 	put_le32(body + 88, 2);
-	p = body + 92;
+	body[92] = EDGE_INFER_SCORES;	/* the tests read scores back */
+	p = body + EDGE_MANIFEST_FIXED_SIZE;
 
 	/* Recipients. */
 	memcpy(binding, pkg_id, 16);
@@ -840,7 +842,8 @@ static void test_second_package(void)
 	sp.signer = &signer_a;
 	build_package(&sp, &b);
 	{
-		size_t head_off = 28 + 92 + 64 + 32 * 2 + 7;
+		size_t head_off = 28 + EDGE_MANIFEST_FIXED_SIZE + 64 +
+				  32 * 2 + 7;
 
 		b.manifest[head_off] ^= 1;
 		sign_envelope(b.manifest, b.manifest_len - 64,

@@ -78,7 +78,7 @@ static void build_package(uint64_t version, uint32_t in, uint32_t out,
 	uint8_t pkg_id[16], binding[24], salt[64], nonce[12] = { 0 };
 	size_t len = 32;
 	size_t params = (size_t)in * out + out;
-	size_t body_len = 92 + 64 + 4 * params + 16 + 2;
+	size_t body_len = EDGE_MANIFEST_FIXED_SIZE + 64 + 4 * params + 16 + 2;
 	size_t total = 28 + body_len + 64;
 	uint8_t *env = calloc(1, total);
 	uint8_t *body = env + 28;
@@ -104,7 +104,8 @@ static void build_package(uint64_t version, uint32_t in, uint32_t out,
 	put_le32(body + 64, in);
 	put_le32(body + 68, out);
 	put_le32(body + 88, 2);
-	p = body + 92;
+	body[92] = EDGE_INFER_SCORES;
+	p = body + EDGE_MANIFEST_FIXED_SIZE;
 	memcpy(binding, pkg_id, 16);
 	put_le64(binding + 16, version);
 	memcpy(p, dev->id, 16);

@@ -255,7 +255,8 @@ static bool set_stored_version(uint64_t version)
 	if (!version)
 		return storage_delete(EDGE_OBJ_MODEL) == TEE_SUCCESS;
 	memset(pkg_id, 0xa5, sizeof(pkg_id));
-	res = model_alloc(&m, version, pkg_id, 1, 1);
+	res = model_alloc(&m, version, pkg_id, 1, 1,
+			  &(struct edge_infer_policy){ .release = EDGE_INFER_LABEL });
 	if (!res)
 		res = model_commit(&m);
 	model_free(&m);

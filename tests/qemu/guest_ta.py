@@ -84,7 +84,7 @@ def main(argv: list[str]) -> dict[str, object]:
         if cmd == "infer":
             n = int(args[0])
             x = np.fromfile(args[1], dtype="<f4").reshape(n, -1)
-            return {"scores": ta.infer(x).tolist()}
+            return {"scores": ta.infer(x).scores.tolist()}
         if cmd == "bench":
             return bench(ta, args)
         if cmd == "policy":

@@ -39,7 +39,14 @@ from edge.formats.keys import (  # noqa: E402
     x25519_private_raw,
     x25519_raw_public,
 )
-from edge.formats.manifest import MAX_CHUNKS, MAX_MANIFEST_SIZE, RECIPIENT_SIZE  # noqa: E402
+from edge.formats.manifest import (  # noqa: E402
+    FIXED_SIZE,
+    MAX_CHUNKS,
+    MAX_MANIFEST_SIZE,
+    RECIPIENT_SIZE,
+    InferPolicy,
+    InferRelease,
+)
 from firmware_sign.package_builder import build_package  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parent
@@ -159,6 +166,7 @@ def package(
     signer: Ed25519PrivateKey = MODEL_SIGNER,
     metadata: dict[str, object] | None = None,
     enforce_limits: bool = True,
+    infer: InferPolicy | None = None,
 ) -> bytes:
     """Build a package with ids and keys derived from ``label``."""
     w, b = head_arrays("head " + label, *head)
@@ -178,6 +186,7 @@ def package(
         content_key=seed("content key " + label),
         ephemeral_key=x_key("ephemeral " + label),
         enforce_limits=enforce_limits,
+        infer=infer,
     )
     return out.getvalue()
 
@@ -214,8 +223,8 @@ def manifest_offsets(body: bytes | bytearray) -> tuple[int, int, int]:
     """Return (recipients, chunk digests, head ciphertext) offsets in a manifest body."""
     count = int.from_bytes(body[60:62], "little")
     chunks = int.from_bytes(body[84:88], "little")
-    digests = 92 + RECIPIENT_SIZE * count
-    return 92, digests, digests + 32 * chunks
+    digests = FIXED_SIZE + RECIPIENT_SIZE * count
+    return FIXED_SIZE, digests, digests + 32 * chunks
 
 
 @dataclass
@@ -344,7 +353,7 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
     )
 
     def wrap_edit(_h: bytearray, body: bytearray) -> None:
-        body[92 + 16 + 3] ^= 0x01
+        body[FIXED_SIZE + 16 + 3] ^= 0x01
 
     pkg(
         "pkg_tampered_wrapped_key",
@@ -511,6 +520,31 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
         "before the truncation check",
     )
 
+    # --- inference release (manifest bytes 92..103) ---
+    pkg(
+        "pkg_ok_topk_budget",
+        package("pkg_ok_topk_budget", infer=InferPolicy(InferRelease.TOPK, 2, 5000, 8.0)),
+        "ok",
+        "top-2 labels, 5000 rows per version, |feature| <= 8",
+        extra=ok_extra(1, None, "pkg_ok_topk_budget"),
+    )
+
+    def infer_edit(offset: int, value: bytes) -> Edit:
+        def edit(_h: bytearray, body: bytearray) -> None:
+            body[offset : offset + len(value)] = value
+
+        return edit
+
+    for name, offset, value, what in (
+        ("pkg_infer_release_unknown", 92, b"\x04", "inference release 4"),
+        ("pkg_infer_reserved_nonzero", 93, b"\x01", "reserved byte 93 = 1"),
+        ("pkg_infer_topk_k_too_large", 92, b"\x02\x00\x03\x00", "top-k with k = O = 3"),
+        ("pkg_infer_label_with_k", 92, b"\x01\x00\x01\x00", "label release with k = 1"),
+        ("pkg_infer_bound_nan", 100, struct.pack("<f", float("nan")), "feature bound NaN"),
+        ("pkg_infer_bound_negative", 100, struct.pack("<f", -1.0), "feature bound -1"),
+    ):
+        pkg(name, resign(head_only, infer_edit(offset, value)), "malformed", what + ", re-signed")
+
     # --- manifest field defects (re-signed) ---
     def reserved_edit(_h: bytearray, body: bytearray) -> None:
         body[62] = 0x01
@@ -546,7 +580,8 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
     )
 
     def dup_edit(_h: bytearray, body: bytearray) -> None:
-        body[92 + RECIPIENT_SIZE : 92 + RECIPIENT_SIZE + 16] = body[92:108]
+        at = FIXED_SIZE + RECIPIENT_SIZE
+        body[at : at + 16] = body[FIXED_SIZE : FIXED_SIZE + 16]
 
     two = package("pkg_duplicate_recipient", recipients=(DEVICE.record, OTHER.record))
     pkg(
