@@ -341,3 +341,33 @@ def test_daemon_runs_the_packaged_backbone_and_restores_it_after_restart(
     finally:
         run.close()
         agg.close()
+
+
+def test_daemon_uses_the_committed_backbone_when_it_cannot_be_moved_into_place(
+        host_world: Path, roles: Roles, tmp_path: Path, broker: EmbeddedBroker) -> None:
+    # Issue 10, item 3: after the TA commits, a failed rename used to delete the
+    # backbone and the daemon kept the old one beside the new head.
+    import io
+
+    from firmware_sign.package_builder import build_package
+
+    dev = provision(host_world, roles)
+    rng = np.random.default_rng(4)
+    backbone = rng.bytes(50_000)
+    out = io.BytesIO()
+    build_package(out, signer=roles.signer, version=1, W=rng.normal(size=(HEAD_IN, HEAD_OUT)),
+                  b=np.zeros(HEAD_OUT), recipients=[dev], backbone=backbone)
+    config = DaemonConfig.from_mapping(config_table(tmp_path, host_world, broker.url))
+    blocker = config.work_dir / "backbone.partial"
+    blocker.mkdir(parents=True)
+    (blocker / "in-the-way").write_text("a directory where the client renames its file")
+    agg = FakeAggregator(broker.url, dev)
+    agg.publish_model(out.getvalue())
+    run = Running(config)
+    try:
+        wait_for(lambda: run.daemon.stats.models_loaded == 1, what="model load")
+        assert run.daemon.stats.models_refused == 0
+        assert (config.work_dir / "backbone.tflite").read_bytes() == backbone
+    finally:
+        run.close()
+        agg.close()

@@ -23,12 +23,12 @@ from edge import protocol, tee_abi
 from edge.daemon.config import DaemonConfig
 from edge.daemon.datasource import open_source
 from edge.daemon.store import SampleStore
-from edge.errors import EdgeError, Malformed, Rollback
+from edge.errors import BackboneNotPublished, EdgeError, Malformed, Rollback
 from edge.formats.device import parse_device_record
 from edge.formats.package import parse_package
 from edge.formats.ticket import parse_ticket
 from edge.mqtt import connect_async, make_client
-from edge.tee import TrustedApp
+from edge.tee import LoadedModel, TrustedApp
 
 log = logging.getLogger("edge.daemon")
 PUBLISH_TIMEOUT = 60.0
@@ -193,6 +193,13 @@ class Daemon:
         pkg.write_bytes(payload)
         try:
             loaded = self.ta.load_model(pkg, backbone_out=out if manifest.has_backbone else None)
+        except BackboneNotPublished as exc:
+            # The TA committed this version: its verified backbone is complete at
+            # exc.partial, and keeping the old one would pair it with the new head.
+            self._log(logging.WARNING, "model", version=manifest.version,
+                      result="loaded", reason=exc)
+            loaded = LoadedModel(manifest.version, None, exc.partial, 0)
+            out = exc.partial
         except EdgeError as exc:
             self.stats.models_refused += 1
             # The retained model comes again on every reconnect: that rollback is expected.
