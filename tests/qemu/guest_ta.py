@@ -84,7 +84,13 @@ def main(argv: list[str]) -> dict[str, object]:
         if cmd == "infer":
             n = int(args[0])
             x = np.fromfile(args[1], dtype="<f4").reshape(n, -1)
-            return {"scores": ta.infer(x).scores.tolist()}
+            try:
+                got = ta.infer(x)
+            except errors.EdgeError as e:
+                return {"error": type(e).__name__}
+            values = got.scores if got.scores is not None else got.labels
+            return {"release": int(got.release), "rows_left": got.rows_left,
+                    "scores" if got.scores is not None else "labels": values.tolist()}
         if cmd == "bench":
             return bench(ta, args)
         if cmd == "policy":

@@ -29,6 +29,7 @@ from edge import errors
 from edge.formats.anchors import Role, build_anchor_statement
 from edge.formats.device import DeviceRecord, parse_device_record
 from edge.formats.keys import ed25519_raw_public, key_id
+from edge.formats.manifest import InferPolicy, InferRelease
 from edge.formats.update import verify_update
 from edge.tee import _TA_REFUSALS
 
@@ -402,6 +403,27 @@ def test_tflite_backbone_released_by_the_ta_runs_in_the_guest(guest: Guest,
     # Same int8 kernels on arm64 and x86: at most one quantization step apart.
     step = float(built.quant_net.output.scale)
     np.testing.assert_allclose(np.array(out["features"], np.float32), want, atol=step + 1e-6)
+
+
+def test_label_only_release_and_query_budget_in_the_real_secure_world(
+        guest: Guest, roles: Roles) -> None:
+    """A label-only package with a 50-row budget: labels, never scores; the
+    budget kept in OP-TEE's secure storage; implausible features refused."""
+    w, b = head(13, 16, 4)
+    guest.put("/tmp/v12.pkg", make_package(roles.signer, [device(guest)], version=12, w=w, b=b,
+                                           infer=InferPolicy(InferRelease.LABEL, budget=50,
+                                                             feature_bound=8.0)))
+    assert py(guest, "load", "/tmp/v12.pkg")["version"] == 12
+    x = np.random.default_rng(12).uniform(-8, 8, size=(30, 16)).astype("<f4")
+    guest.put("/tmp/lx.f32", x.tobytes())
+    out = py(guest, "infer", "30", "/tmp/lx.f32")
+    assert "scores" not in out and out["release"] == int(InferRelease.LABEL), out
+    assert out["labels"] == np.argmax(x @ w + b, axis=1).tolist()
+    assert out["rows_left"] == 20
+    assert py(guest, "infer", "30", "/tmp/lx.f32") == {"error": "BudgetExhausted"}
+    guest.put("/tmp/big.f32", np.full((1, 16), 9.0, "<f4").tobytes())
+    assert py(guest, "infer", "1", "/tmp/big.f32") == {"error": "Malformed"}
+    assert py(guest, "infer", "20", "/tmp/lx.f32")["rows_left"] == 0
 
 
 def test_secure_world_log_has_no_panic_of_our_ta(guest: Guest) -> None:
