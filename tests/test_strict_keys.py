@@ -135,3 +135,24 @@ def test_firmware_sign_refuses_a_weak_new_anchor(tmp_path: Path,
     err = capsys.readouterr().err.strip()
     assert err.startswith("weak-key: ") and "small order" in err, err
     assert not (tmp_path / "st.bin").exists()
+
+
+def test_the_small_order_blocklist_is_every_encoding_of_a_small_order_point() -> None:
+    # R is checked against a blocklist (R changes with every signature); it must
+    # hold exactly the encodings a lax decoder (y mod p, any sign for x = 0)
+    # reads as a point of small order: here, against every vector and the
+    # blocklist's own members.
+    def lax_small_order(raw: bytes) -> bool:
+        y = (int.from_bytes(raw, "little") & ((1 << 255) - 1)) % strict.P
+        for sign in (0, 1):
+            point = strict.decode_point((y | (sign << 255)).to_bytes(32, "little"))
+            if isinstance(point, str) or not strict.has_small_order(*point):
+                continue
+            if point[0] == 0 or sign == raw[31] >> 7:
+                return True
+        return False
+
+    candidates = {raw for raw, _, _ in POINTS} | set(strict.SMALL_ORDER_ENCODINGS)
+    for raw in candidates:
+        assert (raw in strict.SMALL_ORDER_ENCODINGS) == lax_small_order(raw), raw.hex()
+    assert len(strict.SMALL_ORDER_ENCODINGS) == 14

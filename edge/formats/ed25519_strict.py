@@ -12,13 +12,18 @@ world:
   canonical encoding (y < p; x = 0 only with the sign bit clear) of a curve
   point whose order does not divide 8;
 * a signature is refused (:class:`~edge.errors.SignatureInvalid`) unless
-  S < L and R passes the same test.
+  S < L and R is not an encoding of a point of small order (a blocklist, as
+  R changes with every signature and decoding costs half a millisecond in
+  Python; an R off the curve or non-canonical never verifies anyway).
 
+A key's verdict is cached, so an enrolled device's key is decoded once.
 Only public data goes through this arithmetic, so it need not run in
 constant time. Curve constants: RFC 8032, section 5.1.
 """
 
 from __future__ import annotations
+
+import functools
 
 from edge.errors import SignatureInvalid, WeakKey
 
@@ -69,13 +74,52 @@ def has_small_order(x: int, y: int) -> bool:
     return pt[0] % P == 0 and (pt[1] - pt[2]) % P == 0
 
 
+@functools.lru_cache(maxsize=65536)
+def _key_verdict(raw: bytes) -> str | None:
+    point = decode_point(raw)
+    if isinstance(point, str):
+        return point
+    if has_small_order(*point):
+        return "a point of small order (forgeable)"
+    return None
+
+
 def check_public_key(raw: bytes, what: str = "Ed25519 public key") -> None:
     """Refuse a key that is not a canonical encoding of a large-order curve point."""
-    point = decode_point(bytes(raw))
-    if isinstance(point, str):
-        raise WeakKey(f"{what}: {point}")
-    if has_small_order(*point):
-        raise WeakKey(f"{what}: a point of small order (forgeable)")
+    verdict = _key_verdict(bytes(raw))
+    if verdict is not None:
+        raise WeakKey(f"{what}: {verdict}")
+
+
+# The eight points whose order divides 8, canonically encoded (found as the
+# multiples of a point of order 8; tests/vectors/generate.py does it again).
+_SMALL_ORDER_POINTS = (
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    "0000000000000000000000000000000000000000000000000000000000000080",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+)
+
+
+def _small_order_encodings() -> frozenset[bytes]:
+    """Every 32-byte string a lax decoder reads as a point of small order."""
+    out = set()
+    for text in _SMALL_ORDER_POINTS:
+        enc = bytes.fromhex(text)
+        y, sign = int.from_bytes(enc, "little") & ((1 << 255) - 1), enc[31] >> 7
+        out.add(enc)
+        if y in (1, P - 1):  # x = 0: the sign bit is free
+            out.add((y | ((sign ^ 1) << 255)).to_bytes(32, "little"))
+        if y + P < 1 << 255:  # the same y, not reduced
+            out.update((y + P | (s << 255)).to_bytes(32, "little") for s in (0, 1))
+    return frozenset(out)
+
+
+SMALL_ORDER_ENCODINGS = _small_order_encodings()
 
 
 def check_signature_form(sig: bytes, what: str = "signature") -> None:
@@ -84,8 +128,5 @@ def check_signature_form(sig: bytes, what: str = "signature") -> None:
         raise SignatureInvalid(f"{what}: {len(sig)} bytes, expected 64")
     if int.from_bytes(sig[32:], "little") >= L:
         raise SignatureInvalid(f"{what}: S is not reduced modulo L (malleable)")
-    point = decode_point(bytes(sig[:32]))
-    if isinstance(point, str):
-        raise SignatureInvalid(f"{what}: R: {point}")
-    if has_small_order(*point):
+    if bytes(sig[:32]) in SMALL_ORDER_ENCODINGS:
         raise SignatureInvalid(f"{what}: R is a point of small order")
