@@ -51,7 +51,7 @@ while [ $# -gt 0 ]; do
                 *) die "--pin wants 'secure' or 'reference' (see --help)" ;;
             esac ;;
         --clean) rm -rf "$OUT" ;;
-        -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
     shift
