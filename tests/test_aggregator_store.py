@@ -223,7 +223,8 @@ def test_packages_reach_every_enrolled_device(tmp_path: Path) -> None:
         assert topic == "edge/v1/test/model" and version == 1
         assert recipients == [a.device_id.hex()]
         m = parse_manifest(parse_envelope(package, kind=Kind.PACKAGE, exact=False).body)
-        assert m.flags == FLAG_BACKBONE | FLAG_BACKBONE_ENCRYPTED and m.backbone_len == len(backbone)
+        assert m.flags == FLAG_BACKBONE | FLAG_BACKBONE_ENCRYPTED
+        assert m.backbone_len == len(backbone)
         assert json.loads(m.metadata) == {"name": "test"}
         store.mark_published(version, recipients)
         assert manager.model_is_out() and manager.pending_package() is None

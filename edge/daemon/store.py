@@ -10,7 +10,7 @@ from types import TracebackType
 
 import numpy as np
 
-from edge.errors import Malformed
+from edge.errors import Malformed, StateError
 
 MAX_FEATURES = 65_536
 MAX_LABEL = 2**32 - 1
@@ -46,15 +46,25 @@ class SampleStore:
         if max_samples < 1:
             raise ValueError("max_samples must be >= 1")
         self.path = Path(directory) / "samples.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.max_samples = max_samples
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        with self._lock:
-            self._evict()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"sample store {self.path}: {exc}") from None
+        try:
+            # No WAL, as in the aggregator's store: WAL's -shm file is mapped into memory,
+            # and a page of it that cannot be backed any more is a SIGBUS, not an error.
+            self._db.execute("PRAGMA mmap_size=0")
+            self._db.execute("PRAGMA journal_mode=TRUNCATE").fetchone()
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            with self._lock:
+                self._evict()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StateError(f"sample store {self.path}: {exc}") from None
 
     @property
     def dim(self) -> int | None:
