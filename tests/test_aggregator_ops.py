@@ -126,9 +126,20 @@ def test_refusal_ledger_bounds_and_counts(tmp_path: Path) -> None:
                                 reason="after restart")
         again.flush()
         assert store.refusals(1)["malformed"] == 11
+        # Past the round's bound, topics never seen in that round share one counter.
+        bounded = RefusalLedger(store, rows_per_source=3, rows_per_round=5)
+        for i in range(50):
+            bounded.record(round_id=1, device_id=None, topic=f"t/x{i}", refusal="malformed",
+                           reason="varied topic")
+        bounded.flush()
+        assert store._one("SELECT count(*) FROM refusal_counts WHERE round_id = 1 AND "
+                          "topic LIKE 't/x%'")[0] == 0
+        assert store.refusals(1)["malformed"] == 61
+        assert len(store.audit_rows()) == 5
         info = status(config)
-    assert info["refusals"] == {"malformed": 11, "signature": 4}
-    assert info["refusal_sources"][0]["total"] == 11
+    assert info["refusals"] == {"malformed": 61, "signature": 4}
+    assert info["refusal_sources"][0] == {**info["refusal_sources"][0], "topic": "*",
+                                          "stored": 0, "counted": 50, "total": 50}
 
 
 def test_refusal_flood(mosquitto: MosquittoBroker, tmp_path: Path) -> None:

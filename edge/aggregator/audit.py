@@ -10,14 +10,15 @@ is only counted (in ``refusal_counts``), so the audit log stays bounded and the 
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .store import Store
 
-log = logging.getLogger("edge.aggregator")
+# The topic under which refusals are counted once a round's audit bound is reached, for
+# topics that had no audit row in that round.
+OTHER_TOPICS = "*"
 
 
 @dataclass(frozen=True)
@@ -57,18 +58,27 @@ class RefusalLedger:
         key = round_id or 0
         if key not in self._per_round:
             self._per_round[key] = self.store.audit_row_count(round_id)
-        if (key, topic) not in self._per_source:
-            self._per_source[(key, topic)] = self.store.audit_row_count(round_id, topic)
         at = self.clock()
+        if (key, topic) not in self._per_source:
+            if self._per_round[key] >= self.rows_per_round:
+                # Past the round's bound a new topic gets no counter of its own either, so a
+                # client that varies its topic cannot grow the database (or this memory)
+                # by a row per message: it is counted under OTHER_TOPICS.
+                self._count(key, OTHER_TOPICS, refusal, at)
+                return False
+            self._per_source[(key, topic)] = self.store.audit_row_count(round_id, topic)
         stored = self._per_source[(key, topic)]
         if stored < self.rows_per_source and self._per_round[key] < self.rows_per_round:
             self._rows.append(_Row(at, round_id, device_id, topic, refusal, reason))
             self._per_source[(key, topic)] = stored + 1
             self._per_round[key] += 1
             return True
+        self._count(key, topic, refusal, at)
+        return False
+
+    def _count(self, key: int, topic: str, refusal: str, at: float) -> None:
         n, _ = self._counts.get((key, topic, refusal), (0, at))
         self._counts[(key, topic, refusal)] = (n + 1, at)
-        return False
 
     def flush(self) -> int:
         """Commit every pending refusal in one transaction; returns how many."""

@@ -229,7 +229,10 @@ class RoundManager:
             return verify(self.config.fleet, topic, payload, self._devices, self._view,
                           self._accepted)
         except UpdateRefused as refused:
-            if refused.refusal != "unknown-device":
+            # Re-read the devices only when their number changed: a flood of updates from
+            # unenrolled keys must not cost a read of the whole table each.
+            if refused.refusal != "unknown-device" \
+                    or self.store.device_count() == len(self._devices):
                 raise
         self.refresh_devices()
         return verify(self.config.fleet, topic, payload, self._devices, self._view,

@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS audit (
     device_id BLOB, topic TEXT NOT NULL, refusal TEXT NOT NULL, reason TEXT NOT NULL,
     update_id BLOB);
 CREATE TABLE IF NOT EXISTS metrics (round_id INTEGER PRIMARY KEY, row TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_round_topic ON audit (round_id, topic);
 CREATE TABLE IF NOT EXISTS refusal_counts (
     round_id INTEGER NOT NULL, topic TEXT NOT NULL, refusal TEXT NOT NULL,
     count INTEGER NOT NULL, last_at REAL NOT NULL, PRIMARY KEY (round_id, topic, refusal));
@@ -290,8 +291,11 @@ class Store:
 
     def audit_row_count(self, round_id: int | None, topic: str | None = None) -> int:
         """Audit rows stored for a round (0 = no round), of one topic or of all."""
-        sql = "SELECT count(*) FROM audit WHERE coalesce(round_id, 0) = ?"
-        args: tuple[Any, ...] = (round_id or 0,)
+        args: tuple[Any, ...]
+        if round_id:
+            sql, args = "SELECT count(*) FROM audit WHERE round_id = ?", (round_id,)
+        else:
+            sql, args = "SELECT count(*) FROM audit WHERE round_id IS NULL", ()
         if topic is not None:
             sql, args = sql + " AND topic = ?", (*args, topic)
         return int(self._one(sql, args)[0])
