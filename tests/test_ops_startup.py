@@ -232,8 +232,8 @@ def test_state_disk_full_mid_round(mosquitto: MosquittoBroker, tmp_path: Path) -
 
 
 def test_state_file_truncated_under_a_running_store(tmp_path: Path) -> None:
-    """The file cut to nothing while the store is open: an error, not SIGBUS (no mapped
-    -shm file any more: the database is in rollback-journal mode with mmap off)."""
+    """The state files cut to nothing while the store is open: an error, not SIGBUS (no
+    mapped -shm file any more: the database is in rollback-journal mode with mmap off)."""
     script = textwrap.dedent(f"""
         import os, sys
         from pathlib import Path
@@ -244,9 +244,9 @@ def test_state_file_truncated_under_a_running_store(tmp_path: Path) -> None:
         path = Path({str(tmp_path / 'state.sqlite')!r})
         with Store(path) as store:
             Registry(store).enroll(FakeDevice().record)
-            assert not Path(str(path) + "-shm").exists()
             assert store._one("PRAGMA mmap_size")[0] == 0
-            os.truncate(path, 0)
+            for f in path.parent.glob(path.name + "*"):  # with WAL, -shm too: SIGBUS
+                os.truncate(f, 0)
             try:
                 Registry(store).enroll(FakeDevice().record)
                 store.device_count()
@@ -313,3 +313,28 @@ def test_metrics_disk_full_then_space_returns(mosquitto: MosquittoBroker,
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_sample_store_truncated_under_the_daemon(tmp_path: Path) -> None:
+    """The daemon's sample store files cut to nothing while open: a StateError, not SIGBUS."""
+    script = textwrap.dedent(f"""
+        import os
+        from pathlib import Path
+        import numpy as np
+        from edge.daemon.store import SampleStore
+        from edge.errors import StateError
+        folder = Path({str(tmp_path / 'samples')!r})
+        with SampleStore(folder, 100) as store:
+            store.add(np.zeros(4, np.float32), 1)
+            for f in folder.glob("samples.sqlite*"):  # with WAL, -shm too: SIGBUS
+                os.truncate(f, 0)
+            try:
+                store.add(np.zeros(4, np.float32), 2)
+                store.latest(10)
+            except StateError as exc:
+                print(f"{{exc.refusal}}: {{exc}}")
+        print("alive")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.endswith("alive\n"), (out.returncode, out.stderr)

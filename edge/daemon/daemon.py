@@ -179,6 +179,9 @@ class Daemon:
                     self._handle_model(payload)
                 else:
                     self._handle_ticket(payload)
+            except EdgeError as exc:  # a failing state file, say: one line, not a traceback
+                log.error("device=%s step=%s result=failed reason=%s detail=%s",
+                          self.config.name, kind, exc.refusal, exc)
             except Exception:
                 log.exception("device=%s step=%s unexpected failure", self.config.name, kind)
 
