@@ -338,3 +338,22 @@ def test_sample_store_truncated_under_the_daemon(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.endswith("alive\n"), (out.returncode, out.stderr)
+
+
+@needs_mount
+def test_daemon_read_only_and_full_work_dir(tmp_path: Path) -> None:
+    require_native("host")
+    (tmp_path / "samples").mkdir()
+    work = tmp_path / "work"
+    config = tmp_path / "daemon.toml"
+    config.write_text(to_toml(DAEMON))
+    argv = [sys.executable, "-m", "edge.cli", "daemon", "--config", str(config)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    store = str(work / "samples" / "samples.sqlite")
+    out = subprocess.run(in_tmpfs(work, "1m", argv, ro=True), env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    refused(out, "state: ", store, "Read-only")
+    fill = f"head -c 2000000 /dev/zero > {work}/filler 2>/dev/null; "
+    out = subprocess.run(in_tmpfs(work, "1m", argv, before=fill), env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    refused(out, "state: ", store, "full")
