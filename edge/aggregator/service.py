@@ -218,17 +218,17 @@ class Aggregator:
                     msg = self._inbox.get(timeout=max(0.0, timeout))
                 except queue.Empty:
                     return
-                if mqtt.topic_matches_sub(self._subscription, msg.topic):
-                    out = self.rounds.handle(msg.topic, bytes(msg.payload), defer=True)
-                    if not out.accepted:
-                        refused.append(msg)
-                        if len(refused) >= AUDIT_BATCH:
-                            self._commit_refusals(client, refused)
-                        continue
-                else:  # amqtt may hand a resumed session messages it never subscribed to
+                if not mqtt.topic_matches_sub(self._subscription, msg.topic):
+                    # amqtt may hand a resumed session messages it never subscribed to
                     log.debug("ignored a message on %s (not an update topic)", msg.topic[:256])
-                client.ack(msg.mid, msg.qos)
-                if self.rounds.due() is not None:
+                    client.ack(msg.mid, msg.qos)
+                elif self.rounds.handle(msg.topic, bytes(msg.payload), defer=True).accepted:
+                    client.ack(msg.mid, msg.qos)
+                else:
+                    refused.append(msg)
+                    if len(refused) >= AUDIT_BATCH:
+                        self._commit_refusals(client, refused)
+                if self.rounds.due() is not None:  # a deadline passes during a flood too
                     return
         finally:
             self._commit_refusals(client, refused)
