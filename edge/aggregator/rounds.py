@@ -201,7 +201,7 @@ class RoundManager:
     def handle(self, topic: str, payload: bytes, *, defer: bool = False) -> Outcome:
         """Verify one update and commit its effect (accepted sum, or the refusal).
 
-        With ``defer`` a refusal waits in ``self.ledger`` for the caller's ``flush_refusals``
+        With ``defer`` a refusal waits in ``self.ledger`` for the caller's ``ledger.flush()``
         (one commit for many refused messages); an accepted update always commits here.
         """
         try:
