@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require_native
-from ops_helpers import ROOT, flood_scenario, kill_scenario
+from ops_helpers import ROOT, aggregator_cmd, flood_scenario, kill_scenario
 
 from edge.aggregator import AggregatorConfig
 from edge.aggregator.audit import RefusalLedger
@@ -149,3 +149,14 @@ def test_refusal_flood(mosquitto: MosquittoBroker, tmp_path: Path) -> None:
     assert result["malformed"] == result["refused"] == 5000, result
     assert result["audit_rows"] == 100, result  # audit.rows_per_source (default)
     assert result["seconds_to_close"] < 20, result  # 20.6 s of delay alone before the fix
+    argv, env = aggregator_cmd("audit", "--config", str(tmp_path / "aggregator.toml"),
+                               "--json")
+    audit = json.loads(subprocess.run(argv, env=env, cwd=ROOT, check=True, text=True,
+                                      capture_output=True, timeout=120).stdout)
+    (source,) = audit["sources"]
+    assert (source["refusal"], source["stored"], source["counted"], source["total"]) == \
+        ("malformed", 100, 4900, 5000), source
+    argv, env = aggregator_cmd("status", "--config", str(tmp_path / "aggregator.toml"))
+    text = subprocess.run(argv, env=env, cwd=ROOT, check=True, text=True,
+                          capture_output=True, timeout=120).stdout
+    assert "refusals: malformed 5000" in text and "4900 counted only" in text, text
