@@ -195,6 +195,12 @@ class ConfigError(EdgeError):
     refusal = "config"
 
 
+class StateError(EdgeError):
+    """A state file (database, metrics) cannot be opened, read or written; names the file."""
+
+    refusal = "state"
+
+
 class ModelMismatch(Malformed):
     """A model's input/output types or shapes differ from its package metadata."""
 

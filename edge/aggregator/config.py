@@ -15,7 +15,11 @@ from edge.mqtt import BrokerSettings
 from edge.protocol import check_fleet
 
 MAX_FLEET = 256
-_SECTIONS = ("aggregator", "rounds", "dp", "eval", "broker")
+# Finite bounds of every number, so that a value accepted at start cannot fail later (a
+# ticket's deadline is a u64 of seconds and its DP fields are float32).
+MAX_TIMEOUT_S = 7 * 86400.0
+MAX_DP_VALUE = 1e6
+_SECTIONS = ("aggregator", "rounds", "dp", "eval", "audit", "broker")
 _KEYS: dict[str, tuple[str, ...]] = {
     "aggregator": ("fleet", "state", "metrics", "aggregator_key", "model_signer_key",
                    "initial_head", "backbone", "backbone_metadata", "encrypt_backbone"),
@@ -23,6 +27,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "dp": ("example_clip", "noise_multiplier", "update_clip", "learning_rate", "local_epochs",
            "batch_size", "central_noise_multiplier", "delta"),
     "eval": ("holdout",),
+    "audit": ("rows_per_source", "rows_per_round"),
 }
 
 
@@ -53,6 +58,14 @@ class DpSettings:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """[audit]: audit rows kept per round; refusals past the bounds are only counted."""
+
+    rows_per_source: int = 100
+    rows_per_round: int = 10_000
+
+
+@dataclass(frozen=True)
 class AggregatorConfig:
     """One aggregator process: fleet, files, rounds, DP parameters, broker."""
 
@@ -69,6 +82,7 @@ class AggregatorConfig:
     backbone_metadata: Path | None = None
     encrypt_backbone: bool = False
     holdout: Path | None = None
+    audit: AuditSettings = AuditSettings()
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> AggregatorConfig:
@@ -79,7 +93,7 @@ class AggregatorConfig:
                 table = tomllib.load(fh)
         except OSError as exc:
             raise ConfigError(f"cannot read configuration {p}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"configuration {p}: not valid TOML ({exc})") from None
         return cls.from_mapping(table, base=p.resolve().parent)
 
@@ -106,6 +120,9 @@ class AggregatorConfig:
             fleet=fleet,
             state=r.path("aggregator", "state", must_exist=False),
             metrics=r.path("aggregator", "metrics", must_exist=False),
+            audit=AuditSettings(
+                rows_per_source=r.integer("audit", "rows_per_source", 100, lo=0, hi=10**6),
+                rows_per_round=r.integer("audit", "rows_per_round", 10_000, lo=0, hi=10**7)),
             aggregator_key=r.path("aggregator", "aggregator_key"),
             model_signer_key=r.path("aggregator", "model_signer_key"),
             initial_head=r.path("aggregator", "initial_head"),
@@ -124,7 +141,7 @@ def _rounds(r: _Reader) -> RoundSettings:
     cohort = r.integer("rounds", "cohort_size", lo=1, hi=MAX_FLEET)
     quorum = r.integer("rounds", "quorum", cohort, lo=1, hi=cohort)
     min_updates = r.integer("rounds", "min_updates", 1, lo=1, hi=quorum)
-    timeout = r.number("rounds", "timeout_s", 60.0, positive=True)
+    timeout = r.number("rounds", "timeout_s", 60.0, positive=True, hi=MAX_TIMEOUT_S)
     return RoundSettings(cohort, quorum, min_updates, timeout,
                          r.integer("rounds", "rounds", 0, lo=0, hi=2**62),
                          r.integer("rounds", "seed", 0, lo=0, hi=2**63 - 1))
@@ -132,17 +149,18 @@ def _rounds(r: _Reader) -> RoundSettings:
 
 def _dp(r: _Reader) -> DpSettings:
     """Validate [dp]."""
-    delta = r.number("dp", "delta", 1e-5, positive=True)
+    delta = r.number("dp", "delta", 1e-5, positive=True, hi=1.0)
     if delta >= 1.0:
         raise ConfigError(f"dp.delta: {delta} must be in (0, 1)")
+    hi = MAX_DP_VALUE
     return DpSettings(
-        example_clip=r.number("dp", "example_clip", positive=True),
-        noise_multiplier=r.number("dp", "noise_multiplier"),
-        update_clip=r.number("dp", "update_clip", positive=True),
-        learning_rate=r.number("dp", "learning_rate", positive=True),
+        example_clip=r.number("dp", "example_clip", positive=True, hi=hi),
+        noise_multiplier=r.number("dp", "noise_multiplier", hi=hi),
+        update_clip=r.number("dp", "update_clip", positive=True, hi=hi),
+        learning_rate=r.number("dp", "learning_rate", positive=True, hi=hi),
         local_epochs=r.integer("dp", "local_epochs", 1, lo=1, hi=65535),
         batch_size=r.integer("dp", "batch_size", 1, lo=1, hi=65535),
-        central_noise_multiplier=r.number("dp", "central_noise_multiplier", 0.0),
+        central_noise_multiplier=r.number("dp", "central_noise_multiplier", 0.0, hi=hi),
         delta=delta,
     )
 
@@ -192,13 +210,15 @@ class _Reader:
         return value
 
     def number(self, section: str, key: str, default: Any = _MISSING, *,
-               positive: bool = False) -> float:
-        """A finite number, ≥ 0 (or > 0 with ``positive``)."""
+               positive: bool = False, hi: float) -> float:
+        """A finite number in [0, hi] (or (0, hi] with ``positive``)."""
         value = self.get(section, key, default)
         if isinstance(value, bool) or not isinstance(value, int | float) \
-                or not math.isfinite(value) or value < 0 or (positive and value == 0):
-            bound = "> 0" if positive else "≥ 0"
-            raise ConfigError(f"{section}.{key}: must be a finite number {bound}, got {value!r}")
+                or not math.isfinite(value) or value < 0 or (positive and value == 0) \
+                or value > hi:
+            lo = "(0" if positive else "[0"
+            raise ConfigError(f"{section}.{key}: must be a number in {lo}, {hi:g}], "
+                              f"got {value!r}")
         return float(value)
 
     def path(self, section: str, key: str, *, required: bool = True,
@@ -212,8 +232,16 @@ class _Reader:
         path = Path(value).expanduser()
         if not path.is_absolute():
             path = self.base / path
+        try:
+            wrong_kind = path.exists() and not path.is_file()
+        except OSError as exc:
+            raise ConfigError(f"{section}.{key}: {str(path)!r}: {exc.strerror}") from None
+        if wrong_kind:
+            # A folder (or a device) where a file goes fails only later, mid-round.
+            raise ConfigError(f"{section}.{key}: {str(path)!r} is not a regular file")
         if must_exist and not path.is_file():
             raise ConfigError(f"{section}.{key}: no such file {str(path)!r}")
         if not must_exist and not path.parent.is_dir():
-            raise ConfigError(f"{section}.{key}: folder {str(path.parent)!r} does not exist")
+            what = "is not a folder" if path.parent.exists() else "does not exist"
+            raise ConfigError(f"{section}.{key}: folder {str(path.parent)!r} {what}")
         return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -63,6 +62,15 @@ class Holdout:
         self.X = X
         self.y = y.astype(np.int64)
 
+    def check_head(self, inputs: int, outputs: int) -> None:
+        """ConfigError unless the rows fit a head of ``inputs`` x ``outputs``."""
+        if self.X.shape[1] != inputs:
+            raise ConfigError(f"eval.holdout: {self.X.shape[1]} features, the head takes "
+                              f"{inputs}")
+        if self.y.size and not (int(self.y.min()) >= 0 and int(self.y.max()) < outputs):
+            raise ConfigError(f"eval.holdout: labels {int(self.y.min())}..{int(self.y.max())}, "
+                              f"the head has {outputs} outputs")
+
     def accuracy(self, W: np.ndarray, b: np.ndarray) -> float:
         """Fraction of rows whose arg-max score x·W + b is the label."""
         if self.X.shape[1] != W.shape[0]:
@@ -72,9 +80,59 @@ class Holdout:
         return float(np.mean(np.argmax(scores, axis=1) == self.y))
 
 
-def append_jsonl(path: Path, row: dict[str, Any]) -> None:
-    """Append one JSON line and flush it to disk."""
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row, sort_keys=True) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+def sync_jsonl(path: Path, lines: list[str]) -> int:
+    """Make the metrics file hold exactly ``lines`` (the database's rows); returns rows added.
+
+    The database is the source of truth and this is run at start and after every commit,
+    so a row missed by a crash or a full disk is written by the next call. When the file is
+    a clean prefix of the rows, the missing rows are appended in one write (and cut off
+    again if that write fails, so a full disk leaves no torn line); anything else (a torn
+    last line after a kill, a duplicate, a stray row) is replaced by a complete copy written
+    to a temporary file and renamed over it, so a reader never sees a partial file.
+    """
+    want = "".join(line + "\n" for line in lines).encode("utf-8")
+    try:
+        have = path.read_bytes()
+    except FileNotFoundError:
+        have = b""
+    if have == want:
+        return 0
+    if want.startswith(have) and (not have or have.endswith(b"\n")):
+        tail = want[len(have):]
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            try:
+                # os.write may write part of the buffer (full disk): loop, and on failure
+                # cut the file back to the rows that were complete before.
+                done = 0
+                while done < len(tail):
+                    done += os.write(fd, tail[done:])
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, len(have))
+                raise
+        finally:
+            os.close(fd)
+        return tail.count(b"\n")
+    rows = set(want.split(b"\n"))
+    stray = [line for line in have.split(b"\n")[:-1] if line not in rows]
+    if stray:  # keep what the database does not know, rather than drop it silently
+        with open(path.with_name(path.name + ".orphaned"), "ab") as fh:
+            fh.write(b"".join(line + b"\n" for line in stray))
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(want)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the rename itself survives a power cut
+    finally:
+        os.close(dir_fd)
+    have_rows = set(have.split(b"\n"))
+    return sum(1 for line in lines if line.encode("utf-8") not in have_rows)

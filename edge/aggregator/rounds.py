@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.errors import ConfigError
+from edge.errors import ConfigError, EdgeError
 from edge.formats.device import DeviceRecord
 from edge.formats.ticket import NONCE_SIZE, build_ticket, parse_ticket
 from edge.protocol import model_topic, ticket_topic
@@ -27,6 +27,7 @@ from firmware_sign.keys import load_private_key
 from firmware_sign.package_builder import build_package, head_plaintext
 
 from . import fedavg
+from .audit import RefusalLedger
 from .config import AggregatorConfig
 from .metrics import Holdout, RoundMetrics
 from .registry import Registry
@@ -73,12 +74,19 @@ class RoundManager:
         self.signer_key = load_private_key(config.model_signer_key)
         self.holdout = Holdout(config.holdout) if config.holdout else None
         self.metadata = _metadata(config)
+        _check_backbone(config)
+        self.ledger = RefusalLedger(store, rows_per_source=config.audit.rows_per_source,
+                                    rows_per_round=config.audit.rows_per_round,
+                                    clock=clock)
         self._devices: dict[bytes, DeviceRecord] = {}
         self._round: OpenRound | None = None
         self._view: RoundView | None = None
         self._running: fedavg.RunningSum | None = None
         self._accepted: dict[bytes, bytes] = {}
-        self.ensure_model()
+        cp = self.ensure_model()
+        if self.holdout is not None:
+            # At start, not at the first close: a round that cannot close stays open forever.
+            self.holdout.check_head(cp.W.shape[0], cp.W.shape[1])
         self._load_open()
 
     # model
@@ -190,19 +198,26 @@ class RoundManager:
                  round_id, cp.version, len(cohort), len(devices), rs.timeout_s)
         return [(ticket_topic(self.config.fleet, d), tickets[d]) for d in cohort]
 
-    def handle(self, topic: str, payload: bytes) -> Outcome:
-        """Verify one update and commit its effect (accepted sum, or the audit entry)."""
+    def handle(self, topic: str, payload: bytes, *, defer: bool = False) -> Outcome:
+        """Verify one update and commit its effect (accepted sum, or the refusal).
+
+        With ``defer`` a refusal waits in ``self.ledger`` for the caller's ``ledger.flush()``
+        (one commit for many refused messages); an accepted update always commits here.
+        """
         try:
             acc = self._verify(topic, payload)
             with self.store.transaction() as db:
                 new = self._commit(db, acc)
         except UpdateRefused as refused:
             round_id = self._round.round_id if self._round else self.store.last_round_id() or None
-            with self.store.transaction() as db:
-                self.store.audit(db, round_id=round_id, device_id=refused.device_id,
-                                 topic=topic[:256], refusal=refused.refusal,
-                                 reason=str(refused)[:1000], update_id=None)
-            log.warning("refused update on %s: %s: %s", topic[:256], refused.refusal, refused)
+            stored = self.ledger.record(round_id=round_id, device_id=refused.device_id,
+                                        topic=topic[:256], refusal=refused.refusal,
+                                        reason=str(refused)[:1000])
+            if not defer:
+                self.ledger.flush()
+            # Past the audit bound a source is only counted: so is its log line.
+            log.log(logging.WARNING if stored else logging.DEBUG, "refused update on %s: %s: %s",
+                    topic[:256], refused.refusal, refused)
             return Outcome(False, refused.refusal, str(refused), refused.device_id)
         self._running = new
         self._accepted[acc.device_id] = acc.update_id
@@ -214,7 +229,10 @@ class RoundManager:
             return verify(self.config.fleet, topic, payload, self._devices, self._view,
                           self._accepted)
         except UpdateRefused as refused:
-            if refused.refusal != "unknown-device":
+            # Re-read the devices only when their number changed: a flood of updates from
+            # unenrolled keys must not cost a read of the whole table each.
+            if refused.refusal != "unknown-device" \
+                    or self.store.device_count() == len(self._devices):
                 raise
         self.refresh_devices()
         return verify(self.config.fleet, topic, payload, self._devices, self._view,
@@ -253,6 +271,7 @@ class RoundManager:
         r, running, why = self._round, self._running, self.due()
         if r is None or running is None or why is None:
             raise RuntimeError("no round is open, or it is not due to close")
+        self.ledger.flush()  # the round's refusal counts are part of its metrics row
         cp = self.ensure_model()
         failed = why == "failed"
         dp = self.config.dp
@@ -283,6 +302,18 @@ class RoundManager:
         """Rounds closed so far (successful or failed)."""
         counts = self.store.round_counts()
         return counts.get("closed", 0) + counts.get("failed", 0)
+
+
+def _check_backbone(config: AggregatorConfig) -> None:
+    """ConfigError naming aggregator.backbone unless it is a TFLite model."""
+    if config.backbone is None:
+        return
+    from edge.inference.backbone import check_tflite_file
+
+    try:
+        check_tflite_file(config.backbone)
+    except EdgeError as exc:
+        raise ConfigError(f"aggregator.backbone: {exc}") from None
 
 
 def _metadata(config: AggregatorConfig) -> dict[str, object] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
 import threading
@@ -11,12 +12,13 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from edge.errors import ConfigError
 from edge.formats.device import DeviceRecord
 from edge.mqtt import connect_async, make_client
 from edge.protocol import update_subscription
 
 from .config import AggregatorConfig
-from .metrics import RoundMetrics, append_jsonl
+from .metrics import RoundMetrics, sync_jsonl
 from .registry import Registry
 from .rounds import RoundManager
 from .store import Store
@@ -25,6 +27,11 @@ log = logging.getLogger("edge.aggregator")
 
 TICK_S = 0.05
 PUBLISH_TIMEOUT_S = 30.0
+# Refused messages whose counts wait for one commit (their acks wait with them).
+AUDIT_BATCH = 256
+# A metrics file that could not be written (full disk) is retried this often.
+METRICS_RETRY_S = 5.0
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 class Aggregator:
@@ -47,12 +54,40 @@ class Aggregator:
         self._client: mqtt.Client | None = None
         self._closing = False
         self._subscription = update_subscription(config.fleet)
+        self._metrics_retry: float | None = None
+        self._check_metrics_writable()
 
     def enroll(self, record: bytes) -> DeviceRecord:
         """Enroll one device record (DEVICE.pub); its device gets the next model package."""
         device = self.registry.enroll(record)
         log.info("device %s enrolled", device.device_id.hex())
         return device
+
+    def _check_metrics_writable(self) -> None:
+        """ConfigError at start when the metrics file can never be written (not for space)."""
+        try:
+            with open(self.config.metrics, "ab"):
+                pass
+        except OSError as exc:
+            if exc.errno not in _NO_SPACE:
+                raise ConfigError(f"aggregator.metrics: cannot write {self.config.metrics}: "
+                                  f"{exc.strerror}") from None
+
+    def sync_metrics(self) -> bool:
+        """Bring the metrics file up to the database's rows; False (logged) if it failed."""
+        try:
+            added = sync_jsonl(self.config.metrics, self.store.metrics_lines())
+        except OSError as exc:
+            # The rows are committed in the database: they are written once space returns.
+            log.warning("metrics: cannot write %s (%s); retrying in %.0f s",
+                        self.config.metrics, exc.strerror, METRICS_RETRY_S)
+            self._metrics_retry = time.monotonic() + METRICS_RETRY_S
+            return False
+        if added:
+            log.info("metrics: %d row(s) written to %s from the database", added,
+                     self.config.metrics)
+        self._metrics_retry = None
+        return True
 
     def close(self) -> None:
         """Disconnect and close the database."""
@@ -130,6 +165,7 @@ class Aggregator:
         try:
             if stop.is_set():
                 return
+            self.sync_metrics()  # rows a crash or a full disk kept out of the file
             self._publish_model()
             for topic, ticket in self.rounds.resume_tickets():
                 log.info("resuming round %d", self.rounds.open_round.round_id)  # type: ignore
@@ -150,6 +186,8 @@ class Aggregator:
                 if self.rounds.due() is not None:
                     self._finish()
                     closed += 1
+                elif self._metrics_retry is not None and time.monotonic() >= self._metrics_retry:
+                    self.sync_metrics()
             if not stop.is_set():
                 self._publish_model()
         finally:
@@ -165,26 +203,47 @@ class Aggregator:
         return max(0, total - self.rounds.closed_rounds())
 
     def _drain(self, client: mqtt.Client) -> None:
-        """Handle what arrived during one tick, acking each message after its commit."""
+        """Handle what arrived during one tick, acking each message after its commit.
+
+        Refusals are committed together (one transaction per tick or per AUDIT_BATCH
+        messages) and their messages acknowledged after that commit, so a flood of refused
+        messages costs one fsync per batch instead of one each.
+        """
         deadline = time.monotonic() + TICK_S
-        while True:
-            timeout = deadline - time.monotonic()
-            try:
-                msg = self._inbox.get(timeout=max(0.0, timeout))
-            except queue.Empty:
-                return
-            if mqtt.topic_matches_sub(self._subscription, msg.topic):
-                self.rounds.handle(msg.topic, bytes(msg.payload))
-            else:  # amqtt may hand a resumed session messages it never subscribed to
-                log.debug("ignored a message on %s (not an update topic)", msg.topic[:256])
+        refused: list[mqtt.MQTTMessage] = []
+        try:
+            while True:
+                timeout = deadline - time.monotonic()
+                try:
+                    msg = self._inbox.get(timeout=max(0.0, timeout))
+                except queue.Empty:
+                    return
+                if not mqtt.topic_matches_sub(self._subscription, msg.topic):
+                    # amqtt may hand a resumed session messages it never subscribed to
+                    log.debug("ignored a message on %s (not an update topic)", msg.topic[:256])
+                    client.ack(msg.mid, msg.qos)
+                elif self.rounds.handle(msg.topic, bytes(msg.payload), defer=True).accepted:
+                    client.ack(msg.mid, msg.qos)
+                else:
+                    refused.append(msg)
+                    if len(refused) >= AUDIT_BATCH:
+                        self._commit_refusals(client, refused)
+                if self.rounds.due() is not None:  # a deadline passes during a flood too
+                    return
+        finally:
+            self._commit_refusals(client, refused)
+
+    def _commit_refusals(self, client: mqtt.Client, refused: list[mqtt.MQTTMessage]) -> None:
+        """Commit the pending refusals, then acknowledge their messages."""
+        self.rounds.ledger.flush()
+        for msg in refused:
             client.ack(msg.mid, msg.qos)
-            if self.rounds.due() is not None:
-                return
+        refused.clear()
 
     def _finish(self) -> None:
         """Close the due round, write its metrics, tell the hook, publish the new model."""
         m = self.rounds.close()
-        append_jsonl(self.config.metrics, m.to_json())
+        self.sync_metrics()
         log.info("%s", m.describe())
         if self.on_round is not None:
             self.on_round(m)

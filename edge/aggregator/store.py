@@ -11,12 +11,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edge.errors import StateError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -44,6 +46,10 @@ CREATE TABLE IF NOT EXISTS audit (
     device_id BLOB, topic TEXT NOT NULL, refusal TEXT NOT NULL, reason TEXT NOT NULL,
     update_id BLOB);
 CREATE TABLE IF NOT EXISTS metrics (round_id INTEGER PRIMARY KEY, row TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_round_topic ON audit (round_id, topic);
+CREATE TABLE IF NOT EXISTS refusal_counts (
+    round_id INTEGER NOT NULL, topic TEXT NOT NULL, refusal TEXT NOT NULL,
+    count INTEGER NOT NULL, last_at REAL NOT NULL, PRIMARY KEY (round_id, topic, refusal));
 """
 
 
@@ -79,17 +85,37 @@ class Checkpoint:
 
 
 class Store:
-    """The SQLite database of one aggregator (WAL, synchronous FULL: durable at commit)."""
+    """The SQLite database of one aggregator (rollback journal, synchronous FULL: durable at
+    commit). Every SQLite failure is a StateError naming the file, never a traceback."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=30.0)
         self._lock = threading.RLock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
+        with self._errors():
+            self._db = sqlite3.connect(self.path, isolation_level=None,
+                                       check_same_thread=False, timeout=30.0)
+            try:
+                # No WAL: its wal-index (the -shm file) is shared memory mapped from a file,
+                # and a page of that file that cannot be backed (truncated, or its file
+                # system gone bad under us) kills the process with SIGBUS instead of failing
+                # a call. A rollback journal has no mapped file, and mmap_size=0 keeps the
+                # database itself read with read(), so such faults become SQLite errors.
+                self._db.execute("PRAGMA mmap_size=0")
+                self._db.execute("PRAGMA journal_mode=TRUNCATE").fetchone()
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.execute("PRAGMA foreign_keys=ON")
+                self._db.executescript(SCHEMA)
+            except BaseException:
+                self._db.close()
+                raise
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Turn SQLite's errors (disk full, read-only, not a database) into a StateError."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StateError(f"aggregator state {self.path}: {exc}") from None
 
     def close(self) -> None:
         """Close the database."""
@@ -106,20 +132,31 @@ class Store:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One immediate transaction: committed on success, rolled back on any exception."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            with self._errors():
+                self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except BaseException as exc:
+                # A failed statement may have rolled the transaction back already.
+                with suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StateError(f"aggregator state {self.path}: {exc}") from None
                 raise
-            self._db.execute("COMMIT")
+            with self._errors():
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.Error:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
-        with self._lock:
+        with self._lock, self._errors():
             return self._db.execute(sql, args).fetchone()
 
     def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
-        with self._lock:
+        with self._lock, self._errors():
             return self._db.execute(sql, args).fetchall()
 
     # devices
@@ -235,20 +272,48 @@ class Store:
 
     # audit
     def audit(self, db: sqlite3.Connection, *, round_id: int | None, device_id: bytes | None,
-              topic: str, refusal: str, reason: str, update_id: bytes | None) -> None:
+              topic: str, refusal: str, reason: str, update_id: bytes | None,
+              at: float | None = None) -> None:
         """Record one refused message with its class and reason."""
         db.execute("INSERT INTO audit (at, round_id, device_id, topic, refusal, reason, "
                    "update_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (time.time(), round_id, device_id, topic, refusal, reason, update_id))
+                   (time.time() if at is None else at, round_id, device_id, topic, refusal,
+                    reason, update_id))
+
+    def add_refusal_counts(self, db: sqlite3.Connection,
+                           counts: dict[tuple[int, str, str], tuple[int, float]]) -> None:
+        """Add refusals counted without an audit row: (round, topic, class) -> (n, last)."""
+        db.executemany(
+            "INSERT INTO refusal_counts VALUES (?, ?, ?, ?, ?) ON CONFLICT "
+            "(round_id, topic, refusal) DO UPDATE SET count = count + excluded.count, "
+            "last_at = max(last_at, excluded.last_at)",
+            [(r, t, c, n, at) for (r, t, c), (n, at) in counts.items()])
+
+    def audit_row_count(self, round_id: int | None, topic: str | None = None) -> int:
+        """Audit rows stored for a round (0 = no round), of one topic or of all."""
+        args: tuple[Any, ...]
+        if round_id:
+            sql, args = "SELECT count(*) FROM audit WHERE round_id = ?", (round_id,)
+        else:
+            sql, args = "SELECT count(*) FROM audit WHERE round_id IS NULL", ()
+        if topic is not None:
+            sql, args = sql + " AND topic = ?", (*args, topic)
+        return int(self._one(sql, args)[0])
 
     def refusals(self, round_id: int | None = None) -> dict[str, int]:
-        """Refusals by class, of one round or of all time."""
+        """Refusals by class (audit rows plus those only counted), of one round or of all time."""
         if round_id is None:
-            rows = self._all("SELECT refusal, count(*) FROM audit GROUP BY refusal")
+            rows = self._all("SELECT refusal, count(*) FROM audit GROUP BY refusal UNION ALL "
+                             "SELECT refusal, sum(count) FROM refusal_counts GROUP BY refusal")
         else:
             rows = self._all("SELECT refusal, count(*) FROM audit WHERE round_id = ? "
-                             "GROUP BY refusal", (round_id,))
-        return {r: int(n) for r, n in rows}
+                             "GROUP BY refusal UNION ALL SELECT refusal, sum(count) FROM "
+                             "refusal_counts WHERE round_id = ? GROUP BY refusal",
+                             (round_id, round_id))
+        out: dict[str, int] = {}
+        for r, n in rows:
+            out[r] = out.get(r, 0) + int(n)
+        return out
 
     def audit_rows(self) -> list[dict[str, Any]]:
         """The whole audit log, oldest first."""
@@ -256,6 +321,24 @@ class Store:
                          "ORDER BY id")
         return [{"at": at, "round": r, "device": d.hex() if d else None, "topic": t,
                  "refusal": c, "reason": why} for at, r, d, t, c, why in rows]
+
+    def refusal_sources(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Refusals by (round, topic, class), most first: ``stored`` audit rows and ``counted``
+        ones past the audit bound, whose sum is the exact number of refused messages."""
+        rows = self._all(
+            "SELECT round_id, topic, refusal, sum(stored), sum(counted), max(last_at) FROM ("
+            "SELECT coalesce(round_id, 0) AS round_id, topic, refusal, 1 AS stored, "
+            "0 AS counted, at AS last_at FROM audit UNION ALL SELECT round_id, topic, refusal, "
+            "0, count, last_at FROM refusal_counts) GROUP BY round_id, topic, refusal "
+            "ORDER BY sum(stored) + sum(counted) DESC, round_id, topic, refusal LIMIT ?",
+            (limit,))
+        return [{"round": r or None, "topic": t, "refusal": c, "stored": int(s),
+                 "counted": int(n), "total": int(s) + int(n), "last_at": at}
+                for r, t, c, s, n, at in rows]
+
+    def metrics_lines(self) -> list[str]:
+        """Every stored metrics row as its JSON text, in round order (the metrics file)."""
+        return [str(r[0]) for r in self._all("SELECT row FROM metrics ORDER BY round_id")]
 
 
 def _round(row: Any) -> OpenRound:

@@ -107,6 +107,7 @@ def status(config: Any) -> dict[str, Any]:
             "model_published": None if cp is None else cp.published is not None,
             "devices": sorted(d.hex() for d in Registry(store).devices()),
             "refusals": store.refusals(),
+            "refusal_sources": store.refusal_sources(20),
             "epsilon": epsilon, "delta": config.dp.delta, "accountant": ACCOUNTANT,
             "last_round": metrics[-1] if metrics else None,
         }
@@ -130,8 +131,32 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"fleet epsilon: {eps}")
     refusals = ", ".join(f"{k} {v}" for k, v in sorted(info["refusals"].items())) or "none"
     print(f"refusals: {refusals}")
+    for src in info["refusal_sources"]:
+        if src["counted"]:
+            print(f"  round {src['round']}: {src['refusal']} {src['total']} from {src['topic']} "
+                  f"({src['stored']} in the audit log, {src['counted']} counted only)")
     for device in info["devices"]:
         print(f"  device {device}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Print refusals by round, topic and class (stored rows and counted-only), then rows."""
+    from edge.aggregator.store import Store
+
+    config = _load(args)
+    with Store(config.state) as store:
+        sources = store.refusal_sources(args.limit)
+        rows = store.audit_rows()[-args.limit:] if args.rows else []
+    if args.json:
+        print(json.dumps({"sources": sources, "rows": rows}, indent=2, sort_keys=True))
+        return 0
+    print(f"{'round':>5}  {'class':<20}  {'total':>8}  {'stored':>6}  {'counted':>8}  topic")
+    for s in sources:
+        print(f"{s['round'] or '-':>5}  {s['refusal']:<20}  {s['total']:>8}  {s['stored']:>6}  "
+              f"{s['counted']:>8}  {s['topic']}")
+    for r in rows:
+        print(f"{r['at']:.3f} round {r['round']} {r['refusal']} {r['topic']}: {r['reason']}")
     return 0
 
 
@@ -156,3 +181,9 @@ def register(nouns: Any) -> None:
     p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_status)
+    p = verbs.add_parser("audit", help="refusals by round, topic and class; audit rows")
+    p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
+    p.add_argument("--rows", action="store_true", help="also print the newest audit rows")
+    p.add_argument("--limit", type=int, default=100, metavar="N", help="at most N of each")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_audit)

@@ -128,13 +128,25 @@ def _str(table: Mapping[str, Any], key: str, *, required: bool) -> str | None:
     return value
 
 
-def _path(table: Mapping[str, Any], key: str, base: Path) -> Path | None:
-    """An optional path, made absolute against ``base``."""
+def _path(table: Mapping[str, Any], key: str, base: Path, *, folder: bool = True) \
+        -> Path | None:
+    """An optional path, made absolute against ``base``; a folder (the default) unless said.
+
+    A path that exists as the wrong kind (a file where the daemon needs a folder) is
+    refused here, at start, rather than when the daemon first writes there.
+    """
     value = _str(table, key, required=False)
     if value is None:
         return None
     p = Path(value).expanduser()
-    return p if p.is_absolute() else base / p
+    p = p if p.is_absolute() else base / p
+    try:
+        wrong = p.exists() and (p.is_dir() != folder)
+    except OSError as exc:
+        raise ConfigError(f"{key}: {str(p)!r}: {exc.strerror}") from None
+    if wrong:
+        raise ConfigError(f"{key}: {str(p)!r} is not a {'folder' if folder else 'file'}")
+    return p
 
 
 def _int(table: Mapping[str, Any], key: str, default: int, lo: int, hi: int) -> int:

@@ -23,7 +23,7 @@ from edge import protocol, tee_abi
 from edge.daemon.config import DaemonConfig
 from edge.daemon.datasource import open_source
 from edge.daemon.store import SampleStore
-from edge.errors import BackboneNotPublished, EdgeError, Malformed, Rollback
+from edge.errors import BackboneNotPublished, EdgeError, Malformed, Rollback, StateError
 from edge.formats.device import parse_device_record
 from edge.formats.package import parse_package
 from edge.formats.ticket import parse_ticket
@@ -53,7 +53,11 @@ class Daemon:
     def __init__(self, config: DaemonConfig) -> None:
         """Open the TA, the store and the source; nothing touches the network yet."""
         self.config = config
-        config.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            config.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StateError(f"paths.work_dir: cannot create {config.work_dir}: "
+                             f"{exc.strerror}") from None
         self.ta = TrustedApp(config.tee_backend,
                              config.tee_state_dir if config.tee_backend == "sim" else None)
         try:
@@ -175,6 +179,9 @@ class Daemon:
                     self._handle_model(payload)
                 else:
                     self._handle_ticket(payload)
+            except EdgeError as exc:  # a failing state file, say: one line, not a traceback
+                log.error("device=%s step=%s result=failed reason=%s detail=%s",
+                          self.config.name, kind, exc.refusal, exc)
             except Exception:
                 log.exception("device=%s step=%s unexpected failure", self.config.name, kind)
 

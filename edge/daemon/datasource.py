@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.daemon.store import SampleStore, check_sample
-from edge.errors import EdgeError, Malformed
+from edge.errors import EdgeError, Malformed, StateError
 
 log = logging.getLogger("edge.daemon")
 MAX_LINE = 1 << 20
@@ -209,6 +209,9 @@ class SerialSource:
             self.store.add(*sample)
         except Malformed as exc:
             self._reject(str(exc))
+        except StateError as exc:  # the store, not the line: one line, and keep reading
+            log.error("device=%s step=data source=serial result=failed reason=%s detail=%s",
+                      self.device, exc.refusal, exc)
         else:
             self.stats.accepted += 1
 

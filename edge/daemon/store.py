@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
 import numpy as np
 
-from edge.errors import Malformed
+from edge.errors import Malformed, StateError
 
 MAX_FEATURES = 65_536
 MAX_LABEL = 2**32 - 1
@@ -46,20 +47,39 @@ class SampleStore:
         if max_samples < 1:
             raise ValueError("max_samples must be >= 1")
         self.path = Path(directory) / "samples.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.max_samples = max_samples
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        with self._lock:
-            self._evict()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"sample store {self.path}: {exc}") from None
+        try:
+            # No WAL, as in the aggregator's store: WAL's -shm file is mapped into memory,
+            # and a page of it that cannot be backed any more is a SIGBUS, not an error.
+            self._db.execute("PRAGMA mmap_size=0")
+            self._db.execute("PRAGMA journal_mode=TRUNCATE").fetchone()
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            with self._lock:
+                self._evict()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StateError(f"sample store {self.path}: {exc}") from None
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SQLite's failures (disk full, read-only, file replaced) as one StateError line."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StateError(f"sample store {self.path}: {exc}") from None
 
     @property
     def dim(self) -> int | None:
         """The feature count every sample has (fixed by the first sample), or None."""
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()
+        with self._errors():
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'dim'").fetchone()
         return int(row[0]) if row else None
 
     def add(self, features: np.ndarray, label: int) -> None:
@@ -71,7 +91,7 @@ class SampleStore:
         rows = [(check_sample(x, y), int(y)) for x, y in samples]
         if not rows:
             return 0
-        with self._lock:
+        with self._lock, self._errors():
             dim = self.dim
             sizes = {x.size for x, _ in rows}
             if len(sizes) != 1 or (dim is not None and dim not in sizes):
@@ -86,7 +106,8 @@ class SampleStore:
                 self._evict()
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
         return len(rows)
 
@@ -97,11 +118,12 @@ class SampleStore:
             (self.max_samples,))
 
     def __len__(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+        with self._errors():
+            return int(self._db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
 
     def latest(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """The newest ``limit`` samples, oldest first: (n x dim float32, n uint32)."""
-        with self._lock:
+        with self._lock, self._errors():
             rows = self._db.execute(
                 "SELECT label, features FROM samples ORDER BY id DESC LIMIT ?", (limit,)
             ).fetchall()
@@ -113,12 +135,14 @@ class SampleStore:
 
     def was_ingested(self, name: str, stamp: str) -> bool:
         """True if ``name`` was ingested with this stamp (size and mtime) already."""
-        row = self._db.execute("SELECT stamp FROM ingested WHERE name = ?", (name,)).fetchone()
+        with self._errors():
+            row = self._db.execute("SELECT stamp FROM ingested WHERE name = ?",
+                                   (name,)).fetchone()
         return row is not None and row[0] == stamp
 
     def mark_ingested(self, name: str, stamp: str) -> None:
         """Record that a file was ingested, so a restart does not add it twice."""
-        with self._lock:
+        with self._lock, self._errors():
             self._db.execute("INSERT OR REPLACE INTO ingested VALUES (?, ?)", (name, stamp))
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge.inference")
 
 DTYPES = ("int8", "uint8", "float32")
+RUNTIME_NAMES = ("auto", "tflite-runtime", "ai-edge-litert")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,10 @@ class InferenceConfig:
     delegate_options: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.runtime not in RUNTIME_NAMES:
+            # Checked here, when the configuration is read, not when the first model loads.
+            raise ConfigError(f"inference.runtime = {self.runtime!r}: expected one of "
+                              f"{', '.join(repr(r) for r in RUNTIME_NAMES)}")
         if not isinstance(self.num_threads, int) or self.num_threads < 1:
             raise ConfigError(f"num_threads = {self.num_threads!r}: expected an integer >= 1")
         if not self.npu_delegate:
@@ -99,6 +104,33 @@ def check_flatbuffer(model: bytes, runtime_name: str) -> None:
     except Exception as exc:  # struct.error, IndexError, ValueError, ... from a bad offset
         raise Malformed(f"backbone refused by {runtime_name}: the flatbuffer does not parse "
                         f"({type(exc).__name__}: {exc})") from exc
+
+
+def check_tflite_file(path: Path) -> None:
+    """Malformed unless ``path`` holds a TFLite model: checked where it is signed and shipped.
+
+    No interpreter is needed: the flatbuffer's identifier (``TFL3``), its root table and
+    vtable are bounds-checked here, and the whole model is read with the TFLite schema when
+    ai-edge-litert provides it. Refusing here keeps a garbage file from being signed and
+    sent to every device, which would each refuse it only after loading the package.
+    """
+    try:
+        model = path.read_bytes()
+    except OSError as exc:
+        raise Malformed(f"backbone {path}: cannot read it ({exc.strerror})") from None
+    if len(model) < 16 or model[4:8] != b"TFL3":
+        raise Malformed(f"backbone {path} is not a TFLite model ({len(model)} bytes, "
+                        f"identifier {bytes(model[4:8])!r}, expected b'TFL3')")
+    root = int.from_bytes(model[0:4], "little")
+    if not 8 <= root <= len(model) - 4:
+        raise Malformed(f"backbone {path}: root table offset {root} outside the file")
+    vtable = root - int.from_bytes(model[root:root + 4], "little", signed=True)
+    if not 0 <= vtable <= len(model) - 4:
+        raise Malformed(f"backbone {path}: root vtable offset {vtable} outside the file")
+    vt_size = int.from_bytes(model[vtable:vtable + 2], "little")
+    if vt_size < 4 or vt_size % 2 or vtable + vt_size > len(model):
+        raise Malformed(f"backbone {path}: root vtable of {vt_size} bytes is not valid")
+    check_flatbuffer(model, "the TFLite schema")
 
 
 class Backbone:
