@@ -23,13 +23,14 @@ import paho.mqtt.client as mqtt
 from edge import protocol, tee_abi
 from edge.daemon.config import DaemonConfig
 from edge.daemon.datasource import open_source
+from edge.daemon.delivery import Delivery
 from edge.daemon.outbox import Entry, Outbox
 from edge.daemon.store import SampleStore
 from edge.errors import EdgeError, Malformed, Rollback
 from edge.formats.device import parse_device_record
 from edge.formats.package import parse_package
 from edge.formats.ticket import parse_ticket
-from edge.mqtt import Pending, PubAcks, connect_async, make_client
+from edge.mqtt import connect_async, make_client
 from edge.tee import TrustedApp
 
 log = logging.getLogger("edge.daemon")
@@ -80,15 +81,14 @@ class Daemon:
         self._jobs: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self._stopping = threading.Event()
         self._closed = False
-        self.outbox = Outbox(config.work_dir / "outbox")
-        self._inflight: dict[int, Pending] = {}
         self._seen: list[bytes] = []
         # A persistent session: the broker queues tickets that come while the board is
         # briefly offline (a broker restart, a network blip) instead of dropping them.
         self.client = make_client(config.broker, f"edge-{self.device_id.hex()}",
                                   clean_session=False)
-        self.acks = PubAcks()
-        self.acks.attach(self.client)
+        self.delivery = Delivery(self.client, self.update_topic,
+                                 Outbox(config.work_dir / "outbox"))
+        self.outbox = self.delivery.outbox
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
@@ -286,7 +286,7 @@ class Daemon:
                       reason=exc)
             return
         rid = ticket.round_id
-        kept = self.outbox.get(rid)
+        kept = self.delivery.kept(rid)
         if kept is not None:
             # Sealed already (before a restart, or the aggregator re-sent the ticket because
             # the update never reached it): publish the kept update, never train twice.
@@ -327,10 +327,10 @@ class Daemon:
         # A sealed update has spent privacy budget: keep it on disk before it can be
         # published (a crash from here on re-publishes it), and publish it even when stopping.
         try:
-            entry = self.outbox.put(sealed)
+            entry = self.delivery.keep(sealed)
         except OSError as exc:
             self._log(logging.ERROR, "outbox", rid, result="not-kept", reason=exc)
-            entry = Entry(rid, ticket.model_version, sealed, self.outbox.directory / "-")
+            entry = self.delivery.unkept(sealed)
         self._publish(rid, entry, ticket.deadline)
 
     def _features(self, rid: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -378,14 +378,14 @@ class Daemon:
 
     def _publish(self, rid: int, entry: Entry, deadline: int) -> None:
         """Publish with QoS 1 and wait for the PUBACK (paho resends after a reconnect)."""
-        pending = self._send(entry, reason="sealed")
+        pending, _ = self.delivery.send(entry)
         if pending is None:
+            self._skip(rid, "publish", "queue-full")
             return
         limit = min(PUBLISH_TIMEOUT, max(deadline - time.time(), 1.0))
         started = time.monotonic()
-        while not self.acks.wait(pending, 0.1):
-            now = time.monotonic()
-            waited = now - started
+        while not self.delivery.wait(pending, 0.1):
+            waited = time.monotonic() - started
             if self._stopping.is_set():
                 limit = min(limit, waited + STOP_GRACE)
             if waited > limit:
@@ -397,38 +397,24 @@ class Daemon:
         self._log(logging.INFO, "publish", rid, result="acknowledged", bytes=len(entry.sealed),
                   topic=self.update_topic)
 
-    def _send(self, entry: Entry, *, reason: str) -> Pending | None:
-        """Publish a kept update unless paho still holds an unacknowledged copy of it."""
-        pending = self._inflight.get(entry.round_id)
-        if pending is not None and not self.acks.done(pending):
-            return pending  # paho re-sends it on reconnect; a second copy is a duplicate
-        pending = self.acks.publish(self.client, self.update_topic, entry.sealed)
+    def _send(self, entry: Entry, *, reason: str) -> None:
+        """Publish a kept update again (a reconnect, or its round's ticket came again)."""
+        pending, fresh = self.delivery.send(entry)
         if pending is None:
             self._skip(entry.round_id, "publish", "queue-full")
-            return None
-        self._inflight[entry.round_id] = pending
-        if reason != "sealed":
+        elif fresh:
             self.stats.republished += 1
             self._log(logging.INFO, "publish", entry.round_id, result="republished",
                       reason=reason, bytes=len(entry.sealed))
-        return pending
 
     def _republish_all(self) -> None:
         """After a (re)connect: publish every kept update again (the broker may have lost it)."""
-        for entry in self.outbox.entries():
+        for entry in self.delivery.entries():
             self._send(entry, reason="reconnect")
 
     def _forget_closed(self, before_round: int | None = None) -> None:
-        """Drop kept updates whose round has closed, so they can no longer count.
-
-        The TA holds a newer model than the update trained (a new version is made only
-        when no round is open), or an authentic ticket names a later round.
-        """
+        """Drop kept updates whose round is over (they can no longer count)."""
         version = self.ta.status().model_version
-        for entry in self.outbox.entries():
-            if entry.model_version < version or (before_round is not None
-                                                 and entry.round_id < before_round):
-                self.outbox.remove(entry)
-                self._inflight.pop(entry.round_id, None)
-                self._log(logging.INFO, "outbox", entry.round_id, result="removed",
-                          reason="round-closed", model_version=version)
+        for entry in self.delivery.forget_closed(version, before_round):
+            self._log(logging.INFO, "outbox", entry.round_id, result="removed",
+                      reason="round-closed", model_version=version)

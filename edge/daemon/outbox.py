@@ -30,7 +30,7 @@ class Entry:
     round_id: int
     model_version: int
     sealed: bytes
-    path: Path
+    path: Path | None  # None: the disk refused it, so it is not kept
 
 
 class Outbox:
@@ -86,6 +86,8 @@ class Outbox:
 
     def remove(self, entry: Entry) -> None:
         """Drop a kept update (its round has closed)."""
+        if entry.path is None:
+            return
         entry.path.unlink(missing_ok=True)
         self._sync_dir()
 
