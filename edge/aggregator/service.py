@@ -157,7 +157,7 @@ class Aggregator:
                     for topic, ticket in tickets:
                         self._publish(topic, ticket)
                     self._tickets_sent_at = time.monotonic()
-                    self._reconnected.clear()  # just sent: the connection they went on is new
+                    self._reconnected.clear()  # they went out on the current connection
                 self._resend_tickets()
                 self._drain(client)
                 if self._due():
@@ -169,8 +169,9 @@ class Aggregator:
             self._disconnect()
 
     def _resend_tickets(self) -> None:
-        """The open round's tickets again, to devices not yet counted, after a reconnect or
-        every ``ticket_resend_s`` (devices re-publish a kept update, never train twice)."""
+        """Re-send the open round's tickets of devices not yet counted, when it is time."""
+        # At once after a (re)connect, then every ticket_resend_s. A device that sealed
+        # already publishes its kept update again; it never trains twice for a round.
         if self.rounds.open_round is None or not self._connected.is_set():
             return
         now = time.monotonic()
