@@ -217,3 +217,9 @@ class DelegateUnavailable(ConfigError):
     """A required NPU delegate failed to load or left part of the graph on the CPU."""
 
     refusal = "delegate"
+
+
+class ModelNotPublished(EdgeError):
+    """The aggregator's newest model never reached the broker (no PUBACK) in the time allowed."""
+
+    refusal = "model-not-published"

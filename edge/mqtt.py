@@ -8,6 +8,7 @@ back to the deprecated VERSION1 callbacks otherwise).
 from __future__ import annotations
 
 import ssl
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,3 +166,58 @@ def make_client(settings: BrokerSettings, client_id: str, *, clean_session: bool
 def connect_async(client: mqtt.Client, settings: BrokerSettings) -> None:
     """Start connecting in the background (paho retries with backoff on its own)."""
     client.connect_async(settings.host, settings.port, keepalive=settings.keepalive)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A QoS 1 publish paho has queued: its message id and the PUBACK count before it."""
+
+    mid: int
+    since: int
+
+
+class PubAcks:
+    """PUBACKs by message id, so a publish made while offline can be awaited.
+
+    paho queues a QoS 1 message published while disconnected and sends it after
+    reconnecting, but its ``is_published()``/``wait_for_publish()`` raise
+    RuntimeError for such a message. Message ids are reused (1..65535), so an
+    acknowledgement counts only if it arrived after the publish was made.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._seq = 0
+        self._acked: dict[int, int] = {}
+
+    def attach(self, client: mqtt.Client) -> None:
+        """Make ``client`` report its PUBACKs here (sets ``on_publish``)."""
+        client.on_publish = self._on_publish
+
+    def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int, _reason: Any,
+                    _properties: Any) -> None:
+        with self._cond:
+            self._seq += 1
+            self._acked[mid] = self._seq
+            self._cond.notify_all()
+
+    def publish(self, client: mqtt.Client, topic: str, payload: bytes, *,
+                retain: bool = False) -> Pending | None:
+        """Publish with QoS 1; None if paho refused to queue it (its queue is full)."""
+        with self._cond:
+            since = self._seq
+        info = client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            return None
+        return Pending(info.mid, since)
+
+    def done(self, pending: Pending) -> bool:
+        """True once the broker acknowledged this publish."""
+        with self._cond:
+            return self._acked.get(pending.mid, 0) > pending.since
+
+    def wait(self, pending: Pending, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the PUBACK; True if it came."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: self._acked.get(pending.mid, 0) > pending.since, timeout)

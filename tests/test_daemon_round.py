@@ -22,7 +22,7 @@ from edge.broker import EmbeddedBroker, MosquittoBroker
 from edge.daemon import Daemon, DaemonConfig
 from edge.formats.device import DeviceRecord, parse_device_record
 from edge.formats.ticket import build_ticket
-from edge.formats.update import verify_update
+from edge.formats.update import parse_update, verify_update
 from edge.mqtt import BrokerSettings, make_client
 from edge.tee import TrustedApp
 
@@ -152,8 +152,18 @@ def test_daemon_loads_model_trains_and_publishes_a_verifiable_update(
                             param_count=PARAMS, update_clip=BIG)
         assert got.example_count == 40 and got.device_id == dev.device_id
         wait_for(lambda: run.daemon.stats.rounds_published == [1], what="PUBACK logged")
-        # A replayed ticket is refused by the TA and the round skipped cleanly.
+        # The ticket again (the aggregator re-sends it while the update is missing): the
+        # update kept in the outbox is published again, nothing is trained twice.
+        spent = run.daemon.ta.budget().steps_spent
+        (kept,) = run.daemon.outbox.entries()
+        assert kept.sealed == agg.updates[0]
         agg.publish_ticket(ticket(roles, 1))
+        wait_for(lambda: len(agg.updates) == 2, what="the kept update published again")
+        assert agg.updates[1] == agg.updates[0]
+        assert run.daemon.ta.budget().steps_spent == spent
+        # Without the kept update, a replayed ticket is refused by the TA, the round skipped.
+        run.daemon.outbox.remove(kept)
+        agg.publish_ticket(ticket(roles, 1, deadline_in=601))  # other bytes: not a re-send
         wait_for(lambda: 1 in run.daemon.stats.rounds_skipped, what="replay refusal")
         assert run.daemon.stats.rounds_skipped[1] == "replay"
         # An expired ticket is skipped; a forged one is refused.
@@ -164,7 +174,7 @@ def test_daemon_loads_model_trains_and_publishes_a_verifiable_update(
         wait_for(lambda: {2, 3} <= set(run.daemon.stats.rounds_skipped), what="refusals")
         assert run.daemon.stats.rounds_skipped[2] == "expired"
         assert run.daemon.stats.rounds_skipped[3] == "signature"
-        assert len(agg.updates) == 1
+        assert len(agg.updates) == 2
     finally:
         run.close()
         agg.close()
@@ -217,7 +227,7 @@ def test_daemon_reconnects_after_a_broker_restart(
         agg.close()
 
 
-def test_daemon_on_mosquitto_skips_a_round_missed_while_offline(
+def test_daemon_on_mosquitto_gets_the_ticket_sent_while_offline(
         host_world: Path, roles: Roles, tmp_path: Path) -> None:
     dev = provision(host_world, roles)
     write_samples(tmp_path / "data")
@@ -231,24 +241,30 @@ def test_daemon_on_mosquitto_skips_a_round_missed_while_offline(
             agg.publish_ticket(ticket(roles, 1))
             wait_for(lambda: len(agg.updates) == 1, what="round 1 update")
             run.close()
-            agg.publish_ticket(ticket(roles, 2))  # the board is offline: round 2 is missed
+            # The board is offline: its persistent session makes the broker queue the ticket.
+            agg.publish_ticket(ticket(roles, 2))
             run = Running(config)
             wait_for(lambda: run.daemon.stats.models_refused == 1, what="retained model again")
             assert run.daemon.stats.models_loaded == 0  # the TA has it already (rollback)
-            agg.publish_ticket(ticket(roles, 3))
-            wait_for(lambda: len(agg.updates) == 2, what="round 3 update")
-            verify_update(agg.updates[1], dev, round_id=3, nonce=NONCE, model_version=1,
+            # Back online: the kept round-1 update goes out again (its round is not known to
+            # be closed; the aggregator refuses a duplicate), then round 2 is served.
+            wait_for(lambda: len(agg.updates) == 3, what="round 1 again, then round 2")
+            assert agg.updates[1] == agg.updates[0]
+            verify_update(agg.updates[2], dev, round_id=2, nonce=NONCE, model_version=1,
                           param_count=PARAMS, update_clip=BIG)
-            wait_for(lambda: run.daemon.stats.rounds_published == [3], what="PUBACK")
+            wait_for(lambda: run.daemon.stats.rounds_published == [2], what="PUBACK")
             assert run.daemon.stats.rounds_skipped == {}
+            # An authentic ticket of round 2 closed round 1: only round 2's update is kept.
+            assert [e.round_id for e in run.daemon.outbox.entries()] == [2]
             broker.restart()  # Mosquitto keeps the retained model across the restart
             wait_for(lambda: run.daemon.stats.connects >= 2 and run.daemon.subscribed.is_set(),
                      timeout=30, what="reconnect to the restarted Mosquitto")
             wait_for(agg.client.is_connected, timeout=30,
                      what="fake aggregator reconnect")
             agg.publish_ticket(ticket(roles, 4))
-            wait_for(lambda: len(agg.updates) == 3, what="round 4 update")
-            wait_for(lambda: run.daemon.stats.rounds_published == [3, 4], what="PUBACK 4")
+            wait_for(lambda: any(parse_update(u).round_id == 4 for u in agg.updates),
+                     what="round 4 update")
+            wait_for(lambda: run.daemon.stats.rounds_published == [2, 4], what="PUBACK 4")
         finally:
             run.close()
             agg.close()

@@ -159,12 +159,13 @@ class RoundManager:
         total = r.sum if r.sum is not None else np.zeros(params, dtype=np.float64)
         self._running = fedavg.RunningSum(total, r.weight, r.count)
 
-    def resume_tickets(self) -> list[tuple[str, bytes]]:
-        """The open round's tickets again (after a restart they may never have gone out)."""
+    def missing_tickets(self) -> list[tuple[str, bytes]]:
+        """The open round's tickets of devices whose update is not accepted yet, to re-send."""
         if self._round is None:
             return []
         return [(ticket_topic(self.config.fleet, d), t)
-                for d, t in sorted(self.store.tickets(self._round.round_id).items())]
+                for d, t in sorted(self.store.tickets(self._round.round_id).items())
+                if d not in self._accepted]
 
     def open_next(self) -> list[tuple[str, bytes]]:
         """Open the next round for a seeded-random cohort; returns the tickets to publish."""

@@ -12,9 +12,9 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from edge.errors import ConfigError
+from edge.errors import ConfigError, ModelNotPublished
 from edge.formats.device import DeviceRecord
-from edge.mqtt import connect_async, make_client
+from edge.mqtt import Pending, PubAcks, connect_async, make_client
 from edge.protocol import update_subscription
 
 from .config import AggregatorConfig
@@ -32,6 +32,7 @@ AUDIT_BATCH = 256
 # A metrics file that could not be written (full disk) is retried this often.
 METRICS_RETRY_S = 5.0
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+PUBLISH_SLICE_S = 0.2
 
 
 class Aggregator:
@@ -40,6 +41,15 @@ class Aggregator:
     # Pause after publishing a model package before the next round's tickets, so that
     # devices have loaded the new model when the ticket for it arrives.
     package_settle_s = 0.3
+    # While a round is open, its tickets go again to the devices whose update has not
+    # been accepted: at every (re)connect at once, and then this often. A broker that lost
+    # its sessions (or a device that subscribed after the ticket) gets them this way.
+    ticket_resend_s = 5.0
+    # After a (re)connect the broker first hands over what it queued (and devices publish
+    # their kept updates again): a round past its deadline waits this long before closing.
+    redelivery_grace_s = 2.0
+    # How long ``run`` retries publishing the final model before ModelNotPublished.
+    final_publish_s = 120.0
 
     def __init__(self, config: AggregatorConfig, *,
                  on_round: Callable[[RoundMetrics], None] | None = None):
@@ -51,6 +61,11 @@ class Aggregator:
         self.client_id = f"edge-aggregator-{config.fleet}"
         self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self._connected = threading.Event()
+        self._reconnected = threading.Event()
+        self._connected_at = 0.0
+        self._tickets_sent_at = 0.0
+        self._acks = PubAcks()
+        self._model_out: tuple[tuple[int, tuple[str, ...]], Pending] | None = None
         self._client: mqtt.Client | None = None
         self._closing = False
         self._subscription = update_subscription(config.fleet)
@@ -107,7 +122,9 @@ class Aggregator:
             log.warning("broker refused the connection: %s", reason)
             return
         client.subscribe(self._subscription, qos=1)
+        self._connected_at = time.monotonic()
         self._connected.set()
+        self._reconnected.set()
         log.info("connected to %s as %s", self.config.broker.url, self.client_id)
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any,
@@ -127,6 +144,7 @@ class Aggregator:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        self._acks.attach(client)
         connect_async(client, self.config.broker)
         client.loop_start()
         self._client = client
@@ -142,19 +160,11 @@ class Aggregator:
             client.disconnect()
             client.loop_stop()
 
-    def _publish(self, topic: str, payload: bytes, *, retain: bool = False,
-                 wait: bool = False) -> bool:
-        """Publish with QoS 1; with ``wait``, True only once the broker acknowledged it."""
+    def _publish(self, topic: str, payload: bytes) -> None:
+        """Publish with QoS 1 without waiting (paho sends it after a reconnect if offline)."""
         assert self._client is not None
-        info = self._client.publish(topic, payload, qos=1, retain=retain)
-        if not wait:
-            return True
-        try:
-            info.wait_for_publish(PUBLISH_TIMEOUT_S)
-        except (ValueError, RuntimeError) as exc:
-            log.warning("publish on %s failed: %s", topic, exc)
-            return False
-        return info.is_published()
+        if self._acks.publish(self._client, topic, payload) is None:
+            log.warning("publish on %s refused: the client's queue is full", topic)
 
     # loop
     def run(self, stop: threading.Event, *, rounds: int | None = None) -> None:
@@ -167,9 +177,8 @@ class Aggregator:
                 return
             self.sync_metrics()  # rows a crash or a full disk kept out of the file
             self._publish_model()
-            for topic, ticket in self.rounds.resume_tickets():
-                log.info("resuming round %d", self.rounds.open_round.round_id)  # type: ignore
-                self._publish(topic, ticket)
+            if self.rounds.open_round is not None:
+                log.info("resuming round %d", self.rounds.open_round.round_id)
             while not stop.is_set() and (target is None or closed < target):
                 if self.rounds.open_round is None:
                     if self._publish_model():
@@ -182,16 +191,65 @@ class Aggregator:
                         stop.wait(0.5)  # not enough enrolled devices yet
                     for topic, ticket in tickets:
                         self._publish(topic, ticket)
+                    self._tickets_sent_at = time.monotonic()
+                    self._reconnected.clear()  # they went out on the current connection
+                self._resend_tickets()
                 self._drain(client)
-                if self.rounds.due() is not None:
+                if self._due():
                     self._finish()
                     closed += 1
                 elif self._metrics_retry is not None and time.monotonic() >= self._metrics_retry:
                     self.sync_metrics()
             if not stop.is_set():
-                self._publish_model()
+                self._publish_final(stop)
         finally:
             self._disconnect()
+
+    def _resend_tickets(self) -> None:
+        """Re-send the open round's tickets of devices not yet counted, when it is time."""
+        # At once after a (re)connect, then every ticket_resend_s. A device that sealed
+        # already publishes its kept update again; it never trains twice for a round.
+        if self.rounds.open_round is None or not self._connected.is_set():
+            return
+        now = time.monotonic()
+        if not self._reconnected.is_set() and now - self._tickets_sent_at < self.ticket_resend_s:
+            return
+        self._reconnected.clear()
+        self._tickets_sent_at = now
+        tickets = self.rounds.missing_tickets()
+        for topic, ticket in tickets:
+            self._publish(topic, ticket)
+        if tickets:
+            log.info("round %d: tickets sent again to %d devices not yet counted",
+                     self.rounds.open_round.round_id, len(tickets))
+
+    def _due(self) -> bool:
+        """True when the open round should close; a deadline waits out the redelivery grace."""
+        why = self.rounds.due()
+        if why is None:
+            return False
+        if why == "quorum":
+            return True
+        return time.monotonic() >= self._connected_at + self.redelivery_grace_s
+
+    def _publish_final(self, stop: threading.Event) -> None:
+        """Retry the newest model until the broker has it; ModelNotPublished after the bound."""
+        limit = time.monotonic() + self.final_publish_s
+        warned = False
+        while not self._publish_model():
+            if self.rounds.model_is_out():
+                return
+            version = self.rounds.ensure_model().version
+            if stop.is_set() or time.monotonic() > limit:
+                raise ModelNotPublished(
+                    f"model v{version} was not published: {self.config.broker.url} did not "
+                    f"acknowledge it within {self.final_publish_s:.0f} s (it is kept in "
+                    f"{self.config.state} and published at the next start)")
+            if not warned:
+                log.warning("model v%d not published yet (broker %s down?); retrying for up "
+                            "to %.0f s", version, self.config.broker.url, self.final_publish_s)
+                warned = True
+            stop.wait(1.0)
 
     def _target(self, rounds: int | None) -> int | None:
         """How many more rounds this run closes (None: forever)."""
@@ -228,7 +286,7 @@ class Aggregator:
                     refused.append(msg)
                     if len(refused) >= AUDIT_BATCH:
                         self._commit_refusals(client, refused)
-                if self.rounds.due() is not None:  # a deadline passes during a flood too
+                if self._due():  # a deadline passes during a flood too
                     return
         finally:
             self._commit_refusals(client, refused)
@@ -250,14 +308,31 @@ class Aggregator:
         self._publish_model()
 
     def _publish_model(self) -> bool:
-        """Publish the newest model as a retained package if not all devices have it."""
+        """Publish the newest model as a retained package if not all devices have it.
+
+        True once the broker acknowledged it. A publish made while offline stays in
+        paho's queue and is awaited on the next call rather than queued again.
+        """
         pending = self.rounds.pending_package()
         if pending is None:
             return False
+        assert self._client is not None
         topic, package, version, recipients = pending
-        if self._publish(topic, package, retain=True, wait=True):
-            self.store.mark_published(version, recipients)
-            log.info("model v%d published to %d devices (%d bytes)", version, len(recipients),
-                     len(package))
-            return True
-        return False
+        key = (version, tuple(recipients))
+        if self._model_out is None or self._model_out[0] != key:
+            out = self._acks.publish(self._client, topic, package, retain=True)
+            if out is None:
+                log.warning("model v%d: the client's queue is full", version)
+                return False
+            self._model_out = (key, out)
+        out = self._model_out[1]
+        waited = 0.0
+        while not self._acks.wait(out, PUBLISH_SLICE_S):
+            waited += PUBLISH_SLICE_S
+            if not self._connected.is_set() or waited >= PUBLISH_TIMEOUT_S:
+                return False
+        self._model_out = None
+        self.store.mark_published(version, recipients)
+        log.info("model v%d published to %d devices (%d bytes)", version, len(recipients),
+                 len(package))
+        return True

@@ -7,6 +7,7 @@ pairs never interleave and the network never blocks on training.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -22,6 +23,8 @@ import paho.mqtt.client as mqtt
 from edge import protocol, tee_abi
 from edge.daemon.config import DaemonConfig
 from edge.daemon.datasource import open_source
+from edge.daemon.delivery import Delivery
+from edge.daemon.outbox import Entry, Outbox
 from edge.daemon.store import SampleStore
 from edge.errors import BackboneNotPublished, EdgeError, Malformed, Rollback, StateError
 from edge.formats.device import parse_device_record
@@ -34,6 +37,7 @@ log = logging.getLogger("edge.daemon")
 PUBLISH_TIMEOUT = 60.0
 STOP_GRACE = 5.0
 INFER_BATCH = 256
+SEEN_TICKETS = 64
 
 
 @dataclass
@@ -43,6 +47,7 @@ class DaemonStats:
     models_loaded: int = 0
     models_refused: int = 0
     rounds_published: list[int] = field(default_factory=list)
+    republished: int = 0
     rounds_skipped: dict[int, str] = field(default_factory=dict)
     connects: int = 0
 
@@ -80,8 +85,14 @@ class Daemon:
         self._jobs: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self._stopping = threading.Event()
         self._closed = False
+        self._seen: list[bytes] = []
+        # A persistent session: the broker queues tickets that come while the board is
+        # briefly offline (a broker restart, a network blip) instead of dropping them.
         self.client = make_client(config.broker, f"edge-{self.device_id.hex()}",
-                                  clean_session=True)
+                                  clean_session=False)
+        self.delivery = Delivery(self.client, self.update_topic,
+                                 Outbox(config.work_dir / "outbox"))
+        self.outbox = self.delivery.outbox
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
@@ -104,6 +115,8 @@ class Daemon:
         self.stats.connects += 1
         client.subscribe([(self.model_topic, 1), (self.ticket_topic, 1)])
         self.connected.set()
+        # The broker may have lost what it acknowledged (a crash): publish kept updates again.
+        self._jobs.put(("outbox", b""))
         self._log(logging.INFO, "connect", result="ok", broker=self.config.broker.url,
                   device_id=self.device_id.hex())
 
@@ -136,6 +149,7 @@ class Daemon:
         self.source.start()
         self._log(logging.INFO, "start", samples=len(self.store), source=self.config.data.source,
                   tee=self.config.tee_backend, model_version=self.ta.status().model_version)
+        self._forget_closed()
         worker = threading.Thread(target=self._work, name="daemon-worker", daemon=True)
         worker.start()
         connect_async(self.client, self.config.broker)
@@ -177,6 +191,8 @@ class Daemon:
             try:
                 if kind == "model":
                     self._handle_model(payload)
+                elif kind == "outbox":
+                    self._republish_all()
                 else:
                     self._handle_ticket(payload)
             except EdgeError as exc:  # a failing state file, say: one line, not a traceback
@@ -213,9 +229,12 @@ class Daemon:
             level = logging.DEBUG if isinstance(exc, Rollback) else logging.WARNING
             self._log(level, "model", version=manifest.version, result="refused",
                       refusal=exc.refusal, reason=exc)
+            if isinstance(exc, Rollback):
+                self._forget_closed()
             return
         finally:
             pkg.unlink(missing_ok=True)
+        self._forget_closed()
         metadata = manifest.metadata_object()
         self._switch_backbone(loaded.version, manifest.package_id, metadata,
                               out if manifest.has_backbone else None)
@@ -281,6 +300,17 @@ class Daemon:
                       reason=exc)
             return
         rid = ticket.round_id
+        kept = self.delivery.kept(rid)
+        if kept is not None:
+            # Sealed already (before a restart, or the aggregator re-sent the ticket because
+            # the update never reached it): publish the kept update, never train twice.
+            self._send(kept, reason="ticket")
+            return
+        digest = hashlib.sha256(payload).digest()
+        if digest in self._seen:
+            self._log(logging.DEBUG, "ticket", rid, result="ignored", reason="seen")
+            return
+        self._seen = [*self._seen[-(SEEN_TICKETS - 1):], digest]
         if ticket.deadline <= time.time():
             self._skip(rid, "ticket", "expired", deadline=ticket.deadline)
             return
@@ -291,6 +321,8 @@ class Daemon:
             return
         self._log(logging.INFO, "verify", rid, result="ok", model_version=ticket.model_version,
                   steps_left=accepted.steps_left)
+        # An authentic ticket of round rid: every earlier round is closed.
+        self._forget_closed(before_round=rid)
         if self._stopping.is_set():
             self._skip(rid, "verify", "stopping", level=logging.INFO)
             return
@@ -306,8 +338,14 @@ class Daemon:
             return
         self._log(logging.INFO, "train", rid, result="sealed", examples=len(labels),
                   seconds=f"{time.monotonic() - started:.3f}", bytes=len(sealed))
-        # A sealed update has spent privacy budget: publish it even when stopping.
-        self._publish(rid, sealed, ticket.deadline)
+        # A sealed update has spent privacy budget: keep it on disk before it can be
+        # published (a crash from here on re-publishes it), and publish it even when stopping.
+        try:
+            entry = self.delivery.keep(sealed)
+        except OSError as exc:
+            self._log(logging.ERROR, "outbox", rid, result="not-kept", reason=exc)
+            entry = self.delivery.unkept(sealed)
+        self._publish(rid, entry, ticket.deadline)
 
     def _features(self, rid: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The newest local samples through the backbone (or raw), sized for the TA."""
@@ -352,22 +390,45 @@ class Daemon:
                  for i in range(0, len(x), INFER_BATCH)]
         return np.ascontiguousarray(np.concatenate(parts))
 
-    def _publish(self, rid: int, sealed: bytes, deadline: int) -> None:
+    def _publish(self, rid: int, entry: Entry, deadline: int) -> None:
         """Publish with QoS 1 and wait for the PUBACK (paho resends after a reconnect)."""
-        info = self.client.publish(self.update_topic, sealed, qos=1)
-        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+        pending, _ = self.delivery.send(entry)
+        if pending is None:
             self._skip(rid, "publish", "queue-full")
             return
-        limit = time.monotonic() + min(PUBLISH_TIMEOUT, max(deadline - time.time(), 1.0))
-        grace: float | None = None
-        while not info.is_published():
-            now = time.monotonic()
-            if self._stopping.is_set() and grace is None:
-                grace = now + STOP_GRACE
-            if now > limit or (grace is not None and now > grace):
-                self._skip(rid, "publish", "no-puback", connected=self.connected.is_set())
+        limit = min(PUBLISH_TIMEOUT, max(deadline - time.time(), 1.0))
+        started = time.monotonic()
+        while not self.delivery.wait(pending, 0.1):
+            waited = time.monotonic() - started
+            if self._stopping.is_set():
+                limit = min(limit, waited + STOP_GRACE)
+            if waited > limit:
+                # Still in paho's queue and in the outbox: sent after a reconnect.
+                self._skip(rid, "publish", "no-puback", connected=self.connected.is_set(),
+                           action="kept")
                 return
-            time.sleep(0.02)
         self.stats.rounds_published.append(rid)
-        self._log(logging.INFO, "publish", rid, result="acknowledged", bytes=len(sealed),
+        self._log(logging.INFO, "publish", rid, result="acknowledged", bytes=len(entry.sealed),
                   topic=self.update_topic)
+
+    def _send(self, entry: Entry, *, reason: str) -> None:
+        """Publish a kept update again (a reconnect, or its round's ticket came again)."""
+        pending, fresh = self.delivery.send(entry)
+        if pending is None:
+            self._skip(entry.round_id, "publish", "queue-full")
+        elif fresh:
+            self.stats.republished += 1
+            self._log(logging.INFO, "publish", entry.round_id, result="republished",
+                      reason=reason, bytes=len(entry.sealed))
+
+    def _republish_all(self) -> None:
+        """After a (re)connect: publish every kept update again (the broker may have lost it)."""
+        for entry in self.delivery.entries():
+            self._send(entry, reason="reconnect")
+
+    def _forget_closed(self, before_round: int | None = None) -> None:
+        """Drop kept updates whose round is over (they can no longer count)."""
+        version = self.ta.status().model_version
+        for entry in self.delivery.forget_closed(version, before_round):
+            self._log(logging.INFO, "outbox", entry.round_id, result="removed",
+                      reason="round-closed", model_version=version)

@@ -1,0 +1,100 @@
+"""The daemon's outbox: sealed updates kept on disk until their round has closed.
+
+A sealed update has spent privacy budget in the TA, so losing it (a daemon
+crash before the PUBACK, a broker that loses an acknowledged message) costs
+budget for nothing. Each one is written here, synced, before it is published,
+and removed only once the aggregator has moved past its round (docs/daemon.md).
+The file is the sealed update itself (kind 5, signed by the TA): it carries its
+round id and model version, and nothing else is needed to publish it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.errors import EdgeError
+from edge.formats.update import parse_update
+
+log = logging.getLogger("edge.daemon")
+SUFFIX = ".update"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One kept sealed update."""
+
+    round_id: int
+    model_version: int
+    sealed: bytes
+    path: Path | None  # None: the disk refused it, so it is not kept
+
+
+class Outbox:
+    """Sealed updates in ``directory/round-<id>.update`` (0600), one per round."""
+
+    def __init__(self, directory: Path) -> None:
+        """Open (creating, mode 0700) the folder; leftover temporary files are removed."""
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for stale in self.directory.glob("*.tmp"):
+            # A crash while writing: the rename never happened, so nothing was published.
+            stale.unlink(missing_ok=True)
+
+    def _path(self, round_id: int) -> Path:
+        return self.directory / f"round-{round_id:020d}{SUFFIX}"
+
+    def put(self, sealed: bytes) -> Entry:
+        """Keep a sealed update durably (written, fsync'd, renamed, folder fsync'd)."""
+        update = parse_update(sealed)
+        final = self._path(update.round_id)
+        tmp = final.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            view = memoryview(sealed)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+        self._sync_dir()
+        return Entry(update.round_id, update.model_version, sealed, final)
+
+    def get(self, round_id: int) -> Entry | None:
+        """The kept update of a round, if any."""
+        return next((e for e in self.entries() if e.round_id == round_id), None)
+
+    def entries(self) -> list[Entry]:
+        """Every kept update, oldest round first; unreadable files are set aside as .bad."""
+        out = []
+        for path in sorted(self.directory.glob(f"*{SUFFIX}")):
+            try:
+                sealed = path.read_bytes()
+                update = parse_update(sealed)
+            except (OSError, EdgeError) as exc:
+                log.warning("step=outbox result=unreadable file=%s reason=%s", path.name, exc)
+                with contextlib.suppress(OSError):
+                    path.replace(path.with_suffix(".bad"))
+                continue
+            out.append(Entry(update.round_id, update.model_version, sealed, path))
+        return out
+
+    def remove(self, entry: Entry) -> None:
+        """Drop a kept update (its round has closed)."""
+        if entry.path is None:
+            return
+        entry.path.unlink(missing_ok=True)
+        self._sync_dir()
+
+    def _sync_dir(self) -> None:
+        """Make a rename or unlink in the folder durable."""
+        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
