@@ -7,6 +7,8 @@ back to the deprecated VERSION1 callbacks otherwise).
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -133,6 +135,25 @@ def read_password(settings: BrokerSettings) -> str | None:
     if not lines or not lines[0].strip():
         raise ConfigError("broker.password_file: the file is empty")
     return lines[0].strip()
+
+
+def client_id(settings: BrokerSettings, role: str, secret: bytes | None = None) -> str:
+    """The MQTT client id of a daemon or the aggregator (``role`` names it without credentials).
+
+    With a user name the id is the user name: a broker that authenticates must
+    bind the two (Mosquitto ``use_username_as_clientid``, deploy/mosquitto), so
+    nobody else can present this id, and sending it keeps our logs and the
+    broker's view the same. Without credentials nothing binds the id, so it gets
+    a suffix nobody can guess (an id is all it takes to kick a client off or to
+    take over its persistent session): derived from ``secret`` when the id must
+    stay the same across restarts, random otherwise.
+    """
+    if settings.username is not None:
+        return settings.username
+    if secret is not None:
+        digest = hashlib.sha256(b"edge/v1 mqtt client id\x00" + secret).hexdigest()
+        return f"{role}-{digest[:32]}"
+    return f"{role}-{secrets.token_hex(16)}"
 
 
 def make_client(settings: BrokerSettings, client_id: str, *, clean_session: bool,

@@ -12,7 +12,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from edge.formats.device import DeviceRecord
-from edge.mqtt import connect_async, make_client
+from edge.mqtt import client_id, connect_async, make_client
 from edge.protocol import update_subscription
 
 from .config import AggregatorConfig
@@ -41,7 +41,10 @@ class Aggregator:
         self.store = Store(config.state)
         self.registry = Registry(self.store)
         self.rounds = RoundManager(config, self.store, self.registry)
-        self.client_id = f"edge-aggregator-{config.fleet}"
+        # Persistent session: the id must survive restarts, so without credentials its
+        # unguessable part comes from the ticket-signing key (edge.mqtt.client_id).
+        self.client_id = client_id(config.broker, f"edge-aggregator-{config.fleet}",
+                                   secret=self.rounds.aggregator_key.private_bytes_raw())
         self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self._connected = threading.Event()
         self._client: mqtt.Client | None = None

@@ -27,7 +27,7 @@ from edge.errors import BackboneNotPublished, EdgeError, Malformed, Rollback
 from edge.formats.device import parse_device_record
 from edge.formats.package import parse_package
 from edge.formats.ticket import parse_ticket
-from edge.mqtt import connect_async, make_client
+from edge.mqtt import client_id, connect_async, make_client
 from edge.tee import LoadedModel, TrustedApp
 
 log = logging.getLogger("edge.daemon")
@@ -76,7 +76,8 @@ class Daemon:
         self._jobs: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self._stopping = threading.Event()
         self._closed = False
-        self.client = make_client(config.broker, f"edge-{self.device_id.hex()}",
+        self.client = make_client(config.broker,
+                                  client_id(config.broker, f"edge-{self.device_id.hex()}"),
                                   clean_session=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
