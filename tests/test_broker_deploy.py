@@ -16,17 +16,21 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from conftest import require_native
 from federation_helpers import (
     DEPLOY,
     DEPLOY_AGGREGATOR,
     DEPLOY_FLEET,
     Deployed,
+    Federation,
+    make_fleet,
     start_deployed,
     wait_for,
 )
 
 from edge import protocol
 from edge.aggregator.config import MAX_FLEET
+from edge.formats.device import parse_device_record
 from edge.formats.manifest import MAX_MANIFEST_SIZE
 from edge.formats.update import MAX_UPDATE_SIZE
 from edge.mqtt import client_id, make_client
@@ -298,3 +302,35 @@ def test_oversized_packets_and_a_flood_leave_the_broker_bounded(deployed: Deploy
     finally:
         dev.close()
         agg.close()
+
+
+# -- the federation itself under the shipped rules --------------------------------------------
+
+def test_federation_runs_on_the_shipped_config(tmp_path: Path) -> None:
+    """Daemons and the aggregator, with per-device credentials, connect under their user
+    names and complete rounds while a board tries to take the aggregator's session."""
+    require_native("host")
+    fleet = make_fleet(tmp_path / "fleet", "mqtt://127.0.0.1:1", devices=3, quorum=3,
+                       min_updates=3)
+    devices = [parse_device_record(r).device_id.hex() for r in fleet.records]
+    dep = start_deployed(tmp_path / "broker", [DEPLOY_AGGREGATOR, *devices, ATTACKER.hex()])
+    for table, user in [(fleet.aggregator, DEPLOY_AGGREGATOR),
+                        *zip(fleet.devices, devices, strict=True)]:
+        table["broker"] = {"url": f"mqtts://127.0.0.1:{dep.port}", "ca_file": str(dep.ca),
+                           "username": user, "password_file": str(dep.passwords[user]),
+                           "keepalive": 10}
+    fed = Federation(fleet)
+    try:
+        fed.start_boards()
+        agg = fed.make_aggregator()
+        assert agg.client_id == DEPLOY_AGGREGATOR
+        assert [b.daemon.client._client_id.decode() for b in fed.boards] == devices
+        thief = Peer(dep, ATTACKER.hex(), cid=agg.client_id, clean=True)
+        rows = fed.run_rounds(2)
+        thief.close()
+        assert [(m.round, m.participants, m.failed) for m in rows] == [(1, 3, False),
+                                                                       (2, 3, False)]
+        assert all(b.daemon.stats.connects == 1 for b in fed.boards)
+    finally:
+        fed.close()
+        dep.broker.stop()
