@@ -92,6 +92,13 @@ class Peer:
             return False
         return info.is_published()
 
+    def wait(self, n: int, timeout: float = 15.0) -> int:
+        """Wait until ``n`` messages arrived or ``timeout`` passed; how many arrived."""
+        deadline = time.monotonic() + timeout
+        while len(self.got) < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return len(self.got)
+
     def payloads(self) -> list[bytes]:
         return [p for _, p, _ in self.got]
 
@@ -138,7 +145,8 @@ def test_takeover_of_the_offline_aggregator_loses_no_queued_update(
     time.sleep(SETTLE_S)
     thief.close()
     agg = aggregator(deployed)
-    time.sleep(SETTLE_S)
+    agg.wait(len(UPDATES))
+    time.sleep(0.2)
     agg.close()
     dev.close()
     lost = len(UPDATES) - len(set(agg.payloads()) & set(UPDATES))
@@ -212,6 +220,7 @@ def test_a_board_publishes_only_its_own_update_topic(deployed: Deployed) -> None
         for topic in forbidden:
             dev.publish(topic, b"smuggled")
         dev.publish(protocol.update_topic(FLEET, DEV_A), b"own")
+        agg.wait(1)      # the broker handles one client's packets in order: "own" comes last
         time.sleep(SETTLE_S)
         assert agg.got == [(protocol.update_topic(FLEET, DEV_A), b"own", False)], agg.got
         assert other.got == []
