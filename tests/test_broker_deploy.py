@@ -315,14 +315,16 @@ def test_oversized_packets_and_a_flood_leave_the_broker_bounded(deployed: Deploy
 
 # -- the federation itself under the shipped rules --------------------------------------------
 
-def test_federation_runs_on_the_shipped_config(tmp_path: Path) -> None:
+def test_federation_runs_on_the_shipped_config(tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
     """Daemons and the aggregator, with per-device credentials, connect under their user
-    names and complete rounds while a board tries to take the aggregator's session."""
+    names and complete rounds while two boards hold the aggregator's and a board's ids."""
     require_native("host")
     fleet = make_fleet(tmp_path / "fleet", "mqtt://127.0.0.1:1", devices=3, quorum=3,
                        min_updates=3)
     devices = [parse_device_record(r).device_id.hex() for r in fleet.records]
-    dep = start_deployed(tmp_path / "broker", [DEPLOY_AGGREGATOR, *devices, ATTACKER.hex()])
+    thieves = [ATTACKER.hex(), DEV_A.hex()]
+    dep = start_deployed(tmp_path / "broker", [DEPLOY_AGGREGATOR, *devices, *thieves])
     for table, user in [(fleet.aggregator, DEPLOY_AGGREGATOR),
                         *zip(fleet.devices, devices, strict=True)]:
         table["broker"] = {"url": f"mqtts://127.0.0.1:{dep.port}", "ca_file": str(dep.ca),
@@ -334,12 +336,16 @@ def test_federation_runs_on_the_shipped_config(tmp_path: Path) -> None:
         agg = fed.make_aggregator()
         assert agg.client_id == DEPLOY_AGGREGATOR
         assert [b.daemon.client._client_id.decode() for b in fed.boards] == devices
-        thief = Peer(dep, ATTACKER.hex(), cid=agg.client_id, clean=True)
+        caplog.set_level("WARNING", logger="edge.aggregator")
+        stolen = [agg.client_id, fed.boards[0].daemon.client._client_id.decode()]
+        held = [Peer(dep, user, cid=cid) for user, cid in zip(thieves, stolen, strict=True)]
         rows = fed.run_rounds(2)
-        thief.close()
+        for peer in held:
+            peer.close()
         assert [(m.round, m.participants, m.failed) for m in rows] == [(1, 3, False),
                                                                        (2, 3, False)]
-        assert all(b.daemon.stats.connects == 1 for b in fed.boards)
+        assert [b.daemon.stats.connects for b in fed.boards] == [1, 1, 1]
+        assert not [r for r in caplog.records if "disconnected" in r.getMessage()]
     finally:
         fed.close()
         dep.broker.stop()
