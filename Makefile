@@ -51,6 +51,11 @@ SIM_TEST_TAS := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/sim_t
 
 PRODUCTS := $(BUILD)/edge-sim-tee $(BUILD)/libteec_sim.so \
 	$(BUILD)/libedge_client.so $(BUILD)/edge-ta-cli
+# The broker's retain plugin (deploy/mosquitto/edge_retain.c) is loaded by an
+# unsanitized mosquitto, so it has no sanitizer variant.
+ifneq ($(SAN),1)
+PRODUCTS += $(BUILD)/mosquitto_edge_retain.so
+endif
 
 .PHONY: all test-c clean
 all: $(PRODUCTS) $(GP_TESTS) $(TA_TESTS) $(CLIENT_TESTS) $(SIM_TEST_TAS)
@@ -99,6 +104,12 @@ $(BUILD)/libedge_client.so: $(call obj,host/edge_client.c)
 $(BUILD)/edge-ta-cli: $(call obj,host/edge_ta_cli.c) $(BUILD)/libedge_client.so $(BUILD)/libteec_sim.so
 	$(CC) $(LDFLAGS_SAN) -o $@ $(call obj,host/edge_ta_cli.c) \
 		-L$(BUILD) -ledge_client -lteec_sim -Wl,-rpath,'$$ORIGIN'
+
+# Plugin entry points must stay visible (mosquitto_plugin.h exports nothing on
+# Linux); mosquitto_* calls resolve against the broker that loads it.
+$(BUILD)/mosquitto_edge_retain.so: deploy/mosquitto/edge_retain.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 $(CFLAGS) $(WARN) -fPIC -shared -o $@ $<
 
 $(BUILD)/tests/gp_test_%: $(BUILD)/obj/tests/c/gp_test_%.o $(BUILD)/libgp_sim.a
 	@mkdir -p $(dir $@)

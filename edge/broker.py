@@ -16,6 +16,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -155,11 +156,15 @@ class MosquittoBroker:
 
     def __init__(self, workdir: Path, *, acl_file: Path | None = None,
                  password_file: Path | None = None, port: int | None = None,
-                 start: bool = True, autosave_each_change: bool = True) -> None:
+                 start: bool = True, autosave_each_change: bool = True,
+                 config: Callable[[int], str] | None = None) -> None:
         """Write the config and (by default) start the broker on a free port.
 
         ``autosave_each_change=False`` saves every 60 s instead, as Mosquitto's
         packaged configs do (the tests use it to show the daemons' outboxes suffice).
+        ``config``, given the port, returns the whole configuration instead of the
+        generated one (the tests run deploy/mosquitto/mosquitto.conf this way); it
+        should log to ``workdir/mosquitto.log`` for ``log_tail``.
         """
         self.autosave_each_change = autosave_each_change
         self.executable = shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin:/usr/bin") \
@@ -175,7 +180,8 @@ class MosquittoBroker:
         self.config_file = self.workdir / "mosquitto.conf"
         self.log_file = self.workdir / "mosquitto.log"
         self._proc: subprocess.Popen[bytes] | None = None
-        self.config_file.write_text(self.config_text(), encoding="utf-8")
+        text = config(self.port) if config is not None else self.config_text()
+        self.config_file.write_text(text, encoding="utf-8")
         if start:
             self.start()
 
@@ -188,6 +194,25 @@ class MosquittoBroker:
     def running(self) -> bool:
         """True while the mosquitto process runs."""
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """The mosquitto process id while it runs."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    def rss_bytes(self) -> int:
+        """The broker's resident memory now (VmRSS in /proc); BrokerError if it is not running."""
+        pid = self.pid
+        if pid is None:
+            raise BrokerError(f"mosquitto on {self.url} is not running")
+        try:
+            status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+        except OSError as exc:
+            raise BrokerError(f"cannot read the memory of mosquitto pid {pid}: {exc}") from None
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise BrokerError(f"no VmRSS in /proc/{pid}/status")
 
     def config_text(self) -> str:
         """The generated mosquitto.conf."""

@@ -7,6 +7,9 @@ back to the deprecated VERSION1 callbacks otherwise).
 
 from __future__ import annotations
 
+import hashlib
+import os
+import secrets
 import ssl
 import threading
 from collections.abc import Mapping
@@ -134,6 +137,56 @@ def read_password(settings: BrokerSettings) -> str | None:
     if not lines or not lines[0].strip():
         raise ConfigError("broker.password_file: the file is empty")
     return lines[0].strip()
+
+
+def client_id(settings: BrokerSettings, role: str, secret: bytes | None = None) -> str:
+    """The MQTT client id of a daemon or the aggregator (``role`` names it without credentials).
+
+    With a user name the id is the user name: a broker that authenticates must
+    bind the two (Mosquitto ``use_username_as_clientid``, deploy/mosquitto), so
+    nobody else can present this id, and sending it keeps our logs and the
+    broker's view the same. Without credentials nothing binds the id, so it gets
+    a suffix nobody can guess (an id is all it takes to kick a client off or to
+    take over its persistent session): derived from ``secret`` when the id must
+    stay the same across restarts, random otherwise.
+    """
+    if settings.username is not None:
+        return settings.username
+    if secret is not None:
+        digest = hashlib.sha256(b"edge/v1 mqtt client id\x00" + secret).hexdigest()
+        return f"{role}-{digest[:32]}"
+    return f"{role}-{secrets.token_hex(16)}"
+
+
+SESSION_SECRET = "mqtt-session.secret"
+
+
+def session_secret(folder: Path) -> bytes:
+    """A 32-byte secret kept in ``folder`` (0600), created once: it keeps a persistent
+    session's unguessable client id the same across restarts (``client_id``)."""
+    path = Path(folder) / SESSION_SECRET
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        data = b""
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the MQTT session secret: {exc}") from exc
+    if len(data) == 32:
+        return data
+    new = secrets.token_bytes(32)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(new)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"{path}: cannot write the MQTT session secret: {exc}") from exc
+    return new
 
 
 def make_client(settings: BrokerSettings, client_id: str, *, clean_session: bool,

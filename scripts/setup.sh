@@ -17,8 +17,9 @@ done
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages: compiler and make, OpenSSL 3 headers for the simulated
-# secure world, venv support for Debian's python3.
-packages=(build-essential libssl-dev pkg-config mosquitto)
+# secure world, venv support for Debian's python3; Mosquitto and the headers its
+# retain plugin (deploy/mosquitto/edge_retain.c) is built against.
+packages=(build-essential libssl-dev pkg-config mosquitto mosquitto-dev libmosquitto-dev)
 python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv)
 missing=()
 for pkg in "${packages[@]}"; do

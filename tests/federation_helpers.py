@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
+import ipaddress
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -12,8 +16,14 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from conftest import ROOT, require_native
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from edge.aggregator import Aggregator, AggregatorConfig
+from edge.broker import MosquittoBroker
 from edge.daemon import Daemon, DaemonConfig
 from edge.demo import data as demo_data
 from edge.demo.fleet import FLEET, Fleet, write_fleet
@@ -163,3 +173,113 @@ def to_toml(table: dict[str, Any]) -> str:
         lines += [f"{k} = {value(v)}" for k, v in keys.items()]
         lines.append("")
     return "\n".join(lines)
+
+
+# -- deploy/mosquitto as shipped, on a real Mosquitto ---------------------------------------
+
+DEPLOY = ROOT / "deploy" / "mosquitto"
+DEPLOY_FLEET = "demo"                    # the fleet deploy/mosquitto is written for
+
+
+def _acl_aggregator(acl: Path = DEPLOY / "acl") -> str:
+    """The aggregator's user name: the one ``user`` block of the shipped ACL."""
+    users = [line.split()[1] for line in acl.read_text(encoding="utf-8").splitlines()
+             if line.startswith("user ")]
+    assert len(users) == 1, f"{acl} should name exactly one user (the aggregator): {users}"
+    return users[0]
+
+
+DEPLOY_AGGREGATOR = _acl_aggregator()   # "aggregator-demo"
+
+
+def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
+          issuer_key: ec.EllipticCurvePrivateKey, ca: bool) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    b = (x509.CertificateBuilder()
+         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+         .issuer_name(issuer).public_key(key.public_key())
+         .serial_number(x509.random_serial_number())
+         .not_valid_before(now - datetime.timedelta(minutes=5))
+         .not_valid_after(now + datetime.timedelta(days=1))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if not ca:
+        b = b.add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+    return b.sign(issuer_key, hashes.SHA256())
+
+
+def _pem(path: Path, obj: x509.Certificate | ec.EllipticCurvePrivateKey) -> Path:
+    if isinstance(obj, x509.Certificate):
+        path.write_bytes(obj.public_bytes(serialization.Encoding.PEM))
+    else:
+        path.write_bytes(obj.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return path
+
+
+@dataclass
+class Deployed:
+    """A Mosquitto running deploy/mosquitto/mosquitto.conf with throwaway TLS and passwords."""
+
+    broker: MosquittoBroker
+    root: Path
+    ca: Path
+    passwords: dict[str, Path]
+
+    @property
+    def port(self) -> int:
+        return self.broker.port
+
+    def settings(self, user: str, password_file: Path | None = None) -> BrokerSettings:
+        """[broker] settings of ``user`` (its own password unless another file is given)."""
+        return BrokerSettings.from_mapping({
+            "url": f"mqtts://127.0.0.1:{self.port}", "ca_file": str(self.ca),
+            "username": user,
+            "password_file": str(password_file or self.passwords[user])})
+
+
+def deployed_config(root: Path, port: int, files: dict[str, Path],
+                    conf: Path = DEPLOY / "mosquitto.conf", acl: Path = DEPLOY / "acl") -> str:
+    """The shipped mosquitto.conf with only its port, file paths and folders moved into root."""
+    text = conf.read_text(encoding="utf-8")
+    moves = [("listener 8883", f"listener {port} 127.0.0.1"),
+             ("/etc/mosquitto/edge/ca.crt", str(files["ca"])),
+             ("/etc/mosquitto/edge/server.crt", str(files["crt"])),
+             ("/etc/mosquitto/edge/server.key", str(files["key"])),
+             ("/etc/mosquitto/edge/passwd", str(files["passwd"])),
+             ("/etc/mosquitto/edge/acl", str(acl)),
+             ("/usr/local/lib/edge/mosquitto_edge_retain.so",
+              str(require_native("host") / "mosquitto_edge_retain.so")),
+             ("/var/lib/mosquitto/", f"{root}/"),
+             ("/var/log/mosquitto/mosquitto.log", str(root / "mosquitto.log"))]
+    for old, new in moves:
+        if old in text:
+            text = text.replace(old, new)
+        elif not old.endswith(".so"):  # the config on main had no plugin
+            raise AssertionError(f"{conf} no longer names {old}")
+    if os.geteuid() == 0:
+        text += "user root\n"   # mosquitto would drop to "mosquitto", who cannot write root
+    return text
+
+
+def start_deployed(root: Path, users: list[str], **paths: Path) -> Deployed:
+    """deploy/mosquitto with a throwaway CA, server certificate and one password per user."""
+    root.mkdir(parents=True, exist_ok=True)
+    ca_key, srv_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
+        ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edge test CA")])
+    ca = _cert("edge test CA", ca_key, ca_name, ca_key, True)
+    srv = _cert("127.0.0.1", srv_key, ca_name, ca_key, False)
+    files = {"ca": _pem(root / "ca.crt", ca), "crt": _pem(root / "server.crt", srv),
+             "key": _pem(root / "server.key", srv_key), "passwd": root / "passwd"}
+    passwords = {}
+    for i, user in enumerate(users):
+        pw = f"pw-{i}-{os.urandom(8).hex()}"
+        subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if i == 0 else []),
+                        str(files["passwd"]), user, pw], check=True, capture_output=True)
+        passwords[user] = root / f"{user}.pw"
+        passwords[user].write_text(pw + "\n")
+    broker = MosquittoBroker(root, config=lambda port: deployed_config(root, port, files,
+                                                                         **paths))
+    return Deployed(broker, root, files["ca"], passwords)

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
-import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -13,16 +9,11 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import ROOT
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from federation_helpers import DEPLOY_AGGREGATOR, DEPLOY_FLEET, Deployed, start_deployed
 
 from edge import protocol
-from edge.broker import free_port, wait_listening
 from edge.errors import ConfigError
-from edge.mqtt import BrokerSettings, make_client, read_password
+from edge.mqtt import BrokerSettings, client_id, make_client, read_password
 
 
 def test_urls_and_default_ports() -> None:
@@ -75,82 +66,39 @@ def test_client_is_mqtt311_with_version2_callbacks() -> None:
     assert c._client_id == b"id-1"
 
 
+def test_client_id_is_the_user_name_or_unguessable(tmp_path: Path) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text("x\n")
+    named = BrokerSettings.from_mapping({"url": "mqtt://h", "username": "aggregator-demo",
+                                         "password_file": str(pw)})
+    assert client_id(named, "edge-aggregator-demo", secret=b"k") == "aggregator-demo"
+    anonymous = BrokerSettings.from_url("mqtt://h")
+    # Without credentials nothing binds the id: a fixed prefix and 128 bits nobody can guess,
+    # stable for the same secret (a persistent session), fresh otherwise.
+    a, b = (client_id(anonymous, "edge-aggregator-demo", secret=k) for k in (b"k1", b"k2"))
+    assert a.startswith("edge-aggregator-demo-") and len(a) == len("edge-aggregator-demo-") + 32
+    assert a == client_id(anonymous, "edge-aggregator-demo", secret=b"k1") and a != b
+    assert client_id(anonymous, "edge-x") != client_id(anonymous, "edge-x")
+
+
 # -- the deployment config, with TLS, passwords and the ACL, on a real Mosquitto -----------
-
-def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
-          issuer_key: ec.EllipticCurvePrivateKey, ca: bool) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    b = (x509.CertificateBuilder()
-         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-         .issuer_name(issuer).public_key(key.public_key())
-         .serial_number(x509.random_serial_number())
-         .not_valid_before(now - datetime.timedelta(minutes=5))
-         .not_valid_after(now + datetime.timedelta(days=1))
-         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-    if not ca:
-        b = b.add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-    return b.sign(issuer_key, hashes.SHA256())
-
-
-def _pem(path: Path, obj: object) -> Path:
-    if isinstance(obj, x509.Certificate):
-        path.write_bytes(obj.public_bytes(serialization.Encoding.PEM))
-    else:
-        path.write_bytes(obj.private_bytes(  # type: ignore[attr-defined]
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
-    return path
-
 
 DEV_A, DEV_B = bytes.fromhex("aa" * 16), bytes.fromhex("bb" * 16)
 
 
 @pytest.fixture
-def deployed(tmp_path: Path) -> Iterator[tuple[Path, int, Path]]:
+def deployed(tmp_path: Path) -> Iterator[Deployed]:
     """deploy/mosquitto/mosquitto.conf with its paths and port pointed into tmp_path."""
-    ca_key, srv_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
-        ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edge test CA")])
-    ca = _cert("edge test CA", ca_key, ca_name, ca_key, True)
-    srv = _cert("127.0.0.1", srv_key, ca_name, ca_key, False)
-    files = {"ca": _pem(tmp_path / "ca.crt", ca), "crt": _pem(tmp_path / "server.crt", srv),
-             "key": _pem(tmp_path / "server.key", srv_key)}
-    passwd = tmp_path / "passwd"
-    users = {"aggregator": "agg-pw", DEV_A.hex(): "a-pw", DEV_B.hex(): "b-pw"}
-    for i, (user, pw) in enumerate(users.items()):
-        subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if i == 0 else []), str(passwd),
-                        user, pw], check=True, capture_output=True)
-        (tmp_path / f"{user}.pw").write_text(pw + "\n")
-    port = free_port()
-    text = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
-    for old, new in [("listener 8883", f"listener {port} 127.0.0.1"),
-                     ("/etc/mosquitto/edge/ca.crt", str(files["ca"])),
-                     ("/etc/mosquitto/edge/server.crt", str(files["crt"])),
-                     ("/etc/mosquitto/edge/server.key", str(files["key"])),
-                     ("/etc/mosquitto/edge/passwd", str(passwd)),
-                     ("/etc/mosquitto/edge/acl", str(ROOT / "deploy/mosquitto/acl")),
-                     ("/var/lib/mosquitto/", f"{tmp_path}/"),
-                     ("/var/log/mosquitto/mosquitto.log", str(tmp_path / "log"))]:
-        assert old in text, old
-        text = text.replace(old, new)
-    if os.geteuid() == 0:
-        text += "user root\n"
-    (tmp_path / "m.conf").write_text(text)
-    proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", str(tmp_path / "m.conf")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dep = start_deployed(tmp_path, [DEPLOY_AGGREGATOR, DEV_A.hex(), DEV_B.hex()])
     try:
-        wait_listening("127.0.0.1", port, 10, alive=lambda: proc.poll() is None)
-        yield tmp_path, port, files["ca"]
+        yield dep
     finally:
-        proc.terminate()
-        proc.wait(10)
+        dep.broker.stop()
 
 
-def _client(tmp: Path, port: int, ca: Path, user: str, name: str, topics: list[str],
+def _client(dep: Deployed, user: str, topics: list[str],
             got: list[tuple[str, bytes]]) -> tuple[mqtt.Client, threading.Event]:
-    s = BrokerSettings.from_mapping({"url": f"mqtts://127.0.0.1:{port}", "ca_file": str(ca),
-                                     "username": user, "password_file": str(tmp / f"{name}.pw")})
+    s = dep.settings(user)
     c = make_client(s, f"c-{user}", clean_session=True)
     ready = threading.Event()
     c.on_connect = lambda cl, u, f, rc, p: (cl.subscribe([(t, 1) for t in topics]) if topics
@@ -163,14 +111,13 @@ def _client(tmp: Path, port: int, ca: Path, user: str, name: str, topics: list[s
     return c, ready
 
 
-def test_deployed_config_tls_passwords_and_acl(deployed: tuple[Path, int, Path]) -> None:
-    tmp, port, ca = deployed
-    fleet = "f1"
+def test_deployed_config_tls_passwords_and_acl(deployed: Deployed) -> None:
+    fleet = DEPLOY_FLEET
     agg_got: list[tuple[str, bytes]] = []
     a_got: list[tuple[str, bytes]] = []
-    agg, _ = _client(tmp, port, ca, "aggregator", "aggregator",
-                     [protocol.update_subscription(fleet)], agg_got)
-    dev, _ = _client(tmp, port, ca, DEV_A.hex(), DEV_A.hex(),
+    agg, _ = _client(deployed, DEPLOY_AGGREGATOR, [protocol.update_subscription(fleet)],
+                     agg_got)
+    dev, _ = _client(deployed, DEV_A.hex(),
                      [protocol.ticket_topic(fleet, DEV_A), protocol.ticket_topic(fleet, DEV_B),
                       protocol.model_topic(fleet)], a_got)
     try:
@@ -190,10 +137,9 @@ def test_deployed_config_tls_passwords_and_acl(deployed: tuple[Path, int, Path])
             c.disconnect()
             c.loop_stop()
     # A wrong password is refused.
-    (tmp / "wrong.pw").write_text("nope\n")
-    s = BrokerSettings.from_mapping({"url": f"mqtts://127.0.0.1:{port}", "ca_file": str(ca),
-                                     "username": DEV_B.hex(),
-                                     "password_file": str(tmp / "wrong.pw")})
+    wrong = deployed.root / "wrong.pw"
+    wrong.write_text("nope\n")
+    s = deployed.settings(DEV_B.hex(), password_file=wrong)
     c = make_client(s, "c-wrong", clean_session=True)
     codes: list[object] = []
     c.on_connect = lambda cl, u, f, rc, p: codes.append(rc)

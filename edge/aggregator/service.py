@@ -14,7 +14,7 @@ import paho.mqtt.client as mqtt
 
 from edge.errors import ConfigError, ModelNotPublished
 from edge.formats.device import DeviceRecord
-from edge.mqtt import Pending, PubAcks, connect_async, make_client
+from edge.mqtt import Pending, PubAcks, client_id, connect_async, make_client
 from edge.protocol import update_subscription
 
 from .config import AggregatorConfig
@@ -58,7 +58,10 @@ class Aggregator:
         self.store = Store(config.state)
         self.registry = Registry(self.store)
         self.rounds = RoundManager(config, self.store, self.registry)
-        self.client_id = f"edge-aggregator-{config.fleet}"
+        # Persistent session: the id must survive restarts, so without credentials its
+        # unguessable part comes from the ticket-signing key (edge.mqtt.client_id).
+        self.client_id = client_id(config.broker, f"edge-aggregator-{config.fleet}",
+                                   secret=self.rounds.aggregator_key.private_bytes_raw())
         self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self._connected = threading.Event()
         self._reconnected = threading.Event()

@@ -30,7 +30,7 @@ from edge.errors import BackboneNotPublished, EdgeError, Malformed, Rollback, St
 from edge.formats.device import parse_device_record
 from edge.formats.package import parse_package
 from edge.formats.ticket import parse_ticket
-from edge.mqtt import connect_async, make_client
+from edge.mqtt import client_id, connect_async, make_client, session_secret
 from edge.tee import LoadedModel, TrustedApp
 
 log = logging.getLogger("edge.daemon")
@@ -88,8 +88,13 @@ class Daemon:
         self._seen: list[bytes] = []
         # A persistent session: the broker queues tickets that come while the board is
         # briefly offline (a broker restart, a network blip) instead of dropping them.
-        self.client = make_client(config.broker, f"edge-{self.device_id.hex()}",
-                                  clean_session=False)
+        # Its id must stay the same across restarts and, without broker credentials
+        # to bind it, be unguessable: derived from a secret kept in the work folder.
+        self.client = make_client(
+            config.broker,
+            client_id(config.broker, f"edge-{self.device_id.hex()}",
+                      secret=session_secret(config.work_dir)),
+            clean_session=False)
         self.delivery = Delivery(self.client, self.update_topic,
                                  Outbox(config.work_dir / "outbox"))
         self.outbox = self.delivery.outbox
