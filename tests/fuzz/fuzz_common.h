@@ -6,7 +6,7 @@
  * re-signing, which lets a mutated envelope reach the code behind the
  * signature check.
  *
- * The harnesses link the TA's own objects (every ta/ source but entry.c) and
+ * The harnesses link the TA's own objects (every source of ta/sub.mk) and
  * the simulator's GP Internal Core API over OpenSSL, built with
  * -fsanitize=fuzzer-no-link,address,undefined (make fuzz).
  */

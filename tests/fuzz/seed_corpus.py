@@ -40,6 +40,12 @@ CTRL_ENCRYPTED = 0x01
 CTRL_REDIGEST = 0x02
 CTRL_SHORT_OUT = 0x04
 
+# TA command ids (ta/include/edge_ta.h) for fuzz_commands records.
+CMD_GET_IDENTITY, CMD_GET_STATUS, CMD_INSTALL_ANCHORS, CMD_REPLACE_ANCHOR = 0, 1, 2, 3
+CMD_LOAD_BEGIN, CMD_LOAD_CHUNK, CMD_LOAD_FINISH, CMD_LOAD_ABORT, CMD_INFER = 4, 5, 6, 7, 8
+CMD_VERIFY_TICKET, CMD_TRAIN_AND_SEAL, CMD_BUDGET_STATUS, CMD_INSTALL_POLICY = 9, 10, 11, 12
+REE_TIME = 1_700_000_200
+
 # Secure-storage headers (ta/storage.h): u32 tag || u32 layout 1, little-endian.
 TAG_KEY = b"EDGK"
 TAG_ANCHORS = b"EDGA"
@@ -150,6 +156,60 @@ def storage_records(k: dict[str, bytes], policy: bytes) -> dict[str, bytes]:
     }
 
 
+def command(cmd: int, payload: bytes = b"", flags: int = 0) -> bytes:
+    """Return one fuzz_commands record: id | flags | u16 length | payload."""
+    return struct.pack("<BBH", cmd, flags, len(payload)) + payload
+
+
+def values(a: int, b: int = 0) -> bytes:
+    """Return the value.a, value.b prefix of a command with a value input."""
+    return struct.pack("<II", a, b)
+
+
+def head_shape(manifest: bytes) -> tuple[int, int]:
+    """Return (I, O) of a manifest envelope."""
+    return struct.unpack_from("<II", manifest, HEADER_SIZE + 64)
+
+
+def command_sequences(files: dict[str, bytes], k: dict[str, bytes], policy: bytes,
+                      ticket: bytes) -> dict[str, bytes]:
+    """Return fuzz_commands inputs: what the daemon and the CLI send, in order."""
+    seqs = {}
+    head_only = files["pkg_ok_head_only.bin"]
+    head_in, head_out = head_shape(head_only)
+    load_head = command(CMD_LOAD_BEGIN, head_only) + command(CMD_LOAD_FINISH)
+    n = 4
+    features = struct.pack(f"<{n * head_in}f", *[(i % 5) / 4 for i in range(n * head_in)])
+    labels = struct.pack(f"<{n}I", *[i % head_out for i in range(n)])
+    seqs["head-only-infer"] = (load_head + command(CMD_GET_STATUS)
+                               + command(CMD_INFER, values(n) + features))
+    seqs["train"] = (load_head + command(CMD_INSTALL_POLICY, policy)
+                     + command(CMD_VERIFY_TICKET, values(REE_TIME & 0xFFFFFFFF, REE_TIME >> 32)
+                               + ticket)
+                     + command(CMD_TRAIN_AND_SEAL, values(n) + struct.pack("<H", len(features))
+                               + features + labels)
+                     + command(CMD_BUDGET_STATUS))
+    for stem in ("pkg_ok_public_backbone", "pkg_ok_encrypted_backbone"):
+        data = files[stem + ".bin"]
+        mlen = envelope_len(data)
+        _, sizes = stored_sizes(data[:mlen], len(data) - mlen)
+        seq = command(CMD_LOAD_BEGIN, data[:mlen])
+        off = mlen
+        for i, size in enumerate(sizes):
+            seq += command(CMD_LOAD_CHUNK, values(i) + data[off:off + size])
+            off += size
+        seqs[stem] = seq + command(CMD_LOAD_FINISH)
+    seqs["abort"] = (command(CMD_LOAD_BEGIN, files["pkg_ok_public_backbone.bin"][:envelope_len(
+        files["pkg_ok_public_backbone.bin"])]) + command(CMD_LOAD_ABORT)
+        + command(CMD_LOAD_FINISH))
+    seqs["replace-anchor"] = (command(CMD_REPLACE_ANCHOR, files["anchor_ok.bin"])
+                              + command(CMD_GET_STATUS))
+    seqs["identity"] = (command(CMD_GET_IDENTITY) + command(CMD_GET_STATUS, flags=2)
+                        + command(CMD_INSTALL_ANCHORS,
+                                  k["model_signer_pub"] + k["aggregator_pub"]))
+    return seqs
+
+
 def build() -> dict[str, dict[str, bytes]]:
     """Return harness -> seed name -> input."""
     k = keys()
@@ -162,7 +222,7 @@ def build() -> dict[str, dict[str, bytes]]:
 
     corpus: dict[str, dict[str, bytes]] = {name: {} for name in (
         "fuzz_envelope", "fuzz_manifest", "fuzz_chunk", "fuzz_ticket", "fuzz_policy",
-        "fuzz_statement", "fuzz_device_record", "fuzz_storage")}
+        "fuzz_statement", "fuzz_device_record", "fuzz_storage", "fuzz_commands")}
     for name, data in files.items():
         stem = name.removesuffix(".bin")
         corpus["fuzz_envelope"][stem] = data
@@ -194,6 +254,8 @@ def build() -> dict[str, dict[str, bytes]]:
         corpus["fuzz_policy"][stem] = data
         corpus["fuzz_envelope"][stem] = data
     corpus["fuzz_storage"].update(storage_records(k, made_policies["policy-poisson"]))
+    corpus["fuzz_commands"].update(command_sequences(
+        files, k, made_policies["policy-poisson"], made_tickets["ticket-poisson"]))
     return corpus
 
 
