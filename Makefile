@@ -183,15 +183,15 @@ fuzz-toolchain:
 # coverage of the file stays.
 $(FUZZ_BUILD)/obj/ta/ed25519_strict.o: FUZZ_CFLAGS += -fno-sanitize-coverage=trace-cmp
 
-$(FUZZ_BUILD)/obj/ta/%.o: ta/%.c ta/include/edge_ta.h
+$(FUZZ_BUILD)/obj/ta/%.o: ta/%.c ta/include/edge_ta.h | fuzz-toolchain
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(TA_INC) -MMD -c $< -o $@
 
-$(FUZZ_BUILD)/obj/host/sim/gp/%.o: host/sim/gp/%.c
+$(FUZZ_BUILD)/obj/host/sim/gp/%.o: host/sim/gp/%.c | fuzz-toolchain
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(GP_INC) -MMD -c $< -o $@
 
-$(FUZZ_BUILD)/obj/tests/fuzz/%.o: tests/fuzz/%.c tests/fuzz/fuzz_common.h
+$(FUZZ_BUILD)/obj/tests/fuzz/%.o: tests/fuzz/%.c tests/fuzz/fuzz_common.h | fuzz-toolchain
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(TA_INC) $(GP_INC) \
 		-DEDGE_FUZZ_VECTORS='"$(CURDIR)/tests/vectors"' -MMD -c $< -o $@
