@@ -13,7 +13,10 @@
  * The payload starts with value.a, value.b (u32 LE each) for a command
  * with a value input; TRAIN_AND_SEAL then takes a u16 LE features length.
  * The rest are the memref inputs. Flags: bits 0-1 pick the output buffer
- * size, bit 2 sends wrong parameter types.
+ * size, bit 2 sends wrong parameter types, bit 3 re-signs the first memref
+ * input as an envelope with the keys.tsv key its kind calls for (model
+ * signer, aggregator, or the key of the role an anchor statement names), so
+ * that a mutated policy or ticket is installed and trained with.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -23,11 +26,13 @@
 
 #include "anchors.h"
 #include "commands.h"
+#include "envelope.h"
 #include "fuzz_common.h"
 #include "storage.h"
 
 #define MAX_CMDS	8
 #define FLAG_WRONG_TYPES 0x04
+#define FLAG_RESIGN	0x08
 
 #define T(a, b, c, d) TEE_PARAM_TYPES(TEE_PARAM_TYPE_##a, TEE_PARAM_TYPE_##b, \
 				      TEE_PARAM_TYPE_##c, TEE_PARAM_TYPE_##d)
@@ -72,6 +77,22 @@ static void reset_state(void)
 	FUZZ_ASSERT(!storage_delete(EDGE_OBJ_MODEL));
 	FUZZ_ASSERT(!storage_delete(EDGE_OBJ_TRAIN));
 	FUZZ_ASSERT(!anchors_store(&baseline, true));
+}
+
+/* The key an envelope of this kind must be signed with. */
+static const struct fuzz_ed_key *signer_for(const uint8_t *env, size_t len)
+{
+	uint16_t kind = 0;
+
+	if (len < EDGE_ENVELOPE_HEADER_SIZE + 1)
+		return &fuzz_signer;
+	kind = (uint16_t)(env[6] | env[7] << 8);
+	if (kind == EDGE_KIND_TICKET)
+		return &fuzz_aggregator;
+	if (kind == EDGE_KIND_ANCHOR &&
+	    env[EDGE_ENVELOPE_HEADER_SIZE] == EDGE_ROLE_AGGREGATOR)
+		return &fuzz_aggregator;
+	return &fuzz_signer;
 }
 
 static uint32_t le32(const uint8_t *p)
@@ -120,6 +141,9 @@ static void run(void *sess, uint8_t cmd, uint8_t flags, const uint8_t *p,
 			bufs[i] = fuzz_dup(p, caps[i]);
 			p += caps[i];
 			len -= caps[i];
+			if (first_in && (flags & FLAG_RESIGN))
+				(void)fuzz_resign(bufs[i], caps[i],
+						  signer_for(bufs[i], caps[i]));
 			first_in = false;
 			params[i].memref.buffer = bufs[i];
 			params[i].memref.size = caps[i];

@@ -44,6 +44,7 @@ CTRL_SHORT_OUT = 0x04
 CMD_GET_IDENTITY, CMD_GET_STATUS, CMD_INSTALL_ANCHORS, CMD_REPLACE_ANCHOR = 0, 1, 2, 3
 CMD_LOAD_BEGIN, CMD_LOAD_CHUNK, CMD_LOAD_FINISH, CMD_LOAD_ABORT, CMD_INFER = 4, 5, 6, 7, 8
 CMD_VERIFY_TICKET, CMD_TRAIN_AND_SEAL, CMD_BUDGET_STATUS, CMD_INSTALL_POLICY = 9, 10, 11, 12
+CMD_FLAG_RESIGN = 0x08
 REE_TIME = 1_700_000_200
 
 # Secure-storage headers (ta/storage.h): u32 tag || u32 layout 1, little-endian.
@@ -183,12 +184,13 @@ def command_sequences(files: dict[str, bytes], k: dict[str, bytes], policy: byte
     labels = struct.pack(f"<{n}I", *[i % head_out for i in range(n)])
     seqs["head-only-infer"] = (load_head + command(CMD_GET_STATUS)
                                + command(CMD_INFER, values(n) + features))
-    seqs["train"] = (load_head + command(CMD_INSTALL_POLICY, policy)
-                     + command(CMD_VERIFY_TICKET, values(REE_TIME & 0xFFFFFFFF, REE_TIME >> 32)
-                               + ticket)
-                     + command(CMD_TRAIN_AND_SEAL, values(n) + struct.pack("<H", len(features))
-                               + features + labels)
-                     + command(CMD_BUDGET_STATUS))
+    for stem, resign in (("train", 0), ("train-resigned", CMD_FLAG_RESIGN)):
+        seqs[stem] = (load_head + command(CMD_INSTALL_POLICY, policy, resign)
+                      + command(CMD_VERIFY_TICKET,
+                                values(REE_TIME & 0xFFFFFFFF, REE_TIME >> 32) + ticket, resign)
+                      + command(CMD_TRAIN_AND_SEAL, values(n) + struct.pack("<H", len(features))
+                                + features + labels)
+                      + command(CMD_BUDGET_STATUS))
     for stem in ("pkg_ok_public_backbone", "pkg_ok_encrypted_backbone"):
         data = files[stem + ".bin"]
         mlen = envelope_len(data)
