@@ -10,6 +10,8 @@
  *   3  edge.identity.ed25519 identity_load(); the object keeps the real key
  *   4  edge.identity.x25519  identity_load(); the object keeps the real key
  *   5  edge.identity.ed25519 identity_load() with the X25519 object missing
+ *   6  edge.infer            INFER's query budget (ta/query_budget.c) of a
+ *                            model of version 5 with a budget of 4096 rows
  * every loader going through storage_get() / storage_open_key()
  * (ta/storage.c). A refusal must be a clean error, never a crash.
  */
@@ -25,6 +27,7 @@
 #include "head.h"
 #include "identity.h"
 #include "policy.h"
+#include "query_budget.h"
 #include "storage.h"
 
 static void put_key(const char *id, TEE_ObjectHandle key, const uint8_t *data,
@@ -78,9 +81,11 @@ static void load_model(void)
 		    m.head_len == head_size(m.in, m.out));
 	/* One row through the stored head: sizes from the record only. */
 	x = calloc(m.in, 4);
-	y = calloc(m.out, 4);
+	y = calloc(infer_out_size(&m, 1) + 1, 1);
 	FUZZ_ASSERT(x && y);
-	FUZZ_ASSERT(!head_infer(&m, 1, x, y));
+	FUZZ_ASSERT(!infer_check_features(&m, 1, x));
+	if (m.infer.release != EDGE_INFER_NONE)
+		FUZZ_ASSERT(!head_infer(&m, 1, x, y));
 	free(x);
 	free(y);
 	model_free(&m);
@@ -96,6 +101,26 @@ static void load_train(void)
 	FUZZ_ASSERT(!train_budget_block(&st, block));
 	FUZZ_ASSERT(train_steps_left(&st) <=
 		    (st.has_policy ? st.policy.step_budget : 0));
+}
+
+static void load_query_budget(void)
+{
+	struct query_budget q = { };
+	struct edge_model m = { };
+	uint32_t left = 0;
+	TEE_Result res = TEE_ERROR_GENERIC;
+
+	/* Only the fields the budget reads: version 5, 4096 rows. */
+	m.present = true;
+	m.version = 5;
+	m.infer.release = EDGE_INFER_LABEL;
+	m.infer.budget = 4096;
+	res = query_budget_charge(&q, &m, 1);
+	left = query_budget_left(&q, &m);
+	/* Whatever storage held, never more rows than the package grants. */
+	FUZZ_ASSERT(left <= m.infer.budget);
+	if (!res)
+		FUZZ_ASSERT(left < m.infer.budget);
 }
 
 static void load_identity(void)
@@ -128,7 +153,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	}
 	if (!len)
 		return 0;
-	switch (data[0] % 6) {
+	switch (data[0] % 7) {
 	case 0:
 		if (!storage_put(EDGE_OBJ_ANCHORS, rec, rec_len, true))
 			load_anchors();
@@ -151,11 +176,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 		load_identity();
 		restore_identity();
 		break;
-	default:
+	case 6:
+		if (!storage_put(EDGE_OBJ_INFER, rec, rec_len, true))
+			load_query_budget();
+		break;
+	case 5:
 		FUZZ_ASSERT(!storage_delete(EDGE_OBJ_IDENTITY_KEX));
 		put_key(EDGE_OBJ_IDENTITY_SIGN, fuzz_device.pair, rec, rec_len);
 		load_identity();
 		restore_identity();
+		break;
+	default:
 		break;
 	}
 	return 0;

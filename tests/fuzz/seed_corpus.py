@@ -52,6 +52,7 @@ TAG_KEY = b"EDGK"
 TAG_ANCHORS = b"EDGA"
 TAG_MODEL = b"EDGM"
 TAG_TRAIN = b"EDGT"
+TAG_INFER = b"EDGI"
 LAYOUT = struct.pack("<I", 1)
 
 
@@ -140,8 +141,13 @@ def storage_records(k: dict[str, bytes], policy: bytes) -> dict[str, bytes]:
     head_in, head_out = 4, 3
     head = struct.pack(f"<{head_in * head_out + head_out}f",
                        *[(i % 7) / 8 for i in range(head_in * head_out + head_out)])
+    # The inference release after I and O: scores, no k, 4096 rows, no bound.
+    release = struct.pack("<BBHIf", 3, 0, 0, 4096, 0.0)
     model = (TAG_MODEL + LAYOUT + struct.pack("<Q", 5) + bytes(range(16))
-             + struct.pack("<II", head_in, head_out) + head)
+             + struct.pack("<II", head_in, head_out) + release + head)
+    label_model = (TAG_MODEL + LAYOUT + struct.pack("<Q", 6) + bytes(range(16))
+                   + struct.pack("<II", head_in, head_out)
+                   + struct.pack("<BBHIf", 2, 0, 2, 0, 8.0) + head)
     train_fixed = struct.pack("<IIQQQQ", 1, 0, 120, 3, 9, 1_700_000_000)
     train = TAG_TRAIN + LAYOUT + train_fixed + policy
     no_policy = TAG_TRAIN + LAYOUT + struct.pack("<IIQQQQ", 0, 0, 0, 0, 0, 0) + bytes(len(policy))
@@ -149,6 +155,9 @@ def storage_records(k: dict[str, bytes], policy: bytes) -> dict[str, bytes]:
     return {
         "storage-anchors": b"\x00" + anchors,
         "storage-model": b"\x01" + model,
+        "storage-model-topk": b"\x01" + label_model,
+        "storage-infer": b"\x06" + TAG_INFER + LAYOUT + struct.pack("<QQ", 5, 1024),
+        "storage-infer-other-version": b"\x06" + TAG_INFER + LAYOUT + struct.pack("<QQ", 4, 9),
         "storage-train": b"\x02" + train,
         "storage-train-no-policy": b"\x02" + no_policy,
         "storage-identity-sign": b"\x03" + key_hdr,
