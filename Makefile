@@ -142,7 +142,8 @@ clean:
 
 # ---------------------------------------------------------------------------
 # libFuzzer harnesses of the TA's parsers (tests/fuzz/, docs/fuzzing.md): the
-# same TA sources (ta/sub.mk) and the simulator's GP layer, compiled
+# same TA sources (ta/sub.mk; fuzz_commands compiles entry.c into itself)
+# and the simulator's GP layer, compiled
 # again by clang with coverage instrumentation, ASan and UBSan, and linked
 # with libFuzzer's main into build/fuzz/fuzz_<parser>. The harnesses read
 # keys.tsv and a few packages from this checkout's tests/vectors (override
@@ -156,7 +157,7 @@ FUZZ_LDFLAGS := $(FUZZ_SAN) -fsanitize=fuzzer
 FUZZ_HARNESSES := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,\
 	$(filter-out tests/fuzz/fuzz_common.c,$(wildcard tests/fuzz/fuzz_*.c)))
 fuzz_obj = $(FUZZ_BUILD)/obj/$(basename $(1)).o
-FUZZ_TA_OBJS := $(foreach s,$(TA_SRCS),$(call fuzz_obj,$(s)))
+FUZZ_TA_OBJS := $(foreach s,$(filter-out ta/entry.c,$(TA_SRCS)),$(call fuzz_obj,$(s)))
 FUZZ_GP_OBJS := $(foreach s,$(GP_SRCS),$(call fuzz_obj,$(s)))
 FUZZ_COMMON_OBJ := $(call fuzz_obj,tests/fuzz/fuzz_common.c)
 FUZZ_HINT := install clang and its libFuzzer runtime: scripts/setup.sh \

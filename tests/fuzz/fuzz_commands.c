@@ -30,42 +30,13 @@
 #include "fuzz_common.h"
 #include "storage.h"
 
+/* The dispatch table itself, so the parameter types never drift from the
+ * TA's: fuzz harnesses link without entry.o (as tests/c/ta_test_dispatch). */
+#include "entry.c"
+
 #define MAX_CMDS	8
 #define FLAG_WRONG_TYPES 0x04
 #define FLAG_RESIGN	0x08
-
-#define T(a, b, c, d) TEE_PARAM_TYPES(TEE_PARAM_TYPE_##a, TEE_PARAM_TYPE_##b, \
-				      TEE_PARAM_TYPE_##c, TEE_PARAM_TYPE_##d)
-
-TEE_Result TA_OpenSessionEntryPoint(uint32_t param_types,
-				    TEE_Param params[TEE_NUM_PARAMS],
-				    void **sess_ctx);
-void TA_CloseSessionEntryPoint(void *sess_ctx);
-TEE_Result TA_InvokeCommandEntryPoint(void *sess_ctx, uint32_t cmd_id,
-				      uint32_t param_types,
-				      TEE_Param params[TEE_NUM_PARAMS]);
-void TA_DestroyEntryPoint(void);
-
-/* The parameter types of each command, as ta/include/edge_ta.h lists. */
-static const uint32_t types[TA_EDGE_CMD_COUNT] = {
-	[TA_EDGE_CMD_GET_IDENTITY] = T(MEMREF_OUTPUT, NONE, NONE, NONE),
-	[TA_EDGE_CMD_GET_STATUS] = T(MEMREF_OUTPUT, NONE, NONE, NONE),
-	[TA_EDGE_CMD_INSTALL_ANCHORS] = T(MEMREF_INPUT, NONE, NONE, NONE),
-	[TA_EDGE_CMD_REPLACE_ANCHOR] = T(MEMREF_INPUT, NONE, NONE, NONE),
-	[TA_EDGE_CMD_LOAD_BEGIN] = T(MEMREF_INPUT, VALUE_OUTPUT, VALUE_OUTPUT,
-				     NONE),
-	[TA_EDGE_CMD_LOAD_CHUNK] = T(VALUE_INPUT, MEMREF_INPUT, MEMREF_OUTPUT,
-				     NONE),
-	[TA_EDGE_CMD_LOAD_FINISH] = T(VALUE_OUTPUT, NONE, NONE, NONE),
-	[TA_EDGE_CMD_LOAD_ABORT] = T(NONE, NONE, NONE, NONE),
-	[TA_EDGE_CMD_INFER] = T(VALUE_INPUT, MEMREF_INPUT, MEMREF_OUTPUT, NONE),
-	[TA_EDGE_CMD_VERIFY_TICKET] = T(MEMREF_INPUT, VALUE_INPUT,
-					VALUE_OUTPUT, NONE),
-	[TA_EDGE_CMD_TRAIN_AND_SEAL] = T(VALUE_INPUT, MEMREF_INPUT,
-					 MEMREF_INPUT, MEMREF_OUTPUT),
-	[TA_EDGE_CMD_BUDGET_STATUS] = T(MEMREF_OUTPUT, NONE, NONE, NONE),
-	[TA_EDGE_CMD_INSTALL_POLICY] = T(MEMREF_INPUT, NONE, NONE, NONE),
-};
 
 static const size_t out_sizes[4] = { 64 * 1024, 0, 16, 4096 };
 
@@ -101,13 +72,19 @@ static uint32_t le32(const uint8_t *p)
 	       (uint32_t)p[3] << 24;
 }
 
-static void run(void *sess, uint8_t cmd, uint8_t flags, const uint8_t *p,
-		size_t len)
+static bool is_value_in(uint32_t type)
+{
+	return type == TEE_PARAM_TYPE_VALUE_INPUT ||
+	       type == TEE_PARAM_TYPE_VALUE_INOUT;
+}
+
+static void run(void *sess, const struct edge_cmd *cmd, uint8_t flags,
+		const uint8_t *p, size_t len)
 {
 	TEE_Param params[TEE_NUM_PARAMS];
 	void *bufs[TEE_NUM_PARAMS] = { NULL };
 	size_t caps[TEE_NUM_PARAMS] = { 0 };
-	uint32_t pt = types[cmd];
+	uint32_t pt = cmd->param_types;
 	uint32_t type = 0;
 	size_t split = len;
 	bool value_done = false;
@@ -118,7 +95,7 @@ static void run(void *sess, uint8_t cmd, uint8_t flags, const uint8_t *p,
 	memset(params, 0, sizeof(params));
 	/* The value prefix comes first, whichever parameter it fills. */
 	for (i = 0; i < TEE_NUM_PARAMS && !value_done; i++) {
-		if (TEE_PARAM_TYPE_GET(pt, i) != TEE_PARAM_TYPE_VALUE_INPUT)
+		if (!is_value_in(TEE_PARAM_TYPE_GET(pt, i)))
 			continue;
 		value_done = true;
 		if (len < 8)
@@ -128,7 +105,7 @@ static void run(void *sess, uint8_t cmd, uint8_t flags, const uint8_t *p,
 		p += 8;
 		len -= 8;
 	}
-	if (cmd == TA_EDGE_CMD_TRAIN_AND_SEAL && len >= 2) {
+	if (cmd->id == TA_EDGE_CMD_TRAIN_AND_SEAL && len >= 2) {
 		split = p[0] | (size_t)p[1] << 8;
 		p += 2;
 		len -= 2;
@@ -157,7 +134,7 @@ static void run(void *sess, uint8_t cmd, uint8_t flags, const uint8_t *p,
 	}
 	if (flags & FLAG_WRONG_TYPES)
 		pt ^= TEE_PARAM_TYPES(0, 0, 0, TEE_PARAM_TYPE_VALUE_INPUT);
-	res = TA_InvokeCommandEntryPoint(sess, cmd, pt, params);
+	res = TA_InvokeCommandEntryPoint(sess, cmd->id, pt, params);
 	for (i = 0; i < TEE_NUM_PARAMS; i++) {
 		/* Never more written than the normal world's buffer holds. */
 		if (!res && TEE_PARAM_TYPE_GET(pt, i) ==
@@ -189,13 +166,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	}
 	reset_state();
 	memset(none, 0, sizeof(none));
-	FUZZ_ASSERT(!TA_OpenSessionEntryPoint(T(NONE, NONE, NONE, NONE), none,
+	FUZZ_ASSERT(!TA_OpenSessionEntryPoint(PT(NONE, NONE, NONE, NONE), none,
 					      &sess));
 	while (off + 4 <= len && count++ < MAX_CMDS) {
 		plen = data[off + 2] | (size_t)data[off + 3] << 8;
 		n = plen < len - off - 4 ? plen : len - off - 4;
-		run(sess, data[off] % TA_EDGE_CMD_COUNT, data[off + 1],
-		    data + off + 4, n);
+		run(sess, &edge_cmds[data[off] % (sizeof(edge_cmds) /
+						  sizeof(edge_cmds[0]))],
+		    data[off + 1], data + off + 4, n);
 		off += 4 + n;
 	}
 	TA_CloseSessionEntryPoint(sess);

@@ -6,7 +6,8 @@
  * re-signing, which lets a mutated envelope reach the code behind the
  * signature check.
  *
- * The harnesses link the TA's own objects (every source of ta/sub.mk) and
+ * The harnesses link the TA's own objects (ta/sub.mk, entry.c only in
+ * fuzz_commands, which includes it for its dispatch table) and
  * the simulator's GP Internal Core API over OpenSSL, built with
  * -fsanitize=fuzzer-no-link,address,undefined (make fuzz).
  */
