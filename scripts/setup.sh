@@ -2,7 +2,8 @@
 # Sets up a fresh Debian 12 machine for edge, idempotently: the Debian
 # packages the native build needs, a virtualenv (.venv) holding the project
 # and its Python dependencies, and the native build (build/host, plus the
-# sanitizer build build/host-asan with --with-sanitizers).
+# sanitizer build build/host-asan and the libFuzzer harnesses build/fuzz with
+# --with-sanitizers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,10 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # retain plugin (deploy/mosquitto/edge_retain.c) is built against.
 packages=(build-essential libssl-dev pkg-config mosquitto mosquitto-dev libmosquitto-dev)
 python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv)
+# The fuzz harnesses (tests/fuzz, docs/fuzzing.md) need clang and its
+# compiler-rt (libFuzzer, ASan, UBSan runtimes), which bookworm's clang only
+# recommends: name it, so an install without recommends still gets it.
+[ "$with_sanitizers" -eq 1 ] && packages+=(clang libclang-rt-14-dev)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
@@ -50,5 +55,7 @@ make -s -j"$(nproc)"
 if [ "$with_sanitizers" -eq 1 ]; then
     echo "setup: building the sanitizer variant (build/host-asan)"
     make -s -j"$(nproc)" SAN=1
+    echo "setup: building the libFuzzer harnesses (build/fuzz)"
+    make -s -j"$(nproc)" fuzz
 fi
 echo "setup: done"

@@ -98,6 +98,31 @@ TEE_Result anchors_install(struct edge_anchors *a,
 	return TEE_SUCCESS;
 }
 
+TEE_Result anchors_parse_statement_body(const uint8_t *body, size_t len,
+					uint8_t *role, uint64_t *epoch,
+					const uint8_t **new_pub)
+{
+	struct edge_rd rd = { };
+	const uint8_t *pub = NULL;
+	uint8_t r = 0;
+	uint64_t e = 0;
+	bool reserved_ok = false;
+
+	rd_init(&rd, body, len);
+	r = rd_u8(&rd);
+	reserved_ok = rd_zeros(&rd, 7);
+	e = rd_u64(&rd);
+	pub = rd_bytes(&rd, EDGE_PUBKEY_SIZE);
+	if (rd.err || rd_left(&rd) || !reserved_ok || !pub)
+		return TEE_ERROR_BAD_FORMAT;
+	if (r != EDGE_ROLE_MODEL_SIGNER && r != EDGE_ROLE_AGGREGATOR)
+		return TEE_ERROR_BAD_FORMAT;
+	*role = r;
+	*epoch = e;
+	*new_pub = pub;
+	return TEE_SUCCESS;
+}
+
 TEE_Result anchors_check_statement(const struct edge_anchors *cur,
 				   const uint8_t *stmt, size_t len,
 				   struct edge_anchors *next)
@@ -105,11 +130,9 @@ TEE_Result anchors_check_statement(const struct edge_anchors *cur,
 	struct edge_envelope env = { };
 	struct edge_anchors tmp = { };
 	const struct edge_anchor *anchor = NULL;
-	struct edge_rd rd = { };
 	const uint8_t *new_pub = NULL;
 	uint64_t epoch = 0;
 	uint8_t role = 0;
-	bool reserved_ok = false;
 	TEE_Result res = TEE_ERROR_GENERIC;
 
 	if (!cur->present)
@@ -131,13 +154,10 @@ TEE_Result anchors_check_statement(const struct edge_anchors *cur,
 	if (res)
 		return res;
 
-	rd_init(&rd, env.body, env.body_len);
-	(void)rd_u8(&rd);
-	reserved_ok = rd_zeros(&rd, 7);
-	epoch = rd_u64(&rd);
-	new_pub = rd_bytes(&rd, EDGE_PUBKEY_SIZE);
-	if (rd.err || rd_left(&rd) || !reserved_ok || !new_pub)
-		return TEE_ERROR_BAD_FORMAT;
+	res = anchors_parse_statement_body(env.body, env.body_len, &role,
+					   &epoch, &new_pub);
+	if (res)
+		return res;
 	if (anchor->epoch == UINT64_MAX || epoch != anchor->epoch + 1)
 		return EDGE_ERR_STALE_STATEMENT;
 

@@ -47,6 +47,15 @@ TEE_Result anchors_install(struct edge_anchors *a,
 			   const uint8_t keys[2 * EDGE_PUBKEY_SIZE]);
 
 /*
+ * Parses a 48-byte anchor statement body (already covered by a verified
+ * signature): role (1 or 2), reserved zero, epoch, new key. Only checks the
+ * layout; TEE_ERROR_BAD_FORMAT if bad. Outputs point into body.
+ */
+TEE_Result anchors_parse_statement_body(const uint8_t *body, size_t len,
+					uint8_t *role, uint64_t *epoch,
+					const uint8_t **new_pub);
+
+/*
  * Checks an anchor statement (a copy in TA memory) against cur and, if it is
  * valid, writes the resulting anchors to *next (cur is not modified).
  */

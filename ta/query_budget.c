@@ -24,6 +24,17 @@ static TEE_Result load(struct query_budget *q, const struct edge_model *m)
 	if (!res && get_le64(buf + EDGE_STORE_HDR_SIZE) == m->version)
 		q->reserved = get_le64(buf + EDGE_STORE_HDR_SIZE + 8);
 	TEE_Free(buf);
+	/*
+	 * The TA never reserves past the budget. A count above it would make
+	 * the rows left wrap (2^32 - 2 reported) and, near 2^64, used + n
+	 * wrap past the budget check: unlimited rows. Refuse, as the other
+	 * inconsistent records are.
+	 */
+	if (q->reserved > m->infer.budget) {
+		EMSG("stored query budget is inconsistent");
+		TEE_MemFill(q, 0, sizeof(*q));
+		return TEE_ERROR_CORRUPT_OBJECT;
+	}
 	q->version = m->version;
 	q->used = q->reserved;
 	q->loaded = true;

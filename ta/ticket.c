@@ -9,7 +9,7 @@
 #include "envelope.h"
 #include "ticket.h"
 
-static TEE_Result parse_body(const uint8_t *body, size_t len,
+TEE_Result ticket_parse_body(const uint8_t *body, size_t len,
 			     struct edge_ticket *t)
 {
 	struct edge_rd r = { };
@@ -64,7 +64,7 @@ TEE_Result ticket_open(const uint8_t *buf, size_t len,
 			    agg_id, agg_pub, &env);
 	if (res)
 		return res;
-	return parse_body(env.body, env.body_len, t);
+	return ticket_parse_body(env.body, env.body_len, t);
 }
 
 /* ceil(1/q) for q in (0, 1], computed as in double; capped above max. */
