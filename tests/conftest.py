@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge.broker import BrokerError, MosquittoBroker
 from edge.formats.device import DeviceRecord
 from edge.formats.keys import ed25519_raw_public
 from edge.formats.manifest import InferPolicy, InferRelease
@@ -31,6 +32,20 @@ def require_native(build: str) -> Path:
             f"(or `make` / `make SAN=1`)"
         )
     return path
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A real Mosquitto on a free loopback port, stopped after the test."""
+    require_native("host")
+    try:
+        broker = MosquittoBroker(tmp_path / "mosquitto")
+    except BrokerError as exc:
+        pytest.fail(f"{exc} -- these tests need a real Mosquitto: run scripts/setup.sh")
+    try:
+        yield broker
+    finally:
+        broker.stop()
 
 
 @dataclass

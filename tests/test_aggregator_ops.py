@@ -7,11 +7,8 @@ import json
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from conftest import require_native
 from ops_helpers import ROOT, aggregator_cmd, flood_scenario, kill_scenario
 
 from edge.aggregator import AggregatorConfig
@@ -19,21 +16,8 @@ from edge.aggregator.audit import RefusalLedger
 from edge.aggregator.metrics import sync_jsonl
 from edge.aggregator.simulate import config_mapping
 from edge.aggregator.store import Store
-from edge.broker import BrokerError, MosquittoBroker
+from edge.broker import MosquittoBroker
 from edge.commands.aggregator import status
-
-
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    require_native("host")
-    try:
-        broker = MosquittoBroker(tmp_path / "mosquitto")
-    except BrokerError as exc:
-        pytest.fail(f"{exc} -- these tests need a real Mosquitto: run scripts/setup.sh")
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 def test_metrics_complete_after_sigkills(mosquitto: MosquittoBroker, tmp_path: Path) -> None:

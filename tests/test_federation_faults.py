@@ -24,7 +24,7 @@ from edge.aggregator.registry import Registry
 from edge.aggregator.simulate import FakeDevice
 from edge.aggregator.store import Store
 from edge.aggregator.verify import update_id
-from edge.broker import BrokerError, EmbeddedBroker, MosquittoBroker
+from edge.broker import EmbeddedBroker, MosquittoBroker
 from edge.commands.aggregator import status as aggregator_status
 from edge.demo.fleet import FLEET
 from edge.demo.settings import DEFAULT
@@ -39,18 +39,6 @@ def embedded() -> Iterator[str]:
     with EmbeddedBroker() as broker:
         yield broker.url
 
-
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    require_native("host")
-    try:
-        broker = MosquittoBroker(tmp_path / "mosquitto")
-    except BrokerError as exc:
-        pytest.fail(f"{exc} -- the federation tests need a real Mosquitto: run scripts/setup.sh")
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 def hold_tickets(board: Board) -> threading.Event:

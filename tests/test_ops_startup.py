@@ -12,7 +12,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from conftest import require_native
 from ops_helpers import ROOT, TicketAnswerer, aggregator_cmd, to_toml
 
 from edge.aggregator.simulate import FakeDevice, config_mapping
-from edge.broker import BrokerError, MosquittoBroker
+from edge.broker import MosquittoBroker
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -179,18 +178,6 @@ def test_aggregator_read_only_and_full_state_disk(tmp_path: Path, base: dict[str
                          capture_output=True, text=True, timeout=120)
     refused(out, "config: ", "aggregator.metrics", "Read-only")
 
-
-@pytest.fixture
-def mosquitto(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    require_native("host")
-    try:
-        broker = MosquittoBroker(tmp_path / "mosquitto")
-    except BrokerError as exc:
-        pytest.fail(f"{exc} -- these tests need a real Mosquitto: run scripts/setup.sh")
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 @needs_mount
