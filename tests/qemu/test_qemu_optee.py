@@ -423,7 +423,9 @@ def test_label_only_release_and_query_budget_in_the_real_secure_world(
     assert py(guest, "infer", "30", "/tmp/lx.f32") == {"error": "BudgetExhausted"}
     guest.put("/tmp/big.f32", np.full((1, 16), 9.0, "<f4").tobytes())
     assert py(guest, "infer", "1", "/tmp/big.f32") == {"error": "Malformed"}
-    assert py(guest, "infer", "20", "/tmp/lx.f32")["rows_left"] == 0
+    guest.put("/tmp/lx20.f32", x[:20].tobytes())
+    last = py(guest, "infer", "20", "/tmp/lx20.f32")
+    assert last["rows_left"] == 0 and last["labels"] == out["labels"][:20], last
 
 
 def test_secure_world_log_has_no_panic_of_our_ta(guest: Guest) -> None:
