@@ -61,7 +61,7 @@ firmware-sign model pack --signer "$work/signer.key" --version 1 --head "$work/h
     --to "$work/board-a.pub" --out "$work/model-v1.pkg"
 refused edge tee load-model --tee sim --state "$work/board-a" "$work/model-v1.pkg"
 
-step "board-a: the private head scores features inside the secure world"
+step "board-a: the private head labels features inside the secure world (the package releases labels, not scores)"
 python -c "import numpy as np; np.save('$work/x.npy', np.eye(3, 64, dtype='f4'))"
 edge tee infer --tee sim --state "$work/board-a" --features "$work/x.npy"
 
