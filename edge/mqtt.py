@@ -8,7 +8,6 @@ back to the deprecated VERSION1 callbacks otherwise).
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import ssl
 import threading
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 
 from edge.errors import ConfigError
+from edge.state_files import write_durably
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 _KEYS = ("url", "ca_file", "cert_file", "key_file", "username", "password_file", "keepalive")
@@ -174,17 +174,10 @@ def session_secret(folder: Path) -> bytes:
     if len(data) == 32:
         return data
     new = secrets.token_bytes(32)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(new)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_durably(path, new, mode=0o600)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ConfigError(f"{path}: cannot write the MQTT session secret: {exc}") from exc
     return new
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ConfigError
+from edge.state_files import write_durably
 
 
 @dataclass(frozen=True)
@@ -119,20 +120,6 @@ def sync_jsonl(path: Path, lines: list[str]) -> int:
     if stray:  # keep what the database does not know, rather than drop it silently
         with open(path.with_name(path.name + ".orphaned"), "ab") as fh:
             fh.write(b"".join(line + b"\n" for line in stray))
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(want)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself survives a power cut
-    finally:
-        os.close(dir_fd)
+    write_durably(path, want, mode=0o644)
     have_rows = set(have.split(b"\n"))
     return sum(1 for line in lines if line.encode("utf-8") not in have_rows)

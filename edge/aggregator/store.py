@@ -11,7 +11,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import StateError
+from edge.state_files import open_sqlite, sqlite_errors
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -91,31 +92,15 @@ class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._what = f"aggregator state {self.path}"
+        self._db = open_sqlite(self.path, self._what, schema=SCHEMA, synchronous="FULL",
+                               timeout=30.0)
         with self._errors():
-            self._db = sqlite3.connect(self.path, isolation_level=None,
-                                       check_same_thread=False, timeout=30.0)
-            try:
-                # No WAL: its wal-index (the -shm file) is shared memory mapped from a file,
-                # and a page of that file that cannot be backed (truncated, or its file
-                # system gone bad under us) kills the process with SIGBUS instead of failing
-                # a call. A rollback journal has no mapped file, and mmap_size=0 keeps the
-                # database itself read with read(), so such faults become SQLite errors.
-                self._db.execute("PRAGMA mmap_size=0")
-                self._db.execute("PRAGMA journal_mode=TRUNCATE").fetchone()
-                self._db.execute("PRAGMA synchronous=FULL")
-                self._db.execute("PRAGMA foreign_keys=ON")
-                self._db.executescript(SCHEMA)
-            except BaseException:
-                self._db.close()
-                raise
+            self._db.execute("PRAGMA foreign_keys=ON")
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        """Turn SQLite's errors (disk full, read-only, not a database) into a StateError."""
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise StateError(f"aggregator state {self.path}: {exc}") from None
+    def _errors(self) -> AbstractContextManager[None]:
+        """SQLite's errors as a StateError naming this database (edge.state_files)."""
+        return sqlite_errors(self._what)
 
     def close(self) -> None:
         """Close the database."""
@@ -141,7 +126,7 @@ class Store:
                 with suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
-                    raise StateError(f"aggregator state {self.path}: {exc}") from None
+                    raise StateError(f"{self._what}: {exc}") from None
                 raise
             with self._errors():
                 try:

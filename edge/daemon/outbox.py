@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import EdgeError
 from edge.formats.update import parse_update
+from edge.state_files import sync_dir, write_durably
 
 log = logging.getLogger("edge.daemon")
 SUFFIX = ".update"
@@ -51,18 +51,7 @@ class Outbox:
         """Keep a sealed update durably (written, fsync'd, renamed, folder fsync'd)."""
         update = parse_update(sealed)
         final = self._path(update.round_id)
-        tmp = final.with_suffix(".tmp")
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            view = memoryview(sealed)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
-        self._sync_dir()
+        write_durably(final, sealed, mode=0o600)
         return Entry(update.round_id, update.model_version, sealed, final)
 
     def get(self, round_id: int) -> Entry | None:
@@ -89,12 +78,4 @@ class Outbox:
         if entry.path is None:
             return
         entry.path.unlink(missing_ok=True)
-        self._sync_dir()
-
-    def _sync_dir(self) -> None:
-        """Make a rename or unlink in the folder durable."""
-        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_dir(self.directory)

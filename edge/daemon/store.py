@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 
 import numpy as np
 
 from edge.errors import Malformed, StateError
+from edge.state_files import open_sqlite, sqlite_errors
 
 MAX_FEATURES = 65_536
 MAX_LABEL = 2**32 - 1
@@ -49,31 +49,22 @@ class SampleStore:
         self.path = Path(directory) / "samples.sqlite"
         self.max_samples = max_samples
         self._lock = threading.Lock()
+        self._what = f"sample store {self.path}"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise StateError(f"sample store {self.path}: {exc}") from None
+        except OSError as exc:
+            raise StateError(f"{self._what}: {exc}") from None
+        self._db = open_sqlite(self.path, self._what, schema=_SCHEMA, synchronous="NORMAL")
         try:
-            # No WAL, as in the aggregator's store: WAL's -shm file is mapped into memory,
-            # and a page of it that cannot be backed any more is a SIGBUS, not an error.
-            self._db.execute("PRAGMA mmap_size=0")
-            self._db.execute("PRAGMA journal_mode=TRUNCATE").fetchone()
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            with self._lock:
+            with self._lock, self._errors():
                 self._evict()
-        except sqlite3.Error as exc:
+        except StateError:
             self._db.close()
-            raise StateError(f"sample store {self.path}: {exc}") from None
+            raise
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
+    def _errors(self) -> AbstractContextManager[None]:
         """SQLite's failures (disk full, read-only, file replaced) as one StateError line."""
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise StateError(f"sample store {self.path}: {exc}") from None
+        return sqlite_errors(self._what)
 
     @property
     def dim(self) -> int | None:
