@@ -179,12 +179,9 @@ def _stanzas(text: str, wanted: set[str]) -> Iterator[dict[str, str]]:
 
 
 def _read_list(path: Path) -> str:
+    # apt.sh sets Acquire::GzipIndexes=false: apt keeps its lists uncompressed.
     if path.exists():
         return path.read_text(errors="replace")
-    for ext, opener in ((".xz", "lzma"), (".gz", "gzip")):
-        if path.with_name(path.name + ext).exists():
-            mod = __import__(opener)
-            return mod.open(path.with_name(path.name + ext), "rt", errors="replace").read()
     raise InputError(f"apt index file {path.name} is missing in {path.parent}: the private "
                      "apt update did not run or failed (scripts/qemu/build.sh runs it)")
 
