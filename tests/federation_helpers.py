@@ -48,6 +48,14 @@ def make_fleet(root: Path, url: str, *, devices: int = 3, rounds: int = 3,
     return fleet
 
 
+def kill_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGKILL the processes a test started that still run, and reap them."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+
+
 def wait_for(cond: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
     """Poll ``cond`` until true, or fail naming ``what``."""
     deadline = time.monotonic() + timeout

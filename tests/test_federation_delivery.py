@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from conftest import ROOT, require_native
-from federation_helpers import Board, Federation, make_fleet, to_toml, wait_for
+from federation_helpers import Board, Federation, kill_all, make_fleet, to_toml, wait_for
 
 from edge.aggregator import AggregatorConfig
 from edge.aggregator.registry import Registry
@@ -236,10 +236,7 @@ def test_broker_sigkill_with_aggregator_down(tmp_path: Path, each_change: bool) 
             wait_for(lambda b=b: not b.daemon.outbox.entries(), what="outboxes emptied")
     finally:
         release.set()
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait(10)
+        kill_all(procs)
         fed.close()
         broker.stop()
 

@@ -16,7 +16,15 @@ import numpy as np
 import pytest
 from conftest import ROOT, require_native
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from federation_helpers import Board, Federation, Observer, make_fleet, to_toml, wait_for
+from federation_helpers import (
+    Board,
+    Federation,
+    Observer,
+    kill_all,
+    make_fleet,
+    to_toml,
+    wait_for,
+)
 
 from edge import protocol
 from edge.aggregator import AggregatorConfig
@@ -259,9 +267,6 @@ def test_aggregator_sigkill_resumes(mosquitto: MosquittoBroker, tmp_path: Path) 
             assert b.daemon.stats.rounds_published == [1]
     finally:
         release.set()
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait(10)
+        kill_all(procs)
         observer.close()
         fed.close()
