@@ -22,6 +22,8 @@ class EdgeError(Exception):
         self.origin = origin
 
 
+# The classes below come from contract/spec.py (python -m contract.generate).
+# BEGIN GENERATED exceptions
 class Malformed(EdgeError):
     """An artefact is truncated, has trailing bytes, bad magic or bad fields."""
 
@@ -171,8 +173,8 @@ class BackboneNotPublished(TeeError):
 
     refusal = "backbone-not-published"
 
-    def __init__(self, message: str, *, partial: Path, code: int | None = None,
-                 origin: int | None = None) -> None:
+    def __init__(self, message: str, *, partial: Path,
+                 code: int | None = None, origin: int | None = None) -> None:
         super().__init__(message, code=code, origin=origin)
         self.partial = partial
 
@@ -223,3 +225,4 @@ class ModelNotPublished(EdgeError):
     """The aggregator's newest model never reached the broker (no PUBACK) in the time allowed."""
 
     refusal = "model-not-published"
+# END GENERATED exceptions

@@ -137,7 +137,7 @@ TEE_Result anchors_check_statement(const struct edge_anchors *cur,
 
 	if (!cur->present)
 		return EDGE_ERR_NOT_PROVISIONED;
-	res = envelope_precheck(stmt, len, EDGE_KIND_ANCHOR,
+	res = envelope_precheck(stmt, len, EDGE_KIND_ANCHOR_STATEMENT,
 				EDGE_ANCHOR_STATEMENT_SIZE);
 	if (res)
 		return res;
@@ -148,7 +148,7 @@ TEE_Result anchors_check_statement(const struct edge_anchors *cur,
 	if (role != EDGE_ROLE_MODEL_SIGNER && role != EDGE_ROLE_AGGREGATOR)
 		return TEE_ERROR_BAD_FORMAT;
 	anchor = &cur->role[role - 1];
-	res = envelope_open(stmt, len, EDGE_KIND_ANCHOR,
+	res = envelope_open(stmt, len, EDGE_KIND_ANCHOR_STATEMENT,
 			    EDGE_ANCHOR_STATEMENT_SIZE, anchor->id,
 			    anchor->pub, &env);
 	if (res)

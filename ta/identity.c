@@ -113,7 +113,7 @@ TEE_Result identity_device_record(TEE_ObjectHandle sign_key,
 	if (res)
 		return res;
 	TEE_MemFill(rec, 0, EDGE_DEVICE_RECORD_SIZE);
-	envelope_put_header(rec, EDGE_KIND_DEVICE, RECORD_BODY_SIZE,
+	envelope_put_header(rec, EDGE_KIND_DEVICE_RECORD, RECORD_BODY_SIZE,
 			    device_id);
 	TEE_MemMove(body, sign_pub, EDGE_PUBKEY_SIZE);
 	TEE_MemMove(body + 32, kex_pub, EDGE_PUBKEY_SIZE);
@@ -138,7 +138,7 @@ TEE_Result identity_device_record_open(const uint8_t *buf, size_t len,
 	const uint8_t *body = NULL;
 	TEE_Result res = TEE_ERROR_GENERIC;
 
-	res = envelope_precheck(buf, len, EDGE_KIND_DEVICE,
+	res = envelope_precheck(buf, len, EDGE_KIND_DEVICE_RECORD,
 				EDGE_DEVICE_RECORD_SIZE);
 	if (res)
 		return res;
@@ -149,7 +149,7 @@ TEE_Result identity_device_record_open(const uint8_t *buf, size_t len,
 	res = edge_key_id(body, id);
 	if (res)
 		return res;
-	res = envelope_open(buf, len, EDGE_KIND_DEVICE,
+	res = envelope_open(buf, len, EDGE_KIND_DEVICE_RECORD,
 			    EDGE_DEVICE_RECORD_SIZE, id, body, &env);
 	if (res)
 		return res;

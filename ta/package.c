@@ -222,7 +222,7 @@ TEE_Result pkg_begin(struct pkg_load *ld, const uint8_t *manifest,
 	res = edge_key_id(signer_pub, signer_id);
 	if (res)
 		return res;
-	res = envelope_open(manifest, len, EDGE_KIND_MANIFEST,
+	res = envelope_open(manifest, len, EDGE_KIND_PACKAGE,
 			    EDGE_MAX_MANIFEST_SIZE, signer_id, signer_pub,
 			    &env);
 	if (res)

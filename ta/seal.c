@@ -71,7 +71,7 @@ TEE_Result seal_build(const struct seal_info *si, const double *delta,
 	}
 
 	TEE_MemFill(out, 0, EDGE_ENVELOPE_HEADER_SIZE + EDGE_UPDATE_HEADER_SIZE);
-	envelope_put_header(out, EDGE_KIND_UPDATE, (uint32_t)body_len,
+	envelope_put_header(out, EDGE_KIND_SEALED_UPDATE, (uint32_t)body_len,
 			    si->device_id);
 	TEE_MemMove(body, si->device_id, EDGE_KEY_ID_SIZE);
 	put_le64(body + 16, si->round_id);

@@ -132,7 +132,7 @@ static void build_package(const struct spec *s, struct built *b)
 		uint8_t signer_id[16];
 
 		edge_key_id(s->signer->pub, signer_id);
-		envelope_put_header(env, EDGE_KIND_MANIFEST,
+		envelope_put_header(env, EDGE_KIND_PACKAGE,
 				    (uint32_t)body_len, signer_id);
 	}
 	put_le64(body, s->version);
@@ -511,7 +511,7 @@ static void statement(uint8_t out[EDGE_ANCHOR_STATEMENT_SIZE], uint8_t role,
 
 	memset(out, 0, EDGE_ANCHOR_STATEMENT_SIZE);
 	edge_key_id(by->pub, id);
-	envelope_put_header(out, EDGE_KIND_ANCHOR, 48, id);
+	envelope_put_header(out, EDGE_KIND_ANCHOR_STATEMENT, 48, id);
 	out[28] = role;
 	put_le64(out + 28 + 8, epoch);
 	memcpy(out + 28 + 16, new_pub, 32);

@@ -95,7 +95,7 @@ static void build_package(uint64_t version, uint32_t in, uint32_t out,
 	    TEE_GetObjectBufferAttribute(e, TEE_ATTR_X25519_PUBLIC_VALUE, E,
 					 &len))
 		harness_die("ephemeral key");
-	envelope_put_header(env, EDGE_KIND_MANIFEST, (uint32_t)body_len,
+	envelope_put_header(env, EDGE_KIND_PACKAGE, (uint32_t)body_len,
 			    signer->id);
 	put_le64(body, version);
 	memcpy(body + 8, pkg_id, 16);
@@ -152,7 +152,7 @@ static void build_policy(const struct pol *s, const struct ed_key *by,
 	uint64_t u;
 
 	memset(out, 0, EDGE_POLICY_SIZE);
-	envelope_put_header(out, EDGE_KIND_POLICY, 64, by->id);
+	envelope_put_header(out, EDGE_KIND_PRIVACY_POLICY, 64, by->id);
 	put_le64(b, s->version);
 	put_le32(b + 8, f2u(s->sigma_min));
 	put_le32(b + 12, f2u(s->clip_max));
@@ -188,7 +188,7 @@ static void build_ticket(const struct tk *s, const struct ed_key *by,
 	uint8_t *b = out + 28;
 
 	memset(out, 0, EDGE_TICKET_SIZE);
-	envelope_put_header(out, EDGE_KIND_TICKET, 72, by->id);
+	envelope_put_header(out, EDGE_KIND_ROUND_TICKET, 72, by->id);
 	put_le64(b, s->round);
 	put_le64(b + 8, s->model_version);
 	memcpy(b + 16, s->nonce, 16);
@@ -602,10 +602,10 @@ static void test_policy_malformed(void)
 	pol[EDGE_POLICY_SIZE] = 0;
 	CHECK_RES(install_policy(pol, EDGE_POLICY_SIZE + 1),
 		  TEE_ERROR_BAD_FORMAT, "policy with a trailing byte");
-	put_le16(pol + 6, EDGE_KIND_TICKET);
+	put_le16(pol + 6, EDGE_KIND_ROUND_TICKET);
 	CHECK_RES(install_policy(pol, EDGE_POLICY_SIZE), EDGE_ERR_WRONG_KIND,
 		  "ticket kind given as a policy");
-	put_le16(pol + 6, EDGE_KIND_POLICY);
+	put_le16(pol + 6, EDGE_KIND_PRIVACY_POLICY);
 	put_le16(pol + 4, 2);
 	CHECK_RES(install_policy(pol, EDGE_POLICY_SIZE),
 		  EDGE_ERR_UNSUPPORTED_VERSION, "format version 2");
@@ -615,7 +615,7 @@ static void test_policy_malformed(void)
 		  "policy over its size");
 	/* A 60-byte body, correctly signed: malformed. */
 	memset(pol, 0, sizeof(pol));
-	envelope_put_header(pol, EDGE_KIND_POLICY, 60, signer.id);
+	envelope_put_header(pol, EDGE_KIND_PRIVACY_POLICY, 60, signer.id);
 	sign_envelope(pol, 28 + 60, signer.pair);
 	CHECK_RES(install_policy(pol, 28 + 60 + 64), TEE_ERROR_BAD_FORMAT,
 		  "policy body of 60 bytes");
@@ -742,7 +742,7 @@ static void test_ticket_refusals(void)
 		  TEE_ERROR_BAD_FORMAT, "truncated ticket");
 	CHECK_RES(verify(s1, t, 10, 0, NULL, NULL), TEE_ERROR_BAD_FORMAT,
 		  "ticket shorter than a header");
-	put_le16(t + 6, EDGE_KIND_POLICY);
+	put_le16(t + 6, EDGE_KIND_PRIVACY_POLICY);
 	CHECK_RES(verify(s1, t, EDGE_TICKET_SIZE, 0, NULL, NULL),
 		  EDGE_ERR_WRONG_KIND, "policy kind given as a ticket");
 	CHECK(unchanged(), "budget unchanged after ticket refusals");
