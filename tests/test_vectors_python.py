@@ -27,6 +27,9 @@ from edge.formats import (
     parse_package,
     verify_anchor_statement,
 )
+from edge.formats.envelope import Kind, parse_envelope, verify_envelope
+from edge.formats.policy import verify_policy
+from edge.formats.ticket import TICKET_SIZE, parse_ticket
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "tests" / "vectors"
@@ -82,6 +85,12 @@ def run_vector(row: dict[str, Any], source: Any) -> Any:
         if role in anchors:
             anchors[role] = KEYS[row["extra"]["current"]]
         return verify_anchor_statement(source, anchors=anchors, epochs={role: row["stored_epoch"]})
+    if row["kind"] == "privacy_policy":
+        return verify_policy(bytes(source), KEYS["model_signer_pub"])
+    if row["kind"] == "round_ticket":
+        env = parse_envelope(bytes(source), kind=Kind.ROUND_TICKET, max_len=TICKET_SIZE)
+        verify_envelope(env, KEYS["aggregator_pub"])
+        return parse_ticket(bytes(source))
     assert row["kind"] == "device_record"
     return parse_device_record(source)
 
@@ -155,7 +164,8 @@ def test_index_matches_manifest_and_ta_codes() -> None:
         assert len(fields) == 8
         name, kind, file, expect, code, version, epoch, extra = fields
         assert (name, kind, file, expect) == (row["name"], row["kind"], row["file"], row["expect"])
-        assert kind in ("package", "anchor_statement", "device_record")
+        assert kind in ("package", "anchor_statement", "device_record", "privacy_policy",
+                        "round_ticket")
         assert expect in BY_REFUSAL or expect == "ok"
         assert int(code, 16) == ta_codes[expect] and code == row["ta_code"]
         assert (int(version), int(epoch)) == (row["stored_version"], row["stored_epoch"])

@@ -33,7 +33,9 @@
 #include "head.h"
 #include "identity.h"
 #include "package.h"
+#include "policy.h"
 #include "storage.h"
+#include "ticket.h"
 #include "harness.h"
 
 static const char *current;	/* vector being checked */
@@ -549,6 +551,34 @@ static void check_device_record(const struct vec *v, const uint8_t *rec,
 		fail("the TA's record for the same keys differs");
 }
 
+/* INSTALL_POLICY's parse: envelope, model-signer anchor, signature, body. */
+static void check_policy(const struct vec *v, const uint8_t *buf, size_t len)
+{
+	const uint8_t *pub = key("model_signer_pub", EDGE_PUBKEY_SIZE);
+	uint8_t id[EDGE_KEY_ID_SIZE] = { 0 };
+	struct edge_policy p = { };
+
+	if (!pub || edge_key_id(pub, id)) {
+		fail("model_signer_pub");
+		return;
+	}
+	check_code(v, "policy_open", policy_open(buf, len, id, pub, &p));
+}
+
+/* VERIFY_TICKET's parse: envelope, aggregator anchor, signature, body. */
+static void check_ticket(const struct vec *v, const uint8_t *buf, size_t len)
+{
+	const uint8_t *pub = key("aggregator_pub", EDGE_PUBKEY_SIZE);
+	uint8_t id[EDGE_KEY_ID_SIZE] = { 0 };
+	struct edge_ticket t = { };
+
+	if (!pub || edge_key_id(pub, id)) {
+		fail("aggregator_pub");
+		return;
+	}
+	check_code(v, "ticket_open", ticket_open(buf, len, id, pub, &t));
+}
+
 static void run_vector(const char *dir, const struct vec *v)
 {
 	char path[4096];
@@ -569,6 +599,10 @@ static void run_vector(const char *dir, const struct vec *v)
 		check_anchor_statement(v, buf, len);
 	else if (!strcmp(v->kind, "device_record"))
 		check_device_record(v, buf, len);
+	else if (!strcmp(v->kind, "privacy_policy"))
+		check_policy(v, buf, len);
+	else if (!strcmp(v->kind, "round_ticket"))
+		check_ticket(v, buf, len);
 	else
 		fail("unknown kind %s", v->kind);
 	free(buf);

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -29,9 +30,15 @@ import numpy as np  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey  # noqa: E402
 
+from edge import tee_abi  # noqa: E402
 from edge.formats.anchors import build_anchor_statement  # noqa: E402
 from edge.formats.device import DeviceRecord, build_device_record  # noqa: E402
-from edge.formats.envelope import HEADER_SIZE, SIG_SIZE, sign_digest  # noqa: E402
+from edge.formats.envelope import (  # noqa: E402
+    HEADER_SIZE,
+    SIG_SIZE,
+    build_envelope,
+    sign_digest,
+)
 from edge.formats.keys import (  # noqa: E402
     ed25519_private_seed,
     ed25519_raw_public,
@@ -47,25 +54,23 @@ from edge.formats.manifest import (  # noqa: E402
     InferPolicy,
     InferRelease,
 )
+from edge.formats.policy import build_policy  # noqa: E402
+from edge.formats.ticket import build_ticket  # noqa: E402
+from edge.tee_abi import Kind  # noqa: E402
 from firmware_sign.package_builder import build_package  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parent
 SEED_PREFIX = b"edge/v1 test vector: "
 
-TA_CODES = {
-    "ok": 0x00000000,
-    "malformed": 0xFFFF0005,
-    "signature": 0xFFFF3072,
-    "tampered": 0xFFFF3071,
-    "oversized": 0xFFFF0004,
-    "rollback": 0xED6E0001,
-    "not-for-this-device": 0xED6E0002,
-    "unknown-signer": 0xED6E0003,
-    "stale-statement": 0xED6E0007,
-    "unsupported-version": 0xED6E0008,
-    "wrong-kind": 0xED6E0009,
-    "chunk-digest": 0xED6E000A,
-}
+def _ta_codes() -> dict[str, int]:
+    """Refusal class -> the TA's result code, from the contract's one table."""
+    codes = {"ok": int(tee_abi.TEE_SUCCESS)}
+    for code, exc in tee_abi.REFUSALS.items():
+        codes.setdefault(exc.refusal, int(code))
+    return codes
+
+
+TA_CODES = _ta_codes()
 
 INDEX_COLUMNS = (
     "name",
@@ -633,6 +638,8 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
         extra={"role": "3", "current": "model_signer_pub"},
     )
 
+    policy_and_ticket_vectors(add)
+
     add(
         "device_record_ok",
         "device_record",
@@ -707,6 +714,57 @@ def ed25519_points() -> list[tuple[str, str, str]]:
         rows.append((enc(*mul(k, base)), "ok", f"[{k}]B"))
         rows.append((enc(*add(mul(k, base), torsion)), "ok", f"[{k}]B + T (mixed order)"))
     return rows
+
+
+POLICY_ARGS: dict[str, Any] = dict(
+    version=1, noise_multiplier_min=1.1, max_example_clip=1.0, max_update_clip=4.0,
+    sampling_rate=0.25, max_steps_per_round=8, step_budget=1000, target_epsilon=3.0,
+    delta=1e-5)
+TICKET_ARGS: dict[str, Any] = dict(
+    round_id=2, model_version=1, nonce=bytes(range(16)), issued_at=1_700_000_000,
+    deadline=1_700_000_600, example_clip=1.0, noise_multiplier=1.1, update_clip=4.0,
+    learning_rate=0.1, epochs=1, batch_size=8)
+
+
+def policy_and_ticket_vectors(add: Callable[..., None]) -> None:
+    """Privacy policies and round tickets: one ok vector and one per refusal class."""
+    kinds = (
+        ("policy", "privacy_policy", MODEL_SIGNER, AGGREGATOR, Kind.ROUND_TICKET,
+         lambda **kw: build_policy(MODEL_SIGNER, **(POLICY_ARGS | kw)),
+         dict(sampling_rate=1.5), 26),
+        ("ticket", "round_ticket", AGGREGATOR, MODEL_SIGNER, Kind.PRIVACY_POLICY,
+         lambda **kw: build_ticket(AGGREGATOR, **(TICKET_ARGS | kw)),
+         dict(epochs=0), 69),
+    )
+    for short, kind, signer, other, wrong, build, bad_field, reserved_at in kinds:
+        ok = build()
+        body = ok[HEADER_SIZE:-SIG_SIZE]
+
+        def reserved(_h: bytearray, b: bytearray, at: int = reserved_at) -> None:
+            b[at] = 1
+
+        def version(h: bytearray, _b: bytearray) -> None:
+            h[4] = 2
+
+        add(f"{short}_ok", kind, ok, "ok", f"a valid {kind.replace('_', ' ')}")
+        add(f"{short}_bad_field", kind, build(check=False, **bad_field), "malformed",
+            f"{bad_field} out of its range, signed")
+        add(f"{short}_reserved_nonzero", kind, resign(ok, reserved, signer), "malformed",
+            f"reserved byte {reserved_at} set, re-signed")
+        add(f"{short}_truncated", kind, ok[:-1], "malformed", "last signature byte missing")
+        add(f"{short}_short_body", kind, resign(ok, lambda _h, b: b[:-1], signer), "malformed",
+            "body one byte short, re-signed")
+        add(f"{short}_oversized", kind, resign(ok, lambda _h, b: b + b"\0", signer),
+            "oversized", "body one byte over the fixed size, re-signed")
+        add(f"{short}_format_version_2", kind, resign(ok, version, signer),
+            "unsupported-version", "format version 2, re-signed")
+        add(f"{short}_wrong_kind", kind, build_envelope(wrong, body, signer), "wrong-kind",
+            f"the same body under kind {int(wrong)}")
+        add(f"{short}_unknown_signer", kind, build_envelope(
+            Kind.PRIVACY_POLICY if short == "policy" else Kind.ROUND_TICKET, body, other),
+            "unknown-signer", "signed by the other anchor's key")
+        add(f"{short}_bad_signature", kind, flip(ok, len(ok) - 1, 0x80), "signature",
+            "one bit of the signature flipped")
 
 
 def write_all(out: Path) -> None:
