@@ -56,6 +56,7 @@ from edge.formats.manifest import (  # noqa: E402
 )
 from edge.formats.policy import build_policy  # noqa: E402
 from edge.formats.ticket import build_ticket  # noqa: E402
+from edge.formats.update import build_update  # noqa: E402
 from edge.tee_abi import Kind  # noqa: E402
 from firmware_sign.package_builder import build_package  # noqa: E402
 
@@ -639,6 +640,7 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
     )
 
     policy_and_ticket_vectors(add)
+    update_vectors(add)
 
     add(
         "device_record_ok",
@@ -765,6 +767,59 @@ def policy_and_ticket_vectors(add: Callable[..., None]) -> None:
             "unknown-signer", "signed by the other anchor's key")
         add(f"{short}_bad_signature", kind, flip(ok, len(ok) - 1, 0x80), "signature",
             "one bit of the signature flipped")
+
+
+UPDATE_ARGS: dict[str, Any] = dict(
+    round_id=2, nonce=bytes(range(16)), model_version=1, example_count=40, steps=4,
+    total_steps=12, update_clip=4.0, noise_multiplier=1.1, example_clip=1.0)
+
+
+def update_vectors(add: Callable[..., None]) -> None:
+    """Sealed updates: the TA's own output for fixed inputs, then one per refusal class.
+
+    ``stage=envelope`` defects are refused by the envelope checks both languages
+    share; ``stage=body`` ones by the body checks of the aggregator's verifier
+    (the TA writes updates and never parses one).
+    """
+    delta = (np.frombuffer(stream("update delta", 27), dtype=np.uint8).astype(np.float32)
+             - 128.0) / 256.0  # 27 = a 8 x 3 head: norm about 1.4, under U = 4
+    ok = build_update(DEVICE.identity, delta=delta, **UPDATE_ARGS)
+    expect = {"round_id": str(UPDATE_ARGS["round_id"]),
+              "model_version": str(UPDATE_ARGS["model_version"]),
+              "param_count": str(delta.size)}
+
+    def up(name: str, data: bytes, refusal: str, description: str, stage: str) -> None:
+        add(name, "sealed_update", data, refusal, description, extra=expect | {"stage": stage})
+
+    def at(offset: int, value: bytes) -> Edit:
+        def edit(_h: bytearray, body: bytearray) -> None:
+            body[offset:offset + len(value)] = value
+        return edit
+
+    def sign(edit: Edit) -> bytes:
+        return resign(ok, edit, DEVICE.identity)
+
+    up("update_ok", ok, "ok", "as the TA seals it: 27 parameters, ‖Δ‖ < U", "envelope")
+    up("update_truncated", ok[:-1], "malformed", "last signature byte missing", "envelope")
+    up("update_bad_signature", flip(ok, len(ok) - 1, 0x80), "signature",
+       "one bit of the signature flipped", "envelope")
+    up("update_unknown_signer", build_update(OTHER.identity, delta=delta, **UPDATE_ARGS),
+       "unknown-signer", "sealed by another device", "envelope")
+    up("update_wrong_kind", build_envelope(Kind.ROUND_TICKET, ok[HEADER_SIZE:-SIG_SIZE],
+                                           DEVICE.identity),
+       "wrong-kind", "the same body under kind 4", "envelope")
+    up("update_format_version_2", resign(ok, lambda h, _b: h.__setitem__(4, 2),
+                                         DEVICE.identity),
+       "unsupported-version", "format version 2, re-signed", "envelope")
+    up("update_reserved_nonzero", sign(at(65, b"\x01")), "malformed",
+       "reserved byte 65 set, re-signed", "body")
+    up("update_mode_2", sign(at(64, b"\x02")), "malformed", "update mode 2, re-signed", "body")
+    up("update_param_count", sign(at(68, (28).to_bytes(4, "little"))), "malformed",
+       "parameter count 28 with 27 values, re-signed", "body")
+    up("update_delta_nan", sign(at(88, np.array([np.nan], "<f4").tobytes())), "malformed",
+       "first delta value NaN, re-signed", "body")
+    up("update_over_clip", build_update(DEVICE.identity, delta=delta * 8, **UPDATE_ARGS),
+       "weaker-than-policy", "‖Δ‖ about 11 above U = 4", "body")
 
 
 def write_all(out: Path) -> None:
