@@ -56,6 +56,9 @@ static float u2f(uint32_t u)
 	return f;
 }
 
+/* Where a sealed update's delta starts. */
+#define UPDATE_DELTA_OFF (EDGE_ENVELOPE_HEADER_SIZE + EDGE_UPDATE_HEADER_SIZE)
+
 /* ---- Keys and signing --------------------------------------------------- */
 
 /* ---- Model packages without backbone (formats.md key schedule) -------- */
@@ -126,7 +129,8 @@ static void build_policy(const struct pol *s, const struct ed_key *by,
 	put_le64(b + EDGE_POLICY_OFF_DELTA, u);
 	put_le32(b + EDGE_POLICY_OFF_ACCOUNTANT, s->accountant);
 	put_le32(b + EDGE_POLICY_OFF_RESERVED2, s->reserved2);
-	sign_envelope(out, EDGE_ENVELOPE_HEADER_SIZE + EDGE_POLICY_BODY_SIZE, by->pair);
+	sign_envelope(out, EDGE_ENVELOPE_HEADER_SIZE + EDGE_POLICY_BODY_SIZE,
+		      by->pair);
 }
 
 struct tk {
@@ -160,7 +164,8 @@ static void build_ticket(const struct tk *s, const struct ed_key *by,
 	put_le16(b + EDGE_TICKET_OFF_BATCH_SIZE, s->batch);
 	b[EDGE_TICKET_OFF_UPDATE_MODE] = s->mode;
 	memcpy(b + EDGE_TICKET_OFF_RESERVED, s->reserved, EDGE_TICKET_LEN_RESERVED);
-	sign_envelope(out, EDGE_ENVELOPE_HEADER_SIZE + EDGE_TICKET_BODY_SIZE, by->pair);
+	sign_envelope(out, EDGE_ENVELOPE_HEADER_SIZE + EDGE_TICKET_BODY_SIZE,
+		      by->pair);
 }
 
 /* ---- Command wrappers ------------------------------------------------- */
@@ -481,8 +486,10 @@ static void setup_device(void)
 	p_mem(&p[0], rec, sizeof(rec));
 	if (edge_cmd_get_identity(s1, p))
 		harness_die("identity");
-	memcpy(dev.sign_pub, rec + EDGE_ENVELOPE_HEADER_SIZE + EDGE_DEVICE_OFF_SIGN_PUB, 32);
-	memcpy(dev.kex_pub, rec + EDGE_ENVELOPE_HEADER_SIZE + EDGE_DEVICE_OFF_KEX_PUB, 32);
+	memcpy(dev.sign_pub, rec + EDGE_ENVELOPE_HEADER_SIZE + EDGE_DEVICE_OFF_SIGN_PUB,
+	       EDGE_PUBKEY_SIZE);
+	memcpy(dev.kex_pub, rec + EDGE_ENVELOPE_HEADER_SIZE + EDGE_DEVICE_OFF_KEX_PUB,
+	       EDGE_PUBKEY_SIZE);
 	memcpy(dev.id, rec + 12, 16);
 }
 
@@ -591,13 +598,15 @@ static void test_policy_malformed(void)
 		  EDGE_ERR_UNSUPPORTED_VERSION, "format version 2");
 	put_le16(pol + EDGE_ENVELOPE_HEADER_OFF_VERSION, EDGE_FORMAT_VERSION);
 	put_le32(pol + EDGE_ENVELOPE_HEADER_OFF_BODY_LEN, 68);
-	CHECK_RES(install_policy(pol, EDGE_ENVELOPE_HEADER_SIZE + 68 + EDGE_SIG_SIZE), TEE_ERROR_EXCESS_DATA,
+	CHECK_RES(install_policy(pol, EDGE_ENVELOPE_HEADER_SIZE + 68 + EDGE_SIG_SIZE),
+		  TEE_ERROR_EXCESS_DATA,
 		  "policy over its size");
 	/* A 60-byte body, correctly signed: malformed. */
 	memset(pol, 0, sizeof(pol));
 	envelope_put_header(pol, EDGE_KIND_PRIVACY_POLICY, 60, signer.id);
 	sign_envelope(pol, EDGE_ENVELOPE_HEADER_SIZE + 60, signer.pair);
-	CHECK_RES(install_policy(pol, EDGE_ENVELOPE_HEADER_SIZE + 60 + EDGE_SIG_SIZE), TEE_ERROR_BAD_FORMAT,
+	CHECK_RES(install_policy(pol, EDGE_ENVELOPE_HEADER_SIZE + 60 + EDGE_SIG_SIZE),
+		  TEE_ERROR_BAD_FORMAT,
 		  "policy body of 60 bytes");
 	CHECK(unchanged(), "no policy after the refusals");
 }
@@ -714,7 +723,8 @@ static void test_ticket_refusals(void)
 	CHECK_RES(verify(s1, t, EDGE_TICKET_SIZE, 0, NULL, NULL),
 		  TEE_ERROR_SIGNATURE_INVALID, "ticket with a bad signature");
 	build_ticket(&tk, &aggregator, t);
-	t[EDGE_ENVELOPE_HEADER_SIZE + EDGE_TICKET_OFF_LEARNING_RATE] ^= 1;	/* lr changed after signing */
+	/* lr changed after signing */
+	t[EDGE_ENVELOPE_HEADER_SIZE + EDGE_TICKET_OFF_LEARNING_RATE] ^= 1;
 	CHECK_RES(verify(s1, t, EDGE_TICKET_SIZE, 0, NULL, NULL),
 		  TEE_ERROR_SIGNATURE_INVALID, "ticket altered after signing");
 	build_ticket(&tk, &aggregator, t);
@@ -824,7 +834,7 @@ static void test_deterministic(void)
 	err = 0;
 	for (i = 0; i < P3; i++)
 		err = fmax(err, fabs(got[i] - want[i] * 0.01 / nw));
-	CHECK(err < 1e-6 && seal_norm_f32(out + EDGE_ENVELOPE_HEADER_SIZE + EDGE_UPDATE_HEADER_SIZE, P3) > 0.0099,
+	CHECK(err < 1e-6 && seal_norm_f32(out + UPDATE_DELTA_OFF, P3) > 0.0099,
 	      "clipped delta = reference scaled to U (error %g)", err);
 	/* Floor = max(floor, issued 1002, REE 2000). */
 	expect_budget(4, 2, 2, 2000, __LINE__);
@@ -1160,7 +1170,7 @@ static void test_large(void)
 	/* T = 1 * ceil(16 / 8) = 2. */
 	check_update(upd, upd_len, &tk, n, 2, 52, P, NULL);
 	/* With sigma C = 1 of noise on 131072 coordinates, U binds. */
-	CHECK(seal_norm_f32(upd + EDGE_ENVELOPE_HEADER_SIZE + EDGE_UPDATE_HEADER_SIZE, P) > 1.99, "noisy update at U");
+	CHECK(seal_norm_f32(upd + UPDATE_DELTA_OFF, P) > 1.99, "noisy update at U");
 	expect_budget(52, 10, 20, 2000, __LINE__);
 	free(head);
 	free(x);

@@ -68,7 +68,8 @@ static inline void pkg_build(const struct pkg_spec *s, struct built *b)
 	size_t C = s->backbone_len ? (size_t)1 << s->chunk_log2 : 0;
 	uint32_t N = C ? (uint32_t)((s->backbone_len + C - 1) / C) : 0;
 	size_t params = (size_t)s->in * s->out + s->out;
-	size_t body_len = EDGE_MANIFEST_FIXED_SIZE + EDGE_RECIPIENT_SIZE * (size_t)s->nrcpt +
+	size_t body_len = EDGE_MANIFEST_FIXED_SIZE +
+			  EDGE_RECIPIENT_SIZE * (size_t)s->nrcpt +
 			  32 * (size_t)N +
 			  4 * params + 16 + 2;
 	uint8_t *env = NULL;
@@ -101,7 +102,8 @@ static inline void pkg_build(const struct pkg_spec *s, struct built *b)
 	}
 	put_le64(body + EDGE_MANIFEST_OFF_VERSION, s->version);
 	memcpy(body + EDGE_MANIFEST_OFF_PACKAGE_ID, pkg_id, 16);
-	put_le32(body + EDGE_MANIFEST_OFF_FLAGS, (s->backbone_len ? EDGE_PKG_FLAG_BACKBONE : 0) |
+	put_le32(body + EDGE_MANIFEST_OFF_FLAGS,
+		 (s->backbone_len ? EDGE_PKG_FLAG_BACKBONE : 0) |
 			    (s->encrypt ? EDGE_PKG_FLAG_BACKBONE_ENCRYPTED :
 					  0));
 	memcpy(body + EDGE_MANIFEST_OFF_EPHEMERAL_PUB, E, 32);
@@ -112,7 +114,8 @@ static inline void pkg_build(const struct pkg_spec *s, struct built *b)
 	body[EDGE_MANIFEST_OFF_CHUNK_LOG2] = C ? s->chunk_log2 : 0;
 	put_le32(body + EDGE_MANIFEST_OFF_CHUNK_COUNT, N);
 	put_le32(body + EDGE_MANIFEST_OFF_METADATA_LEN, 2);
-	body[EDGE_MANIFEST_OFF_INFER_RELEASE] = EDGE_INFER_SCORES;	/* the tests read scores back */
+	/* The tests read scores back. */
+	body[EDGE_MANIFEST_OFF_INFER_RELEASE] = EDGE_INFER_SCORES;
 	p = body + EDGE_MANIFEST_FIXED_SIZE;
 
 	/* Recipients. */
