@@ -99,8 +99,9 @@ class Field:
     bound an integer or float inclusively; ``lo_open`` makes ``lo``
     exclusive (``> 0``). ``enum`` names an :class:`Enum` whose members (or
     flag bits) are the only values accepted. A float is always checked to be
-    finite. A value out of range is refused with ``refusal`` (``malformed``
-    unless said otherwise).
+    finite. A value below ``lo`` is malformed; one above ``hi`` is refused
+    with ``refusal`` (``malformed`` unless said otherwise, ``oversized`` for a
+    documented maximum of the package).
     """
 
     name: str

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import IntEnum
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge import tee_abi
 from edge.errors import Malformed, StaleStatement, UnknownSigner
 from edge.formats.envelope import (
-    HEADER_SIZE,
-    SIG_SIZE,
     Envelope,
     Kind,
     build_envelope,
@@ -20,20 +17,15 @@ from edge.formats.envelope import (
     verify_envelope,
 )
 from edge.formats.keys import PUBKEY_SIZE, ed25519_public_from_raw, key_id
+from edge.formats.layouts import ANCHOR_STATEMENT_BODY
+from edge.tee_abi import AnchorRole
 
-ANCHOR_BODY_SIZE = 48
-ANCHOR_STATEMENT_SIZE = HEADER_SIZE + ANCHOR_BODY_SIZE + SIG_SIZE
+ANCHOR_BODY_SIZE = ANCHOR_STATEMENT_BODY.size
+ANCHOR_STATEMENT_SIZE = tee_abi.ANCHOR_STATEMENT_SIZE
 MAX_EPOCH = 2**64 - 1
 
-_BODY = struct.Struct("<B7sQ32s")
-assert _BODY.size == ANCHOR_BODY_SIZE
-
-
-class Role(IntEnum):
-    """The two trust anchors a device holds."""
-
-    MODEL_SIGNER = 1
-    AGGREGATOR = 2
+_BODY = ANCHOR_STATEMENT_BODY.struct
+Role = AnchorRole
 
 
 ROLE_NAMES = {Role.MODEL_SIGNER: "model-signer", Role.AGGREGATOR: "aggregator"}

@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from edge import tee_abi
 from edge.errors import Malformed
 from edge.formats.envelope import (
-    HEADER_SIZE,
-    SIG_SIZE,
     Kind,
     build_envelope,
     parse_envelope,
     verify_envelope,
 )
 from edge.formats.keys import ed25519_raw_public, key_id, x25519_raw_public
+from edge.formats.layouts import DEVICE_RECORD_BODY
 
-TA_ABI_VERSION = 1
-DEVICE_BODY_SIZE = 72
-DEVICE_RECORD_SIZE = HEADER_SIZE + DEVICE_BODY_SIZE + SIG_SIZE
+TA_ABI_VERSION = tee_abi.ABI_VERSION
+DEVICE_BODY_SIZE = DEVICE_RECORD_BODY.size
+DEVICE_RECORD_SIZE = tee_abi.DEVICE_RECORD_SIZE
 
-_BODY = struct.Struct("<32s32sI4s")
-assert _BODY.size == DEVICE_BODY_SIZE
+_BODY = DEVICE_RECORD_BODY.struct
 
 
 @dataclass(frozen=True)

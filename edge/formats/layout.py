@@ -29,7 +29,7 @@ class Field:
     hi: float | None = None
     lo_open: bool = False
     enum: type[IntEnum] | type[IntFlag] | None = None
-    refusal: type[errors.EdgeError] = errors.Malformed
+    refusal: type[errors.EdgeError] = errors.Malformed  # above ``hi``
 
     @property
     def is_float(self) -> bool:
@@ -57,7 +57,8 @@ class Field:
             cond = (f"> {_num(lo)}" if self.lo_open
                     else "negative" if lo == 0 and self.is_float else f"≥ {_num(lo)}")
             text = f"is {cond}" if cond == "negative" else f"is not {cond}"
-            raise self.refusal(f"{what}: {self.label} {value} {text}")
+            # Below a minimum is always malformed; above a maximum is the field's class.
+            raise errors.Malformed(f"{what}: {self.label} {value} {text}")
         if hi is not None and value > hi:
             raise self.refusal(f"{what}: {self.label} {value} is above {_num(hi)}")
 
