@@ -323,15 +323,10 @@ def _refusal_rows() -> str:
 
 
 def _kind_rows() -> str:
-    signed = {"PACKAGE": "model-signer anchor",
-              "ANCHOR_STATEMENT": "the current key of the role being replaced",
-              "DEVICE_RECORD": "the device's own identity key (proof of possession)",
-              "ROUND_TICKET": "aggregator anchor", "SEALED_UPDATE": "the device's identity key",
-              "PRIVACY_POLICY": "model-signer anchor"}
     rows = ["| kind | artefact | C | Python | signed by |", "| --- | --- | --- | --- | --- |"]
     for m in _enum("Kind").members:
         rows.append(f"| {m.value} | {m.comment} | `EDGE_KIND_{m.name}` | `Kind.{m.name}` "
-                    f"| {signed[m.name]} |")
+                    f"| {spec.SIGNED_BY[m.name]} |")
     return "\n".join(rows)
 
 

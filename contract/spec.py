@@ -295,6 +295,16 @@ ENUMS: tuple[Enum, ...] = (
     ), flag=True),
 )
 
+# Who signs each kind of artefact (docs/formats.md).
+SIGNED_BY = {
+    "PACKAGE": "model-signer anchor",
+    "ANCHOR_STATEMENT": "the current key of the role being replaced",
+    "DEVICE_RECORD": "the device's own identity key (proof of possession)",
+    "ROUND_TICKET": "aggregator anchor",
+    "SEALED_UPDATE": "the device's identity key",
+    "PRIVACY_POLICY": "model-signer anchor",
+}
+
 PUBKEY_SIZE = 32
 KEY_ID_SIZE = 16
 SIG_SIZE = 64
