@@ -400,7 +400,8 @@ class TrustedApp:
             raise errors.Oversized(
                 f"{x.nbytes} bytes of features exceed {tee_abi.MAX_TRAIN_FEATURE_BYTES}")
         ffi = self._native.ffi
-        cap = 28 + tee_abi.UPDATE_HEADER_SIZE + 4 * tee_abi.MAX_HEAD_PARAMS + 64
+        cap = (tee_abi.ENVELOPE_HEADER_SIZE + tee_abi.UPDATE_HEADER_SIZE
+               + 4 * tee_abi.MAX_HEAD_PARAMS + tee_abi.SIG_SIZE)
         out = ffi.new("uint8_t[]", cap)
         out_len = ffi.new("size_t *", cap)
         origin = ffi.new("uint32_t *")

@@ -112,6 +112,11 @@ class Layout:
                 out[f.name] = checked
         return out
 
+    def read(self, data: bytes | bytearray | memoryview) -> dict[str, Any]:
+        """The raw field values at the start of ``data``, unchecked (tools reading any input)."""
+        values = self.struct.unpack_from(bytes(data[:self.size]))
+        return {f.name: v for f, v in zip(self.fields, values, strict=True) if not f.reserved}
+
     def check(self, what: str, values: dict[str, Any]) -> None:
         """Run the field checks on values about to be packed (builders refuse what parsers do)."""
         for f in self.fields:
