@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 from edge.errors import ConfigError
+from edge.stopping import stop_on_signals, stop_requested
 
 HEADER = f"{'round':>5}  {'part.':>5}  {'refused':<24}  {'accuracy':>8}  {'epsilon':>8}  " \
          f"{'seconds':>7}  model"
@@ -50,19 +49,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     rounds = getattr(args, "rounds", None)
     if rounds is None:
         rounds = getattr(args, "noun_rounds", None)
-    stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     print(HEADER, flush=True)
-    try:
-        with Aggregator(config, on_round=lambda m: print(_row(m), flush=True)) as agg:
-            agg.run(stop, rounds=rounds)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    with stop_on_signals() as stop, \
+            Aggregator(config, on_round=lambda m: print(_row(m), flush=True)) as agg:
+        agg.run(stop, rounds=rounds)
+        if (name := stop_requested(stop)) is not None:
+            logging.getLogger("edge.aggregator").info("stopped by %s", name)
     return 0
 
 
