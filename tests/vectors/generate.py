@@ -46,6 +46,7 @@ from edge.formats.keys import (  # noqa: E402
     x25519_private_raw,
     x25519_raw_public,
 )
+from edge.formats.layouts import ANCHOR_STATEMENT_BODY, MANIFEST_FIXED  # noqa: E402
 from edge.formats.manifest import (  # noqa: E402
     FIXED_SIZE,
     MAX_CHUNKS,
@@ -61,6 +62,7 @@ from edge.tee_abi import Kind  # noqa: E402
 from firmware_sign.package_builder import build_package  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parent
+OFF = MANIFEST_FIXED.offset
 SEED_PREFIX = b"edge/v1 test vector: "
 
 def _ta_codes() -> dict[str, int]:
@@ -227,8 +229,8 @@ def envelope_len(data: bytes) -> int:
 
 def manifest_offsets(body: bytes | bytearray) -> tuple[int, int, int]:
     """Return (recipients, chunk digests, head ciphertext) offsets in a manifest body."""
-    count = int.from_bytes(body[60:62], "little")
-    chunks = int.from_bytes(body[84:88], "little")
+    fixed = MANIFEST_FIXED.read(body)
+    count, chunks = fixed["recipient_count"], fixed["chunk_count"]
     digests = FIXED_SIZE + RECIPIENT_SIZE * count
     return FIXED_SIZE, digests, digests + 32 * chunks
 
@@ -496,8 +498,8 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
     )
 
     def too_many_chunks(_h: bytearray, body: bytearray) -> None:
-        log2 = body[80]
-        body[72:80] = struct.pack("<Q", (MAX_CHUNKS + 1) << log2)
+        log2 = body[OFF("chunk_log2")]
+        struct.pack_into("<Q", body, OFF("backbone_len"), (MAX_CHUNKS + 1) << log2)
 
     pkg(
         "pkg_backbone_too_many_chunks",
@@ -508,7 +510,7 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
     )
 
     def big_chunks(_h: bytearray, body: bytearray) -> None:
-        body[80] = 21
+        body[OFF("chunk_log2")] = 21
 
     pkg(
         "pkg_chunk_log2_too_large",
@@ -542,18 +544,22 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
         return edit
 
     for name, offset, value, what in (
-        ("pkg_infer_release_unknown", 92, b"\x04", "inference release 4"),
-        ("pkg_infer_reserved_nonzero", 93, b"\x01", "reserved byte 93 = 1"),
-        ("pkg_infer_topk_k_too_large", 92, b"\x02\x00\x03\x00", "top-k with k = O = 3"),
-        ("pkg_infer_label_with_k", 92, b"\x01\x00\x01\x00", "label release with k = 1"),
-        ("pkg_infer_bound_nan", 100, struct.pack("<f", float("nan")), "feature bound NaN"),
-        ("pkg_infer_bound_negative", 100, struct.pack("<f", -1.0), "feature bound -1"),
+        ("pkg_infer_release_unknown", OFF("infer_release"), b"\x04", "inference release 4"),
+        ("pkg_infer_reserved_nonzero", OFF("reserved3"), b"\x01", "reserved byte 93 = 1"),
+        ("pkg_infer_topk_k_too_large", OFF("infer_release"), b"\x02\x00\x03\x00",
+         "top-k with k = O = 3"),
+        ("pkg_infer_label_with_k", OFF("infer_release"), b"\x01\x00\x01\x00",
+         "label release with k = 1"),
+        ("pkg_infer_bound_nan", OFF("feature_bound"), struct.pack("<f", float("nan")),
+         "feature bound NaN"),
+        ("pkg_infer_bound_negative", OFF("feature_bound"), struct.pack("<f", -1.0),
+         "feature bound -1"),
     ):
         pkg(name, resign(head_only, infer_edit(offset, value)), "malformed", what + ", re-signed")
 
     # --- manifest field defects (re-signed) ---
     def reserved_edit(_h: bytearray, body: bytearray) -> None:
-        body[62] = 0x01
+        body[OFF("reserved1")] = 0x01
 
     pkg(
         "pkg_reserved_nonzero",
@@ -563,7 +569,7 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
     )
 
     def flags_edit(_h: bytearray, body: bytearray) -> None:
-        body[24:28] = struct.pack("<I", 0x2)
+        struct.pack_into("<I", body, OFF("flags"), 0x2)
 
     pkg(
         "pkg_encrypted_without_backbone",
@@ -573,9 +579,9 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
     )
 
     def count_edit(_h: bytearray, body: bytearray) -> bytearray:
-        chunks = int.from_bytes(body[84:88], "little")
+        chunks = MANIFEST_FIXED.read(body)["chunk_count"]
         head_at = manifest_offsets(body)[2]
-        body[84:88] = (chunks + 1).to_bytes(4, "little")
+        struct.pack_into("<I", body, OFF("chunk_count"), chunks + 1)
         return body[:head_at] + hashlib.sha256(b"extra").digest() + body[head_at:]
 
     pkg(
@@ -629,7 +635,7 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
     )
 
     def role_edit(_h: bytearray, body: bytearray) -> None:
-        body[0] = 3
+        body[ANCHOR_STATEMENT_BODY.offset("role")] = 3
 
     anchor(
         "anchor_bad_role",
