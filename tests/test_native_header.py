@@ -71,3 +71,11 @@ def test_swapped_out_parameters_are_caught(loaded: tuple[str, native.Native]) ->
     swapped = source.replace(good, "uint32_t *steps_per_round, uint32_t *steps_left")
     assert declarations(swapped) != declarations(HEADER.read_text())
     assert set(declarations(swapped).items()) ^ set(declarations(source).items())
+
+
+def test_header_is_found_beside_an_installed_library(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A board install (EDGE_NATIVE_DIR) ships the header next to libedge_client.so."""
+    (tmp_path / "edge_client.h").write_text(HEADER.read_text())
+    monkeypatch.setenv("EDGE_NATIVE_DIR", str(tmp_path))
+    assert native.client_header() == tmp_path / "edge_client.h"

@@ -205,7 +205,8 @@ rootfs_key() {
         echo "$SOURCE_DATE_EPOCH"
         grep -E '^(deb|wheel) ' "$OUT/manifest.lock"
         cat "$HERE/init" "$HERE/cmdloop" "$HERE/build.sh"
-        sha256sum "$OUT"/ta/*.ta "$OUT"/arm64/libedge_client.so "$OUT"/arm64/edge-ta-cli
+        sha256sum "$OUT"/ta/*.ta "$OUT"/arm64/libedge_client.so "$OUT"/arm64/edge-ta-cli \
+            host/include/edge_client.h
         find edge firmware_sign -name '*.py' -type f -print0 | sort -z | xargs -0 sha256sum
     } | sha256sum | cut -c1-32
 }
@@ -262,6 +263,8 @@ make_rootfs() {
     # our TA, client library and CLI
     cp "$OUT"/ta/*.ta "$R/usr/lib/optee_armtz/"
     cp "$OUT"/arm64/libedge_client.so "$OUT"/arm64/edge-ta-cli "$R/usr/lib/edge/"
+    # edge/native.py hands cffi the library's own header, found beside it.
+    cp host/include/edge_client.h "$R/usr/lib/edge/"
     ln -s ../lib/edge/edge-ta-cli "$R/usr/bin/edge-ta-cli"
 
     # Python 3.13, trimmed of what the guest never uses
