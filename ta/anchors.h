@@ -13,7 +13,6 @@
 #include <tee_internal_api.h>
 #include <edge_ta.h>
 
-
 struct edge_anchor {
 	uint8_t pub[EDGE_PUBKEY_SIZE];
 	uint8_t id[EDGE_KEY_ID_SIZE];	/* key_id(pub) */

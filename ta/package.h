@@ -20,7 +20,6 @@
 
 #include "head.h"
 
-
 /* A parsed manifest; pointers refer to the (TA-owned) manifest copy. */
 struct edge_manifest {
 	uint64_t version;

@@ -16,7 +16,6 @@
 #include <tee_internal_api.h>
 #include <edge_ta.h>
 
-
 struct edge_policy {
 	uint64_t version;
 	float sigma_min;

@@ -16,7 +16,6 @@
 
 #include "policy.h"
 
-
 struct edge_ticket {
 	uint64_t round_id;
 	uint64_t model_version;
