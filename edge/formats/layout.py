@@ -117,6 +117,12 @@ class Layout:
         values = self.struct.unpack_from(bytes(data[:self.size]))
         return {f.name: v for f, v in zip(self.fields, values, strict=True) if not f.reserved}
 
+    def check_reserved(self, data: bytes | bytearray | memoryview, what: str) -> None:
+        """Refuse non-zero reserved bytes at the start of ``data`` (``Malformed``)."""
+        for f in self.fields:
+            if f.reserved:
+                f.check(what, bytes(data[f.offset:f.offset + struct.calcsize("<" + f.code)]))
+
     def check(self, what: str, values: dict[str, Any]) -> None:
         """Run the field checks on values about to be packed (builders refuse what parsers do)."""
         for f in self.fields:
