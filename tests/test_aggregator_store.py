@@ -33,12 +33,12 @@ CHILD = textwrap.dedent("""
     payload = open(sys.argv[3], "rb").read()
     config = AggregatorConfig.from_mapping(table)
     store = Store(config.state)
-    original = Store.add_update
+    original = Store.add_updates
     def add_and_hang(self, db, *args):
         original(self, db, *args)
         print("in-transaction", flush=True)
         time.sleep(60)
-    Store.add_update = add_and_hang
+    Store.add_updates = add_and_hang
     RoundManager(config, store, Registry(store)).handle(topic, payload)
 """)
 

@@ -27,8 +27,9 @@ log = logging.getLogger("edge.aggregator")
 
 TICK_S = 0.05
 PUBLISH_TIMEOUT_S = 30.0
-# Refused messages whose counts wait for one commit (their acks wait with them).
-AUDIT_BATCH = 256
+# Messages whose effects (accepted updates, refusals) wait for one commit, at most: their
+# acks wait with them, so this bounds what the broker delivers again after a crash.
+BATCH = 256
 # A metrics file that could not be written (full disk) is retried this often.
 METRICS_RETRY_S = 5.0
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -264,14 +265,16 @@ class Aggregator:
         return max(0, total - self.rounds.closed_rounds())
 
     def _drain(self, client: mqtt.Client) -> None:
-        """Handle what arrived during one tick, acking each message after its commit.
+        """Handle what arrived during one tick, acking messages only after their commit.
 
-        Refusals are committed together (one transaction per tick or per AUDIT_BATCH
-        messages) and their messages acknowledged after that commit, so a flood of refused
-        messages costs one fsync per batch instead of one each.
+        Group commit: the updates accepted in a tick (or in BATCH messages) and the refusals
+        are committed in one go, one fsync for the batch instead of one each, and only then
+        are the batch's messages acknowledged. A crash before the commit loses nothing (the
+        broker delivers the unacknowledged messages again); a crash after it but before the
+        acks counts nothing twice (the redelivered updates are refused as duplicates).
         """
         deadline = time.monotonic() + TICK_S
-        refused: list[mqtt.MQTTMessage] = []
+        batch: list[tuple[int, int]] = []  # (mid, qos) of the messages waiting for the commit
         try:
             while True:
                 timeout = deadline - time.monotonic()
@@ -283,23 +286,26 @@ class Aggregator:
                     # amqtt may hand a resumed session messages it never subscribed to
                     log.debug("ignored a message on %s (not an update topic)", msg.topic[:256])
                     client.ack(msg.mid, msg.qos)
-                elif self.rounds.handle(msg.topic, bytes(msg.payload), defer=True).accepted:
-                    client.ack(msg.mid, msg.qos)
-                else:
-                    refused.append(msg)
-                    if len(refused) >= AUDIT_BATCH:
-                        self._commit_refusals(client, refused)
-                if self._due():  # a deadline passes during a flood too
+                    continue
+                self.rounds.stage(msg.topic, bytes(msg.payload))
+                batch.append((msg.mid, msg.qos))
+                if len(batch) >= BATCH:
+                    self._commit(client, batch)
+                if self._due():  # quorum reached, or a deadline passes during a flood
                     return
         finally:
-            self._commit_refusals(client, refused)
+            self._commit(client, batch)
 
-    def _commit_refusals(self, client: mqtt.Client, refused: list[mqtt.MQTTMessage]) -> None:
-        """Commit the pending refusals, then acknowledge their messages."""
-        self.rounds.ledger.flush()
-        for msg in refused:
-            client.ack(msg.mid, msg.qos)
-        refused.clear()
+    def _commit(self, client: mqtt.Client, batch: list[tuple[int, int]]) -> None:
+        """Commit what the batch's messages did, then acknowledge them."""
+        self.rounds.commit()
+        self._ack(client, batch)
+        batch.clear()
+
+    def _ack(self, client: mqtt.Client, batch: list[tuple[int, int]]) -> None:
+        """Acknowledge committed messages (the broker then forgets them)."""
+        for mid, qos in batch:
+            client.ack(mid, qos)
 
     def _finish(self) -> None:
         """Close the due round, write its metrics, tell the hook, publish the new model."""
