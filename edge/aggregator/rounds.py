@@ -253,6 +253,11 @@ class RoundManager:
         return Outcome(True, None, "accepted", acc.device_id)
 
     @property
+    def committed(self) -> int:
+        """Updates of the open round committed so far (0 without an open round)."""
+        return 0 if self._running is None else self._running.count
+
+    @property
     def staged(self) -> int:
         """Accepted updates waiting for ``commit``."""
         return 0 if self._batch is None else len(self._batch.rows)

@@ -265,23 +265,33 @@ class Aggregator:
         return max(0, total - self.rounds.closed_rounds())
 
     def _drain(self, client: mqtt.Client) -> None:
-        """Handle what arrived during one tick, acking messages only after their commit.
+        """Handle what arrives during one tick, acking messages only after their commit.
 
-        Group commit: the updates accepted in a tick (or in BATCH messages) and the refusals
-        are committed in one go, one fsync for the batch instead of one each, and only then
-        are the batch's messages acknowledged. A crash before the commit loses nothing (the
-        broker delivers the unacknowledged messages again); a crash after it but before the
-        acks counts nothing twice (the redelivered updates are refused as duplicates).
+        Group commit: the messages waiting in the inbox are staged (verified, summed in
+        memory) and committed together, the update rows and the running sum in one
+        transaction (one fsync), as soon as the inbox runs empty or BATCH messages are
+        staged; only then are they acknowledged. Under load the batches grow by themselves
+        (what arrives during one commit is the next batch). A crash before the commit loses
+        nothing (the broker delivers the unacknowledged messages again); a crash after it
+        but before the acks counts nothing twice (the redelivered updates are refused as
+        duplicates).
         """
         deadline = time.monotonic() + TICK_S
         batch: list[tuple[int, int]] = []  # (mid, qos) of the messages waiting for the commit
         try:
             while True:
-                timeout = deadline - time.monotonic()
                 try:
-                    msg = self._inbox.get(timeout=max(0.0, timeout))
+                    if batch:
+                        msg = self._inbox.get_nowait()
+                    else:
+                        msg = self._inbox.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
-                    return
+                    if not batch:
+                        return
+                    self._commit(client, batch)
+                    if time.monotonic() >= deadline:
+                        return
+                    continue
                 if not mqtt.topic_matches_sub(self._subscription, msg.topic):
                     # amqtt may hand a resumed session messages it never subscribed to
                     log.debug("ignored a message on %s (not an update topic)", msg.topic[:256])
