@@ -1,7 +1,9 @@
 """The round manager: cohort, tickets, updates, quorum and deadline, next model package.
 
 It holds no network connection: it returns the messages to publish and takes the
-messages received, and every effect is committed to the Store before it returns.
+messages received. ``handle`` commits a message's effect to the Store before it returns;
+``stage`` and ``commit`` do the same for a batch (group commit: one transaction for the
+batch's update rows and the running sum after them, kept in memory between commits).
 """
 
 from __future__ import annotations
