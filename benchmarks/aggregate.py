@@ -21,6 +21,10 @@ Rows:
   A fleet holds at most 256 devices, so the updates come as rounds of 250 devices each.
 - edge durable, commit per update: the same with a commit after every update (how the
   aggregator worked before group commit), on ``--store`` updates.
+- edge service over Mosquitto: ``Aggregator.run`` (the process's loop: paho, manual acks
+  after each group commit) counting ``--mosquitto`` updates that were queued for its
+  persistent session on a real Mosquitto on loopback (at most 100 unacked in flight), from
+  the aggregator's start to the round's close (includes connecting and the round close).
 - Flower: ``flwr.server.strategy.aggregate.aggregate`` on the same deltas and counts
   (averaging only: Flower verifies nothing), in Flower's own virtualenv
   (``scripts/setup.sh --with-flower`` makes ``.venv-flower``), or in this interpreter if
@@ -36,6 +40,7 @@ is the same clock: ticket issue to model checkpoint).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import subprocess
 import tempfile
@@ -63,7 +68,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FLOWER_PYTHON = ROOT / ".venv-flower" / "bin" / "python"
 # Devices per round of the durable rows: a fleet holds at most 256 (config MAX_FLEET).
 ROUND_DEVICES = 250
-HEAD_OUT = 10
+HEAD_OUT = 25  # 100k parameters = 3,999 x 25 + 25 (a package's head has at most 4,096 inputs)
 
 
 def build(n: int, params: int, seed: int = 0) -> tuple[list[FakeDevice], list[bytes], bytes]:
@@ -186,6 +191,81 @@ def bench_durable(n: int, params: int, folder: Path, batch: int) -> tuple[float,
     return seconds, done
 
 
+def mosquitto_rate(n: int, params: int, folder: Path) -> tuple[float, int]:
+    """Seconds for the aggregator service (``Aggregator.run``: MQTT, group commit, acks) to
+    count n updates queued for it on a real Mosquitto, from its start to the round's close."""
+    import queue
+    import threading
+
+    from edge.aggregator import Aggregator
+    from edge.broker import MosquittoBroker
+    from edge.mqtt import BrokerSettings, make_client
+
+    broker = MosquittoBroker(folder / "mosquitto")
+    try:
+        table = config_mapping(folder / "fleet", broker.url, fleet=FLEET, rounds={
+            "cohort_size": n, "quorum": n, "min_updates": 1, "timeout_s": 600, "rounds": 1})
+        head_in = params // HEAD_OUT - 1
+        np.savez(table["aggregator"]["initial_head"],
+                 W=np.zeros((head_in, HEAD_OUT), np.float32), b=np.zeros(HEAD_OUT, np.float32))
+        config = AggregatorConfig.from_mapping(table)
+        devices = {d.device_id.hex(): d for d in (FakeDevice() for _ in range(n))}
+        s = BrokerSettings.from_url(broker.url)
+        client = make_client(s, "bench-devices", clean_session=True)
+        tickets: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        client.on_message = lambda _c, _u, m: tickets.put((m.topic, bytes(m.payload)))
+        client.connect(s.host, s.port)
+        client.loop_start()
+        client.subscribe(f"edge/v1/{FLEET}/devices/+/ticket", qos=1)
+        time.sleep(0.5)
+        # First start: publish the model, open the round, send the tickets; then stop.
+        stop = threading.Event()
+        with Aggregator(config) as agg:
+            agg.package_settle_s = 0.0
+            for d in devices.values():
+                agg.enroll(d.record)
+            failed: list[BaseException] = []
+
+            def first_run() -> None:
+                try:
+                    agg.run(stop)
+                except BaseException as exc:
+                    failed.append(exc)
+                    raise
+
+            runner = threading.Thread(target=first_run)
+            runner.start()
+            got: dict[str, bytes] = {}
+            deadline = time.monotonic() + 120
+            while len(got) < n and runner.is_alive() and time.monotonic() < deadline:
+                with contextlib.suppress(queue.Empty):
+                    got.update([tickets.get(timeout=0.2)])
+            stop.set()
+            runner.join(60)
+            if len(got) < n:
+                raise RuntimeError(f"{len(got)} of {n} tickets arrived: {failed}")
+        # The updates wait on the broker for the aggregator's persistent session.
+        rng = np.random.default_rng(2)
+        p = head_in * HEAD_OUT + HEAD_OUT
+        for topic, ticket in got.items():
+            d = devices[topic.split("/")[4]]
+            client.publish(d.topic(FLEET), d.update(ticket, clip(rng.normal(size=p), 1.0)),
+                           qos=1).wait_for_publish(60)
+        client.disconnect()
+        client.loop_stop()
+        closed: list[float] = []
+        with Aggregator(config, on_round=lambda _m: closed.append(time.perf_counter())) as agg:
+            start = time.perf_counter()
+            agg.run(threading.Event(), rounds=1)
+        if not closed:
+            raise RuntimeError("the round did not close")
+        with Store(config.state) as store:
+            counted = len(store.accepted(1))
+        return closed[0] - start, counted
+    finally:
+        broker.stop()
+
+
 def loopback_round_time(n: int, rounds: int, params: int = 650) -> list[float]:
     """Round seconds (RoundMetrics.seconds) of n fake devices over the embedded broker."""
     import threading
@@ -241,6 +321,9 @@ def main() -> None:
                     help="updates per commit of the group-commit row")
     ap.add_argument("--store", type=int, default=200,
                     help="updates for the commit-per-update row; 0 to skip")
+    ap.add_argument("--mosquitto", type=int, default=250, metavar="N",
+                    help="updates counted by the aggregator service over a real Mosquitto "
+                         "(at most 250: one fleet); 0 to skip")
     ap.add_argument("--loopback", type=int, default=0, metavar="N",
                     help="also time rounds of N fake devices over the embedded broker")
     args = ap.parse_args()
@@ -269,6 +352,15 @@ def main() -> None:
             single, n_single = bench_durable(min(args.store, args.updates), args.params,
                                              Path(tmp) / "single", 1)
             rows.append(("edge durable, commit per update", n_single, single))
+        if args.mosquitto:
+            from edge.broker import MOSQUITTO
+
+            if Path(MOSQUITTO).exists():
+                secs_mq, n_mq = mosquitto_rate(min(args.mosquitto, ROUND_DEVICES),
+                                               args.params, Path(tmp) / "mq")
+                rows.append(("edge service over Mosquitto", n_mq, secs_mq))
+            else:
+                print(f"{MOSQUITTO} is missing (scripts/setup.sh installs it): no MQTT row")
         flower = bench_flower(deltas, counts, Path(tmp))
     del updates
     if flower is not None:

@@ -30,6 +30,8 @@ PUBLISH_TIMEOUT_S = 30.0
 # Messages whose effects (accepted updates, refusals) wait for one commit, at most: their
 # acks wait with them, so this bounds what the broker delivers again after a crash.
 BATCH = 256
+# The longest a staged batch waits for more messages before its commit.
+LINGER_S = 0.05
 # A metrics file that could not be written (full disk) is retried this often.
 METRICS_RETRY_S = 5.0
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -74,6 +76,7 @@ class Aggregator:
         self._closing = False
         self._subscription = update_subscription(config.fleet)
         self._metrics_retry: float | None = None
+        self._commit_s = 0.005  # a moving average of how long a commit of updates takes
         self._check_metrics_writable()
 
     def enroll(self, record: bytes) -> DeviceRecord:
@@ -267,24 +270,25 @@ class Aggregator:
     def _drain(self, client: mqtt.Client) -> None:
         """Handle what arrives during one tick, acking messages only after their commit.
 
-        Group commit: the messages waiting in the inbox are staged (verified, summed in
-        memory) and committed together, the update rows and the running sum in one
-        transaction (one fsync), as soon as the inbox runs empty or BATCH messages are
-        staged; only then are they acknowledged. Under load the batches grow by themselves
-        (what arrives during one commit is the next batch). A crash before the commit loses
-        nothing (the broker delivers the unacknowledged messages again); a crash after it
-        but before the acks counts nothing twice (the redelivered updates are refused as
-        duplicates).
+        Group commit: arriving messages are staged (verified, summed in memory) and
+        committed together, the update rows and the running sum in one transaction (one
+        fsync), then acknowledged. A batch is committed when BATCH messages are staged, or
+        when no message came for as long as one commit takes (measured, at most LINGER_S):
+        a batch waits for what arrives while the previous one was being committed, so
+        batches grow with the load and the wait costs at most one commit's time. A crash
+        before the commit loses nothing (the broker delivers the unacknowledged messages
+        again); a crash after it but before the acks counts nothing twice (the redelivered
+        updates are refused as duplicates).
         """
         deadline = time.monotonic() + TICK_S
         batch: list[tuple[int, int]] = []  # (mid, qos) of the messages waiting for the commit
+        first = 0.0  # when the batch's first message was staged
         try:
             while True:
+                # A batch waits for more as long as a commit takes; no batch, to the tick's end.
+                until = first + min(self._commit_s, LINGER_S) if batch else deadline
                 try:
-                    if batch:
-                        msg = self._inbox.get_nowait()
-                    else:
-                        msg = self._inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+                    msg = self._inbox.get(timeout=max(0.0, until - time.monotonic()))
                 except queue.Empty:
                     if not batch:
                         return
@@ -297,6 +301,8 @@ class Aggregator:
                     log.debug("ignored a message on %s (not an update topic)", msg.topic[:256])
                     client.ack(msg.mid, msg.qos)
                     continue
+                if not batch:
+                    first = time.monotonic()
                 self.rounds.stage(msg.topic, bytes(msg.payload))
                 batch.append((msg.mid, msg.qos))
                 if len(batch) >= BATCH:
@@ -308,7 +314,9 @@ class Aggregator:
 
     def _commit(self, client: mqtt.Client, batch: list[tuple[int, int]]) -> None:
         """Commit what the batch's messages did, then acknowledge them."""
-        self.rounds.commit()
+        started = time.monotonic()
+        if self.rounds.commit():
+            self._commit_s += 0.2 * (time.monotonic() - started - self._commit_s)
         self._ack(client, batch)
         batch.clear()
 
