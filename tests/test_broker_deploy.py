@@ -232,9 +232,9 @@ def test_a_board_publishes_only_its_own_update_topic(deployed: Deployed) -> None
 # -- item 12: packet size and queue bounds ----------------------------------------------------
 
 def _option(name: str) -> int:
-    text = (DEPLOY / "mosquitto.conf").read_text(encoding="utf-8")
+    text = (DEPLOY / "conf.d" / "edge.conf").read_text(encoding="utf-8")
     m = re.search(rf"^{name} (\d+)$", text, re.M)
-    assert m, f"deploy/mosquitto/mosquitto.conf sets no {name}"
+    assert m, f"deploy/mosquitto/conf.d/edge.conf sets no {name}"
     return int(m.group(1))
 
 
