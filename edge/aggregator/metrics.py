@@ -27,6 +27,8 @@ class RoundMetrics:
     seconds: float = 0.0
     model_version: int = 0
     failed: bool = False
+    opened_at: float | None = None  # Unix times; absent from rows written before they were
+    closed_at: float | None = None  # kept, so readers take them as optional
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (infinite ε as null)."""

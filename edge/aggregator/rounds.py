@@ -248,6 +248,8 @@ class RoundManager:
         try:
             self.store.add_update(db, r.round_id, acc.device_id, acc.update_id,
                                   acc.example_count, new.total, new.weight)
+            self.store.add_update_steps(db, r.round_id, acc.device_id, acc.update.steps,
+                                        acc.update.total_steps, acc.update.noise_multiplier)
         except sqlite3.IntegrityError:
             raise UpdateRefused("duplicate", f"an update of this device was accepted for round "
                                 f"{r.round_id} already", device_id=acc.device_id) from None
@@ -287,10 +289,12 @@ class RoundManager:
             privacy.append((r.sampling_rate, r.central_noise))
         epsilon = fedavg.fleet_epsilon(privacy, dp.delta)
         accuracy = self.holdout.accuracy(W, b) if self.holdout else None
+        now = self.clock()
         m = RoundMetrics(round=r.round_id, participants=running.count,
                          refused=self.store.refusals(r.round_id), accuracy=accuracy,
-                         epsilon=epsilon, delta=dp.delta, seconds=self.clock() - r.opened,
-                         model_version=version, failed=failed)
+                         epsilon=epsilon, delta=dp.delta, seconds=now - r.opened,
+                         model_version=version, failed=failed, opened_at=r.opened,
+                         closed_at=now)
         with self.store.transaction() as db:
             if not failed:
                 self.store.add_checkpoint(db, version, r.round_id, W, b)

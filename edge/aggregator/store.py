@@ -48,6 +48,10 @@ CREATE TABLE IF NOT EXISTS audit (
     update_id BLOB);
 CREATE TABLE IF NOT EXISTS metrics (round_id INTEGER PRIMARY KEY, row TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_round_topic ON audit (round_id, topic);
+CREATE TABLE IF NOT EXISTS update_steps (
+    round_id INTEGER NOT NULL, device_id BLOB NOT NULL, steps INTEGER NOT NULL,
+    total_steps INTEGER NOT NULL, noise_multiplier REAL NOT NULL,
+    PRIMARY KEY (round_id, device_id));
 CREATE TABLE IF NOT EXISTS refusal_counts (
     round_id INTEGER NOT NULL, topic TEXT NOT NULL, refusal TEXT NOT NULL,
     count INTEGER NOT NULL, last_at REAL NOT NULL, PRIMARY KEY (round_id, topic, refusal));
@@ -205,6 +209,47 @@ class Store:
         db.execute("UPDATE rounds SET sum = ?, weight = ?, count = count + 1 "
                    "WHERE round_id = ? AND state = 'open'",
                    (np.ascontiguousarray(new_sum, dtype="<f8").tobytes(), new_weight, round_id))
+
+    def add_update_steps(self, db: sqlite3.Connection, round_id: int, device_id: bytes,
+                         steps: int, total_steps: int, noise_multiplier: float) -> None:
+        """Record the DP-SGD steps an accepted update says its device spent (for the views)."""
+        db.execute("INSERT INTO update_steps VALUES (?, ?, ?, ?, ?)",
+                   (round_id, device_id, steps, total_steps, noise_multiplier))
+
+    def device_activity(self) -> list[dict[str, Any]]:
+        """Per enrolled device: enrollment, tickets, accepted updates, steps, last refusal."""
+        rows = self._all(
+            "SELECT d.device_id, d.enrolled_at, "
+            "(SELECT count(*) FROM tickets t WHERE t.device_id = d.device_id), "
+            "(SELECT count(*) FROM updates u WHERE u.device_id = d.device_id), "
+            "(SELECT max(received) FROM updates u WHERE u.device_id = d.device_id), "
+            "(SELECT max(round_id) FROM updates u WHERE u.device_id = d.device_id), "
+            "(SELECT total_steps FROM update_steps s WHERE s.device_id = d.device_id "
+            " ORDER BY round_id DESC LIMIT 1), "
+            "(SELECT json_array(a.at, a.round_id, a.refusal, a.reason) FROM audit a "
+            " WHERE a.device_id = d.device_id ORDER BY a.id DESC LIMIT 1) "
+            "FROM devices d ORDER BY d.device_id")
+        out = []
+        for dev, enrolled, tickets, joined, seen, last_round, steps, refusal in rows:
+            last = json.loads(refusal) if refusal else None
+            out.append({
+                "device": bytes(dev).hex(), "enrolled_at": enrolled, "tickets": int(tickets),
+                "rounds_joined": int(joined), "last_update_at": seen,
+                "last_round": last_round, "steps_spent": steps,
+                "last_refusal": None if last is None else {
+                    "at": last[0], "round": last[1], "refusal": last[2], "reason": last[3]}})
+        return out
+
+    def steps_by_round(self) -> list[tuple[int, str, int]]:
+        """(round, device hex, total steps spent) of every accepted update, by round."""
+        return [(int(r), bytes(d).hex(), int(t)) for r, d, t in self._all(
+            "SELECT round_id, device_id, total_steps FROM update_steps "
+            "ORDER BY round_id, device_id")]
+
+    def round_times(self) -> dict[int, tuple[float, float | None]]:
+        """(opened, closed) Unix times of every round, for rows written before they were kept."""
+        return {int(r): (float(o), c) for r, o, c in self._all(
+            "SELECT round_id, opened, closed FROM rounds")}
 
     def finish_round(self, db: sqlite3.Connection, round_id: int, state: str,
                      metrics: dict[str, Any]) -> None:
