@@ -19,7 +19,7 @@ MAX_FLEET = 256
 # ticket's deadline is a u64 of seconds and its DP fields are float32).
 MAX_TIMEOUT_S = 7 * 86400.0
 MAX_DP_VALUE = 1e6
-_SECTIONS = ("aggregator", "rounds", "dp", "eval", "audit", "broker")
+_SECTIONS = ("aggregator", "rounds", "dp", "eval", "audit", "metrics", "broker")
 _KEYS: dict[str, tuple[str, ...]] = {
     "aggregator": ("fleet", "state", "metrics", "aggregator_key", "model_signer_key",
                    "initial_head", "backbone", "backbone_metadata", "encrypt_backbone"),
@@ -28,6 +28,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
            "batch_size", "central_noise_multiplier", "delta"),
     "eval": ("holdout",),
     "audit": ("rows_per_source", "rows_per_round"),
+    "metrics": ("prometheus_textfile", "prometheus_port", "prometheus_address"),
 }
 
 
@@ -66,6 +67,15 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class PrometheusSettings:
+    """[metrics]: the Prometheus textfile (node_exporter) and HTTP endpoint, both optional."""
+
+    textfile: Path | None = None
+    port: int | None = None
+    address: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
 class AggregatorConfig:
     """One aggregator process: fleet, files, rounds, DP parameters, broker."""
 
@@ -83,6 +93,7 @@ class AggregatorConfig:
     encrypt_backbone: bool = False
     holdout: Path | None = None
     audit: AuditSettings = AuditSettings()
+    prometheus: PrometheusSettings = PrometheusSettings()
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> AggregatorConfig:
@@ -130,6 +141,7 @@ class AggregatorConfig:
             backbone_metadata=r.path("aggregator", "backbone_metadata", required=False),
             encrypt_backbone=r.boolean("aggregator", "encrypt_backbone", False),
             holdout=r.path("eval", "holdout", required=False),
+            prometheus=_prometheus(r),
             rounds=rounds,
             dp=dp,
             broker=BrokerSettings.from_mapping(table["broker"], "broker", r.base),
@@ -163,6 +175,21 @@ def _dp(r: _Reader) -> DpSettings:
         central_noise_multiplier=r.number("dp", "central_noise_multiplier", 0.0, hi=hi),
         delta=delta,
     )
+
+
+def _prometheus(r: _Reader) -> PrometheusSettings:
+    """Validate [metrics]."""
+    textfile = r.path("metrics", "prometheus_textfile", required=False, must_exist=False)
+    if textfile is not None and textfile.suffix != ".prom":
+        # node_exporter's textfile collector reads *.prom only: another name is never scraped
+        raise ConfigError(f"metrics.prometheus_textfile: {str(textfile)!r} must end in .prom")
+    port = r.get("metrics", "prometheus_port", None)
+    if port is not None:
+        port = r.integer("metrics", "prometheus_port", lo=0, hi=65535)
+    address = r.get("metrics", "prometheus_address", "127.0.0.1")
+    if not isinstance(address, str) or not address:
+        raise ConfigError("metrics.prometheus_address: must be a non-empty string")
+    return PrometheusSettings(textfile, port, address)
 
 
 class _Reader:
