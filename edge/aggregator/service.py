@@ -23,7 +23,7 @@ from edge.mqtt import (
     log_connect_failure,
     make_client,
 )
-from edge.protocol import update_subscription
+from edge.protocol import status_subscription, update_subscription
 
 from .config import AggregatorConfig
 from .metrics import RoundMetrics, sync_jsonl
@@ -83,6 +83,7 @@ class Aggregator:
         self._client: mqtt.Client | None = None
         self._closing = False
         self._subscription = update_subscription(config.fleet)
+        self._presence = status_subscription(config.fleet)
         self._metrics_retry: float | None = None
         self._check_metrics_writable()
         prom = config.prometheus
@@ -156,7 +157,7 @@ class Aggregator:
                         self.config.broker.url, reason, client.next_retry())
             return
         client.accepted()
-        client.subscribe(self._subscription, qos=1)
+        client.subscribe([(self._subscription, 1), (self._presence, 1)])
         self._connected_at = time.monotonic()
         self._connected.set()
         self._reconnected.set()
@@ -226,6 +227,7 @@ class Aggregator:
                     if not self.rounds.model_is_out():
                         stop.wait(1.0)  # publishing failed: retry before any ticket
                         continue
+                    self._drain(client)  # presence that arrived meanwhile picks the cohort
                     tickets = self.rounds.open_next()
                     if not tickets:
                         stop.wait(0.5)  # not enough enrolled devices yet
@@ -318,7 +320,10 @@ class Aggregator:
                     msg = self._inbox.get(timeout=max(0.0, timeout))
                 except queue.Empty:
                     return
-                if not mqtt.topic_matches_sub(self._subscription, msg.topic):
+                if mqtt.topic_matches_sub(self._presence, msg.topic):
+                    self.rounds.presence(msg.topic, bytes(msg.payload))
+                    client.ack(msg.mid, msg.qos)
+                elif not mqtt.topic_matches_sub(self._subscription, msg.topic):
                     # amqtt may hand a resumed session messages it never subscribed to
                     log.debug("ignored a message on %s (not an update topic)", msg.topic[:256])
                     client.ack(msg.mid, msg.qos)

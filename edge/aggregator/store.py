@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS audit (
     update_id BLOB);
 CREATE TABLE IF NOT EXISTS metrics (round_id INTEGER PRIMARY KEY, row TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_round_topic ON audit (round_id, topic);
+CREATE TABLE IF NOT EXISTS presence (
+    device_id BLOB PRIMARY KEY, status TEXT NOT NULL, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS update_steps (
     round_id INTEGER NOT NULL, device_id BLOB NOT NULL, steps INTEGER NOT NULL,
     total_steps INTEGER NOT NULL, noise_multiplier REAL NOT NULL,
@@ -159,6 +161,23 @@ class Store:
         """Every enrolled device's record, in device-id order."""
         return [bytes(r[0]) for r in self._all("SELECT record FROM devices ORDER BY device_id")]
 
+    def remove_device(self, db: sqlite3.Connection, device_id: bytes) -> bool:
+        """Remove an enrolled device (revocation); False if it was not enrolled."""
+        db.execute("DELETE FROM presence WHERE device_id = ?", (device_id,))
+        return db.execute("DELETE FROM devices WHERE device_id = ?",
+                          (device_id,)).rowcount == 1
+
+    def set_presence(self, db: sqlite3.Connection, device_id: bytes, status: str,
+                     at: float) -> None:
+        """Record a device's last announced presence ('online' or 'offline')."""
+        db.execute("INSERT INTO presence VALUES (?, ?, ?) ON CONFLICT (device_id) DO UPDATE "
+                   "SET status = excluded.status, at = excluded.at", (device_id, status, at))
+
+    def presence(self) -> dict[bytes, tuple[str, float]]:
+        """Last announced presence of every device that announced one: (status, time)."""
+        return {bytes(d): (str(s), float(at))
+                for d, s, at in self._all("SELECT device_id, status, at FROM presence")}
+
     def device_count(self) -> int:
         """The number of enrolled devices."""
         return int(self._one("SELECT count(*) FROM devices")[0])
@@ -227,12 +246,16 @@ class Store:
             "(SELECT total_steps FROM update_steps s WHERE s.device_id = d.device_id "
             " ORDER BY round_id DESC LIMIT 1), "
             "(SELECT json_array(a.at, a.round_id, a.refusal, a.reason) FROM audit a "
-            " WHERE a.device_id = d.device_id ORDER BY a.id DESC LIMIT 1) "
+            " WHERE a.device_id = d.device_id ORDER BY a.id DESC LIMIT 1), "
+            "(SELECT json_array(p.status, p.at) FROM presence p "
+            " WHERE p.device_id = d.device_id) "
             "FROM devices d ORDER BY d.device_id")
         out = []
-        for dev, enrolled, tickets, joined, seen, last_round, steps, refusal in rows:
+        for dev, enrolled, tickets, joined, seen, last_round, steps, refusal, pres in rows:
             last = json.loads(refusal) if refusal else None
+            status, since = json.loads(pres) if pres else (None, None)
             out.append({
+                "presence": status, "presence_since": since,
                 "device": bytes(dev).hex(), "enrolled_at": enrolled, "tickets": int(tickets),
                 "rounds_joined": int(joined), "last_update_at": seen,
                 "last_round": last_round, "steps_spent": steps,

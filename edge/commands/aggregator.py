@@ -175,15 +175,40 @@ def cmd_devices(args: argparse.Namespace) -> int:
         print(json.dumps({"fleet": config.fleet, "devices": devices}, indent=2,
                          sort_keys=True))
         return 0
-    print(f"{'device':<32}  {'tickets':>7}  {'joined':>6}  {'steps':>6}  last update")
+    print(f"{'device':<32}  {'presence':<8}  {'tickets':>7}  {'joined':>6}  {'steps':>6}  "
+          "last update")
     for d in devices:
         steps = "-" if d["steps_spent"] is None else d["steps_spent"]
-        print(f"{d['device']:<32}  {d['tickets']:>7}  {d['rounds_joined']:>6}  {steps:>6}  "
-              f"{human_time(d['last_update_at'])}")
+        print(f"{d['device']:<32}  {d['presence'] or '-':<8}  {d['tickets']:>7}  "
+              f"{d['rounds_joined']:>6}  {steps:>6}  {human_time(d['last_update_at'])}")
         r = d["last_refusal"]
         if r is not None:
             print(f"  last refused in round {r['round']}, {human_time(r['at'])}: "
                   f"{r['refusal']}: {r['reason']}")
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    """Remove enrolled devices: no tickets from the next round, left out of the next package."""
+    from edge.aggregator.registry import Registry
+    from edge.aggregator.store import Store
+
+    config = _load(args)
+    _require_state(config)
+    ids = []
+    for text in args.devices:
+        try:
+            ids.append(bytes.fromhex(text))
+        except ValueError:
+            ids.append(b"")
+        if len(ids[-1]) != 16:
+            raise ConfigError(f"device id {text!r} is not 32 hex digits (edge aggregator "
+                              "devices lists them)")
+    with Store(config.state) as store:
+        registry = Registry(store)
+        for device_id in ids:
+            registry.revoke(device_id)
+            print(f"revoked device {device_id.hex()}")
     return 0
 
 
@@ -257,6 +282,10 @@ def register(nouns: Any) -> None:
     p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_devices)
+    p = verbs.add_parser("revoke", help="remove enrolled devices (no more tickets or models)")
+    p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
+    p.add_argument("devices", nargs="+", metavar="DEVICE", help="device id, 32 hex digits")
+    p.set_defaults(run=cmd_revoke)
     p = verbs.add_parser("report", help="write an HTML report with charts of every round")
     p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
     p.add_argument("--html", type=Path, metavar="OUT.html", required=True,
