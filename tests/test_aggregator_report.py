@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from edge.aggregator.config import AggregatorConfig
+from edge.aggregator.device_budget import DeviceBudget
 from edge.aggregator.registry import Registry
 from edge.aggregator.report import (
     CHART_H,
@@ -30,8 +31,12 @@ from edge.aggregator.rounds import RoundManager
 from edge.aggregator.simulate import FakeDevice, clip, config_mapping
 from edge.aggregator.store import Store
 from edge.cli import main as edge_main
+from edge.errors import ConfigError
+from edge.formats.policy import build_policy, parse_policy
+from firmware_sign.keys import load_private_key
 
 ROUNDS = 5
+STEP_BUDGET = 40
 
 
 def _run_rounds(tmp_path: Path) -> tuple[AggregatorConfig, list[FakeDevice], Path]:
@@ -45,6 +50,13 @@ def _run_rounds(tmp_path: Path) -> tuple[AggregatorConfig, list[FakeDevice], Pat
     np.savez(holdout, X=rng.normal(size=(50, 8)).astype(np.float32),
              y=rng.integers(0, 3, 50))
     table["eval"] = {"holdout": str(holdout)}
+    # the boards' policy, signed by the model signer: device ε and budget left in the views
+    policy = build_policy(load_private_key(table["aggregator"]["model_signer_key"]),
+                          version=1, noise_multiplier_min=1.0, max_example_clip=1.0,
+                          max_update_clip=1.0, sampling_rate=0.1, max_steps_per_round=3,
+                          step_budget=STEP_BUDGET, target_epsilon=10.0, delta=1e-5)
+    (tmp_path / "policy.bin").write_bytes(policy)
+    table["dp"]["device_policy"] = str(tmp_path / "policy.bin")
     toml = tmp_path / "aggregator.toml"
     toml.write_text(_toml(table))
     config = AggregatorConfig.from_toml(toml)
@@ -100,6 +112,10 @@ def screenshot(page: Path, out: Path, height: int) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
+def _steps(data: ReportData) -> list[tuple[int, str, int]]:
+    return [(r, d, t) for d, pts in data.steps.items() for r, t in pts]
+
+
 def _rgb(colour: str) -> tuple[int, int, int]:
     return tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
 
@@ -117,9 +133,13 @@ def test_html_report_renders_every_series_in_chromium(tmp_path: Path) -> None:
     config, _devices, _ = _run_rounds(tmp_path)
     with Store(config.state) as store:
         data = from_store(store, config.fleet)
-    # edge demo adds each round's device ε (it knows the devices' policy)
-    rows = tuple(dict(r, device_epsilon=0.5 * r["round"]) for r in data.rows)
-    data = ReportData(data.fleet, rows, data.steps)
+    # dp.device_policy gives each round the worst device's ε, from its updates' steps
+    budget = DeviceBudget(parse_policy((tmp_path / "policy.bin").read_bytes()))
+    worst = 0
+    for row in data.rows:
+        worst = max([worst] + [t for r, _, t in _steps(data) if r == row["round"]])
+        assert row["device_epsilon"] == pytest.approx(budget.epsilon(worst))
+    assert data.rows[-1]["device_epsilon"] > data.rows[0]["device_epsilon"] > 0
     page = tmp_path / "report.html"
     write_html(page, data)
     text = page.read_text()
@@ -148,7 +168,7 @@ def test_report_without_holdout_or_noise_says_so_and_cli_writes_it(tmp_path: Pat
     assert f"report of {ROUNDS} rounds written to {out}" in capsys.readouterr().out
     text = out.read_text()
     assert text.count("<svg") == len(CHARTS)
-    assert "device ε not recorded" in text  # the aggregator alone does not know it
+    assert 'data-series="device_epsilon"' in text
     assert "polyline" in text and 'data-series="accuracy"' in text
     # an empty database draws empty charts with a note, never a traceback
     empty = ReportData("x", ())
@@ -179,6 +199,9 @@ def test_devices_view(tmp_path: Path, capsys) -> None:
         assert d["tickets"] == d["rounds_joined"]
         if d["rounds_joined"]:
             assert d["steps_spent"] == 3 * dev.total_steps  # what its last update said
+            assert d["budget_left"] == STEP_BUDGET - d["steps_spent"]
+            assert d["epsilon"] == pytest.approx(DeviceBudget(parse_policy(
+                (tmp_path / "policy.bin").read_bytes())).epsilon(d["steps_spent"]))
             assert d["last_update_at"] is not None
     refused = [d["last_refusal"] for d in by_id.values() if d["last_refusal"]]
     assert refused and all(r["refusal"] == "duplicate" for r in refused)
@@ -209,3 +232,23 @@ def test_views_refuse_a_missing_database(tmp_path: Path, capsys) -> None:
         assert edge_main(["aggregator", *verb, "--config", str(tmp_path / "a.toml")]) == 1
         assert "no database" in capsys.readouterr().err
     assert not (tmp_path / "state.sqlite").exists()
+
+
+def test_device_policy_is_checked_at_start(tmp_path: Path) -> None:
+    """A policy from another signer, or tickets weaker than the policy, stop the aggregator
+    at start naming the field, instead of every board refusing every ticket."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    table = config_mapping(tmp_path, fleet="pol")
+    signer = load_private_key(table["aggregator"]["model_signer_key"])
+    fields = dict(version=1, noise_multiplier_min=1.1, max_example_clip=1.0,
+                  max_update_clip=1.0, sampling_rate=0.1, max_steps_per_round=3,
+                  step_budget=40, target_epsilon=10.0, delta=1e-5)
+    cases = [(Ed25519PrivateKey.generate(), "not a privacy policy signed by"),
+             (signer, r"dp.noise_multiplier 1 < policy sigma_min 1.1")]
+    for key, message in cases:
+        (tmp_path / "policy.bin").write_bytes(build_policy(key, **fields))
+        table["dp"]["device_policy"] = str(tmp_path / "policy.bin")
+        config = AggregatorConfig.from_mapping(table)
+        with Store(config.state) as store, pytest.raises(ConfigError, match=message):
+            RoundManager(config, store, Registry(store))

@@ -25,7 +25,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
                    "initial_head", "backbone", "backbone_metadata", "encrypt_backbone"),
     "rounds": ("cohort_size", "quorum", "min_updates", "timeout_s", "rounds", "seed"),
     "dp": ("example_clip", "noise_multiplier", "update_clip", "learning_rate", "local_epochs",
-           "batch_size", "central_noise_multiplier", "delta"),
+           "batch_size", "central_noise_multiplier", "delta", "device_policy"),
     "eval": ("holdout",),
     "audit": ("rows_per_source", "rows_per_round"),
     "metrics": ("prometheus_textfile", "prometheus_port", "prometheus_address"),
@@ -56,6 +56,7 @@ class DpSettings:
     batch_size: int
     central_noise_multiplier: float
     delta: float
+    device_policy: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,7 @@ def _dp(r: _Reader) -> DpSettings:
         batch_size=r.integer("dp", "batch_size", 1, lo=1, hi=65535),
         central_noise_multiplier=r.number("dp", "central_noise_multiplier", 0.0, hi=hi),
         delta=delta,
+        device_policy=r.path("dp", "device_policy", required=False),
     )
 
 

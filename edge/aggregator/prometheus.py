@@ -117,6 +117,9 @@ class FleetCollector:
             ("epsilon", f"Fleet-level epsilon at delta {s.delta:g} (DP-FedAvg)",
              last.get("epsilon")),
             ("delta", "Delta of the reported epsilon", s.delta),
+            # absent without dp.device_policy
+            ("device_epsilon_max", "Device-level epsilon of the device that spent the most "
+             "DP-SGD steps (at the policy's delta)", last.get("device_epsilon")),
         ]
         for name, text, value in gauges:
             if value is not None and math.isfinite(float(value)):

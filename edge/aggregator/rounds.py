@@ -26,7 +26,7 @@ from edge.protocol import OFFLINE, ONLINE, device_from_status_topic, model_topic
 from firmware_sign.keys import load_private_key
 from firmware_sign.package_builder import build_package, head_plaintext
 
-from . import fedavg
+from . import device_budget, fedavg
 from .audit import RefusalLedger
 from .config import AggregatorConfig
 from .metrics import Holdout, RoundMetrics
@@ -73,6 +73,7 @@ class RoundManager:
         self.aggregator_key = load_private_key(config.aggregator_key)
         self.signer_key = load_private_key(config.model_signer_key)
         self.holdout = Holdout(config.holdout) if config.holdout else None
+        self.device_budget = device_budget.load(config, self.signer_key)
         self.metadata = _metadata(config)
         _check_backbone(config)
         self.ledger = RefusalLedger(store, rows_per_source=config.audit.rows_per_source,
@@ -329,11 +330,16 @@ class RoundManager:
         epsilon = fedavg.fleet_epsilon(privacy, dp.delta)
         accuracy = self.holdout.accuracy(W, b) if self.holdout else None
         now = self.clock()
+        device_eps = None
+        if self.device_budget is not None:
+            spent = self.store.latest_steps()
+            # the worst device: ε grows with steps under one policy
+            device_eps = self.device_budget.epsilon(max(spent.values(), default=0))
         m = RoundMetrics(round=r.round_id, participants=running.count,
                          refused=self.store.refusals(r.round_id), accuracy=accuracy,
                          epsilon=epsilon, delta=dp.delta, seconds=now - r.opened,
                          model_version=version, failed=failed, opened_at=r.opened,
-                         closed_at=now)
+                         closed_at=now, device_epsilon=device_eps)
         with self.store.transaction() as db:
             if not failed:
                 self.store.add_checkpoint(db, version, r.round_id, W, b)

@@ -269,6 +269,12 @@ class Store:
             "SELECT round_id, device_id, total_steps FROM update_steps "
             "ORDER BY round_id, device_id")]
 
+    def latest_steps(self) -> dict[bytes, int]:
+        """Each device's total DP-SGD steps as its newest accepted update reports them."""
+        return {bytes(d): int(t) for d, t in self._all(
+            "SELECT device_id, total_steps FROM update_steps s WHERE round_id = "
+            "(SELECT max(round_id) FROM update_steps t WHERE t.device_id = s.device_id)")}
+
     def round_times(self) -> dict[int, tuple[float, float | None]]:
         """(opened, closed) Unix times of every round, for rows written before they were kept."""
         return {int(r): (float(o), c) for r, o, c in self._all(

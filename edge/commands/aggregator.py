@@ -171,16 +171,24 @@ def cmd_devices(args: argparse.Namespace) -> int:
     _require_state(config)
     with Store(config.state) as store:
         devices = store.device_activity()
+    budget = _device_budget(config)
+    for d in devices:
+        steps = d["steps_spent"] or 0
+        d["epsilon"] = None if budget is None else budget.epsilon(steps)
+        d["budget_left"] = None if budget is None else budget.left(steps)
     if args.json:
         print(json.dumps({"fleet": config.fleet, "devices": devices}, indent=2,
                          sort_keys=True))
         return 0
     print(f"{'device':<32}  {'presence':<8}  {'tickets':>7}  {'joined':>6}  {'steps':>6}  "
-          "last update")
+          f"{'left':>6}  {'epsilon':>7}  last update")
     for d in devices:
         steps = "-" if d["steps_spent"] is None else d["steps_spent"]
+        left = "-" if d["budget_left"] is None else d["budget_left"]
+        eps = "-" if d["epsilon"] is None else f"{d['epsilon']:.3g}"
         print(f"{d['device']:<32}  {d['presence'] or '-':<8}  {d['tickets']:>7}  "
-              f"{d['rounds_joined']:>6}  {steps:>6}  {human_time(d['last_update_at'])}")
+              f"{d['rounds_joined']:>6}  {steps:>6}  {left:>6}  {eps:>7}  "
+              f"{human_time(d['last_update_at'])}")
         r = d["last_refusal"]
         if r is not None:
             print(f"  last refused in round {r['round']}, {human_time(r['at'])}: "
@@ -227,6 +235,16 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError(f"--html: cannot write {args.html}: {exc.strerror}") from None
     print(f"report of {len(data.rows)} rounds written to {args.html}")
     return 0
+
+
+def _device_budget(config: Any) -> Any:
+    """The devices' policy budget (dp.device_policy), or None when not configured."""
+    from edge.aggregator import device_budget
+    from firmware_sign.keys import load_private_key
+
+    if config.dp.device_policy is None:
+        return None
+    return device_budget.load(config, load_private_key(config.model_signer_key))
 
 
 def _require_state(config: Any) -> None:

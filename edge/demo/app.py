@@ -151,7 +151,7 @@ def _finish(opts: DemoOptions, out: TextIO, rows: list[dict[str, Any]], result: 
     if opts.report is not None:
         write_report(opts.report, report)
         html = opts.report.with_suffix(".html")
-        write_html_report(html, state, rows)
+        write_html_report(html, state)
         _say(out, f"report written to {opts.report} and {html}")
     if result.errors:
         raise EdgeError("federation failed: " + "; ".join(result.errors))

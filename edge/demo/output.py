@@ -99,14 +99,11 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def write_html_report(path: Path, state: Path, rows: list[dict[str, Any]]) -> None:
-    """The aggregator's HTML report of the run, with the device ε the demo knows per round."""
-    from edge.aggregator.report import ReportData, from_store, write_html
+def write_html_report(path: Path, state: Path) -> None:
+    """The aggregator's HTML report of the run (docs/aggregator.md, "Views")."""
+    from edge.aggregator.report import from_store, write_html
     from edge.aggregator.store import Store
     from edge.demo.fleet import FLEET
 
     with Store(state) as store:
-        data = from_store(store, FLEET)
-    device_eps = {r["round"]: r.get("device_epsilon") for r in rows}
-    write_html(path, ReportData(data.fleet, tuple(
-        dict(r, device_epsilon=device_eps.get(r["round"])) for r in data.rows), data.steps))
+        write_html(path, from_store(store, FLEET))
