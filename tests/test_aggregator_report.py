@@ -230,7 +230,7 @@ def test_views_refuse_a_missing_database(tmp_path: Path, capsys) -> None:
     (tmp_path / "a.toml").write_text(_toml(table))
     for verb in (["devices"], ["report", "--html", str(tmp_path / "r.html")]):
         assert edge_main(["aggregator", *verb, "--config", str(tmp_path / "a.toml")]) == 1
-        assert "no database" in capsys.readouterr().err
+        assert "no aggregator database" in capsys.readouterr().err
     assert not (tmp_path / "state.sqlite").exists()
 
 

@@ -188,8 +188,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
     from edge.aggregator.store import Store
 
     config = _load(args)
-    _require_state(config)
-    with Store(config.state) as store:
+    with Store(_existing_state(config)) as store:
         devices = store.device_activity()
     budget = _device_budget(config)
     for d in devices:
@@ -222,7 +221,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     from edge.aggregator.store import Store
 
     config = _load(args)
-    _require_state(config)
+    state = _existing_state(config)
     ids = []
     for text in args.devices:
         try:
@@ -232,7 +231,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
         if len(ids[-1]) != 16:
             raise ConfigError(f"device id {text!r} is not 32 hex digits (edge aggregator "
                               "devices lists them)")
-    with Store(config.state) as store:
+    with Store(state) as store:
         registry = Registry(store)
         for device_id in ids:
             registry.revoke(device_id)
@@ -246,8 +245,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from edge.aggregator.store import Store
 
     config = _load(args)
-    _require_state(config)
-    with Store(config.state) as store:
+    with Store(_existing_state(config)) as store:
         data = from_store(store, config.fleet)
     try:
         write_html(args.html, data)
@@ -265,13 +263,6 @@ def _device_budget(config: Any) -> Any:
     if config.dp.device_policy is None:
         return None
     return device_budget.load(config, load_private_key(config.model_signer_key))
-
-
-def _require_state(config: Any) -> None:
-    """ConfigError when the state database does not exist (a read must not create one)."""
-    if not Path(config.state).is_file():
-        raise ConfigError(f"aggregator.state: no database {config.state} (has the aggregator "
-                          "run with this configuration?)")
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
