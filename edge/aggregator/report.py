@@ -95,7 +95,7 @@ def charts(data: ReportData) -> list[Chart]:
            line("device_epsilon", "device ε (DP-SGD)", lambda r: r.get("device_epsilon"))]
     eps_note = "; ".join(
         n for s, n in zip(eps, ("no fleet ε (no central noise)",
-                                "device ε not recorded (the devices' policy is not known here)"),
+                                "no device ε (set dp.device_policy)"),
                           strict=True) if not s.points)
     devices = sorted(data.steps)
     budget = tuple(Series(f"device:{d}", d[:8], DEVICE_COLOURS[i % len(DEVICE_COLOURS)],
