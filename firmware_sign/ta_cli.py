@@ -16,6 +16,7 @@ from firmware_sign.ta_image import (
     ALGO_NAMES,
     MAX_IMAGE_SIZE,
     EncKeyType,
+    ImageType,
     describe_ta,
     parse_ta,
     sign_ta,
@@ -133,6 +134,32 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resign(args: argparse.Namespace) -> int:
+    """ta resign: verify TAs under their vendor's key, sign their ELF with ours."""
+    vendor, key = load_rsa_public(args.verify_key), load_rsa_private(args.key)
+    out_dir = Path(args.out)
+    done = 0
+    for path in args.files:
+        data = _read(path, MAX_IMAGE_SIZE + 8192, "TA image")
+        if args.skip_subkey and data[4:8] == ImageType.SUBKEY.to_bytes(4, "little"):
+            # Its signature chains through a subkey whose private half we do not hold.
+            print(f"skipped {path}: signed through a subkey chain")
+            continue
+        image = verify_ta(data, vendor)
+        if image.enc is not None:
+            raise ConfigError(f"{path}: an encrypted TA cannot be re-signed here")
+        signed = sign_ta(image.payload, key, image.uuid, ta_version=image.ta_version,
+                         algo=ALGO_NAMES[args.algo])
+        target = out_dir / Path(path).name
+        try:
+            target.write_bytes(signed)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {target}: {exc.strerror}") from exc
+        done += 1
+    print(f"re-signed {done} TA(s) into {out_dir}")
+    return 0
+
+
 def inspect_ta(path: str) -> dict[str, object]:
     """``firmware-sign inspect`` of a TA image (structure only; ``ta verify`` checks it)."""
     return describe_ta(parse_ta(_read(path, MAX_IMAGE_SIZE + 8192, "TA image")))
@@ -172,3 +199,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     vf.add_argument("--enc-key", type=_enc_key, metavar="HEX",
                     help="the encryption key of an encrypted TA")
     vf.set_defaults(func=cmd_verify)
+
+    rs = ta.add_parser("resign", help="verify TAs under a vendor key, re-sign with ours")
+    rs.add_argument("files", nargs="+", metavar="FILE.ta")
+    rs.add_argument("--verify-key", required=True, metavar="VENDOR.pem")
+    rs.add_argument("--key", required=True, metavar="KEY.pem")
+    rs.add_argument("--algo", choices=sorted(ALGO_NAMES), default="pkcs1v15")
+    rs.add_argument("--out", required=True, metavar="DIR")
+    rs.add_argument("--skip-subkey", action="store_true",
+                    help="leave out TAs signed through a subkey chain instead of failing")
+    rs.set_defaults(func=cmd_resign)
