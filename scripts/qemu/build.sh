@@ -79,6 +79,7 @@ host_tools() {
         [make]=make
         [readelf]=binutils
         [gzip]=gzip
+        [mkfs.ext4]=e2fsprogs
     )
     local missing=() cmd
     for cmd in "${!need[@]}"; do
@@ -360,10 +361,12 @@ make_rootfs() {
     mods="$OUT/stage/usr/lib/modules/$kver/kernel"
     mkdir -p "$R/usr/lib/modules/$kver"
     # tee + optee; failover, net_failover, virtio_net for the optional
-    # user-mode network (virtio-pci is built in)
+    # user-mode network (virtio-pci is built in); virtio_blk and ext4 (with
+    # what it needs, in load order) for the persistent secure-storage disk
     local m
     for m in drivers/tee/tee drivers/tee/optee/optee net/core/failover \
-             drivers/net/net_failover drivers/net/virtio_net; do
+             drivers/net/net_failover drivers/net/virtio_net drivers/block/virtio_blk \
+             lib/crc16 crypto/crc32c_generic fs/mbcache fs/jbd2/jbd2 fs/ext4/ext4; do
         xz -dc "$mods/$m.ko.xz" >"$R/usr/lib/modules/$kver/$(basename "$m").ko"
     done
 
