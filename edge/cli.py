@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from edge.commands import aggregator as aggregator_commands
+from edge.commands import board as board_commands
 from edge.commands import daemon as daemon_commands
 from edge.commands import demo as demo_commands
 from edge.commands import info as info_commands
@@ -20,12 +21,19 @@ from edge.commands import tee as tee_commands
 from edge.errors import EdgeError
 
 
+def _version() -> str:
+    from edge.board.agent import bundle_version
+
+    return bundle_version()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole argument parser, one sub-parser per noun."""
     parser = argparse.ArgumentParser(
         prog="edge", description="Private on-device learning with an OP-TEE secure world."
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="more output")
+    parser.add_argument("--version", action="version", version=f"edge-tee {_version()}")
     nouns = parser.add_subparsers(dest="noun", required=True, metavar="NOUN")
     tee_commands.register(nouns)
     info_commands.register(nouns)
@@ -33,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     aggregator_commands.register(nouns)
     daemon_commands.register(nouns)
     demo_commands.register(nouns)
+    board_commands.register(nouns)
     return parser
 
 

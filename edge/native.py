@@ -62,6 +62,9 @@ uint32_t edge_install_policy(edge_client *c, const uint8_t *policy, size_t polic
 const char *edge_result_name(uint32_t result);
 """
 
+# A platform wheel (scripts/bundle.sh) carries the libraries inside the package;
+# a source checkout has them in build/host after `make`.
+_PACKAGED = Path(__file__).resolve().parent / "_native"
 _REPO_BUILD = Path(__file__).resolve().parent.parent / "build" / "host"
 _REAL_LIBTEEC = ("libteec.so.2", "libteec.so.1")
 
@@ -81,9 +84,17 @@ class Native:
 
 
 def native_dir() -> Path:
-    """Directory holding libedge_client.so and the simulated secure world."""
+    """Directory holding libedge_client.so (and, for 'sim', the simulated secure world).
+
+    ``EDGE_NATIVE_DIR`` first (development, other builds), then the installed
+    package's own ``edge/_native``, then this checkout's ``build/host``.
+    """
     override = os.environ.get("EDGE_NATIVE_DIR")
-    return Path(override) if override else _REPO_BUILD
+    if override:
+        return Path(override)
+    if (_PACKAGED / "libedge_client.so").exists():
+        return _PACKAGED
+    return _REPO_BUILD
 
 
 def _find_real_libteec() -> str:
@@ -118,13 +129,15 @@ def load(backend: str) -> Native:
         client = ndir / "libedge_client.so"
         if not client.exists():
             raise TeeUnavailable(
-                f"{client} is missing: build the native parts with `make` "
-                f"(or run scripts/setup.sh), or set EDGE_NATIVE_DIR"
+                f"{client} is missing: install the platform wheel of the board bundle "
+                f"(docs/board.md), or in a checkout build it with `make` (scripts/setup.sh), "
+                f"or set EDGE_NATIVE_DIR"
             )
         if backend == "sim":
             teec = ndir / "libteec_sim.so"
             if not teec.exists():
-                raise TeeUnavailable(f"{teec} is missing: build it with `make`")
+                raise TeeUnavailable(f"{teec} is missing: the simulated secure world ships "
+                                     f"in the x86_64 bundle's wheel, or build it with `make`")
             ctypes.CDLL(str(teec), mode=ctypes.RTLD_GLOBAL)
             teec_path = str(teec)
         else:

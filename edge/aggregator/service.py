@@ -16,6 +16,7 @@ from edge.errors import ConfigError, ModelNotPublished
 from edge.formats.device import DeviceRecord
 from edge.mqtt import Pending, PubAcks, client_id, connect_async, make_client
 from edge.protocol import update_subscription
+from edge.sdnotify import Notifier
 
 from .config import AggregatorConfig
 from .metrics import RoundMetrics, sync_jsonl
@@ -170,8 +171,14 @@ class Aggregator:
             log.warning("publish on %s refused: the client's queue is full", topic)
 
     # loop
-    def run(self, stop: threading.Event, *, rounds: int | None = None) -> None:
-        """Run rounds until ``rounds`` more have closed (default: [rounds] rounds), or stop."""
+    def run(self, stop: threading.Event, *, rounds: int | None = None,
+            notifier: Notifier | None = None) -> None:
+        """Run rounds until ``rounds`` more have closed (default: [rounds] rounds), or stop.
+
+        With a ``notifier`` (systemd ``Type=notify``): READY=1 once connected and the model
+        is out, WATCHDOG=1 from every pass of the round loop, STOPPING=1 on the way out.
+        """
+        notifier = notifier or Notifier({})
         target = self._target(rounds)
         closed = 0
         client = self._connect(stop)
@@ -182,7 +189,9 @@ class Aggregator:
             self._publish_model()
             if self.rounds.open_round is not None:
                 log.info("resuming round %d", self.rounds.open_round.round_id)
+            notifier.ready(f"fleet {self.config.fleet}: running rounds")
             while not stop.is_set() and (target is None or closed < target):
+                notifier.watchdog()
                 if self.rounds.open_round is None:
                     if self._publish_model():
                         stop.wait(self.package_settle_s)
@@ -206,6 +215,7 @@ class Aggregator:
             if not stop.is_set():
                 self._publish_final(stop)
         finally:
+            notifier.stopping()
             self._disconnect()
 
     def _resend_tickets(self) -> None:

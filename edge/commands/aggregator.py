@@ -42,6 +42,7 @@ def _row(m: Any) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run rounds until the configured count, --rounds more, or SIGTERM/SIGINT."""
     from edge.aggregator import Aggregator
+    from edge.sdnotify import Notifier
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -59,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(HEADER, flush=True)
     try:
         with Aggregator(config, on_round=lambda m: print(_row(m), flush=True)) as agg:
-            agg.run(stop, rounds=rounds)
+            agg.run(stop, rounds=rounds, notifier=Notifier())
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -24,6 +24,7 @@ def _setup_logging(verbose: bool) -> None:
 def cmd_daemon(args: argparse.Namespace) -> int:
     """Load the config, open the TA, serve rounds until SIGTERM or SIGINT."""
     from edge.daemon import Daemon, DaemonConfig
+    from edge.sdnotify import Notifier
 
     config = DaemonConfig.from_toml(args.config)
     _setup_logging(args.verbose)
@@ -36,8 +37,9 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    notifier = Notifier()
     with Daemon(config) as daemon:
-        daemon.run(stop)
+        daemon.run(stop, notifier)
     return 0
 
 

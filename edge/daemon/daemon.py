@@ -31,6 +31,7 @@ from edge.formats.device import parse_device_record
 from edge.formats.package import parse_package
 from edge.formats.ticket import parse_ticket
 from edge.mqtt import client_id, connect_async, make_client, session_secret
+from edge.sdnotify import Notifier
 from edge.tee import LoadedModel, TrustedApp
 
 log = logging.getLogger("edge.daemon")
@@ -149,8 +150,13 @@ class Daemon:
         self._jobs.put((kind, bytes(msg.payload)))
 
     # -- lifetime ------------------------------------------------------------
-    def run(self, stop: threading.Event) -> None:
-        """Connect and serve until ``stop`` is set; then finish or abandon the current step."""
+    def run(self, stop: threading.Event, notifier: Notifier | None = None) -> None:
+        """Connect and serve until ``stop`` is set; then finish or abandon the current step.
+
+        With a ``notifier`` (systemd ``Type=notify``), READY=1 follows start-up, WATCHDOG=1
+        is sent while the worker thread lives, and STOPPING=1 precedes shutdown.
+        """
+        notifier = notifier or Notifier({})
         self.source.start()
         self._log(logging.INFO, "start", samples=len(self.store), source=self.config.data.source,
                   tee=self.config.tee_backend, model_version=self.ta.status().model_version)
@@ -160,8 +166,14 @@ class Daemon:
         connect_async(self.client, self.config.broker)
         self.client.loop_start()
         try:
-            stop.wait()
+            notifier.ready(f"device {self.config.name}: serving")
+            interval = notifier.ping_interval_s
+            # A dead worker stops the pings, so the watchdog restarts the service.
+            while not stop.wait(interval):
+                if worker.is_alive():
+                    notifier.watchdog()
         finally:
+            notifier.stopping()
             self._stopping.set()
             self._jobs.put(None)
             worker.join()
