@@ -116,7 +116,8 @@ def test_install_into_a_root_file_system(bundle: Path, tmp_path: Path) -> None:
     assert any(line.startswith("edge:x:991:991:") for line in
                (root / "etc/passwd").read_text().splitlines())
     # The installed tree runs with this machine's Python (same platform here).
-    out = subprocess.run([sys.executable, "-c", "import edge.native; print(edge.native.native_dir())"],
+    probe = "import edge.native; print(edge.native.native_dir())"
+    out = subprocess.run([sys.executable, "-c", probe],
                          env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
                          capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path)
     assert out.stdout.strip() == str(site / "edge/_native")

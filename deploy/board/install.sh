@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
         --no-system) system=0 ;;
         --python) python=$2; shift ;;
         --enable) enable=1 ;;
-        -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
     shift
