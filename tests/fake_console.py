@@ -24,7 +24,7 @@ class FakeBoard:
                  password: str = "secret", echo: bool = True) -> None:
         self.user, self.password, self.echo = user, password, echo
         self.drop_after: int | None = None  # drop the next connection after N input bytes
-        self.corrupt_after: int | None = None  # flip one byte after N input bytes
+        self.corrupt_next_chunk = False  # flip one base64 character of the next chunk line
         self.connections = 0
         self.drops = 0
         self.shell = subprocess.Popen(["sh"], cwd=workdir, env=env, stdin=subprocess.PIPE,
@@ -108,10 +108,10 @@ class FakeBoard:
             for byte in data:
                 b = bytes([byte])
                 received += 1
-                if self.corrupt_after is not None and received > self.corrupt_after \
+                if self.corrupt_next_chunk and self._line.endswith(b"&& echo ") \
                         and b.isalnum():
                     b = b"A" if b != b"A" else b"B"
-                    self.corrupt_after = None
+                    self.corrupt_next_chunk = False
                 if self.drop_after is not None and received > self.drop_after:
                     self.drop_after = None
                     self.drops += 1

@@ -121,8 +121,7 @@ def test_drop_during_policy_transfer_retries_on_its_own(board: FakeBoard, tmp_pa
 def test_corrupted_chunk_is_refused_and_resent(board: FakeBoard, tmp_path: Path,
                                               roles: Roles) -> None:
     a = access(board, tmp_path)
-    # Past the login and the first commands: inside a chunk's base64.
-    board.corrupt_after = 1900
+    board.corrupt_next_chunk = True  # one base64 character of the first chunk sent
     with pytest.raises(errors.TransferCorrupt, match="SHA-256"):
         _run(a, roles, _policy(roles.signer))
     assert status(a)["provisioned"] is False

@@ -19,8 +19,9 @@ import serial
 
 from edge.errors import ConsoleError, ConsoleLost
 
-# Canonical-mode ttys hold at most 4095 characters per line; stay well below.
-MAX_LINE = 3500
+# Canonical-mode ttys hold 4095 characters per line, busybox ash's line editor 1024
+# (CONFIG_FEATURE_EDITING_MAX_LEN); a command line stays below both.
+MAX_LINE = 1000
 KILL_LINE = b"\x15"  # ^U: the tty (and busybox ash) erases a partial line left by a drop
 LOGIN = re.compile(rb"login: *$")
 PASSWORD = re.compile(rb"[Pp]assword: *$")

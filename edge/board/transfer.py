@@ -1,10 +1,10 @@
 """Files to and from a board over its console: base64 chunks, a SHA-256 per chunk, resumable.
 
 A file goes into a staging folder on the board as numbered chunks; each chunk is
-decoded into ``<name>.<i>.tmp``, checked against its SHA-256 by the board's own
+decoded into ``<name>.<i>.t``, checked against its SHA-256 by the board's own
 ``sha256sum`` and only then renamed to ``<name>.<i>``. A chunk that is there with
 the right hash is not sent again, so a transfer cut by a dropped console resumes
-where it stopped. The file itself appears (renamed from ``<name>.tmp`` after the
+where it stopped. The file itself appears (renamed from ``<name>.t`` after the
 whole-file hash matched) only when complete: a reader never sees part of it.
 Only busybox applets are used on the board (base64, sha256sum, cut, cat, mv).
 """
@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from edge.board.console import Console
 from edge.errors import TransferCorrupt
 
-CHUNK = 2048  # raw bytes per console line: 2,732 base64 characters
+# Raw bytes per console line: 512 base64 characters, so the whole command stays
+# under busybox ash's line editor limit (1024 by default) as well as the tty's 4095.
+CHUNK = 384
 _SAFE = re.compile(r"^[A-Za-z0-9._/-]+$")
 
 
@@ -63,24 +65,24 @@ def push(console: Console, folder: str, name: str, data: bytes,
     chunks = [data[i:i + CHUNK] for i in range(0, len(data), CHUNK)] or [b""]
     for i, chunk in enumerate(chunks):
         digest = hashlib.sha256(chunk).hexdigest()
-        part = f"{folder}/{name}.{i}"
-        if have.get(f"{name}.{i}") == digest:
+        part = f"{name}.{i}"
+        if have.get(part) == digest:
             stats.reused += 1
             continue
         text = base64.b64encode(chunk).decode()
         rc, out = console.run(
-            f"echo {text} | base64 -d > {part}.tmp && "
-            f"[ \"$(sha256sum < {part}.tmp | cut -c1-64)\" = {digest} ] && mv {part}.tmp {part}")
+            f"cd {folder} && echo {text} | base64 -d > {part}.t && "
+            f"[ \"$(sha256sum < {part}.t | cut -c1-64)\" = {digest} ] && mv {part}.t {part}")
         if rc != 0:
             raise TransferCorrupt(f"{name}: chunk {i} arrived with another SHA-256 than sent "
                                   f"(exit {rc}): {out.strip()[-200:]}; run again to resend it")
         stats.sent += 1
-    base, n = f"{folder}/{name}", len(chunks)
+    n = len(chunks)
     rc, out = console.run(
-        f": > {base}.tmp && i=0 && while [ $i -lt {n} ]; do cat {base}.$i >> {base}.tmp "
-        f"|| exit 1; i=$((i+1)); done && "
-        f"[ \"$(sha256sum < {base}.tmp | cut -c1-64)\" = {whole} ] && mv {base}.tmp {base} "
-        f"&& i=0 && while [ $i -lt {n} ]; do rm -f {base}.$i; i=$((i+1)); done")
+        f"cd {folder} && : > {name}.t && i=0 && while [ $i -lt {n} ]; do "
+        f"cat {name}.$i >> {name}.t || exit 1; i=$((i+1)); done && "
+        f"[ \"$(sha256sum < {name}.t | cut -c1-64)\" = {whole} ] && mv {name}.t {name} "
+        f"&& i=0 && while [ $i -lt {n} ]; do rm -f {name}.$i; i=$((i+1)); done")
     if rc != 0:
         raise TransferCorrupt(f"{name}: the assembled file has another SHA-256 than sent "
                               f"(exit {rc}): {out.strip()[-200:]}")
