@@ -105,7 +105,8 @@ mkdir -p "$root/etc/edge"
 if [ -e "$root/etc/edge/daemon.toml" ]; then
     log "keeping /etc/edge/daemon.toml"
 else
-    install -m 640 "$HERE/config/daemon.toml" "$root/etc/edge/daemon.toml"
+    # World-readable: no secret goes in it (the MQTT password has its own file).
+    install -m 644 "$HERE/config/daemon.toml" "$root/etc/edge/daemon.toml"
 fi
 mkdir -p "$root/etc/systemd/system"
 for unit in "$HERE"/systemd/*.service; do
@@ -120,7 +121,6 @@ if [ -z "$root" ]; then
     getent passwd edge >/dev/null || useradd --system --gid edge --groups teeclnt \
         --home-dir /var/lib/edge --no-create-home --shell /usr/sbin/nologin edge
     id -nG edge | grep -qw teeclnt || usermod -a -G teeclnt edge
-    chgrp edge /etc/edge/daemon.toml
     if [ -d /run/systemd/system ]; then
         systemctl daemon-reload
         [ "$enable" -eq 0 ] || systemctl enable --now edge-daemon.service
