@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 
 from edge.errors import ConfigError
 
@@ -26,6 +27,7 @@ class Notifier:
         env = os.environ if environ is None else environ
         self.address = _address(env.get("NOTIFY_SOCKET", ""))
         self.watchdog_s = _watchdog_seconds(env)
+        self._last_ping: float | None = None
 
     @property
     def enabled(self) -> bool:
@@ -56,9 +58,16 @@ class Notifier:
         self.notify(ready=1, **({"status": status} if status else {}))
 
     def watchdog(self) -> None:
-        """Still alive: re-arms ``WatchdogSec=``."""
-        if self.watchdog_s is not None:
-            self.notify(watchdog=1)
+        """Still alive: re-arms ``WatchdogSec=``. Callers may call it from a busy loop:
+        at most one datagram goes out per half ping interval."""
+        interval = self.ping_interval_s
+        if interval is None:
+            return
+        now = time.monotonic()
+        if self._last_ping is not None and now - self._last_ping < interval / 2:
+            return
+        self._last_ping = now
+        self.notify(watchdog=1)
 
     def stopping(self) -> None:
         """Shutdown has begun."""

@@ -92,7 +92,7 @@ def test_install_into_a_clean_venv_and_run_tee_info(bundle: Path, tmp_path: Path
     assert native.endswith("edge/_native") and heavy == "[]"
     version = subprocess.run([venv / "bin/edge", "--version"], env=env, capture_output=True,
                              text=True, timeout=60, cwd=tmp_path)
-    assert version.stdout.split() == ["edge-tee", VERSION]
+    assert version.stdout.split() == ["edge", VERSION]
 
 
 def test_install_into_a_root_file_system(bundle: Path, tmp_path: Path) -> None:

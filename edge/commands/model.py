@@ -7,11 +7,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edge.errors import ConfigError
+
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build the backbone and its metadata, print a summary."""
     from edge.inference.demo import build_demo
 
+    for path in (args.out, args.metadata):
+        if path is not None and not path.parent.is_dir():
+            raise ConfigError(f"cannot write {path}: no folder {str(path.parent)!r}")
     built = build_demo(args.arch, image_size=args.image_size, epochs=args.epochs, seed=args.seed)
     out: Path = args.out
     tmp = out.with_name(out.name + ".partial")

@@ -69,7 +69,7 @@ def image() -> None:
 def test_bundle_is_installed_as_on_a_board(image: None, tmp_path: Path) -> None:
     tarball = next((OUT / "bundle").glob("edge-bundle-*-aarch64.tar.gz"))
     with Guest.boot(console_log=tmp_path / "console.log") as g:
-        assert g.check("edge --version").split() == ["edge-tee", bundle_version()]
+        assert g.check("edge --version").split() == ["edge", bundle_version()]
         native = g.check("python3 -c 'import edge.native; print(edge.native.native_dir())'")
         assert native.strip() == "/opt/edge/lib/python3.13/site-packages/edge/_native"
         assert g.check("echo $EDGE_NATIVE_DIR").strip() == ""
