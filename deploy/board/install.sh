@@ -55,7 +55,7 @@ if [ -z "$root" ]; then
     "$python" -m venv --without-pip --clear "$venv"
     log "installing edge-tee[board] $version from the bundle's wheels (offline)"
     "$venv/bin/python" "$pipwhl/pip" install -q --no-index --find-links "$HERE/wheels" \
-        --no-cache-dir --disable-pip-version-check "edge-tee[board] @ file://$wheel"
+        --no-cache-dir --disable-pip-version-check "edge-tee[board]==$version"
 else
     # An image being assembled elsewhere: the target's Python cannot run here, so the
     # host's pip installs the same wheels for the target's platform into the venv's
@@ -80,7 +80,7 @@ else
     "$hostpy" -m pip install -q --no-index --find-links "$HERE/wheels" --no-cache-dir \
         --disable-pip-version-check --target "$site" --only-binary=:all: \
         --implementation cp --python-version "$pyv" --abi "cp$pv" --abi abi3 --abi none \
-        $platforms "edge-tee[board] @ file://$wheel"
+        $platforms "edge-tee[board]==$version"
     rm -rf "$site/bin"
     for cmd in edge firmware-sign; do
         mod=$([ "$cmd" = edge ] && echo edge.cli || echo firmware_sign.cli)
