@@ -19,7 +19,8 @@
 #   --native-dir DIR     prebuilt native files (default: `make` for x86_64; for aarch64 the
 #                        cross build of scripts/qemu/build.sh, which is run first)
 #   --ta-dir DIR         folder with the signed <uuid>.ta (aarch64; default build/qemu/ta)
-#   --wheelhouse DIR     take dependency wheels from DIR instead of PyPI (pinned inputs)
+#   --wheelhouse DIR     take dependency wheels from DIR instead of PyPI (pinned inputs;
+#                        aarch64 for 3.13 defaults to the QEMU image's pinned wheels)
 #   --out DIR            output folder (default dist)
 #
 # The aarch64 client is cross-built in one place, `make arm64-client`, which
@@ -43,7 +44,7 @@ while [ $# -gt 0 ]; do
         --ta-dir) tadir=$2; shift ;;
         --wheelhouse) wheelhouse=$2; shift ;;
         --out) out=$2; shift ;;
-        -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
     shift
@@ -71,6 +72,11 @@ else
         scripts/qemu/build.sh
         native=build/qemu/arm64
         tadir=${tadir:-build/qemu/ta}
+        # For trixie's Python, the image's pinned and verified wheels (the same bundle
+        # the QEMU suite tests); another --python downloads its own.
+        if [ -z "$wheelhouse" ] && [ "$pyver" = 3.13 ]; then
+            wheelhouse=build/qemu/inputs/wheels
+        fi
     fi
     tadir=${tadir:-build/qemu/ta}
     natives=(libedge_client.so edge-ta-cli)
