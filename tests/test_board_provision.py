@@ -7,6 +7,7 @@ console is tests/qemu/test_qemu_board.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -178,3 +179,24 @@ def test_cli_provision_and_enroll(board: FakeBoard, tmp_path: Path, roles: Roles
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["tee"]["device_id"] == device.device_id.hex()
+
+
+def test_apply_refuses_an_incomplete_or_altered_job(tmp_path: Path, roles: Roles) -> None:
+    """The board side on its own: no job.json, a file missing, a file changed."""
+    from edge.board.agent import apply
+
+    job = tmp_path / "job"
+    job.mkdir()
+    state = tmp_path / "tee"
+    with pytest.raises(errors.TransferCorrupt, match="not complete"):
+        apply(job, "sim", state)
+    (job / "model-signer.pub").write_bytes(_pem(roles.signer))
+    digests = {"model-signer.pub": hashlib.sha256(_pem(roles.signer)).hexdigest(),
+               "aggregator.pub": hashlib.sha256(_pem(roles.aggregator)).hexdigest()}
+    (job / "job.json").write_text(json.dumps({"format": 1, "files": digests}))
+    with pytest.raises(errors.TransferCorrupt, match="missing"):
+        apply(job, "sim", state)
+    (job / "aggregator.pub").write_bytes(_pem(roles.signer))  # not what job.json says
+    with pytest.raises(errors.TransferCorrupt, match="SHA-256"):
+        apply(job, "sim", state)
+    assert not (job / "done.json").exists() and not (job / "device.pub").exists()

@@ -72,6 +72,8 @@ def read_job(folder: Path) -> dict[str, bytes]:
         if name not in (SIGNER, AGGREGATOR, POLICY) or not isinstance(digest, str):
             raise Malformed(f"{folder / JOB}: unexpected file entry {name!r}")
         path = folder / name
+        if not path.is_file():
+            raise TransferCorrupt(f"{path}: named by {JOB} but missing")
         if path.stat().st_size > MAX_JOB_FILE:
             raise Malformed(f"{path}: larger than {MAX_JOB_FILE} bytes")
         data = path.read_bytes()
