@@ -22,7 +22,7 @@ edge.cli.build_parser()
 from edge.daemon import DaemonConfig
 print(json.dumps(sorted({m.split('.')[0] for m in set(sys.modules) - startup})))
 """
-NEVER_ON_A_BOARD = {"amqtt", "dp_accounting", "scipy", "sklearn", "pytest"}
+NEVER_ON_A_BOARD = {"amqtt", "dp_accounting", "scipy", "sklearn", "prometheus_client", "pytest"}
 
 
 def _extras() -> tuple[list[str], dict[str, list[str]]]:

@@ -19,15 +19,16 @@ MAX_FLEET = 256
 # ticket's deadline is a u64 of seconds and its DP fields are float32).
 MAX_TIMEOUT_S = 7 * 86400.0
 MAX_DP_VALUE = 1e6
-_SECTIONS = ("aggregator", "rounds", "dp", "eval", "audit", "broker")
+_SECTIONS = ("aggregator", "rounds", "dp", "eval", "audit", "metrics", "broker")
 _KEYS: dict[str, tuple[str, ...]] = {
     "aggregator": ("fleet", "state", "metrics", "aggregator_key", "model_signer_key",
                    "initial_head", "backbone", "backbone_metadata", "encrypt_backbone"),
     "rounds": ("cohort_size", "quorum", "min_updates", "timeout_s", "rounds", "seed"),
     "dp": ("example_clip", "noise_multiplier", "update_clip", "learning_rate", "local_epochs",
-           "batch_size", "central_noise_multiplier", "delta"),
+           "batch_size", "central_noise_multiplier", "delta", "device_policy"),
     "eval": ("holdout",),
     "audit": ("rows_per_source", "rows_per_round"),
+    "metrics": ("prometheus_textfile", "prometheus_port", "prometheus_address"),
 }
 
 
@@ -55,6 +56,7 @@ class DpSettings:
     batch_size: int
     central_noise_multiplier: float
     delta: float
+    device_policy: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,15 @@ class AuditSettings:
 
     rows_per_source: int = 100
     rows_per_round: int = 10_000
+
+
+@dataclass(frozen=True)
+class PrometheusSettings:
+    """[metrics]: the Prometheus textfile (node_exporter) and HTTP endpoint, both optional."""
+
+    textfile: Path | None = None
+    port: int | None = None
+    address: str = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,7 @@ class AggregatorConfig:
     encrypt_backbone: bool = False
     holdout: Path | None = None
     audit: AuditSettings = AuditSettings()
+    prometheus: PrometheusSettings = PrometheusSettings()
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> AggregatorConfig:
@@ -130,6 +142,7 @@ class AggregatorConfig:
             backbone_metadata=r.path("aggregator", "backbone_metadata", required=False),
             encrypt_backbone=r.boolean("aggregator", "encrypt_backbone", False),
             holdout=r.path("eval", "holdout", required=False),
+            prometheus=_prometheus(r),
             rounds=rounds,
             dp=dp,
             broker=BrokerSettings.from_mapping(table["broker"], "broker", r.base),
@@ -162,7 +175,23 @@ def _dp(r: _Reader) -> DpSettings:
         batch_size=r.integer("dp", "batch_size", 1, lo=1, hi=65535),
         central_noise_multiplier=r.number("dp", "central_noise_multiplier", 0.0, hi=hi),
         delta=delta,
+        device_policy=r.path("dp", "device_policy", required=False),
     )
+
+
+def _prometheus(r: _Reader) -> PrometheusSettings:
+    """Validate [metrics]."""
+    textfile = r.path("metrics", "prometheus_textfile", required=False, must_exist=False)
+    if textfile is not None and textfile.suffix != ".prom":
+        # node_exporter's textfile collector reads *.prom only: another name is never scraped
+        raise ConfigError(f"metrics.prometheus_textfile: {str(textfile)!r} must end in .prom")
+    port = r.get("metrics", "prometheus_port", None)
+    if port is not None:
+        port = r.integer("metrics", "prometheus_port", lo=0, hi=65535)
+    address = r.get("metrics", "prometheus_address", "127.0.0.1")
+    if not isinstance(address, str) or not address:
+        raise ConfigError("metrics.prometheus_address: must be a non-empty string")
+    return PrometheusSettings(textfile, port, address)
 
 
 class _Reader:

@@ -1,7 +1,9 @@
 """The round manager: cohort, tickets, updates, quorum and deadline, next model package.
 
 It holds no network connection: it returns the messages to publish and takes the
-messages received, and every effect is committed to the Store before it returns.
+messages received. ``handle`` commits a message's effect to the Store before it returns;
+``stage`` and ``commit`` do the same for a batch (group commit: one transaction for the
+batch's update rows and the running sum after them, kept in memory between commits).
 """
 
 from __future__ import annotations
@@ -12,21 +14,21 @@ import logging
 import math
 import os
 import random
-import sqlite3
 import time
+from collections import ChainMap
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from edge.errors import ConfigError, EdgeError
 from edge.formats.device import DeviceRecord
 from edge.formats.ticket import NONCE_SIZE, build_ticket, parse_ticket
-from edge.protocol import model_topic, ticket_topic
+from edge.protocol import OFFLINE, ONLINE, device_from_status_topic, model_topic, ticket_topic
 from firmware_sign.keys import load_private_key
 from firmware_sign.package_builder import build_package, head_plaintext
 
-from . import fedavg
+from . import device_budget, fedavg
 from .audit import RefusalLedger
 from .config import AggregatorConfig
 from .metrics import Holdout, RoundMetrics
@@ -35,6 +37,18 @@ from .store import Checkpoint, OpenRound, Store
 from .verify import Accepted, RoundView, UpdateRefused, verify
 
 log = logging.getLogger("edge.aggregator")
+
+
+@dataclass
+class _Batch:
+    """Accepted updates not yet committed: the running sum with them, their rows and ids."""
+
+    total: np.ndarray
+    weight: float
+    rows: list[tuple[bytes, bytes, int]] = field(default_factory=list)
+    ids: dict[bytes, bytes] = field(default_factory=dict)
+    # (device id, steps, total steps, noise multiplier) of each: the views' budget burn-down
+    steps: list[tuple[bytes, int, int, float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,7 @@ class RoundManager:
         self.aggregator_key = load_private_key(config.aggregator_key)
         self.signer_key = load_private_key(config.model_signer_key)
         self.holdout = Holdout(config.holdout) if config.holdout else None
+        self.device_budget = device_budget.load(config, self.signer_key)
         self.metadata = _metadata(config)
         _check_backbone(config)
         self.ledger = RefusalLedger(store, rows_per_source=config.audit.rows_per_source,
@@ -83,6 +98,11 @@ class RoundManager:
         self._view: RoundView | None = None
         self._running: fedavg.RunningSum | None = None
         self._accepted: dict[bytes, bytes] = {}
+        self._batch: _Batch | None = None
+        self._scratch: np.ndarray | None = None
+        # Devices whose last announced presence is offline (edge.protocol.status_topic);
+        # a device that never announced one counts as live, as before presence existed.
+        self._offline = {d for d, (st, _) in store.presence().items() if st == "offline"}
         cp = self.ensure_model()
         if self.holdout is not None:
             # At start, not at the first close: a round that cannot close stays open forever.
@@ -144,6 +164,7 @@ class RoundManager:
         self.refresh_devices()
         r = self.store.open_round()
         self._round = r
+        self._batch = None
         if r is None:
             self._view, self._running, self._accepted = None, None, {}
             return
@@ -158,6 +179,7 @@ class RoundManager:
         self._accepted = self.store.accepted(r.round_id)
         total = r.sum if r.sum is not None else np.zeros(params, dtype=np.float64)
         self._running = fedavg.RunningSum(total, r.weight, r.count)
+        self._scratch = np.empty(params, dtype=np.float64)
 
     def missing_tickets(self) -> list[tuple[str, bytes]]:
         """The open round's tickets of devices whose update is not accepted yet, to re-send."""
@@ -167,11 +189,39 @@ class RoundManager:
                 for d, t in sorted(self.store.tickets(self._round.round_id).items())
                 if d not in self._accepted]
 
+    def presence(self, topic: str, payload: bytes) -> None:
+        """Record a device's announced presence (its retained status or last will)."""
+        try:
+            device_id = device_from_status_topic(self.config.fleet, topic)
+        except EdgeError as exc:
+            log.warning("ignored presence on %s: %s", topic[:256], exc)
+            return
+        status = {ONLINE: "online", OFFLINE: "offline"}.get(payload)
+        if status is None:
+            log.warning("ignored presence of device %s: payload is not online or offline",
+                        device_id.hex())
+            return
+        with self.store.transaction() as db:
+            self.store.set_presence(db, device_id, status, self.clock())
+        was_offline = device_id in self._offline
+        if status == "offline":
+            self._offline.add(device_id)
+        else:
+            self._offline.discard(device_id)
+        if was_offline != (status == "offline"):
+            log.info("device %s is %s", device_id.hex(), status)
+
+    def live_devices(self) -> list[bytes]:
+        """Enrolled devices not announced offline, in id order."""
+        return [d for d in sorted(self._devices) if d not in self._offline]
+
     def open_next(self) -> list[tuple[str, bytes]]:
-        """Open the next round for a seeded-random cohort; returns the tickets to publish."""
+        """Open the next round for a seeded-random cohort of live devices; returns the
+        tickets to publish."""
         if self._round is not None:
             raise RuntimeError(f"round {self._round.round_id} is still open")
-        devices = sorted(self.refresh_devices())
+        enrolled = sorted(self.refresh_devices())
+        devices = self.live_devices()
         rs, dp = self.config.rounds, self.config.dp
         if len(devices) < rs.min_updates:
             return []
@@ -189,14 +239,17 @@ class RoundManager:
                                    update_clip=dp.update_clip, learning_rate=dp.learning_rate,
                                    epochs=dp.local_epochs, batch_size=dp.batch_size)
                    for d in cohort}
+        # The accountant's sampling rate is over every enrolled device: presence decides
+        # who is asked, not who could have been.
         r = OpenRound(round_id, cp.version, nonce, issued, deadline,
-                      float(np.float32(dp.update_clip)), len(cohort) / len(devices),
+                      float(np.float32(dp.update_clip)), len(cohort) / len(enrolled),
                       dp.central_noise_multiplier, "open", now, None, 0.0, 0)
         with self.store.transaction() as db:
             self.store.insert_round(db, r, tickets)
         self._load_open()
-        log.info("round %d opened: model v%d, cohort of %d of %d devices, deadline in %.0f s",
-                 round_id, cp.version, len(cohort), len(devices), rs.timeout_s)
+        log.info("round %d opened: model v%d, cohort of %d of %d live devices (%d enrolled), "
+                 "deadline in %.0f s", round_id, cp.version, len(cohort), len(devices),
+                 len(enrolled), rs.timeout_s)
         return [(ticket_topic(self.config.fleet, d), tickets[d]) for d in cohort]
 
     def handle(self, topic: str, payload: bytes, *, defer: bool = False) -> Outcome:
@@ -205,30 +258,79 @@ class RoundManager:
         With ``defer`` a refusal waits in ``self.ledger`` for the caller's ``ledger.flush()``
         (one commit for many refused messages); an accepted update always commits here.
         """
+        out = self.stage(topic, payload)
+        if out.accepted:
+            self.commit()
+        elif not defer:
+            self.ledger.flush()
+        return out
+
+    def stage(self, topic: str, payload: bytes) -> Outcome:
+        """Verify one update: an accepted one joins the batch that ``commit`` makes durable,
+        a refusal waits in ``self.ledger``. Nothing is durable (or to be acked) before
+        ``commit`` returns."""
         try:
             acc = self._verify(topic, payload)
-            with self.store.transaction() as db:
-                new = self._commit(db, acc)
         except UpdateRefused as refused:
             round_id = self._round.round_id if self._round else self.store.last_round_id() or None
             stored = self.ledger.record(round_id=round_id, device_id=refused.device_id,
                                         topic=topic[:256], refusal=refused.refusal,
                                         reason=str(refused)[:1000])
-            if not defer:
-                self.ledger.flush()
             # Past the audit bound a source is only counted: so is its log line.
             log.log(logging.WARNING if stored else logging.DEBUG, "refused update on %s: %s: %s",
                     topic[:256], refused.refusal, refused)
             return Outcome(False, refused.refusal, str(refused), refused.device_id)
-        self._running = new
-        self._accepted[acc.device_id] = acc.update_id
+        assert self._round is not None and self._running is not None
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = _Batch(self._running.total.copy(), self._running.weight)
+        weight = fedavg.update_weight(acc.example_count, self._round.central_noise)
+        fedavg.add_into(batch.total, acc.delta, weight, self._scratch)
+        batch.weight += weight
+        batch.rows.append((acc.device_id, acc.update_id, acc.example_count))
+        batch.ids[acc.device_id] = acc.update_id
+        batch.steps.append((acc.device_id, acc.update.steps, acc.update.total_steps,
+                            acc.update.noise_multiplier))
         return Outcome(True, None, "accepted", acc.device_id)
+
+    @property
+    def committed(self) -> int:
+        """Updates of the open round committed so far (0 without an open round)."""
+        return 0 if self._running is None else self._running.count
+
+    @property
+    def staged(self) -> int:
+        """Accepted updates waiting for ``commit``."""
+        return 0 if self._batch is None else len(self._batch.rows)
+
+    def commit(self) -> int:
+        """Make the staged updates (one transaction: their rows and the running sum after
+        them) and the pending refusals durable; returns the number of updates committed.
+
+        After it returns, the messages staged since the last commit may be acknowledged. If
+        it raises, the staged updates are dropped from memory too (their messages are not
+        acknowledged, so the broker delivers them again).
+        """
+        batch, self._batch = self._batch, None
+        if batch is not None:
+            assert self._round is not None and self._running is not None
+            with self.store.transaction() as db:
+                self.store.add_updates(db, self._round.round_id, batch.rows, batch.total,
+                                       batch.weight)
+                self.store.add_update_steps(db, self._round.round_id, batch.steps)
+            self._running = fedavg.RunningSum(batch.total, batch.weight,
+                                              self._running.count + len(batch.rows))
+            self._accepted.update(batch.ids)
+        self.ledger.flush()
+        return 0 if batch is None else len(batch.rows)
 
     def _verify(self, topic: str, payload: bytes) -> Accepted:
         """Verify against the open round, re-reading enrollment once for an unknown device."""
+        accepted = self._accepted if self._batch is None \
+            else ChainMap(self._batch.ids, self._accepted)
         try:
             return verify(self.config.fleet, topic, payload, self._devices, self._view,
-                          self._accepted)
+                          accepted)
         except UpdateRefused as refused:
             # Re-read the devices only when their number changed: a flood of updates from
             # unenrolled keys must not cost a read of the whole table each.
@@ -236,43 +338,36 @@ class RoundManager:
                     or self.store.device_count() == len(self._devices):
                 raise
         self.refresh_devices()
-        return verify(self.config.fleet, topic, payload, self._devices, self._view,
-                      self._accepted)
-
-    def _commit(self, db: sqlite3.Connection, acc: Accepted) -> fedavg.RunningSum:
-        """Add an accepted update to the running sum inside ``db``'s transaction."""
-        assert self._round is not None and self._running is not None
-        r = self._round
-        new = fedavg.accumulate(self._running, acc.delta,
-                                fedavg.update_weight(acc.example_count, r.central_noise))
-        try:
-            self.store.add_update(db, r.round_id, acc.device_id, acc.update_id,
-                                  acc.example_count, new.total, new.weight)
-        except sqlite3.IntegrityError:
-            raise UpdateRefused("duplicate", f"an update of this device was accepted for round "
-                                f"{r.round_id} already", device_id=acc.device_id) from None
-        return new
+        return verify(self.config.fleet, topic, payload, self._devices, self._view, accepted)
 
     def due(self) -> str | None:
-        """Why the open round should close now: 'quorum', 'deadline' or 'failed'; else None."""
+        """Why the open round should close now: 'quorum', 'offline' (every device still
+        awaited is offline), 'deadline' or 'failed'; else None."""
         r = self._round
         if r is None or self._running is None:
             return None
         cohort = len(self._view.cohort) if self._view else 0
         quorum = min(self.config.rounds.quorum, cohort)
-        if self._running.count >= quorum:
+        count = self._running.count + self.staged  # close() commits the staged ones first
+        if count >= quorum:
             return "quorum"
+        waiting = set(self._view.cohort if self._view else ()) - set(self._accepted) \
+            - set(self._batch.ids if self._batch else ())
+        if waiting and waiting <= self._offline \
+                and count >= min(self.config.rounds.min_updates, cohort):
+            return "offline"  # every device still awaited announced it went offline
         if self.clock() >= r.deadline:
-            enough = self._running.count >= min(self.config.rounds.min_updates, cohort)
+            enough = count >= min(self.config.rounds.min_updates, cohort)
             return "deadline" if enough else "failed"
         return None
 
     def close(self) -> RoundMetrics:
         """Close the open round: aggregate and checkpoint, or record it as failed."""
-        r, running, why = self._round, self._running, self.due()
-        if r is None or running is None or why is None:
+        why = self.due()
+        if self._round is None or self._running is None or why is None:
             raise RuntimeError("no round is open, or it is not due to close")
-        self.ledger.flush()  # the round's refusal counts are part of its metrics row
+        self.commit()  # staged updates count; the refusal counts are part of the metrics row
+        r, running = self._round, self._running
         cp = self.ensure_model()
         failed = why == "failed"
         dp = self.config.dp
@@ -287,10 +382,17 @@ class RoundManager:
             privacy.append((r.sampling_rate, r.central_noise))
         epsilon = fedavg.fleet_epsilon(privacy, dp.delta)
         accuracy = self.holdout.accuracy(W, b) if self.holdout else None
+        now = self.clock()
+        device_eps = None
+        if self.device_budget is not None:
+            spent = self.store.latest_steps()
+            # the worst device: ε grows with steps under one policy
+            device_eps = self.device_budget.epsilon(max(spent.values(), default=0))
         m = RoundMetrics(round=r.round_id, participants=running.count,
                          refused=self.store.refusals(r.round_id), accuracy=accuracy,
-                         epsilon=epsilon, delta=dp.delta, seconds=self.clock() - r.opened,
-                         model_version=version, failed=failed)
+                         epsilon=epsilon, delta=dp.delta, seconds=now - r.opened,
+                         model_version=version, failed=failed, opened_at=r.opened,
+                         closed_at=now, device_epsilon=device_eps)
         with self.store.transaction() as db:
             if not failed:
                 self.store.add_checkpoint(db, version, r.round_id, W, b)

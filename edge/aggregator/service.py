@@ -23,11 +23,12 @@ from edge.mqtt import (
     log_connect_failure,
     make_client,
 )
-from edge.protocol import update_subscription
+from edge.protocol import status_subscription, update_subscription
 from edge.sdnotify import Notifier
 
 from .config import AggregatorConfig
 from .metrics import RoundMetrics, sync_jsonl
+from .prometheus import Exporter, take_snapshot
 from .registry import Registry
 from .rounds import RoundManager
 from .store import Store
@@ -36,11 +37,16 @@ log = logging.getLogger("edge.aggregator")
 
 TICK_S = 0.05
 PUBLISH_TIMEOUT_S = 30.0
-# Refused messages whose counts wait for one commit (their acks wait with them).
-AUDIT_BATCH = 256
+# Messages whose effects (accepted updates, refusals) wait for one commit, at most: their
+# acks wait with them, so this bounds what the broker delivers again after a crash.
+BATCH = 256
+# The longest a staged batch waits for more messages before its commit.
+LINGER_S = 0.05
 # A metrics file that could not be written (full disk) is retried this often.
 METRICS_RETRY_S = 5.0
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# The Prometheus snapshot is refreshed after every round and at least this often.
+PROMETHEUS_REFRESH_S = 5.0
 PUBLISH_SLICE_S = 0.2
 
 
@@ -81,8 +87,15 @@ class Aggregator:
         self._client: mqtt.Client | None = None
         self._closing = False
         self._subscription = update_subscription(config.fleet)
+        self._presence = status_subscription(config.fleet)
         self._metrics_retry: float | None = None
+        self._commit_s = 0.005  # a moving average of how long a commit of updates takes
         self._check_metrics_writable()
+        prom = config.prometheus
+        self.exporter = Exporter(config.fleet, textfile=prom.textfile, port=prom.port,
+                                 address=prom.address) \
+            if prom.textfile is not None or prom.port is not None else None
+        self._prometheus_at = 0.0
 
     def enroll(self, record: bytes) -> DeviceRecord:
         """Enroll one device record (DEVICE.pub); its device gets the next model package."""
@@ -116,9 +129,23 @@ class Aggregator:
         self._metrics_retry = None
         return True
 
+    def refresh_prometheus(self) -> None:
+        """Serve (and write) a fresh Prometheus snapshot of the database, if configured."""
+        if self.exporter is None:
+            return
+        self._prometheus_at = time.monotonic()
+        try:
+            self.exporter.update(take_snapshot(self.store, self.config.fleet,
+                                               self.config.dp.delta))
+        except OSError as exc:  # like the metrics file: the database keeps the truth
+            log.warning("metrics: cannot write %s (%s); retrying in %.0f s",
+                        self.config.prometheus.textfile, exc.strerror, PROMETHEUS_REFRESH_S)
+
     def close(self) -> None:
-        """Disconnect and close the database."""
+        """Disconnect, stop the metrics endpoint and close the database."""
         self._disconnect()
+        if self.exporter is not None:
+            self.exporter.close()
         self.store.close()
 
     def __enter__(self) -> Aggregator:
@@ -135,7 +162,7 @@ class Aggregator:
                         self.config.broker.url, reason, client.next_retry())
             return
         client.accepted()
-        client.subscribe(self._subscription, qos=1)
+        client.subscribe([(self._subscription, 1), (self._presence, 1)])
         self._connected_at = time.monotonic()
         self._connected.set()
         self._reconnected.set()
@@ -193,11 +220,14 @@ class Aggregator:
         notifier = notifier or Notifier({})
         target = self._target(rounds)
         closed = 0
+        if self.exporter is not None:
+            self.exporter.start()  # a port in use fails here, before anything is published
         client = self._connect(stop)
         try:
             if stop.is_set():
                 return
             self.sync_metrics()  # rows a crash or a full disk kept out of the file
+            self.refresh_prometheus()
             self._publish_model()
             if self.rounds.open_round is not None:
                 log.info("resuming round %d", self.rounds.open_round.round_id)
@@ -210,6 +240,7 @@ class Aggregator:
                     if not self.rounds.model_is_out():
                         stop.wait(1.0)  # publishing failed: retry before any ticket
                         continue
+                    self._drain(client)  # presence that arrived meanwhile picks the cohort
                     tickets = self.rounds.open_next()
                     if not tickets:
                         stop.wait(0.5)  # not enough enrolled devices yet
@@ -224,6 +255,8 @@ class Aggregator:
                     closed += 1
                 elif self._metrics_retry is not None and time.monotonic() >= self._metrics_retry:
                     self.sync_metrics()
+                if time.monotonic() >= self._prometheus_at + PROMETHEUS_REFRESH_S:
+                    self.refresh_prometheus()
             if not stop.is_set():
                 self._publish_final(stop)
         finally:
@@ -286,47 +319,72 @@ class Aggregator:
         return max(0, total - self.rounds.closed_rounds())
 
     def _drain(self, client: mqtt.Client) -> None:
-        """Handle what arrived during one tick, acking each message after its commit.
+        """Handle what arrives during one tick, acking messages only after their commit.
 
-        Refusals are committed together (one transaction per tick or per AUDIT_BATCH
-        messages) and their messages acknowledged after that commit, so a flood of refused
-        messages costs one fsync per batch instead of one each.
+        Group commit: arriving messages are staged (verified, summed in memory) and
+        committed together, the update rows and the running sum in one transaction (one
+        fsync), then acknowledged. A batch is committed when BATCH messages are staged, or
+        when no message came for as long as one commit takes (measured, at most LINGER_S):
+        a batch waits for what arrives while the previous one was being committed, so
+        batches grow with the load and the wait costs at most one commit's time. A crash
+        before the commit loses nothing (the broker delivers the unacknowledged messages
+        again); a crash after it but before the acks counts nothing twice (the redelivered
+        updates are refused as duplicates).
         """
         deadline = time.monotonic() + TICK_S
-        refused: list[mqtt.MQTTMessage] = []
+        batch: list[tuple[int, int]] = []  # (mid, qos) of the messages waiting for the commit
+        first = 0.0  # when the batch's first message was staged
         try:
             while True:
-                timeout = deadline - time.monotonic()
+                # A batch waits for more as long as a commit takes; no batch, to the tick's end.
+                until = first + min(self._commit_s, LINGER_S) if batch else deadline
                 try:
-                    msg = self._inbox.get(timeout=max(0.0, timeout))
+                    msg = self._inbox.get(timeout=max(0.0, until - time.monotonic()))
                 except queue.Empty:
-                    return
+                    if not batch:
+                        return
+                    self._commit(client, batch)
+                    if time.monotonic() >= deadline:
+                        return
+                    continue
+                if mqtt.topic_matches_sub(self._presence, msg.topic):
+                    self.rounds.presence(msg.topic, bytes(msg.payload))
+                    client.ack(msg.mid, msg.qos)
+                    continue
                 if not mqtt.topic_matches_sub(self._subscription, msg.topic):
                     # amqtt may hand a resumed session messages it never subscribed to
                     log.debug("ignored a message on %s (not an update topic)", msg.topic[:256])
                     client.ack(msg.mid, msg.qos)
-                elif self.rounds.handle(msg.topic, bytes(msg.payload), defer=True).accepted:
-                    client.ack(msg.mid, msg.qos)
-                else:
-                    refused.append(msg)
-                    if len(refused) >= AUDIT_BATCH:
-                        self._commit_refusals(client, refused)
-                if self._due():  # a deadline passes during a flood too
+                    continue
+                if not batch:
+                    first = time.monotonic()
+                self.rounds.stage(msg.topic, bytes(msg.payload))
+                batch.append((msg.mid, msg.qos))
+                if len(batch) >= BATCH:
+                    self._commit(client, batch)
+                if self._due():  # quorum reached, or a deadline passes during a flood
                     return
         finally:
-            self._commit_refusals(client, refused)
+            self._commit(client, batch)
 
-    def _commit_refusals(self, client: mqtt.Client, refused: list[mqtt.MQTTMessage]) -> None:
-        """Commit the pending refusals, then acknowledge their messages."""
-        self.rounds.ledger.flush()
-        for msg in refused:
-            client.ack(msg.mid, msg.qos)
-        refused.clear()
+    def _commit(self, client: mqtt.Client, batch: list[tuple[int, int]]) -> None:
+        """Commit what the batch's messages did, then acknowledge them."""
+        started = time.monotonic()
+        if self.rounds.commit():
+            self._commit_s += 0.2 * (time.monotonic() - started - self._commit_s)
+        self._ack(client, batch)
+        batch.clear()
+
+    def _ack(self, client: mqtt.Client, batch: list[tuple[int, int]]) -> None:
+        """Acknowledge committed messages (the broker then forgets them)."""
+        for mid, qos in batch:
+            client.ack(mid, qos)
 
     def _finish(self) -> None:
         """Close the due round, write its metrics, tell the hook, publish the new model."""
         m = self.rounds.close()
         self.sync_metrics()
+        self.refresh_prometheus()
         log.info("%s", m.describe())
         if self.on_round is not None:
             self.on_round(m)
