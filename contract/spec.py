@@ -169,6 +169,17 @@ REFUSALS: tuple[Refusal, ...] = (
     Refusal("ModelNotPublished", "EdgeError", "model-not-published",
             "The aggregator's newest model never reached the broker (no PUBACK) "
             "in the time allowed."),
+    Refusal("ConsoleError", "EdgeError", "console",
+            "A board's serial console did not answer as expected (no login, no marker, "
+            "timeout)."),
+    Refusal("ConsoleLost", "ConsoleError", "console-lost",
+            "The serial console went away mid-command; run again to resume where it "
+            "stopped."),
+    Refusal("TransferCorrupt", "EdgeError", "transfer-corrupt",
+            "A file sent over a console arrived with another checksum than the one sent."),
+    Refusal("BoardMismatch", "EdgeError", "board-mismatch",
+            "A board reports another bundle version, or a state the operator did not ask "
+            "for."),
 )
 
 # TEE results: GP codes the TA and client use, then edge's own, in the order

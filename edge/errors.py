@@ -225,4 +225,28 @@ class ModelNotPublished(EdgeError):
     """The aggregator's newest model never reached the broker (no PUBACK) in the time allowed."""
 
     refusal = "model-not-published"
+
+
+class ConsoleError(EdgeError):
+    """A board's serial console did not answer as expected (no login, no marker, timeout)."""
+
+    refusal = "console"
+
+
+class ConsoleLost(ConsoleError):
+    """The serial console went away mid-command; run again to resume where it stopped."""
+
+    refusal = "console-lost"
+
+
+class TransferCorrupt(EdgeError):
+    """A file sent over a console arrived with another checksum than the one sent."""
+
+    refusal = "transfer-corrupt"
+
+
+class BoardMismatch(EdgeError):
+    """A board reports another bundle version, or a state the operator did not ask for."""
+
+    refusal = "board-mismatch"
 # END GENERATED exceptions

@@ -23,6 +23,9 @@ BACKENDS = ("sim", "optee")
 _REPO = Path(__file__).resolve().parent.parent
 _REPO_BUILD = _REPO / "build" / "host"
 _REPO_HEADER = _REPO / "host" / "include" / "edge_client.h"
+# A platform wheel (scripts/bundle.sh) carries the libraries and the header inside
+# the package; a source checkout has them in build/host (after `make`) and host/include.
+_PACKAGED = Path(__file__).resolve().parent / "_native"
 _REAL_LIBTEEC = ("libteec.so.2", "libteec.so.1")
 
 _lock = threading.Lock()
@@ -41,9 +44,17 @@ class Native:
 
 
 def native_dir() -> Path:
-    """Directory holding libedge_client.so and the simulated secure world."""
+    """Directory holding libedge_client.so (and, for 'sim', the simulated secure world).
+
+    ``EDGE_NATIVE_DIR`` first (development, other builds), then the installed
+    package's own ``edge/_native``, then this checkout's ``build/host``.
+    """
     override = os.environ.get("EDGE_NATIVE_DIR")
-    return Path(override) if override else _REPO_BUILD
+    if override:
+        return Path(override)
+    if (_PACKAGED / "libedge_client.so").exists():
+        return _PACKAGED
+    return _REPO_BUILD
 
 
 def client_header() -> Path:
@@ -111,13 +122,15 @@ def load(backend: str) -> Native:
         client = ndir / "libedge_client.so"
         if not client.exists():
             raise TeeUnavailable(
-                f"{client} is missing: build the native parts with `make` "
-                f"(or run scripts/setup.sh), or set EDGE_NATIVE_DIR"
+                f"{client} is missing: install the platform wheel of the board bundle "
+                f"(docs/board.md), or in a checkout build it with `make` (scripts/setup.sh), "
+                f"or set EDGE_NATIVE_DIR"
             )
         if backend == "sim":
             teec = ndir / "libteec_sim.so"
             if not teec.exists():
-                raise TeeUnavailable(f"{teec} is missing: build it with `make`")
+                raise TeeUnavailable(f"{teec} is missing: the simulated secure world ships "
+                                     f"in the x86_64 bundle's wheel, or build it with `make`")
             ctypes.CDLL(str(teec), mode=ctypes.RTLD_GLOBAL)
             teec_path = str(teec)
         else:
