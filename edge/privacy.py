@@ -18,10 +18,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edge.formats.policy import PrivacyPolicy
 
 POISSON = 1
 FIXED = 2
@@ -117,3 +121,13 @@ def max_steps(
     if sigma == 0.0:
         raise ConfigError("sigma = 0 gives no privacy: no step budget exists (no-DP test only)")
     return StepAccountant.for_step(q, sigma, sampling).max_steps(target_epsilon, delta)
+
+
+def implied_epsilon(policy: PrivacyPolicy, steps: int | None = None) -> float:
+    """ε at a privacy policy's δ after ``steps`` steps at its sigma_min (default: its whole
+    step budget); an upper bound for any ticket the TA accepts under it, inf for noise 0."""
+    count = policy.step_budget if steps is None else steps
+    if policy.noise_multiplier_min == 0.0:
+        return math.inf if count else 0.0
+    return epsilon(policy.sampling_rate, policy.noise_multiplier_min, count, policy.delta,
+                   policy.sampling)

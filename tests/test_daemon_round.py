@@ -319,10 +319,10 @@ def test_daemon_runs_the_packaged_backbone_and_restores_it_after_restart(
     pytest.importorskip("ai_edge_litert")
     import io
 
+    from edge.formats.package_builder import build_package
     from edge.inference.builder import build_tflite
     from edge.inference.demo import metadata_for
     from edge.inference.graph import Dense, FloatNet, quantize_net
-    from firmware_sign.package_builder import build_package
 
     dev = provision(host_world, roles)
     rng = np.random.default_rng(3)
@@ -365,7 +365,7 @@ def test_daemon_uses_the_committed_backbone_when_it_cannot_be_moved_into_place(
     # backbone and the daemon kept the old one beside the new head.
     import io
 
-    from firmware_sign.package_builder import build_package
+    from edge.formats.package_builder import build_package
 
     dev = provision(host_world, roles)
     rng = np.random.default_rng(4)

@@ -19,8 +19,8 @@ from edge.formats.device import build_device_record
 from edge.formats.keys import ed25519_raw_public, key_id
 from edge.formats.ticket import RoundTicket, parse_ticket
 from edge.formats.update import build_update, l2_norm
+from edge.keyfiles import private_pem
 from edge.protocol import update_topic
-from firmware_sign.keys import private_pem
 
 
 @dataclass

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edge.state_files import write_durably
+
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build the backbone and its metadata, print a summary."""
@@ -14,9 +16,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     built = build_demo(args.arch, image_size=args.image_size, epochs=args.epochs, seed=args.seed)
     out: Path = args.out
-    tmp = out.with_name(out.name + ".partial")
-    tmp.write_bytes(built.tflite)
-    tmp.replace(out)
+    write_durably(out, built.tflite, mode=0o644)
     meta_path = args.metadata or out.with_suffix(".json")
     meta_path.write_text(json.dumps(built.metadata, indent=2) + "\n")
     summary: dict[str, Any] = {"model": str(out), "metadata": str(meta_path),

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge.demo.data import CLASSES, FEATURES, DemoBackbone, Split
 from edge.demo.settings import DpSettings, make_policy
 from edge.formats.keys import ed25519_raw_public
+from edge.keyfiles import private_pem
 from edge.tee import TrustedApp
-from firmware_sign.keys import private_pem
 
 FLEET = "demo"
 

@@ -47,7 +47,7 @@ from edge.formats.manifest import (  # noqa: E402
     InferPolicy,
     InferRelease,
 )
-from firmware_sign.package_builder import build_package  # noqa: E402
+from edge.formats.package_builder import build_package  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parent
 SEED_PREFIX = b"edge/v1 test vector: "

@@ -1,10 +1,10 @@
-"""Role keys of the release engineer: Ed25519, PKCS8 PEM private (0600) and SPKI PEM public."""
+"""Key files: Ed25519 role keys as PKCS8 PEM private (0600) and SPKI PEM (or raw) public.
+
+The release tool writes them; the aggregator, the demo and ``edge tee`` read them."""
 
 from __future__ import annotations
 
-import errno
 import os
-import secrets
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from edge.errors import ConfigError
 from edge.formats.keys import PUBKEY_SIZE, ed25519_public_from_raw, ed25519_raw_public
+from edge.state_files import write_durably
 
 ROLES = ("model-signer", "aggregator")
 PRIVATE_SUFFIX = ".key"
@@ -26,41 +27,13 @@ def key_paths(prefix: str | os.PathLike[str]) -> tuple[Path, Path]:
 
 
 def write_new_file(path: Path, data: bytes, *, mode: int, force: bool) -> None:
-    """Write ``data`` atomically, created with ``mode``; refuse to replace unless ``force``."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    """Write ``data`` durably, created with ``mode``; refuse to replace unless ``force``."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
-    except OSError as exc:
-        raise ConfigError(f"cannot create {path}: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), mode)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if force:
-            os.replace(tmp, path)
-        else:
-            _link_no_clobber(tmp, path)
+        write_durably(path, data, mode=mode, replace=force)
     except FileExistsError as exc:
         raise ConfigError(f"{path} exists; refusing to overwrite it (use --force)") from exc
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _link_no_clobber(tmp: Path, path: Path) -> None:
-    """Move ``tmp`` to ``path`` unless ``path`` exists (hard link where supported)."""
-    try:
-        os.link(tmp, path)
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
-            raise
-        if path.exists():
-            raise FileExistsError(errno.EEXIST, "exists", str(path)) from exc
-        os.replace(tmp, path)
 
 
 def private_pem(key: Ed25519PrivateKey) -> bytes:
@@ -141,7 +114,3 @@ def load_public_key(path: str | os.PathLike[str]) -> bytes:
     ed25519_public_from_raw(raw, f"public key {os.fspath(path)}")
     return raw
 
-
-def load_public_key_raw(path: str | os.PathLike[str]) -> bytes:
-    """Load an Ed25519 public key file as raw 32 bytes (``load_public_key``)."""
-    return load_public_key(path)
