@@ -77,7 +77,7 @@ def test_no_import_cycles_within(package: str) -> None:
         stack.append(module)
         for dep in sorted(graph[module]):
             if state.get(dep) == 1:
-                return stack[stack.index(dep):] + [dep]
+                return [*stack[stack.index(dep):], dep]
             if dep not in state and (cycle := visit(dep)) is not None:
                 return cycle
         stack.pop()
