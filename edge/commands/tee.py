@@ -18,17 +18,26 @@ from edge.formats.manifest import INFER_RELEASE_NAMES
 from edge.formats.policy import POLICY_SIZE, PrivacyPolicy, parse_policy, policy_id
 from edge.keyfiles import load_public_key
 from edge.state_files import write_durably
-from edge.tee import BudgetStatus, TaStatus, TrustedApp
+from edge.tee import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    BudgetStatus,
+    TaStatus,
+    TrustedApp,
+    check_backend_state,
+)
 
 
 def _open(args: argparse.Namespace) -> TrustedApp:
-    if args.tee == "sim" and args.state is None:
-        raise errors.ConfigError("--tee sim needs --state DIR (the simulated TEE's storage)")
-    return TrustedApp(args.tee, args.state if args.tee == "sim" else None)
+    try:
+        check_backend_state(args.tee, args.state)
+    except errors.ConfigError as exc:
+        raise errors.ConfigError(f"--tee {args.tee} --state: {exc}") from None
+    return TrustedApp(args.tee, args.state)
 
 
 def _add_backend(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tee", choices=("sim", "optee"), default="optee",
+    p.add_argument("--tee", choices=BACKENDS, default=DEFAULT_BACKEND,
                    help="TEE backend: the real OP-TEE (/dev/tee0) or the simulated one")
     p.add_argument("--state", type=Path, metavar="DIR",
                    help="state directory of the simulated TEE (with --tee sim)")

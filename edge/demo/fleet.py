@@ -12,7 +12,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.demo.data import CLASSES, FEATURES, DemoBackbone, Split
-from edge.demo.settings import DpSettings, make_policy
+from edge.demo.settings import DemoPrivacy, make_policy
 from edge.formats.keys import ed25519_raw_public
 from edge.keyfiles import private_pem
 from edge.tee import TrustedApp
@@ -65,7 +65,7 @@ def device_config(root: Path, index: int, broker_url: str, backend: str) -> dict
     }
 
 
-def aggregator_config(root: Path, broker_url: str, dp: DpSettings, devices: int, rounds: int,
+def aggregator_config(root: Path, broker_url: str, dp: DemoPrivacy, devices: int, rounds: int,
                       seed: int, timeout_s: float) -> dict[str, Any]:
     """The aggregator configuration table over the files ``write_fleet`` puts in ``root``."""
     agg = root / "aggregator"
@@ -83,13 +83,13 @@ def aggregator_config(root: Path, broker_url: str, dp: DpSettings, devices: int,
         "dp": {"example_clip": dp.example_clip, "noise_multiplier": dp.noise_multiplier,
                "update_clip": dp.update_clip, "learning_rate": dp.learning_rate,
                "local_epochs": dp.local_epochs, "batch_size": 1,
-               "central_noise_multiplier": dp.central_noise, "delta": dp.delta},
+               "central_noise_multiplier": dp.central_noise_multiplier, "delta": dp.delta},
         "eval": {"holdout": str(agg / "holdout.npz")},
         "broker": {"url": broker_url, "keepalive": 10},
     }
 
 
-def write_fleet(root: Path, split: Split, backbone: DemoBackbone, dp: DpSettings, *,
+def write_fleet(root: Path, split: Split, backbone: DemoBackbone, dp: DemoPrivacy, *,
                 broker_url: str, rounds: int, seed: int, backend: str = "sim",
                 timeout_s: float = 30.0) -> Fleet:
     """Generate role keys, provision every device, write data, head, holdout and configs."""
