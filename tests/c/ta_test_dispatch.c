@@ -52,14 +52,6 @@ int main(int argc, char **argv)
 
 		memset(p, 0, sizeof(p));
 		res = TA_InvokeCommandEntryPoint(sess, c->id, wrong, p);
-		if (c->any_param_types) {
-			EXPECT(res, TEE_ERROR_NOT_IMPLEMENTED, "reserved",
-			       c->id);
-			res = TA_InvokeCommandEntryPoint(sess, c->id, none, p);
-			EXPECT(res, TEE_ERROR_NOT_IMPLEMENTED, "reserved",
-			       c->id);
-			continue;
-		}
 		EXPECT(res, TEE_ERROR_BAD_PARAMETERS, "wrong types", c->id);
 		/* Off by one parameter slot. */
 		res = TA_InvokeCommandEntryPoint(sess, c->id,
