@@ -8,10 +8,11 @@ back to the deprecated VERSION1 callbacks otherwise).
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,15 +164,89 @@ def session_secret(folder: Path) -> bytes:
     return new
 
 
+ConnectFailure = Callable[[str, int], None]
+"""Told of every failed connection attempt: the cause, and the seconds until the next."""
+
+
+def describe_connect_error(exc: BaseException | None) -> str:
+    """One line naming why a connection attempt failed (TLS and socket errors alike)."""
+    if exc is None:
+        return "connection failed"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: {exc.verify_message or exc.reason} (check broker.ca_file)"
+    if isinstance(exc, ssl.SSLError):
+        # An alert from the broker, e.g. "tlsv1 alert unknown ca" when it does not trust
+        # our client certificate.
+        return f"TLS: {exc.reason or exc}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+class Client(mqtt.Client):
+    """paho's client, keeping why a connection attempt failed and when it will retry.
+
+    paho retries on its own but drops the cause (its loop catches the OSError and
+    calls ``on_connect_fail`` with no argument); an operator needs both. The retry
+    time mirrors ``reconnect_delay_set``: the delay doubles after each failure up to
+    the maximum and starts again from the minimum once a CONNACK accepts us.
+    """
+
+    def __init__(self, *args: Any, on_failure: ConnectFailure | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.last_connect_error: BaseException | None = None
+        self._failures = 0
+        self._on_failure = on_failure
+        self.on_connect_fail = self._connect_failed
+
+    def reconnect(self) -> mqtt.MQTTErrorCode:
+        """paho's reconnect, remembering the error of a failed attempt."""
+        try:
+            return super().reconnect()
+        except OSError as exc:
+            self.last_connect_error = exc
+            raise
+
+    def next_retry(self) -> int:
+        """Count one failed attempt; the seconds paho waits before the next one."""
+        self._failures += 1
+        return min(RECONNECT_MIN_DELAY * 2 ** min(self._failures - 1, 16), RECONNECT_MAX_DELAY)
+
+    def accepted(self) -> None:
+        """A CONNACK accepted us: the next failure waits the minimum delay again."""
+        self._failures = 0
+        self.last_connect_error = None
+
+    def _connect_failed(self, _client: mqtt.Client, _userdata: Any) -> None:
+        retry = self.next_retry()
+        if self._on_failure is not None:
+            self._on_failure(describe_connect_error(self.last_connect_error), retry)
+
+
+def log_connect_failure(logger: logging.Logger, who: str, url: str) -> ConnectFailure:
+    """A ConnectFailure that logs one WARNING line per failed attempt."""
+    def report(cause: str, retry_in: int) -> None:
+        logger.warning("%s: cannot connect to %s: %s; retrying in %d s", who, url, cause,
+                       retry_in)
+    return report
+
+
 def make_client(settings: BrokerSettings, client_id: str, *, clean_session: bool,
-                manual_ack: bool = False) -> mqtt.Client:
-    """A paho client (MQTT 3.1.1, VERSION2 callbacks) configured but not connected."""
-    client = mqtt.Client(
+                manual_ack: bool = False, on_failure: ConnectFailure | None = None) -> Client:
+    """A paho client (MQTT 3.1.1, VERSION2 callbacks) configured but not connected.
+
+    ``on_failure`` hears about every failed connection attempt (see ``Client``).
+    """
+    client = Client(
         callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
         clean_session=clean_session,
         protocol=mqtt.MQTTv311,
         manual_ack=manual_ack,
+        on_failure=on_failure,
     )
     if settings.tls:
         try:

@@ -290,3 +290,41 @@ def test_no_runtime_installed(monkeypatch: pytest.MonkeyPatch) -> None:
         select_runtime("auto")
     info = runtime_info("auto")
     assert info["runtime"] is None and "neither" in info["runtime_error"]
+
+
+def test_runtime_info_lines_go_to_our_debug_log_not_stderr(
+        model: tuple[bytes, dict[str, Any]], tmp_path: Path) -> None:
+    # A fresh process: the runtime announces its XNNPACK delegate once per process.
+    (tmp_path / "m.tflite").write_bytes(model[0])
+    (tmp_path / "m.json").write_text(json.dumps(model[1]))
+    script = (
+        "import json, logging, sys\n"
+        "from edge.inference import Backbone, InferenceConfig\n"
+        "logging.basicConfig(level=logging.DEBUG, format='LOG %(message)s')\n"
+        f"m = open({str(tmp_path / 'm.tflite')!r}, 'rb').read()\n"
+        f"meta = json.load(open({str(tmp_path / 'm.json')!r}))\n"
+        f"Backbone.from_verified(m, meta, InferenceConfig(runtime={RUNTIME!r}, "
+        "npu_delegate='none'))\n")
+    import sys
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    assert not any(line.startswith("INFO: ") for line in lines), out.stderr
+    if XNNPACK_TAKES_INT8:  # the runtime announces the XNNPACK delegate it created
+        assert "LOG runtime: Created TensorFlow Lite XNNPACK delegate for CPU." in lines, lines
+
+
+def test_other_runtime_output_still_reaches_stderr(capfd: pytest.CaptureFixture[str],
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    import os
+
+    from edge.inference.runtime_log import runtime_messages
+
+    caplog.set_level(logging.DEBUG, logger="edge.test")
+    with runtime_messages(logging.getLogger("edge.test")):
+        os.write(2, b"INFO: chatter\nERROR: something real\n")
+    assert capfd.readouterr().err == "ERROR: something real\n"
+    assert [r.message for r in caplog.records] == ["runtime: chatter"]
+    os.write(2, b"after\n")  # fd 2 is ours again
+    assert capfd.readouterr().err == "after\n"

@@ -14,7 +14,15 @@ import paho.mqtt.client as mqtt
 
 from edge.errors import ConfigError, ModelNotPublished
 from edge.formats.device import DeviceRecord
-from edge.mqtt import Pending, PubAcks, client_id, connect_async, make_client
+from edge.mqtt import (
+    Client,
+    Pending,
+    PubAcks,
+    client_id,
+    connect_async,
+    log_connect_failure,
+    make_client,
+)
 from edge.protocol import update_subscription
 
 from .config import AggregatorConfig
@@ -119,11 +127,13 @@ class Aggregator:
         self.close()
 
     # MQTT
-    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any,
+    def _on_connect(self, client: Client, _userdata: Any, _flags: Any,
                     reason: mqtt.ReasonCode, _props: Any) -> None:
         if reason.is_failure:
-            log.warning("broker refused the connection: %s", reason)
+            log.warning("broker %s refused the connection: %s; retrying in %d s",
+                        self.config.broker.url, reason, client.next_retry())
             return
+        client.accepted()
         client.subscribe(self._subscription, qos=1)
         self._connected_at = time.monotonic()
         self._connected.set()
@@ -143,7 +153,9 @@ class Aggregator:
         """A connected client with a persistent session and manual acks."""
         self._closing = False
         client = make_client(self.config.broker, self.client_id, clean_session=False,
-                             manual_ack=True)
+                             manual_ack=True,
+                             on_failure=log_connect_failure(log, "aggregator",
+                                                            self.config.broker.url))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

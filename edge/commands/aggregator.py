@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
-from edge.errors import ConfigError
+from edge.errors import ConfigError, StateError
+from edge.stopping import stop_on_signals, stop_requested
 
 HEADER = f"{'round':>5}  {'part.':>5}  {'refused':<24}  {'accuracy':>8}  {'epsilon':>8}  " \
          f"{'seconds':>7}  model"
@@ -28,6 +27,15 @@ def _load(args: argparse.Namespace) -> Any:
     from edge.aggregator.config import AggregatorConfig
 
     return AggregatorConfig.from_toml(_config_path(args))
+
+
+def _existing_state(config: Any) -> Path:
+    """The aggregator's database, which a read command must not create by accident."""
+    path = Path(config.state)
+    if not path.exists():
+        raise StateError(f"no aggregator database at {path} (check --config and its [state] "
+                         "path; `edge aggregator enroll` or `run` creates it)")
+    return path
 
 
 def _row(m: Any) -> str:
@@ -50,19 +58,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     rounds = getattr(args, "rounds", None)
     if rounds is None:
         rounds = getattr(args, "noun_rounds", None)
-    stop = threading.Event()
-
-    def on_signal(_signum: int, _frame: object) -> None:
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     print(HEADER, flush=True)
-    try:
-        with Aggregator(config, on_round=lambda m: print(_row(m), flush=True)) as agg:
-            agg.run(stop, rounds=rounds)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    outcomes: list[bool] = []
+
+    def on_round(m: Any) -> None:
+        outcomes.append(bool(m.failed))
+        print(_row(m), flush=True)
+
+    with stop_on_signals() as stop, Aggregator(config, on_round=on_round) as agg:
+        agg.run(stop, rounds=rounds)
+        if (name := stop_requested(stop)) is not None:
+            logging.getLogger("edge.aggregator").info("stopped by %s", name)
+    if outcomes and all(outcomes):
+        # A scheduler or script must see that the fleet produced nothing.
+        print(f"rounds-failed: all {len(outcomes)} round(s) of this run failed (too few "
+              "valid updates); see `edge aggregator audit` and the boards' logs",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -92,7 +104,7 @@ def status(config: Any) -> dict[str, Any]:
     from edge.aggregator.registry import Registry
     from edge.aggregator.store import Store
 
-    with Store(config.state) as store:
+    with Store(_existing_state(config)) as store:
         open_round = store.open_round()
         cp = store.latest_checkpoint()
         metrics = store.metrics_rows()
@@ -145,7 +157,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from edge.aggregator.store import Store
 
     config = _load(args)
-    with Store(config.state) as store:
+    with Store(_existing_state(config)) as store:
         sources = store.refusal_sources(args.limit)
         rows = store.audit_rows()[-args.limit:] if args.rows else []
     if args.json:

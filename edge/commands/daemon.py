@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
+
+from edge.stopping import stop_on_signals
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -27,16 +27,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
     config = DaemonConfig.from_toml(args.config)
     _setup_logging(args.verbose)
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: Any) -> None:
-        logging.getLogger("edge.daemon").info("device=%s step=signal signal=%s action=stopping",
-                                              config.name, signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    with Daemon(config) as daemon:
+    with stop_on_signals() as stop, Daemon(config) as daemon:
         daemon.run(stop)
     return 0
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edge.errors import ConfigError
 from edge.state_files import write_durably
 
 
@@ -14,6 +15,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     """Build the backbone and its metadata, print a summary."""
     from edge.inference.demo import build_demo
 
+    for path in (args.out, args.metadata):
+        if path is not None and not path.parent.is_dir():
+            raise ConfigError(f"cannot write {path}: no folder {str(path.parent)!r}")
     built = build_demo(args.arch, image_size=args.image_size, epochs=args.epochs, seed=args.seed)
     out: Path = args.out
     write_durably(out, built.tflite, mode=0o644)

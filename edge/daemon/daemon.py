@@ -31,6 +31,7 @@ from edge.formats.device import parse_device_record
 from edge.formats.package import parse_package
 from edge.formats.ticket import parse_ticket
 from edge.mqtt import client_id, connect_async, make_client, session_secret
+from edge.stopping import stop_requested, wait_for_stop
 from edge.tee import LoadedModel, TrustedApp
 
 log = logging.getLogger("edge.daemon")
@@ -94,7 +95,7 @@ class Daemon:
             config.broker,
             client_id(config.broker, f"edge-{self.device_id.hex()}",
                       secret=session_secret(config.work_dir)),
-            clean_session=False)
+            clean_session=False, on_failure=self._connect_failed)
         self.delivery = Delivery(self.client, self.update_topic,
                                  Outbox(config.work_dir / "outbox"))
         self.outbox = self.delivery.outbox
@@ -112,11 +113,18 @@ class Daemon:
                 "-" if round_id is None else round_id, step, extra)
 
     # -- MQTT callbacks (paho's network thread: never block here) -----------
+    def _connect_failed(self, cause: str, retry_in: int) -> None:
+        self._log(logging.WARNING, "connect", result="failed", broker=self.config.broker.url,
+                  cause=json.dumps(cause), retry_in=f"{retry_in}s")
+
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any,
                     reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
-            self._log(logging.WARNING, "connect", result="refused", reason=reason_code)
+            self._log(logging.WARNING, "connect", result="refused", broker=self.config.broker.url,
+                      reason=json.dumps(str(reason_code)),
+                      retry_in=f"{self.client.next_retry()}s")
             return
+        self.client.accepted()
         self.stats.connects += 1
         client.subscribe([(self.model_topic, 1), (self.ticket_topic, 1)])
         self.connected.set()
@@ -160,7 +168,9 @@ class Daemon:
         connect_async(self.client, self.config.broker)
         self.client.loop_start()
         try:
-            stop.wait()
+            wait_for_stop(stop)
+            if (name := stop_requested(stop)) is not None:
+                self._log(logging.INFO, "signal", signal=name, action="stopping")
         finally:
             self._stopping.set()
             self._jobs.put(None)

@@ -68,6 +68,9 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None,
     logging.basicConfig(level=logging.INFO if opts.verbose else logging.ERROR,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    # Quiet by default, but a failure (a broker that cannot be reached, a refused
+    # update) is never silent.
+    logging.getLogger("edge").setLevel(logging.INFO if opts.verbose else logging.WARNING)
     dp = PRESETS[opts.dp]
     t0 = time.monotonic()
     owned = opts.workdir is None

@@ -133,6 +133,10 @@ def check_header(
     magic, version, got_kind, body_len, signer = _HEADER.unpack_from(header, 0)
     parsed = EnvelopeHeader(version, got_kind, body_len, bytes(signer))
     if magic != MAGIC:
+        if bytes(header[:11]) == b"-----BEGIN ":
+            # The usual mix-up: a key or certificate given where an artefact goes.
+            raise Malformed("envelope: this is a PEM file (a key or certificate), not an edge "
+                            "artefact (device record, package, ticket, ...)")
         raise Malformed(f"envelope: bad magic {bytes(magic).hex()}, expected {MAGIC.hex()}")
     if version != FORMAT_VERSION:
         raise UnsupportedVersion(

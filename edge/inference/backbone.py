@@ -13,6 +13,7 @@ import numpy as np
 from edge.errors import ConfigError, DelegateUnavailable, Malformed, ModelMismatch, UnverifiedModel
 from edge.inference.delegates import DelegateReport, load_npu_delegate, measure_delegation
 from edge.inference.runtime import select_runtime
+from edge.inference.runtime_log import runtime_messages
 from edge.toml_config import Table
 
 if TYPE_CHECKING:
@@ -165,21 +166,22 @@ class Backbone:
                                    self.report)
         delegates = [loaded[0]] if loaded else []
         self.report.npu_delegate = loaded[1] if loaded else None
-        try:
-            self._it = self._interpreter(runtime, bytes(model), delegates, config.num_threads)
-        except (ValueError, RuntimeError) as exc:
-            if not delegates:
+        with runtime_messages(log):
+            try:
+                self._it = self._interpreter(runtime, bytes(model), delegates, config.num_threads)
+            except (ValueError, RuntimeError) as exc:
+                if not delegates:
+                    raise Malformed(f"backbone refused by {runtime.name}: {exc}".strip()) from exc
+                self.report.warn(f"{self.report.npu_delegate} could not take the graph ({exc}); "
+                                 f"running on the CPU")
+                self.report.npu_delegate, delegates = None, []
+                self._it = self._interpreter(runtime, bytes(model), [], config.num_threads)
+            nodes_after_npu = self._it._interpreter.NumNodes()
+            try:
+                self._it.allocate_tensors()
+            except (ValueError, RuntimeError) as exc:
                 raise Malformed(f"backbone refused by {runtime.name}: {exc}".strip()) from exc
-            self.report.warn(f"{self.report.npu_delegate} could not take the graph ({exc}); "
-                             f"running on the CPU")
-            self.report.npu_delegate, delegates = None, []
-            self._it = self._interpreter(runtime, bytes(model), [], config.num_threads)
-        nodes_after_npu = self._it._interpreter.NumNodes()
-        try:
-            self._it.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise Malformed(f"backbone refused by {runtime.name}: {exc}".strip()) from exc
-        measure_delegation(self._it._interpreter, nodes_after_npu, self.report)
+            measure_delegation(self._it._interpreter, nodes_after_npu, self.report)
         if config.require_npu and (self.report.npu_delegate is None
                                    or self.report.partly_delegated):
             raise DelegateUnavailable("require_npu = true: " + (

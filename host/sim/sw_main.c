@@ -531,6 +531,7 @@ int main(int argc, char **argv)
 	 * world does not die with it. The client's death still ends us
 	 * (PR_SET_PDEATHSIG, set before exec). */
 	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
 	signal(SIGQUIT, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
 

@@ -1,0 +1,39 @@
+"""The mask generator: a 128-bit seed expanded into 32-bit words by AES-128-CTR.
+
+Bonawitz et al. (CCS 2017) expand seeds with AES in counter mode; the TA does
+the same with GP's TEE_ALG_AES_CTR (``ta/prg.c``), so a mask the TA added and
+the one the aggregator removes are the same words. The counter block starts
+at zero: every seed is fresh (a new key pair per round) and expands once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+SEED_SIZE = 16
+PAIR_LABEL = b"edge/v1 secagg pairwise seed\x00"
+
+
+def expand(seed: bytes, words: int) -> np.ndarray:
+    """``words`` uint32 words of AES-128-CTR keystream under ``seed`` (little-endian)."""
+    if len(seed) != SEED_SIZE:
+        raise ValueError(f"a mask seed is {SEED_SIZE} bytes, got {len(seed)}")
+    if words < 0:
+        raise ValueError("negative length")
+    enc = Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor()
+    stream = enc.update(bytes(4 * words)) + enc.finalize()
+    return np.frombuffer(stream, "<u4").astype(np.uint32)
+
+
+def pair_seed(shared_secret: bytes, binding: bytes) -> bytes:
+    """The seed two devices derive from their X25519 shared secret for one round.
+
+    ``binding`` names the round (fleet, round id, model version, ticket nonce), so
+    the same key pair can never yield the same mask in two rounds.
+    """
+    if len(shared_secret) != 32:
+        raise ValueError("an X25519 shared secret is 32 bytes")
+    return hashlib.sha256(PAIR_LABEL + binding + shared_secret).digest()[:SEED_SIZE]
