@@ -54,6 +54,11 @@ def public_pem(pub: Ed25519PublicKey | bytes) -> bytes:
     )
 
 
+def write_private_key(path: Path, key: Ed25519PrivateKey, *, force: bool = False) -> None:
+    """Write a private key as PKCS8 PEM, readable by its owner only (0600)."""
+    write_new_file(path, private_pem(key), mode=0o600, force=force)
+
+
 def generate_role_key(
     prefix: str | os.PathLike[str], *, force: bool = False
 ) -> tuple[Path, Path, Ed25519PrivateKey]:
@@ -64,7 +69,7 @@ def generate_role_key(
             if path.exists() or path.is_symlink():
                 raise ConfigError(f"{path} exists; refusing to overwrite it (use --force)")
     key = Ed25519PrivateKey.generate()
-    write_new_file(priv_path, private_pem(key), mode=0o600, force=force)
+    write_private_key(priv_path, key, force=force)
     write_new_file(pub_path, public_pem(key.public_key()), mode=0o644, force=force)
     return priv_path, pub_path, key
 

@@ -22,7 +22,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     out: Path = args.out
     write_durably(out, built.tflite, mode=0o644)
     meta_path = args.metadata or out.with_suffix(".json")
-    meta_path.write_text(json.dumps(built.metadata, indent=2) + "\n")
+    write_durably(meta_path, (json.dumps(built.metadata, indent=2) + "\n").encode(), mode=0o644)
     summary: dict[str, Any] = {"model": str(out), "metadata": str(meta_path),
                                "bytes": len(built.tflite), "arch": args.arch,
                                "float_accuracy": round(built.float_accuracy, 4),

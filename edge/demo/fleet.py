@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge.demo.data import CLASSES, FEATURES, DemoBackbone, Split
 from edge.demo.settings import DemoPrivacy, make_policy
 from edge.formats.keys import ed25519_raw_public
-from edge.keyfiles import private_pem
+from edge.keyfiles import write_private_key
 from edge.tee import TrustedApp
 
 FLEET = "demo"
@@ -29,13 +28,6 @@ class Fleet:
     devices: list[dict[str, Any]] = field(default_factory=list)
     records: list[bytes] = field(default_factory=list)
     policy_epsilon: float = 0.0
-
-
-def _write_key(path: Path, key: Ed25519PrivateKey) -> None:
-    """A private key as PEM, readable by its owner only."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(private_pem(key))
 
 
 def provision_device(state: Path, signer: Ed25519PrivateKey, aggregator: Ed25519PrivateKey,
@@ -96,8 +88,8 @@ def write_fleet(root: Path, split: Split, backbone: DemoBackbone, dp: DemoPrivac
     for sub in ("keys", "aggregator", "devices"):
         (root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
     signer, aggregator = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    _write_key(root / "keys" / "model-signer.key", signer)
-    _write_key(root / "keys" / "aggregator.key", aggregator)
+    write_private_key(root / "keys" / "model-signer.key", signer, force=True)
+    write_private_key(root / "keys" / "aggregator.key", aggregator, force=True)
     agg = root / "aggregator"
     (agg / "backbone.tflite").write_bytes(backbone.tflite)
     (agg / "backbone.json").write_text(json.dumps(backbone.metadata), encoding="utf-8")
