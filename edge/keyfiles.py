@@ -5,7 +5,9 @@ The release tool writes them; the aggregator, the demo and ``edge tee`` read the
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -13,6 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from edge.errors import ConfigError
 from edge.formats.keys import PUBKEY_SIZE, ed25519_public_from_raw, ed25519_raw_public
 from edge.state_files import write_durably
+
+T = TypeVar("T")
 
 ROLES = ("model-signer", "aggregator")
 PRIVATE_SUFFIX = ".key"
@@ -86,36 +90,36 @@ def _read_key_file(path: str | os.PathLike[str], what: str) -> bytes:
     return data
 
 
+def _load_pem(path: str | os.PathLike[str], what: str, data: bytes,
+              load: Callable[[bytes], object], kind: type[T], form: str) -> T:
+    """Parse a PEM key file of the given Ed25519 ``kind``, errors naming the file."""
+    try:
+        key = load(data)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{what} {os.fspath(path)}: not {form}") from exc
+    if not isinstance(key, kind):
+        raise ConfigError(f"{what} {os.fspath(path)}: not an Ed25519 key")
+    return key
+
+
 def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
     """Load an Ed25519 PKCS8 PEM private key."""
     data = _read_key_file(path, "private key")
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(
-            f"private key {os.fspath(path)}: not an unencrypted PKCS8 PEM private key"
-        ) from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ConfigError(f"private key {os.fspath(path)}: not an Ed25519 key")
-    return key
+    return _load_pem(path, "private key", data,
+                     lambda d: serialization.load_pem_private_key(d, password=None),
+                     Ed25519PrivateKey, "an unencrypted PKCS8 PEM private key")
 
 
 def load_public_key(path: str | os.PathLike[str]) -> bytes:
     """Load an Ed25519 public key (SPKI PEM, or a raw 32-byte file) as raw bytes;
     ``WeakKey`` for a key off the curve, non-canonical or of small order."""
+    what = f"public key {os.fspath(path)}"
     data = _read_key_file(path, "public key")
     if len(data) == PUBKEY_SIZE and not data.startswith(b"-----"):
-        ed25519_public_from_raw(data, f"public key {os.fspath(path)}")
+        ed25519_public_from_raw(data, what)
         return data
-    try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(
-            f"public key {os.fspath(path)}: not a SubjectPublicKeyInfo PEM public key"
-        ) from exc
-    if not isinstance(key, Ed25519PublicKey):
-        raise ConfigError(f"public key {os.fspath(path)}: not an Ed25519 key")
+    key = _load_pem(path, "public key", data, serialization.load_pem_public_key,
+                    Ed25519PublicKey, "a SubjectPublicKeyInfo PEM public key")
     raw = ed25519_raw_public(key)
-    ed25519_public_from_raw(raw, f"public key {os.fspath(path)}")
+    ed25519_public_from_raw(raw, what)
     return raw
-
