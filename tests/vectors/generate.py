@@ -709,6 +709,46 @@ def ed25519_points() -> list[tuple[str, str, str]]:
     return rows
 
 
+def secagg_rows() -> list[str]:
+    """Rows of secagg.tsv: Shamir splits, PRG masks and quantized words, from Python's twins.
+
+    ``shamir  secret  t  coefficients  points  shares`` (hex, "-" for none; coefficients and shares
+    concatenated), ``prg  seed  sign  words-in  words-out`` (little-endian u32 hex),
+    ``quant  clip  scale_log2  x  r  words`` (x as little-endian float64 hex).
+    """
+    from edge.secagg import prg, shamir
+    from edge.secagg.quantize import Quantizer
+
+    rng = np.random.default_rng(11)
+    rows = ["# kind\tfields (see tests/vectors/generate.py: secagg_rows)"]
+    for length, t, n in ((16, 1, 1), (16, 2, 3), (32, 3, 5), (16, 6, 11), (32, 11, 20),
+                         (1, 255, 255)):
+        secret = rng.bytes(length)
+        coeffs = [rng.bytes(length) for _ in range(t - 1)]
+        xs = [int(x) for x in rng.choice(np.arange(1, 256), n, replace=False)]
+        shares = shamir.split_with(secret, coeffs, xs)
+        rows.append("\t".join(("shamir", secret.hex(), str(t), b"".join(coeffs).hex() or "-",
+                               bytes(xs).hex(), b"".join(shares[x] for x in xs).hex())))
+    for n, sign in ((1, 1), (37, 1), (512, -1), (1500, 1), (1500, -1)):
+        seed = rng.bytes(16)
+        before = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
+        mask = prg.expand(seed, n)
+        after = before + mask if sign > 0 else before - mask
+        rows.append("\t".join(("prg", seed.hex(), str(sign), before.astype("<u4").tobytes().hex(),
+                               after.astype("<u4").tobytes().hex())))
+    for clip, cohort in ((1.0, 10), (5.0, 1000), (0.25, 3)):
+        q = Quantizer.for_cohort(clip, cohort)
+        edges = np.array([clip, -clip, 0.0, -0.0, 1e-300, -1e-300, clip / 3, -clip / 7])
+        x = np.concatenate([edges, rng.uniform(-clip, clip, 56)])
+        r = rng.integers(0, 2**32, x.size, dtype=np.uint64).astype(np.uint32)
+        r[:4] = [0, 2**32 - 1, 2**31, 1]
+        words = q.quantize(x, r)
+        rows.append("\t".join(("quant", struct.pack("<d", clip).hex(), str(q.scale_log2),
+                               x.astype("<f8").tobytes().hex(), r.astype("<u4").tobytes().hex(),
+                               words.astype("<u4").tobytes().hex())))
+    return rows
+
+
 def write_all(out: Path) -> None:
     """Write the vector files, manifest.json, keys.tsv and index.tsv into ``out``."""
     files, rows = build_all()
@@ -723,6 +763,7 @@ def write_all(out: Path) -> None:
     (out / "ed25519_points.tsv").write_text(
         "# encoding\tclass (ok, small-order, non-canonical, off-curve)\tnote\n"
         + "".join("\t".join(r) + "\n" for r in ed25519_points()))
+    (out / "secagg.tsv").write_text("\n".join(secagg_rows()) + "\n")
     lines = ["\t".join(INDEX_COLUMNS)]
     for r in rows:
         lines.append(

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /*
  * Simulated GP Internal Core API: cryptographic operations over OpenSSL 3
- * (SHA-256, HMAC-SHA256, AES-GCM, Ed25519, X25519).
+ * (SHA-256, HMAC-SHA256, AES-CTR, AES-GCM, Ed25519, X25519).
  *
  * State checks follow OP-TEE 4.x's libutee: what libutee turns into a panic
  * panics here too, what it returns is returned.
@@ -20,6 +20,7 @@
 #include "gp_internal.h"
 
 /* GP operation classes (TEE_OPERATION_*). */
+#define OP_CLASS_CIPHER		1
 #define OP_CLASS_MAC		3
 #define OP_CLASS_AE		4
 #define OP_CLASS_DIGEST		5
@@ -128,6 +129,17 @@ TEE_Result TEE_AllocateOperation(TEE_OperationHandle *operation,
 		op->req_usage = TEE_USAGE_MAC;
 		op->key_type = TEE_TYPE_HMAC_SHA256;
 		break;
+	case TEE_ALG_AES_CTR:
+		/* CTR is its own inverse; GP still asks for a direction. */
+		if (mode == TEE_MODE_ENCRYPT)
+			op->req_usage = TEE_USAGE_ENCRYPT;
+		else if (mode == TEE_MODE_DECRYPT)
+			op->req_usage = TEE_USAGE_DECRYPT;
+		else
+			goto not_supported;
+		op->op_class = OP_CLASS_CIPHER;
+		op->key_type = TEE_TYPE_AES;
+		break;
 	case TEE_ALG_AES_GCM:
 		if (mode == TEE_MODE_ENCRYPT)
 			op->req_usage = TEE_USAGE_ENCRYPT;
@@ -184,6 +196,7 @@ TEE_Result TEE_AllocateOperation(TEE_OperationHandle *operation,
 		ok = op->mac != NULL;
 		break;
 	}
+	case OP_CLASS_CIPHER:
 	case OP_CLASS_AE:
 		op->cipher = EVP_CIPHER_CTX_new();
 		ok = op->cipher != NULL;
@@ -396,8 +409,9 @@ TEE_Result TEE_MACComputeFinal(TEE_OperationHandle operation,
 	return TEE_SUCCESS;
 }
 
-/* ---- Authenticated encryption (AES-GCM) -------------------------------- */
+/* ---- Symmetric cipher (AES-CTR) ---------------------------------------- */
 
+/* Also AES-GCM's update: EVP takes int lengths. */
 static void cipher_update(TEE_OperationHandle op, uint8_t *out,
 			  const uint8_t *in, size_t len)
 {
@@ -408,13 +422,90 @@ static void cipher_update(TEE_OperationHandle op, uint8_t *out,
 
 		if (EVP_CipherUpdate(op->cipher, out, &outl, in, chunk) != 1 ||
 		    (out && outl != chunk))
-			GP_PANIC(TEE_ERROR_GENERIC, "AES-GCM update failed");
+			GP_PANIC(TEE_ERROR_GENERIC, "AES update failed");
 		in += chunk;
 		if (out)
 			out += chunk;
 		len -= (size_t)chunk;
 	}
 }
+
+static const EVP_CIPHER *aes_cipher(TEE_OperationHandle op, bool gcm)
+{
+	const struct gp_attr *a = gp_key_attr(&op->key, TEE_ATTR_SECRET_VALUE);
+
+	switch (a ? a->len : 0) {
+	case 16:
+		return gcm ? EVP_aes_128_gcm() : EVP_aes_128_ctr();
+	case 24:
+		return gcm ? EVP_aes_192_gcm() : EVP_aes_192_ctr();
+	case 32:
+		return gcm ? EVP_aes_256_gcm() : EVP_aes_256_ctr();
+	default:
+		GP_PANIC(TEE_ERROR_BAD_STATE, "bad AES key");
+	}
+}
+
+void TEE_CipherInit(TEE_OperationHandle operation, const void *IV,
+		    size_t IVLen)
+{
+	TEE_OperationHandle op = op_get(operation);
+	const struct gp_attr *a;
+
+	op_require_class(op, OP_CLASS_CIPHER, __func__);
+	if (!(op->handle_state & GP_HANDLE_FLAG_KEY_SET))
+		GP_PANIC(TEE_ERROR_BAD_STATE, "TEE_CipherInit without a key");
+	/* AES-CTR's IV is the whole initial counter block. */
+	if (!IV || IVLen != 16)
+		GP_PANIC(TEE_ERROR_BAD_PARAMETERS, "AES-CTR needs a 16-byte IV");
+	a = gp_key_attr(&op->key, TEE_ATTR_SECRET_VALUE);
+	if (EVP_CipherInit_ex(op->cipher, aes_cipher(op, false), NULL, a->buf,
+			      IV, op->mode == TEE_MODE_ENCRYPT) != 1)
+		GP_PANIC(TEE_ERROR_GENERIC, "AES-CTR init failed");
+	op->op_state = OP_STATE_ACTIVE;
+	op->handle_state |= TEE_HANDLE_FLAG_INITIALIZED;
+}
+
+static TEE_Result cipher_run(TEE_OperationHandle operation, const void *src,
+			     size_t srcLen, void *dest, size_t *destLen,
+			     const char *func)
+{
+	TEE_OperationHandle op = op_get(operation);
+
+	op_require_class(op, OP_CLASS_CIPHER, func);
+	if (!(op->handle_state & TEE_HANDLE_FLAG_INITIALIZED))
+		GP_PANIC(TEE_ERROR_BAD_STATE, "%s before TEE_CipherInit", func);
+	if ((!src && srcLen) || !destLen || (!dest && *destLen))
+		GP_PANIC(TEE_ERROR_BAD_PARAMETERS, "%s: NULL buffer", func);
+	if (*destLen < srcLen) {
+		*destLen = srcLen;
+		return TEE_ERROR_SHORT_BUFFER;
+	}
+	cipher_update(op, dest, src, srcLen);
+	*destLen = srcLen;
+	return TEE_SUCCESS;
+}
+
+TEE_Result TEE_CipherUpdate(TEE_OperationHandle operation, const void *srcData,
+			    size_t srcLen, void *destData, size_t *destLen)
+{
+	return cipher_run(operation, srcData, srcLen, destData, destLen,
+			  __func__);
+}
+
+TEE_Result TEE_CipherDoFinal(TEE_OperationHandle operation,
+			     const void *srcData, size_t srcLen,
+			     void *destData, size_t *destLen)
+{
+	TEE_Result res = cipher_run(operation, srcData, srcLen, destData,
+				    destLen, __func__);
+
+	if (res == TEE_SUCCESS)
+		op_reset_state(op_get(operation));
+	return res;
+}
+
+/* ---- Authenticated encryption (AES-GCM) -------------------------------- */
 
 static void ae_require_ready(TEE_OperationHandle op, const char *func)
 {
@@ -452,19 +543,7 @@ TEE_Result TEE_AEInit(TEE_OperationHandle operation, const void *nonce,
 			 nonceLen);
 
 	a = gp_key_attr(&op->key, TEE_ATTR_SECRET_VALUE);
-	switch (a ? a->len : 0) {
-	case 16:
-		cipher = EVP_aes_128_gcm();
-		break;
-	case 24:
-		cipher = EVP_aes_192_gcm();
-		break;
-	case 32:
-		cipher = EVP_aes_256_gcm();
-		break;
-	default:
-		GP_PANIC(TEE_ERROR_BAD_STATE, "bad AES key");
-	}
+	cipher = aes_cipher(op, true);
 	if (EVP_CipherInit_ex(op->cipher, cipher, NULL, NULL, NULL, enc) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(op->cipher, EVP_CTRL_GCM_SET_IVLEN,
 				(int)nonceLen, NULL) != 1 ||

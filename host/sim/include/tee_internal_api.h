@@ -155,6 +155,7 @@ typedef struct __TEE_OperationHandle *TEE_OperationHandle;
 #define TEE_MODE_DIGEST			0x00000005
 #define TEE_MODE_DERIVE			0x00000006
 
+#define TEE_ALG_AES_CTR			0x10000210
 #define TEE_ALG_AES_GCM			0x40000810
 #define TEE_ALG_SHA256			0x50000004
 #define TEE_ALG_HMAC_SHA256		0x30000004
@@ -274,6 +275,14 @@ void TEE_MACUpdate(TEE_OperationHandle operation, const void *chunk,
 TEE_Result TEE_MACComputeFinal(TEE_OperationHandle operation,
 			       const void *message, size_t messageLen,
 			       void *mac, size_t *macLen);
+
+void TEE_CipherInit(TEE_OperationHandle operation, const void *IV,
+		    size_t IVLen);
+TEE_Result TEE_CipherUpdate(TEE_OperationHandle operation, const void *srcData,
+			    size_t srcLen, void *destData, size_t *destLen);
+TEE_Result TEE_CipherDoFinal(TEE_OperationHandle operation,
+			     const void *srcData, size_t srcLen,
+			     void *destData, size_t *destLen);
 
 TEE_Result TEE_AEInit(TEE_OperationHandle operation, const void *nonce,
 		      size_t nonceLen, uint32_t tagLen, size_t AADLen,
