@@ -3,14 +3,17 @@
 # packages the native build needs, a virtualenv (.venv) holding the project
 # and its Python dependencies, and the native build (build/host, plus the
 # sanitizer build build/host-asan and the libFuzzer harnesses build/fuzz with
-# --with-sanitizers).
+# --with-sanitizers), and with --with-flower Flower in its own virtualenv
+# (.venv-flower, for benchmarks/aggregate.py: its pins clash with ours).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 with_sanitizers=0
+with_flower=0
 for arg in "$@"; do
     case "$arg" in
         --with-sanitizers) with_sanitizers=1 ;;
+        --with-flower) with_flower=1 ;;
         *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
     esac
 done
@@ -48,6 +51,14 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e '.[test]'
     touch "$stamp"
+fi
+
+if [ "$with_flower" -eq 1 ] && [ ! -f .venv-flower/.flower-installed ]; then
+    echo "setup: installing Flower into .venv-flower (benchmarks only)"
+    [ -x .venv-flower/bin/python ] || python3 -m venv .venv-flower
+    .venv-flower/bin/python -m pip install -q --upgrade pip
+    .venv-flower/bin/python -m pip install -q flwr numpy
+    touch .venv-flower/.flower-installed
 fi
 
 echo "setup: building the native parts (build/host)"

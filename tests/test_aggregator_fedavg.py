@@ -113,3 +113,20 @@ def test_central_noise_round_reports_epsilon(tmp_path: Path) -> None:
         assert eps == sorted(eps)
         cp = store.latest_checkpoint()
         assert cp is not None and np.std(cp.W) > 0  # noise reached the head
+
+
+@pytest.mark.parametrize("weight", [1.0, 37.0, 0.3])
+def test_add_into_is_accumulate_in_place(weight: float) -> None:
+    """The in-place sum the aggregator keeps is bit for bit the reference ``accumulate``."""
+    rng = np.random.default_rng(7)
+    deltas = [rng.normal(size=1000).astype(np.float32) for _ in range(5)]
+    acc = fedavg.RunningSum.empty(1000)
+    total, scratch = np.zeros(1000), np.empty(1000)
+    for d in deltas:
+        acc = fedavg.accumulate(acc, d, weight)
+        fedavg.add_into(total, d, weight, scratch)
+    assert np.array_equal(total, acc.total)
+    with pytest.raises(ValueError, match="shape"):
+        fedavg.add_into(total, deltas[0][:10], weight)
+    with pytest.raises(ValueError, match="weight"):
+        fedavg.add_into(total, deltas[0], float("nan"))

@@ -33,12 +33,12 @@ CHILD = textwrap.dedent("""
     payload = open(sys.argv[3], "rb").read()
     config = AggregatorConfig.from_mapping(table)
     store = Store(config.state)
-    original = Store.add_update
+    original = Store.add_updates
     def add_and_hang(self, db, *args):
         original(self, db, *args)
         print("in-transaction", flush=True)
         time.sleep(60)
-    Store.add_update = add_and_hang
+    Store.add_updates = add_and_hang
     RoundManager(config, store, Registry(store)).handle(topic, payload)
 """)
 
@@ -246,3 +246,42 @@ def test_example_configuration_is_valid(tmp_path: Path) -> None:
         example["aggregator"][key] = files[key]
     config = AggregatorConfig.from_mapping(example)
     assert config.rounds.cohort_size == 10 and config.dp.central_noise_multiplier == 0.0
+
+
+def test_failed_group_commit_drops_the_batch_and_counts_it_once_later(tmp_path: Path) -> None:
+    """A batch whose commit fails (here: disk full) is gone from memory as from disk; the
+    broker's redelivery of its unacknowledged messages is then counted once."""
+    import sqlite3
+
+    from edge.errors import StateError
+
+    table, devs, tickets = _fleet(tmp_path, 3)
+    config = AggregatorConfig.from_mapping(table)
+    payloads = [(d.topic("test"), d.update(tickets[d.topic("test")],
+                                           np.full(27, 0.02 * (i + 1), np.float32)))
+                for i, d in enumerate(devs)]
+    with Store(config.state) as store:
+        manager = RoundManager(config, store, Registry(store))
+        assert all(manager.stage(t, p).accepted for t, p in payloads[:2])
+        # A second update of a device in the same batch is a duplicate, not a second count.
+        again = manager.stage(*payloads[0])
+        assert (again.accepted, again.refusal) == (False, "duplicate")
+        assert manager.staged == 2 and manager.due() is None
+
+        def full(*_args: object) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+        store.add_updates = full  # type: ignore[method-assign]
+        with pytest.raises(StateError, match="disk is full"):
+            manager.commit()
+        assert (manager.staged, manager.committed) == (0, 0)
+        assert store.accepted(1) == {}
+        del store.add_updates
+        for topic, payload in payloads:  # redelivered, then the third device
+            assert manager.stage(topic, payload).accepted
+        assert manager.commit() == 3
+        assert manager.due() == "quorum"
+        manager.close()
+        cp = store.latest_checkpoint()
+        assert cp is not None
+    expected = (10 * 0.02 + 11 * 0.04 + 12 * 0.06) / 33
+    np.testing.assert_allclose(cp.W, expected, atol=1e-7)

@@ -55,6 +55,26 @@ def accumulate(acc: RunningSum, delta: np.ndarray, weight: float) -> RunningSum:
     return RunningSum(total, acc.weight + weight, acc.count + 1)
 
 
+def add_into(total: np.ndarray, delta: np.ndarray, weight: float,
+             scratch: np.ndarray | None = None) -> None:
+    """``total += weight · delta`` in place, in float64 (what ``accumulate`` computes, without
+    a new running sum and a float64 copy of the delta per update).
+
+    ``scratch`` (float64, the shape of ``total``) holds ``weight · delta`` when the weight
+    is not 1, so a long run of updates allocates nothing.
+    """
+    if delta.shape != total.shape:
+        raise ValueError(f"delta of shape {delta.shape}, running sum of {total.shape}")
+    if not (math.isfinite(weight) and weight >= 0.0):
+        raise ValueError(f"weight {weight} is not a finite number ≥ 0")
+    if weight == 1.0:
+        np.add(total, delta, out=total)
+        return
+    tmp = scratch if scratch is not None else np.empty_like(total)
+    np.multiply(delta, weight, out=tmp, dtype=np.float64)  # not float32 (NEP 50)
+    np.add(total, tmp, out=total)
+
+
 def mean(acc: RunningSum) -> np.ndarray:
     """The weighted mean Σ w·Δ / Σ w (zero when the weights sum to 0)."""
     if acc.weight <= 0.0:

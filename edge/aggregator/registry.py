@@ -15,15 +15,26 @@ class Registry:
     def __init__(self, store: Store, max_devices: int = MAX_RECIPIENTS):
         self.store = store
         self.max_devices = max_devices
+        # Records whose self-signature was verified, by their exact bytes: a round re-reads
+        # the devices several times, and an Ed25519 verify per device each time adds up.
+        self._parsed: dict[bytes, DeviceRecord] = {}
+
+    def _parse(self, record: bytes) -> DeviceRecord:
+        """A record parsed and verified once per process (the cache is keyed by its bytes)."""
+        device = self._parsed.get(record)
+        if device is None:
+            device = parse_device_record(record)
+            self._parsed[record] = device
+        return device
 
     def enroll(self, record: bytes) -> DeviceRecord:
         """Verify a device record's self-signature and enroll it (idempotent for the same one)."""
-        device = parse_device_record(record)
+        device = self._parse(bytes(record))
         with self.store.transaction() as db:
             row = db.execute("SELECT record FROM devices WHERE device_id = ?",
                              (device.device_id,)).fetchone()
             if row is not None:
-                known = parse_device_record(bytes(row[0]))
+                known = self._parse(bytes(row[0]))
                 if known.x25519_pub != device.x25519_pub:
                     raise Malformed(f"device {device.device_id.hex()} is enrolled with another "
                                     "key-agreement key; refusing to replace it")
@@ -39,6 +50,6 @@ class Registry:
         """Enrolled devices by id, in id order."""
         out: dict[bytes, DeviceRecord] = {}
         for record in self.store.device_records():
-            device = parse_device_record(record)
+            device = self._parse(record)
             out[device.device_id] = device
         return out

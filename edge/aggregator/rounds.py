@@ -1,7 +1,9 @@
 """The round manager: cohort, tickets, updates, quorum and deadline, next model package.
 
 It holds no network connection: it returns the messages to publish and takes the
-messages received, and every effect is committed to the Store before it returns.
+messages received. ``handle`` commits a message's effect to the Store before it returns;
+``stage`` and ``commit`` do the same for a batch (group commit: one transaction for the
+batch's update rows and the running sum after them, kept in memory between commits).
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import logging
 import math
 import os
 import random
-import sqlite3
 import time
+from collections import ChainMap
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,6 +37,16 @@ from .store import Checkpoint, OpenRound, Store
 from .verify import Accepted, RoundView, UpdateRefused, verify
 
 log = logging.getLogger("edge.aggregator")
+
+
+@dataclass
+class _Batch:
+    """Accepted updates not yet committed: the running sum with them, their rows and ids."""
+
+    total: np.ndarray
+    weight: float
+    rows: list[tuple[bytes, bytes, int]] = field(default_factory=list)
+    ids: dict[bytes, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,8 @@ class RoundManager:
         self._view: RoundView | None = None
         self._running: fedavg.RunningSum | None = None
         self._accepted: dict[bytes, bytes] = {}
+        self._batch: _Batch | None = None
+        self._scratch: np.ndarray | None = None
         cp = self.ensure_model()
         if self.holdout is not None:
             # At start, not at the first close: a round that cannot close stays open forever.
@@ -144,6 +158,7 @@ class RoundManager:
         self.refresh_devices()
         r = self.store.open_round()
         self._round = r
+        self._batch = None
         if r is None:
             self._view, self._running, self._accepted = None, None, {}
             return
@@ -158,6 +173,7 @@ class RoundManager:
         self._accepted = self.store.accepted(r.round_id)
         total = r.sum if r.sum is not None else np.zeros(params, dtype=np.float64)
         self._running = fedavg.RunningSum(total, r.weight, r.count)
+        self._scratch = np.empty(params, dtype=np.float64)
 
     def missing_tickets(self) -> list[tuple[str, bytes]]:
         """The open round's tickets of devices whose update is not accepted yet, to re-send."""
@@ -205,30 +221,76 @@ class RoundManager:
         With ``defer`` a refusal waits in ``self.ledger`` for the caller's ``ledger.flush()``
         (one commit for many refused messages); an accepted update always commits here.
         """
+        out = self.stage(topic, payload)
+        if out.accepted:
+            self.commit()
+        elif not defer:
+            self.ledger.flush()
+        return out
+
+    def stage(self, topic: str, payload: bytes) -> Outcome:
+        """Verify one update: an accepted one joins the batch that ``commit`` makes durable,
+        a refusal waits in ``self.ledger``. Nothing is durable (or to be acked) before
+        ``commit`` returns."""
         try:
             acc = self._verify(topic, payload)
-            with self.store.transaction() as db:
-                new = self._commit(db, acc)
         except UpdateRefused as refused:
             round_id = self._round.round_id if self._round else self.store.last_round_id() or None
             stored = self.ledger.record(round_id=round_id, device_id=refused.device_id,
                                         topic=topic[:256], refusal=refused.refusal,
                                         reason=str(refused)[:1000])
-            if not defer:
-                self.ledger.flush()
             # Past the audit bound a source is only counted: so is its log line.
             log.log(logging.WARNING if stored else logging.DEBUG, "refused update on %s: %s: %s",
                     topic[:256], refused.refusal, refused)
             return Outcome(False, refused.refusal, str(refused), refused.device_id)
-        self._running = new
-        self._accepted[acc.device_id] = acc.update_id
+        assert self._round is not None and self._running is not None
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = _Batch(self._running.total.copy(), self._running.weight)
+        weight = fedavg.update_weight(acc.example_count, self._round.central_noise)
+        fedavg.add_into(batch.total, acc.delta, weight, self._scratch)
+        batch.weight += weight
+        batch.rows.append((acc.device_id, acc.update_id, acc.example_count))
+        batch.ids[acc.device_id] = acc.update_id
         return Outcome(True, None, "accepted", acc.device_id)
+
+    @property
+    def committed(self) -> int:
+        """Updates of the open round committed so far (0 without an open round)."""
+        return 0 if self._running is None else self._running.count
+
+    @property
+    def staged(self) -> int:
+        """Accepted updates waiting for ``commit``."""
+        return 0 if self._batch is None else len(self._batch.rows)
+
+    def commit(self) -> int:
+        """Make the staged updates (one transaction: their rows and the running sum after
+        them) and the pending refusals durable; returns the number of updates committed.
+
+        After it returns, the messages staged since the last commit may be acknowledged. If
+        it raises, the staged updates are dropped from memory too (their messages are not
+        acknowledged, so the broker delivers them again).
+        """
+        batch, self._batch = self._batch, None
+        if batch is not None:
+            assert self._round is not None and self._running is not None
+            with self.store.transaction() as db:
+                self.store.add_updates(db, self._round.round_id, batch.rows, batch.total,
+                                       batch.weight)
+            self._running = fedavg.RunningSum(batch.total, batch.weight,
+                                              self._running.count + len(batch.rows))
+            self._accepted.update(batch.ids)
+        self.ledger.flush()
+        return 0 if batch is None else len(batch.rows)
 
     def _verify(self, topic: str, payload: bytes) -> Accepted:
         """Verify against the open round, re-reading enrollment once for an unknown device."""
+        accepted = self._accepted if self._batch is None \
+            else ChainMap(self._batch.ids, self._accepted)
         try:
             return verify(self.config.fleet, topic, payload, self._devices, self._view,
-                          self._accepted)
+                          accepted)
         except UpdateRefused as refused:
             # Re-read the devices only when their number changed: a flood of updates from
             # unenrolled keys must not cost a read of the whole table each.
@@ -236,22 +298,7 @@ class RoundManager:
                     or self.store.device_count() == len(self._devices):
                 raise
         self.refresh_devices()
-        return verify(self.config.fleet, topic, payload, self._devices, self._view,
-                      self._accepted)
-
-    def _commit(self, db: sqlite3.Connection, acc: Accepted) -> fedavg.RunningSum:
-        """Add an accepted update to the running sum inside ``db``'s transaction."""
-        assert self._round is not None and self._running is not None
-        r = self._round
-        new = fedavg.accumulate(self._running, acc.delta,
-                                fedavg.update_weight(acc.example_count, r.central_noise))
-        try:
-            self.store.add_update(db, r.round_id, acc.device_id, acc.update_id,
-                                  acc.example_count, new.total, new.weight)
-        except sqlite3.IntegrityError:
-            raise UpdateRefused("duplicate", f"an update of this device was accepted for round "
-                                f"{r.round_id} already", device_id=acc.device_id) from None
-        return new
+        return verify(self.config.fleet, topic, payload, self._devices, self._view, accepted)
 
     def due(self) -> str | None:
         """Why the open round should close now: 'quorum', 'deadline' or 'failed'; else None."""
@@ -260,19 +307,21 @@ class RoundManager:
             return None
         cohort = len(self._view.cohort) if self._view else 0
         quorum = min(self.config.rounds.quorum, cohort)
-        if self._running.count >= quorum:
+        count = self._running.count + self.staged  # close() commits the staged ones first
+        if count >= quorum:
             return "quorum"
         if self.clock() >= r.deadline:
-            enough = self._running.count >= min(self.config.rounds.min_updates, cohort)
+            enough = count >= min(self.config.rounds.min_updates, cohort)
             return "deadline" if enough else "failed"
         return None
 
     def close(self) -> RoundMetrics:
         """Close the open round: aggregate and checkpoint, or record it as failed."""
-        r, running, why = self._round, self._running, self.due()
-        if r is None or running is None or why is None:
+        why = self.due()
+        if self._round is None or self._running is None or why is None:
             raise RuntimeError("no round is open, or it is not due to close")
-        self.ledger.flush()  # the round's refusal counts are part of its metrics row
+        self.commit()  # staged updates count; the refusal counts are part of the metrics row
+        r, running = self._round, self._running
         cp = self.ensure_model()
         failed = why == "failed"
         dp = self.config.dp

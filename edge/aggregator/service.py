@@ -35,8 +35,11 @@ log = logging.getLogger("edge.aggregator")
 
 TICK_S = 0.05
 PUBLISH_TIMEOUT_S = 30.0
-# Refused messages whose counts wait for one commit (their acks wait with them).
-AUDIT_BATCH = 256
+# Messages whose effects (accepted updates, refusals) wait for one commit, at most: their
+# acks wait with them, so this bounds what the broker delivers again after a crash.
+BATCH = 256
+# The longest a staged batch waits for more messages before its commit.
+LINGER_S = 0.05
 # A metrics file that could not be written (full disk) is retried this often.
 METRICS_RETRY_S = 5.0
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -81,6 +84,7 @@ class Aggregator:
         self._closing = False
         self._subscription = update_subscription(config.fleet)
         self._metrics_retry: float | None = None
+        self._commit_s = 0.005  # a moving average of how long a commit of updates takes
         self._check_metrics_writable()
 
     def enroll(self, record: bytes) -> DeviceRecord:
@@ -276,42 +280,62 @@ class Aggregator:
         return max(0, total - self.rounds.closed_rounds())
 
     def _drain(self, client: mqtt.Client) -> None:
-        """Handle what arrived during one tick, acking each message after its commit.
+        """Handle what arrives during one tick, acking messages only after their commit.
 
-        Refusals are committed together (one transaction per tick or per AUDIT_BATCH
-        messages) and their messages acknowledged after that commit, so a flood of refused
-        messages costs one fsync per batch instead of one each.
+        Group commit: arriving messages are staged (verified, summed in memory) and
+        committed together, the update rows and the running sum in one transaction (one
+        fsync), then acknowledged. A batch is committed when BATCH messages are staged, or
+        when no message came for as long as one commit takes (measured, at most LINGER_S):
+        a batch waits for what arrives while the previous one was being committed, so
+        batches grow with the load and the wait costs at most one commit's time. A crash
+        before the commit loses nothing (the broker delivers the unacknowledged messages
+        again); a crash after it but before the acks counts nothing twice (the redelivered
+        updates are refused as duplicates).
         """
         deadline = time.monotonic() + TICK_S
-        refused: list[mqtt.MQTTMessage] = []
+        batch: list[tuple[int, int]] = []  # (mid, qos) of the messages waiting for the commit
+        first = 0.0  # when the batch's first message was staged
         try:
             while True:
-                timeout = deadline - time.monotonic()
+                # A batch waits for more as long as a commit takes; no batch, to the tick's end.
+                until = first + min(self._commit_s, LINGER_S) if batch else deadline
                 try:
-                    msg = self._inbox.get(timeout=max(0.0, timeout))
+                    msg = self._inbox.get(timeout=max(0.0, until - time.monotonic()))
                 except queue.Empty:
-                    return
+                    if not batch:
+                        return
+                    self._commit(client, batch)
+                    if time.monotonic() >= deadline:
+                        return
+                    continue
                 if not mqtt.topic_matches_sub(self._subscription, msg.topic):
                     # amqtt may hand a resumed session messages it never subscribed to
                     log.debug("ignored a message on %s (not an update topic)", msg.topic[:256])
                     client.ack(msg.mid, msg.qos)
-                elif self.rounds.handle(msg.topic, bytes(msg.payload), defer=True).accepted:
-                    client.ack(msg.mid, msg.qos)
-                else:
-                    refused.append(msg)
-                    if len(refused) >= AUDIT_BATCH:
-                        self._commit_refusals(client, refused)
-                if self._due():  # a deadline passes during a flood too
+                    continue
+                if not batch:
+                    first = time.monotonic()
+                self.rounds.stage(msg.topic, bytes(msg.payload))
+                batch.append((msg.mid, msg.qos))
+                if len(batch) >= BATCH:
+                    self._commit(client, batch)
+                if self._due():  # quorum reached, or a deadline passes during a flood
                     return
         finally:
-            self._commit_refusals(client, refused)
+            self._commit(client, batch)
 
-    def _commit_refusals(self, client: mqtt.Client, refused: list[mqtt.MQTTMessage]) -> None:
-        """Commit the pending refusals, then acknowledge their messages."""
-        self.rounds.ledger.flush()
-        for msg in refused:
-            client.ack(msg.mid, msg.qos)
-        refused.clear()
+    def _commit(self, client: mqtt.Client, batch: list[tuple[int, int]]) -> None:
+        """Commit what the batch's messages did, then acknowledge them."""
+        started = time.monotonic()
+        if self.rounds.commit():
+            self._commit_s += 0.2 * (time.monotonic() - started - self._commit_s)
+        self._ack(client, batch)
+        batch.clear()
+
+    def _ack(self, client: mqtt.Client, batch: list[tuple[int, int]]) -> None:
+        """Acknowledge committed messages (the broker then forgets them)."""
+        for mid, qos in batch:
+            client.ack(mid, qos)
 
     def _finish(self) -> None:
         """Close the due round, write its metrics, tell the hook, publish the new model."""

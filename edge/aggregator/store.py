@@ -1,7 +1,10 @@
 """The aggregator's SQLite state: devices, rounds, accepted updates, running sums, checkpoints.
 
-Every effect of one MQTT message is one transaction (``with store.transaction():``), so
-the message can be acknowledged once the transaction has committed.
+Every effect of a batch of MQTT messages is one transaction (``with store.transaction():``),
+so the messages can be acknowledged once the transaction has committed. Accepted updates are
+committed in groups (``add_updates``): the update rows and the round's running sum after
+them go in the same transaction, so the stored sum is always the sum of exactly the stored
+updates, and a restart resumes from it.
 """
 
 from __future__ import annotations
@@ -196,15 +199,22 @@ class Store:
                          (round_id,))
         return {bytes(d): bytes(u) for d, u in rows}
 
-    def add_update(self, db: sqlite3.Connection, round_id: int, device_id: bytes,
-                   update_id: bytes, example_count: int, new_sum: np.ndarray,
-                   new_weight: float) -> None:
-        """Record an accepted update and the round's new running sum (IntegrityError if dup)."""
-        db.execute("INSERT INTO updates VALUES (?, ?, ?, ?, ?)",
-                   (round_id, device_id, update_id, example_count, time.time()))
-        db.execute("UPDATE rounds SET sum = ?, weight = ?, count = count + 1 "
-                   "WHERE round_id = ? AND state = 'open'",
-                   (np.ascontiguousarray(new_sum, dtype="<f8").tobytes(), new_weight, round_id))
+    def add_updates(self, db: sqlite3.Connection, round_id: int,
+                    updates: list[tuple[bytes, bytes, int]], new_sum: np.ndarray,
+                    new_weight: float) -> None:
+        """Record a batch of accepted updates, (device id, update id, example count) each, and
+        the round's running sum with them, in ``db``'s transaction (group commit: the 800 KB
+        sum is written once per batch; IntegrityError if a device was counted already)."""
+        now = time.time()
+        db.executemany("INSERT INTO updates VALUES (?, ?, ?, ?, ?)",
+                       [(round_id, d, u, n, now) for d, u, n in updates])
+        cur = db.execute("UPDATE rounds SET sum = ?, weight = ?, count = count + ? "
+                         "WHERE round_id = ? AND state = 'open'",
+                         (np.ascontiguousarray(new_sum, dtype="<f8").tobytes(), new_weight,
+                          len(updates), round_id))
+        if cur.rowcount != 1:
+            raise StateError(f"{self._what}: round {round_id} is not open; its updates are "
+                             "not recorded")
 
     def finish_round(self, db: sqlite3.Connection, round_id: int, state: str,
                      metrics: dict[str, Any]) -> None:

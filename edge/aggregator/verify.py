@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.errors import EdgeError, SignatureInvalid
 from edge.formats.device import DeviceRecord
 from edge.formats.ed25519_strict import check_signature_form
 from edge.formats.envelope import Kind, parse_envelope
 from edge.formats.keys import ed25519_public_from_raw
-from edge.formats.update import MAX_UPDATE_SIZE, NORM_SLACK, SealedUpdate, l2_norm, parse_update
+from edge.formats.update import (
+    MAX_UPDATE_SIZE,
+    NORM_SLACK,
+    SealedUpdate,
+    parse_update_envelope,
+)
 from edge.protocol import device_from_update_topic
 from edge.tee_abi import MAX_TRAIN_EXAMPLES
 
@@ -58,6 +65,12 @@ class Accepted:
     update: SealedUpdate
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _identity_key(raw: bytes) -> Ed25519PublicKey:
+    """An enrolled device's Ed25519 key object, loaded once per key (not per update)."""
+    return ed25519_public_from_raw(raw)
+
+
 def update_id(payload: bytes) -> bytes:
     """The id of a sealed update: its signed digest, SHA-256 of header and body."""
     return parse_envelope(payload, kind=Kind.SEALED_UPDATE, max_len=MAX_UPDATE_SIZE).digest()
@@ -94,12 +107,12 @@ def verify(
     digest = env.digest()  # the signed message; also the update's id
     try:
         check_signature_form(env.signature)
-        ed25519_public_from_raw(record.ed25519_pub).verify(env.signature, digest)
+        _identity_key(record.ed25519_pub).verify(env.signature, digest)
     except (InvalidSignature, SignatureInvalid):
         raise UpdateRefused("signature", f"signature does not verify under the identity key "
                             f"of device {device_id.hex()}", device_id=device_id) from None
     try:
-        upd = parse_update(env.raw)
+        upd = parse_update_envelope(env)
     except EdgeError as exc:
         raise UpdateRefused(exc.refusal, str(exc), device_id=device_id) from None
     if not hmac.compare_digest(upd.device_id, device_id):
@@ -167,7 +180,7 @@ def _check_round(upd: SealedUpdate, rnd: RoundView | None, device_id: bytes) -> 
     if upd.update_clip != bound:
         raise UpdateRefused("norm", f"update clip {upd.update_clip:.6g}, the ticket set "
                             f"{bound:.6g}", device_id=device_id)
-    norm = l2_norm(upd.delta)
+    norm = upd.norm
     if norm > bound * (1.0 + NORM_SLACK):
         raise UpdateRefused("norm", f"‖Δ‖ = {norm:.6g} exceeds U = {bound:.6g}",
                             device_id=device_id)

@@ -178,6 +178,8 @@ def parse_envelope(
     """
     view = memoryview(data)
     header = check_header(view[:HEADER_SIZE], len(view), kind=kind, max_len=max_len, exact=exact)
+    if type(data) is bytes and len(data) == header.total_len:
+        return Envelope(header, data)  # immutable already: no copy of a 400 KB update
     return Envelope(header, bytes(view[: header.total_len]))
 
 

@@ -31,14 +31,15 @@ assert _HEAD.size == UPDATE_HEADER_SIZE
 
 
 def l2_norm(delta: np.ndarray) -> float:
-    """‖Δ‖₂ in float64 (einsum: np.linalg.norm's BLAS call is slow on small thread-bound hosts)."""
-    d = delta.astype(np.float64)
-    return float(np.sqrt(np.einsum("i,i->", d, d)))
+    """‖Δ‖₂ in float64 (einsum: np.linalg.norm's BLAS call is slow on small thread-bound hosts;
+    ``dtype`` makes it accumulate in float64 without a float64 copy of the delta)."""
+    return float(np.sqrt(np.einsum("i,i->", delta, delta, dtype=np.float64)))
 
 
 @dataclass(frozen=True)
 class SealedUpdate:
-    """A parsed sealed update; ``delta`` is float32 (W row-major, then b)."""
+    """A parsed sealed update; ``delta`` is a read-only float32 view of the received bytes
+    (W row-major, then b) and ``norm`` its ‖Δ‖₂ in float64."""
 
     device_id: bytes
     round_id: int
@@ -54,16 +55,17 @@ class SealedUpdate:
     example_clip: float
     delta: np.ndarray
     signer_key_id: bytes
-
-    @property
-    def norm(self) -> float:
-        """‖Δ‖₂ in float64."""
-        return l2_norm(self.delta)
+    norm: float
 
 
-def _parse(env: Envelope) -> SealedUpdate:
-    """Decode and check an update body."""
-    body = env.body
+def parse_update_envelope(env: Envelope) -> SealedUpdate:
+    """Decode and check the body of a parsed sealed-update envelope (no signature check).
+
+    The delta is viewed in place (no copy, no float conversion): one pass computes its
+    norm, which is finite exactly when every coordinate is (a float32 squared cannot
+    overflow float64, even summed over MAX_PARAMS).
+    """
+    body = memoryview(env.raw)[HEADER_SIZE : env.header.signed_len]
     if len(body) < UPDATE_HEADER_SIZE:
         raise Malformed(f"sealed update: body of {len(body)} bytes, shorter than the header")
     (device_id, round_id, nonce, version, n, steps, total, mode, res1, params, u, sigma, c,
@@ -80,16 +82,18 @@ def _parse(env: Envelope) -> SealedUpdate:
             f"{UPDATE_HEADER_SIZE + 4 * params}")
     if not (math.isfinite(u) and u > 0.0):
         raise Malformed(f"sealed update: update clip U {u} is not a finite number > 0")
-    delta = np.frombuffer(body, dtype="<f4", offset=UPDATE_HEADER_SIZE).astype(np.float32)
-    if not np.all(np.isfinite(delta)):
+    delta = np.frombuffer(body, dtype="<f4", offset=UPDATE_HEADER_SIZE)
+    norm = l2_norm(delta)
+    if not math.isfinite(norm):
         raise Malformed("sealed update: the delta holds a non-finite value")
     return SealedUpdate(device_id, round_id, nonce, version, n, steps, total, mode, params,
-                        u, sigma, c, delta, env.signer_key_id)
+                        u, sigma, c, delta, env.signer_key_id, norm)
 
 
 def parse_update(data: bytes | bytearray | memoryview) -> SealedUpdate:
     """Parse a sealed update with structural checks but no signature check."""
-    return _parse(parse_envelope(data, kind=Kind.SEALED_UPDATE, max_len=MAX_UPDATE_SIZE))
+    return parse_update_envelope(parse_envelope(data, kind=Kind.SEALED_UPDATE,
+                                                max_len=MAX_UPDATE_SIZE))
 
 
 def build_update(
