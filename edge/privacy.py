@@ -15,6 +15,7 @@ Each DP-SGD step is one subsampled Gaussian mechanism with noise multiplier sigm
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -129,5 +130,12 @@ def implied_epsilon(policy: PrivacyPolicy, steps: int | None = None) -> float:
     count = policy.step_budget if steps is None else steps
     if policy.noise_multiplier_min == 0.0:
         return math.inf if count else 0.0
-    return epsilon(policy.sampling_rate, policy.noise_multiplier_min, count, policy.delta,
-                   policy.sampling)
+    _check(policy.sampling_rate, policy.noise_multiplier_min, policy.delta)
+    # Cached per policy: the aggregator asks this for every device at every view.
+    step = _policy_step(policy.sampling_rate, policy.noise_multiplier_min, policy.sampling)
+    return step.epsilon(count, policy.delta)
+
+
+@functools.lru_cache(maxsize=16)
+def _policy_step(q: float, sigma: float, sampling: int) -> StepAccountant:
+    return StepAccountant.for_step(q, sigma, sampling)

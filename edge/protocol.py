@@ -38,12 +38,38 @@ def update_subscription(fleet: str) -> str:
     return f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/devices/+/update"
 
 
+def status_topic(fleet: str, device_id: bytes) -> str:
+    """Retained topic of one device's presence (ONLINE or OFFLINE; its last will)."""
+    return f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/devices/{device_id.hex()}/status"
+
+
+def status_subscription(fleet: str) -> str:
+    """The aggregator's subscription to every device's presence."""
+    return f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/devices/+/status"
+
+
+# Presence payloads. Not signed: the broker's ACL lets only the board itself write its
+# status topic, and presence only steers cohort selection (docs/protocol.md, "Presence").
+ONLINE = b"online"
+OFFLINE = b"offline"
+
+
+def device_from_status_topic(fleet: str, topic: str) -> bytes:
+    """The device id named by a status topic; Malformed if it is not one."""
+    return _device_from(fleet, topic, "/status")
+
+
 def device_from_update_topic(fleet: str, topic: str) -> bytes:
     """The device id named by an update topic; Malformed if it is not one."""
+    return _device_from(fleet, topic, "/update")
+
+
+def _device_from(fleet: str, topic: str, suffix: str) -> bytes:
     prefix = f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/devices/"
-    if not (topic.startswith(prefix) and topic.endswith("/update")):
-        raise Malformed(f"topic {topic!r} is not an update topic of fleet {fleet!r}")
-    hexid = topic[len(prefix):-len("/update")]
+    if not (topic.startswith(prefix) and topic.endswith(suffix)):
+        raise Malformed(f"topic {topic!r} is not a{'n' if suffix == '/update' else ''} "
+                        f"{suffix[1:]} topic of fleet {fleet!r}")
+    hexid = topic[len(prefix):-len(suffix)]
     if not _DEVICE.match(hexid):
         raise Malformed(f"topic {topic!r} does not name a device id")
     return bytes.fromhex(hexid)

@@ -6,6 +6,7 @@ import datetime
 import functools
 import ipaddress
 import os
+import re
 import subprocess
 import threading
 import time
@@ -247,10 +248,21 @@ class Deployed:
             "password_file": str(password_file or self.passwords[user])})
 
 
+# Debian's stock /etc/mosquitto/mosquitto.conf (package mosquitto), which includes conf.d.
+DEBIAN_STOCK_CONF = Path("/etc/mosquitto/mosquitto.conf")
+
+
 def deployed_config(root: Path, port: int, files: dict[str, Path],
-                    conf: Path = DEPLOY / "mosquitto.conf", acl: Path = DEPLOY / "acl") -> str:
-    """The shipped mosquitto.conf with only its port, file paths and folders moved into root."""
-    text = conf.read_text(encoding="utf-8")
+                    main: Path = DEPLOY / "mosquitto.conf",
+                    snippet: Path = DEPLOY / "conf.d" / "edge.conf",
+                    acl: Path = DEPLOY / "acl") -> str:
+    """A main config (the shipped standalone one, or Debian's stock file) including the
+    shipped conf.d snippet, with only port, file paths and folders moved into root."""
+    if not main.is_file():
+        raise AssertionError(f"{main} is missing (Debian's stock file comes with "
+                             "apt-get install mosquitto, or run scripts/setup.sh)")
+    texts = {"main": main.read_text(encoding="utf-8"),
+             "snippet": snippet.read_text(encoding="utf-8")}
     moves = [("listener 8883", f"listener {port} 127.0.0.1"),
              ("/etc/mosquitto/edge/ca.crt", str(files["ca"])),
              ("/etc/mosquitto/edge/server.crt", str(files["crt"])),
@@ -259,13 +271,19 @@ def deployed_config(root: Path, port: int, files: dict[str, Path],
              ("/etc/mosquitto/edge/acl", str(acl)),
              ("/usr/local/lib/edge/mosquitto_edge_retain.so",
               str(require_native("host") / "mosquitto_edge_retain.so")),
+             ("/run/mosquitto/mosquitto.pid", str(root / "mosquitto.pid")),
              ("/var/lib/mosquitto/", f"{root}/"),
              ("/var/log/mosquitto/mosquitto.log", str(root / "mosquitto.log"))]
     for old, new in moves:
-        if old in text:
-            text = text.replace(old, new)
-        elif not old.endswith(".so"):  # the config on main had no plugin
-            raise AssertionError(f"{conf} no longer names {old}")
+        if not any(old in t for t in texts.values()) and not old.endswith((".so", ".pid")):
+            raise AssertionError(f"{main} and {snippet} no longer name {old}")
+        texts = {k: t.replace(old, new) for k, t in texts.items()}
+    confd = root / "conf.d"
+    confd.mkdir(exist_ok=True)
+    (confd / "edge.conf").write_text(texts["snippet"], encoding="utf-8")
+    text, n = re.subn(r"^include_dir .*$", f"include_dir {confd}", texts["main"], flags=re.M)
+    if n != 1:
+        raise AssertionError(f"{main} has {n} include_dir lines, not one")
     if os.geteuid() == 0:
         text += "user root\n"   # mosquitto would drop to "mosquitto", who cannot write root
     return text

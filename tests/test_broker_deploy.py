@@ -232,9 +232,9 @@ def test_a_board_publishes_only_its_own_update_topic(deployed: Deployed) -> None
 # -- item 12: packet size and queue bounds ----------------------------------------------------
 
 def _option(name: str) -> int:
-    text = (DEPLOY / "mosquitto.conf").read_text(encoding="utf-8")
+    text = (DEPLOY / "conf.d" / "edge.conf").read_text(encoding="utf-8")
     m = re.search(rf"^{name} (\d+)$", text, re.M)
-    assert m, f"deploy/mosquitto/mosquitto.conf sets no {name}"
+    assert m, f"deploy/mosquitto/conf.d/edge.conf sets no {name}"
     return int(m.group(1))
 
 
@@ -349,3 +349,45 @@ def test_federation_runs_on_the_shipped_config(tmp_path: Path,
     finally:
         fed.close()
         dep.broker.stop()
+
+
+# -- presence: a board's retained status and last will ---------------------------------------
+
+def test_presence_own_status_retained_will_on_loss_and_no_other(deployed: Deployed) -> None:
+    """A board retains online on its own status topic and its will (offline, retained) is
+    published when its connection drops; it can write no other board's status."""
+    settings = deployed.settings(DEV_A.hex())
+    board = make_client(settings, client_id(settings, "edge-a"), clean_session=True)
+    board.will_set(protocol.status_topic(FLEET, DEV_A), protocol.OFFLINE, qos=1, retain=True)
+    board.connect(settings.host, settings.port)
+    board.loop_start()
+    other = Peer(deployed, DEV_C.hex())
+    try:
+        deadline = time.monotonic() + 10
+        while not board.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert board.is_connected(), "a board with a retained will on its status was refused"
+        board.publish(protocol.status_topic(FLEET, DEV_A), protocol.ONLINE, qos=1,
+                      retain=True).wait_for_publish(10)
+        other.publish(protocol.status_topic(FLEET, DEV_B), protocol.ONLINE, retain=True)
+        other.publish(protocol.status_topic(FLEET, DEV_A), protocol.OFFLINE, retain=True)
+        time.sleep(0.5)
+        watch = Peer(deployed, DEPLOY_AGGREGATOR, cid="watch",
+                     topics=(protocol.status_subscription(FLEET),))
+        assert watch.wait(1, 5) == 1
+        assert watch.got == [(protocol.status_topic(FLEET, DEV_A), protocol.ONLINE, True)]
+        # the connection drops without a DISCONNECT (power loss, a kill): the will goes out
+        board.loop_stop()
+        board.socket().close()
+        assert watch.wait(2, 15) == 2, "the board's will was not published"
+        assert watch.got[1][:2] == (protocol.status_topic(FLEET, DEV_A), protocol.OFFLINE)
+        watch.close()
+        late = Peer(deployed, DEPLOY_AGGREGATOR, cid="late",
+                    topics=(protocol.status_subscription(FLEET),))
+        late.wait(1, 5)
+        time.sleep(0.3)
+        late.close()
+        assert late.got == [(protocol.status_topic(FLEET, DEV_A), protocol.OFFLINE, True)]
+    finally:
+        other.close()
+        board.loop_stop()

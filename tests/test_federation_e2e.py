@@ -95,3 +95,8 @@ def test_demo_command_small(tmp_path: Path) -> None:
     assert all(r["participants"] == 3 and not r["failed"] for r in data["rows"])
     assert 0.0 < data["reference"] <= 1.0 and data["errors"] == []
     assert data["rows"][-1]["device_epsilon"] > 0
+    # ... and the HTML report beside it, with the device ε the demo knows (rendering is
+    # checked in Chromium by tests/test_aggregator_report.py)
+    html = report.with_suffix(".html").read_text()
+    assert html.count("<svg") == 5 and 'data-series="device_epsilon"' in html
+    assert html.count('data-series="device:') == 3

@@ -9,9 +9,17 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from federation_helpers import DEPLOY_AGGREGATOR, DEPLOY_FLEET, Deployed, start_deployed
+from federation_helpers import (
+    DEBIAN_STOCK_CONF,
+    DEPLOY,
+    DEPLOY_AGGREGATOR,
+    DEPLOY_FLEET,
+    Deployed,
+    start_deployed,
+)
 
 from edge import protocol
+from edge.broker import BrokerError
 from edge.errors import ConfigError
 from edge.mqtt import BrokerSettings, client_id, make_client, read_password
 
@@ -86,10 +94,13 @@ def test_client_id_is_the_user_name_or_unguessable(tmp_path: Path) -> None:
 DEV_A, DEV_B = bytes.fromhex("aa" * 16), bytes.fromhex("bb" * 16)
 
 
-@pytest.fixture
-def deployed(tmp_path: Path) -> Iterator[Deployed]:
-    """deploy/mosquitto/mosquitto.conf with its paths and port pointed into tmp_path."""
-    dep = start_deployed(tmp_path, [DEPLOY_AGGREGATOR, DEV_A.hex(), DEV_B.hex()])
+@pytest.fixture(params=["standalone", "debian-stock"])
+def deployed(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Deployed]:
+    """deploy/mosquitto/conf.d/edge.conf included by the shipped standalone mosquitto.conf,
+    or by Debian's stock /etc/mosquitto/mosquitto.conf (its include_dir pointed at a
+    folder holding the snippet), with paths and port pointed into tmp_path."""
+    main = DEPLOY / "mosquitto.conf" if request.param == "standalone" else DEBIAN_STOCK_CONF
+    dep = start_deployed(tmp_path, [DEPLOY_AGGREGATOR, DEV_A.hex(), DEV_B.hex()], main=main)
     try:
         yield dep
     finally:
@@ -152,3 +163,21 @@ def test_deployed_config_tls_passwords_and_acl(deployed: Deployed) -> None:
     finally:
         c.loop_stop()
     assert codes and codes[0].is_failure, codes
+
+
+def test_snippet_sets_nothing_debian_stock_conf_sets(tmp_path: Path) -> None:
+    """The snippet starts beside Debian's stock file because it repeats none of its
+    process-wide settings; the previous single file (with log_dest) did not start."""
+    stock = {line.split()[0] for line in DEBIAN_STOCK_CONF.read_text().splitlines()
+             if line.strip() and not line.startswith("#")} - {"include_dir", "persistence"}
+    snippet = DEPLOY / "conf.d" / "edge.conf"
+    keys = {line.split()[0] for line in snippet.read_text().splitlines()
+            if line.strip() and not line.startswith("#")}
+    assert stock and not keys & stock, f"{snippet} repeats {sorted(keys & stock)}"
+    # The same layout with one stock setting repeated is refused: the layout test above
+    # would see it.
+    doubled = tmp_path / "doubled.conf"
+    doubled.write_text(snippet.read_text() + "log_dest file /var/log/mosquitto/mosquitto.log\n")
+    with pytest.raises(BrokerError):
+        start_deployed(tmp_path / "broker", [DEPLOY_AGGREGATOR], main=DEBIAN_STOCK_CONF,
+                       snippet=doubled).broker.stop()

@@ -1,6 +1,7 @@
 /*
  * Mosquitto 2.0 plugin: retained publishes only on the topics named in the
- * configuration (the fleet's model topic), from anyone.
+ * configuration (the fleet's model topic, the boards' status topics), from
+ * anyone the ACL lets write them.
  *
  * Mosquitto's acl_file grants "write" with or without the retain flag, and
  * retain_available is broker-wide, so without this plugin a board could retain
@@ -11,9 +12,12 @@
  *
  *   plugin /usr/local/lib/edge/mosquitto_edge_retain.so
  *   plugin_opt_retain_topic edge/v1/<fleet>/model
+ *   plugin_opt_retain_status_topic edge/v1/<fleet>/devices/+/status
  *
- * plugin_opt_retain_topic holds one topic filter (+ and # allowed); without
- * one, no client may retain anything. Built by the top-level Makefile
+ * Each option holds one topic filter (+ and # allowed) and is given at most
+ * once; without either, no client may retain anything. The status filter is
+ * for presence (docs/broker.md): a board's retained online/offline message
+ * and its last will; acl_file still decides who writes which status topic. Built by the top-level Makefile
  * (build/host/mosquitto_edge_retain.so) against Debian's mosquitto-dev.
  */
 
@@ -25,10 +29,11 @@
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
 
-#define RETAIN_OPTION "retain_topic"
+static const char *const retain_options[] = {"retain_topic", "retain_status_topic"};
+#define RETAIN_OPTIONS (sizeof(retain_options) / sizeof(retain_options[0]))
 
 static mosquitto_plugin_id_t *plugin_id;
-static char *retain_filter;
+static char *retain_filter[RETAIN_OPTIONS];
 
 static int on_acl_check(int event, void *event_data, void *userdata)
 {
@@ -41,9 +46,14 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	 * client's own PUBLISH with the retain flag is ours to judge. */
 	if (ed->access != MOSQ_ACL_WRITE || !ed->retain)
 		return MOSQ_ERR_PLUGIN_DEFER;
-	if (retain_filter &&
-	    mosquitto_topic_matches_sub(retain_filter, ed->topic, &allowed) != MOSQ_ERR_SUCCESS)
-		allowed = false;
+	for (size_t i = 0; i < RETAIN_OPTIONS; i++) {
+		bool match = false;
+
+		if (retain_filter[i] &&
+		    mosquitto_topic_matches_sub(retain_filter[i], ed->topic, &match) == MOSQ_ERR_SUCCESS &&
+		    match)
+			allowed = true;
+	}
 	if (allowed)
 		return MOSQ_ERR_PLUGIN_DEFER;
 	mosquitto_log_printf(MOSQ_LOG_NOTICE, "edge_retain: denied retained PUBLISH from %s to %s",
@@ -65,19 +75,23 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	(void)userdata;
 	plugin_id = identifier;
 	for (int i = 0; i < option_count; i++) {
-		if (strcmp(options[i].key, RETAIN_OPTION) != 0) {
+		size_t k = 0;
+
+		while (k < RETAIN_OPTIONS && strcmp(options[i].key, retain_options[k]) != 0)
+			k++;
+		if (k == RETAIN_OPTIONS) {
 			mosquitto_log_printf(MOSQ_LOG_ERR, "edge_retain: unknown option plugin_opt_%s",
 					     options[i].key);
 			return MOSQ_ERR_INVAL;
 		}
-		if (retain_filter || mosquitto_sub_topic_check(options[i].value) != MOSQ_ERR_SUCCESS) {
+		if (retain_filter[k] || mosquitto_sub_topic_check(options[i].value) != MOSQ_ERR_SUCCESS) {
 			mosquitto_log_printf(MOSQ_LOG_ERR,
-					     "edge_retain: plugin_opt_" RETAIN_OPTION
-					     " must be given once, as a valid topic filter");
+					     "edge_retain: plugin_opt_%s must be given once, as a valid "
+					     "topic filter", retain_options[k]);
 			return MOSQ_ERR_INVAL;
 		}
-		retain_filter = strdup(options[i].value);
-		if (!retain_filter)
+		retain_filter[k] = strdup(options[i].value);
+		if (!retain_filter[k])
 			return MOSQ_ERR_NOMEM;
 	}
 	return mosquitto_callback_register(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL);
@@ -88,7 +102,9 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
 	(void)userdata;
 	(void)options;
 	(void)option_count;
-	free(retain_filter);
-	retain_filter = NULL;
+	for (size_t i = 0; i < RETAIN_OPTIONS; i++) {
+		free(retain_filter[i]);
+		retain_filter[i] = NULL;
+	}
 	return mosquitto_callback_unregister(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
 }

@@ -23,9 +23,10 @@ _KEYS: dict[str, tuple[str, ...]] = {
                    "initial_head", "backbone", "backbone_metadata", "encrypt_backbone"),
     "rounds": ("cohort_size", "quorum", "min_updates", "timeout_s", "rounds", "seed"),
     "dp": ("example_clip", "noise_multiplier", "update_clip", "learning_rate", "local_epochs",
-           "batch_size", "central_noise_multiplier", "delta"),
+           "batch_size", "central_noise_multiplier", "delta", "device_policy"),
     "eval": ("holdout",),
     "audit": ("rows_per_source", "rows_per_round"),
+    "metrics": ("prometheus_textfile", "prometheus_port", "prometheus_address"),
     "broker": BROKER_KEYS,
 }
 
@@ -54,6 +55,7 @@ class DpSettings:
     batch_size: int
     central_noise_multiplier: float
     delta: float
+    device_policy: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,15 @@ class AuditSettings:
 
     rows_per_source: int = 100
     rows_per_round: int = 10_000
+
+
+@dataclass(frozen=True)
+class PrometheusSettings:
+    """[metrics]: the Prometheus textfile (node_exporter) and HTTP endpoint, both optional."""
+
+    textfile: Path | None = None
+    port: int | None = None
+    address: str = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,7 @@ class AggregatorConfig:
     encrypt_backbone: bool = False
     holdout: Path | None = None
     audit: AuditSettings = AuditSettings()
+    prometheus: PrometheusSettings = PrometheusSettings()
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> AggregatorConfig:
@@ -119,6 +131,7 @@ class AggregatorConfig:
             backbone_metadata=agg.path("backbone_metadata", required=False),
             encrypt_backbone=agg.boolean("encrypt_backbone", False),
             holdout=t["eval"].path("holdout", required=False),
+            prometheus=_prometheus(t["metrics"]),
             rounds=rounds,
             dp=dp,
             broker=BrokerSettings.from_table(t["broker"]),
@@ -151,4 +164,17 @@ def _dp(r: Table) -> DpSettings:
         batch_size=r.integer("batch_size", 1, lo=1, hi=65535),
         central_noise_multiplier=r.number("central_noise_multiplier", 0.0, hi=hi),
         delta=delta,
+        device_policy=r.path("device_policy", required=False),
     )
+
+
+def _prometheus(r: Table) -> PrometheusSettings:
+    """Validate [metrics]."""
+    textfile = r.path("prometheus_textfile", required=False, must_exist=False)
+    if textfile is not None and textfile.suffix != ".prom":
+        # node_exporter's textfile collector reads *.prom only: another name is never scraped
+        raise r.error("prometheus_textfile", f"{str(textfile)!r} must end in .prom")
+    port = r.integer("prometheus_port", None, lo=0, hi=65535) \
+        if r.has("prometheus_port") else None
+    address = r.string("prometheus_address", "127.0.0.1")
+    return PrometheusSettings(textfile, port, address)

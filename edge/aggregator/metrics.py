@@ -27,12 +27,17 @@ class RoundMetrics:
     seconds: float = 0.0
     model_version: int = 0
     failed: bool = False
+    opened_at: float | None = None  # Unix times; absent from rows written before they were
+    closed_at: float | None = None  # kept, so readers take them as optional
+    # ε of the device that spent the most steps, under dp.device_policy (None without it)
+    device_epsilon: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (infinite ε as null)."""
         row = asdict(self)
-        if row["epsilon"] is not None and not math.isfinite(row["epsilon"]):
-            row["epsilon"] = None
+        for key in ("epsilon", "device_epsilon"):
+            if row[key] is not None and not math.isfinite(row[key]):
+                row[key] = None
         return row
 
     def describe(self) -> str:

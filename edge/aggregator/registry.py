@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.errors import Malformed, Oversized
+from edge.errors import ConfigError, Malformed, Oversized
 from edge.formats.device import DeviceRecord, parse_device_record
 from edge.formats.manifest import MAX_RECIPIENTS
 
@@ -45,6 +45,12 @@ class Registry:
                                 f"{self.max_devices}; device {device.device_id.hex()} refused")
             self.store.add_device(db, device.device_id, bytes(record))
         return device
+
+    def revoke(self, device_id: bytes) -> None:
+        """Remove an enrolled device: no more tickets; the next package leaves it out."""
+        with self.store.transaction() as db:
+            if not self.store.remove_device(db, device_id):
+                raise ConfigError(f"device {device_id.hex()} is not enrolled")
 
     def devices(self) -> dict[bytes, DeviceRecord]:
         """Enrolled devices by id, in id order."""

@@ -26,9 +26,9 @@ from edge.formats.device import DeviceRecord
 from edge.formats.package_builder import build_package, head_plaintext
 from edge.formats.ticket import NONCE_SIZE, build_ticket, parse_ticket
 from edge.keyfiles import load_private_key
-from edge.protocol import model_topic, ticket_topic
+from edge.protocol import OFFLINE, ONLINE, device_from_status_topic, model_topic, ticket_topic
 
-from . import fedavg
+from . import device_budget, fedavg
 from .audit import RefusalLedger
 from .config import AggregatorConfig
 from .metrics import Holdout, RoundMetrics
@@ -47,6 +47,8 @@ class _Batch:
     weight: float
     rows: list[tuple[bytes, bytes, int]] = field(default_factory=list)
     ids: dict[bytes, bytes] = field(default_factory=dict)
+    # (device id, steps, total steps, noise multiplier) of each: the views' budget burn-down
+    steps: list[tuple[bytes, int, int, float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class RoundManager:
         self.aggregator_key = load_private_key(config.aggregator_key)
         self.signer_key = load_private_key(config.model_signer_key)
         self.holdout = Holdout(config.holdout) if config.holdout else None
+        self.device_budget = device_budget.load(config, self.signer_key)
         self.metadata = _metadata(config)
         _check_backbone(config)
         self.ledger = RefusalLedger(store, rows_per_source=config.audit.rows_per_source,
@@ -97,6 +100,9 @@ class RoundManager:
         self._accepted: dict[bytes, bytes] = {}
         self._batch: _Batch | None = None
         self._scratch: np.ndarray | None = None
+        # Devices whose last announced presence is offline (edge.protocol.status_topic);
+        # a device that never announced one counts as live, as before presence existed.
+        self._offline = {d for d, (st, _) in store.presence().items() if st == "offline"}
         cp = self.ensure_model()
         if self.holdout is not None:
             # At start, not at the first close: a round that cannot close stays open forever.
@@ -183,11 +189,39 @@ class RoundManager:
                 for d, t in sorted(self.store.tickets(self._round.round_id).items())
                 if d not in self._accepted]
 
+    def presence(self, topic: str, payload: bytes) -> None:
+        """Record a device's announced presence (its retained status or last will)."""
+        try:
+            device_id = device_from_status_topic(self.config.fleet, topic)
+        except EdgeError as exc:
+            log.warning("ignored presence on %s: %s", topic[:256], exc)
+            return
+        status = {ONLINE: "online", OFFLINE: "offline"}.get(payload)
+        if status is None:
+            log.warning("ignored presence of device %s: payload is not online or offline",
+                        device_id.hex())
+            return
+        with self.store.transaction() as db:
+            self.store.set_presence(db, device_id, status, self.clock())
+        was_offline = device_id in self._offline
+        if status == "offline":
+            self._offline.add(device_id)
+        else:
+            self._offline.discard(device_id)
+        if was_offline != (status == "offline"):
+            log.info("device %s is %s", device_id.hex(), status)
+
+    def live_devices(self) -> list[bytes]:
+        """Enrolled devices not announced offline, in id order."""
+        return [d for d in sorted(self._devices) if d not in self._offline]
+
     def open_next(self) -> list[tuple[str, bytes]]:
-        """Open the next round for a seeded-random cohort; returns the tickets to publish."""
+        """Open the next round for a seeded-random cohort of live devices; returns the
+        tickets to publish."""
         if self._round is not None:
             raise RuntimeError(f"round {self._round.round_id} is still open")
-        devices = sorted(self.refresh_devices())
+        enrolled = sorted(self.refresh_devices())
+        devices = self.live_devices()
         rs, dp = self.config.rounds, self.config.dp
         if len(devices) < rs.min_updates:
             return []
@@ -205,14 +239,17 @@ class RoundManager:
                                    update_clip=dp.update_clip, learning_rate=dp.learning_rate,
                                    epochs=dp.local_epochs, batch_size=dp.batch_size)
                    for d in cohort}
+        # The accountant's sampling rate is over every enrolled device: presence decides
+        # who is asked, not who could have been.
         r = OpenRound(round_id, cp.version, nonce, issued, deadline,
-                      float(np.float32(dp.update_clip)), len(cohort) / len(devices),
+                      float(np.float32(dp.update_clip)), len(cohort) / len(enrolled),
                       dp.central_noise_multiplier, "open", now, None, 0.0, 0)
         with self.store.transaction() as db:
             self.store.insert_round(db, r, tickets)
         self._load_open()
-        log.info("round %d opened: model v%d, cohort of %d of %d devices, deadline in %.0f s",
-                 round_id, cp.version, len(cohort), len(devices), rs.timeout_s)
+        log.info("round %d opened: model v%d, cohort of %d of %d live devices (%d enrolled), "
+                 "deadline in %.0f s", round_id, cp.version, len(cohort), len(devices),
+                 len(enrolled), rs.timeout_s)
         return [(ticket_topic(self.config.fleet, d), tickets[d]) for d in cohort]
 
     def handle(self, topic: str, payload: bytes, *, defer: bool = False) -> Outcome:
@@ -252,6 +289,8 @@ class RoundManager:
         batch.weight += weight
         batch.rows.append((acc.device_id, acc.update_id, acc.example_count))
         batch.ids[acc.device_id] = acc.update_id
+        batch.steps.append((acc.device_id, acc.update.steps, acc.update.total_steps,
+                            acc.update.noise_multiplier))
         return Outcome(True, None, "accepted", acc.device_id)
 
     @property
@@ -278,6 +317,7 @@ class RoundManager:
             with self.store.transaction() as db:
                 self.store.add_updates(db, self._round.round_id, batch.rows, batch.total,
                                        batch.weight)
+                self.store.add_update_steps(db, self._round.round_id, batch.steps)
             self._running = fedavg.RunningSum(batch.total, batch.weight,
                                               self._running.count + len(batch.rows))
             self._accepted.update(batch.ids)
@@ -301,7 +341,8 @@ class RoundManager:
         return verify(self.config.fleet, topic, payload, self._devices, self._view, accepted)
 
     def due(self) -> str | None:
-        """Why the open round should close now: 'quorum', 'deadline' or 'failed'; else None."""
+        """Why the open round should close now: 'quorum', 'offline' (every device still
+        awaited is offline), 'deadline' or 'failed'; else None."""
         r = self._round
         if r is None or self._running is None:
             return None
@@ -310,6 +351,11 @@ class RoundManager:
         count = self._running.count + self.staged  # close() commits the staged ones first
         if count >= quorum:
             return "quorum"
+        waiting = set(self._view.cohort if self._view else ()) - set(self._accepted) \
+            - set(self._batch.ids if self._batch else ())
+        if waiting and waiting <= self._offline \
+                and count >= min(self.config.rounds.min_updates, cohort):
+            return "offline"  # every device still awaited announced it went offline
         if self.clock() >= r.deadline:
             enough = count >= min(self.config.rounds.min_updates, cohort)
             return "deadline" if enough else "failed"
@@ -336,10 +382,17 @@ class RoundManager:
             privacy.append((r.sampling_rate, r.central_noise))
         epsilon = fedavg.fleet_epsilon(privacy, dp.delta)
         accuracy = self.holdout.accuracy(W, b) if self.holdout else None
+        now = self.clock()
+        device_eps = None
+        if self.device_budget is not None:
+            spent = self.store.latest_steps()
+            # the worst device: ε grows with steps under one policy
+            device_eps = self.device_budget.epsilon(max(spent.values(), default=0))
         m = RoundMetrics(round=r.round_id, participants=running.count,
                          refused=self.store.refusals(r.round_id), accuracy=accuracy,
-                         epsilon=epsilon, delta=dp.delta, seconds=self.clock() - r.opened,
-                         model_version=version, failed=failed)
+                         epsilon=epsilon, delta=dp.delta, seconds=now - r.opened,
+                         model_version=version, failed=failed, opened_at=r.opened,
+                         closed_at=now, device_epsilon=device_eps)
         with self.store.transaction() as db:
             if not failed:
                 self.store.add_checkpoint(db, version, r.round_id, W, b)

@@ -23,10 +23,11 @@ from edge.mqtt import (
     log_connect_failure,
     make_client,
 )
-from edge.protocol import update_subscription
+from edge.protocol import status_subscription, update_subscription
 
 from .config import AggregatorConfig
 from .metrics import RoundMetrics, sync_jsonl
+from .prometheus import Exporter, take_snapshot
 from .registry import Registry
 from .rounds import RoundManager
 from .store import Store
@@ -43,6 +44,8 @@ LINGER_S = 0.05
 # A metrics file that could not be written (full disk) is retried this often.
 METRICS_RETRY_S = 5.0
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# The Prometheus snapshot is refreshed after every round and at least this often.
+PROMETHEUS_REFRESH_S = 5.0
 PUBLISH_SLICE_S = 0.2
 
 
@@ -83,9 +86,15 @@ class Aggregator:
         self._client: mqtt.Client | None = None
         self._closing = False
         self._subscription = update_subscription(config.fleet)
+        self._presence = status_subscription(config.fleet)
         self._metrics_retry: float | None = None
         self._commit_s = 0.005  # a moving average of how long a commit of updates takes
         self._check_metrics_writable()
+        prom = config.prometheus
+        self.exporter = Exporter(config.fleet, textfile=prom.textfile, port=prom.port,
+                                 address=prom.address) \
+            if prom.textfile is not None or prom.port is not None else None
+        self._prometheus_at = 0.0
 
     def enroll(self, record: bytes) -> DeviceRecord:
         """Enroll one device record (DEVICE.pub); its device gets the next model package."""
@@ -119,9 +128,23 @@ class Aggregator:
         self._metrics_retry = None
         return True
 
+    def refresh_prometheus(self) -> None:
+        """Serve (and write) a fresh Prometheus snapshot of the database, if configured."""
+        if self.exporter is None:
+            return
+        self._prometheus_at = time.monotonic()
+        try:
+            self.exporter.update(take_snapshot(self.store, self.config.fleet,
+                                               self.config.dp.delta))
+        except OSError as exc:  # like the metrics file: the database keeps the truth
+            log.warning("metrics: cannot write %s (%s); retrying in %.0f s",
+                        self.config.prometheus.textfile, exc.strerror, PROMETHEUS_REFRESH_S)
+
     def close(self) -> None:
-        """Disconnect and close the database."""
+        """Disconnect, stop the metrics endpoint and close the database."""
         self._disconnect()
+        if self.exporter is not None:
+            self.exporter.close()
         self.store.close()
 
     def __enter__(self) -> Aggregator:
@@ -138,7 +161,7 @@ class Aggregator:
                         self.config.broker.url, reason, client.next_retry())
             return
         client.accepted()
-        client.subscribe(self._subscription, qos=1)
+        client.subscribe([(self._subscription, 1), (self._presence, 1)])
         self._connected_at = time.monotonic()
         self._connected.set()
         self._reconnected.set()
@@ -190,11 +213,14 @@ class Aggregator:
         """Run rounds until ``rounds`` more have closed (default: [rounds] rounds), or stop."""
         target = self._target(rounds)
         closed = 0
+        if self.exporter is not None:
+            self.exporter.start()  # a port in use fails here, before anything is published
         client = self._connect(stop)
         try:
             if stop.is_set():
                 return
             self.sync_metrics()  # rows a crash or a full disk kept out of the file
+            self.refresh_prometheus()
             self._publish_model()
             if self.rounds.open_round is not None:
                 log.info("resuming round %d", self.rounds.open_round.round_id)
@@ -205,6 +231,7 @@ class Aggregator:
                     if not self.rounds.model_is_out():
                         stop.wait(1.0)  # publishing failed: retry before any ticket
                         continue
+                    self._drain(client)  # presence that arrived meanwhile picks the cohort
                     tickets = self.rounds.open_next()
                     if not tickets:
                         stop.wait(0.5)  # not enough enrolled devices yet
@@ -219,6 +246,8 @@ class Aggregator:
                     closed += 1
                 elif self._metrics_retry is not None and time.monotonic() >= self._metrics_retry:
                     self.sync_metrics()
+                if time.monotonic() >= self._prometheus_at + PROMETHEUS_REFRESH_S:
+                    self.refresh_prometheus()
             if not stop.is_set():
                 self._publish_final(stop)
         finally:
@@ -308,6 +337,10 @@ class Aggregator:
                     if time.monotonic() >= deadline:
                         return
                     continue
+                if mqtt.topic_matches_sub(self._presence, msg.topic):
+                    self.rounds.presence(msg.topic, bytes(msg.payload))
+                    client.ack(msg.mid, msg.qos)
+                    continue
                 if not mqtt.topic_matches_sub(self._subscription, msg.topic):
                     # amqtt may hand a resumed session messages it never subscribed to
                     log.debug("ignored a message on %s (not an update topic)", msg.topic[:256])
@@ -341,6 +374,7 @@ class Aggregator:
         """Close the due round, write its metrics, tell the hook, publish the new model."""
         m = self.rounds.close()
         self.sync_metrics()
+        self.refresh_prometheus()
         log.info("%s", m.describe())
         if self.on_round is not None:
             self.on_round(m)

@@ -51,6 +51,12 @@ CREATE TABLE IF NOT EXISTS audit (
     update_id BLOB);
 CREATE TABLE IF NOT EXISTS metrics (round_id INTEGER PRIMARY KEY, row TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_round_topic ON audit (round_id, topic);
+CREATE TABLE IF NOT EXISTS presence (
+    device_id BLOB PRIMARY KEY, status TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS update_steps (
+    round_id INTEGER NOT NULL, device_id BLOB NOT NULL, steps INTEGER NOT NULL,
+    total_steps INTEGER NOT NULL, noise_multiplier REAL NOT NULL,
+    PRIMARY KEY (round_id, device_id));
 CREATE TABLE IF NOT EXISTS refusal_counts (
     round_id INTEGER NOT NULL, topic TEXT NOT NULL, refusal TEXT NOT NULL,
     count INTEGER NOT NULL, last_at REAL NOT NULL, PRIMARY KEY (round_id, topic, refusal));
@@ -158,6 +164,23 @@ class Store:
         """Every enrolled device's record, in device-id order."""
         return [bytes(r[0]) for r in self._all("SELECT record FROM devices ORDER BY device_id")]
 
+    def remove_device(self, db: sqlite3.Connection, device_id: bytes) -> bool:
+        """Remove an enrolled device (revocation); False if it was not enrolled."""
+        db.execute("DELETE FROM presence WHERE device_id = ?", (device_id,))
+        return db.execute("DELETE FROM devices WHERE device_id = ?",
+                          (device_id,)).rowcount == 1
+
+    def set_presence(self, db: sqlite3.Connection, device_id: bytes, status: str,
+                     at: float) -> None:
+        """Record a device's last announced presence ('online' or 'offline')."""
+        db.execute("INSERT INTO presence VALUES (?, ?, ?) ON CONFLICT (device_id) DO UPDATE "
+                   "SET status = excluded.status, at = excluded.at", (device_id, status, at))
+
+    def presence(self) -> dict[bytes, tuple[str, float]]:
+        """Last announced presence of every device that announced one: (status, time)."""
+        return {bytes(d): (str(s), float(at))
+                for d, s, at in self._all("SELECT device_id, status, at FROM presence")}
+
     def device_count(self) -> int:
         """The number of enrolled devices."""
         return int(self._one("SELECT count(*) FROM devices")[0])
@@ -215,6 +238,58 @@ class Store:
         if cur.rowcount != 1:
             raise StateError(f"{self._what}: round {round_id} is not open; its updates are "
                              "not recorded")
+
+    def add_update_steps(self, db: sqlite3.Connection, round_id: int,
+                         rows: list[tuple[bytes, int, int, float]]) -> None:
+        """Record the DP-SGD steps accepted updates say their devices spent, (device id,
+        steps, total steps, noise multiplier) each (for the views), in ``db``'s transaction."""
+        db.executemany("INSERT INTO update_steps VALUES (?, ?, ?, ?, ?)",
+                       [(round_id, *row) for row in rows])
+
+    def device_activity(self) -> list[dict[str, Any]]:
+        """Per enrolled device: enrollment, tickets, accepted updates, steps, last refusal."""
+        rows = self._all(
+            "SELECT d.device_id, d.enrolled_at, "
+            "(SELECT count(*) FROM tickets t WHERE t.device_id = d.device_id), "
+            "(SELECT count(*) FROM updates u WHERE u.device_id = d.device_id), "
+            "(SELECT max(received) FROM updates u WHERE u.device_id = d.device_id), "
+            "(SELECT max(round_id) FROM updates u WHERE u.device_id = d.device_id), "
+            "(SELECT total_steps FROM update_steps s WHERE s.device_id = d.device_id "
+            " ORDER BY round_id DESC LIMIT 1), "
+            "(SELECT json_array(a.at, a.round_id, a.refusal, a.reason) FROM audit a "
+            " WHERE a.device_id = d.device_id ORDER BY a.id DESC LIMIT 1), "
+            "(SELECT json_array(p.status, p.at) FROM presence p "
+            " WHERE p.device_id = d.device_id) "
+            "FROM devices d ORDER BY d.device_id")
+        out = []
+        for dev, enrolled, tickets, joined, seen, last_round, steps, refusal, pres in rows:
+            last = json.loads(refusal) if refusal else None
+            status, since = json.loads(pres) if pres else (None, None)
+            out.append({
+                "presence": status, "presence_since": since,
+                "device": bytes(dev).hex(), "enrolled_at": enrolled, "tickets": int(tickets),
+                "rounds_joined": int(joined), "last_update_at": seen,
+                "last_round": last_round, "steps_spent": steps,
+                "last_refusal": None if last is None else {
+                    "at": last[0], "round": last[1], "refusal": last[2], "reason": last[3]}})
+        return out
+
+    def steps_by_round(self) -> list[tuple[int, str, int]]:
+        """(round, device hex, total steps spent) of every accepted update, by round."""
+        return [(int(r), bytes(d).hex(), int(t)) for r, d, t in self._all(
+            "SELECT round_id, device_id, total_steps FROM update_steps "
+            "ORDER BY round_id, device_id")]
+
+    def latest_steps(self) -> dict[bytes, int]:
+        """Each device's total DP-SGD steps as its newest accepted update reports them."""
+        return {bytes(d): int(t) for d, t in self._all(
+            "SELECT device_id, total_steps FROM update_steps s WHERE round_id = "
+            "(SELECT max(round_id) FROM update_steps t WHERE t.device_id = s.device_id)")}
+
+    def round_times(self) -> dict[int, tuple[float, float | None]]:
+        """(opened, closed) Unix times of every round, for rows written before they were kept."""
+        return {int(r): (float(o), c) for r, o, c in self._all(
+            "SELECT round_id, opened, closed FROM rounds")}
 
     def finish_round(self, db: sqlite3.Connection, round_id: int, state: str,
                      metrics: dict[str, Any]) -> None:

@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,25 @@ def status(config: Any) -> dict[str, Any]:
         }
 
 
+def human_time(t: float | None, now: float | None = None) -> str:
+    """A Unix time as UTC with how long ago it was ('-' for none)."""
+    if t is None:
+        return "-"
+    now = time.time() if now is None else now
+    ago = now - float(t)
+    when = datetime.fromtimestamp(float(t), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if ago < 0:
+        return f"{when} (in {_span(-ago)})"
+    return f"{when} ({_span(ago)} ago)"
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the aggregator's state from its database."""
     info = status(_load(args))
@@ -132,12 +153,22 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2, sort_keys=True))
         return 0
     rounds = info["rounds"]
-    print(f"fleet {info['fleet']}: {len(info['devices'])} enrolled devices, model "
-          f"v{info['model_version']}, rounds closed {rounds.get('closed', 0)}, failed "
-          f"{rounds.get('failed', 0)}, open {rounds.get('open', 0)}")
+    model = "no model yet (the aggregator has not run)" if info["model_version"] is None \
+        else f"model v{info['model_version']}" + ("" if info["model_published"]
+                                                 else " (not published yet)")
+    print(f"fleet {info['fleet']}: {len(info['devices'])} enrolled devices, {model}, rounds "
+          f"closed {rounds.get('closed', 0)}, failed {rounds.get('failed', 0)}, open "
+          f"{rounds.get('open', 0)}")
     if info["open_round"]:
         o = info["open_round"]
-        print(f"open round {o['round']}: {o['accepted']} accepted, deadline {o['deadline']}")
+        print(f"open round {o['round']}: {o['accepted']} accepted, deadline "
+              f"{human_time(o['deadline'])}")
+    last = info["last_round"]
+    if last:
+        print(f"last round {last['round']}: "
+              + ("failed" if last.get("failed") else f"model v{last.get('model_version')}")
+              + f", {last.get('participants')} participants, closed "
+              + human_time(last.get("closed_at")))
     eps = "not reported (no central noise)" if info["epsilon"] is None \
         else f"{info['epsilon']:.4g} at delta {info['delta']:g}"
     print(f"fleet epsilon: {eps}")
@@ -150,6 +181,88 @@ def cmd_status(args: argparse.Namespace) -> int:
     for device in info["devices"]:
         print(f"  device {device}")
     return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    """Per enrolled device: last seen, rounds joined, steps spent, last refusal."""
+    from edge.aggregator.store import Store
+
+    config = _load(args)
+    with Store(_existing_state(config)) as store:
+        devices = store.device_activity()
+    budget = _device_budget(config)
+    for d in devices:
+        steps = d["steps_spent"] or 0
+        d["epsilon"] = None if budget is None else budget.epsilon(steps)
+        d["budget_left"] = None if budget is None else budget.left(steps)
+    if args.json:
+        print(json.dumps({"fleet": config.fleet, "devices": devices}, indent=2,
+                         sort_keys=True))
+        return 0
+    print(f"{'device':<32}  {'presence':<8}  {'tickets':>7}  {'joined':>6}  {'steps':>6}  "
+          f"{'left':>6}  {'epsilon':>7}  last update")
+    for d in devices:
+        steps = "-" if d["steps_spent"] is None else d["steps_spent"]
+        left = "-" if d["budget_left"] is None else d["budget_left"]
+        eps = "-" if d["epsilon"] is None else f"{d['epsilon']:.3g}"
+        print(f"{d['device']:<32}  {d['presence'] or '-':<8}  {d['tickets']:>7}  "
+              f"{d['rounds_joined']:>6}  {steps:>6}  {left:>6}  {eps:>7}  "
+              f"{human_time(d['last_update_at'])}")
+        r = d["last_refusal"]
+        if r is not None:
+            print(f"  last refused in round {r['round']}, {human_time(r['at'])}: "
+                  f"{r['refusal']}: {r['reason']}")
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    """Remove enrolled devices: no tickets from the next round, left out of the next package."""
+    from edge.aggregator.registry import Registry
+    from edge.aggregator.store import Store
+
+    config = _load(args)
+    state = _existing_state(config)
+    ids = []
+    for text in args.devices:
+        try:
+            ids.append(bytes.fromhex(text))
+        except ValueError:
+            ids.append(b"")
+        if len(ids[-1]) != 16:
+            raise ConfigError(f"device id {text!r} is not 32 hex digits (edge aggregator "
+                              "devices lists them)")
+    with Store(state) as store:
+        registry = Registry(store)
+        for device_id in ids:
+            registry.revoke(device_id)
+            print(f"revoked device {device_id.hex()}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the HTML report (charts of every round) from the state database."""
+    from edge.aggregator.report import from_store, write_html
+    from edge.aggregator.store import Store
+
+    config = _load(args)
+    with Store(_existing_state(config)) as store:
+        data = from_store(store, config.fleet)
+    try:
+        write_html(args.html, data)
+    except OSError as exc:
+        raise ConfigError(f"--html: cannot write {args.html}: {exc.strerror}") from None
+    print(f"report of {len(data.rows)} rounds written to {args.html}")
+    return 0
+
+
+def _device_budget(config: Any) -> Any:
+    """The devices' policy budget (dp.device_policy), or None when not configured."""
+    from edge.aggregator import device_budget
+    from edge.keyfiles import load_private_key
+
+    if config.dp.device_policy is None:
+        return None
+    return device_budget.load(config, load_private_key(config.model_signer_key))
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -193,6 +306,20 @@ def register(nouns: Any) -> None:
     p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_status)
+    p = verbs.add_parser("devices", help="per device: last seen, rounds joined, steps spent, "
+                         "last refusal")
+    p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_devices)
+    p = verbs.add_parser("revoke", help="remove enrolled devices (no more tickets or models)")
+    p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
+    p.add_argument("devices", nargs="+", metavar="DEVICE", help="device id, 32 hex digits")
+    p.set_defaults(run=cmd_revoke)
+    p = verbs.add_parser("report", help="write an HTML report with charts of every round")
+    p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
+    p.add_argument("--html", type=Path, metavar="OUT.html", required=True,
+                   help="the HTML file to write (self-contained)")
+    p.set_defaults(run=cmd_report)
     p = verbs.add_parser("audit", help="refusals by round, topic and class; audit rows")
     p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
     p.add_argument("--rows", action="store_true", help="also print the newest audit rows")

@@ -7,6 +7,7 @@ pairs never interleave and the network never blocks on training.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -40,6 +41,8 @@ PUBLISH_TIMEOUT = 60.0
 STOP_GRACE = 5.0
 INFER_BATCH = 256
 SEEN_TICKETS = 64
+# A clean stop waits this long at most for the broker to take its OFFLINE status.
+OFFLINE_WAIT_S = 1.0
 
 
 @dataclass
@@ -79,6 +82,7 @@ class Daemon:
         self.model_topic = protocol.model_topic(config.fleet)
         self.ticket_topic = protocol.ticket_topic(config.fleet, self.device_id)
         self.update_topic = protocol.update_topic(config.fleet, self.device_id)
+        self.status_topic = protocol.status_topic(config.fleet, self.device_id)
         self.stats = DaemonStats()
         self.connected = threading.Event()
         self.subscribed = threading.Event()
@@ -97,6 +101,9 @@ class Daemon:
             client_id(config.broker, f"edge-{self.device_id.hex()}",
                       secret=session_secret(config.work_dir)),
             clean_session=False, on_failure=self._connect_failed)
+        # Presence: the broker publishes this (retained) when the connection is lost
+        # without a DISCONNECT; _on_connect says online, run() says offline on a clean stop.
+        self.client.will_set(self.status_topic, protocol.OFFLINE, qos=1, retain=True)
         self.delivery = Delivery(self.client, self.update_topic,
                                  Outbox(config.work_dir / "outbox"))
         self.outbox = self.delivery.outbox
@@ -128,6 +135,7 @@ class Daemon:
         self.client.accepted()
         self.stats.connects += 1
         client.subscribe([(self.model_topic, 1), (self.ticket_topic, 1)])
+        client.publish(self.status_topic, protocol.ONLINE, qos=1, retain=True)
         self.connected.set()
         # The broker may have lost what it acknowledged (a crash): publish kept updates again.
         self._jobs.put(("outbox", b""))
@@ -176,10 +184,21 @@ class Daemon:
             self._stopping.set()
             self._jobs.put(None)
             worker.join()
+            self._say_offline()
             self.client.disconnect()
             self.client.loop_stop()
             self.source.close()
             self._log(logging.INFO, "stop", published=len(self.stats.rounds_published))
+
+    def _say_offline(self) -> None:
+        """Publish OFFLINE (retained) before a clean disconnect, which sends no will.
+
+        Bounded: a stop must not wait on a broker that is gone (its will went out then)."""
+        if not self.connected.is_set():
+            return
+        info = self.client.publish(self.status_topic, protocol.OFFLINE, qos=1, retain=True)
+        with contextlib.suppress(RuntimeError, ValueError):
+            info.wait_for_publish(OFFLINE_WAIT_S)
 
     def close(self) -> None:
         """Release the TA session and the store; idempotent."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from edge.demo import data as demo_data
 from edge.demo.fleet import write_fleet
-from edge.demo.output import Table, row_dict, write_report
+from edge.demo.output import Table, row_dict, write_html_report, write_report
 from edge.demo.runner import broker_url, run_federation
 from edge.demo.settings import PRESETS, quiet_absl
 from edge.errors import ConfigError, EdgeError
@@ -106,7 +106,8 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None,
                 result = run_federation(fleet, opts.rounds, on_round=on_round, stop=stop)
             finally:
                 table.close()
-        return _finish(opts, out, rows, result, reference, dp, time.monotonic() - t0, root)
+        return _finish(opts, out, rows, result, reference, dp, time.monotonic() - t0, root,
+                       Path(fleet.aggregator["aggregator"]["state"]))
     finally:
         if owned:
             shutil.rmtree(root, ignore_errors=True)
@@ -121,7 +122,8 @@ def _reference(split: demo_data.Split, backbone: demo_data.DemoBackbone) -> floa
 
 
 def _finish(opts: DemoOptions, out: TextIO, rows: list[dict[str, Any]], result: Any,
-            reference: float, dp: Any, seconds: float, root: Path) -> dict[str, Any]:
+            reference: float, dp: Any, seconds: float, root: Path,
+            state: Path) -> dict[str, Any]:
     """Print the summary lines, write the report, raise if the federation broke."""
     final = next((r["accuracy"] for r in reversed(rows) if r["accuracy"] is not None), None)
     met = final is not None and (reference - final) * 100 <= TARGET_POINTS
@@ -148,7 +150,9 @@ def _finish(opts: DemoOptions, out: TextIO, rows: list[dict[str, Any]], result: 
               "delta": dp.delta, "seconds": round(seconds, 2), "errors": result.errors}
     if opts.report is not None:
         write_report(opts.report, report)
-        _say(out, f"report written to {opts.report}")
+        html = opts.report.with_suffix(".html")
+        write_html_report(html, state)
+        _say(out, f"report written to {opts.report} and {html}")
     if result.errors:
         raise EdgeError("federation failed: " + "; ".join(result.errors))
     if len(rows) < opts.rounds:

@@ -75,7 +75,10 @@ def aggregator_config(root: Path, broker_url: str, dp: DemoPrivacy, devices: int
         "dp": {"example_clip": dp.example_clip, "noise_multiplier": dp.noise_multiplier,
                "update_clip": dp.update_clip, "learning_rate": dp.learning_rate,
                "local_epochs": dp.local_epochs, "batch_size": 1,
-               "central_noise_multiplier": dp.central_noise_multiplier, "delta": dp.delta},
+               "central_noise_multiplier": dp.central_noise_multiplier, "delta": dp.delta,
+               # the boards' policy: the aggregator checks its tickets against it and
+               # reports the devices' epsilon and budget left from their updates' steps
+               "device_policy": str(root / "keys" / "policy.bin")},
         "eval": {"holdout": str(agg / "holdout.npz")},
         "broker": {"url": broker_url, "keepalive": 10},
     }

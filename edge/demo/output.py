@@ -97,3 +97,13 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
     """Write the JSON report atomically."""
     text = json.dumps(report, indent=2, sort_keys=True) + "\n"
     write_durably(path, text.encode("utf-8"), mode=0o644)
+
+
+def write_html_report(path: Path, state: Path) -> None:
+    """The aggregator's HTML report of the run (docs/aggregator.md, "Views")."""
+    from edge.aggregator.report import from_store, write_html
+    from edge.aggregator.store import Store
+    from edge.demo.fleet import FLEET
+
+    with Store(state) as store:
+        write_html(path, from_store(store, FLEET))
