@@ -33,8 +33,8 @@ from guest import OUT, Guest, build_image  # noqa: E402
 
 from edge.formats.device import DeviceRecord, parse_device_record  # noqa: E402
 from edge.formats.keys import ed25519_raw_public  # noqa: E402
+from edge.formats.package_builder import build_package  # noqa: E402
 from edge.tee import TrustedApp  # noqa: E402
-from firmware_sign.package_builder import build_package  # noqa: E402
 
 HEAD_IN, HEAD_OUT, BATCH = 1024, 100, 64
 BACKBONE = 1 << 20  # 1 MiB, encrypted

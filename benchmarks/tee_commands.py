@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from edge.formats.device import build_device_record, parse_device_record
 from edge.formats.keys import ed25519_raw_public
 from edge.formats.package import open_package
+from edge.formats.package_builder import build_package
 from edge.tee import TrustedApp
-from firmware_sign.package_builder import build_package
 
 MIB = 1024 * 1024
 

@@ -27,10 +27,10 @@ from reference_dpsgd import FIXED, Round, dpsgd_round  # noqa: E402
 
 from edge.formats.device import parse_device_record  # noqa: E402
 from edge.formats.keys import ed25519_raw_public  # noqa: E402
+from edge.formats.package_builder import build_package  # noqa: E402
 from edge.formats.policy import SAMPLING_FIXED, build_policy  # noqa: E402
 from edge.formats.ticket import build_ticket  # noqa: E402
 from edge.tee import TrustedApp  # noqa: E402
-from firmware_sign.package_builder import build_package  # noqa: E402
 
 NOW = int(time.time())
 BATCH = 32

@@ -22,9 +22,11 @@ import paho.mqtt.client as mqtt
 
 from edge.errors import ConfigError
 from edge.state_files import write_durably
+from edge.toml_config import Table
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
-_KEYS = ("url", "ca_file", "cert_file", "key_file", "username", "password_file", "keepalive")
+BROKER_KEYS = ("url", "ca_file", "cert_file", "key_file", "username", "password_file",
+               "keepalive")
 RECONNECT_MIN_DELAY = 1
 RECONNECT_MAX_DELAY = 30
 
@@ -61,33 +63,27 @@ class BrokerSettings:
         Relative file paths are taken relative to ``base`` (the configuration
         file's folder) when given.
         """
-        if not isinstance(table, Mapping):
-            raise ConfigError(f"{where} must be a table")
-        unknown = sorted(set(table) - set(_KEYS))
-        if unknown:
-            raise ConfigError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(_KEYS)})")
-        url = table.get("url")
-        if not isinstance(url, str) or not url:
-            raise ConfigError(f"{where}.url: required, e.g. \"mqtt://127.0.0.1:1883\"")
-        host, port, tls = _parse_url(url, f"{where}.url")
-        files = {k: _path(table, k, where, base) for k in ("ca_file", "cert_file", "key_file",
+        return cls.from_table(Table(table, where, BROKER_KEYS, base or Path.cwd()))
+
+    @classmethod
+    def from_table(cls, table: Table) -> BrokerSettings:
+        """Validate the ``[broker]`` table of a configuration."""
+        if not table.has("url"):
+            raise table.error("url", "required, e.g. \"mqtt://127.0.0.1:1883\"")
+        host, port, tls = _parse_url(table.string("url"), table.where("url"))
+        files = {k: table.path(k, required=False) for k in ("ca_file", "cert_file", "key_file",
                                                              "password_file")}
         if not tls:
             for key in ("ca_file", "cert_file", "key_file"):
                 if files[key] is not None:
-                    raise ConfigError(f"{where}.{key}: only applies to an mqtts:// url")
+                    raise table.only_with(key, "an mqtts:// url")
         if (files["cert_file"] is None) != (files["key_file"] is None):
             missing = "key_file" if files["key_file"] is None else "cert_file"
-            raise ConfigError(f"{where}.{missing}: cert_file and key_file go together")
-        username = table.get("username")
-        if username is not None and (not isinstance(username, str) or not username):
-            raise ConfigError(f"{where}.username: must be a non-empty string")
+            raise table.error(missing, "cert_file and key_file go together")
+        username = table.string("username", None)
         if files["password_file"] is not None and username is None:
-            raise ConfigError(f"{where}.password_file: needs {where}.username")
-        keepalive = table.get("keepalive", 60)
-        if isinstance(keepalive, bool) or not isinstance(keepalive, int) \
-                or not 5 <= keepalive <= 65535:
-            raise ConfigError(f"{where}.keepalive: must be an integer 5..65535 (seconds)")
+            raise table.error("password_file", f"needs {table.where('username')}")
+        keepalive = table.integer("keepalive", 60, lo=5, hi=65535)
         return cls(host=host, port=port, tls=tls, ca_file=files["ca_file"],
                    cert_file=files["cert_file"], key_file=files["key_file"],
                    username=username, password_file=files["password_file"], keepalive=keepalive)
@@ -109,21 +105,6 @@ def _parse_url(url: str, key: str) -> tuple[str, int, bool]:
     if parts.username or parts.password:
         raise ConfigError(f"{key}: put credentials in username/password_file, not the URL")
     return parts.hostname, port or DEFAULT_PORTS[parts.scheme], parts.scheme == "mqtts"
-
-
-def _path(table: Mapping[str, Any], key: str, where: str, base: Path | None) -> Path | None:
-    """An optional file path that must exist (relative ones under ``base``)."""
-    value = table.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}.{key}: must be a file path string")
-    path = Path(value).expanduser()
-    if base is not None and not path.is_absolute():
-        path = base / path
-    if not path.is_file():
-        raise ConfigError(f"{where}.{key}: no such file {str(path)!r}")
-    return path
 
 
 def read_password(settings: BrokerSettings) -> str | None:

@@ -15,14 +15,19 @@ Each DP-SGD step is one subsampled Gaussian mechanism with noise multiplier sigm
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge.errors import ConfigError
 from edge.tee_abi import Sampling
+
+if TYPE_CHECKING:
+    from edge.formats.policy import PrivacyPolicy
 
 POISSON = Sampling.POISSON
 FIXED = Sampling.FIXED
@@ -118,3 +123,20 @@ def max_steps(
     if sigma == 0.0:
         raise ConfigError("sigma = 0 gives no privacy: no step budget exists (no-DP test only)")
     return StepAccountant.for_step(q, sigma, sampling).max_steps(target_epsilon, delta)
+
+
+def implied_epsilon(policy: PrivacyPolicy, steps: int | None = None) -> float:
+    """ε at a privacy policy's δ after ``steps`` steps at its sigma_min (default: its whole
+    step budget); an upper bound for any ticket the TA accepts under it, inf for noise 0."""
+    count = policy.step_budget if steps is None else steps
+    if policy.noise_multiplier_min == 0.0:
+        return math.inf if count else 0.0
+    _check(policy.sampling_rate, policy.noise_multiplier_min, policy.delta)
+    # Cached per policy: the aggregator asks this for every device at every view.
+    step = _policy_step(policy.sampling_rate, policy.noise_multiplier_min, policy.sampling)
+    return step.epsilon(count, policy.delta)
+
+
+@functools.lru_cache(maxsize=16)
+def _policy_step(q: float, sigma: float, sampling: int) -> StepAccountant:
+    return StepAccountant.for_step(q, sigma, sampling)

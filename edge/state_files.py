@@ -13,11 +13,14 @@ instead of failing a call. Every SQLite failure becomes a one-line
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from edge.errors import StateError
 
@@ -31,25 +34,46 @@ def sync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_durably(path: Path, data: bytes, *, mode: int) -> None:
-    """Replace ``path`` with ``data`` (new files get ``mode``) so a crash leaves the old
-    bytes or the new ones; OSError if the disk refuses, with nothing left behind."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
+@contextmanager
+def durable_file(path: Path, *, mode: int, replace: bool = True) -> Iterator[BinaryIO]:
+    """Yield a file whose bytes become ``path`` only when the block ends without an error:
+    written to a temporary file beside it (created with ``mode``), synced, renamed and the
+    folder synced, so a crash leaves the old bytes or the new ones. With ``replace=False``
+    an existing ``path`` is kept and FileExistsError raised. OSError if the disk refuses,
+    with nothing left behind."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-        try:
-            view = memoryview(data)
-            while view:  # os.write may write part of the buffer
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)  # the umask must not widen or narrow a key's mode
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _link_no_clobber(tmp, path)
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
     sync_dir(path.parent)
+
+
+def write_durably(path: Path, data: bytes, *, mode: int, replace: bool = True) -> None:
+    """Replace ``path`` with ``data`` through :func:`durable_file`."""
+    with durable_file(path, mode=mode, replace=replace) as fh:
+        fh.write(data)
+
+
+def _link_no_clobber(tmp: Path, path: Path) -> None:
+    """Move ``tmp`` to ``path`` unless ``path`` exists (a hard link where supported)."""
+    try:
+        os.link(tmp, path)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, "exists", str(path)) from exc
+        os.replace(tmp, path)
 
 
 @contextmanager

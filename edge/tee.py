@@ -153,15 +153,28 @@ def _raise_for(native: Native, what: str, code: int, origin: int) -> None:
     raise (cls or errors.TeeError)(message, code=code, origin=origin)
 
 
-class TrustedApp:
-    """An open session with the edge TA on the chosen backend."""
+BACKENDS = ("optee", "sim")
+DEFAULT_BACKEND = "optee"  # the product runs on OP-TEE; tests and the demo say "sim"
 
-    def __init__(self, backend: str = "sim", state_dir: str | os.PathLike[str] | None = None):
+
+def check_backend_state(backend: str, state_dir: object | None) -> None:
+    """The one rule of a backend's state folder: the simulated TEE (``sim``) keeps its
+    secure storage in one and needs it; OP-TEE keeps its own, so one is refused."""
+    if backend not in BACKENDS:
+        raise errors.ConfigError(f"TEE backend {backend!r} is not \"optee\" or \"sim\"")
+    if backend == "sim" and state_dir is None:
+        raise errors.ConfigError("the simulated TEE (sim) needs a state folder")
+    if backend == "optee" and state_dir is not None:
+        raise errors.ConfigError("a state folder only applies to the simulated TEE (sim)")
+
+
+class TrustedApp:
+    """An open session with the edge TA on the chosen backend (the product's: OP-TEE)."""
+
+    def __init__(self, backend: str = DEFAULT_BACKEND,
+                 state_dir: str | os.PathLike[str] | None = None):
         """Open a session; ``state_dir`` names the simulated TEE's storage ('sim' only)."""
-        if backend == "sim" and state_dir is None:
-            raise errors.ConfigError("the simulated TEE needs a state directory (--state DIR)")
-        if backend == "optee" and state_dir is not None:
-            raise errors.ConfigError("--state applies to the simulated TEE only")
+        check_backend_state(backend, state_dir)
         self.backend = backend
         self._native = load(backend)
         self._lock = threading.Lock()
@@ -201,16 +214,6 @@ class TrustedApp:
         if getattr(self, "_client", None) is not None:
             self.close()
 
-    def _fn(self, name: str) -> object:
-        """A client-library function, or TeeUnavailable naming it if this build lacks it."""
-        try:
-            return getattr(self._native.lib, name)
-        except AttributeError:
-            raise errors.TeeUnavailable(
-                f"{self._native.native_dir}/libedge_client.so has no {name}: rebuild the "
-                f"native parts with `make` (private training needs a newer client library)"
-            ) from None
-
     def _c(self) -> object:
         if self._client is None:
             raise errors.BadState("this TrustedApp is closed")
@@ -223,7 +226,7 @@ class TrustedApp:
         length = ffi.new("size_t *", size)
         origin = ffi.new("uint32_t *")
         with self._lock:
-            code = self._fn(fn_name)(self._c(), buf, length, origin)
+            code = getattr(self._native.lib, fn_name)(self._c(), buf, length, origin)
         _raise_for(self._native, what, code, origin[0])
         return bytes(ffi.buffer(buf, length[0]))
 
@@ -355,9 +358,9 @@ class TrustedApp:
     def install_policy(self, policy: bytes) -> None:
         """Install or replace the privacy policy (signed by the model signer)."""
         origin = self._native.ffi.new("uint32_t *")
-        fn = self._fn("edge_install_policy")
         with self._lock:
-            code = fn(self._c(), bytes(policy), len(policy), origin)
+            code = self._native.lib.edge_install_policy(self._c(), bytes(policy), len(policy),
+                                                        origin)
         _raise_for(self._native, "install policy", code, origin[0])
 
     def budget(self) -> BudgetStatus:
@@ -373,9 +376,9 @@ class TrustedApp:
         ffi = self._native.ffi
         left, per_round = ffi.new("uint32_t *"), ffi.new("uint32_t *")
         origin = ffi.new("uint32_t *")
-        fn = self._fn("edge_verify_ticket")
         with self._lock:
-            code = fn(self._c(), bytes(ticket), len(ticket), now, left, per_round, origin)
+            code = self._native.lib.edge_verify_ticket(self._c(), bytes(ticket), len(ticket),
+                                                       now, left, per_round, origin)
         _raise_for(self._native, "verify ticket", code, origin[0])
         return TicketAccepted(left[0], per_round[0])
 
@@ -405,10 +408,10 @@ class TrustedApp:
         out = ffi.new("uint8_t[]", cap)
         out_len = ffi.new("size_t *", cap)
         origin = ffi.new("uint32_t *")
-        fn = self._fn("edge_train_and_seal")
         with self._lock:
-            code = fn(self._c(), ffi.from_buffer("float[]", x), n, x.nbytes,
-                      ffi.from_buffer("uint32_t[]", y), y.nbytes, out, out_len, origin)
+            code = self._native.lib.edge_train_and_seal(
+                self._c(), ffi.from_buffer("float[]", x), n, x.nbytes,
+                ffi.from_buffer("uint32_t[]", y), y.nbytes, out, out_len, origin)
         if code == tee_abi.EDGE_ERR_BUDGET_EXHAUSTED:
             try:
                 left = f"{self.budget().steps_left} step(s) left"

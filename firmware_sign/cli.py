@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -32,9 +31,11 @@ from edge.formats.manifest import (
     parse_manifest,
 )
 from edge.formats.package import PackageSource, read_manifest, verify_package
+from edge.formats.package_builder import build_package
 from edge.formats.policy import POLICY_SIZE, parse_policy
 from edge.formats.ticket import TICKET_SIZE, parse_ticket
 from edge.formats.update import MAX_UPDATE_SIZE, parse_update
+from edge.keyfiles import ROLES, generate_role_key, load_private_key, load_public_key
 from firmware_sign import ta_cli, training
 from firmware_sign.inspect import (
     describe_anchor,
@@ -45,15 +46,13 @@ from firmware_sign.inspect import (
     describe_update,
     render,
 )
-from firmware_sign.keys import ROLES, generate_role_key, load_private_key, load_public_key
-from firmware_sign.package_builder import build_package
+from firmware_sign.outputs import UsageError, write_output
 from firmware_sign.statements import replace_anchor
 from firmware_sign.ta_image import is_ta_image
 
 PROG = "firmware-sign"
 MIN_CHUNK, MAX_CHUNK = 4096, 1 << 20
 MAX_U64 = 2**64 - 1
-T = TypeVar("T")
 
 
 def _u32(text: str) -> int:
@@ -87,23 +86,6 @@ def _chunk_size(text: str) -> int:
     if not MIN_CHUNK <= value <= MAX_CHUNK or value & (value - 1):
         raise argparse.ArgumentTypeError(f"{value} is not a power of two in 4096..1048576")
     return value.bit_length() - 1
-
-
-def _write_atomic(path: Path, write: Callable[[BinaryIO], T]) -> T:
-    """Write ``path`` through a temporary file in its directory, replaced on success."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            result = write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return result
 
 
 def _read_bounded(path: str, limit: int, what: str) -> bytes:
@@ -176,14 +158,14 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_pack(args: argparse.Namespace) -> int:
     """model pack: build and sign a model package."""
     if args.encrypt_backbone and not args.backbone:
-        raise _UsageError("--encrypt-backbone needs --backbone")
+        raise UsageError("--encrypt-backbone needs --backbone")
     signer = load_private_key(args.signer)
     w, b = load_head(args.head)
     recipients = [load_device(p) for p in args.to]
     metadata = load_metadata(args.metadata) if args.metadata else None
     release = {v: k for k, v in INFER_RELEASE_NAMES.items()}[args.infer]
     if (release == InferRelease.TOPK) != (args.infer_top_k is not None):
-        raise _UsageError("--infer top-k needs --infer-top-k K, and only it takes one")
+        raise UsageError("--infer top-k needs --infer-top-k K, and only it takes one")
     infer = InferPolicy(release, args.infer_top_k or 0, args.infer_budget, args.feature_bound)
 
     def write(fh: BinaryIO) -> Any:
@@ -201,7 +183,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
             infer=infer,
         )
 
-    m = _write_atomic(Path(args.out), write)
+    m = write_output(Path(args.out), write)
     backbone = "no backbone"
     if m.has_backbone:
         kind = "encrypted" if m.backbone_encrypted else "public"
@@ -218,7 +200,7 @@ def cmd_anchor_replace(args: argparse.Namespace) -> int:
     current = load_private_key(args.current)
     new_pub = load_public_key(args.new)
     data = replace_anchor(current, args.role, args.epoch, new_pub)
-    _write_atomic(Path(args.out), lambda fh: fh.write(data))
+    write_output(Path(args.out), lambda fh: fh.write(data))
     signer_kid = key_id(current.public_key().public_bytes_raw()).hex()
     print(
         f"wrote {args.out}: {args.role} anchor -> key id {key_id(new_pub).hex()}, "
@@ -349,10 +331,6 @@ def _verify_key(path: str) -> bytes:
         raise
 
 
-class _UsageError(Exception):
-    """A combination of options argparse cannot express."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of firmware-sign."""
     p = argparse.ArgumentParser(prog=PROG, description=__doc__)
@@ -435,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         return args.func(args)
-    except _UsageError as exc:
+    except UsageError as exc:
         parser.print_usage(sys.stderr)
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

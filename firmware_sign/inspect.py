@@ -13,6 +13,7 @@ from edge.formats.manifest import PackageManifest
 from edge.formats.policy import PrivacyPolicy, policy_id
 from edge.formats.ticket import RoundTicket
 from edge.formats.update import SealedUpdate
+from edge.privacy import implied_epsilon
 
 
 def describe_package(env: Envelope, m: PackageManifest) -> dict[str, Any]:
@@ -99,8 +100,6 @@ def render(info: dict[str, Any], indent: str = "") -> str:
 
 def describe_policy(p: PrivacyPolicy, raw: bytes) -> dict[str, Any]:
     """Return the fields of a privacy policy and the (epsilon, delta) its budget implies."""
-    from firmware_sign.training import implied_epsilon
-
     eps = implied_epsilon(p)
     return {
         "kind": "privacy_policy",

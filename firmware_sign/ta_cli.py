@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import uuid as uuidlib
 from pathlib import Path
 
@@ -11,7 +10,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from edge.errors import ConfigError
-from firmware_sign.keys import write_new_file
+from edge.keyfiles import write_new_file
+from firmware_sign.outputs import write_output
 from firmware_sign.ta_image import (
     ALGO_NAMES,
     MAX_IMAGE_SIZE,
@@ -113,12 +113,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
                     algo=ALGO_NAMES[args.algo], enc_key=args.enc_key,
                     enc_key_type=EncKeyType[args.enc_key_type.upper().replace("-", "_")])
     out = Path(args.out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        tmp.write_bytes(image)
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {out}: {exc.strerror}") from exc
+    write_output(out, lambda fh: fh.write(image))
     kind = "encrypted and signed" if args.enc_key else "signed"
     print(f"wrote {out}: TA {args.uuid} version {args.ta_version}, {kind} ({args.algo}), "
           f"{len(elf)}-byte ELF")
@@ -150,11 +145,7 @@ def cmd_resign(args: argparse.Namespace) -> int:
             raise ConfigError(f"{path}: an encrypted TA cannot be re-signed here")
         signed = sign_ta(image.payload, key, image.uuid, ta_version=image.ta_version,
                          algo=ALGO_NAMES[args.algo])
-        target = out_dir / Path(path).name
-        try:
-            target.write_bytes(signed)
-        except OSError as exc:
-            raise ConfigError(f"cannot write {target}: {exc.strerror}") from exc
+        write_output(out_dir / Path(path).name, lambda fh, signed=signed: fh.write(signed))
         done += 1
     print(f"re-signed {done} TA(s) into {out_dir}")
     return 0

@@ -21,12 +21,12 @@ from edge.formats.policy import (
     MAX_STEPS_PER_ROUND,
     SAMPLING_FIXED,
     SAMPLING_POISSON,
-    PrivacyPolicy,
     build_policy,
     parse_policy,
 )
 from edge.formats.ticket import NONCE_SIZE, build_ticket, parse_ticket
-from firmware_sign.keys import load_private_key
+from edge.keyfiles import load_private_key
+from firmware_sign.outputs import UsageError, write_output
 
 SAMPLING_BY_NAME = {"poisson": SAMPLING_POISSON, "fixed": SAMPLING_FIXED}
 NO_DP_BANNER = "*** NO-DP TEST POLICY: noise may be 0, this policy gives NO privacy ***"
@@ -48,29 +48,19 @@ def _number(kind: type, low: float, low_open: bool, high: float | None = None
     return parse
 
 
-def implied_epsilon(p: PrivacyPolicy, steps: int | None = None) -> float:
-    """ε at the policy's δ after ``steps`` (default: its whole budget) at sigma_min."""
-    count = p.step_budget if steps is None else steps
-    if p.noise_multiplier_min == 0.0:
-        return math.inf if count else 0.0
-    return privacy.epsilon(p.sampling_rate, p.noise_multiplier_min, count, p.delta, p.sampling)
-
-
 def cmd_policy_make(args: argparse.Namespace) -> int:
     """policy make: compute the step budget with dp-accounting and sign the policy."""
-    from firmware_sign.cli import _UsageError, _write_atomic
-
     sampling = SAMPLING_BY_NAME[args.sampling]
     if args.no_dp_test_only:
         if args.steps is None:
-            raise _UsageError("--no-dp-test-only needs --steps N (the step budget to grant)")
+            raise UsageError("--no-dp-test-only needs --steps N (the step budget to grant)")
         budget = args.steps
         target = args.epsilon if args.epsilon is not None else 0.0
     else:
         if args.steps is not None:
-            raise _UsageError("--steps is for --no-dp-test-only; the budget comes from --epsilon")
+            raise UsageError("--steps is for --no-dp-test-only; the budget comes from --epsilon")
         if args.epsilon is None:
-            raise _UsageError("--epsilon is required (the target the budget is computed for)")
+            raise UsageError("--epsilon is required (the target the budget is computed for)")
         if args.noise_multiplier == 0.0:
             raise ConfigError("noise multiplier 0 gives no privacy; use --no-dp-test-only "
                               "for a test policy")
@@ -92,10 +82,10 @@ def cmd_policy_make(args: argparse.Namespace) -> int:
         target_epsilon=target, delta=args.delta, no_dp=args.no_dp_test_only,
         accountant=ACCOUNTANT_RDP)
     p = parse_policy(data)
-    _write_atomic(Path(args.out), lambda fh: fh.write(data))
+    write_output(Path(args.out), lambda fh: fh.write(data))
     if p.no_dp:
         print(NO_DP_BANNER, file=sys.stderr)
-    eps = implied_epsilon(p)
+    eps = privacy.implied_epsilon(p)
     implied = ("implies NO PRIVACY (no-DP test policy)" if math.isinf(eps) else
                f"implies epsilon={eps:.6g} at delta={p.delta:.3g} (RDP accountant)")
     print(f"wrote {args.out}: privacy policy version {p.version}, step budget {p.step_budget} "
@@ -107,8 +97,6 @@ def cmd_policy_make(args: argparse.Namespace) -> int:
 
 def cmd_ticket_make(args: argparse.Namespace) -> int:
     """ticket make: sign a round ticket with the aggregator key (manual tests)."""
-    from firmware_sign.cli import _write_atomic
-
     nonce = secrets.token_bytes(NONCE_SIZE) if args.nonce is None else args.nonce
     issued = int(time.time()) if args.issued_at is None else args.issued_at
     deadline = issued + args.ttl if args.deadline is None else args.deadline
@@ -119,7 +107,7 @@ def cmd_ticket_make(args: argparse.Namespace) -> int:
         noise_multiplier=args.noise_multiplier, update_clip=args.update_clip,
         learning_rate=args.learning_rate, epochs=args.epochs, batch_size=args.batch_size)
     t = parse_ticket(data)
-    _write_atomic(Path(args.out), lambda fh: fh.write(data))
+    write_output(Path(args.out), lambda fh: fh.write(data))
     print(f"wrote {args.out}: round ticket round {t.round_id} for model version "
           f"{t.model_version}, deadline {t.deadline}, nonce {t.nonce.hex()}, signed by key id "
           f"{key_id(ed25519_raw_public(agg)).hex()}")

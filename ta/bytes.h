@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 static inline uint16_t get_le16(const uint8_t *p)
 {
@@ -110,6 +111,60 @@ static inline uint64_t rd_u64(struct edge_rd *r)
 	const uint8_t *p = rd_bytes(r, 8);
 
 	return p ? get_le64(p) : 0;
+}
+
+/* IEEE-754 values by bit pattern (memcpy: no aliasing, no conversion). */
+static inline uint64_t dbl_bits(double d)
+{
+	uint64_t u = 0;
+
+	memcpy(&u, &d, sizeof(u));
+	return u;
+}
+
+static inline double dbl_from_bits(uint64_t u)
+{
+	double d = 0;
+
+	memcpy(&d, &u, sizeof(d));
+	return d;
+}
+
+static inline uint32_t flt_bits(float f)
+{
+	uint32_t u = 0;
+
+	memcpy(&u, &f, sizeof(u));
+	return u;
+}
+
+static inline float flt_from_bits(uint32_t u)
+{
+	float f = 0;
+
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
+/* IEEE-754 little-endian fields of the signed artefacts. */
+static inline float rd_f32(struct edge_rd *r)
+{
+	return flt_from_bits(rd_u32(r));
+}
+
+static inline double rd_f64(struct edge_rd *r)
+{
+	return dbl_from_bits(rd_u64(r));
+}
+
+static inline float get_f32(const uint8_t *p)
+{
+	return flt_from_bits(get_le32(p));
+}
+
+static inline double get_f64(const uint8_t *p)
+{
+	return dbl_from_bits(get_le64(p));
 }
 
 /* True if the next n bytes are all zero (reserved fields); consumes them. */

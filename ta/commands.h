@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * Command handlers of the edge TA and the TA's global state. entry.c checks
- * the parameter types against the dispatch table before calling a handler,
- * so a handler trusts the types but nothing else: every size and value is
- * checked here, and every input that is verified is copied into TA memory
- * first.
+ * Command handlers of the edge TA (commands.c; the training commands in
+ * training.c). entry.c checks the parameter types against the dispatch table
+ * before calling a handler, so a handler trusts the types but nothing else:
+ * every size and value is checked by the handler, and every input that is
+ * verified is copied into TA memory first.
  */
 #ifndef EDGE_COMMANDS_H
 #define EDGE_COMMANDS_H
@@ -14,19 +14,7 @@
 #include <stdint.h>
 #include <tee_internal_api.h>
 
-#include "ticket.h"
-
-/*
- * A session: owns the pending load it began and the round ticket it
- * verified (held for one TRAIN_AND_SEAL; a new VERIFY_TICKET replaces it,
- * any refusal drops it).
- */
-struct edge_session {
-	uint32_t id;
-	bool ticket_held;
-	struct edge_ticket ticket;
-	uint64_t ticket_ree_time;	/* the REE time VERIFY_TICKET was given */
-};
+#include "state.h"
 
 typedef TEE_Result (*edge_cmd_fn)(struct edge_session *sess,
 				  TEE_Param params[TEE_NUM_PARAMS]);
@@ -69,14 +57,15 @@ TEE_Result edge_train_commit(struct edge_session *sess,
 			     TEE_Param params[TEE_NUM_PARAMS],
 			     uint8_t **update, size_t *update_len);
 
-/* Session bookkeeping (entry.c). */
-TEE_Result edge_session_open(struct edge_session **sess);
-void edge_session_close(struct edge_session *sess);
-
 /*
- * Drops every cached key, the active head and any pending load (all wiped);
- * the next command reloads from secure storage. TA_DestroyEntryPoint.
+ * Copies an envelope from (possibly shared) memory into a new TA buffer
+ * after the checks that need only its header and length (so an oversized
+ * input is refused without being copied). The caller parses only the copy.
  */
-void edge_state_reset(void);
+TEE_Result copy_envelope(const TEE_Param *p, uint16_t kind, size_t max_len,
+			 uint8_t **copy);
+
+/* Wipes and frees a TA buffer (NULL is fine). */
+void free_wiped(void *p, size_t len);
 
 #endif /* EDGE_COMMANDS_H */

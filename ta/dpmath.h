@@ -19,66 +19,12 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <string.h>
 
 #include "bytes.h"
 
 double edge_log(double x);
 double edge_exp(double x);
 double edge_sqrt(double x);
-
-static inline uint64_t dbl_bits(double d)
-{
-	uint64_t u = 0;
-
-	memcpy(&u, &d, sizeof(u));
-	return u;
-}
-
-static inline double dbl_from_bits(uint64_t u)
-{
-	double d = 0;
-
-	memcpy(&d, &u, sizeof(d));
-	return d;
-}
-
-static inline uint32_t flt_bits(float f)
-{
-	uint32_t u = 0;
-
-	memcpy(&u, &f, sizeof(u));
-	return u;
-}
-
-static inline float flt_from_bits(uint32_t u)
-{
-	float f = 0;
-
-	memcpy(&f, &u, sizeof(f));
-	return f;
-}
-
-/* IEEE-754 little-endian fields of the signed artefacts. */
-static inline float rd_f32(struct edge_rd *r)
-{
-	return flt_from_bits(rd_u32(r));
-}
-
-static inline double rd_f64(struct edge_rd *r)
-{
-	return dbl_from_bits(rd_u64(r));
-}
-
-static inline float get_f32(const uint8_t *p)
-{
-	return flt_from_bits(get_le32(p));
-}
-
-static inline double get_f64(const uint8_t *p)
-{
-	return dbl_from_bits(get_le64(p));
-}
 
 /* By bit pattern: -Wfloat-equal forbids comparing floats for equality. */
 static inline bool flt_finite(float f)

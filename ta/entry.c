@@ -3,7 +3,6 @@
  * Entry points of the edge trusted application and the table-driven command
  * dispatch: each command has exactly one accepted parameter-type word.
  */
-#include <stdbool.h>
 #include <tee_internal_api.h>
 #include <tee_internal_api_extensions.h>
 #include <edge_ta.h>
@@ -18,7 +17,6 @@
 struct edge_cmd {
 	uint32_t id;
 	uint32_t param_types;
-	bool any_param_types;	/* reserved commands only */
 	edge_cmd_fn fn;
 };
 
@@ -115,8 +113,7 @@ TEE_Result TA_InvokeCommandEntryPoint(void *sess_ctx, uint32_t cmd_id,
 		DMSG("unknown command %u", (unsigned int)cmd_id);
 		return TEE_ERROR_NOT_SUPPORTED;
 	}
-	/* Reserved commands answer NOT_IMPLEMENTED whatever they are given. */
-	if (!cmd->any_param_types && param_types != cmd->param_types) {
+	if (param_types != cmd->param_types) {
 		DMSG("command %u: bad parameter types 0x%x",
 		     (unsigned int)cmd_id, (unsigned int)param_types);
 		return TEE_ERROR_BAD_PARAMETERS;

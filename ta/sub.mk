@@ -1,7 +1,9 @@
 global-incdirs-y += include
 cflags-y += -Werror
 srcs-y += entry.c
+srcs-y += state.c
 srcs-y += commands.c
+srcs-y += training.c
 srcs-y += crypto.c
 srcs-y += ed25519_strict.c
 srcs-y += kdf.c

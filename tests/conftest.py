@@ -16,8 +16,8 @@ from edge.broker import BrokerError, MosquittoBroker
 from edge.formats.device import DeviceRecord
 from edge.formats.keys import ed25519_raw_public
 from edge.formats.manifest import InferPolicy, InferRelease
+from edge.formats.package_builder import build_package
 from edge.tee import TrustedApp
-from firmware_sign.package_builder import build_package
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILDS = {"host": ROOT / "build" / "host", "host-asan": ROOT / "build" / "host-asan"}

@@ -33,7 +33,7 @@ from edge.aggregator.store import Store
 from edge.cli import main as edge_main
 from edge.errors import ConfigError
 from edge.formats.policy import build_policy, parse_policy
-from firmware_sign.keys import load_private_key
+from edge.keyfiles import load_private_key
 
 ROUNDS = 5
 STEP_BUDGET = 40

@@ -160,7 +160,7 @@ def test_config_names_the_bad_key(tmp_path: Path) -> None:
             table.setdefault(section, {}).update(values)
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             AggregatorConfig.from_mapping(table)
-    with pytest.raises(ConfigError, match="unknown section"):
+    with pytest.raises(ConfigError, match=r"extra: unknown table"):
         AggregatorConfig.from_mapping({**good, "extra": {}})
     missing = json.loads(json.dumps(good))
     del missing["dp"]["example_clip"]

@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 from conftest import ROOT, Roles, make_package, require_native
 from training_helpers import BIG, policy
+from update_helpers import verify_sealed
 
 from edge import protocol
 from edge.broker import EmbeddedBroker, MosquittoBroker
 from edge.daemon import Daemon, DaemonConfig
 from edge.formats.device import DeviceRecord, parse_device_record
 from edge.formats.ticket import build_ticket
-from edge.formats.update import parse_update, verify_update
+from edge.formats.update import parse_update
 from edge.mqtt import BrokerSettings, make_client
 from edge.tee import TrustedApp
 
@@ -148,7 +149,7 @@ def test_daemon_loads_model_trains_and_publishes_a_verifiable_update(
         wait_for(lambda: run.daemon.stats.models_loaded == 1, what="model load")
         agg.publish_ticket(ticket(roles, 1))
         wait_for(lambda: len(agg.updates) == 1, what="the sealed update")
-        got = verify_update(agg.updates[0], dev, round_id=1, nonce=NONCE, model_version=1,
+        got = verify_sealed(agg.updates[0], dev, round_id=1, nonce=NONCE, model_version=1,
                             param_count=PARAMS, update_clip=BIG)
         assert got.example_count == 40 and got.device_id == dev.device_id
         wait_for(lambda: run.daemon.stats.rounds_published == [1], what="PUBACK logged")
@@ -219,7 +220,7 @@ def test_daemon_reconnects_after_a_broker_restart(
         agg = FakeAggregator(broker.url, dev)
         agg.publish_ticket(ticket(roles, 5))
         wait_for(lambda: len(agg.updates) == 1, what="update after reconnect")
-        got = verify_update(agg.updates[0], dev, round_id=5, nonce=NONCE, model_version=1,
+        got = verify_sealed(agg.updates[0], dev, round_id=5, nonce=NONCE, model_version=1,
                             param_count=PARAMS, update_clip=BIG)
         assert got.example_count == 40
     finally:
@@ -250,7 +251,7 @@ def test_daemon_on_mosquitto_gets_the_ticket_sent_while_offline(
             # be closed; the aggregator refuses a duplicate), then round 2 is served.
             wait_for(lambda: len(agg.updates) == 3, what="round 1 again, then round 2")
             assert agg.updates[1] == agg.updates[0]
-            verify_update(agg.updates[2], dev, round_id=2, nonce=NONCE, model_version=1,
+            verify_sealed(agg.updates[2], dev, round_id=2, nonce=NONCE, model_version=1,
                           param_count=PARAMS, update_clip=BIG)
             wait_for(lambda: run.daemon.stats.rounds_published == [2], what="PUBACK")
             assert run.daemon.stats.rounds_skipped == {}
@@ -319,10 +320,10 @@ def test_daemon_runs_the_packaged_backbone_and_restores_it_after_restart(
     pytest.importorskip("ai_edge_litert")
     import io
 
+    from edge.formats.package_builder import build_package
     from edge.inference.builder import build_tflite
     from edge.inference.demo import metadata_for
     from edge.inference.graph import Dense, FloatNet, quantize_net
-    from firmware_sign.package_builder import build_package
 
     dev = provision(host_world, roles)
     rng = np.random.default_rng(3)
@@ -351,7 +352,7 @@ def test_daemon_runs_the_packaged_backbone_and_restores_it_after_restart(
         wait_for(run.daemon.subscribed.is_set, what="subscription")
         agg.publish_ticket(ticket(roles, 1))
         wait_for(lambda: len(agg.updates) == 1, what="the sealed update")
-        got = verify_update(agg.updates[0], dev, round_id=1, nonce=NONCE, model_version=1,
+        got = verify_sealed(agg.updates[0], dev, round_id=1, nonce=NONCE, model_version=1,
                             param_count=PARAMS, update_clip=BIG)
         assert got.example_count == 30
     finally:
@@ -365,7 +366,7 @@ def test_daemon_uses_the_committed_backbone_when_it_cannot_be_moved_into_place(
     # backbone and the daemon kept the old one beside the new head.
     import io
 
-    from firmware_sign.package_builder import build_package
+    from edge.formats.package_builder import build_package
 
     dev = provision(host_world, roles)
     rng = np.random.default_rng(4)

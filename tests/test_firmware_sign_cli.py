@@ -26,8 +26,8 @@ from edge.formats import (
     parse_device_record,
     verify_anchor_statement,
 )
+from edge.keyfiles import load_private_key, load_public_key
 from firmware_sign.cli import main
-from firmware_sign.keys import load_private_key, load_public_key
 
 ROOT = Path(__file__).resolve().parents[1]
 REFUSAL_LINE = r"^[a-z-]+: .+$"

@@ -41,7 +41,7 @@ from edge.formats import (
 from edge.formats.envelope import sign_digest
 from edge.formats.keys import ed25519_raw_public
 from edge.formats.manifest import FIXED_SIZE
-from firmware_sign.package_builder import build_package
+from edge.formats.package_builder import build_package
 
 
 def ed(label: str) -> Ed25519PrivateKey:

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from update_helpers import verify_sealed
 from vectors.generate import flip, resign
 
 from edge import errors
+from edge.aggregator.verify import UpdateRefused
 from edge.formats.device import build_device_record, parse_device_record
 from edge.formats.envelope import HEADER_SIZE, Kind, parse_envelope
 from edge.formats.keys import ed25519_raw_public, key_id
@@ -30,7 +32,7 @@ from edge.formats.ticket import (
     poisson_steps,
     verify_ticket,
 )
-from edge.formats.update import build_update, parse_update, verify_update
+from edge.formats.update import build_update, parse_update
 from edge.tee_abi import POLICY_SIZE as ABI_POLICY_SIZE
 from edge.tee_abi import TICKET_SIZE as ABI_TICKET_SIZE
 
@@ -214,8 +216,8 @@ def test_update_round_trip_verifies_with_device_key() -> None:
     raw = _update(delta)
     env = parse_envelope(raw, kind=Kind.SEALED_UPDATE)
     Ed25519PublicKey.from_public_bytes(DEVICE.ed25519_pub).verify(env.signature, env.digest())
-    u = verify_update(raw, DEVICE, round_id=4, nonce=NONCE, model_version=3, param_count=20,
-                      update_clip=5.0)
+    u = verify_sealed(raw, DEVICE, round_id=4, nonce=NONCE, model_version=3, param_count=20,
+                      update_clip=5.0, noise_multiplier=1.1)
     assert u.delta.dtype == np.float32
     np.testing.assert_array_equal(u.delta, delta)
     assert (u.example_count, u.steps, u.total_steps, u.device_id) == (50, 100, 300,
@@ -223,36 +225,43 @@ def test_update_round_trip_verifies_with_device_key() -> None:
     assert len(raw) == HEADER_SIZE + 88 + 4 * 20 + 64
 
 
-@pytest.mark.parametrize("kw,exc", [
-    (dict(round_id=5), errors.Replay),
-    (dict(nonce=b"m" * 16), errors.Replay),
-    (dict(model_version=4), errors.WrongModel),
-    (dict(param_count=21), errors.Malformed),
-    (dict(update_clip=4.0), errors.PolicyViolation),
+@pytest.mark.parametrize("kw,refusal", [
+    (dict(round_id=5), "wrong-round"),
+    (dict(nonce=b"m" * 16), "replay"),
+    (dict(model_version=4), "wrong-model"),
+    (dict(param_count=21), "malformed"),
+    (dict(update_clip=4.0), "norm"),
+    (dict(noise_multiplier=1.2), "ticket-mismatch"),
 ])
-def test_update_binding_refusals(kw: dict[str, object], exc: type[errors.EdgeError]) -> None:
+def test_update_binding_refusals(kw: dict[str, object], refusal: str) -> None:
     expect: dict[str, object] = dict(round_id=4, nonce=NONCE, model_version=3, param_count=20,
-                                     update_clip=5.0)
+                                     update_clip=5.0, noise_multiplier=1.1)
     expect.update(kw)
-    with pytest.raises(exc):
-        verify_update(_update(), DEVICE, **expect)  # type: ignore[arg-type]
+    with pytest.raises(UpdateRefused) as got:
+        verify_sealed(_update(), DEVICE, **expect)  # type: ignore[arg-type]
+    assert got.value.refusal == refusal
 
 
 def test_update_norm_above_clip_is_refused() -> None:
     raw = _update(np.full(20, 2.0, np.float32))  # norm 8.94 > 5
-    with pytest.raises(errors.PolicyViolation, match="exceeds"):
-        verify_update(raw, DEVICE, round_id=4, nonce=NONCE, model_version=3, param_count=20)
+    with pytest.raises(UpdateRefused, match="exceeds") as got:
+        verify_sealed(raw, DEVICE, round_id=4, nonce=NONCE, model_version=3, param_count=20,
+                      update_clip=5.0, noise_multiplier=1.1)
+    assert got.value.refusal == "norm"
 
 
 def test_update_signature_and_structure_refusals() -> None:
     raw = _update()
     other = parse_device_record(build_device_record(Ed25519PrivateKey.generate(),
                                                     X25519PrivateKey.generate()))
-    kw = dict(round_id=4, nonce=NONCE, model_version=3, param_count=20)
-    with pytest.raises(errors.UnknownSigner):
-        verify_update(raw, other, **kw)  # type: ignore[arg-type]
-    with pytest.raises(errors.SignatureInvalid):
-        verify_update(flip(raw, HEADER_SIZE + 100), DEVICE, **kw)  # type: ignore[arg-type]
+    kw = dict(round_id=4, nonce=NONCE, model_version=3, param_count=20, update_clip=5.0,
+              noise_multiplier=1.1)
+    with pytest.raises(UpdateRefused) as got:
+        verify_sealed(raw, other, **kw)  # type: ignore[arg-type]
+    assert got.value.refusal == "topic-mismatch"  # signed by DEVICE, sent as ``other``
+    with pytest.raises(UpdateRefused) as got:
+        verify_sealed(flip(raw, HEADER_SIZE + 100), DEVICE, **kw)  # type: ignore[arg-type]
+    assert got.value.refusal == "signature"
     with pytest.raises(errors.Malformed):
         parse_update(raw[:-1])
     with pytest.raises(errors.Malformed, match="parameters imply"):

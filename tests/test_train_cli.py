@@ -15,9 +15,9 @@ from edge import privacy
 from edge.cli import main as edge_main
 from edge.formats.policy import parse_policy, policy_id
 from edge.formats.ticket import parse_ticket
+from edge.keyfiles import private_pem
 from edge.tee import TrustedApp
 from firmware_sign.cli import main as fs_main
-from firmware_sign.keys import private_pem
 
 REFUSAL_LINE = r"^[a-z-]+: .+$"
 
@@ -100,7 +100,7 @@ def test_ticket_make_and_inspect(keys: dict[str, Path], tmp_path: Path,
     assert fs_main(["inspect", "--json", str(out)]) == 0
     assert json.loads(capsys.readouterr().out)["round_id"] == 9
     pub = tmp_path / "agg.pub"
-    from firmware_sign.keys import load_private_key, public_pem
+    from edge.keyfiles import load_private_key, public_pem
     pub.write_bytes(public_pem(load_private_key(keys["aggregator"]).public_key()))
     assert fs_main(["verify", str(out), "--signer", str(pub)]) == 0
 

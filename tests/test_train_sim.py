@@ -15,18 +15,21 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from reference_dpsgd import FIXED, POISSON, Round, dpsgd_round
 from scipy import stats
 from training_helpers import BIG, NOW, data, policy, ready, ticket
+from update_helpers import verify_sealed
 
 from edge import errors
+from edge.aggregator.verify import UpdateRefused
 from edge.formats.policy import SAMPLING_FIXED, SAMPLING_POISSON, policy_id
-from edge.formats.update import verify_update
 from edge.tee import TrustedApp
 
 NONCE = bytes(range(16))
 
 
-def _verify(r: object, upd: bytes, *, round_id: int, u: float) -> np.ndarray:
-    got = verify_update(upd, r.device, round_id=round_id, nonce=NONCE, model_version=1,
-                        param_count=r.params, update_clip=u)
+def _verify(r: object, upd: bytes, *, round_id: int, u: float, sigma: float = 0.0,
+            clip: float = 1.0) -> np.ndarray:
+    got = verify_sealed(upd, r.device, round_id=round_id, nonce=NONCE, model_version=1,
+                        param_count=r.params, update_clip=u, noise_multiplier=sigma,
+                        example_clip=clip)
     return got.delta
 
 
@@ -82,7 +85,7 @@ def test_no_dp_delta_matches_numpy_reference(provisioned: TrustedApp, roles: Rol
                example_clip=clip), ree_time=NOW)
     assert accepted.steps_left == 1_000_000
     upd = provisioned.train_and_seal(x, y)
-    delta = _verify(r, upd, round_id=1, u=BIG)
+    delta = _verify(r, upd, round_id=1, u=BIG, clip=clip)
     ref = dpsgd_round(w, b, x, y, Round(lr=lr, clip=clip, sigma=0.0, update_clip=BIG,
                                         epochs=epochs, batch=n, q=1.0, sampling=FIXED))
     np.testing.assert_allclose(delta, ref, rtol=1e-3, atol=1e-5)
@@ -101,7 +104,7 @@ def test_poisson_q1_delta_matches_numpy_reference(provisioned: TrustedApp, roles
     accepted = provisioned.verify_ticket(ticket(roles.aggregator, learning_rate=0.3,
                                                 epochs=epochs, example_clip=clip), ree_time=NOW)
     assert accepted.steps_per_round == epochs
-    delta = _verify(r, provisioned.train_and_seal(x, y), round_id=1, u=BIG)
+    delta = _verify(r, provisioned.train_and_seal(x, y), round_id=1, u=BIG, clip=clip)
     ref = dpsgd_round(w, b, x, y, Round(lr=0.3, clip=clip, sigma=0.0, update_clip=BIG,
                                         epochs=epochs, q=1.0, sampling=POISSON))
     np.testing.assert_allclose(delta, ref, rtol=1e-3, atol=1e-5)
@@ -141,9 +144,11 @@ def test_sealed_update_fields_and_signature(provisioned: TrustedApp, roles: Role
     assert (u.update_clip, u.noise_multiplier) == (3.0, 0.5)
     assert u.example_clip == pytest.approx(0.7, rel=1e-7)
     assert u.norm <= 3.0 * (1 + 1e-5)
-    with pytest.raises(errors.Replay):
-        verify_update(raw, r.device, round_id=8, nonce=NONCE, model_version=1,
-                      param_count=r.params)
+    with pytest.raises(UpdateRefused) as refused:
+        verify_sealed(raw, r.device, round_id=8, nonce=NONCE, model_version=1,
+                      param_count=r.params, update_clip=3.0, noise_multiplier=0.5,
+                      example_clip=0.7)
+    assert refused.value.refusal == "wrong-round"
 
 
 def test_poisson_round_spends_e_times_ceil_inverse_q(provisioned: TrustedApp,
@@ -156,7 +161,7 @@ def test_poisson_round_spends_e_times_ceil_inverse_q(provisioned: TrustedApp,
                                                 update_clip=10.0), ree_time=NOW)
     assert accepted.steps_per_round == 2 * 4
     x, y = data(8, 40, 16, 4)
-    upd = _verify(r, provisioned.train_and_seal(x, y), round_id=1, u=10.0)
+    upd = _verify(r, provisioned.train_and_seal(x, y), round_id=1, u=10.0, sigma=1.0)
     assert upd.shape == (r.params,)
     assert provisioned.budget().steps_spent == 8
 
@@ -183,7 +188,8 @@ def test_gaussian_noise_statistics(provisioned: TrustedApp, roles: Roles) -> Non
         provisioned.verify_ticket(ticket(roles.aggregator, round_id=round_id, learning_rate=lr,
                                          noise_multiplier=sigma, example_clip=clip),
                                   ree_time=NOW)
-        delta = _verify(r, provisioned.train_and_seal(x, y), round_id=round_id, u=BIG)
+        delta = _verify(r, provisioned.train_and_seal(x, y), round_id=round_id, u=BIG,
+                        sigma=sigma, clip=clip)
         draws.append(-delta[: head_in * head_out].astype(np.float64) / scale)
     z = np.concatenate(draws)
     n = z.size
@@ -216,7 +222,8 @@ def test_sampling_counts_per_example(provisioned: TrustedApp, roles: Roles,
     provisioned.verify_ticket(ticket(roles.aggregator, learning_rate=lr, batch_size=batch,
                                      example_clip=1e6), ree_time=NOW)
     delta = _verify(r, provisioned.train_and_seal(np.eye(n, dtype=np.float32),
-                                                  np.zeros(n, np.uint32)), round_id=1, u=BIG)
+                                                  np.zeros(n, np.uint32)), round_id=1, u=BIG,
+                    clip=1e6)
     divisor = q * n if sampling == SAMPLING_POISSON else batch
     raw = delta[: 2 * n].reshape(n, 2)[:, 0].astype(np.float64) * 2 * divisor / lr
     k = np.rint(raw).astype(int)

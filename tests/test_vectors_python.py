@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from update_helpers import verify_sealed
 
 import edge.errors as errors
+from edge.aggregator.verify import UpdateRefused
 from edge.formats import (
     key_id,
     open_package,
@@ -30,7 +32,6 @@ from edge.formats import (
 from edge.formats.envelope import Kind, parse_envelope, verify_envelope
 from edge.formats.policy import verify_policy
 from edge.formats.ticket import TICKET_SIZE, parse_ticket
-from edge.formats.update import verify_update
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "tests" / "vectors"
@@ -95,10 +96,13 @@ def run_vector(row: dict[str, Any], source: Any) -> Any:
         return parse_ticket(bytes(source))
     if row["kind"] == "sealed_update":
         extra = row["extra"]
-        return verify_update(bytes(source), parse_device_record(KEYS_DEVICE_RECORD),
+        # The aggregator's own verifier, for an open round whose ticket carried the
+        # generator's U, sigma and C (tests/vectors/generate.py, UPDATE_ARGS).
+        return verify_sealed(bytes(source), parse_device_record(KEYS_DEVICE_RECORD),
                              round_id=int(extra["round_id"]), nonce=bytes(range(16)),
                              model_version=int(extra["model_version"]),
-                             param_count=int(extra["param_count"]))
+                             param_count=int(extra["param_count"]), update_clip=4.0,
+                             noise_multiplier=1.1, example_clip=1.0)
     assert row["kind"] == "device_record"
     return parse_device_record(source)
 
@@ -126,6 +130,11 @@ def test_vector_outcome(row: dict[str, Any], as_stream: bool) -> None:
                 assert hashlib.sha256(result.backbone).hexdigest() == extra["backbone_sha256"]
             else:
                 assert result.backbone is None
+        return
+    if row["kind"] == "sealed_update":
+        with pytest.raises(UpdateRefused) as refused:
+            run_vector(row, source)
+        assert refused.value.refusal == row["extra"]["audit_refusal"], refused.value
         return
     expected = BY_REFUSAL[row["expect"]]
     with pytest.raises(errors.EdgeError) as info:

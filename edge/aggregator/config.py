@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import math
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edge.errors import ConfigError
-from edge.mqtt import BrokerSettings
+from edge.mqtt import BROKER_KEYS, BrokerSettings
 from edge.protocol import check_fleet
+from edge.toml_config import Table, load, root
 
 MAX_FLEET = 256
 # Finite bounds of every number, so that a value accepted at start cannot fail later (a
 # ticket's deadline is a u64 of seconds and its DP fields are float32).
 MAX_TIMEOUT_S = 7 * 86400.0
 MAX_DP_VALUE = 1e6
-_SECTIONS = ("aggregator", "rounds", "dp", "eval", "audit", "metrics", "broker")
 _KEYS: dict[str, tuple[str, ...]] = {
     "aggregator": ("fleet", "state", "metrics", "aggregator_key", "model_signer_key",
                    "initial_head", "backbone", "backbone_metadata", "encrypt_backbone"),
@@ -29,6 +27,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "eval": ("holdout",),
     "audit": ("rows_per_source", "rows_per_round"),
     "metrics": ("prometheus_textfile", "prometheus_port", "prometheus_address"),
+    "broker": BROKER_KEYS,
 }
 
 
@@ -99,178 +98,83 @@ class AggregatorConfig:
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> AggregatorConfig:
         """Read and validate a TOML file; relative paths are relative to its folder."""
-        p = Path(path)
-        try:
-            with open(p, "rb") as fh:
-                table = tomllib.load(fh)
-        except OSError as exc:
-            raise ConfigError(f"cannot read configuration {p}: {exc.strerror}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"configuration {p}: not valid TOML ({exc})") from None
-        return cls.from_mapping(table, base=p.resolve().parent)
+        return load(path, lambda table, base: cls.from_mapping(table, base=base))
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any], *, base: Path | None = None)\
             -> AggregatorConfig:
         """Validate a parsed configuration; ConfigError names the first bad key."""
-        if not isinstance(table, Mapping):
-            raise ConfigError("configuration must be a table")
-        unknown = sorted(set(table) - set(_SECTIONS))
-        if unknown:
-            raise ConfigError(f"{unknown[0]}: unknown section (known: {', '.join(_SECTIONS)})")
-        r = _Reader(table, base or Path.cwd())
-        fleet = r.string("aggregator", "fleet")
+        top = root(table, _KEYS, base)
+        t = {name: top.table(name, keys) for name, keys in _KEYS.items()}
+        agg = t["aggregator"]
+        fleet = agg.string("fleet")
         try:
             check_fleet(fleet)
         except ConfigError as exc:
-            raise ConfigError(f"aggregator.fleet: {exc}") from None
-        rounds = _rounds(r)
-        dp = _dp(r)
-        if "broker" not in table:
-            raise ConfigError("broker: required section (at least url = \"mqtt://host:port\")")
+            raise agg.error("fleet", str(exc)) from None
+        rounds = _rounds(t["rounds"])
+        dp = _dp(t["dp"])
+        if not top.has("broker"):
+            raise ConfigError("broker: missing table (needs at least broker.url)")
+        audit = t["audit"]
         return cls(
             fleet=fleet,
-            state=r.path("aggregator", "state", must_exist=False),
-            metrics=r.path("aggregator", "metrics", must_exist=False),
+            state=agg.path("state", must_exist=False),
+            metrics=agg.path("metrics", must_exist=False),
             audit=AuditSettings(
-                rows_per_source=r.integer("audit", "rows_per_source", 100, lo=0, hi=10**6),
-                rows_per_round=r.integer("audit", "rows_per_round", 10_000, lo=0, hi=10**7)),
-            aggregator_key=r.path("aggregator", "aggregator_key"),
-            model_signer_key=r.path("aggregator", "model_signer_key"),
-            initial_head=r.path("aggregator", "initial_head"),
-            backbone=r.path("aggregator", "backbone", required=False),
-            backbone_metadata=r.path("aggregator", "backbone_metadata", required=False),
-            encrypt_backbone=r.boolean("aggregator", "encrypt_backbone", False),
-            holdout=r.path("eval", "holdout", required=False),
-            prometheus=_prometheus(r),
+                rows_per_source=audit.integer("rows_per_source", 100, lo=0, hi=10**6),
+                rows_per_round=audit.integer("rows_per_round", 10_000, lo=0, hi=10**7)),
+            aggregator_key=agg.path("aggregator_key"),
+            model_signer_key=agg.path("model_signer_key"),
+            initial_head=agg.path("initial_head"),
+            backbone=agg.path("backbone", required=False),
+            backbone_metadata=agg.path("backbone_metadata", required=False),
+            encrypt_backbone=agg.boolean("encrypt_backbone", False),
+            holdout=t["eval"].path("holdout", required=False),
+            prometheus=_prometheus(t["metrics"]),
             rounds=rounds,
             dp=dp,
-            broker=BrokerSettings.from_mapping(table["broker"], "broker", r.base),
+            broker=BrokerSettings.from_table(t["broker"]),
         )
 
 
-def _rounds(r: _Reader) -> RoundSettings:
+def _rounds(r: Table) -> RoundSettings:
     """Validate [rounds]."""
-    cohort = r.integer("rounds", "cohort_size", lo=1, hi=MAX_FLEET)
-    quorum = r.integer("rounds", "quorum", cohort, lo=1, hi=cohort)
-    min_updates = r.integer("rounds", "min_updates", 1, lo=1, hi=quorum)
-    timeout = r.number("rounds", "timeout_s", 60.0, positive=True, hi=MAX_TIMEOUT_S)
+    cohort = r.integer("cohort_size", lo=1, hi=MAX_FLEET)
+    quorum = r.integer("quorum", cohort, lo=1, hi=cohort)
+    min_updates = r.integer("min_updates", 1, lo=1, hi=quorum)
+    timeout = r.number("timeout_s", 60.0, positive=True, hi=MAX_TIMEOUT_S)
     return RoundSettings(cohort, quorum, min_updates, timeout,
-                         r.integer("rounds", "rounds", 0, lo=0, hi=2**62),
-                         r.integer("rounds", "seed", 0, lo=0, hi=2**63 - 1))
+                         r.integer("rounds", 0, lo=0, hi=2**62),
+                         r.integer("seed", 0, lo=0, hi=2**63 - 1))
 
 
-def _dp(r: _Reader) -> DpSettings:
+def _dp(r: Table) -> DpSettings:
     """Validate [dp]."""
-    delta = r.number("dp", "delta", 1e-5, positive=True, hi=1.0)
+    delta = r.number("delta", 1e-5, positive=True, hi=1.0)
     if delta >= 1.0:
-        raise ConfigError(f"dp.delta: {delta} must be in (0, 1)")
+        raise r.error("delta", f"must be in (0, 1), got {delta!r}")
     hi = MAX_DP_VALUE
     return DpSettings(
-        example_clip=r.number("dp", "example_clip", positive=True, hi=hi),
-        noise_multiplier=r.number("dp", "noise_multiplier", hi=hi),
-        update_clip=r.number("dp", "update_clip", positive=True, hi=hi),
-        learning_rate=r.number("dp", "learning_rate", positive=True, hi=hi),
-        local_epochs=r.integer("dp", "local_epochs", 1, lo=1, hi=65535),
-        batch_size=r.integer("dp", "batch_size", 1, lo=1, hi=65535),
-        central_noise_multiplier=r.number("dp", "central_noise_multiplier", 0.0, hi=hi),
+        example_clip=r.number("example_clip", positive=True, hi=hi),
+        noise_multiplier=r.number("noise_multiplier", hi=hi),
+        update_clip=r.number("update_clip", positive=True, hi=hi),
+        learning_rate=r.number("learning_rate", positive=True, hi=hi),
+        local_epochs=r.integer("local_epochs", 1, lo=1, hi=65535),
+        batch_size=r.integer("batch_size", 1, lo=1, hi=65535),
+        central_noise_multiplier=r.number("central_noise_multiplier", 0.0, hi=hi),
         delta=delta,
-        device_policy=r.path("dp", "device_policy", required=False),
+        device_policy=r.path("device_policy", required=False),
     )
 
 
-def _prometheus(r: _Reader) -> PrometheusSettings:
+def _prometheus(r: Table) -> PrometheusSettings:
     """Validate [metrics]."""
-    textfile = r.path("metrics", "prometheus_textfile", required=False, must_exist=False)
+    textfile = r.path("prometheus_textfile", required=False, must_exist=False)
     if textfile is not None and textfile.suffix != ".prom":
         # node_exporter's textfile collector reads *.prom only: another name is never scraped
-        raise ConfigError(f"metrics.prometheus_textfile: {str(textfile)!r} must end in .prom")
-    port = r.get("metrics", "prometheus_port", None)
-    if port is not None:
-        port = r.integer("metrics", "prometheus_port", lo=0, hi=65535)
-    address = r.get("metrics", "prometheus_address", "127.0.0.1")
-    if not isinstance(address, str) or not address:
-        raise ConfigError("metrics.prometheus_address: must be a non-empty string")
+        raise r.error("prometheus_textfile", f"{str(textfile)!r} must end in .prom")
+    port = r.integer("prometheus_port", None, lo=0, hi=65535) \
+        if r.has("prometheus_port") else None
+    address = r.string("prometheus_address", "127.0.0.1")
     return PrometheusSettings(textfile, port, address)
-
-
-class _Reader:
-    """Typed access to one section's keys, each error naming ``section.key``."""
-
-    _MISSING = object()
-
-    def __init__(self, table: Mapping[str, Any], base: Path):
-        self.table = table
-        self.base = base
-        for section, keys in _KEYS.items():
-            sub = table.get(section, {})
-            if not isinstance(sub, Mapping):
-                raise ConfigError(f"{section}: must be a table")
-            extra = sorted(set(sub) - set(keys))
-            if extra:
-                raise ConfigError(f"{section}.{extra[0]}: unknown key (known: {', '.join(keys)})")
-
-    def get(self, section: str, key: str, default: Any = _MISSING) -> Any:
-        """The raw value, the default, or ConfigError when required and missing."""
-        value = self.table.get(section, {}).get(key, default)
-        if value is self._MISSING:
-            raise ConfigError(f"{section}.{key}: required")
-        return value
-
-    def string(self, section: str, key: str) -> str:
-        """A non-empty string."""
-        value = self.get(section, key)
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{section}.{key}: must be a non-empty string")
-        return value
-
-    def boolean(self, section: str, key: str, default: bool) -> bool:
-        """A TOML boolean."""
-        value = self.get(section, key, default)
-        if not isinstance(value, bool):
-            raise ConfigError(f"{section}.{key}: must be true or false")
-        return value
-
-    def integer(self, section: str, key: str, default: Any = _MISSING, *, lo: int, hi: int) -> int:
-        """An integer in lo..hi."""
-        value = self.get(section, key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise ConfigError(f"{section}.{key}: must be an integer in {lo}..{hi}, got {value!r}")
-        return value
-
-    def number(self, section: str, key: str, default: Any = _MISSING, *,
-               positive: bool = False, hi: float) -> float:
-        """A finite number in [0, hi] (or (0, hi] with ``positive``)."""
-        value = self.get(section, key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) \
-                or not math.isfinite(value) or value < 0 or (positive and value == 0) \
-                or value > hi:
-            lo = "(0" if positive else "[0"
-            raise ConfigError(f"{section}.{key}: must be a number in {lo}, {hi:g}], "
-                              f"got {value!r}")
-        return float(value)
-
-    def path(self, section: str, key: str, *, required: bool = True,
-             must_exist: bool = True) -> Path:
-        """A file path (relative to the configuration's folder); must exist unless said."""
-        value = self.get(section, key) if required else self.get(section, key, None)
-        if value is None:
-            return None  # type: ignore[return-value]
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{section}.{key}: must be a file path string")
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            path = self.base / path
-        try:
-            wrong_kind = path.exists() and not path.is_file()
-        except OSError as exc:
-            raise ConfigError(f"{section}.{key}: {str(path)!r}: {exc.strerror}") from None
-        if wrong_kind:
-            # A folder (or a device) where a file goes fails only later, mid-round.
-            raise ConfigError(f"{section}.{key}: {str(path)!r} is not a regular file")
-        if must_exist and not path.is_file():
-            raise ConfigError(f"{section}.{key}: no such file {str(path)!r}")
-        if not must_exist and not path.parent.is_dir():
-            what = "is not a folder" if path.parent.exists() else "does not exist"
-            raise ConfigError(f"{section}.{key}: folder {str(path.parent)!r} {what}")
-        return path

@@ -5,7 +5,7 @@ report into its ε and the steps left of its budget."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,17 +27,12 @@ class DeviceBudget:
     tickets' sigma is at least that, so this is an upper bound)."""
 
     policy: PrivacyPolicy
-    _step: privacy.StepAccountant | None = field(default=None, repr=False)
 
     def epsilon(self, steps: int) -> float:
         """ε at the policy's δ after ``steps`` steps."""
-        if self._step is None:
-            # dp-accounting logs a warning per RDP order it drops: not the operator's concern
-            logging.getLogger("absl").setLevel(logging.ERROR)
-            p = self.policy
-            self._step = privacy.StepAccountant.for_step(p.sampling_rate,
-                                                         p.noise_multiplier_min, p.sampling)
-        return self._step.epsilon(steps, self.policy.delta)
+        # dp-accounting logs a warning per RDP order it drops: not the operator's concern
+        logging.getLogger("absl").setLevel(logging.ERROR)
+        return privacy.implied_epsilon(self.policy, steps)
 
     def left(self, steps: int) -> int:
         """Steps left of the policy's budget (0 when spent)."""

@@ -23,10 +23,10 @@ import numpy as np
 
 from edge.errors import ConfigError, EdgeError
 from edge.formats.device import DeviceRecord
+from edge.formats.package_builder import build_package, head_plaintext
 from edge.formats.ticket import NONCE_SIZE, build_ticket, parse_ticket
+from edge.keyfiles import load_private_key
 from edge.protocol import OFFLINE, ONLINE, device_from_status_topic, model_topic, ticket_topic
-from firmware_sign.keys import load_private_key
-from firmware_sign.package_builder import build_package, head_plaintext
 
 from . import device_budget, fedavg
 from .audit import RefusalLedger

@@ -6,7 +6,6 @@ built by ``edge.formats.update.build_update`` (no TA): it is for testing the agg
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ from edge.formats.device import build_device_record
 from edge.formats.keys import ed25519_raw_public, key_id
 from edge.formats.ticket import RoundTicket, parse_ticket
 from edge.formats.update import build_update, l2_norm
+from edge.keyfiles import write_private_key
 from edge.protocol import update_topic
-from firmware_sign.keys import private_pem
 
 
 @dataclass
@@ -77,9 +76,7 @@ def write_fleet_files(folder: Path, *, head_in: int = 8, head_out: int = 3,
              "model_signer_key": folder / "model-signer.key",
              "initial_head": folder / "head.npz"}
     for name in ("aggregator_key", "model_signer_key"):
-        fd = os.open(paths[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(private_pem(Ed25519PrivateKey.generate()))
+        write_private_key(paths[name], Ed25519PrivateKey.generate(), force=True)
     np.savez(paths["initial_head"], W=np.zeros((head_in, head_out), np.float32),
              b=np.zeros(head_out, np.float32))
     if holdout_rows:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from edge.errors import BoardMismatch, Malformed, TransferCorrupt
 from edge.formats.device import DeviceRecord
 from edge.formats.keys import key_id
 from edge.formats.policy import policy_id
+from edge.state_files import write_durably
 from edge.tee import TrustedApp
 
 JOB = "job.json"
@@ -40,20 +40,6 @@ def bundle_version() -> str:
         return metadata.version("edge-tee")
     except metadata.PackageNotFoundError:
         return "not-installed"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_job(folder: Path) -> dict[str, bytes]:
@@ -87,14 +73,14 @@ def read_job(folder: Path) -> dict[str, bytes]:
 
 def apply(folder: Path, backend: str, state: Path | None) -> dict[str, Any]:
     """Provision the TA from a staged job; idempotent. Returns what ``done.json`` holds."""
-    from firmware_sign.keys import load_public_key_raw
+    from edge.keyfiles import load_public_key
 
     done = folder / DONE
     if done.exists():
         return dict(json.loads(done.read_text()))
     files = read_job(folder)
-    signer = load_public_key_raw(folder / SIGNER)
-    aggregator = load_public_key_raw(folder / AGGREGATOR)
+    signer = load_public_key(folder / SIGNER)
+    aggregator = load_public_key(folder / AGGREGATOR)
     actions = []
     with TrustedApp(backend, state) as ta:
         record = ta.identity()  # creates the device keys inside the TA on first use
@@ -118,10 +104,10 @@ def apply(folder: Path, backend: str, state: Path | None) -> dict[str, Any]:
                 ta.install_policy(files[POLICY])
                 actions.append("policy-installed")
     device = DeviceRecord.parse(record)
-    _write_atomic(folder / RECORD, record)
+    write_durably(folder / RECORD, record, mode=0o644)
     result = {"device_id": device.device_id.hex(), "record": RECORD, "actions": actions,
               "bundle_version": bundle_version()}
-    _write_atomic(done, json.dumps(result).encode())
+    write_durably(done, json.dumps(result).encode(), mode=0o644)
     return result
 
 

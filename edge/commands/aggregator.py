@@ -259,7 +259,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _device_budget(config: Any) -> Any:
     """The devices' policy budget (dp.device_policy), or None when not configured."""
     from edge.aggregator import device_budget
-    from firmware_sign.keys import load_private_key
+    from edge.keyfiles import load_private_key
 
     if config.dp.device_policy is None:
         return None

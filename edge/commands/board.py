@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from edge import errors
+from edge.state_files import write_durably
 
 
 def _access(args: argparse.Namespace) -> Any:
@@ -34,23 +34,17 @@ def _access(args: argparse.Namespace) -> Any:
                        state=args.board_state, staging=args.board_staging)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def cmd_provision(args: argparse.Namespace) -> int:
     """Provision a board over its console; write (and optionally enroll) its device record."""
     from edge.board.agent import bundle_version
     from edge.board.provision import provision
-    from firmware_sign.keys import load_public_key_raw
+    from edge.keyfiles import load_public_key
 
     # Read and check the fleet's files before touching the board.
     signer = args.model_signer.read_bytes()
     aggregator = args.aggregator.read_bytes()
-    load_public_key_raw(args.model_signer)
-    load_public_key_raw(args.aggregator)
+    load_public_key(args.model_signer)
+    load_public_key(args.aggregator)
     policy = None
     if args.policy:
         from edge.formats.policy import parse_policy
@@ -62,7 +56,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
         expect_version=args.expect_version or bundle_version(), retries=args.retries,
         on_retry=lambda n, exc: print(f"console lost ({exc}); resuming (attempt {n + 1})",
                                       file=sys.stderr))
-    _write_atomic(args.out, result.record)
+    write_durably(args.out, result.record, mode=0o644)
     enrolled = False
     if args.enroll:
         from edge.aggregator.registry import Registry

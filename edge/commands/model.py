@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import ConfigError
+from edge.state_files import write_durably
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -19,11 +20,9 @@ def cmd_build(args: argparse.Namespace) -> int:
             raise ConfigError(f"cannot write {path}: no folder {str(path.parent)!r}")
     built = build_demo(args.arch, image_size=args.image_size, epochs=args.epochs, seed=args.seed)
     out: Path = args.out
-    tmp = out.with_name(out.name + ".partial")
-    tmp.write_bytes(built.tflite)
-    tmp.replace(out)
+    write_durably(out, built.tflite, mode=0o644)
     meta_path = args.metadata or out.with_suffix(".json")
-    meta_path.write_text(json.dumps(built.metadata, indent=2) + "\n")
+    write_durably(meta_path, (json.dumps(built.metadata, indent=2) + "\n").encode(), mode=0o644)
     summary: dict[str, Any] = {"model": str(out), "metadata": str(meta_path),
                                "bytes": len(built.tflite), "arch": args.arch,
                                "float_accuracy": round(built.float_accuracy, 4),

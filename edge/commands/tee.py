@@ -16,33 +16,37 @@ from edge import errors
 from edge.formats.device import DeviceRecord
 from edge.formats.manifest import INFER_RELEASE_NAMES
 from edge.formats.policy import POLICY_SIZE, PrivacyPolicy, parse_policy, policy_id
-from edge.tee import BudgetStatus, TaStatus, TrustedApp
-from firmware_sign.keys import load_public_key_raw
+from edge.keyfiles import load_public_key
+from edge.state_files import write_durably
+from edge.tee import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    BudgetStatus,
+    TaStatus,
+    TrustedApp,
+    check_backend_state,
+)
 
 
 def _open(args: argparse.Namespace) -> TrustedApp:
-    if args.tee == "sim" and args.state is None:
-        raise errors.ConfigError("--tee sim needs --state DIR (the simulated TEE's storage)")
-    return TrustedApp(args.tee, args.state if args.tee == "sim" else None)
+    try:
+        check_backend_state(args.tee, args.state)
+    except errors.ConfigError as exc:
+        raise errors.ConfigError(f"--tee {args.tee} --state: {exc}") from None
+    return TrustedApp(args.tee, args.state)
 
 
 def _add_backend(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tee", choices=("sim", "optee"), default="optee",
+    p.add_argument("--tee", choices=BACKENDS, default=DEFAULT_BACKEND,
                    help="TEE backend: the real OP-TEE (/dev/tee0) or the simulated one")
     p.add_argument("--state", type=Path, metavar="DIR",
                    help="state directory of the simulated TEE (with --tee sim)")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def cmd_provision(args: argparse.Namespace) -> int:
     """Create the device keys, install the trust anchors, write DEVICE.pub."""
-    signer = load_public_key_raw(args.model_signer)
-    aggregator = load_public_key_raw(args.aggregator)
+    signer = load_public_key(args.model_signer)
+    aggregator = load_public_key(args.aggregator)
     with _open(args) as ta:
         record = ta.identity()
         device = DeviceRecord.parse(record)
@@ -54,7 +58,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
                 f"replace an anchor with `edge tee replace-anchor`",
                 code=exc.code, origin=exc.origin,
             ) from None
-    _write_atomic(args.out_pub, record)
+    write_durably(args.out_pub, record, mode=0o644)
     print(f"provisioned device {device.device_id.hex()}; public record in {args.out_pub}")
     return 0
 
@@ -191,9 +195,8 @@ def _budget_info(budget: BudgetStatus, policy: tuple[bytes, PrivacyPolicy] | Non
         raise errors.ConfigError(
             f"budget: --policy has id {policy_id(data).hex()} (version {p.version}), the "
             f"installed policy is {budget.policy_id.hex()} (version {budget.policy_version})")
-    acc = privacy.StepAccountant.for_step(p.sampling_rate, p.noise_multiplier_min, p.sampling)
-    spent, full = acc.epsilon(budget.steps_spent, p.delta), acc.epsilon(budget.step_budget,
-                                                                         p.delta)
+    spent = privacy.implied_epsilon(p, budget.steps_spent)
+    full = privacy.implied_epsilon(p, budget.step_budget)
     info.update(epsilon_spent=None if math.isinf(spent) else spent,
                 epsilon_at_budget=None if math.isinf(full) else full, delta=p.delta,
                 accounting=("none: no-DP test policy (noise may be 0)" if p.no_dp else

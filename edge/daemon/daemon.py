@@ -33,6 +33,7 @@ from edge.formats.package import parse_package
 from edge.formats.ticket import parse_ticket
 from edge.mqtt import client_id, connect_async, make_client, session_secret
 from edge.sdnotify import Notifier
+from edge.state_files import write_durably
 from edge.stopping import WAKE_S, stop_requested
 from edge.tee import LoadedModel, TrustedApp
 
@@ -304,8 +305,8 @@ class Daemon:
             info.unlink(missing_ok=True)
             return
         backbone_file.replace(saved)
-        info.write_text(json.dumps({"version": version, "package_id": package_id.hex(),
-                                    "metadata": metadata}), encoding="utf-8")
+        write_durably(info, json.dumps({"version": version, "package_id": package_id.hex(),
+                                        "metadata": metadata}).encode("utf-8"), mode=0o644)
         self._load_backbone(saved.read_bytes(), metadata)
 
     def _load_backbone(self, model: bytes, metadata: dict[str, Any]) -> None:

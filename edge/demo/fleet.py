@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,10 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.demo.data import CLASSES, FEATURES, DemoBackbone, Split
-from edge.demo.settings import DpSettings, make_policy
+from edge.demo.settings import DemoPrivacy, make_policy
 from edge.formats.keys import ed25519_raw_public
+from edge.keyfiles import write_private_key
 from edge.tee import TrustedApp
-from firmware_sign.keys import private_pem
 
 FLEET = "demo"
 
@@ -29,13 +28,6 @@ class Fleet:
     devices: list[dict[str, Any]] = field(default_factory=list)
     records: list[bytes] = field(default_factory=list)
     policy_epsilon: float = 0.0
-
-
-def _write_key(path: Path, key: Ed25519PrivateKey) -> None:
-    """A private key as PEM, readable by its owner only."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(private_pem(key))
 
 
 def provision_device(state: Path, signer: Ed25519PrivateKey, aggregator: Ed25519PrivateKey,
@@ -65,7 +57,7 @@ def device_config(root: Path, index: int, broker_url: str, backend: str) -> dict
     }
 
 
-def aggregator_config(root: Path, broker_url: str, dp: DpSettings, devices: int, rounds: int,
+def aggregator_config(root: Path, broker_url: str, dp: DemoPrivacy, devices: int, rounds: int,
                       seed: int, timeout_s: float) -> dict[str, Any]:
     """The aggregator configuration table over the files ``write_fleet`` puts in ``root``."""
     agg = root / "aggregator"
@@ -83,7 +75,7 @@ def aggregator_config(root: Path, broker_url: str, dp: DpSettings, devices: int,
         "dp": {"example_clip": dp.example_clip, "noise_multiplier": dp.noise_multiplier,
                "update_clip": dp.update_clip, "learning_rate": dp.learning_rate,
                "local_epochs": dp.local_epochs, "batch_size": 1,
-               "central_noise_multiplier": dp.central_noise, "delta": dp.delta,
+               "central_noise_multiplier": dp.central_noise_multiplier, "delta": dp.delta,
                # the boards' policy: the aggregator checks its tickets against it and
                # reports the devices' epsilon and budget left from their updates' steps
                "device_policy": str(root / "keys" / "policy.bin")},
@@ -92,15 +84,15 @@ def aggregator_config(root: Path, broker_url: str, dp: DpSettings, devices: int,
     }
 
 
-def write_fleet(root: Path, split: Split, backbone: DemoBackbone, dp: DpSettings, *,
+def write_fleet(root: Path, split: Split, backbone: DemoBackbone, dp: DemoPrivacy, *,
                 broker_url: str, rounds: int, seed: int, backend: str = "sim",
                 timeout_s: float = 30.0) -> Fleet:
     """Generate role keys, provision every device, write data, head, holdout and configs."""
     for sub in ("keys", "aggregator", "devices"):
         (root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
     signer, aggregator = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    _write_key(root / "keys" / "model-signer.key", signer)
-    _write_key(root / "keys" / "aggregator.key", aggregator)
+    write_private_key(root / "keys" / "model-signer.key", signer, force=True)
+    write_private_key(root / "keys" / "aggregator.key", aggregator, force=True)
     agg = root / "aggregator"
     (agg / "backbone.tflite").write_bytes(backbone.tflite)
     (agg / "backbone.json").write_text(json.dumps(backbone.metadata), encoding="utf-8")

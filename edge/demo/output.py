@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
+
+from edge.state_files import write_durably
 
 BAR = 20
 HEADER = (f"{'round':>5}  {'progress':<{BAR + 2}}  {'part.':>5}  {'refusals':<18}  "
@@ -94,9 +95,8 @@ class Table:
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
     """Write the JSON report atomically."""
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    text = json.dumps(report, indent=2, sort_keys=True) + "\n"
+    write_durably(path, text.encode("utf-8"), mode=0o644)
 
 
 def write_html_report(path: Path, state: Path) -> None:

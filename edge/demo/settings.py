@@ -14,7 +14,7 @@ from edge.formats.ticket import poisson_steps
 
 
 @dataclass(frozen=True)
-class DpSettings:
+class DemoPrivacy:
     """Local DP-SGD (every device, enforced by its TA's policy) and optional central noise."""
 
     name: str
@@ -24,7 +24,7 @@ class DpSettings:
     learning_rate: float
     local_epochs: int
     update_clip: float  # U
-    central_noise: float  # z of DP-FedAvg (0 = plain FedAvg weighted by sample count)
+    central_noise_multiplier: float  # z of DP-FedAvg (0 = plain FedAvg weighted by sample count)
     delta: float = 1e-5
 
     @property
@@ -40,8 +40,9 @@ class DpSettings:
 
     def describe(self) -> str:
         """One line naming every parameter."""
-        central = (f"central noise z={self.central_noise:g} (DP-FedAvg, uniform weights)"
-                   if self.central_noise else "no central noise (FedAvg by sample count)")
+        z = self.central_noise_multiplier
+        central = (f"central noise z={z:g} (DP-FedAvg, uniform weights)"
+                   if z else "no central noise (FedAvg by sample count)")
         return (f"{self.name}: local DP-SGD sigma={self.noise_multiplier:g}, clip C="
                 f"{self.example_clip:g}, q={self.sampling_rate:g} (Poisson), lr="
                 f"{self.learning_rate:g}, {self.local_epochs} epoch(s)/round, update clip U="
@@ -53,13 +54,15 @@ class DpSettings:
 # federation (6 data seeds x 3 noise seeds): 1.5 points under the centralised reference on
 # average, 2.8 at worst; fewer steps (2 per round, epsilon 5) missed the 3-point target
 # in 11 % of those runs.
-DEFAULT = DpSettings("default", noise_multiplier=6.0, example_clip=1.0, sampling_rate=1.0,
-                     learning_rate=1.0, local_epochs=4, update_clip=5.0, central_noise=0.0)
+DEFAULT = DemoPrivacy("default", noise_multiplier=6.0, example_clip=1.0, sampling_rate=1.0,
+                      learning_rate=1.0, local_epochs=4, update_clip=5.0,
+                      central_noise_multiplier=0.0)
 # DP-FedAvg on top: every update clipped to U = 0.5 and Gaussian noise z·U/m on the mean.
 # With only 10 devices all in every round, device-level ε stays large (about 30 after
 # 20 rounds); it shrinks with more devices and smaller cohorts (sampling amplification).
-PRESET = DpSettings("preset", noise_multiplier=6.0, example_clip=1.0, sampling_rate=1.0,
-                    learning_rate=1.0, local_epochs=4, update_clip=0.5, central_noise=1.0)
+PRESET = DemoPrivacy("preset", noise_multiplier=6.0, example_clip=1.0, sampling_rate=1.0,
+                     learning_rate=1.0, local_epochs=4, update_clip=0.5,
+                     central_noise_multiplier=1.0)
 PRESETS = {"off": DEFAULT, "preset": PRESET}
 
 
@@ -68,7 +71,7 @@ def quiet_absl() -> None:
     logging.getLogger("absl").setLevel(logging.ERROR)
 
 
-def make_policy(signer: Ed25519PrivateKey, dp: DpSettings, rounds: int) -> tuple[bytes, float]:
+def make_policy(signer: Ed25519PrivateKey, dp: DemoPrivacy, rounds: int) -> tuple[bytes, float]:
     """A real DP policy whose step budget covers ``rounds`` rounds; returns it and its ε."""
     quiet_absl()
     steps = max(1, rounds) * dp.steps_per_round

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import math
 from dataclasses import dataclass
 
@@ -10,8 +9,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import tee_abi
-from edge.errors import Malformed, PolicyViolation, Replay, UnknownSigner, WrongModel
-from edge.formats.device import DeviceRecord
+from edge.errors import Malformed
 from edge.formats.envelope import (
     HEADER_SIZE,
     SIG_SIZE,
@@ -19,7 +17,6 @@ from edge.formats.envelope import (
     Kind,
     build_envelope,
     parse_envelope,
-    verify_envelope,
 )
 from edge.formats.keys import ed25519_raw_public, key_id
 from edge.formats.layouts import UPDATE_HEADER
@@ -97,51 +94,6 @@ def parse_update(data: bytes | bytearray | memoryview) -> SealedUpdate:
     """Parse a sealed update with structural checks but no signature check."""
     return parse_update_envelope(parse_envelope(data, kind=Kind.SEALED_UPDATE,
                                                 max_len=MAX_UPDATE_SIZE))
-
-
-def verify_update(
-    data: bytes | bytearray | memoryview,
-    device: DeviceRecord,
-    *,
-    round_id: int,
-    nonce: bytes,
-    model_version: int,
-    param_count: int,
-    update_clip: float | None = None,
-) -> SealedUpdate:
-    """Verify an update from an enrolled device for an expected round; return it.
-
-    Checks the signer and signature under the device's identity key, the device id in the
-    body, the binding to round, nonce and model version, the parameter count, and
-    ‖Δ‖₂ ≤ U (the ticket's U when given, which the update's U must equal).
-    """
-    env = parse_envelope(data, kind=Kind.SEALED_UPDATE, max_len=MAX_UPDATE_SIZE)
-    verify_envelope(env, device.ed25519_pub)
-    upd = parse_update_envelope(env)
-    if not hmac.compare_digest(upd.device_id, device.device_id):
-        raise UnknownSigner(
-            f"sealed update: names device {upd.device_id.hex()}, signed by "
-            f"{device.device_id.hex()}")
-    if upd.round_id != round_id:
-        raise Replay(f"sealed update: for round {upd.round_id}, expected round {round_id}")
-    if not hmac.compare_digest(upd.nonce, bytes(nonce)):
-        raise Replay("sealed update: cohort nonce differs from the round's")
-    if upd.model_version != model_version:
-        raise WrongModel(
-            f"sealed update: for model version {upd.model_version}, expected {model_version}")
-    if upd.param_count != param_count:
-        raise Malformed(
-            f"sealed update: {upd.param_count} parameters, the head has {param_count}")
-    bound = upd.update_clip
-    if update_clip is not None:
-        expected = float(np.float32(update_clip))
-        if upd.update_clip != expected:
-            raise PolicyViolation(
-                f"sealed update: update clip {upd.update_clip}, the ticket set {expected}")
-        bound = expected
-    if upd.norm > bound * (1.0 + NORM_SLACK):
-        raise PolicyViolation(f"sealed update: ‖Δ‖ = {upd.norm:.6g} exceeds U = {bound:.6g}")
-    return upd
 
 
 def build_update(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ from edge.errors import ConfigError, DelegateUnavailable, Malformed, ModelMismat
 from edge.inference.delegates import DelegateReport, load_npu_delegate, measure_delegation
 from edge.inference.runtime import select_runtime
 from edge.inference.runtime_log import runtime_messages
+from edge.toml_config import Table
 
 if TYPE_CHECKING:
     from edge.tee import LoadedModel
@@ -21,6 +23,7 @@ log = logging.getLogger("edge.inference")
 
 DTYPES = ("int8", "uint8", "float32")
 RUNTIME_NAMES = ("auto", "tflite-runtime", "ai-edge-litert")
+MAX_THREADS = 2**31 - 1  # TFLite takes a C int
 
 
 @dataclass(frozen=True)
@@ -34,29 +37,38 @@ class InferenceConfig:
     delegate_options: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Checked here, when the configuration is read, not when the first model loads.
         if self.runtime not in RUNTIME_NAMES:
-            # Checked here, when the configuration is read, not when the first model loads.
-            raise ConfigError(f"inference.runtime = {self.runtime!r}: expected one of "
-                              f"{', '.join(repr(r) for r in RUNTIME_NAMES)}")
-        if not isinstance(self.num_threads, int) or self.num_threads < 1:
-            raise ConfigError(f"num_threads = {self.num_threads!r}: expected an integer >= 1")
+            raise ConfigError(f"inference.runtime: must be one of "
+                              f"{', '.join(repr(r) for r in RUNTIME_NAMES)}, got {self.runtime!r}")
+        if isinstance(self.num_threads, bool) or not isinstance(self.num_threads, int) \
+                or not 1 <= self.num_threads <= MAX_THREADS:
+            raise ConfigError(f"inference.num_threads: must be an integer in 1..{MAX_THREADS}, "
+                              f"got {self.num_threads!r}")
         if not self.npu_delegate:
-            raise ConfigError("npu_delegate = '': expected 'auto', 'none' or a library path")
+            raise ConfigError("inference.npu_delegate: must be \"auto\", \"none\" or a library "
+                              "path, got ''")
         if self.require_npu and self.npu_delegate == "none":
-            raise ConfigError("require_npu = true contradicts npu_delegate = 'none'")
+            raise ConfigError("inference.require_npu: true contradicts npu_delegate = \"none\"")
 
     @classmethod
-    def from_mapping(cls, table: dict[str, Any]) -> InferenceConfig:
+    def from_mapping(cls, table: Mapping[str, Any]) -> InferenceConfig:
         """From the ``[inference]`` table of a TOML file; ConfigError names a bad key."""
-        known = set(cls.__dataclass_fields__)
-        for key, value in table.items():
-            if key not in known:
-                raise ConfigError(f"[inference] {key}: unknown key (known: "
-                                  f"{', '.join(sorted(known))})")
-            kind = dict if key == "delegate_options" else type(getattr(cls(), key))
-            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise ConfigError(f"[inference] {key} = {value!r}: expected {kind.__name__}")
-        return cls(**table)
+        return cls.from_table(Table(table, "inference", INFERENCE_KEYS, Path.cwd()))
+
+    @classmethod
+    def from_table(cls, table: Table) -> InferenceConfig:
+        """Validate the ``[inference]`` table of a configuration."""
+        default = cls()
+        return cls(runtime=table.string("runtime", default.runtime),
+                   npu_delegate=table.string("npu_delegate", default.npu_delegate),
+                   num_threads=table.integer("num_threads", default.num_threads, lo=1,
+                                             hi=MAX_THREADS),
+                   require_npu=table.boolean("require_npu", default.require_npu),
+                   delegate_options=table.mapping("delegate_options"))
+
+
+INFERENCE_KEYS = ("runtime", "npu_delegate", "num_threads", "require_npu", "delegate_options")
 
 
 def check_metadata(metadata: dict[str, Any]) -> None:

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /*
- * The TA's command interface (ta/entry.c, ta/commands.c): a sequence of
- * commands through TA_InvokeCommandEntryPoint() in one session, the way the
- * normal world drives the TA, so that the parsers are reached through
+ * The TA's command interface (ta/entry.c, ta/commands.c, ta/training.c): a
+ * sequence of commands through TA_InvokeCommandEntryPoint() in one session,
+ * the way the normal world drives the TA, so that the parsers are reached through
  * copy_envelope() and the lazily loaded state, and a sequence can chain
  * LOAD_BEGIN, LOAD_CHUNK and LOAD_FINISH, or INSTALL_POLICY, VERIFY_TICKET
  * and TRAIN_AND_SEAL. Every input starts from the same stored state: the

@@ -24,13 +24,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from reference_dpsgd import FIXED, Round, dpsgd_round
 from test_tee_sim import DEFECTS, _defective
 from training_helpers import BIG, NOW, data, policy, ticket
+from update_helpers import verify_sealed
 
 from edge import errors
 from edge.formats.anchors import Role, build_anchor_statement
 from edge.formats.device import DeviceRecord, parse_device_record
 from edge.formats.keys import ed25519_raw_public, key_id
 from edge.formats.manifest import InferPolicy, InferRelease
-from edge.formats.update import verify_update
 from edge.tee import _TA_REFUSALS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -308,9 +308,9 @@ def test_train_and_seal_python_matches_numpy_reference(guest: Guest, roles: Role
              "/tmp/train1.u32", "/tmp/r1.upd")
     assert "error" not in res, res
     assert res["ticket"]["steps_left"] == 1000
-    upd = verify_update(guest.get("/tmp/r1.upd"), dev, round_id=1, nonce=bytes([1]) * 16,
+    upd = verify_sealed(guest.get("/tmp/r1.upd"), dev, round_id=1, nonce=bytes([1]) * 16,
                         model_version=TRAIN_VERSION, param_count=w.size + b.size,
-                        update_clip=BIG)
+                        update_clip=BIG, example_clip=clip)
     ref = dpsgd_round(w, b, x, y, Round(lr=lr, clip=clip, sigma=0.0, update_clip=BIG,
                                         epochs=epochs, batch=TRAIN_N, q=1.0, sampling=FIXED))
     np.testing.assert_allclose(upd.delta, ref, rtol=1e-3, atol=1e-5)
@@ -330,7 +330,7 @@ def test_train_and_seal_cli_round_update_clip(guest: Guest, roles: Roles) -> Non
     out = guest.check(f"edge-ta-cli round /tmp/r2.tk {NOW} {TRAIN_N} /tmp/train2.f32 "
                       "/tmp/train2.u32 /tmp/r2.upd")
     assert "steps_left: 998" in out, out
-    upd = verify_update(guest.get("/tmp/r2.upd"), dev, round_id=2, nonce=bytes([2]) * 16,
+    upd = verify_sealed(guest.get("/tmp/r2.upd"), dev, round_id=2, nonce=bytes([2]) * 16,
                         model_version=TRAIN_VERSION, param_count=w.size + b.size,
                         update_clip=u)
     assert upd.norm <= u * (1 + 1e-5)

@@ -55,11 +55,11 @@ from edge.formats.manifest import (  # noqa: E402
     InferPolicy,
     InferRelease,
 )
+from edge.formats.package_builder import build_package  # noqa: E402
 from edge.formats.policy import build_policy  # noqa: E402
 from edge.formats.ticket import build_ticket  # noqa: E402
 from edge.formats.update import build_update  # noqa: E402
 from edge.tee_abi import Kind  # noqa: E402
-from firmware_sign.package_builder import build_package  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parent
 OFF = MANIFEST_FIXED.offset
@@ -794,8 +794,12 @@ def update_vectors(add: Callable[..., None]) -> None:
               "model_version": str(UPDATE_ARGS["model_version"]),
               "param_count": str(delta.size)}
 
-    def up(name: str, data: bytes, refusal: str, description: str, stage: str) -> None:
-        add(name, "sealed_update", data, refusal, description, extra=expect | {"stage": stage})
+    def up(name: str, data: bytes, refusal: str, description: str, stage: str,
+           audit: str | None = None) -> None:
+        # ``audit``: the aggregator's audit class where it names the defect by what it
+        # means for a round (the verifier checks the topic's device before the signer).
+        extra = expect | {"stage": stage, "audit_refusal": audit or refusal}
+        add(name, "sealed_update", data, refusal, description, extra=extra)
 
     def at(offset: int, value: bytes) -> Edit:
         def edit(_h: bytearray, body: bytearray) -> None:
@@ -810,7 +814,7 @@ def update_vectors(add: Callable[..., None]) -> None:
     up("update_bad_signature", flip(ok, len(ok) - 1, 0x80), "signature",
        "one bit of the signature flipped", "envelope")
     up("update_unknown_signer", build_update(OTHER.identity, delta=delta, **UPDATE_ARGS),
-       "unknown-signer", "sealed by another device", "envelope")
+       "unknown-signer", "sealed by another device", "envelope", audit="topic-mismatch")
     up("update_wrong_kind", build_envelope(Kind.ROUND_TICKET, ok[HEADER_SIZE:-SIG_SIZE],
                                            DEVICE.identity),
        "wrong-kind", "the same body under kind 4", "envelope")
@@ -825,7 +829,7 @@ def update_vectors(add: Callable[..., None]) -> None:
     up("update_delta_nan", sign(at(88, np.array([np.nan], "<f4").tobytes())), "malformed",
        "first delta value NaN, re-signed", "body")
     up("update_over_clip", build_update(DEVICE.identity, delta=delta * 8, **UPDATE_ARGS),
-       "weaker-than-policy", "‖Δ‖ about 11 above U = 4", "body")
+       "weaker-than-policy", "‖Δ‖ about 11 above U = 4", "body", audit="norm")
 
 
 def secagg_rows() -> list[str]:

@@ -1,17 +1,22 @@
-"""Role keys of the release engineer: Ed25519, PKCS8 PEM private (0600) and SPKI PEM public."""
+"""Key files: Ed25519 role keys as PKCS8 PEM private (0600) and SPKI PEM (or raw) public.
+
+The release tool writes them; the aggregator, the demo and ``edge tee`` read them."""
 
 from __future__ import annotations
 
-import errno
 import os
-import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edge.errors import ConfigError
 from edge.formats.keys import PUBKEY_SIZE, ed25519_public_from_raw, ed25519_raw_public
+from edge.state_files import write_durably
+
+T = TypeVar("T")
 
 ROLES = ("model-signer", "aggregator")
 PRIVATE_SUFFIX = ".key"
@@ -26,41 +31,13 @@ def key_paths(prefix: str | os.PathLike[str]) -> tuple[Path, Path]:
 
 
 def write_new_file(path: Path, data: bytes, *, mode: int, force: bool) -> None:
-    """Write ``data`` atomically, created with ``mode``; refuse to replace unless ``force``."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    """Write ``data`` durably, created with ``mode``; refuse to replace unless ``force``."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
-    except OSError as exc:
-        raise ConfigError(f"cannot create {path}: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), mode)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if force:
-            os.replace(tmp, path)
-        else:
-            _link_no_clobber(tmp, path)
+        write_durably(path, data, mode=mode, replace=force)
     except FileExistsError as exc:
         raise ConfigError(f"{path} exists; refusing to overwrite it (use --force)") from exc
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _link_no_clobber(tmp: Path, path: Path) -> None:
-    """Move ``tmp`` to ``path`` unless ``path`` exists (hard link where supported)."""
-    try:
-        os.link(tmp, path)
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
-            raise
-        if path.exists():
-            raise FileExistsError(errno.EEXIST, "exists", str(path)) from exc
-        os.replace(tmp, path)
 
 
 def private_pem(key: Ed25519PrivateKey) -> bytes:
@@ -81,6 +58,11 @@ def public_pem(pub: Ed25519PublicKey | bytes) -> bytes:
     )
 
 
+def write_private_key(path: Path, key: Ed25519PrivateKey, *, force: bool = False) -> None:
+    """Write a private key as PKCS8 PEM, readable by its owner only (0600)."""
+    write_new_file(path, private_pem(key), mode=0o600, force=force)
+
+
 def generate_role_key(
     prefix: str | os.PathLike[str], *, force: bool = False
 ) -> tuple[Path, Path, Ed25519PrivateKey]:
@@ -91,7 +73,7 @@ def generate_role_key(
             if path.exists() or path.is_symlink():
                 raise ConfigError(f"{path} exists; refusing to overwrite it (use --force)")
     key = Ed25519PrivateKey.generate()
-    write_new_file(priv_path, private_pem(key), mode=0o600, force=force)
+    write_private_key(priv_path, key, force=force)
     write_new_file(pub_path, public_pem(key.public_key()), mode=0o644, force=force)
     return priv_path, pub_path, key
 
@@ -108,40 +90,36 @@ def _read_key_file(path: str | os.PathLike[str], what: str) -> bytes:
     return data
 
 
+def _load_pem(path: str | os.PathLike[str], what: str, data: bytes,
+              load: Callable[[bytes], object], kind: type[T], form: str) -> T:
+    """Parse a PEM key file of the given Ed25519 ``kind``, errors naming the file."""
+    try:
+        key = load(data)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{what} {os.fspath(path)}: not {form}") from exc
+    if not isinstance(key, kind):
+        raise ConfigError(f"{what} {os.fspath(path)}: not an Ed25519 key")
+    return key
+
+
 def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
     """Load an Ed25519 PKCS8 PEM private key."""
     data = _read_key_file(path, "private key")
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(
-            f"private key {os.fspath(path)}: not an unencrypted PKCS8 PEM private key"
-        ) from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ConfigError(f"private key {os.fspath(path)}: not an Ed25519 key")
-    return key
+    return _load_pem(path, "private key", data,
+                     lambda d: serialization.load_pem_private_key(d, password=None),
+                     Ed25519PrivateKey, "an unencrypted PKCS8 PEM private key")
 
 
 def load_public_key(path: str | os.PathLike[str]) -> bytes:
     """Load an Ed25519 public key (SPKI PEM, or a raw 32-byte file) as raw bytes;
     ``WeakKey`` for a key off the curve, non-canonical or of small order."""
+    what = f"public key {os.fspath(path)}"
     data = _read_key_file(path, "public key")
     if len(data) == PUBKEY_SIZE and not data.startswith(b"-----"):
-        ed25519_public_from_raw(data, f"public key {os.fspath(path)}")
+        ed25519_public_from_raw(data, what)
         return data
-    try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(
-            f"public key {os.fspath(path)}: not a SubjectPublicKeyInfo PEM public key"
-        ) from exc
-    if not isinstance(key, Ed25519PublicKey):
-        raise ConfigError(f"public key {os.fspath(path)}: not an Ed25519 key")
+    key = _load_pem(path, "public key", data, serialization.load_pem_public_key,
+                    Ed25519PublicKey, "a SubjectPublicKeyInfo PEM public key")
     raw = ed25519_raw_public(key)
-    ed25519_public_from_raw(raw, f"public key {os.fspath(path)}")
+    ed25519_public_from_raw(raw, what)
     return raw
-
-
-def load_public_key_raw(path: str | os.PathLike[str]) -> bytes:
-    """Load an Ed25519 public key file as raw 32 bytes (``load_public_key``)."""
-    return load_public_key(path)
