@@ -130,6 +130,7 @@ TEE_Result TEE_AllocateOperation(TEE_OperationHandle *operation,
 		op->key_type = TEE_TYPE_HMAC_SHA256;
 		break;
 	case TEE_ALG_AES_CTR:
+	case TEE_ALG_AES_GCM:
 		/* CTR is its own inverse; GP still asks for a direction. */
 		if (mode == TEE_MODE_ENCRYPT)
 			op->req_usage = TEE_USAGE_ENCRYPT;
@@ -137,17 +138,8 @@ TEE_Result TEE_AllocateOperation(TEE_OperationHandle *operation,
 			op->req_usage = TEE_USAGE_DECRYPT;
 		else
 			goto not_supported;
-		op->op_class = OP_CLASS_CIPHER;
-		op->key_type = TEE_TYPE_AES;
-		break;
-	case TEE_ALG_AES_GCM:
-		if (mode == TEE_MODE_ENCRYPT)
-			op->req_usage = TEE_USAGE_ENCRYPT;
-		else if (mode == TEE_MODE_DECRYPT)
-			op->req_usage = TEE_USAGE_DECRYPT;
-		else
-			goto not_supported;
-		op->op_class = OP_CLASS_AE;
+		op->op_class = algorithm == TEE_ALG_AES_CTR ? OP_CLASS_CIPHER
+							    : OP_CLASS_AE;
 		op->key_type = TEE_TYPE_AES;
 		break;
 	case TEE_ALG_ED25519:
