@@ -200,3 +200,18 @@ def test_apply_refuses_an_incomplete_or_altered_job(tmp_path: Path, roles: Roles
     with pytest.raises(errors.TransferCorrupt, match="SHA-256"):
         apply(job, "sim", state)
     assert not (job / "done.json").exists() and not (job / "device.pub").exists()
+
+
+def test_anchors_without_the_policy_are_not_provisioned(board: FakeBoard, tmp_path: Path,
+                                                        roles: Roles) -> None:
+    # The console went away between the two TA commands of `apply`: anchors in, no policy.
+    from edge.tee import TrustedApp
+
+    a = access(board, tmp_path)
+    with TrustedApp("sim", tmp_path / "board" / "tee") as ta:
+        ta.install_anchors(roles.signer_pub, roles.aggregator_pub)
+    report = status(a)
+    assert report["tee"]["model_signer_key_id"] and report["provisioned"] is False, report
+    assert _run(a, roles, _policy(roles.signer)).board["actions"] == [
+        "anchors-kept", "policy-installed"]
+    assert status(a)["provisioned"] is True

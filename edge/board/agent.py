@@ -125,5 +125,7 @@ def report(backend: str, state: Path | None) -> dict[str, Any]:
         "policy_id": budget.policy_id.hex() if budget.has_policy else None,
         "steps_spent": budget.steps_spent,
         "step_budget": budget.step_budget,
-        "provisioned": bool(status.has_anchors),
+        # Anchors and policy go in as two TA commands: a board that lost its console
+        # between them is not provisioned yet (a new `edge board provision` completes it).
+        "provisioned": bool(status.has_anchors and budget.has_policy),
     }
