@@ -59,6 +59,9 @@ class Aggregator:
     # been accepted: at every (re)connect at once, and then this often. A broker that lost
     # its sessions (or a device that subscribed after the ticket) gets them this way.
     ticket_resend_s = 5.0
+    # The wait doubles after each periodic re-send of a round, up to this: a large fleet's
+    # slow round must not make every device that sealed already publish again every 5 s.
+    ticket_resend_max_s = 60.0
     # After a (re)connect the broker first hands over what it queued (and devices publish
     # their kept updates again): a round past its deadline waits this long before closing.
     redelivery_grace_s = 2.0
@@ -81,6 +84,7 @@ class Aggregator:
         self._reconnected = threading.Event()
         self._connected_at = 0.0
         self._tickets_sent_at = 0.0
+        self._resend_wait = self.ticket_resend_s
         self._acks = PubAcks()
         self._model_out: tuple[tuple[int, tuple[str, ...]], Pending] | None = None
         self._client: mqtt.Client | None = None
@@ -238,6 +242,7 @@ class Aggregator:
                     for topic, ticket in tickets:
                         self._publish(topic, ticket)
                     self._tickets_sent_at = time.monotonic()
+                    self._resend_wait = self.ticket_resend_s
                     self._reconnected.clear()  # they went out on the current connection
                 self._resend_tickets()
                 self._drain(client)
@@ -255,13 +260,17 @@ class Aggregator:
 
     def _resend_tickets(self) -> None:
         """Re-send the open round's tickets of devices not yet counted, when it is time."""
-        # At once after a (re)connect, then every ticket_resend_s. A device that sealed
+        # At once after a (re)connect, then after ticket_resend_s, the wait doubling up to
+        # ticket_resend_max_s (reset by the next round). A device that sealed
         # already publishes its kept update again; it never trains twice for a round.
         if self.rounds.open_round is None or not self._connected.is_set():
             return
         now = time.monotonic()
-        if not self._reconnected.is_set() and now - self._tickets_sent_at < self.ticket_resend_s:
+        reconnected = self._reconnected.is_set()
+        if not reconnected and now - self._tickets_sent_at < self._resend_wait:
             return
+        if not reconnected:
+            self._resend_wait = min(2 * self._resend_wait, self.ticket_resend_max_s)
         self._reconnected.clear()
         self._tickets_sent_at = now
         tickets = self.rounds.missing_tickets()
