@@ -52,9 +52,6 @@ PUBLISH_SLICE_S = 0.2
 class Aggregator:
     """One fleet's aggregator: enrollment, rounds over MQTT, state in SQLite."""
 
-    # Pause after publishing a model package before the next round's tickets, so that
-    # devices have loaded the new model when the ticket for it arrives.
-    package_settle_s = 0.3
     # While a round is open, its tickets go again to the devices whose update has not
     # been accepted: at every (re)connect at once, and then this often. A broker that lost
     # its sessions (or a device that subscribed after the ticket) gets them this way.
@@ -230,8 +227,9 @@ class Aggregator:
                 log.info("resuming round %d", self.rounds.open_round.round_id)
             while not stop.is_set() and (target is None or closed < target):
                 if self.rounds.open_round is None:
-                    if self._publish_model():
-                        stop.wait(self.package_settle_s)
+                    # No pause for devices to load it: a ticket that overtakes its model
+                    # waits in the daemon until the model is loaded (docs/daemon.md).
+                    self._publish_model()
                     if not self.rounds.model_is_out():
                         stop.wait(1.0)  # publishing failed: retry before any ticket
                         continue
