@@ -35,7 +35,7 @@ from edge.formats.package import PackageSource, read_manifest, verify_package
 from edge.formats.policy import POLICY_SIZE, parse_policy
 from edge.formats.ticket import TICKET_SIZE, parse_ticket
 from edge.formats.update import MAX_UPDATE_SIZE, parse_update
-from firmware_sign import training
+from firmware_sign import ta_cli, training
 from firmware_sign.inspect import (
     describe_anchor,
     describe_device,
@@ -48,6 +48,7 @@ from firmware_sign.inspect import (
 from firmware_sign.keys import ROLES, generate_role_key, load_private_key, load_public_key
 from firmware_sign.package_builder import build_package
 from firmware_sign.statements import replace_anchor
+from firmware_sign.ta_image import is_ta_image
 
 PROG = "firmware-sign"
 MIN_CHUNK, MAX_CHUNK = 4096, 1 << 20
@@ -257,6 +258,11 @@ def _unsupported(kind: int) -> EdgeError:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """inspect: print the fields of any artefact (no signature check beyond self-signed)."""
+    if is_ta_image(_read_bounded(args.file, 4, "artefact")):
+        info = {"file": args.file, "size": os.path.getsize(args.file),
+                **ta_cli.inspect_ta(args.file)}
+        print(json.dumps(info) if args.json else render(info))
+        return 0
     fh, size, kind = _open_artefact(args.file)
     with fh:
         if kind == Kind.PACKAGE:
@@ -400,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=cmd_anchor_replace)
 
     training.register(sub, _u64)
+    ta_cli.register(sub)
 
     ins = sub.add_parser("inspect", help="show the fields of an artefact")
     ins.add_argument("file", metavar="FILE")

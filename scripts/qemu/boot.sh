@@ -22,6 +22,9 @@
 #                       (e.g. --fwd 1883:1883 for an MQTT broker on the host)
 #   --smp N / --mem MB  vCPUs (default 2) / RAM (default 1057)
 #   --append ARGS       extra kernel command line arguments
+#   --disk FILE         persistent secure storage: FILE (a raw ext4 image,
+#                       made, 32 MiB, when missing) is the guest's /dev/vda,
+#                       mounted on tee-supplicant's storage folder
 #   --exit-with-parent  stop QEMU when the calling process goes away (tools)
 # Without --fwd the guest has no network interface at all (-nic none).
 set -euo pipefail
@@ -29,7 +32,7 @@ cd "$(dirname "$0")/../.."
 OUT=$PWD/build/qemu
 die() { echo "qemu/boot: error: $*" >&2; exit 1; }
 
-watch_parent="" port="" stdio=0 slog=$OUT/secure.log run="" fwd="" smp=2 mem=1057 extra_append=""
+watch_parent="" port="" stdio=0 slog=$OUT/secure.log run="" fwd="" smp=2 mem=1057 extra_append="" disk=""
 adds=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -42,8 +45,9 @@ while [ $# -gt 0 ]; do
         --smp) smp=$2; shift ;;
         --mem) mem=$2; shift ;;
         --append) extra_append=$2; shift ;;
+        --disk) disk=$2; shift ;;
         --exit-with-parent) watch_parent=$PPID ;;
-        -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
     shift
@@ -93,6 +97,18 @@ else
     net=(-nic none)
 fi
 
+storage=()
+if [ -n "$disk" ]; then
+    [[ $disk != *,* ]] || die "--disk: the path must not contain ','"
+    if [ ! -e "$disk" ]; then
+        command -v mkfs.ext4 >/dev/null || die "mkfs.ext4 missing: apt-get install e2fsprogs"
+        truncate -s 32M "$disk"
+        mkfs.ext4 -q -F -L edge-tee -E root_owner=0:0 "$disk" || die "--disk: mkfs.ext4 $disk failed"
+    fi
+    storage=(-drive "if=none,id=tee,format=raw,file=$disk" -device "virtio-blk-pci,drive=tee")
+    append+=" edge.disk=1"
+fi
+
 if [ "$stdio" -eq 1 ]; then
     console=(-serial mon:stdio)
 else
@@ -109,7 +125,7 @@ cmd=(qemu-system-aarch64 -nographic "${net[@]}"
      -machine virt,secure=on,gic-version=3,virtualization=false
      -cpu cortex-a57 -smp "$smp" -m "$mem"
      -bios "$BIOS" -kernel "$KERNEL" -append "$append"
-     -device "loader,file=$initrd,addr=0x48000000,force-raw=on"
+     -device "loader,file=$initrd,addr=0x48000000,force-raw=on" "${storage[@]}"
      "${console[@]}" -serial "file:$slog")
 [ "$stdio" -eq 1 ] || cmd+=(-monitor none)
 

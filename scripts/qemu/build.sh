@@ -2,6 +2,8 @@
 # Builds the QEMU OP-TEE image, idempotently and cached, into build/qemu/:
 #
 #   firmware/qemu_fw.bios   TF-A BL1 + FIP (BL2, BL31, OP-TEE OS, Linux as BL33)
+#   optee-os/               OP-TEE OS built from Debian's source package with the
+#                           project's TA key and RPMB-backed storage, and its TA dev kit
 #   firmware/Image          the same Debian arm64 kernel (QEMU needs -kernel for -append)
 #   initrd.cpio.gz          root file system: busybox, tee-supplicant, libteec, xtest
 #                           and its TAs, our TA, edge-ta-cli, libedge_client.so,
@@ -26,7 +28,9 @@
 # Environment: EDGE_QEMU_STRICT=1 makes drift fatal (release builds);
 # EDGE_QEMU_LOCK=FILE builds exactly the inputs of a manifest;
 # EDGE_QEMU_OUT=DIR builds elsewhere than build/qemu; EDGE_QEMU_CACHE=DIR
-# moves the download cache.
+# moves the download cache (and the firmware cache, and the CI TA key);
+# EDGE_QEMU_TA_KEY=FILE signs TAs with FILE (RSA PEM private key) and builds
+# OP-TEE OS to trust its public half instead of the generated CI key.
 set -euo pipefail
 umask 022
 cd "$(dirname "$0")/../.."
@@ -51,7 +55,7 @@ while [ $# -gt 0 ]; do
                 *) die "--pin wants 'secure' or 'reference' (see --help)" ;;
             esac ;;
         --clean) rm -rf "$OUT" ;;
-        -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
     shift
@@ -75,6 +79,7 @@ host_tools() {
         [make]=make
         [readelf]=binutils
         [gzip]=gzip
+        [mkfs.ext4]=e2fsprogs
     )
     local missing=() cmd
     for cmd in "${!need[@]}"; do
@@ -82,7 +87,8 @@ host_tools() {
     done
     [ -d /usr/aarch64-linux-gnu/include ] || missing+=(libc6-dev-arm64-cross)
     [ -r /usr/share/keyrings/debian-archive-trixie-stable.gpg ] || missing+=(debian-archive-keyring)
-    python3 -c 'import cryptography' 2>/dev/null || missing+=(python3-cryptography)
+    /usr/bin/python3 -c 'import cryptography' 2>/dev/null || missing+=(python3-cryptography)
+    /usr/bin/python3 -c 'import elftools' 2>/dev/null || missing+=(python3-pyelftools)
     if [ "${#missing[@]}" -gt 0 ]; then
         log "installing host tools: ${missing[*]}"
         as_root apt-get update -qq
@@ -138,6 +144,88 @@ stage() {
     echo "$key" >"$OUT/stage/.key"
 }
 
+# ---------------------------------------------------------------- TA key
+# The key OP-TEE OS is built to trust and every TA in the image is signed
+# with. CI: an RSA-3072 key generated once into the cache (never in the work
+# tree; private file 0600). A release: EDGE_QEMU_TA_KEY (docs/qemu.md, keys).
+ta_key() {
+    if [ -n "${EDGE_QEMU_TA_KEY:-}" ]; then
+        [ -r "$EDGE_QEMU_TA_KEY" ] || die "EDGE_QEMU_TA_KEY=$EDGE_QEMU_TA_KEY is not readable"
+        TA_KEY=$EDGE_QEMU_TA_KEY
+    else
+        TA_KEY="$CACHE/keys/edge-ta-ci.pem"
+        if [ ! -f "$TA_KEY" ]; then
+            log "generating the CI TA signing key in $CACHE/keys (RSA-3072, test only)"
+            mkdir -p "$CACHE/keys"; chmod 700 "$CACHE/keys"
+            "$ROOT/.venv/bin/firmware-sign" ta keygen --out "$CACHE/keys/edge-ta-ci" >/dev/null
+        fi
+    fi
+    TA_PUB="$OUT/ta-key.pub.pem"
+    "$PY" - "$TA_KEY" "$TA_PUB" <<'PYEOF' || die "cannot read the TA key $TA_KEY"
+import sys
+from pathlib import Path
+from cryptography.hazmat.primitives import serialization
+from firmware_sign.ta_cli import load_rsa_private
+pub = load_rsa_private(sys.argv[1]).public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+if not Path(sys.argv[2]).is_file() or Path(sys.argv[2]).read_bytes() != pub:
+    Path(sys.argv[2]).write_bytes(pub)
+PYEOF
+}
+
+# ---------------------------------------------------------------- OP-TEE OS
+# Built from Debian's optee-os source package for vexpress-qemu_armv8a, with
+# Debian's flags for that platform plus: TA_PUBLIC_KEY (only TAs signed with
+# the project key load), and secure storage anchored in RPMB (REE FS objects'
+# directory hash in RPMB, so a rolled-back set of files is detected; the
+# emulated RPMB of tee-supplicant with OP-TEE's test key programmed on first
+# use). CFG_RPMB_ANNOUNCE_PROBE_CAP=n: RPMB goes through tee-supplicant, not
+# the kernel's RPMB subsystem (no eMMC here). The result is cached under
+# $CACHE/optee-os/KEY, KEY = hash of the sources, flags, compiler and key.
+OPTEE_FLAGS=(PLATFORM=vexpress-qemu_armv8a CFG_ARM64_core=y CFG_ARM_GICV3=y
+    CFG_VIRTUALIZATION=n CFG_USER_TA_TARGETS=ta_arm64 CFG_TEE_CORE_LOG_LEVEL=2
+    CFG_TEE_BENCHMARK=n CFG_RPMB_FS=y CFG_REE_FS_INTEGRITY_RPMB=y
+    CFG_RPMB_WRITE_KEY=y CFG_RPMB_TESTKEY=y CFG_RPMB_ANNOUNCE_PROBE_CAP=n
+    CFG_REE_FS_ALLOW_RESET=n)
+build_optee_os() {
+    local dsc ver
+    dsc=$(ls "$OUT"/inputs/src/optee-os/*.dsc)
+    ver=$(sed -n 's/^Version: //p' "$dsc")
+    local key
+    key=$({ echo "${OPTEE_FLAGS[*]}"; aarch64-linux-gnu-gcc -dumpfullversion
+            sha256sum "$OUT"/inputs/src/optee-os/* "$TA_PUB" | cut -d' ' -f1; } \
+          | sha256sum | cut -c1-32)
+    local cached="$CACHE/optee-os/$key"
+    if [ ! -f "$cached/.done" ]; then
+        local src="$OUT/src/optee-os-$key" t0=$SECONDS
+        rm -rf "$OUT"/src/optee-os-*; mkdir -p "$OUT/src"
+        dpkg-source --no-check -x "$dsc" "$src" >/dev/null
+        log "building OP-TEE OS $ver from source (project TA key, RPMB storage); cached by key $key"
+        # Debian's CFLAGS for this platform: hardening without the stack
+        # protector and format checks; optee_os calls ld directly (no -Wl,).
+        local build="$OUT/optee-os-build"
+        rm -rf "$build"
+        (cd "$src" && make -j"$(nproc)" CROSS_COMPILE=aarch64-linux-gnu- \
+            CROSS_COMPILE64=aarch64-linux-gnu- PYTHON3=/usr/bin/python3 \
+            "${OPTEE_FLAGS[@]}" TA_PUBLIC_KEY="$TA_PUB" O="$build" \
+            "CFG_TEE_FW_MANUFACTURER=debian-$ver" >"$OUT/optee-os.log" 2>&1) \
+            || { tail -30 "$OUT/optee-os.log" >&2; die "OP-TEE OS build failed (log: $OUT/optee-os.log)"; }
+        local tmp="$cached.tmp.$$"
+        rm -rf "$tmp"; mkdir -p "$tmp"
+        cp "$build"/core/tee-header_v2.bin "$build"/core/tee-pager_v2.bin \
+           "$build"/core/tee-pageable_v2.bin "$tmp/"
+        cp -a "$build/export-ta_arm64" "$tmp/"
+        echo "OP-TEE OS $ver ${OPTEE_FLAGS[*]} TA_PUBLIC_KEY sha256 $(sha256sum "$TA_PUB" | cut -c1-64)" >"$tmp/BUILDINFO"
+        touch "$tmp/.done"
+        rm -rf "$cached"; mkdir -p "$(dirname "$cached")"; mv "$tmp" "$cached"
+        rm -rf "$build" "$src"
+        log "OP-TEE OS built in $((SECONDS - t0)) s"
+    fi
+    if [ "$(cat "$OUT/optee-os/.key" 2>/dev/null)" != "$key" ]; then
+        rm -rf "$OUT/optee-os"; cp -a "$cached" "$OUT/optee-os"; echo "$key" >"$OUT/optee-os/.key"
+    fi
+}
+
 # ---------------------------------------------------------------- TF-A
 build_tfa() {
     local dsc src ver
@@ -145,12 +233,12 @@ build_tfa() {
     ver=$(sed -n 's/^Version: //p' "$dsc")
     src="$OUT/src/arm-trusted-firmware-$(inputs_key src)"
     if [ ! -f "$src/.unpacked" ]; then
-        rm -rf "$OUT/src"; mkdir -p "$OUT/src"
+        rm -rf "$OUT"/src/arm-trusted-firmware-*; mkdir -p "$OUT/src"
         # Every file was checked against the sha256 in secure.lock.
         dpkg-source --no-check -x "$dsc" "$src" >/dev/null
         touch "$src/.unpacked"
     fi
-    local optee="$OUT/stage/usr/lib/optee/vexpress-qemu_armv8a"
+    local optee="$OUT/optee-os"
     local kernel
     kernel=$(ls "$OUT"/stage/boot/vmlinuz-* 2>/dev/null | head -1)
     [ -n "$kernel" ] || die "no kernel in the staged packages"
@@ -181,14 +269,33 @@ build_tfa() {
 
 # ---------------------------------------------------------------- our code
 build_ta() {
-    local kit="$OUT/stage/usr/lib/optee-os-dev/vexpress-qemu_armv8a"
+    # The dev kit exported by our OP-TEE OS build (same version as the OS).
+    local kit="$OUT/optee-os/export-ta_arm64"
     [ -f "$kit/mk/ta_dev_kit.mk" ] || die "TA dev kit not found in $kit"
     # EDGE_QEMU_TA_SRC: build the image with the TA from another tree (debugging).
     local src=${EDGE_QEMU_TA_SRC:-ta}
-    log "building the edge TA ($src) with the OP-TEE dev kit"
+    log "building the edge TA ($src) with the OP-TEE dev kit, signed by firmware-sign"
     rm -rf "$OUT/ta"
     TA_DEV_KIT_DIR="$kit" make -s -C "$src" CROSS_COMPILE=aarch64-linux-gnu- \
-        TA_DEV_KIT_DIR="$kit" SIGN_ENC="$HERE/sign-ta" O="$OUT/ta" >"$OUT/ta.log" 2>&1 || { cat "$OUT/ta.log" >&2; die "TA build failed"; }
+        TA_DEV_KIT_DIR="$kit" SIGN_ENC="$HERE/sign-ta" TA_SIGN_KEY="$TA_KEY" \
+        O="$OUT/ta" >"$OUT/ta.log" 2>&1 || { cat "$OUT/ta.log" >&2; die "TA build failed"; }
+}
+
+# xtest's TAs come signed with OP-TEE's public development key, which this
+# OS does not trust: each is verified under that key, then its ELF re-signed
+# with the project key (same UUID and TA version) into $OUT/xtest-tas. The
+# TAs of xtest's subkey test are left out: their chain ends in a subkey of
+# the development key, which a project-keyed OS rightly refuses.
+resign_xtest_tas() {
+    local devkey="$OUT/stage/usr/lib/optee-os-dev/vexpress-qemu_armv8a/keys/default_ta.pem"
+    local key; key=$({ sha256sum "$OUT"/stage/usr/lib/optee_armtz/*.ta "$TA_PUB" | cut -d' ' -f1; } | sha256sum | cut -c1-32)
+    [ "$(cat "$OUT/xtest-tas/.key" 2>/dev/null)" = "$key" ] && return 0
+    log "re-signing xtest's TAs with the project TA key"
+    rm -rf "$OUT/xtest-tas"; mkdir -p "$OUT/xtest-tas"
+    "$ROOT/.venv/bin/firmware-sign" ta resign --skip-subkey --verify-key "$devkey" --key "$TA_KEY" \
+        --out "$OUT/xtest-tas" "$OUT"/stage/usr/lib/optee_armtz/*.ta \
+        >"$OUT/xtest-tas.log" || die "re-signing xtest's TAs failed"
+    echo "$key" >"$OUT/xtest-tas/.key"
 }
 
 build_client() {
@@ -205,7 +312,7 @@ rootfs_key() {
         echo "$SOURCE_DATE_EPOCH"
         grep -E '^(deb|wheel) ' "$OUT/manifest.lock"
         cat "$HERE/init" "$HERE/cmdloop" "$HERE/build.sh"
-        sha256sum "$OUT"/ta/*.ta "$OUT"/arm64/libedge_client.so "$OUT"/arm64/edge-ta-cli
+        sha256sum "$OUT"/ta/*.ta "$OUT"/xtest-tas/*.ta "$OUT"/arm64/libedge_client.so "$OUT"/arm64/edge-ta-cli
         find edge firmware_sign -name '*.py' -type f -print0 | sort -z | xargs -0 sha256sum
     } | sha256sum | cut -c1-32
 }
@@ -241,7 +348,9 @@ make_rootfs() {
     # libc & co, OP-TEE client side, xtest and its TAs and plugin
     copy_from_stage usr/lib/ld-linux-aarch64.so.1 usr/lib/aarch64-linux-gnu
     rm -rf "$R"/usr/lib/aarch64-linux-gnu/{gconv,audit,engines-3,ossl-modules}
-    copy_from_stage usr/sbin/tee-supplicant usr/bin/xtest usr/lib/optee_armtz
+    copy_from_stage usr/sbin/tee-supplicant usr/bin/xtest
+    mkdir -p "$R/usr/lib/optee_armtz"
+    cp "$OUT"/xtest-tas/*.ta "$R/usr/lib/optee_armtz/"
     [ -d "$OUT/stage/usr/lib/tee-supplicant" ] && copy_from_stage usr/lib/tee-supplicant
     mkdir -p "$R/usr/sbin"; mv "$R/usr/sbin/tee-supplicant" "$R/usr/bin/"; rmdir "$R/usr/sbin"
     rm -f "$R"/usr/lib/aarch64-linux-gnu/*.a
@@ -252,10 +361,12 @@ make_rootfs() {
     mods="$OUT/stage/usr/lib/modules/$kver/kernel"
     mkdir -p "$R/usr/lib/modules/$kver"
     # tee + optee; failover, net_failover, virtio_net for the optional
-    # user-mode network (virtio-pci is built in)
+    # user-mode network (virtio-pci is built in); virtio_blk and ext4 (with
+    # what it needs, in load order) for the persistent secure-storage disk
     local m
     for m in drivers/tee/tee drivers/tee/optee/optee net/core/failover \
-             drivers/net/net_failover drivers/net/virtio_net; do
+             drivers/net/net_failover drivers/net/virtio_net drivers/block/virtio_blk \
+             lib/crc16 crypto/crc32c_generic fs/mbcache fs/jbd2/jbd2 fs/ext4/ext4; do
         xz -dc "$mods/$m.ko.xz" >"$R/usr/lib/modules/$kver/$(basename "$m").ko"
     done
 
@@ -333,8 +444,11 @@ if [ "$pin" = secure ]; then
 fi
 inputs
 stage
+ta_key
+build_optee_os
 build_tfa
 build_ta
+resign_xtest_tas
 build_client
 make_rootfs
 write_env

@@ -400,10 +400,12 @@ def check_secure(pins: list[Input], index: AptIndex, cache: Cache,
     """Fetch every secure pin, from the index or else from its pool path, by its sha256."""
     debs = {p.name for p in pins if p.kind == "deb"}
     srcs = {p.name for p in pins if p.kind == "src"}
-    served = {**index.binaries(debs), **index.sources(srcs)}
+    # Keyed by kind too: optee-os is both a binary and a source package.
+    served = {**{("deb", n): c for n, c in index.binaries(debs).items()},
+              **{("src", n): c for n, c in index.sources(srcs).items()}}
     paths = []
     for pin in pins:
-        offered = {f.url: f for c in served[pin.name] if c.version == pin.version
+        offered = {f.url: f for c in served[pin.kind, pin.name] if c.version == pin.version
                    for f in c.files}
         if pin.url in offered and offered[pin.url].sha256 != pin.sha256:
             raise InputError(
@@ -413,7 +415,7 @@ def check_secure(pins: list[Input], index: AptIndex, cache: Cache,
         try:
             paths.append(cache.get(pin))
         except InputError as exc:
-            now = ", ".join(sorted({c.version for c in served[pin.name]},
+            now = ", ".join(sorted({c.version for c in served[pin.kind, pin.name]},
                                    key=VERSION_KEY)) or "nothing"
             raise InputError(
                 f"secure pin {pin.name} {pin.version} is in neither the index (which serves "
