@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from importlib import metadata
 
 from edge.commands import aggregator as aggregator_commands
+from edge.commands import board as board_commands
 from edge.commands import daemon as daemon_commands
 from edge.commands import demo as demo_commands
 from edge.commands import info as info_commands
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     aggregator_commands.register(nouns)
     daemon_commands.register(nouns)
     demo_commands.register(nouns)
+    board_commands.register(nouns)
     return parser
 
 

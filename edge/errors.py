@@ -22,6 +22,8 @@ class EdgeError(Exception):
         self.origin = origin
 
 
+# The classes below come from contract/spec.py (python -m contract.generate).
+# BEGIN GENERATED exceptions
 class Malformed(EdgeError):
     """An artefact is truncated, has trailing bytes, bad magic or bad fields."""
 
@@ -171,8 +173,8 @@ class BackboneNotPublished(TeeError):
 
     refusal = "backbone-not-published"
 
-    def __init__(self, message: str, *, partial: Path, code: int | None = None,
-                 origin: int | None = None) -> None:
+    def __init__(self, message: str, *, partial: Path,
+                 code: int | None = None, origin: int | None = None) -> None:
         super().__init__(message, code=code, origin=origin)
         self.partial = partial
 
@@ -223,3 +225,28 @@ class ModelNotPublished(EdgeError):
     """The aggregator's newest model never reached the broker (no PUBACK) in the time allowed."""
 
     refusal = "model-not-published"
+
+
+class ConsoleError(EdgeError):
+    """A board's serial console did not answer as expected (no login, no marker, timeout)."""
+
+    refusal = "console"
+
+
+class ConsoleLost(ConsoleError):
+    """The serial console went away mid-command; run again to resume where it stopped."""
+
+    refusal = "console-lost"
+
+
+class TransferCorrupt(EdgeError):
+    """A file sent over a console arrived with another checksum than the one sent."""
+
+    refusal = "transfer-corrupt"
+
+
+class BoardMismatch(EdgeError):
+    """A board reports another bundle version, or a state the operator did not ask for."""
+
+    refusal = "board-mismatch"
+# END GENERATED exceptions

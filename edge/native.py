@@ -20,49 +20,12 @@ from edge.errors import TeeUnavailable
 
 BACKENDS = ("sim", "optee")
 
-CDEF = """
-typedef struct edge_client edge_client;
-uint32_t edge_client_open(const char *tee_name, edge_client **out, uint32_t *origin);
-void edge_client_close(edge_client *c);
-uint32_t edge_get_identity(edge_client *c, uint8_t *record, size_t *record_len,
-                           uint32_t *origin);
-uint32_t edge_get_status(edge_client *c, uint8_t *status, size_t *status_len,
-                         uint32_t *origin);
-uint32_t edge_install_anchors(edge_client *c, const uint8_t *signer_pub,
-                              const uint8_t *aggregator_pub, uint32_t *origin);
-uint32_t edge_replace_anchor(edge_client *c, const uint8_t *statement,
-                             size_t statement_len, uint32_t *origin);
-uint32_t edge_load_begin(edge_client *c, const uint8_t *manifest, size_t manifest_len,
-                         uint32_t *chunk_count, uint32_t *flags, uint32_t *chunk_size,
-                         uint32_t *last_stored_size, uint32_t *origin);
-uint32_t edge_load_chunk(edge_client *c, uint32_t index, const uint8_t *stored,
-                         size_t stored_len, uint8_t *plain, size_t *plain_len,
-                         uint32_t *origin);
-uint32_t edge_load_finish(edge_client *c, uint64_t *version, uint32_t *origin);
-uint32_t edge_load_abort(edge_client *c, uint32_t *origin);
-uint32_t edge_load_model_buffer(edge_client *c, const uint8_t *package, size_t package_len,
-                                uint8_t *backbone, size_t *backbone_len, uint64_t *version,
-                                uint32_t *origin);
-uint32_t edge_load_model_file(edge_client *c, const char *package_path,
-                              const char *backbone_path, uint64_t *backbone_len,
-                              uint64_t *version, uint32_t *origin);
-uint32_t edge_infer(edge_client *c, const float *features, uint32_t n, size_t features_len,
-                    void *out, size_t *out_len, uint32_t *release, uint32_t *rows_left,
-                    uint32_t *origin);
-uint32_t edge_verify_ticket(edge_client *c, const uint8_t *ticket, size_t ticket_len,
-                            uint64_t ree_time, uint32_t *steps_left, uint32_t *steps_per_round,
-                            uint32_t *origin);
-uint32_t edge_train_and_seal(edge_client *c, const float *features, uint32_t n,
-                             size_t features_len, const uint32_t *labels, size_t labels_len,
-                             uint8_t *update, size_t *update_len, uint32_t *origin);
-uint32_t edge_budget_status(edge_client *c, uint8_t *block, size_t *block_len,
-                            uint32_t *origin);
-uint32_t edge_install_policy(edge_client *c, const uint8_t *policy, size_t policy_len,
-                             uint32_t *origin);
-const char *edge_result_name(uint32_t result);
-"""
-
-_REPO_BUILD = Path(__file__).resolve().parent.parent / "build" / "host"
+_REPO = Path(__file__).resolve().parent.parent
+_REPO_BUILD = _REPO / "build" / "host"
+_REPO_HEADER = _REPO / "host" / "include" / "edge_client.h"
+# A platform wheel (scripts/bundle.sh) carries the libraries and the header inside
+# the package; a source checkout has them in build/host (after `make`) and host/include.
+_PACKAGED = Path(__file__).resolve().parent / "_native"
 _REAL_LIBTEEC = ("libteec.so.2", "libteec.so.1")
 
 _lock = threading.Lock()
@@ -81,9 +44,50 @@ class Native:
 
 
 def native_dir() -> Path:
-    """Directory holding libedge_client.so and the simulated secure world."""
+    """Directory holding libedge_client.so (and, for 'sim', the simulated secure world).
+
+    ``EDGE_NATIVE_DIR`` first (development, other builds), then the installed
+    package's own ``edge/_native``, then this checkout's ``build/host``.
+    """
     override = os.environ.get("EDGE_NATIVE_DIR")
-    return Path(override) if override else _REPO_BUILD
+    if override:
+        return Path(override)
+    if (_PACKAGED / "libedge_client.so").exists():
+        return _PACKAGED
+    return _REPO_BUILD
+
+
+def client_header() -> Path:
+    """The shipped C header of libedge_client: next to the library, else in the source tree."""
+    beside = native_dir() / "edge_client.h"
+    for path in (beside, _REPO_HEADER):
+        if path.exists():
+            return path
+    raise TeeUnavailable(
+        f"{beside} is missing: install host/include/edge_client.h beside libedge_client.so"
+    )
+
+
+def cdef_source(header: str) -> str:
+    """The declarations of a C header as cffi's cdef takes them: preprocessor lines
+    dropped, and with them whatever only a C++ compiler sees."""
+    out, skip, depth = [], False, 0
+    for line in header.splitlines():
+        word = line.strip()
+        if word.startswith("#"):
+            directive = word[1:].strip()
+            if directive.startswith(("if", "ifdef", "ifndef")):
+                depth += 1
+                if directive == "ifdef __cplusplus":
+                    skip = depth
+            elif directive.startswith("endif"):
+                if skip == depth:
+                    skip = False
+                depth -= 1
+            continue
+        if not skip:
+            out.append(line)
+    return "\n".join(out)
 
 
 def _find_real_libteec() -> str:
@@ -118,13 +122,15 @@ def load(backend: str) -> Native:
         client = ndir / "libedge_client.so"
         if not client.exists():
             raise TeeUnavailable(
-                f"{client} is missing: build the native parts with `make` "
-                f"(or run scripts/setup.sh), or set EDGE_NATIVE_DIR"
+                f"{client} is missing: install the platform wheel of the board bundle "
+                f"(docs/board.md), or in a checkout build it with `make` (scripts/setup.sh), "
+                f"or set EDGE_NATIVE_DIR"
             )
         if backend == "sim":
             teec = ndir / "libteec_sim.so"
             if not teec.exists():
-                raise TeeUnavailable(f"{teec} is missing: build it with `make`")
+                raise TeeUnavailable(f"{teec} is missing: the simulated secure world ships "
+                                     f"in the x86_64 bundle's wheel, or build it with `make`")
             ctypes.CDLL(str(teec), mode=ctypes.RTLD_GLOBAL)
             teec_path = str(teec)
         else:
@@ -135,7 +141,7 @@ def load(backend: str) -> Native:
                 )
             teec_path = _find_real_libteec()
         ffi = cffi.FFI()
-        ffi.cdef(CDEF)
+        ffi.cdef(cdef_source(client_header().read_text()))
         lib = ffi.dlopen(str(client))
         _loaded = Native(backend, ffi, lib, teec_path, ndir)
         return _loaded

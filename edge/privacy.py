@@ -22,10 +22,11 @@ from fractions import Fraction
 import numpy as np
 
 from edge.errors import ConfigError
+from edge.tee_abi import Sampling
 
-POISSON = 1
-FIXED = 2
-SAMPLING_NAMES = {POISSON: "poisson", FIXED: "fixed"}
+POISSON = Sampling.POISSON
+FIXED = Sampling.FIXED
+SAMPLING_NAMES = {mode: mode.name.lower() for mode in Sampling}
 MAX_STEP_BUDGET = 2**62
 
 

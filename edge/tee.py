@@ -13,7 +13,6 @@ serialise each verify/train pair yourself.
 from __future__ import annotations
 
 import os
-import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -23,42 +22,13 @@ from types import TracebackType
 import numpy as np
 
 from edge import errors, tee_abi
+from edge.formats.layouts import BUDGET_BLOCK, STATUS_BLOCK
 from edge.formats.manifest import InferRelease
 from edge.native import Native, load
 
-_TA_REFUSALS: dict[int, type[errors.EdgeError]] = {
-    tee_abi.TEE_ERROR_BAD_FORMAT: errors.Malformed,
-    tee_abi.TEE_ERROR_BAD_PARAMETERS: errors.Malformed,
-    tee_abi.EDGE_ERR_UNSUPPORTED_VERSION: errors.UnsupportedVersion,
-    tee_abi.EDGE_ERR_WRONG_KIND: errors.WrongKind,
-    tee_abi.TEE_ERROR_EXCESS_DATA: errors.Oversized,
-    tee_abi.EDGE_ERR_UNKNOWN_SIGNER: errors.UnknownSigner,
-    tee_abi.TEE_ERROR_SIGNATURE_INVALID: errors.SignatureInvalid,
-    tee_abi.TEE_ERROR_MAC_INVALID: errors.Tampered,
-    tee_abi.EDGE_ERR_CHUNK_DIGEST: errors.ChunkDigestMismatch,
-    tee_abi.EDGE_ERR_ROLLBACK: errors.Rollback,
-    tee_abi.EDGE_ERR_NOT_FOR_DEVICE: errors.NotForThisDevice,
-    tee_abi.EDGE_ERR_STALE_STATEMENT: errors.StaleStatement,
-    tee_abi.EDGE_ERR_NOT_PROVISIONED: errors.NotProvisioned,
-    tee_abi.EDGE_ERR_ALREADY_PROVISIONED: errors.AlreadyProvisioned,
-    tee_abi.EDGE_ERR_NO_MODEL: errors.NoModel,
-    tee_abi.TEE_ERROR_BAD_STATE: errors.BadState,
-    tee_abi.EDGE_ERR_EXPIRED: errors.Expired,
-    tee_abi.EDGE_ERR_REPLAY: errors.Replay,
-    tee_abi.EDGE_ERR_WRONG_MODEL: errors.WrongModel,
-    tee_abi.EDGE_ERR_POLICY_VIOLATION: errors.PolicyViolation,
-    tee_abi.EDGE_ERR_BUDGET_EXHAUSTED: errors.BudgetExhausted,
-    tee_abi.EDGE_ERR_NO_POLICY: errors.NoPolicy,
-    tee_abi.EDGE_ERR_WEAK_KEY: errors.WeakKey,
-    tee_abi.EDGE_ERR_INFER_DISABLED: errors.InferenceDisabled,
-}
-
-_ORIGINS = {
-    tee_abi.ORIGIN_API: "client library",
-    tee_abi.ORIGIN_COMMS: "transport",
-    tee_abi.ORIGIN_TEE: "TEE",
-    tee_abi.ORIGIN_TRUSTED_APP: "trusted application",
-}
+# One table for C and Python: contract/spec.py, generated into tee_abi.
+_TA_REFUSALS = tee_abi.REFUSALS
+_ORIGINS = tee_abi.ORIGIN_TEXT
 
 
 @dataclass(frozen=True)
@@ -82,24 +52,22 @@ class TaStatus:
     @classmethod
     def parse(cls, raw: bytes) -> TaStatus:
         """Decode the status block laid out in ta/include/edge_ta.h."""
-        if len(raw) != tee_abi.STATUS_SIZE:
-            raise errors.Malformed(f"status block is {len(raw)} bytes, expected 104")
-        abi, flags, version = struct.unpack_from("<IIQ", raw, 0)
-        head_in, head_out, s_epoch, a_epoch = struct.unpack_from("<IIQQ", raw, 32)
+        f = STATUS_BLOCK.unpack(raw, "status block")
+        flags = f["flags"]
         return cls(
-            abi_version=abi,
-            has_identity=bool(flags & tee_abi.STATUS_F_IDENTITY),
-            has_anchors=bool(flags & tee_abi.STATUS_F_ANCHORS),
-            has_model=bool(flags & tee_abi.STATUS_F_MODEL),
-            model_version=version,
-            device_id=raw[16:32],
-            head_in=head_in,
-            head_out=head_out,
-            signer_epoch=s_epoch,
-            aggregator_epoch=a_epoch,
-            signer_key_id=raw[56:72],
-            aggregator_key_id=raw[72:88],
-            package_id=raw[88:104],
+            abi_version=f["abi_version"],
+            has_identity=bool(flags & tee_abi.StatusFlag.IDENTITY),
+            has_anchors=bool(flags & tee_abi.StatusFlag.ANCHORS),
+            has_model=bool(flags & tee_abi.StatusFlag.MODEL),
+            model_version=f["model_version"],
+            device_id=f["device_id"],
+            head_in=f["head_in"],
+            head_out=f["head_out"],
+            signer_epoch=f["signer_epoch"],
+            aggregator_epoch=f["agg_epoch"],
+            signer_key_id=f["signer_key_id"],
+            aggregator_key_id=f["agg_key_id"],
+            package_id=f["package_id"],
         )
 
 
@@ -124,14 +92,10 @@ class BudgetStatus:
     @classmethod
     def parse(cls, raw: bytes) -> BudgetStatus:
         """Decode the budget block laid out in ta/include/edge_ta.h."""
-        if len(raw) != tee_abi.BUDGET_SIZE:
-            raise errors.Malformed(f"budget block is {len(raw)} bytes, expected 64")
-        (flags,) = struct.unpack_from("<I", raw, tee_abi.BUDGET_OFF_FLAGS)
-        spent, budget, pversion, rounds, last, floor = struct.unpack_from(
-            "<6Q", raw, tee_abi.BUDGET_OFF_STEPS_SPENT)
-        off = tee_abi.BUDGET_OFF_POLICY_ID
-        return cls(bool(flags & tee_abi.BUDGET_F_POLICY), spent, budget, pversion, rounds,
-                   last, floor, raw[off:off + 8])
+        f = BUDGET_BLOCK.unpack(raw, "budget block")
+        return cls(bool(f["flags"] & tee_abi.BudgetFlag.POLICY), f["steps_spent"],
+                   f["step_budget"], f["policy_version"], f["rounds_sealed"], f["last_round"],
+                   f["time_floor"], f["policy_id"])
 
 
 @dataclass(frozen=True)
@@ -436,7 +400,8 @@ class TrustedApp:
             raise errors.Oversized(
                 f"{x.nbytes} bytes of features exceed {tee_abi.MAX_TRAIN_FEATURE_BYTES}")
         ffi = self._native.ffi
-        cap = 28 + tee_abi.UPDATE_HEADER_SIZE + 4 * tee_abi.MAX_HEAD_PARAMS + 64
+        cap = (tee_abi.ENVELOPE_HEADER_SIZE + tee_abi.UPDATE_HEADER_SIZE
+               + 4 * tee_abi.MAX_HEAD_PARAMS + tee_abi.SIG_SIZE)
         out = ffi.new("uint8_t[]", cap)
         out_len = ffi.new("size_t *", cap)
         origin = ffi.new("uint32_t *")

@@ -8,6 +8,8 @@
 #include <edge_ta.h>
 #include <tee_client_api.h>
 
+#include "edge_results.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -28,6 +30,12 @@ struct edge_client {
 	TEEC_SharedMemory shm_out;
 	size_t shm_size;
 };
+
+static uint64_t le32(const uint8_t *p)
+{
+	return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 |
+	       (uint64_t)p[3] << 24;
+}
 
 static uint32_t set_origin(uint32_t *origin, uint32_t value)
 {
@@ -432,9 +440,8 @@ static uint32_t load_stream(edge_client *c, struct source *src,
 
 	/* Only framing is read here; the TA re-checks everything. */
 	got = source_read(src, header, sizeof(header));
-	body_len = got == sizeof(header) ? (uint64_t)header[8] |
-		   (uint64_t)header[9] << 8 | (uint64_t)header[10] << 16 |
-		   (uint64_t)header[11] << 24 : 0;
+	body_len = got == sizeof(header) ?
+		   le32(header + EDGE_ENVELOPE_HEADER_OFF_BODY_LEN) : 0;
 	manifest_len = got + (got == sizeof(header) ? body_len + EDGE_SIG_SIZE : 0);
 	if (manifest_len > src->size)
 		manifest_len = src->size;
@@ -457,7 +464,7 @@ static uint32_t load_stream(edge_client *c, struct source *src,
 		return res;
 
 	stored = (uint64_t)chunk +
-		 ((flags & EDGE_PKG_FLAG_BACKBONE_ENCRYPTED) ? 16 : 0);
+		 ((flags & EDGE_PKG_FLAG_BACKBONE_ENCRYPTED) ? EDGE_AEAD_TAG_SIZE : 0);
 	if (count) {
 		res = ensure_shm(c, (size_t)stored, origin);
 		if (res != TEEC_SUCCESS)
@@ -693,44 +700,11 @@ EDGE_API uint32_t edge_install_policy(edge_client *c, const uint8_t *policy,
 
 EDGE_API const char *edge_result_name(uint32_t result)
 {
-	switch (result) {
-	case TEEC_SUCCESS: return "success";
-	case TEEC_ERROR_GENERIC: return "generic error";
-	case TEEC_ERROR_ACCESS_DENIED: return "access denied";
-	case TEEC_ERROR_EXCESS_DATA: return "excess data";
-	case TEEC_ERROR_BAD_FORMAT: return "bad format";
-	case TEEC_ERROR_BAD_PARAMETERS: return "bad parameters";
-	case TEEC_ERROR_BAD_STATE: return "bad state";
-	case TEEC_ERROR_ITEM_NOT_FOUND: return "item not found";
-	case TEEC_ERROR_NOT_IMPLEMENTED: return "not implemented";
-	case TEEC_ERROR_OUT_OF_MEMORY: return "out of memory";
-	case TEEC_ERROR_BUSY: return "busy";
-	case TEEC_ERROR_COMMUNICATION: return "communication error";
-	case TEEC_ERROR_SHORT_BUFFER: return "short buffer";
-	case TEEC_ERROR_TARGET_DEAD: return "trusted application died";
-	case 0xFFFF3071: return "MAC invalid";
-	case 0xFFFF3072: return "signature invalid";
-	case EDGE_ERR_ROLLBACK: return "rollback";
-	case EDGE_ERR_NOT_FOR_DEVICE: return "not for this device";
-	case EDGE_ERR_UNKNOWN_SIGNER: return "unknown signer";
-	case EDGE_ERR_NOT_PROVISIONED: return "not provisioned";
-	case EDGE_ERR_ALREADY_PROVISIONED: return "already provisioned";
-	case EDGE_ERR_NO_MODEL: return "no model loaded";
-	case EDGE_ERR_STALE_STATEMENT: return "stale statement";
-	case EDGE_ERR_UNSUPPORTED_VERSION: return "unsupported format version";
-	case EDGE_ERR_WRONG_KIND: return "wrong artefact kind";
-	case EDGE_ERR_CHUNK_DIGEST: return "chunk digest mismatch";
-	case EDGE_ERR_EXPIRED: return "expired";
-	case EDGE_ERR_REPLAY: return "replay";
-	case EDGE_ERR_WRONG_MODEL: return "wrong model";
-	case EDGE_ERR_POLICY_VIOLATION: return "weaker than policy";
-	case EDGE_ERR_BUDGET_EXHAUSTED: return "budget exhausted";
-	case EDGE_ERR_NO_POLICY: return "no privacy policy";
-	case EDGE_ERR_WEAK_KEY: return "weak key";
-	case EDGE_ERR_INFER_DISABLED: return "inference not released";
-	case 0xFFFF300F: return "overflow";
-	case EDGE_CLIENT_ERR_BACKBONE_NOT_PUBLISHED:
-		return "package committed, backbone not moved into place";
-	default: return "unknown result";
-	}
+	size_t i;
+
+	for (i = 0; i < sizeof(edge_result_names) / sizeof(edge_result_names[0]);
+	     i++)
+		if (edge_result_names[i].code == result)
+			return edge_result_names[i].name;
+	return "unknown result";
 }

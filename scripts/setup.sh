@@ -23,9 +23,10 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 # Debian packages: compiler and make, OpenSSL 3 headers for the simulated
 # secure world, venv support for Debian's python3; Mosquitto and the headers its
 # retain plugin (deploy/mosquitto/edge_retain.c) is built against; Chromium, in which the
-# tests render the aggregator's HTML report (tests/test_aggregator_report.py).
+# tests render the aggregator's HTML report (tests/test_aggregator_report.py); systemd,
+# whose `systemd-analyze verify` checks deploy/systemd offline (no PID 1 needed).
 packages=(build-essential libssl-dev pkg-config mosquitto mosquitto-dev libmosquitto-dev
-          chromium)
+          chromium systemd)
 python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv)
 # The fuzz harnesses (tests/fuzz, docs/fuzzing.md) need clang and its
 # compiler-rt (libFuzzer, ASan, UBSan runtimes), which bookworm's clang only

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --with-sanitizers
 echo "test: ruff"
-.venv/bin/ruff check edge firmware_sign tests benchmarks scripts
+.venv/bin/ruff check edge firmware_sign contract tests benchmarks scripts
 echo "test: pytest"
 main_status=0
 .venv/bin/python -m pytest "$@" || main_status=$?

@@ -11,7 +11,6 @@
 #include "envelope.h"
 #include "storage.h"
 
-#define STATEMENT_BODY_SIZE	48
 #define ANCHOR_REC_SIZE		(2 * (EDGE_PUBKEY_SIZE + 8))
 
 TEE_Result anchors_init(struct edge_anchors *a,
@@ -102,24 +101,17 @@ TEE_Result anchors_parse_statement_body(const uint8_t *body, size_t len,
 					uint8_t *role, uint64_t *epoch,
 					const uint8_t **new_pub)
 {
-	struct edge_rd rd = { };
-	const uint8_t *pub = NULL;
 	uint8_t r = 0;
-	uint64_t e = 0;
-	bool reserved_ok = false;
 
-	rd_init(&rd, body, len);
-	r = rd_u8(&rd);
-	reserved_ok = rd_zeros(&rd, 7);
-	e = rd_u64(&rd);
-	pub = rd_bytes(&rd, EDGE_PUBKEY_SIZE);
-	if (rd.err || rd_left(&rd) || !reserved_ok || !pub)
+	if (len != EDGE_ANCHOR_BODY_SIZE ||
+	    !zeros_at(body + EDGE_ANCHOR_OFF_RESERVED, EDGE_ANCHOR_LEN_RESERVED))
 		return TEE_ERROR_BAD_FORMAT;
+	r = body[EDGE_ANCHOR_OFF_ROLE];
 	if (r != EDGE_ROLE_MODEL_SIGNER && r != EDGE_ROLE_AGGREGATOR)
 		return TEE_ERROR_BAD_FORMAT;
 	*role = r;
-	*epoch = e;
-	*new_pub = pub;
+	*epoch = get_le64(body + EDGE_ANCHOR_OFF_EPOCH);
+	*new_pub = body + EDGE_ANCHOR_OFF_NEW_PUB;
 	return TEE_SUCCESS;
 }
 
@@ -137,18 +129,19 @@ TEE_Result anchors_check_statement(const struct edge_anchors *cur,
 
 	if (!cur->present)
 		return EDGE_ERR_NOT_PROVISIONED;
-	res = envelope_precheck(stmt, len, EDGE_KIND_ANCHOR,
+	res = envelope_precheck(stmt, len, EDGE_KIND_ANCHOR_STATEMENT,
 				EDGE_ANCHOR_STATEMENT_SIZE);
 	if (res)
 		return res;
 	/* The role selects the expected signer, so it is read first. */
-	if (get_le32(stmt + 8) != STATEMENT_BODY_SIZE)
+	if (get_le32(stmt + EDGE_ENVELOPE_HEADER_OFF_BODY_LEN) !=
+	    EDGE_ANCHOR_BODY_SIZE)
 		return TEE_ERROR_BAD_FORMAT;
-	role = stmt[EDGE_ENVELOPE_HEADER_SIZE];
+	role = stmt[EDGE_ENVELOPE_HEADER_SIZE + EDGE_ANCHOR_OFF_ROLE];
 	if (role != EDGE_ROLE_MODEL_SIGNER && role != EDGE_ROLE_AGGREGATOR)
 		return TEE_ERROR_BAD_FORMAT;
 	anchor = &cur->role[role - 1];
-	res = envelope_open(stmt, len, EDGE_KIND_ANCHOR,
+	res = envelope_open(stmt, len, EDGE_KIND_ANCHOR_STATEMENT,
 			    EDGE_ANCHOR_STATEMENT_SIZE, anchor->id,
 			    anchor->pub, &env);
 	if (res)

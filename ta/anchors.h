@@ -13,9 +13,6 @@
 #include <tee_internal_api.h>
 #include <edge_ta.h>
 
-#define EDGE_ROLE_MODEL_SIGNER	1
-#define EDGE_ROLE_AGGREGATOR	2
-
 struct edge_anchor {
 	uint8_t pub[EDGE_PUBKEY_SIZE];
 	uint8_t id[EDGE_KEY_ID_SIZE];	/* key_id(pub) */

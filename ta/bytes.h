@@ -126,6 +126,17 @@ static inline bool rd_zeros(struct edge_rd *r, size_t n)
 	return acc == 0;
 }
 
+/* True if the n bytes at p are all zero (reserved fields). */
+static inline bool zeros_at(const uint8_t *p, size_t n)
+{
+	uint8_t acc = 0;
+	size_t i = 0;
+
+	for (i = 0; i < n; i++)
+		acc |= p[i];
+	return acc == 0;
+}
+
 /*
  * Constant-time comparison: 0 if the n bytes are equal, 1 otherwise. The
  * running time depends on n only.

@@ -278,7 +278,7 @@ TEE_Result edge_cmd_replace_anchor(struct edge_session *sess,
 	res = ensure_anchors();
 	if (res)
 		return res;
-	res = copy_envelope(&params[0], EDGE_KIND_ANCHOR,
+	res = copy_envelope(&params[0], EDGE_KIND_ANCHOR_STATEMENT,
 			    EDGE_ANCHOR_STATEMENT_SIZE, &stmt);
 	if (!res)
 		res = anchors_replace(&g.anchors, stmt, len);
@@ -311,7 +311,7 @@ TEE_Result edge_cmd_load_begin(struct edge_session *sess,
 	res = ensure_model();
 	if (res)
 		return res;
-	res = copy_envelope(&params[0], EDGE_KIND_MANIFEST,
+	res = copy_envelope(&params[0], EDGE_KIND_PACKAGE,
 			    EDGE_MAX_MANIFEST_SIZE, &manifest);
 	if (!res)
 		res = pkg_begin(&g.load, manifest, len,
@@ -445,7 +445,7 @@ TEE_Result edge_cmd_install_policy(struct edge_session *sess,
 	res = ensure_anchors();
 	if (res)
 		return res;
-	res = copy_envelope(&params[0], EDGE_KIND_POLICY, EDGE_POLICY_SIZE,
+	res = copy_envelope(&params[0], EDGE_KIND_PRIVACY_POLICY, EDGE_POLICY_SIZE,
 			    &env);
 	if (!res)
 		res = policy_open(env, len, g.anchors.role[0].id,
@@ -508,7 +508,7 @@ TEE_Result edge_cmd_verify_ticket(struct edge_session *sess,
 	res = ensure_anchors();
 	if (res)
 		return res;
-	res = copy_envelope(&params[0], EDGE_KIND_TICKET, EDGE_TICKET_SIZE,
+	res = copy_envelope(&params[0], EDGE_KIND_ROUND_TICKET, EDGE_TICKET_SIZE,
 			    &env);
 	if (!res)
 		res = ticket_open(env, len, g.anchors.role[1].id,

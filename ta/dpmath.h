@@ -70,6 +70,16 @@ static inline double rd_f64(struct edge_rd *r)
 	return dbl_from_bits(rd_u64(r));
 }
 
+static inline float get_f32(const uint8_t *p)
+{
+	return flt_from_bits(get_le32(p));
+}
+
+static inline double get_f64(const uint8_t *p)
+{
+	return dbl_from_bits(get_le64(p));
+}
+
 /* By bit pattern: -Wfloat-equal forbids comparing floats for equality. */
 static inline bool flt_finite(float f)
 {

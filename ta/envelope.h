@@ -14,16 +14,6 @@
 #include <tee_internal_api.h>
 #include <edge_ta.h>
 
-#define EDGE_MAGIC		"EDGE"
-#define EDGE_FORMAT_VERSION	1
-
-#define EDGE_KIND_MANIFEST	1
-#define EDGE_KIND_ANCHOR	2
-#define EDGE_KIND_DEVICE	3
-#define EDGE_KIND_TICKET	4
-#define EDGE_KIND_UPDATE	5
-#define EDGE_KIND_POLICY	6
-
 struct edge_envelope {
 	uint16_t kind;
 	uint32_t body_len;

@@ -10,8 +10,6 @@
 #include "identity.h"
 #include "storage.h"
 
-#define RECORD_BODY_SIZE	72
-
 void identity_close(struct edge_identity *id)
 {
 	if (id->sign_key)
@@ -113,18 +111,18 @@ TEE_Result identity_device_record(TEE_ObjectHandle sign_key,
 	if (res)
 		return res;
 	TEE_MemFill(rec, 0, EDGE_DEVICE_RECORD_SIZE);
-	envelope_put_header(rec, EDGE_KIND_DEVICE, RECORD_BODY_SIZE,
+	envelope_put_header(rec, EDGE_KIND_DEVICE_RECORD, EDGE_DEVICE_BODY_SIZE,
 			    device_id);
-	TEE_MemMove(body, sign_pub, EDGE_PUBKEY_SIZE);
-	TEE_MemMove(body + 32, kex_pub, EDGE_PUBKEY_SIZE);
-	put_le32(body + 64, EDGE_TA_ABI_VERSION);
-	put_le32(body + 68, 0);
-	res = edge_sha256(rec, EDGE_ENVELOPE_HEADER_SIZE + RECORD_BODY_SIZE,
+	TEE_MemMove(body + EDGE_DEVICE_OFF_SIGN_PUB, sign_pub, EDGE_PUBKEY_SIZE);
+	TEE_MemMove(body + EDGE_DEVICE_OFF_KEX_PUB, kex_pub, EDGE_PUBKEY_SIZE);
+	put_le32(body + EDGE_DEVICE_OFF_ABI_VERSION, EDGE_TA_ABI_VERSION);
+	/* Reserved: zero from the fill above. */
+	res = edge_sha256(rec, EDGE_ENVELOPE_HEADER_SIZE + EDGE_DEVICE_BODY_SIZE,
 			  digest);
 	if (res)
 		return res;
 	return edge_ed25519_sign(sign_key, digest,
-				 body + RECORD_BODY_SIZE);
+				 body + EDGE_DEVICE_BODY_SIZE);
 }
 
 TEE_Result identity_device_record_open(const uint8_t *buf, size_t len,
@@ -138,30 +136,35 @@ TEE_Result identity_device_record_open(const uint8_t *buf, size_t len,
 	const uint8_t *body = NULL;
 	TEE_Result res = TEE_ERROR_GENERIC;
 
-	res = envelope_precheck(buf, len, EDGE_KIND_DEVICE,
+	res = envelope_precheck(buf, len, EDGE_KIND_DEVICE_RECORD,
 				EDGE_DEVICE_RECORD_SIZE);
 	if (res)
 		return res;
 	/* Self-signed: the expected signer is the key in the body. */
-	if (get_le32(buf + 8) != RECORD_BODY_SIZE)
+	if (get_le32(buf + EDGE_ENVELOPE_HEADER_OFF_BODY_LEN) !=
+	    EDGE_DEVICE_BODY_SIZE)
 		return TEE_ERROR_BAD_FORMAT;
 	body = buf + EDGE_ENVELOPE_HEADER_SIZE;
-	res = edge_key_id(body, id);
+	res = edge_key_id(body + EDGE_DEVICE_OFF_SIGN_PUB, id);
 	if (res)
 		return res;
-	res = envelope_open(buf, len, EDGE_KIND_DEVICE,
-			    EDGE_DEVICE_RECORD_SIZE, id, body, &env);
+	res = envelope_open(buf, len, EDGE_KIND_DEVICE_RECORD,
+			    EDGE_DEVICE_RECORD_SIZE, id,
+			    body + EDGE_DEVICE_OFF_SIGN_PUB, &env);
 	if (res)
 		return res;
-	if (get_le32(body + 68) != 0)
+	if (!zeros_at(body + EDGE_DEVICE_OFF_RESERVED,
+		      EDGE_DEVICE_LEN_RESERVED))
 		return TEE_ERROR_BAD_FORMAT;
 	if (sign_pub)
-		TEE_MemMove(sign_pub, body, EDGE_PUBKEY_SIZE);
+		TEE_MemMove(sign_pub, body + EDGE_DEVICE_OFF_SIGN_PUB,
+			    EDGE_PUBKEY_SIZE);
 	if (kex_pub)
-		TEE_MemMove(kex_pub, body + 32, EDGE_PUBKEY_SIZE);
+		TEE_MemMove(kex_pub, body + EDGE_DEVICE_OFF_KEX_PUB,
+			    EDGE_PUBKEY_SIZE);
 	if (device_id)
 		TEE_MemMove(device_id, id, EDGE_KEY_ID_SIZE);
 	if (abi_version)
-		*abi_version = get_le32(body + 64);
+		*abi_version = get_le32(body + EDGE_DEVICE_OFF_ABI_VERSION);
 	return TEE_SUCCESS;
 }

@@ -26,7 +26,6 @@ TEE_Result pkg_parse_manifest(const uint8_t *body, size_t body_len,
 	uint64_t expect = 0;
 	uint64_t chunk = 0;
 	uint64_t n = 0;
-	bool reserved_ok = true;
 	bool backbone = false;
 	uint32_t i = 0;
 	uint32_t j = 0;
@@ -34,41 +33,40 @@ TEE_Result pkg_parse_manifest(const uint8_t *body, size_t body_len,
 	TEE_MemFill(m, 0, sizeof(*m));
 	if (body_len < EDGE_MANIFEST_FIXED_SIZE)
 		return TEE_ERROR_BAD_FORMAT;
-	rd_init(&rd, body, body_len);
-	m->version = rd_u64(&rd);
-	m->package_id = rd_bytes(&rd, 16);
-	m->flags = rd_u32(&rd);
-	m->eph_pub = rd_bytes(&rd, 32);
-	m->recipient_count = rd_u16(&rd);
-	reserved_ok &= rd_zeros(&rd, 2);
-	m->head_in = rd_u32(&rd);
-	m->head_out = rd_u32(&rd);
-	m->backbone_len = rd_u64(&rd);
-	m->chunk_log2 = rd_u8(&rd);
-	reserved_ok &= rd_zeros(&rd, 3);
-	m->chunk_count = rd_u32(&rd);
-	m->metadata_len = rd_u32(&rd);
-	m->infer.release = rd_u8(&rd);
-	reserved_ok &= rd_zeros(&rd, 1);
-	m->infer.top_k = rd_u16(&rd);
-	m->infer.budget = rd_u32(&rd);
-	m->infer.bound = rd_f32(&rd);
-	if (rd.err || !reserved_ok)
+	m->version = get_le64(body + EDGE_MANIFEST_OFF_VERSION);
+	m->package_id = body + EDGE_MANIFEST_OFF_PACKAGE_ID;
+	m->flags = get_le32(body + EDGE_MANIFEST_OFF_FLAGS);
+	m->eph_pub = body + EDGE_MANIFEST_OFF_EPHEMERAL_PUB;
+	m->recipient_count = get_le16(body + EDGE_MANIFEST_OFF_RECIPIENT_COUNT);
+	m->head_in = get_le32(body + EDGE_MANIFEST_OFF_HEAD_IN);
+	m->head_out = get_le32(body + EDGE_MANIFEST_OFF_HEAD_OUT);
+	m->backbone_len = get_le64(body + EDGE_MANIFEST_OFF_BACKBONE_LEN);
+	m->chunk_log2 = body[EDGE_MANIFEST_OFF_CHUNK_LOG2];
+	m->chunk_count = get_le32(body + EDGE_MANIFEST_OFF_CHUNK_COUNT);
+	m->metadata_len = get_le32(body + EDGE_MANIFEST_OFF_METADATA_LEN);
+	m->infer.release = body[EDGE_MANIFEST_OFF_INFER_RELEASE];
+	m->infer.top_k = get_le16(body + EDGE_MANIFEST_OFF_TOPK);
+	m->infer.budget = get_le32(body + EDGE_MANIFEST_OFF_QUERY_BUDGET);
+	m->infer.bound = get_f32(body + EDGE_MANIFEST_OFF_FEATURE_BOUND);
+	if (!zeros_at(body + EDGE_MANIFEST_OFF_RESERVED1, EDGE_MANIFEST_LEN_RESERVED1) ||
+	    !zeros_at(body + EDGE_MANIFEST_OFF_RESERVED2, EDGE_MANIFEST_LEN_RESERVED2) ||
+	    !zeros_at(body + EDGE_MANIFEST_OFF_RESERVED3, EDGE_MANIFEST_LEN_RESERVED3))
 		return TEE_ERROR_BAD_FORMAT;
 
-	if (m->version < 1)
+	if (m->version < EDGE_MANIFEST_VERSION_MIN)
 		return TEE_ERROR_BAD_FORMAT;
-	if (m->flags & ~(uint32_t)(EDGE_PKG_FLAG_BACKBONE |
-				   EDGE_PKG_FLAG_BACKBONE_ENCRYPTED))
+	if (m->flags & ~(uint32_t)EDGE_PKG_FLAG_ALL)
 		return TEE_ERROR_BAD_FORMAT;
 	backbone = m->flags & EDGE_PKG_FLAG_BACKBONE;
 	if ((m->flags & EDGE_PKG_FLAG_BACKBONE_ENCRYPTED) && !backbone)
 		return TEE_ERROR_BAD_FORMAT;
-	if (m->recipient_count < 1 || m->head_in < 1 || m->head_out < 1)
+	if (m->recipient_count < EDGE_MANIFEST_RECIPIENT_COUNT_MIN ||
+	    m->head_in < EDGE_MANIFEST_HEAD_IN_MIN ||
+	    m->head_out < EDGE_MANIFEST_HEAD_OUT_MIN)
 		return TEE_ERROR_BAD_FORMAT;
-	if (m->recipient_count > EDGE_MAX_RECIPIENTS ||
+	if (m->recipient_count > EDGE_MANIFEST_RECIPIENT_COUNT_MAX ||
 	    !head_dims_ok(m->head_in, m->head_out) ||
-	    m->metadata_len > EDGE_MAX_METADATA)
+	    m->metadata_len > EDGE_MANIFEST_METADATA_LEN_MAX)
 		return TEE_ERROR_EXCESS_DATA;
 	if (!infer_policy_ok(&m->infer, m->head_out))
 		return TEE_ERROR_BAD_FORMAT;
@@ -100,6 +98,8 @@ TEE_Result pkg_parse_manifest(const uint8_t *body, size_t body_len,
 	if ((uint64_t)body_len != expect)
 		return TEE_ERROR_BAD_FORMAT;
 
+	rd_init(&rd, body + EDGE_MANIFEST_FIXED_SIZE,
+		body_len - EDGE_MANIFEST_FIXED_SIZE);
 	m->recipients = rd_bytes(&rd, (size_t)EDGE_RECIPIENT_SIZE *
 					  m->recipient_count);
 	m->digests = rd_bytes(&rd, (size_t)EDGE_SHA256_SIZE * m->chunk_count);
@@ -222,7 +222,7 @@ TEE_Result pkg_begin(struct pkg_load *ld, const uint8_t *manifest,
 	res = edge_key_id(signer_pub, signer_id);
 	if (res)
 		return res;
-	res = envelope_open(manifest, len, EDGE_KIND_MANIFEST,
+	res = envelope_open(manifest, len, EDGE_KIND_PACKAGE,
 			    EDGE_MAX_MANIFEST_SIZE, signer_id, signer_pub,
 			    &env);
 	if (res)

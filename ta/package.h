@@ -20,8 +20,6 @@
 
 #include "head.h"
 
-#define EDGE_RECIPIENT_SIZE		64
-
 /* A parsed manifest; pointers refer to the (TA-owned) manifest copy. */
 struct edge_manifest {
 	uint64_t version;

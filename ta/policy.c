@@ -16,59 +16,66 @@
 #define STATE_PAYLOAD		(STATE_FIXED + EDGE_POLICY_SIZE)
 #define STATE_F_POLICY		0x1
 
+/*
+ * Field offsets, sizes and ranges come from the contract (edge_ta.h); the
+ * only rule written here is the cross-field one: sigma_min = 0 (or -0)
+ * only for a no-DP test policy.
+ */
 TEE_Result policy_parse_body(const uint8_t *body, size_t len,
 			     struct edge_policy *p)
 {
-	struct edge_rd r = { };
 	struct edge_policy t = { };
-	bool reserved_ok = true;
 
 	if (len != EDGE_POLICY_BODY_SIZE)
 		return TEE_ERROR_BAD_FORMAT;
-	rd_init(&r, body, len);
-	t.version = rd_u64(&r);
-	t.sigma_min = rd_f32(&r);
-	t.clip_max = rd_f32(&r);
-	t.update_clip_max = rd_f32(&r);
-	t.q = rd_f32(&r);
-	t.sampling = rd_u8(&r);
-	t.flags = rd_u8(&r);
-	reserved_ok &= rd_zeros(&r, 2);
-	t.max_steps_per_round = rd_u32(&r);
-	t.step_budget = rd_u64(&r);
-	t.target_epsilon = rd_f64(&r);
-	t.delta = rd_f64(&r);
-	t.accountant = rd_u32(&r);
-	reserved_ok &= rd_zeros(&r, 4);
-	if (r.err || rd_left(&r) || !reserved_ok)
+	t.version = get_le64(body + EDGE_POLICY_OFF_VERSION);
+	t.sigma_min = get_f32(body + EDGE_POLICY_OFF_NOISE_MULTIPLIER_MIN);
+	t.clip_max = get_f32(body + EDGE_POLICY_OFF_MAX_EXAMPLE_CLIP);
+	t.update_clip_max = get_f32(body + EDGE_POLICY_OFF_MAX_UPDATE_CLIP);
+	t.q = get_f32(body + EDGE_POLICY_OFF_SAMPLING_RATE);
+	t.sampling = body[EDGE_POLICY_OFF_SAMPLING];
+	t.flags = body[EDGE_POLICY_OFF_FLAGS];
+	t.max_steps_per_round =
+		get_le32(body + EDGE_POLICY_OFF_MAX_STEPS_PER_ROUND);
+	t.step_budget = get_le64(body + EDGE_POLICY_OFF_STEP_BUDGET);
+	t.target_epsilon = get_f64(body + EDGE_POLICY_OFF_TARGET_EPSILON);
+	t.delta = get_f64(body + EDGE_POLICY_OFF_DELTA);
+	t.accountant = get_le32(body + EDGE_POLICY_OFF_ACCOUNTANT);
+	if (!zeros_at(body + EDGE_POLICY_OFF_RESERVED1,
+		      EDGE_POLICY_LEN_RESERVED1) ||
+	    !zeros_at(body + EDGE_POLICY_OFF_RESERVED2,
+		      EDGE_POLICY_LEN_RESERVED2))
 		return TEE_ERROR_BAD_FORMAT;
 
-	if (t.version < 1)
+	if (t.version < EDGE_POLICY_VERSION_MIN)
 		return TEE_ERROR_BAD_FORMAT;
 	if (!flt_finite(t.sigma_min) || !flt_finite(t.clip_max) ||
 	    !flt_finite(t.update_clip_max) || !flt_finite(t.q) ||
 	    !dbl_finite(t.target_epsilon) || !dbl_finite(t.delta))
 		return TEE_ERROR_BAD_FORMAT;
-	if (t.flags & ~(uint8_t)EDGE_POLICY_F_NO_DP)
+	if (t.flags & ~(uint8_t)EDGE_POLICY_F_ALL)
 		return TEE_ERROR_BAD_FORMAT;
-	/* sigma_min = 0 (or -0) only for a no-DP test policy. */
-	if (t.sigma_min < 0 ||
-	    (!(t.sigma_min > 0) && !(t.flags & EDGE_POLICY_F_NO_DP)))
+	if (t.sigma_min < EDGE_POLICY_NOISE_MULTIPLIER_MIN_MIN)
 		return TEE_ERROR_BAD_FORMAT;
-	if (!(t.clip_max > 0) || !(t.update_clip_max > 0))
+	if (!(t.sigma_min > 0) && !(t.flags & EDGE_POLICY_F_NO_DP))
 		return TEE_ERROR_BAD_FORMAT;
-	if (!(t.q > 0) || t.q > 1)
+	if (!(t.clip_max > EDGE_POLICY_MAX_EXAMPLE_CLIP_MIN) ||
+	    !(t.update_clip_max > EDGE_POLICY_MAX_UPDATE_CLIP_MIN))
+		return TEE_ERROR_BAD_FORMAT;
+	if (!(t.q > EDGE_POLICY_SAMPLING_RATE_MIN) ||
+	    t.q > EDGE_POLICY_SAMPLING_RATE_MAX)
 		return TEE_ERROR_BAD_FORMAT;
 	if (t.sampling != EDGE_SAMPLING_POISSON &&
 	    t.sampling != EDGE_SAMPLING_FIXED)
 		return TEE_ERROR_BAD_FORMAT;
-	if (t.max_steps_per_round < 1 ||
-	    t.max_steps_per_round > EDGE_MAX_STEPS_PER_ROUND)
+	if (t.max_steps_per_round < EDGE_POLICY_MAX_STEPS_PER_ROUND_MIN ||
+	    t.max_steps_per_round > EDGE_POLICY_MAX_STEPS_PER_ROUND_MAX)
 		return TEE_ERROR_BAD_FORMAT;
-	if (t.step_budget < 1)
+	if (t.step_budget < EDGE_POLICY_STEP_BUDGET_MIN)
 		return TEE_ERROR_BAD_FORMAT;
 	/* Informational for the TA, but an unknown value is not a policy. */
-	if (t.accountant != 1 && t.accountant != 2)
+	if (t.accountant != EDGE_ACCOUNTANT_RDP &&
+	    t.accountant != EDGE_ACCOUNTANT_PLD)
 		return TEE_ERROR_BAD_FORMAT;
 	*p = t;
 	return TEE_SUCCESS;
@@ -82,7 +89,7 @@ TEE_Result policy_open(const uint8_t *buf, size_t len,
 	struct edge_envelope env = { };
 	TEE_Result res = TEE_ERROR_GENERIC;
 
-	res = envelope_open(buf, len, EDGE_KIND_POLICY, EDGE_POLICY_SIZE,
+	res = envelope_open(buf, len, EDGE_KIND_PRIVACY_POLICY, EDGE_POLICY_SIZE,
 			    signer_id, signer_pub, &env);
 	if (res)
 		return res;
@@ -118,7 +125,7 @@ TEE_Result train_state_load(struct edge_train_state *st)
 		/* Verified at install; the stored copy is trusted storage. */
 		t.has_policy = true;
 		if (envelope_precheck(t.policy_env, EDGE_POLICY_SIZE,
-				      EDGE_KIND_POLICY, EDGE_POLICY_SIZE) ||
+				      EDGE_KIND_PRIVACY_POLICY, EDGE_POLICY_SIZE) ||
 		    policy_parse_body(t.policy_env + EDGE_ENVELOPE_HEADER_SIZE,
 				      EDGE_POLICY_BODY_SIZE, &t.policy))
 			res = TEE_ERROR_CORRUPT_OBJECT;
@@ -175,6 +182,6 @@ TEE_Result train_budget_block(const struct edge_train_state *st,
 	res = edge_sha256(st->policy_env, EDGE_POLICY_SIZE, digest);
 	if (res)
 		return res;
-	TEE_MemMove(block + EDGE_BUDGET_OFF_POLICY_ID, digest, 8);
+	TEE_MemMove(block + EDGE_BUDGET_OFF_POLICY_ID, digest, EDGE_POLICY_ID_SIZE);
 	return TEE_SUCCESS;
 }

@@ -16,8 +16,6 @@
 #include <tee_internal_api.h>
 #include <edge_ta.h>
 
-#define EDGE_POLICY_BODY_SIZE	64
-
 struct edge_policy {
 	uint64_t version;
 	float sigma_min;

@@ -71,21 +71,21 @@ TEE_Result seal_build(const struct seal_info *si, const double *delta,
 	}
 
 	TEE_MemFill(out, 0, EDGE_ENVELOPE_HEADER_SIZE + EDGE_UPDATE_HEADER_SIZE);
-	envelope_put_header(out, EDGE_KIND_UPDATE, (uint32_t)body_len,
+	envelope_put_header(out, EDGE_KIND_SEALED_UPDATE, (uint32_t)body_len,
 			    si->device_id);
-	TEE_MemMove(body, si->device_id, EDGE_KEY_ID_SIZE);
-	put_le64(body + 16, si->round_id);
-	TEE_MemMove(body + 24, si->cohort_nonce, 16);
-	put_le64(body + 40, si->model_version);
-	put_le32(body + 48, si->n);
-	put_le32(body + 52, si->steps);
-	put_le64(body + 56, si->total_steps);
-	body[64] = EDGE_UPDATE_MODE_FLOAT32;
-	put_le32(body + 68, si->params);
-	put_le32(body + 72, flt_bits(si->update_clip));
-	put_le32(body + 76, flt_bits(si->sigma));
-	put_le32(body + 80, flt_bits(si->clip));
-	/* 65..67 and 84..87 reserved: zero from the fill above. */
+	TEE_MemMove(body + EDGE_UPDATE_HEADER_OFF_DEVICE_ID, si->device_id, EDGE_KEY_ID_SIZE);
+	put_le64(body + EDGE_UPDATE_HEADER_OFF_ROUND_ID, si->round_id);
+	TEE_MemMove(body + EDGE_UPDATE_HEADER_OFF_NONCE, si->cohort_nonce, EDGE_NONCE_SIZE);
+	put_le64(body + EDGE_UPDATE_HEADER_OFF_MODEL_VERSION, si->model_version);
+	put_le32(body + EDGE_UPDATE_HEADER_OFF_EXAMPLE_COUNT, si->n);
+	put_le32(body + EDGE_UPDATE_HEADER_OFF_STEPS, si->steps);
+	put_le64(body + EDGE_UPDATE_HEADER_OFF_STEPS_TOTAL, si->total_steps);
+	body[EDGE_UPDATE_HEADER_OFF_UPDATE_MODE] = EDGE_UPDATE_MODE_FLOAT32;
+	put_le32(body + EDGE_UPDATE_HEADER_OFF_PARAM_COUNT, si->params);
+	put_le32(body + EDGE_UPDATE_HEADER_OFF_UPDATE_CLIP, flt_bits(si->update_clip));
+	put_le32(body + EDGE_UPDATE_HEADER_OFF_NOISE_MULTIPLIER, flt_bits(si->sigma));
+	put_le32(body + EDGE_UPDATE_HEADER_OFF_EXAMPLE_CLIP, flt_bits(si->clip));
+	/* Reserved fields: zero from the fill above. */
 	if (edge_sha256(out, EDGE_ENVELOPE_HEADER_SIZE + body_len, digest))
 		return TEE_ERROR_GENERIC;
 	return edge_ed25519_sign(sign_key, digest,

@@ -9,43 +9,43 @@
 #include "envelope.h"
 #include "ticket.h"
 
+/* Every rule of a ticket body is a field rule of the contract's table. */
 TEE_Result ticket_parse_body(const uint8_t *body, size_t len,
 			     struct edge_ticket *t)
 {
-	struct edge_rd r = { };
 	struct edge_ticket x = { };
-	const uint8_t *nonce = NULL;
-	bool reserved_ok = true;
 
 	if (len != EDGE_TICKET_BODY_SIZE)
 		return TEE_ERROR_BAD_FORMAT;
-	rd_init(&r, body, len);
-	x.round_id = rd_u64(&r);
-	x.model_version = rd_u64(&r);
-	nonce = rd_bytes(&r, sizeof(x.cohort_nonce));
-	x.issued_at = rd_u64(&r);
-	x.deadline = rd_u64(&r);
-	x.clip = rd_f32(&r);
-	x.sigma = rd_f32(&r);
-	x.update_clip = rd_f32(&r);
-	x.lr = rd_f32(&r);
-	x.epochs = rd_u16(&r);
-	x.batch = rd_u16(&r);
-	x.mode = rd_u8(&r);
-	reserved_ok &= rd_zeros(&r, 3);
-	if (r.err || !nonce || rd_left(&r) || !reserved_ok)
+	x.round_id = get_le64(body + EDGE_TICKET_OFF_ROUND_ID);
+	x.model_version = get_le64(body + EDGE_TICKET_OFF_MODEL_VERSION);
+	TEE_MemMove(x.cohort_nonce, body + EDGE_TICKET_OFF_NONCE,
+		    EDGE_NONCE_SIZE);
+	x.issued_at = get_le64(body + EDGE_TICKET_OFF_ISSUED_AT);
+	x.deadline = get_le64(body + EDGE_TICKET_OFF_DEADLINE);
+	x.clip = get_f32(body + EDGE_TICKET_OFF_EXAMPLE_CLIP);
+	x.sigma = get_f32(body + EDGE_TICKET_OFF_NOISE_MULTIPLIER);
+	x.update_clip = get_f32(body + EDGE_TICKET_OFF_UPDATE_CLIP);
+	x.lr = get_f32(body + EDGE_TICKET_OFF_LEARNING_RATE);
+	x.epochs = get_le16(body + EDGE_TICKET_OFF_EPOCHS);
+	x.batch = get_le16(body + EDGE_TICKET_OFF_BATCH_SIZE);
+	x.mode = body[EDGE_TICKET_OFF_UPDATE_MODE];
+	if (!zeros_at(body + EDGE_TICKET_OFF_RESERVED,
+		      EDGE_TICKET_LEN_RESERVED))
 		return TEE_ERROR_BAD_FORMAT;
-	TEE_MemMove(x.cohort_nonce, nonce, sizeof(x.cohort_nonce));
 
-	if (x.round_id < 1)
+	if (x.round_id < EDGE_TICKET_ROUND_ID_MIN)
 		return TEE_ERROR_BAD_FORMAT;
 	if (!flt_finite(x.clip) || !flt_finite(x.sigma) ||
 	    !flt_finite(x.update_clip) || !flt_finite(x.lr))
 		return TEE_ERROR_BAD_FORMAT;
-	if (!(x.clip > 0) || x.sigma < 0 || !(x.update_clip > 0) ||
-	    !(x.lr > 0))
+	if (!(x.clip > EDGE_TICKET_EXAMPLE_CLIP_MIN) ||
+	    x.sigma < EDGE_TICKET_NOISE_MULTIPLIER_MIN ||
+	    !(x.update_clip > EDGE_TICKET_UPDATE_CLIP_MIN) ||
+	    !(x.lr > EDGE_TICKET_LEARNING_RATE_MIN))
 		return TEE_ERROR_BAD_FORMAT;
-	if (x.epochs < 1 || x.batch < 1 ||
+	if (x.epochs < EDGE_TICKET_EPOCHS_MIN ||
+	    x.batch < EDGE_TICKET_BATCH_SIZE_MIN ||
 	    x.mode != EDGE_UPDATE_MODE_FLOAT32)
 		return TEE_ERROR_BAD_FORMAT;
 	*t = x;
@@ -60,7 +60,7 @@ TEE_Result ticket_open(const uint8_t *buf, size_t len,
 	struct edge_envelope env = { };
 	TEE_Result res = TEE_ERROR_GENERIC;
 
-	res = envelope_open(buf, len, EDGE_KIND_TICKET, EDGE_TICKET_SIZE,
+	res = envelope_open(buf, len, EDGE_KIND_ROUND_TICKET, EDGE_TICKET_SIZE,
 			    agg_id, agg_pub, &env);
 	if (res)
 		return res;

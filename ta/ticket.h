@@ -16,8 +16,6 @@
 
 #include "policy.h"
 
-#define EDGE_TICKET_BODY_SIZE	72
-
 struct edge_ticket {
 	uint64_t round_id;
 	uint64_t model_version;

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-POISSON = 1
-FIXED = 2
+from edge.tee_abi import Sampling
+
+POISSON = Sampling.POISSON
+FIXED = Sampling.FIXED
 
 
 @dataclass(frozen=True)

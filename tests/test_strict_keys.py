@@ -18,12 +18,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from edge import errors
-from edge.formats import anchors as anchor_format
 from edge.formats import ed25519_strict as strict
 from edge.formats.anchors import Role
 from edge.formats.device import parse_device_record
 from edge.formats.envelope import Kind, encode_header, parse_envelope, verify_envelope
 from edge.formats.keys import ed25519_public_from_raw, ed25519_raw_public, key_id, x25519_raw_public
+from edge.formats.layouts import ANCHOR_STATEMENT_BODY
 from edge.tee import TrustedApp
 from firmware_sign.cli import main as firmware_sign
 
@@ -110,7 +110,8 @@ def test_ta_refuses_a_statement_replacing_an_anchor_with_a_weak_key(
         provisioned: TrustedApp, roles: Roles) -> None:
     before = provisioned.status()
     for weak in (IDENTITY, bytes(32)):
-        body = anchor_format._BODY.pack(Role.MODEL_SIGNER, bytes(7), 1, weak)
+        body = ANCHOR_STATEMENT_BODY.pack({"role": Role.MODEL_SIGNER, "epoch": 1,
+                                           "new_pub": weak})
         signed = encode_header(Kind.ANCHOR_STATEMENT, len(body),
                                key_id(roles.signer_pub)) + body
         stmt = signed + roles.signer.sign(parse_envelope(

@@ -27,12 +27,17 @@ from edge.formats import (
     parse_package,
     verify_anchor_statement,
 )
+from edge.formats.envelope import Kind, parse_envelope, verify_envelope
+from edge.formats.policy import verify_policy
+from edge.formats.ticket import TICKET_SIZE, parse_ticket
+from edge.formats.update import verify_update
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "tests" / "vectors"
 MANIFEST = json.loads((VECTORS / "manifest.json").read_text())
 KEYS = {name: bytes.fromhex(value) for name, value in MANIFEST["keys"].items()}
 ROWS = MANIFEST["vectors"]
+KEYS_DEVICE_RECORD = (VECTORS / "device_record.bin").read_bytes()
 BY_REFUSAL = {
     cls.refusal: cls
     for cls in vars(errors).values()
@@ -82,6 +87,18 @@ def run_vector(row: dict[str, Any], source: Any) -> Any:
         if role in anchors:
             anchors[role] = KEYS[row["extra"]["current"]]
         return verify_anchor_statement(source, anchors=anchors, epochs={role: row["stored_epoch"]})
+    if row["kind"] == "privacy_policy":
+        return verify_policy(bytes(source), KEYS["model_signer_pub"])
+    if row["kind"] == "round_ticket":
+        env = parse_envelope(bytes(source), kind=Kind.ROUND_TICKET, max_len=TICKET_SIZE)
+        verify_envelope(env, KEYS["aggregator_pub"])
+        return parse_ticket(bytes(source))
+    if row["kind"] == "sealed_update":
+        extra = row["extra"]
+        return verify_update(bytes(source), parse_device_record(KEYS_DEVICE_RECORD),
+                             round_id=int(extra["round_id"]), nonce=bytes(range(16)),
+                             model_version=int(extra["model_version"]),
+                             param_count=int(extra["param_count"]))
     assert row["kind"] == "device_record"
     return parse_device_record(source)
 
@@ -136,6 +153,7 @@ def test_index_matches_manifest_and_ta_codes() -> None:
         "unsupported-version": edge_codes["EDGE_ERR_UNSUPPORTED_VERSION"],
         "wrong-kind": edge_codes["EDGE_ERR_WRONG_KIND"],
         "chunk-digest": edge_codes["EDGE_ERR_CHUNK_DIGEST"],
+        "weaker-than-policy": edge_codes["EDGE_ERR_POLICY_VIOLATION"],
     }
     with open(VECTORS / "index.tsv", newline="") as fh:
         lines = fh.read().splitlines()
@@ -155,7 +173,8 @@ def test_index_matches_manifest_and_ta_codes() -> None:
         assert len(fields) == 8
         name, kind, file, expect, code, version, epoch, extra = fields
         assert (name, kind, file, expect) == (row["name"], row["kind"], row["file"], row["expect"])
-        assert kind in ("package", "anchor_statement", "device_record")
+        assert kind in ("package", "anchor_statement", "device_record", "privacy_policy",
+                        "round_ticket", "sealed_update")
         assert expect in BY_REFUSAL or expect == "ok"
         assert int(code, 16) == ta_codes[expect] and code == row["ta_code"]
         assert (int(version), int(epoch)) == (row["stored_version"], row["stored_epoch"])

@@ -24,6 +24,7 @@ from edge.mqtt import (
     make_client,
 )
 from edge.protocol import status_subscription, update_subscription
+from edge.sdnotify import Notifier
 
 from .config import AggregatorConfig
 from .metrics import RoundMetrics, sync_jsonl
@@ -210,8 +211,14 @@ class Aggregator:
             log.warning("publish on %s refused: the client's queue is full", topic)
 
     # loop
-    def run(self, stop: threading.Event, *, rounds: int | None = None) -> None:
-        """Run rounds until ``rounds`` more have closed (default: [rounds] rounds), or stop."""
+    def run(self, stop: threading.Event, *, rounds: int | None = None,
+            notifier: Notifier | None = None) -> None:
+        """Run rounds until ``rounds`` more have closed (default: [rounds] rounds), or stop.
+
+        With a ``notifier`` (systemd ``Type=notify``): READY=1 once connected and the model
+        is out, WATCHDOG=1 from every pass of the round loop, STOPPING=1 on the way out.
+        """
+        notifier = notifier or Notifier({})
         target = self._target(rounds)
         closed = 0
         if self.exporter is not None:
@@ -225,7 +232,9 @@ class Aggregator:
             self._publish_model()
             if self.rounds.open_round is not None:
                 log.info("resuming round %d", self.rounds.open_round.round_id)
+            notifier.ready(f"fleet {self.config.fleet}: running rounds")
             while not stop.is_set() and (target is None or closed < target):
+                notifier.watchdog()
                 if self.rounds.open_round is None:
                     # No pause for devices to load it: a ticket that overtakes its model
                     # waits in the daemon until the model is loaded (docs/daemon.md).
@@ -254,6 +263,7 @@ class Aggregator:
             if not stop.is_set():
                 self._publish_final(stop)
         finally:
+            notifier.stopping()
             self._disconnect()
 
     def _resend_tickets(self) -> None:

@@ -52,6 +52,7 @@ def _row(m: Any) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run rounds until the configured count, --rounds more, or SIGTERM/SIGINT."""
     from edge.aggregator import Aggregator
+    from edge.sdnotify import Notifier
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -68,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(_row(m), flush=True)
 
     with stop_on_signals() as stop, Aggregator(config, on_round=on_round) as agg:
-        agg.run(stop, rounds=rounds)
+        agg.run(stop, rounds=rounds, notifier=Notifier())
         if (name := stop_requested(stop)) is not None:
             logging.getLogger("edge.aggregator").info("stopped by %s", name)
     if outcomes and all(outcomes):

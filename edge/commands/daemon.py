@@ -24,11 +24,12 @@ def _setup_logging(verbose: bool) -> None:
 def cmd_daemon(args: argparse.Namespace) -> int:
     """Load the config, open the TA, serve rounds until SIGTERM or SIGINT."""
     from edge.daemon import Daemon, DaemonConfig
+    from edge.sdnotify import Notifier
 
     config = DaemonConfig.from_toml(args.config)
     _setup_logging(args.verbose)
     with stop_on_signals() as stop, Daemon(config) as daemon:
-        daemon.run(stop)
+        daemon.run(stop, Notifier())
     return 0
 
 

@@ -32,7 +32,8 @@ from edge.formats.device import parse_device_record
 from edge.formats.package import parse_package
 from edge.formats.ticket import parse_ticket
 from edge.mqtt import client_id, connect_async, make_client, session_secret
-from edge.stopping import stop_requested, wait_for_stop
+from edge.sdnotify import Notifier
+from edge.stopping import WAKE_S, stop_requested
 from edge.tee import LoadedModel, TrustedApp
 
 log = logging.getLogger("edge.daemon")
@@ -168,8 +169,13 @@ class Daemon:
         self._jobs.put((kind, bytes(msg.payload)))
 
     # -- lifetime ------------------------------------------------------------
-    def run(self, stop: threading.Event) -> None:
-        """Connect and serve until ``stop`` is set; then finish or abandon the current step."""
+    def run(self, stop: threading.Event, notifier: Notifier | None = None) -> None:
+        """Connect and serve until ``stop`` is set; then finish or abandon the current step.
+
+        With a ``notifier`` (systemd ``Type=notify``), READY=1 follows start-up, WATCHDOG=1
+        is sent while the worker thread lives, and STOPPING=1 precedes shutdown.
+        """
+        notifier = notifier or Notifier({})
         self.source.start()
         self._log(logging.INFO, "start", samples=len(self.store), source=self.config.data.source,
                   tee=self.config.tee_backend, model_version=self.ta.status().model_version)
@@ -179,10 +185,20 @@ class Daemon:
         connect_async(self.client, self.config.broker)
         self.client.loop_start()
         try:
-            wait_for_stop(stop)
+            notifier.ready(f"device {self.config.name}: serving")
+            interval = notifier.ping_interval_s
+            next_ping = None if interval is None else time.monotonic() + interval
+            # Wake every WAKE_S (signal handlers run in the main thread only) and ping
+            # the watchdog when due; a dead worker stops the pings, so systemd restarts us.
+            while not stop.wait(WAKE_S):
+                if next_ping is not None and time.monotonic() >= next_ping:
+                    if worker.is_alive():
+                        notifier.watchdog()
+                    next_ping = time.monotonic() + interval
             if (name := stop_requested(stop)) is not None:
                 self._log(logging.INFO, "signal", signal=name, action="stopping")
         finally:
+            notifier.stopping()
             self._stopping.set()
             self._jobs.put(None)
             worker.join()

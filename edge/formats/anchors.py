@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import IntEnum
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge import tee_abi
 from edge.errors import Malformed, StaleStatement, UnknownSigner
 from edge.formats.envelope import (
-    HEADER_SIZE,
-    SIG_SIZE,
     Envelope,
     Kind,
     build_envelope,
@@ -20,20 +17,14 @@ from edge.formats.envelope import (
     verify_envelope,
 )
 from edge.formats.keys import PUBKEY_SIZE, ed25519_public_from_raw, key_id
+from edge.formats.layouts import ANCHOR_STATEMENT_BODY
+from edge.tee_abi import AnchorRole
 
-ANCHOR_BODY_SIZE = 48
-ANCHOR_STATEMENT_SIZE = HEADER_SIZE + ANCHOR_BODY_SIZE + SIG_SIZE
+ANCHOR_BODY_SIZE = ANCHOR_STATEMENT_BODY.size
+ANCHOR_STATEMENT_SIZE = tee_abi.ANCHOR_STATEMENT_SIZE
 MAX_EPOCH = 2**64 - 1
 
-_BODY = struct.Struct("<B7sQ32s")
-assert _BODY.size == ANCHOR_BODY_SIZE
-
-
-class Role(IntEnum):
-    """The two trust anchors a device holds."""
-
-    MODEL_SIGNER = 1
-    AGGREGATOR = 2
+Role = AnchorRole
 
 
 ROLE_NAMES = {Role.MODEL_SIGNER: "model-signer", Role.AGGREGATOR: "aggregator"}
@@ -54,29 +45,29 @@ class AnchorStatement:
         return key_id(self.new_pub)
 
 
-def _parse(env: Envelope) -> tuple[Role, bytes, int, bytes]:
-    """Split the body into role, reserved, epoch and new key; refuse an unknown role."""
+def _parse(env: Envelope) -> tuple[Role, int, bytes]:
+    """Split the body into role, epoch and new key; refuse an unknown role."""
     body = env.body
     if len(body) != ANCHOR_BODY_SIZE:
         raise Malformed(f"anchor statement: body of {len(body)} bytes, expected {ANCHOR_BODY_SIZE}")
-    role, reserved, epoch, new_pub = _BODY.unpack(body)
+    f = ANCHOR_STATEMENT_BODY.read(body)
+    role, epoch, new_pub = f["role"], f["epoch"], f["new_pub"]
     if role not in (Role.MODEL_SIGNER, Role.AGGREGATOR):
         raise Malformed(f"anchor statement: role {role} is not 1 (model signer) or 2 (aggregator)")
-    return Role(role), reserved, epoch, new_pub
+    return Role(role), epoch, new_pub
 
 
-def _check_body(reserved: bytes, new_pub: bytes) -> None:
+def _check_body(body: bytes, new_pub: bytes) -> None:
     """Refuse non-zero reserved bytes and an invalid new key."""
-    if reserved != bytes(7):
-        raise Malformed("anchor statement: reserved bytes 1..7 are not zero")
+    ANCHOR_STATEMENT_BODY.check_reserved(body, "anchor statement")
     ed25519_public_from_raw(new_pub, "anchor statement: new key")
 
 
 def parse_anchor_statement(data: bytes | bytearray | memoryview) -> AnchorStatement:
     """Parse an anchor statement with every structural check but no signature check."""
     env = parse_envelope(data, kind=Kind.ANCHOR_STATEMENT, max_len=ANCHOR_STATEMENT_SIZE)
-    role, reserved, epoch, new_pub = _parse(env)
-    _check_body(reserved, new_pub)
+    role, epoch, new_pub = _parse(env)
+    _check_body(env.body, new_pub)
     return AnchorStatement(role, epoch, new_pub, env.signer_key_id)
 
 
@@ -91,12 +82,12 @@ def verify_anchor_statement(
     The role byte is read before the signer check because it selects the anchor.
     """
     env = parse_envelope(data, kind=Kind.ANCHOR_STATEMENT, max_len=ANCHOR_STATEMENT_SIZE)
-    role, reserved, epoch, new_pub = _parse(env)
+    role, epoch, new_pub = _parse(env)
     current = anchors.get(role)
     if current is None:
         raise UnknownSigner(f"anchor statement: no current {ROLE_NAMES[role]} anchor")
     verify_envelope(env, current)
-    _check_body(reserved, new_pub)
+    _check_body(env.body, new_pub)
     stored = epochs.get(role, 0)
     if epoch != stored + 1:
         raise StaleStatement(
@@ -115,5 +106,5 @@ def build_anchor_statement(
         raise Malformed(f"anchor statement: epoch {epoch} is not in 1..2^64-1")
     if len(new_pub) != PUBKEY_SIZE:
         raise Malformed(f"anchor statement: new key of {len(new_pub)} bytes, expected 32")
-    body = _BODY.pack(role, bytes(7), epoch, bytes(new_pub))
+    body = ANCHOR_STATEMENT_BODY.pack({"role": role, "epoch": epoch, "new_pub": bytes(new_pub)})
     return build_envelope(Kind.ANCHOR_STATEMENT, body, current)

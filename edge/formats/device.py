@@ -2,29 +2,26 @@
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from edge import tee_abi
 from edge.errors import Malformed
 from edge.formats.envelope import (
-    HEADER_SIZE,
-    SIG_SIZE,
     Kind,
     build_envelope,
     parse_envelope,
     verify_envelope,
 )
 from edge.formats.keys import ed25519_raw_public, key_id, x25519_raw_public
+from edge.formats.layouts import DEVICE_RECORD_BODY
 
-TA_ABI_VERSION = 1
-DEVICE_BODY_SIZE = 72
-DEVICE_RECORD_SIZE = HEADER_SIZE + DEVICE_BODY_SIZE + SIG_SIZE
+TA_ABI_VERSION = tee_abi.ABI_VERSION
+DEVICE_BODY_SIZE = DEVICE_RECORD_BODY.size
+DEVICE_RECORD_SIZE = tee_abi.DEVICE_RECORD_SIZE
 
-_BODY = struct.Struct("<32s32sI4s")
-assert _BODY.size == DEVICE_BODY_SIZE
 
 
 @dataclass(frozen=True)
@@ -57,11 +54,11 @@ def parse_device_record(data: bytes | bytearray | memoryview) -> DeviceRecord:
     body = env.body
     if len(body) != DEVICE_BODY_SIZE:
         raise Malformed(f"device record: body of {len(body)} bytes, expected {DEVICE_BODY_SIZE}")
-    ed_pub, x_pub, abi, reserved = _BODY.unpack(body)
+    f = DEVICE_RECORD_BODY.read(body)
+    ed_pub = f["sign_pub"]
     verify_envelope(env, ed_pub)
-    if reserved != bytes(4):
-        raise Malformed("device record: reserved bytes 68..71 are not zero")
-    return DeviceRecord(key_id(ed_pub), ed_pub, x_pub, abi)
+    DEVICE_RECORD_BODY.check_reserved(body, "device record")
+    return DeviceRecord(key_id(ed_pub), ed_pub, f["kex_pub"], f["abi_version"])
 
 
 def build_device_record(
@@ -70,7 +67,7 @@ def build_device_record(
     abi_version: int = TA_ABI_VERSION,
 ) -> bytes:
     """Return a self-signed device record as the TA's GET_IDENTITY writes it (tests, vectors)."""
-    body = _BODY.pack(
-        ed25519_raw_public(identity), x25519_raw_public(agreement), abi_version, bytes(4)
-    )
+    body = DEVICE_RECORD_BODY.pack({"sign_pub": ed25519_raw_public(identity),
+                                    "kex_pub": x25519_raw_public(agreement),
+                                    "abi_version": abi_version})
     return build_envelope(Kind.DEVICE_RECORD, body, identity)

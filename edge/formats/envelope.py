@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import struct
 from dataclasses import dataclass
-from enum import IntEnum
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge import tee_abi
 from edge.errors import (
     Malformed,
     Oversized,
@@ -21,36 +20,19 @@ from edge.errors import (
 )
 from edge.formats.ed25519_strict import check_signature_form
 from edge.formats.keys import KEY_ID_SIZE, ed25519_public_from_raw, ed25519_raw_public, key_id
+from edge.formats.layouts import ENVELOPE_HEADER
+from edge.tee_abi import Kind
 
-MAGIC = b"EDGE"
-FORMAT_VERSION = 1
-HEADER_SIZE = 28
-SIG_SIZE = 64
+MAGIC = tee_abi.MAGIC
+FORMAT_VERSION = tee_abi.FORMAT_VERSION
+HEADER_SIZE = ENVELOPE_HEADER.size
+SIG_SIZE = tee_abi.SIG_SIZE
 MAX_BODY_LEN = 0xFFFFFFFF
 
-_HEADER = struct.Struct("<4sHHI16s")
-assert _HEADER.size == HEADER_SIZE
+_HEADER = ENVELOPE_HEADER.struct
 
-
-class Kind(IntEnum):
-    """Envelope kinds; 4..6 are reserved for later artefacts."""
-
-    PACKAGE = 1
-    ANCHOR_STATEMENT = 2
-    DEVICE_RECORD = 3
-    ROUND_TICKET = 4
-    SEALED_UPDATE = 5
-    PRIVACY_POLICY = 6
-
-
-KIND_NAMES = {
-    Kind.PACKAGE: "model package",
-    Kind.ANCHOR_STATEMENT: "anchor statement",
-    Kind.DEVICE_RECORD: "device record",
-    Kind.ROUND_TICKET: "round ticket",
-    Kind.SEALED_UPDATE: "sealed update",
-    Kind.PRIVACY_POLICY: "privacy policy",
-}
+KIND_NAMES = {kind: kind.name.lower().replace("_", " ") for kind in Kind}
+KIND_NAMES[Kind.PACKAGE] = "model package"
 
 
 def kind_name(kind: int) -> str:

@@ -8,11 +8,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from edge import tee_abi
 from edge.errors import Malformed
 from edge.formats.ed25519_strict import check_public_key
 
-PUBKEY_SIZE = 32
-KEY_ID_SIZE = 16
+PUBKEY_SIZE = tee_abi.PUBKEY_SIZE
+KEY_ID_SIZE = tee_abi.KEY_ID_SIZE
 
 _RAW = serialization.Encoding.Raw
 _RAW_PUB = serialization.PublicFormat.Raw

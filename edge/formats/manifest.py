@@ -6,45 +6,33 @@ import json
 import math
 import struct
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
+from edge import tee_abi
 from edge.errors import Malformed, Oversized
-from edge.formats.keyschedule import TAG_SIZE, WRAPPED_KEY_SIZE
+from edge.formats.keyschedule import TAG_SIZE
+from edge.formats.layouts import MANIFEST_FIXED
+from edge.tee_abi import InferRelease, PackageFlag
 
-MAX_MANIFEST_SIZE = 1024 * 1024
-MAX_RECIPIENTS = 256
-MAX_CHUNKS = 4096
-MIN_CHUNK_LOG2 = 12
-MAX_CHUNK_LOG2 = 20
-MAX_HEAD_IN = 4096
-MAX_HEAD_OUT = 1024
-MAX_HEAD_PARAMS = 128 * 1024
-MAX_METADATA = 4096
+MAX_MANIFEST_SIZE = tee_abi.MAX_MANIFEST_SIZE
+MAX_RECIPIENTS = tee_abi.MAX_RECIPIENTS
+MAX_CHUNKS = tee_abi.MAX_CHUNKS
+MIN_CHUNK_LOG2 = tee_abi.MIN_CHUNK_LOG2
+MAX_CHUNK_LOG2 = tee_abi.MAX_CHUNK_LOG2
+MAX_HEAD_IN = tee_abi.MAX_HEAD_IN
+MAX_HEAD_OUT = tee_abi.MAX_HEAD_OUT
+MAX_HEAD_PARAMS = tee_abi.MAX_HEAD_PARAMS
+MAX_METADATA = tee_abi.MAX_METADATA
 
-FLAG_BACKBONE = 0x1
-FLAG_BACKBONE_ENCRYPTED = 0x2
-KNOWN_FLAGS = FLAG_BACKBONE | FLAG_BACKBONE_ENCRYPTED
+FLAG_BACKBONE = PackageFlag.BACKBONE
+FLAG_BACKBONE_ENCRYPTED = PackageFlag.BACKBONE_ENCRYPTED
+# An int: ~ of an IntFlag keeps only known bits, so it could not find unknown ones.
+KNOWN_FLAGS = int(FLAG_BACKBONE | FLAG_BACKBONE_ENCRYPTED)
 
-FIXED_SIZE = 104
-RECIPIENT_SIZE = 16 + WRAPPED_KEY_SIZE
+FIXED_SIZE = MANIFEST_FIXED.size
+RECIPIENT_SIZE = tee_abi.RECIPIENT_SIZE
 DIGEST_SIZE = 32
 PACKAGE_ID_SIZE = 16
-
-# version, package id, flags, E, R, reserved, I, O, L, chunk_log2, reserved, N, M,
-# then the inference release: release, reserved, k, query budget, feature bound
-_FIXED = struct.Struct("<Q16sI32sH2sIIQB3sIIBBHIf")
-assert _FIXED.size == FIXED_SIZE
-
-
-class InferRelease(IntEnum):
-    """What INFER may give the normal world of the head's scores (manifest byte 92)."""
-
-    NONE = 0
-    LABEL = 1
-    TOPK = 2
-    SCORES = 3
-
 
 INFER_RELEASE_NAMES = {InferRelease.NONE: "none", InferRelease.LABEL: "label",
                        InferRelease.TOPK: "top-k", InferRelease.SCORES: "scores"}
@@ -239,26 +227,23 @@ def check_metadata(metadata: bytes) -> None:
 
 def encode_manifest(m: PackageManifest) -> bytes:
     """Serialise a manifest without validating it (builders and test vectors)."""
-    fixed = _FIXED.pack(
-        m.version,
-        m.package_id,
-        m.flags,
-        m.ephemeral_pub,
-        len(m.recipients),
-        bytes(2),
-        m.head_in,
-        m.head_out,
-        m.backbone_len,
-        m.chunk_log2,
-        bytes(3),
-        len(m.chunk_digests),
-        len(m.metadata),
-        int(m.infer.release),
-        0,
-        m.infer.top_k,
-        m.infer.budget,
-        m.infer.feature_bound,
-    )
+    fixed = MANIFEST_FIXED.pack({
+        "version": m.version,
+        "package_id": m.package_id,
+        "flags": m.flags,
+        "ephemeral_pub": m.ephemeral_pub,
+        "recipient_count": len(m.recipients),
+        "head_in": m.head_in,
+        "head_out": m.head_out,
+        "backbone_len": m.backbone_len,
+        "chunk_log2": m.chunk_log2,
+        "chunk_count": len(m.chunk_digests),
+        "metadata_len": len(m.metadata),
+        "infer_release": int(m.infer.release),
+        "topk": m.infer.top_k,
+        "query_budget": m.infer.budget,
+        "feature_bound": m.infer.feature_bound,
+    })
     parts = [fixed]
     parts += [r.device_id + r.wrapped_key for r in m.recipients]
     parts += list(m.chunk_digests)
@@ -273,34 +258,19 @@ def parse_manifest(body: bytes | memoryview) -> PackageManifest:
         raise Malformed(
             f"manifest: {len(body)} bytes, shorter than the {FIXED_SIZE}-byte fixed part"
         )
-    (
-        version,
-        package_id,
-        flags,
-        eph,
-        count,
-        res1,
-        head_in,
-        head_out,
-        length,
-        chunk_log2,
-        res2,
-        chunks,
-        meta_len,
-        release,
-        res3,
-        top_k,
-        budget,
-        bound,
-    ) = _FIXED.unpack_from(body, 0)
+    f = MANIFEST_FIXED.read(body)
+    version, flags, count = f["version"], f["flags"], f["recipient_count"]
+    head_in, head_out, length = f["head_in"], f["head_out"], f["backbone_len"]
+    chunk_log2, chunks, meta_len = f["chunk_log2"], f["chunk_count"], f["metadata_len"]
+    release, top_k, budget, bound = (f["infer_release"], f["topk"], f["query_budget"],
+                                     f["feature_bound"])
     if version < 1:
         raise Malformed("manifest: model version 0, versions start at 1")
     if flags & ~KNOWN_FLAGS:
         raise Malformed(f"manifest: unknown flag bits 0x{flags & ~KNOWN_FLAGS:x}")
     if flags & FLAG_BACKBONE_ENCRYPTED and not flags & FLAG_BACKBONE:
         raise Malformed("manifest: backbone-encrypted flag set without backbone flag")
-    if res1 != bytes(2) or res2 != bytes(3) or res3:
-        raise Malformed("manifest: reserved bytes (62..63, 81..83 or 93) are not zero")
+    MANIFEST_FIXED.check_reserved(body, "manifest")
     check_recipient_count(count)
     check_head_shape(head_in, head_out)
     if meta_len > MAX_METADATA:
@@ -339,9 +309,9 @@ def parse_manifest(body: bytes | memoryview) -> PackageManifest:
     check_metadata(metadata)
     return PackageManifest(
         version,
-        package_id,
+        f["package_id"],
         flags,
-        eph,
+        f["ephemeral_pub"],
         tuple(recipients),
         head_in,
         head_out,

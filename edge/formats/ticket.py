@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import struct
 from dataclasses import dataclass
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge import tee_abi
 from edge.errors import (
     Expired,
     Malformed,
@@ -19,23 +19,21 @@ from edge.errors import (
     WrongModel,
 )
 from edge.formats.envelope import (
-    HEADER_SIZE,
-    SIG_SIZE,
     Envelope,
     Kind,
     build_envelope,
     parse_envelope,
     verify_envelope,
 )
-from edge.formats.policy import SAMPLING_POISSON, PrivacyPolicy
+from edge.formats.layouts import TICKET_BODY
+from edge.formats.policy import PrivacyPolicy
+from edge.tee_abi import Sampling, UpdateMode
 
-TICKET_BODY_SIZE = 72
-TICKET_SIZE = HEADER_SIZE + TICKET_BODY_SIZE + SIG_SIZE
-NONCE_SIZE = 16
-UPDATE_MODE_FLOAT32 = 1
-
-_BODY = struct.Struct("<QQ16sQQffffHHB3s")
-assert _BODY.size == TICKET_BODY_SIZE
+TICKET_BODY_SIZE = TICKET_BODY.size
+TICKET_SIZE = tee_abi.TICKET_SIZE
+NONCE_SIZE = tee_abi.NONCE_SIZE
+UPDATE_MODE_FLOAT32 = UpdateMode.FLOAT32
+_WHAT = "round ticket"
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ class RoundTicket:
     learning_rate: float
     epochs: int
     batch_size: int
-    update_mode: int = UPDATE_MODE_FLOAT32
+    update_mode: UpdateMode = UpdateMode.FLOAT32
     signer_key_id: bytes = bytes(16)
 
 
@@ -67,42 +65,18 @@ def fixed_steps(epochs: int, n: int, batch: int) -> int:
     return epochs * -(-n // batch)
 
 
+def _fields(t: RoundTicket) -> dict[str, object]:
+    return {name: getattr(t, name) for name in TICKET_BODY.names}
+
+
 def _check_fields(t: RoundTicket) -> None:
     """Refuse field values the TA refuses (``Malformed``), naming the field."""
-    for name in ("example_clip", "noise_multiplier", "update_clip", "learning_rate"):
-        if not math.isfinite(getattr(t, name)):
-            raise Malformed(f"round ticket: {name} is not finite")
-    if t.round_id < 1:
-        raise Malformed("round ticket: round id must be ≥ 1")
-    if t.example_clip <= 0.0:
-        raise Malformed(f"round ticket: per-example clip C {t.example_clip} is not > 0")
-    if t.noise_multiplier < 0.0:
-        raise Malformed(f"round ticket: noise multiplier {t.noise_multiplier} is negative")
-    if t.update_clip <= 0.0:
-        raise Malformed(f"round ticket: update clip U {t.update_clip} is not > 0")
-    if t.learning_rate <= 0.0:
-        raise Malformed(f"round ticket: learning rate {t.learning_rate} is not > 0")
-    if t.epochs < 1:
-        raise Malformed("round ticket: epochs must be ≥ 1")
-    if t.batch_size < 1:
-        raise Malformed("round ticket: batch size must be ≥ 1")
-    if t.update_mode != UPDATE_MODE_FLOAT32:
-        raise Malformed(f"round ticket: update mode {t.update_mode} is not 1 (float32)")
+    TICKET_BODY.check(_WHAT, _fields(t))
 
 
 def _parse(env: Envelope) -> RoundTicket:
-    """Decode and check a ticket body."""
-    body = env.body
-    if len(body) != TICKET_BODY_SIZE:
-        raise Malformed(f"round ticket: body of {len(body)} bytes, expected {TICKET_BODY_SIZE}")
-    (round_id, model_version, nonce, issued, deadline, c, sigma, u, lr, epochs, batch, mode,
-     reserved) = _BODY.unpack(body)
-    if reserved != bytes(3):
-        raise Malformed("round ticket: reserved bytes 69..71 are not zero")
-    t = RoundTicket(round_id, model_version, nonce, issued, deadline, c, sigma, u, lr, epochs,
-                    batch, mode, env.signer_key_id)
-    _check_fields(t)
-    return t
+    """Decode and check a ticket body (every rule is a field rule of the table)."""
+    return RoundTicket(**TICKET_BODY.unpack(env.body, _WHAT), signer_key_id=env.signer_key_id)
 
 
 def parse_ticket(data: bytes | bytearray | memoryview) -> RoundTicket:
@@ -152,7 +126,7 @@ def check_against_policy(t: RoundTicket, p: PrivacyPolicy) -> None:
     if t.update_clip > p.max_update_clip:
         raise PolicyViolation(
             f"round ticket: update clip U {t.update_clip} above the policy's {p.max_update_clip}")
-    if p.sampling == SAMPLING_POISSON:
+    if p.sampling == Sampling.POISSON:
         steps = poisson_steps(t.epochs, p.sampling_rate)
         if steps > p.max_steps_per_round:
             raise PolicyViolation(
@@ -161,9 +135,7 @@ def check_against_policy(t: RoundTicket, p: PrivacyPolicy) -> None:
 
 def encode_ticket_body(t: RoundTicket) -> bytes:
     """Return the 72-byte body (no validation; test vectors and builders)."""
-    return _BODY.pack(t.round_id, t.model_version, t.nonce, t.issued_at, t.deadline,
-                      t.example_clip, t.noise_multiplier, t.update_clip, t.learning_rate,
-                      t.epochs, t.batch_size, t.update_mode, bytes(3))
+    return TICKET_BODY.pack(_fields(t))
 
 
 def build_ticket(
@@ -180,7 +152,7 @@ def build_ticket(
     learning_rate: float,
     epochs: int = 1,
     batch_size: int = 1,
-    update_mode: int = UPDATE_MODE_FLOAT32,
+    update_mode: int = UpdateMode.FLOAT32,
     check: bool = True,
 ) -> bytes:
     """Return a round ticket signed by the aggregator key (``check=False``: for refusal tests)."""

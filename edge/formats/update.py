@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hmac
 import math
-import struct
 from dataclasses import dataclass
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge import tee_abi
 from edge.errors import Malformed, PolicyViolation, Replay, UnknownSigner, WrongModel
 from edge.formats.device import DeviceRecord
 from edge.formats.envelope import (
@@ -22,15 +22,15 @@ from edge.formats.envelope import (
     verify_envelope,
 )
 from edge.formats.keys import ed25519_raw_public, key_id
+from edge.formats.layouts import UPDATE_HEADER
 from edge.formats.ticket import UPDATE_MODE_FLOAT32
 
-UPDATE_HEADER_SIZE = 88
-MAX_PARAMS = 128 * 1024
+UPDATE_HEADER_SIZE = tee_abi.UPDATE_HEADER_SIZE
+MAX_PARAMS = tee_abi.MAX_HEAD_PARAMS
 MAX_UPDATE_SIZE = HEADER_SIZE + UPDATE_HEADER_SIZE + 4 * MAX_PARAMS + SIG_SIZE
 NORM_SLACK = 1e-5  # relative: float32 rounding of a delta scaled to exactly U
 
-_HEAD = struct.Struct("<16sQ16sQIIQB3sIfff4s")
-assert _HEAD.size == UPDATE_HEADER_SIZE
+_HEAD = UPDATE_HEADER.struct
 
 
 def l2_norm(delta: np.ndarray) -> float:

@@ -6,8 +6,9 @@
 #                           project's TA key and RPMB-backed storage, and its TA dev kit
 #   firmware/Image          the same Debian arm64 kernel (QEMU needs -kernel for -append)
 #   initrd.cpio.gz          root file system: busybox, tee-supplicant, libteec, xtest
-#                           and its TAs, our TA, edge-ta-cli, libedge_client.so,
-#                           Python 3.13 with edge/firmware_sign and arm64 wheels
+#                           and its TAs, Python 3.13, and the aarch64 board bundle
+#                           installed by its install.sh (edge in /opt/edge, our TA
+#                           in /lib/optee_armtz; bundle/ keeps the tarball)
 #   manifest.lock           every input: name, version, sha256, URL; index dates;
 #                           the cross compiler
 #   image.env               paths and sizes read by boot.sh
@@ -312,8 +313,10 @@ rootfs_key() {
         echo "$SOURCE_DATE_EPOCH"
         grep -E '^(deb|wheel) ' "$OUT/manifest.lock"
         cat "$HERE/init" "$HERE/cmdloop" "$HERE/build.sh"
-        sha256sum "$OUT"/ta/*.ta "$OUT"/xtest-tas/*.ta "$OUT"/arm64/libedge_client.so "$OUT"/arm64/edge-ta-cli
+        sha256sum "$OUT"/ta/*.ta "$OUT"/xtest-tas/*.ta "$OUT"/arm64/libedge_client.so \
+            "$OUT"/arm64/edge-ta-cli host/include/edge_client.h
         find edge firmware_sign -name '*.py' -type f -print0 | sort -z | xargs -0 sha256sum
+        sha256sum pyproject.toml scripts/bundle.sh deploy/board/* deploy/systemd/*
     } | sha256sum | cut -c1-32
 }
 
@@ -335,7 +338,7 @@ make_rootfs() {
     log "assembling the root file system"
     R="$OUT/rootfs"
     rm -rf "$R"
-    mkdir -p "$R"/{bin,sbin,dev,proc,sys,tmp,run,root,etc,var/lib/optee-client/data/tee,mnt,lib/optee_armtz,usr/bin,usr/lib/edge}
+    mkdir -p "$R"/{bin,sbin,dev,proc,sys,tmp,run,root,etc,var/lib/optee-client/data/tee,mnt,lib/optee_armtz,usr/bin}
     # usrmerge layout, like trixie.
     rmdir "$R/bin" "$R/sbin"; ln -s usr/bin "$R/bin"; ln -s usr/bin "$R/sbin"
     ln -s usr/lib "$R/lib64" 2>/dev/null || true
@@ -370,27 +373,14 @@ make_rootfs() {
         xz -dc "$mods/$m.ko.xz" >"$R/usr/lib/modules/$kver/$(basename "$m").ko"
     done
 
-    # our TA, client library and CLI
-    cp "$OUT"/ta/*.ta "$R/usr/lib/optee_armtz/"
-    cp "$OUT"/arm64/libedge_client.so "$OUT"/arm64/edge-ta-cli "$R/usr/lib/edge/"
-    ln -s ../lib/edge/edge-ta-cli "$R/usr/bin/edge-ta-cli"
-
     # Python 3.13, trimmed of what the guest never uses
     copy_from_stage usr/bin/python3.13 usr/lib/python3.13
     ln -s python3.13 "$R/usr/bin/python3"
     rm -rf "$R"/usr/lib/python3.13/{test,idlelib,tkinter,turtledemo,ensurepip,lib2to3,pydoc_data,config-3.13-aarch64-linux-gnu}
-    local site="$R/usr/local/lib/python3.13/dist-packages"
-    mkdir -p "$site"
-    local w
-    for w in "$OUT"/inputs/wheels/*.whl; do python3 -m zipfile -e "$w" "$site"; done
-    cp -r edge firmware_sign "$site/"
-    find "$site" "$R/usr/lib/python3.13" -name __pycache__ -type d -prune -exec rm -rf {} +
-    rm -rf "$site"/numpy/*/tests "$site"/numpy/tests
+    install_bundle
 
     cp "$HERE/init" "$R/init"; chmod 755 "$R/init"
     install -m 755 "$HERE/cmdloop" "$R/usr/bin/edge-cmdloop"
-    printf 'root:x:0:0:root:/root:/bin/sh\n' >"$R/etc/passwd"
-    printf 'root:x:0:\n' >"$R/etc/group"
     printf '127.0.0.1 localhost\n' >"$R/etc/hosts"
     printf 'hosts: files\n' >"$R/etc/nsswitch.conf"
 
@@ -407,6 +397,35 @@ make_rootfs() {
     echo "$key" >"$OUT/.rootfs-key"
 }
 
+# Edge goes into the image as a user installs it on a board (docs/board.md): the
+# aarch64 board bundle (scripts/bundle.sh, from this build's cross-compiled client,
+# signed TA and pinned wheels), unpacked and installed by its own install.sh, here
+# with --root since the guest's Python cannot run on this machine: pip installs the
+# platform wheel and edge-tee[board]'s wheels into the /opt/edge virtualenv, the TA
+# lands in /lib/optee_armtz/<uuid>.ta, the config in /etc/edge, the units and the
+# edge/teeclnt accounts where a board has them.
+install_bundle() {
+    log "building and installing the aarch64 board bundle"
+    rm -rf "$OUT/bundle"
+    scripts/bundle.sh --arch aarch64 --python 3.13 --native-dir "$OUT/arm64" \
+        --ta-dir "$OUT/ta" --wheelhouse "$OUT/inputs/wheels" --out "$OUT/bundle" \
+        >"$OUT/bundle.log" 2>&1 || { cat "$OUT/bundle.log" >&2; die "bundle build failed"; }
+    mkdir -p "$OUT/bundle/unpacked"
+    tar -C "$OUT/bundle/unpacked" -xzf "$OUT"/bundle/edge-bundle-*-aarch64.tar.gz
+    printf 'root:x:0:0:root:/root:/bin/sh\n' >"$R/etc/passwd"
+    printf 'root:x:0:\n' >"$R/etc/group"
+    local glibc
+    glibc=$(sed -n 's/^deb libc6 \([0-9]*\.[0-9]*\).*/\1/p' "$OUT/manifest.lock")
+    EDGE_INSTALL_HOST_PYTHON="$PY" "$OUT"/bundle/unpacked/edge-bundle-*/install.sh \
+        --root "$R" --glibc "$glibc" >>"$OUT/bundle.log" 2>&1 \
+        || { cat "$OUT/bundle.log" >&2; die "installing the bundle into the image failed"; }
+    local site="$R/opt/edge/lib/python3.13/site-packages"
+    # edge-ta-cli (C) from the installed package, for the tests and humans
+    ln -s /opt/edge/lib/python3.13/site-packages/edge/_native/edge-ta-cli "$R/usr/bin/edge-ta-cli"
+    find "$site" "$R/usr/lib/python3.13" -name __pycache__ -type d -prune -exec rm -rf {} +
+    rm -rf "$site"/numpy/*/tests "$site"/numpy/tests
+}
+
 # Every DT_NEEDED of every ELF in the image must be in the image.
 check_needed() {
     local r=$1 f lib missing=0
@@ -419,7 +438,7 @@ check_needed() {
             echo "qemu/build: $f needs $lib, which is not in the image" >&2
             missing=1
         done < <(readelf -d "$f" 2>/dev/null | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
-    done < <(find "$r/usr/bin" "$r/usr/lib/edge" "$r/usr/lib/tee-supplicant" "$r/usr/local/lib" \
+    done < <(find "$r/usr/bin" "$r/opt/edge" "$r/usr/lib/tee-supplicant" "$r/usr/local/lib" \
                  -type f \( -perm -u+x -o -name '*.so*' \) 2>/dev/null)
     [ "$missing" -eq 0 ] || die "the image misses shared libraries (see above)"
 }

@@ -74,8 +74,13 @@ class Guest:
     # -- lifetime -------------------------------------------------------------
     @classmethod
     def boot(cls, *, secure_log: Path | None = None, console_log: Path | None = None,
-             ready_timeout: float = 300.0, boot_args: tuple[str, ...] = ()) -> Guest:
-        """Start scripts/qemu/boot.sh and wait until the guest's TEE is ready."""
+             ready_timeout: float = 300.0, boot_args: tuple[str, ...] = (),
+             cmdloop: bool = True) -> Guest:
+        """Start scripts/qemu/boot.sh and wait until the guest's TEE is ready.
+
+        ``cmdloop=False`` leaves the console at the guest's shell (for tools that
+        drive a shell themselves, like ``edge board``; use :meth:`release_console`).
+        """
         port = free_port()
         secure_log = secure_log or OUT / f"secure-{port}.log"
         t0 = time.monotonic()
@@ -92,8 +97,9 @@ class Guest:
             guest.guest_uptime_at_ready_s = float(m.group(1))
             if m.group(2) != b"yes":
                 raise GuestError("the guest has no /dev/tee0 (OP-TEE driver did not probe)")
-            guest._send(b"exec edge-cmdloop\n")
-            guest._expect(re.compile(rb"@@CMDLOOP@@"), time.monotonic() + 30)
+            if cmdloop:
+                guest._send(b"exec edge-cmdloop\n")
+                guest._expect(re.compile(rb"@@CMDLOOP@@"), time.monotonic() + 30)
         except BaseException:
             guest.close()
             raise
@@ -110,6 +116,14 @@ class Guest:
                         else ""
                     raise GuestError(f"QEMU did not open its console:\n{out}") from None
                 time.sleep(0.1)
+
+    def release_console(self) -> str:
+        """Disconnect from the console (QEMU keeps running and accepts the next client);
+        returns its pyserial URL."""
+        if self.ser is not None:
+            self.ser.close()
+            self.ser = None
+        return f"socket://127.0.0.1:{self.port}"
 
     def close(self) -> None:
         """Stop QEMU (and boot.sh) and release the console; idempotent."""

@@ -34,6 +34,7 @@
 
 #define HARNESS_TA
 #include "harness.h"
+#include "test_package.h"
 
 static TEE_Result get_status(struct edge_session *s, uint8_t st[EDGE_STATUS_SIZE])
 {
@@ -56,168 +57,6 @@ static uint64_t status_version(struct edge_session *s)
 /* ---- Keys held by the test ---------------------------------------------- */
 
 /* ---- A package builder (the formats.md key schedule) ------------------- */
-
-struct recipient {
-	uint8_t kex_pub[32];
-	uint8_t id[16];
-};
-
-struct spec {
-	uint64_t version;
-	bool encrypt;
-	uint32_t in, out;
-	const float *head;		/* W (I x O) then b (O) */
-	const uint8_t *backbone;
-	size_t backbone_len;
-	uint8_t chunk_log2;
-	const struct recipient *rcpt;
-	int nrcpt;
-	const struct ed_key *signer;
-};
-
-struct built {
-	uint8_t *manifest;
-	size_t manifest_len;
-	uint8_t *payload;
-	size_t payload_len;
-	uint32_t chunk_count;
-	size_t chunk_stored[64];	/* stored size of each chunk */
-};
-
-static void built_free(struct built *b)
-{
-	free(b->manifest);
-	free(b->payload);
-	memset(b, 0, sizeof(*b));
-}
-
-static void build_package(const struct spec *s, struct built *b)
-{
-	static const char wrap[] = "edge/v1 wrap";
-	static const char headl[] = "edge/v1 head";
-	static const char bbl[] = "edge/v1 backbone";
-	TEE_ObjectHandle e = TEE_HANDLE_NULL;
-	uint8_t E[32], K[32], HK[32], BK[32], Z[32], KEK[32];
-	uint8_t pkg_id[16], binding[24], salt[64], nonce[12] = { 0 };
-	uint8_t aad[25];
-	size_t len = 32;
-	size_t C = s->backbone_len ? (size_t)1 << s->chunk_log2 : 0;
-	uint32_t N = C ? (uint32_t)((s->backbone_len + C - 1) / C) : 0;
-	size_t params = (size_t)s->in * s->out + s->out;
-	size_t body_len = EDGE_MANIFEST_FIXED_SIZE + 64 * (size_t)s->nrcpt +
-			  32 * (size_t)N +
-			  4 * params + 16 + 2;
-	uint8_t *env = NULL;
-	uint8_t *body = NULL;
-	uint8_t *p = NULL;
-	uint8_t *head_pt = NULL;
-	size_t off = 0;
-	size_t n = 0;
-	uint32_t i = 0;
-	int r = 0;
-
-	memset(b, 0, sizeof(*b));
-	TEE_GenerateRandom(pkg_id, sizeof(pkg_id));
-	TEE_GenerateRandom(K, sizeof(K));
-	if (TEE_AllocateTransientObject(TEE_TYPE_X25519_KEYPAIR, 256, &e) ||
-	    TEE_GenerateKey(e, 256, NULL, 0) ||
-	    TEE_GetObjectBufferAttribute(e, TEE_ATTR_X25519_PUBLIC_VALUE, E,
-					 &len))
-		harness_die("ephemeral key");
-
-	b->manifest_len = EDGE_ENVELOPE_HEADER_SIZE + body_len + 64;
-	env = calloc(1, b->manifest_len);
-	body = env + EDGE_ENVELOPE_HEADER_SIZE;
-	{
-		uint8_t signer_id[16];
-
-		edge_key_id(s->signer->pub, signer_id);
-		envelope_put_header(env, EDGE_KIND_MANIFEST,
-				    (uint32_t)body_len, signer_id);
-	}
-	put_le64(body, s->version);
-	memcpy(body + 8, pkg_id, 16);
-	put_le32(body + 24, (s->backbone_len ? EDGE_PKG_FLAG_BACKBONE : 0) |
-			    (s->encrypt ? EDGE_PKG_FLAG_BACKBONE_ENCRYPTED :
-					  0));
-	memcpy(body + 28, E, 32);
-	put_le16(body + 60, (uint16_t)s->nrcpt);
-	put_le32(body + 64, s->in);
-	put_le32(body + 68, s->out);
-	put_le64(body + 72, s->backbone_len);
-	body[80] = C ? s->chunk_log2 : 0;
-	put_le32(body + 84, N);
-	put_le32(body + 88, 2);
-	body[92] = EDGE_INFER_SCORES;	/* the tests read scores back */
-	p = body + EDGE_MANIFEST_FIXED_SIZE;
-
-	/* Recipients. */
-	memcpy(binding, pkg_id, 16);
-	put_le64(binding + 16, s->version);
-	for (r = 0; r < s->nrcpt; r++) {
-		memcpy(p, s->rcpt[r].id, 16);
-		memcpy(salt, E, 32);
-		memcpy(salt + 32, s->rcpt[r].kex_pub, 32);
-		if (edge_x25519(e, s->rcpt[r].kex_pub, Z) ||
-		    edge_hkdf_sha256(Z, 32, salt, 64, wrap, strlen(wrap),
-				     binding, 24, KEK, 32))
-			harness_die("key wrap");
-		gcm_encrypt(KEK, nonce, s->rcpt[r].id, 16, K, 32, p + 16);
-		p += 64;
-	}
-
-	/* Backbone chunks and their digests. */
-	b->chunk_count = N;
-	if (N) {
-		b->payload = malloc(s->backbone_len + 16 * (size_t)N);
-		edge_hkdf_sha256(K, 32, E, 32, bbl, strlen(bbl), pkg_id, 16,
-				 BK, 32);
-	}
-	for (i = 0; i < N; i++) {
-		n = s->backbone_len - (size_t)i * C < C ?
-		    s->backbone_len - (size_t)i * C : C;
-		if (s->encrypt) {
-			memset(nonce, 0, 12);
-			put_le64(nonce + 4, i);
-			memcpy(aad, pkg_id, 16);
-			put_le64(aad + 16, i);
-			aad[24] = i == N - 1;
-			gcm_encrypt(BK, nonce, aad, 25,
-				    s->backbone + (size_t)i * C, n,
-				    b->payload + off);
-			n += 16;
-		} else {
-			memcpy(b->payload + off, s->backbone + (size_t)i * C,
-			       n);
-		}
-		edge_sha256(b->payload + off, n, p);
-		b->chunk_stored[i] = n;
-		p += 32;
-		off += n;
-	}
-	b->payload_len = off;
-
-	/* Head. */
-	head_pt = malloc(4 * params);
-	for (n = 0; n < params; n++) {
-		uint32_t u;
-
-		memcpy(&u, &s->head[n], 4);
-		put_le32(head_pt + 4 * n, u);
-	}
-	edge_hkdf_sha256(K, 32, E, 32, headl, strlen(headl), pkg_id, 16, HK,
-			 32);
-	memset(nonce, 0, 12);
-	gcm_encrypt(HK, nonce, binding, 24, head_pt, 4 * params, p);
-	p += 4 * params + 16;
-	memcpy(p, "{}", 2);
-
-	sign_envelope(env, EDGE_ENVELOPE_HEADER_SIZE + body_len,
-		      s->signer->pair);
-	b->manifest = env;
-	free(head_pt);
-	TEE_FreeTransientObject(e);
-}
 
 /* ---- Loading through the handlers --------------------------------------- */
 
@@ -511,7 +350,7 @@ static void statement(uint8_t out[EDGE_ANCHOR_STATEMENT_SIZE], uint8_t role,
 
 	memset(out, 0, EDGE_ANCHOR_STATEMENT_SIZE);
 	edge_key_id(by->pub, id);
-	envelope_put_header(out, EDGE_KIND_ANCHOR, 48, id);
+	envelope_put_header(out, EDGE_KIND_ANCHOR_STATEMENT, 48, id);
 	out[28] = role;
 	put_le64(out + 28 + 8, epoch);
 	memcpy(out + 28 + 16, new_pub, 32);
@@ -611,7 +450,7 @@ static void test_load_and_infer(void)
 	static uint8_t plain[sizeof(backbone)];
 	static uint8_t out[8192];
 	struct recipient both[2] = { other, me };
-	struct spec sp = {
+	struct pkg_spec sp = {
 		.version = 1, .encrypt = true, .in = 3, .out = 2,
 		.head = head_v1, .backbone = backbone,
 		.backbone_len = sizeof(backbone), .chunk_log2 = 12,
@@ -632,7 +471,7 @@ static void test_load_and_infer(void)
 
 	for (i = 0; i < sizeof(backbone); i++)
 		backbone[i] = (uint8_t)(i * 7 + 3);
-	build_package(&sp, &b);
+	pkg_build(&sp, &b);
 
 	/* LOAD_BEGIN reports the chunk table. */
 	res = load_begin(s1, &b, p);
@@ -797,7 +636,7 @@ static void test_second_package(void)
 	static uint8_t plain[sizeof(backbone)];
 	struct recipient only_other[1] = { other };
 	struct recipient only_me[1] = { me };
-	struct spec sp = {
+	struct pkg_spec sp = {
 		.version = 7, .encrypt = false, .in = 5, .out = 3,
 		.head = head_v2, .backbone = backbone,
 		.backbone_len = sizeof(backbone), .chunk_log2 = 12,
@@ -818,7 +657,7 @@ static void test_second_package(void)
 
 	/* Not addressed to this device. */
 	sp.rcpt = only_other;
-	build_package(&sp, &b);
+	pkg_build(&sp, &b);
 	CHECK_RES(load_begin(s1, &b, p), EDGE_ERR_NOT_FOR_DEVICE,
 		  "package for another device");
 	built_free(&b);
@@ -826,21 +665,21 @@ static void test_second_package(void)
 	/* Signed by the aggregator, not the model signer. */
 	sp.rcpt = only_me;
 	sp.signer = &aggregator;
-	build_package(&sp, &b);
+	pkg_build(&sp, &b);
 	CHECK_RES(load_begin(s1, &b, p), EDGE_ERR_UNKNOWN_SIGNER,
 		  "package signed by the aggregator");
 	built_free(&b);
 
 	/* Signed by signer B, no longer the anchor after B -> A. */
 	sp.signer = &signer_b;
-	build_package(&sp, &b);
+	pkg_build(&sp, &b);
 	CHECK_RES(load_begin(s1, &b, p), EDGE_ERR_UNKNOWN_SIGNER,
 		  "package signed by a replaced anchor");
 	built_free(&b);
 
 	/* A tampered head ciphertext (re-signed). */
 	sp.signer = &signer_a;
-	build_package(&sp, &b);
+	pkg_build(&sp, &b);
 	{
 		size_t head_off = 28 + EDGE_MANIFEST_FIXED_SIZE + 64 +
 				  32 * 2 + 7;
@@ -870,13 +709,13 @@ static void test_second_package(void)
 
 	/* An older version is refused at LOAD_BEGIN. */
 	sp.version = 6;
-	build_package(&sp, &b);
+	pkg_build(&sp, &b);
 	CHECK_RES(load_begin(s1, &b, p), EDGE_ERR_ROLLBACK, "version 6 after 7");
 	built_free(&b);
 
 	/* A load from another session commits too. */
 	sp.version = 8;
-	build_package(&sp, &b);
+	pkg_build(&sp, &b);
 	res = load_all(s2, &b, plain);
 	CHECK(!res && !memcmp(plain, backbone, sizeof(backbone)),
 	      "load version 8 in session 2: 0x%08" PRIx32, res);
@@ -903,7 +742,7 @@ static void test_large(void)
 	float y[32];
 	size_t y_size = sizeof(y);
 	struct recipient only_me[1] = { me };
-	struct spec sp = {
+	struct pkg_spec sp = {
 		.version = 100, .encrypt = true, .in = in, .out = out,
 		.head = head, .backbone = backbone, .backbone_len = bb_len,
 		.chunk_log2 = 20, .rcpt = only_me, .nrcpt = 1,
@@ -919,13 +758,13 @@ static void test_large(void)
 	for (i = 0; i < bb_len; i++)
 		backbone[i] = (uint8_t)(i * 31 + 1);
 	CHECK(params == EDGE_MAX_HEAD_PARAMS, "largest head");
-	build_package(&sp, &b);
+	pkg_build(&sp, &b);
 	res = load_all(s1, &b, plain);
 	CHECK(!res && !memcmp(plain, backbone, bb_len),
 	      "large package v100: 0x%08" PRIx32, res);
 	built_free(&b);
 	sp.version = 101;
-	build_package(&sp, &b);
+	pkg_build(&sp, &b);
 	res = load_all(s1, &b, plain);
 	CHECK(!res && !memcmp(plain, backbone, bb_len),
 	      "large package v101 over an active large head: 0x%08" PRIx32,

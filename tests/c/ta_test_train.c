@@ -38,6 +38,7 @@
 
 #define HARNESS_TA
 #include "harness.h"
+#include "test_package.h"
 
 static uint32_t f2u(float f)
 {
@@ -55,6 +56,9 @@ static float u2f(uint32_t u)
 	return f;
 }
 
+/* Where a sealed update's delta starts. */
+#define UPDATE_DELTA_OFF (EDGE_ENVELOPE_HEADER_SIZE + EDGE_UPDATE_HEADER_SIZE)
+
 /* ---- Keys and signing --------------------------------------------------- */
 
 /* ---- Model packages without backbone (formats.md key schedule) -------- */
@@ -65,71 +69,26 @@ struct device {
 	uint8_t id[16];
 };
 
-/* A package manifest for one recipient; the caller frees *out. */
+/* A head-only package manifest for one recipient; the caller frees *res. */
 static void build_package(uint64_t version, uint32_t in, uint32_t out,
 			  const float *head, const struct device *dev,
 			  const struct ed_key *signer, uint8_t **res,
 			  size_t *res_len)
 {
-	static const char wrap[] = "edge/v1 wrap";
-	static const char headl[] = "edge/v1 head";
-	TEE_ObjectHandle e = TEE_HANDLE_NULL;
-	uint8_t E[32], K[32], HK[32], Z[32], KEK[32];
-	uint8_t pkg_id[16], binding[24], salt[64], nonce[12] = { 0 };
-	size_t len = 32;
-	size_t params = (size_t)in * out + out;
-	size_t body_len = EDGE_MANIFEST_FIXED_SIZE + 64 + 4 * params + 16 + 2;
-	size_t total = 28 + body_len + 64;
-	uint8_t *env = calloc(1, total);
-	uint8_t *body = env + 28;
-	uint8_t *p = NULL;
-	uint8_t *pt = malloc(4 * params);
-	size_t i = 0;
+	struct recipient r = { };
+	struct pkg_spec sp = {
+		.version = version, .in = in, .out = out, .head = head,
+		.rcpt = &r, .nrcpt = 1, .signer = signer,
+	};
+	struct built b = { };
 
-	if (!env || !pt)
-		harness_die("malloc");
-	TEE_GenerateRandom(pkg_id, 16);
-	TEE_GenerateRandom(K, 32);
-	if (TEE_AllocateTransientObject(TEE_TYPE_X25519_KEYPAIR, 256, &e) ||
-	    TEE_GenerateKey(e, 256, NULL, 0) ||
-	    TEE_GetObjectBufferAttribute(e, TEE_ATTR_X25519_PUBLIC_VALUE, E,
-					 &len))
-		harness_die("ephemeral key");
-	envelope_put_header(env, EDGE_KIND_MANIFEST, (uint32_t)body_len,
-			    signer->id);
-	put_le64(body, version);
-	memcpy(body + 8, pkg_id, 16);
-	memcpy(body + 28, E, 32);
-	put_le16(body + 60, 1);
-	put_le32(body + 64, in);
-	put_le32(body + 68, out);
-	put_le32(body + 88, 2);
-	body[92] = EDGE_INFER_SCORES;
-	p = body + EDGE_MANIFEST_FIXED_SIZE;
-	memcpy(binding, pkg_id, 16);
-	put_le64(binding + 16, version);
-	memcpy(p, dev->id, 16);
-	memcpy(salt, E, 32);
-	memcpy(salt + 32, dev->kex_pub, 32);
-	if (edge_x25519(e, dev->kex_pub, Z) ||
-	    edge_hkdf_sha256(Z, 32, salt, 64, wrap, strlen(wrap), binding, 24,
-			     KEK, 32))
-		harness_die("key wrap");
-	gcm_encrypt(KEK, nonce, dev->id, 16, K, 32, p + 16);
-	p += 64;
-	for (i = 0; i < params; i++)
-		put_le32(pt + 4 * i, f2u(head[i]));
-	if (edge_hkdf_sha256(K, 32, E, 32, headl, strlen(headl), pkg_id, 16,
-			     HK, 32))
-		harness_die("head key");
-	gcm_encrypt(HK, nonce, binding, 24, pt, 4 * params, p);
-	p += 4 * params + 16;
-	memcpy(p, "{}", 2);
-	sign_envelope(env, 28 + body_len, signer->pair);
-	free(pt);
-	TEE_FreeTransientObject(e);
-	*res = env;
-	*res_len = total;
+	memcpy(r.kex_pub, dev->kex_pub, sizeof(r.kex_pub));
+	memcpy(r.id, dev->id, sizeof(r.id));
+	pkg_build(&sp, &b);
+	*res = b.manifest;
+	*res_len = b.manifest_len;
+	b.manifest = NULL;
+	built_free(&b);
 }
 
 /* ---- Policies and tickets ----------------------------------------------- */
@@ -148,28 +107,30 @@ struct pol {
 static void build_policy(const struct pol *s, const struct ed_key *by,
 			 uint8_t out[EDGE_POLICY_SIZE])
 {
-	uint8_t *b = out + 28;
+	uint8_t *b = out + EDGE_ENVELOPE_HEADER_SIZE;
 	uint64_t u;
 
 	memset(out, 0, EDGE_POLICY_SIZE);
-	envelope_put_header(out, EDGE_KIND_POLICY, 64, by->id);
-	put_le64(b, s->version);
-	put_le32(b + 8, f2u(s->sigma_min));
-	put_le32(b + 12, f2u(s->clip_max));
-	put_le32(b + 16, f2u(s->uclip_max));
-	put_le32(b + 20, f2u(s->q));
-	b[24] = s->sampling;
-	b[25] = s->flags;
-	put_le16(b + 26, s->reserved1);
-	put_le32(b + 28, s->max_steps);
-	put_le64(b + 32, s->budget);
+	envelope_put_header(out, EDGE_KIND_PRIVACY_POLICY, EDGE_POLICY_BODY_SIZE,
+			    by->id);
+	put_le64(b + EDGE_POLICY_OFF_VERSION, s->version);
+	put_le32(b + EDGE_POLICY_OFF_NOISE_MULTIPLIER_MIN, f2u(s->sigma_min));
+	put_le32(b + EDGE_POLICY_OFF_MAX_EXAMPLE_CLIP, f2u(s->clip_max));
+	put_le32(b + EDGE_POLICY_OFF_MAX_UPDATE_CLIP, f2u(s->uclip_max));
+	put_le32(b + EDGE_POLICY_OFF_SAMPLING_RATE, f2u(s->q));
+	b[EDGE_POLICY_OFF_SAMPLING] = s->sampling;
+	b[EDGE_POLICY_OFF_FLAGS] = s->flags;
+	put_le16(b + EDGE_POLICY_OFF_RESERVED1, s->reserved1);
+	put_le32(b + EDGE_POLICY_OFF_MAX_STEPS_PER_ROUND, s->max_steps);
+	put_le64(b + EDGE_POLICY_OFF_STEP_BUDGET, s->budget);
 	memcpy(&u, &s->eps, 8);
-	put_le64(b + 40, u);
+	put_le64(b + EDGE_POLICY_OFF_TARGET_EPSILON, u);
 	memcpy(&u, &s->delta, 8);
-	put_le64(b + 48, u);
-	put_le32(b + 56, s->accountant);
-	put_le32(b + 60, s->reserved2);
-	sign_envelope(out, 28 + 64, by->pair);
+	put_le64(b + EDGE_POLICY_OFF_DELTA, u);
+	put_le32(b + EDGE_POLICY_OFF_ACCOUNTANT, s->accountant);
+	put_le32(b + EDGE_POLICY_OFF_RESERVED2, s->reserved2);
+	sign_envelope(out, EDGE_ENVELOPE_HEADER_SIZE + EDGE_POLICY_BODY_SIZE,
+		      by->pair);
 }
 
 struct tk {
@@ -185,24 +146,26 @@ struct tk {
 static void build_ticket(const struct tk *s, const struct ed_key *by,
 			 uint8_t out[EDGE_TICKET_SIZE])
 {
-	uint8_t *b = out + 28;
+	uint8_t *b = out + EDGE_ENVELOPE_HEADER_SIZE;
 
 	memset(out, 0, EDGE_TICKET_SIZE);
-	envelope_put_header(out, EDGE_KIND_TICKET, 72, by->id);
-	put_le64(b, s->round);
-	put_le64(b + 8, s->model_version);
-	memcpy(b + 16, s->nonce, 16);
-	put_le64(b + 32, s->issued);
-	put_le64(b + 40, s->deadline);
-	put_le32(b + 48, f2u(s->clip));
-	put_le32(b + 52, f2u(s->sigma));
-	put_le32(b + 56, f2u(s->uclip));
-	put_le32(b + 60, f2u(s->lr));
-	put_le16(b + 64, s->epochs);
-	put_le16(b + 66, s->batch);
-	b[68] = s->mode;
-	memcpy(b + 69, s->reserved, 3);
-	sign_envelope(out, 28 + 72, by->pair);
+	envelope_put_header(out, EDGE_KIND_ROUND_TICKET, EDGE_TICKET_BODY_SIZE,
+			    by->id);
+	put_le64(b + EDGE_TICKET_OFF_ROUND_ID, s->round);
+	put_le64(b + EDGE_TICKET_OFF_MODEL_VERSION, s->model_version);
+	memcpy(b + EDGE_TICKET_OFF_NONCE, s->nonce, EDGE_NONCE_SIZE);
+	put_le64(b + EDGE_TICKET_OFF_ISSUED_AT, s->issued);
+	put_le64(b + EDGE_TICKET_OFF_DEADLINE, s->deadline);
+	put_le32(b + EDGE_TICKET_OFF_EXAMPLE_CLIP, f2u(s->clip));
+	put_le32(b + EDGE_TICKET_OFF_NOISE_MULTIPLIER, f2u(s->sigma));
+	put_le32(b + EDGE_TICKET_OFF_UPDATE_CLIP, f2u(s->uclip));
+	put_le32(b + EDGE_TICKET_OFF_LEARNING_RATE, f2u(s->lr));
+	put_le16(b + EDGE_TICKET_OFF_EPOCHS, s->epochs);
+	put_le16(b + EDGE_TICKET_OFF_BATCH_SIZE, s->batch);
+	b[EDGE_TICKET_OFF_UPDATE_MODE] = s->mode;
+	memcpy(b + EDGE_TICKET_OFF_RESERVED, s->reserved, EDGE_TICKET_LEN_RESERVED);
+	sign_envelope(out, EDGE_ENVELOPE_HEADER_SIZE + EDGE_TICKET_BODY_SIZE,
+		      by->pair);
 }
 
 /* ---- Command wrappers ------------------------------------------------- */
@@ -396,43 +359,65 @@ static void check_update(const uint8_t *u, size_t len, const struct tk *t,
 			 uint32_t n, uint32_t steps, uint64_t total,
 			 uint32_t P, float *delta)
 {
-	const uint8_t *b = u + 28;
+	const size_t body_len = EDGE_UPDATE_HEADER_SIZE + 4 * (size_t)P;
+	const size_t signed_len = EDGE_ENVELOPE_HEADER_SIZE + body_len;
+	const uint8_t *b = u + EDGE_ENVELOPE_HEADER_SIZE;
+	const uint8_t *d = b + EDGE_UPDATE_HEADER_SIZE;
 	uint8_t digest[32];
 	uint8_t zero[4] = { 0 };
 	size_t i;
 
-	CHECK(len == 28 + 88 + 4 * (size_t)P + 64, "update size %zu", len);
-	if (len != 28 + 88 + 4 * (size_t)P + 64)
+	CHECK(len == signed_len + EDGE_SIG_SIZE, "update size %zu", len);
+	if (len != signed_len + EDGE_SIG_SIZE)
 		return;
-	CHECK(!memcmp(u, "EDGE", 4) && get_le16(u + 4) == 1 &&
-	      get_le16(u + 6) == 5 && get_le32(u + 8) == 88 + 4 * P,
+	CHECK(!memcmp(u, EDGE_MAGIC, 4) &&
+	      get_le16(u + EDGE_ENVELOPE_HEADER_OFF_VERSION) ==
+	      EDGE_FORMAT_VERSION &&
+	      get_le16(u + EDGE_ENVELOPE_HEADER_OFF_KIND) ==
+	      EDGE_KIND_SEALED_UPDATE &&
+	      get_le32(u + EDGE_ENVELOPE_HEADER_OFF_BODY_LEN) == body_len,
 	      "update header");
-	CHECK(!memcmp(u + 12, dev.id, 16), "update signer = device id");
-	CHECK(!memcmp(b, dev.id, 16), "update device id");
-	CHECK(get_le64(b + 16) == t->round, "update round id");
-	CHECK(!memcmp(b + 24, t->nonce, 16), "update cohort nonce");
-	CHECK(get_le64(b + 40) == t->model_version, "update model version");
-	CHECK(get_le32(b + 48) == n, "update n %u", get_le32(b + 48));
-	CHECK(get_le32(b + 52) == steps, "update steps %u want %u",
-	      get_le32(b + 52), steps);
-	CHECK(get_le64(b + 56) == total, "update total %" PRIu64 " want %"
-	      PRIu64, get_le64(b + 56), total);
-	CHECK(b[64] == 1 && !memcmp(b + 65, zero, 3) &&
-	      !memcmp(b + 84, zero, 4), "update mode and reserved");
-	CHECK(get_le32(b + 68) == P, "update P");
-	CHECK(get_le32(b + 72) == f2u(t->uclip) &&
-	      get_le32(b + 76) == f2u(t->sigma) &&
-	      get_le32(b + 80) == f2u(t->clip), "update U, sigma, C");
-	CHECK(seal_norm_f32(b + 88, P) <= (double)t->uclip,
-	      "||delta|| %.9g <= U %.9g", seal_norm_f32(b + 88, P),
+	CHECK(!memcmp(u + EDGE_ENVELOPE_HEADER_OFF_SIGNER_KEY_ID, dev.id, 16),
+	      "update signer = device id");
+	CHECK(!memcmp(b + EDGE_UPDATE_HEADER_OFF_DEVICE_ID, dev.id, 16),
+	      "update device id");
+	CHECK(get_le64(b + EDGE_UPDATE_HEADER_OFF_ROUND_ID) == t->round,
+	      "update round id");
+	CHECK(!memcmp(b + EDGE_UPDATE_HEADER_OFF_NONCE, t->nonce,
+		      EDGE_NONCE_SIZE), "update cohort nonce");
+	CHECK(get_le64(b + EDGE_UPDATE_HEADER_OFF_MODEL_VERSION) ==
+	      t->model_version, "update model version");
+	CHECK(get_le32(b + EDGE_UPDATE_HEADER_OFF_EXAMPLE_COUNT) == n,
+	      "update n %u", get_le32(b + EDGE_UPDATE_HEADER_OFF_EXAMPLE_COUNT));
+	CHECK(get_le32(b + EDGE_UPDATE_HEADER_OFF_STEPS) == steps,
+	      "update steps %u want %u",
+	      get_le32(b + EDGE_UPDATE_HEADER_OFF_STEPS), steps);
+	CHECK(get_le64(b + EDGE_UPDATE_HEADER_OFF_STEPS_TOTAL) == total,
+	      "update total %" PRIu64 " want %" PRIu64,
+	      get_le64(b + EDGE_UPDATE_HEADER_OFF_STEPS_TOTAL), total);
+	CHECK(b[EDGE_UPDATE_HEADER_OFF_UPDATE_MODE] == EDGE_UPDATE_MODE_FLOAT32 &&
+	      !memcmp(b + EDGE_UPDATE_HEADER_OFF_RESERVED1, zero,
+		      EDGE_UPDATE_HEADER_LEN_RESERVED1) &&
+	      !memcmp(b + EDGE_UPDATE_HEADER_OFF_RESERVED2, zero,
+		      EDGE_UPDATE_HEADER_LEN_RESERVED2),
+	      "update mode and reserved");
+	CHECK(get_le32(b + EDGE_UPDATE_HEADER_OFF_PARAM_COUNT) == P,
+	      "update P");
+	CHECK(get_le32(b + EDGE_UPDATE_HEADER_OFF_UPDATE_CLIP) ==
+	      f2u(t->uclip) &&
+	      get_le32(b + EDGE_UPDATE_HEADER_OFF_NOISE_MULTIPLIER) ==
+	      f2u(t->sigma) &&
+	      get_le32(b + EDGE_UPDATE_HEADER_OFF_EXAMPLE_CLIP) ==
+	      f2u(t->clip), "update U, sigma, C");
+	CHECK(seal_norm_f32(d, P) <= (double)t->uclip,
+	      "||delta|| %.9g <= U %.9g", seal_norm_f32(d, P),
 	      (double)t->uclip);
-	edge_sha256(u, 28 + 88 + 4 * (size_t)P, digest);
-	CHECK_RES(edge_ed25519_verify(dev.sign_pub, digest,
-				      u + 28 + 88 + 4 * (size_t)P),
+	edge_sha256(u, signed_len, digest);
+	CHECK_RES(edge_ed25519_verify(dev.sign_pub, digest, u + signed_len),
 		  TEE_SUCCESS, "update signature");
 	if (delta)
 		for (i = 0; i < P; i++)
-			delta[i] = u2f(get_le32(b + 88 + 4 * i));
+			delta[i] = u2f(get_le32(d + 4 * i));
 }
 
 /* ---- Tests ------------------------------------------------------------ */
@@ -501,8 +486,10 @@ static void setup_device(void)
 	p_mem(&p[0], rec, sizeof(rec));
 	if (edge_cmd_get_identity(s1, p))
 		harness_die("identity");
-	memcpy(dev.sign_pub, rec + 28, 32);
-	memcpy(dev.kex_pub, rec + 28 + 32, 32);
+	memcpy(dev.sign_pub, rec + EDGE_ENVELOPE_HEADER_SIZE + EDGE_DEVICE_OFF_SIGN_PUB,
+	       EDGE_PUBKEY_SIZE);
+	memcpy(dev.kex_pub, rec + EDGE_ENVELOPE_HEADER_SIZE + EDGE_DEVICE_OFF_KEX_PUB,
+	       EDGE_PUBKEY_SIZE);
 	memcpy(dev.id, rec + 12, 16);
 }
 
@@ -602,22 +589,24 @@ static void test_policy_malformed(void)
 	pol[EDGE_POLICY_SIZE] = 0;
 	CHECK_RES(install_policy(pol, EDGE_POLICY_SIZE + 1),
 		  TEE_ERROR_BAD_FORMAT, "policy with a trailing byte");
-	put_le16(pol + 6, EDGE_KIND_TICKET);
+	put_le16(pol + EDGE_ENVELOPE_HEADER_OFF_KIND, EDGE_KIND_ROUND_TICKET);
 	CHECK_RES(install_policy(pol, EDGE_POLICY_SIZE), EDGE_ERR_WRONG_KIND,
 		  "ticket kind given as a policy");
-	put_le16(pol + 6, EDGE_KIND_POLICY);
-	put_le16(pol + 4, 2);
+	put_le16(pol + EDGE_ENVELOPE_HEADER_OFF_KIND, EDGE_KIND_PRIVACY_POLICY);
+	put_le16(pol + EDGE_ENVELOPE_HEADER_OFF_VERSION, 2);
 	CHECK_RES(install_policy(pol, EDGE_POLICY_SIZE),
 		  EDGE_ERR_UNSUPPORTED_VERSION, "format version 2");
-	put_le16(pol + 4, 1);
-	put_le32(pol + 8, 68);
-	CHECK_RES(install_policy(pol, 28 + 68 + 64), TEE_ERROR_EXCESS_DATA,
+	put_le16(pol + EDGE_ENVELOPE_HEADER_OFF_VERSION, EDGE_FORMAT_VERSION);
+	put_le32(pol + EDGE_ENVELOPE_HEADER_OFF_BODY_LEN, 68);
+	CHECK_RES(install_policy(pol, EDGE_ENVELOPE_HEADER_SIZE + 68 + EDGE_SIG_SIZE),
+		  TEE_ERROR_EXCESS_DATA,
 		  "policy over its size");
 	/* A 60-byte body, correctly signed: malformed. */
 	memset(pol, 0, sizeof(pol));
-	envelope_put_header(pol, EDGE_KIND_POLICY, 60, signer.id);
-	sign_envelope(pol, 28 + 60, signer.pair);
-	CHECK_RES(install_policy(pol, 28 + 60 + 64), TEE_ERROR_BAD_FORMAT,
+	envelope_put_header(pol, EDGE_KIND_PRIVACY_POLICY, 60, signer.id);
+	sign_envelope(pol, EDGE_ENVELOPE_HEADER_SIZE + 60, signer.pair);
+	CHECK_RES(install_policy(pol, EDGE_ENVELOPE_HEADER_SIZE + 60 + EDGE_SIG_SIZE),
+		  TEE_ERROR_BAD_FORMAT,
 		  "policy body of 60 bytes");
 	CHECK(unchanged(), "no policy after the refusals");
 }
@@ -734,7 +723,8 @@ static void test_ticket_refusals(void)
 	CHECK_RES(verify(s1, t, EDGE_TICKET_SIZE, 0, NULL, NULL),
 		  TEE_ERROR_SIGNATURE_INVALID, "ticket with a bad signature");
 	build_ticket(&tk, &aggregator, t);
-	t[28 + 60] ^= 1;	/* lr changed after signing */
+	/* lr changed after signing */
+	t[EDGE_ENVELOPE_HEADER_SIZE + EDGE_TICKET_OFF_LEARNING_RATE] ^= 1;
 	CHECK_RES(verify(s1, t, EDGE_TICKET_SIZE, 0, NULL, NULL),
 		  TEE_ERROR_SIGNATURE_INVALID, "ticket altered after signing");
 	build_ticket(&tk, &aggregator, t);
@@ -742,7 +732,7 @@ static void test_ticket_refusals(void)
 		  TEE_ERROR_BAD_FORMAT, "truncated ticket");
 	CHECK_RES(verify(s1, t, 10, 0, NULL, NULL), TEE_ERROR_BAD_FORMAT,
 		  "ticket shorter than a header");
-	put_le16(t + 6, EDGE_KIND_POLICY);
+	put_le16(t + EDGE_ENVELOPE_HEADER_OFF_KIND, EDGE_KIND_PRIVACY_POLICY);
 	CHECK_RES(verify(s1, t, EDGE_TICKET_SIZE, 0, NULL, NULL),
 		  EDGE_ERR_WRONG_KIND, "policy kind given as a ticket");
 	CHECK(unchanged(), "budget unchanged after ticket refusals");
@@ -844,7 +834,7 @@ static void test_deterministic(void)
 	err = 0;
 	for (i = 0; i < P3; i++)
 		err = fmax(err, fabs(got[i] - want[i] * 0.01 / nw));
-	CHECK(err < 1e-6 && seal_norm_f32(out + 28 + 88, P3) > 0.0099,
+	CHECK(err < 1e-6 && seal_norm_f32(out + UPDATE_DELTA_OFF, P3) > 0.0099,
 	      "clipped delta = reference scaled to U (error %g)", err);
 	/* Floor = max(floor, issued 1002, REE 2000). */
 	expect_budget(4, 2, 2, 2000, __LINE__);
@@ -855,7 +845,7 @@ static void test_short_buffer_and_commit(void)
 	static uint8_t out[4096];
 	uint8_t t[EDGE_TICKET_SIZE];
 	struct tk tk = base_ticket(3);
-	size_t need = 28 + 88 + 4 * P3 + 64;
+	size_t need = seal_size(P3);
 	size_t out_len = need - 1;
 	TEE_Param p[TEE_NUM_PARAMS];
 	uint8_t *upd = NULL;
@@ -1153,7 +1143,7 @@ static void test_large(void)
 	float *head = malloc((size_t)P * sizeof(float));
 	float *x = malloc((size_t)n * in * sizeof(float));
 	uint32_t y[16];
-	size_t upd_len = 28 + 88 + 4 * (size_t)P + 64;
+	size_t upd_len = seal_size(P);
 	uint8_t *upd = malloc(upd_len);
 	uint8_t t[EDGE_TICKET_SIZE];
 	struct tk tk = base_ticket(20);
@@ -1180,7 +1170,7 @@ static void test_large(void)
 	/* T = 1 * ceil(16 / 8) = 2. */
 	check_update(upd, upd_len, &tk, n, 2, 52, P, NULL);
 	/* With sigma C = 1 of noise on 131072 coordinates, U binds. */
-	CHECK(seal_norm_f32(upd + 28 + 88, P) > 1.99, "noisy update at U");
+	CHECK(seal_norm_f32(upd + UPDATE_DELTA_OFF, P) > 1.99, "noisy update at U");
 	expect_budget(52, 10, 20, 2000, __LINE__);
 	free(head);
 	free(x);

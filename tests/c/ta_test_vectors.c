@@ -29,11 +29,15 @@
 #include "anchors.h"
 #include "bytes.h"
 #include "crypto.h"
+#include "dpmath.h"
 #include "envelope.h"
 #include "head.h"
 #include "identity.h"
 #include "package.h"
+#include "policy.h"
+#include "seal.h"
 #include "storage.h"
+#include "ticket.h"
 #include "harness.h"
 
 static const char *current;	/* vector being checked */
@@ -549,6 +553,112 @@ static void check_device_record(const struct vec *v, const uint8_t *rec,
 		fail("the TA's record for the same keys differs");
 }
 
+/* INSTALL_POLICY's parse: envelope, model-signer anchor, signature, body. */
+static void check_policy(const struct vec *v, const uint8_t *buf, size_t len)
+{
+	const uint8_t *pub = key("model_signer_pub", EDGE_PUBKEY_SIZE);
+	uint8_t id[EDGE_KEY_ID_SIZE] = { 0 };
+	struct edge_policy p = { };
+
+	if (!pub || edge_key_id(pub, id)) {
+		fail("model_signer_pub");
+		return;
+	}
+	check_code(v, "policy_open", policy_open(buf, len, id, pub, &p));
+}
+
+/* VERIFY_TICKET's parse: envelope, aggregator anchor, signature, body. */
+static void check_ticket(const struct vec *v, const uint8_t *buf, size_t len)
+{
+	const uint8_t *pub = key("aggregator_pub", EDGE_PUBKEY_SIZE);
+	uint8_t id[EDGE_KEY_ID_SIZE] = { 0 };
+	struct edge_ticket t = { };
+
+	if (!pub || edge_key_id(pub, id)) {
+		fail("aggregator_pub");
+		return;
+	}
+	check_code(v, "ticket_open", ticket_open(buf, len, id, pub, &t));
+}
+
+/*
+ * Sealed updates: the TA writes them and never parses one, so C checks the
+ * envelope (stage=envelope: the refusal must come from there) and, for the
+ * ok vector, that seal_build writes the very same bytes from the same
+ * fields, delta and device key (Ed25519 is deterministic). Body defects
+ * (stage=body) are the aggregator's to refuse; here their envelope passes.
+ */
+static void check_update(const struct vec *v, const uint8_t *buf, size_t len)
+{
+	const uint8_t *pub = key("device_ed25519_pub", EDGE_PUBKEY_SIZE);
+	const size_t max = seal_size(EDGE_MAX_HEAD_PARAMS);
+	struct edge_envelope env = { };
+	struct seal_info si = { };
+	const uint8_t *h = NULL;
+	char stage[16] = { 0 };
+	double *delta = NULL;
+	uint8_t *mine = NULL;
+	TEE_Result res = TEE_ERROR_GENERIC;
+	uint32_t i = 0;
+
+	if (!pub) {
+		fail("device_ed25519_pub");
+		return;
+	}
+	res = envelope_open(buf, len, EDGE_KIND_SEALED_UPDATE, max, device_id,
+			    pub, &env);
+	if (!extra_get(v->extra, "stage", stage, sizeof(stage))) {
+		fail("no stage");
+		return;
+	}
+	if (!strcmp(stage, "body")) {
+		if (res)
+			fail("envelope of a body defect refused: 0x%08" PRIx32, res);
+		return;
+	}
+	check_code(v, "envelope_open", res);
+	if (res || strcmp(v->expect, "ok"))
+		return;
+	if (env.body_len < EDGE_UPDATE_HEADER_SIZE) {
+		fail("ok update shorter than its header");
+		return;
+	}
+	h = env.body;
+	si.device_id = h + EDGE_UPDATE_HEADER_OFF_DEVICE_ID;
+	si.round_id = get_le64(h + EDGE_UPDATE_HEADER_OFF_ROUND_ID);
+	si.cohort_nonce = h + EDGE_UPDATE_HEADER_OFF_NONCE;
+	si.model_version = get_le64(h + EDGE_UPDATE_HEADER_OFF_MODEL_VERSION);
+	si.n = get_le32(h + EDGE_UPDATE_HEADER_OFF_EXAMPLE_COUNT);
+	si.steps = get_le32(h + EDGE_UPDATE_HEADER_OFF_STEPS);
+	si.total_steps = get_le64(h + EDGE_UPDATE_HEADER_OFF_STEPS_TOTAL);
+	si.params = get_le32(h + EDGE_UPDATE_HEADER_OFF_PARAM_COUNT);
+	si.update_clip = get_f32(h + EDGE_UPDATE_HEADER_OFF_UPDATE_CLIP);
+	si.sigma = get_f32(h + EDGE_UPDATE_HEADER_OFF_NOISE_MULTIPLIER);
+	si.clip = get_f32(h + EDGE_UPDATE_HEADER_OFF_EXAMPLE_CLIP);
+	if (si.params > EDGE_MAX_HEAD_PARAMS ||
+	    env.body_len != EDGE_UPDATE_HEADER_SIZE + 4 * (size_t)si.params ||
+	    seal_size(si.params) != len) {
+		fail("ok update: parameter count and length disagree");
+		return;
+	}
+	delta = calloc(si.params ? si.params : 1, sizeof(*delta));
+	mine = calloc(1, len);
+	if (!delta || !mine) {
+		fail("out of memory");
+		goto out;
+	}
+	for (i = 0; i < si.params; i++)
+		delta[i] = get_f32(h + EDGE_UPDATE_HEADER_SIZE + 4 * (size_t)i);
+	res = seal_build(&si, delta, device_sign, mine);
+	if (res)
+		fail("seal_build: 0x%08" PRIx32, res);
+	else if (memcmp(mine, buf, len))
+		fail("seal_build writes other bytes than the Python vector");
+out:
+	free(delta);
+	free(mine);
+}
+
 static void run_vector(const char *dir, const struct vec *v)
 {
 	char path[4096];
@@ -569,6 +679,12 @@ static void run_vector(const char *dir, const struct vec *v)
 		check_anchor_statement(v, buf, len);
 	else if (!strcmp(v->kind, "device_record"))
 		check_device_record(v, buf, len);
+	else if (!strcmp(v->kind, "privacy_policy"))
+		check_policy(v, buf, len);
+	else if (!strcmp(v->kind, "round_ticket"))
+		check_ticket(v, buf, len);
+	else if (!strcmp(v->kind, "sealed_update"))
+		check_update(v, buf, len);
 	else
 		fail("unknown kind %s", v->kind);
 	free(buf);

@@ -58,9 +58,9 @@ static const struct fuzz_ed_key *signer_for(const uint8_t *env, size_t len)
 	if (len < EDGE_ENVELOPE_HEADER_SIZE + 1)
 		return &fuzz_signer;
 	kind = (uint16_t)(env[6] | env[7] << 8);
-	if (kind == EDGE_KIND_TICKET)
+	if (kind == EDGE_KIND_ROUND_TICKET)
 		return &fuzz_aggregator;
-	if (kind == EDGE_KIND_ANCHOR &&
+	if (kind == EDGE_KIND_ANCHOR_STATEMENT &&
 	    env[EDGE_ENVELOPE_HEADER_SIZE] == EDGE_ROLE_AGGREGATOR)
 		return &fuzz_aggregator;
 	return &fuzz_signer;

@@ -25,8 +25,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey 
 
 from edge.formats.anchors import build_anchor_statement  # noqa: E402
 from edge.formats.envelope import HEADER_SIZE, SIG_SIZE  # noqa: E402
+from edge.formats.layouts import MANIFEST_FIXED  # noqa: E402
 from edge.formats.policy import SAMPLING_FIXED, build_policy  # noqa: E402
 from edge.formats.ticket import build_ticket  # noqa: E402
+from edge.tee_abi import PackageFlag  # noqa: E402
 
 VECTORS = ROOT / "tests" / "vectors"
 OUT_DIR = Path(__file__).resolve().parent / "corpus"
@@ -119,11 +121,10 @@ def chunk_records(payload: bytes, sizes: list[int], delta: int = 0) -> bytes:
 def stored_sizes(manifest: bytes, payload_len: int) -> tuple[bool, list[int]]:
     """Return (encrypted, stored chunk sizes) of a package's manifest; surplus as a last chunk."""
     body = manifest[HEADER_SIZE:]
-    flags = struct.unpack_from("<I", body, 24)[0]
-    backbone_len = struct.unpack_from("<Q", body, 72)[0]
-    chunk_log2 = body[80]
-    count = struct.unpack_from("<I", body, 84)[0]
-    encrypted = bool(flags & 2)
+    fixed = MANIFEST_FIXED.read(body)
+    backbone_len, chunk_log2 = fixed["backbone_len"], fixed["chunk_log2"]
+    count = fixed["chunk_count"]
+    encrypted = bool(fixed["flags"] & PackageFlag.BACKBONE_ENCRYPTED)
     size = 1 << chunk_log2 if chunk_log2 < 32 else 0
     sizes = []
     for i in range(count):

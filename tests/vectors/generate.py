@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -29,9 +30,15 @@ import numpy as np  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey  # noqa: E402
 
+from edge import tee_abi  # noqa: E402
 from edge.formats.anchors import build_anchor_statement  # noqa: E402
 from edge.formats.device import DeviceRecord, build_device_record  # noqa: E402
-from edge.formats.envelope import HEADER_SIZE, SIG_SIZE, sign_digest  # noqa: E402
+from edge.formats.envelope import (  # noqa: E402
+    HEADER_SIZE,
+    SIG_SIZE,
+    build_envelope,
+    sign_digest,
+)
 from edge.formats.keys import (  # noqa: E402
     ed25519_private_seed,
     ed25519_raw_public,
@@ -39,6 +46,7 @@ from edge.formats.keys import (  # noqa: E402
     x25519_private_raw,
     x25519_raw_public,
 )
+from edge.formats.layouts import ANCHOR_STATEMENT_BODY, MANIFEST_FIXED  # noqa: E402
 from edge.formats.manifest import (  # noqa: E402
     FIXED_SIZE,
     MAX_CHUNKS,
@@ -47,25 +55,25 @@ from edge.formats.manifest import (  # noqa: E402
     InferPolicy,
     InferRelease,
 )
+from edge.formats.policy import build_policy  # noqa: E402
+from edge.formats.ticket import build_ticket  # noqa: E402
+from edge.formats.update import build_update  # noqa: E402
+from edge.tee_abi import Kind  # noqa: E402
 from firmware_sign.package_builder import build_package  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parent
+OFF = MANIFEST_FIXED.offset
 SEED_PREFIX = b"edge/v1 test vector: "
 
-TA_CODES = {
-    "ok": 0x00000000,
-    "malformed": 0xFFFF0005,
-    "signature": 0xFFFF3072,
-    "tampered": 0xFFFF3071,
-    "oversized": 0xFFFF0004,
-    "rollback": 0xED6E0001,
-    "not-for-this-device": 0xED6E0002,
-    "unknown-signer": 0xED6E0003,
-    "stale-statement": 0xED6E0007,
-    "unsupported-version": 0xED6E0008,
-    "wrong-kind": 0xED6E0009,
-    "chunk-digest": 0xED6E000A,
-}
+def _ta_codes() -> dict[str, int]:
+    """Refusal class -> the TA's result code, from the contract's one table."""
+    codes = {"ok": int(tee_abi.TEE_SUCCESS)}
+    for code, exc in tee_abi.REFUSALS.items():
+        codes.setdefault(exc.refusal, int(code))
+    return codes
+
+
+TA_CODES = _ta_codes()
 
 INDEX_COLUMNS = (
     "name",
@@ -221,8 +229,8 @@ def envelope_len(data: bytes) -> int:
 
 def manifest_offsets(body: bytes | bytearray) -> tuple[int, int, int]:
     """Return (recipients, chunk digests, head ciphertext) offsets in a manifest body."""
-    count = int.from_bytes(body[60:62], "little")
-    chunks = int.from_bytes(body[84:88], "little")
+    fixed = MANIFEST_FIXED.read(body)
+    count, chunks = fixed["recipient_count"], fixed["chunk_count"]
     digests = FIXED_SIZE + RECIPIENT_SIZE * count
     return FIXED_SIZE, digests, digests + 32 * chunks
 
@@ -490,8 +498,8 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
     )
 
     def too_many_chunks(_h: bytearray, body: bytearray) -> None:
-        log2 = body[80]
-        body[72:80] = struct.pack("<Q", (MAX_CHUNKS + 1) << log2)
+        log2 = body[OFF("chunk_log2")]
+        struct.pack_into("<Q", body, OFF("backbone_len"), (MAX_CHUNKS + 1) << log2)
 
     pkg(
         "pkg_backbone_too_many_chunks",
@@ -502,7 +510,7 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
     )
 
     def big_chunks(_h: bytearray, body: bytearray) -> None:
-        body[80] = 21
+        body[OFF("chunk_log2")] = 21
 
     pkg(
         "pkg_chunk_log2_too_large",
@@ -536,18 +544,22 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
         return edit
 
     for name, offset, value, what in (
-        ("pkg_infer_release_unknown", 92, b"\x04", "inference release 4"),
-        ("pkg_infer_reserved_nonzero", 93, b"\x01", "reserved byte 93 = 1"),
-        ("pkg_infer_topk_k_too_large", 92, b"\x02\x00\x03\x00", "top-k with k = O = 3"),
-        ("pkg_infer_label_with_k", 92, b"\x01\x00\x01\x00", "label release with k = 1"),
-        ("pkg_infer_bound_nan", 100, struct.pack("<f", float("nan")), "feature bound NaN"),
-        ("pkg_infer_bound_negative", 100, struct.pack("<f", -1.0), "feature bound -1"),
+        ("pkg_infer_release_unknown", OFF("infer_release"), b"\x04", "inference release 4"),
+        ("pkg_infer_reserved_nonzero", OFF("reserved3"), b"\x01", "reserved byte 93 = 1"),
+        ("pkg_infer_topk_k_too_large", OFF("infer_release"), b"\x02\x00\x03\x00",
+         "top-k with k = O = 3"),
+        ("pkg_infer_label_with_k", OFF("infer_release"), b"\x01\x00\x01\x00",
+         "label release with k = 1"),
+        ("pkg_infer_bound_nan", OFF("feature_bound"), struct.pack("<f", float("nan")),
+         "feature bound NaN"),
+        ("pkg_infer_bound_negative", OFF("feature_bound"), struct.pack("<f", -1.0),
+         "feature bound -1"),
     ):
         pkg(name, resign(head_only, infer_edit(offset, value)), "malformed", what + ", re-signed")
 
     # --- manifest field defects (re-signed) ---
     def reserved_edit(_h: bytearray, body: bytearray) -> None:
-        body[62] = 0x01
+        body[OFF("reserved1")] = 0x01
 
     pkg(
         "pkg_reserved_nonzero",
@@ -557,7 +569,7 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
     )
 
     def flags_edit(_h: bytearray, body: bytearray) -> None:
-        body[24:28] = struct.pack("<I", 0x2)
+        struct.pack_into("<I", body, OFF("flags"), 0x2)
 
     pkg(
         "pkg_encrypted_without_backbone",
@@ -567,9 +579,9 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
     )
 
     def count_edit(_h: bytearray, body: bytearray) -> bytearray:
-        chunks = int.from_bytes(body[84:88], "little")
+        chunks = MANIFEST_FIXED.read(body)["chunk_count"]
         head_at = manifest_offsets(body)[2]
-        body[84:88] = (chunks + 1).to_bytes(4, "little")
+        struct.pack_into("<I", body, OFF("chunk_count"), chunks + 1)
         return body[:head_at] + hashlib.sha256(b"extra").digest() + body[head_at:]
 
     pkg(
@@ -623,7 +635,7 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
     )
 
     def role_edit(_h: bytearray, body: bytearray) -> None:
-        body[0] = 3
+        body[ANCHOR_STATEMENT_BODY.offset("role")] = 3
 
     anchor(
         "anchor_bad_role",
@@ -632,6 +644,9 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
         "role 3, re-signed by the model signer",
         extra={"role": "3", "current": "model_signer_pub"},
     )
+
+    policy_and_ticket_vectors(add)
+    update_vectors(add)
 
     add(
         "device_record_ok",
@@ -707,6 +722,110 @@ def ed25519_points() -> list[tuple[str, str, str]]:
         rows.append((enc(*mul(k, base)), "ok", f"[{k}]B"))
         rows.append((enc(*add(mul(k, base), torsion)), "ok", f"[{k}]B + T (mixed order)"))
     return rows
+
+
+POLICY_ARGS: dict[str, Any] = dict(
+    version=1, noise_multiplier_min=1.1, max_example_clip=1.0, max_update_clip=4.0,
+    sampling_rate=0.25, max_steps_per_round=8, step_budget=1000, target_epsilon=3.0,
+    delta=1e-5)
+TICKET_ARGS: dict[str, Any] = dict(
+    round_id=2, model_version=1, nonce=bytes(range(16)), issued_at=1_700_000_000,
+    deadline=1_700_000_600, example_clip=1.0, noise_multiplier=1.1, update_clip=4.0,
+    learning_rate=0.1, epochs=1, batch_size=8)
+
+
+def policy_and_ticket_vectors(add: Callable[..., None]) -> None:
+    """Privacy policies and round tickets: one ok vector and one per refusal class."""
+    kinds = (
+        ("policy", "privacy_policy", MODEL_SIGNER, AGGREGATOR, Kind.ROUND_TICKET,
+         lambda **kw: build_policy(MODEL_SIGNER, **(POLICY_ARGS | kw)),
+         dict(sampling_rate=1.5), 26),
+        ("ticket", "round_ticket", AGGREGATOR, MODEL_SIGNER, Kind.PRIVACY_POLICY,
+         lambda **kw: build_ticket(AGGREGATOR, **(TICKET_ARGS | kw)),
+         dict(epochs=0), 69),
+    )
+    for short, kind, signer, other, wrong, build, bad_field, reserved_at in kinds:
+        ok = build()
+        body = ok[HEADER_SIZE:-SIG_SIZE]
+
+        def reserved(_h: bytearray, b: bytearray, at: int = reserved_at) -> None:
+            b[at] = 1
+
+        def version(h: bytearray, _b: bytearray) -> None:
+            h[4] = 2
+
+        add(f"{short}_ok", kind, ok, "ok", f"a valid {kind.replace('_', ' ')}")
+        add(f"{short}_bad_field", kind, build(check=False, **bad_field), "malformed",
+            f"{bad_field} out of its range, signed")
+        add(f"{short}_reserved_nonzero", kind, resign(ok, reserved, signer), "malformed",
+            f"reserved byte {reserved_at} set, re-signed")
+        add(f"{short}_truncated", kind, ok[:-1], "malformed", "last signature byte missing")
+        add(f"{short}_short_body", kind, resign(ok, lambda _h, b: b[:-1], signer), "malformed",
+            "body one byte short, re-signed")
+        add(f"{short}_oversized", kind, resign(ok, lambda _h, b: b + b"\0", signer),
+            "oversized", "body one byte over the fixed size, re-signed")
+        add(f"{short}_format_version_2", kind, resign(ok, version, signer),
+            "unsupported-version", "format version 2, re-signed")
+        add(f"{short}_wrong_kind", kind, build_envelope(wrong, body, signer), "wrong-kind",
+            f"the same body under kind {int(wrong)}")
+        add(f"{short}_unknown_signer", kind, build_envelope(
+            Kind.PRIVACY_POLICY if short == "policy" else Kind.ROUND_TICKET, body, other),
+            "unknown-signer", "signed by the other anchor's key")
+        add(f"{short}_bad_signature", kind, flip(ok, len(ok) - 1, 0x80), "signature",
+            "one bit of the signature flipped")
+
+
+UPDATE_ARGS: dict[str, Any] = dict(
+    round_id=2, nonce=bytes(range(16)), model_version=1, example_count=40, steps=4,
+    total_steps=12, update_clip=4.0, noise_multiplier=1.1, example_clip=1.0)
+
+
+def update_vectors(add: Callable[..., None]) -> None:
+    """Sealed updates: the TA's own output for fixed inputs, then one per refusal class.
+
+    ``stage=envelope`` defects are refused by the envelope checks both languages
+    share; ``stage=body`` ones by the body checks of the aggregator's verifier
+    (the TA writes updates and never parses one).
+    """
+    delta = (np.frombuffer(stream("update delta", 27), dtype=np.uint8).astype(np.float32)
+             - 128.0) / 256.0  # 27 = a 8 x 3 head: norm about 1.4, under U = 4
+    ok = build_update(DEVICE.identity, delta=delta, **UPDATE_ARGS)
+    expect = {"round_id": str(UPDATE_ARGS["round_id"]),
+              "model_version": str(UPDATE_ARGS["model_version"]),
+              "param_count": str(delta.size)}
+
+    def up(name: str, data: bytes, refusal: str, description: str, stage: str) -> None:
+        add(name, "sealed_update", data, refusal, description, extra=expect | {"stage": stage})
+
+    def at(offset: int, value: bytes) -> Edit:
+        def edit(_h: bytearray, body: bytearray) -> None:
+            body[offset:offset + len(value)] = value
+        return edit
+
+    def sign(edit: Edit) -> bytes:
+        return resign(ok, edit, DEVICE.identity)
+
+    up("update_ok", ok, "ok", "as the TA seals it: 27 parameters, ‖Δ‖ < U", "envelope")
+    up("update_truncated", ok[:-1], "malformed", "last signature byte missing", "envelope")
+    up("update_bad_signature", flip(ok, len(ok) - 1, 0x80), "signature",
+       "one bit of the signature flipped", "envelope")
+    up("update_unknown_signer", build_update(OTHER.identity, delta=delta, **UPDATE_ARGS),
+       "unknown-signer", "sealed by another device", "envelope")
+    up("update_wrong_kind", build_envelope(Kind.ROUND_TICKET, ok[HEADER_SIZE:-SIG_SIZE],
+                                           DEVICE.identity),
+       "wrong-kind", "the same body under kind 4", "envelope")
+    up("update_format_version_2", resign(ok, lambda h, _b: h.__setitem__(4, 2),
+                                         DEVICE.identity),
+       "unsupported-version", "format version 2, re-signed", "envelope")
+    up("update_reserved_nonzero", sign(at(65, b"\x01")), "malformed",
+       "reserved byte 65 set, re-signed", "body")
+    up("update_mode_2", sign(at(64, b"\x02")), "malformed", "update mode 2, re-signed", "body")
+    up("update_param_count", sign(at(68, (28).to_bytes(4, "little"))), "malformed",
+       "parameter count 28 with 27 values, re-signed", "body")
+    up("update_delta_nan", sign(at(88, np.array([np.nan], "<f4").tobytes())), "malformed",
+       "first delta value NaN, re-signed", "body")
+    up("update_over_clip", build_update(DEVICE.identity, delta=delta * 8, **UPDATE_ARGS),
+       "weaker-than-policy", "‖Δ‖ about 11 above U = 4", "body")
 
 
 def secagg_rows() -> list[str]:

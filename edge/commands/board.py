@@ -1,0 +1,184 @@
+"""``edge board ...``: provision a board and read its state over its serial console.
+
+On the operator's machine: ``provision`` and ``status`` (``--port /dev/ttyUSB0`` or
+``socket://HOST:PORT``). On the board, run by those through the console:
+``apply`` and ``report``. See docs/board.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from edge import errors
+
+
+def _access(args: argparse.Namespace) -> Any:
+    from edge.board.provision import BoardAccess
+
+    password = None
+    if args.password_file:
+        try:
+            password = args.password_file.read_text().splitlines()[0]
+        except (OSError, IndexError) as exc:
+            raise errors.ConfigError(f"--password-file {args.password_file}: cannot read a "
+                                     f"first line: {exc}") from None
+    if args.board_tee == "sim" and not args.board_state:
+        raise errors.ConfigError("--board-tee sim needs --board-state DIR (on the board)")
+    return BoardAccess(url=args.port, user=args.user, password=password,
+                       baudrate=args.baudrate, edge=args.remote_edge, tee=args.board_tee,
+                       state=args.board_state, staging=args.board_staging)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    """Provision a board over its console; write (and optionally enroll) its device record."""
+    from edge.board.agent import bundle_version
+    from edge.board.provision import provision
+    from firmware_sign.keys import load_public_key_raw
+
+    # Read and check the fleet's files before touching the board.
+    signer = args.model_signer.read_bytes()
+    aggregator = args.aggregator.read_bytes()
+    load_public_key_raw(args.model_signer)
+    load_public_key_raw(args.aggregator)
+    policy = None
+    if args.policy:
+        from edge.formats.policy import parse_policy
+
+        policy = args.policy.read_bytes()
+        parse_policy(policy)
+    result = provision(
+        _access(args), signer=signer, aggregator=aggregator, policy=policy,
+        expect_version=args.expect_version or bundle_version(), retries=args.retries,
+        on_retry=lambda n, exc: print(f"console lost ({exc}); resuming (attempt {n + 1})",
+                                      file=sys.stderr))
+    _write_atomic(args.out, result.record)
+    enrolled = False
+    if args.enroll:
+        from edge.aggregator.registry import Registry
+        from edge.aggregator.store import Store
+
+        with Store(args.enroll) as store:
+            Registry(store).enroll(result.record)
+        enrolled = True
+    summary = {"device_id": result.device.device_id.hex(), "record": str(args.out),
+               "actions": result.board.get("actions", []), "enrolled": enrolled,
+               "chunks_sent": result.transfer.sent, "chunks_reused": result.transfer.reused,
+               "attempts": result.attempts}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"provisioned device {summary['device_id']} ({', '.join(summary['actions'])}); "
+              f"record in {args.out}" + (f"; enrolled into {args.enroll}" if enrolled else ""))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print what the board reports about itself."""
+    from edge.board.provision import status
+
+    report = status(_access(args))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    tee = report.get("tee", {})
+    for key, value in [("bundle version", report.get("bundle_version")),
+                       ("provisioned", report.get("provisioned")),
+                       ("device id", tee.get("device_id")),
+                       ("model version", tee.get("model_version")),
+                       ("policy id", report.get("policy_id")),
+                       ("steps spent", f"{report.get('steps_spent')} of "
+                                       f"{report.get('step_budget')}")]:
+        print(f"{key:<15} {'-' if value is None else value}")
+    return 0
+
+
+def _board_tee(args: argparse.Namespace) -> tuple[str, Path | None]:
+    if args.tee == "sim" and args.state is None:
+        raise errors.ConfigError("--tee sim needs --state DIR (the simulated TEE's storage)")
+    return args.tee, (args.state if args.tee == "sim" else None)
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    """(On the board) provision the TA from a staged job folder."""
+    from edge.board.agent import apply
+
+    result = apply(args.dir, *_board_tee(args))
+    print(json.dumps(result) if args.json else
+          f"device {result['device_id']}: {', '.join(result['actions'])}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """(On the board) print this board's state."""
+    from edge.board.agent import report
+
+    print(json.dumps(report(*_board_tee(args)), separators=(",", ":")))
+    return 0
+
+
+def _console_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", required=True, metavar="URL",
+                   help="the board's console: /dev/ttyUSB0, socket://HOST:PORT, rfc2217://...")
+    p.add_argument("--baudrate", type=int, default=115200)
+    p.add_argument("--user", default="root", help="login name on the console (default root)")
+    p.add_argument("--password-file", type=Path, metavar="FILE",
+                   help="first line: the login password, if the console asks for one")
+    p.add_argument("--remote-edge", default="edge", metavar="CMD",
+                   help="how to run the bundle's `edge` on the board (default: edge)")
+    p.add_argument("--board-tee", choices=("optee", "sim"), default="optee",
+                   help="the board's TEE backend (sim: a simulator bundle)")
+    p.add_argument("--board-state", metavar="DIR", help="the board's simulated TEE folder")
+    p.add_argument("--board-staging", default="/var/lib/edge/provision", metavar="DIR",
+                   help="where jobs are staged on the board (default /var/lib/edge/provision)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _local_tee(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tee", choices=("sim", "optee"), default="optee")
+    p.add_argument("--state", type=Path, metavar="DIR")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def register(nouns: Any) -> None:
+    """Add ``edge board``."""
+    board = nouns.add_parser("board", help="provision boards over their serial console")
+    verbs = board.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = verbs.add_parser("provision", help="provision a board over its console")
+    _console_args(p)
+    p.add_argument("--model-signer", type=Path, required=True, metavar="PUB")
+    p.add_argument("--aggregator", type=Path, required=True, metavar="PUB")
+    p.add_argument("--policy", type=Path, metavar="FILE", help="signed privacy policy")
+    p.add_argument("--out", type=Path, required=True, metavar="DEVICE.pub",
+                   help="where the board's verified device record is written")
+    p.add_argument("--enroll", type=Path, metavar="DB",
+                   help="also enroll the record into this aggregator state database")
+    p.add_argument("--retries", type=int, default=3, metavar="N",
+                   help="reconnect and resume up to N times after a lost console")
+    p.add_argument("--expect-version", metavar="V",
+                   help="the bundle version the board must run (default: this edge's)")
+    p.set_defaults(run=cmd_provision)
+
+    p = verbs.add_parser("status", help="what the board reports (over its console)")
+    _console_args(p)
+    p.set_defaults(run=cmd_status)
+
+    p = verbs.add_parser("apply", help="(on the board) provision from a staged job folder")
+    p.add_argument("--dir", type=Path, required=True, metavar="DIR")
+    _local_tee(p)
+    p.set_defaults(run=cmd_apply)
+
+    p = verbs.add_parser("report", help="(on the board) print this board's state as JSON")
+    _local_tee(p)
+    p.set_defaults(run=cmd_report)
