@@ -227,7 +227,6 @@ def mosquitto_rate(n: int, params: int, folder: Path) -> tuple[float, int]:
         # First start: publish the model, open the round, send the tickets; then stop.
         stop = threading.Event()
         with Aggregator(config) as agg:
-            agg.package_settle_s = 0.0
             for d in devices.values():
                 agg.enroll(d.record)
             failed: list[BaseException] = []
@@ -308,7 +307,6 @@ def loopback_round_time(n: int, rounds: int, params: int = 650) -> list[float]:
         try:
             config = AggregatorConfig.from_mapping(table)
             with Aggregator(config, on_round=lambda m: times.append(m.seconds)) as agg:
-                agg.package_settle_s = 0.0
                 for d in devices.values():
                     agg.enroll(d.record)
                 agg.run(threading.Event())

@@ -1,86 +1,193 @@
-"""End-to-end round time of a simulated fleet on loopback (embedded broker and Mosquitto).
+"""Rounds of simulated fleets of N = 10, 100, 300, 1,000 devices on Mosquitto, next to Flower.
 
-Run: python3 benchmarks/federation.py [--devices 50] [--rounds 5] [--seed 0].
-Prints a table; not a test. Each device is a real board daemon (thread) with its own
-simulated secure world (one ``edge-sim-tee`` process each), its share of the digits data
-(Dirichlet alpha 0.5) and the demo's int8 TFLite backbone; the aggregator runs in the same
-process. The round time is ``RoundMetrics.seconds``: from the tickets' issue to the new
-model checkpoint (ticket delivery, TA ticket check, backbone inference, DP-SGD and sealing
-in the TA, update publication, verification, commit, aggregation). Model package
-publication and loading between rounds is outside it, so the wall time per round is also
-shown. Mosquitto is skipped (with a note) when it is not installed.
+Run: python3 benchmarks/federation.py [--devices 10,100,300,1000] [--rounds 4] [--seed 0]
+[--no-flower]. Prints a table; not a test.
+
+What each simulated device runs: a real board daemon (``edge.daemon``; thread) with its own
+simulated secure world (one ``edge-sim-tee`` process per device: anchors, a real DP policy,
+identity keys made inside it), 12 digits samples (drawn with replacement past ~65 devices,
+``edge.demo.data.dirichlet_resample``) through the demo's int8 TFLite backbone, DP-SGD and
+sealing in the TA, the outbox, QoS 1 to Mosquitto. Past 100 devices the daemons run in
+device host processes of 100 (``edge.demo.hosts``: paho's ``select()`` fails for descriptors
+>= 1024). A fleet holds at most 250 devices here (a package addresses at most 256), so N =
+300 is two fleets of 150 and N = 1,000 four of 250 on one broker, one aggregator each
+(threads of this process), every device in every round's cohort (quorum = cohort).
+
+Per round (the fleets' rounds of the same number together): participants, lost (cohort
+minus participants), refused, seconds (the slowest fleet's ticket issue to checkpoint),
+wall seconds per round (from one round's close to the next's, over the rounds after the
+first: model package publication and loading included), and bytes per
+device per round through the broker: the model package and the ticket it downloads, the
+sealed update it uploads (measured by a subscriber on every topic). Flower: a simulation
+round of the same N (64x10 softmax head, 4 epochs, no checks) in ``.venv-flower``
+(``scripts/setup.sh --with-flower``), run by ``benchmarks/flower_federation.py``; its first
+round (Ray start-up) is left out, as for the anchor figures.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import json
+import math
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
-from edge.broker import BrokerError, EmbeddedBroker, MosquittoBroker
+import paho.mqtt.client as mqtt
+
+from edge.broker import MosquittoBroker
 from edge.demo import data as demo_data
-from edge.demo.fleet import write_fleet
-from edge.demo.runner import run_federation
+from edge.demo.fleet import Fleet, write_fleet
+from edge.demo.runner import run_fleets
 from edge.demo.settings import DEFAULT, quiet_absl
+from edge.mqtt import BrokerSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+FLEET_MAX = 250
+FLOWER = ROOT / ".venv-flower" / "bin" / "python"
 
 
-@contextlib.contextmanager
-def broker(kind: str, workdir: Path) -> Iterator[str]:
-    """A started broker of ``kind``; yields its URL."""
-    if kind == "embedded":
-        with EmbeddedBroker() as b:
-            yield b.url
-        return
-    b = MosquittoBroker(workdir / "mosquitto")
-    try:
-        yield b.url
-    finally:
-        b.stop()
+class Traffic:
+    """Bytes on the fleets' model, ticket and update topics, as a subscriber sees them."""
+
+    def __init__(self, url: str) -> None:
+        self.model: dict[str, int] = {}  # fleet -> size of its newest package
+        self.tickets: list[int] = []
+        self.updates: list[int] = []
+        self._lock = threading.Lock()
+        s = BrokerSettings.from_url(url)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-traffic")
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(
+            [("edge/v1/+/model", 0), ("edge/v1/+/devices/+/ticket", 0),
+             ("edge/v1/+/devices/+/update", 0)])
+        self.client.on_message = self._message
+        self.client.connect(s.host, s.port)
+        self.client.loop_start()
+
+    def _message(self, _c: Any, _u: Any, m: mqtt.MQTTMessage) -> None:
+        kind, fleet = m.topic.rsplit("/", 1)[1], m.topic.split("/")[2]
+        with self._lock:
+            if kind == "model":
+                self.model[fleet] = len(m.payload)
+            elif kind == "ticket":
+                self.tickets.append(len(m.payload))
+            else:
+                self.updates.append(len(m.payload))
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
 
 
-def measure(kind: str, devices: int, rounds: int, seed: int) -> dict[str, float]:
-    """Provision and run one federation; round-time statistics in seconds."""
-    split = demo_data.split_digits(devices, 0.5, seed, min_size=5)
+def provision(root: Path, n: int, url: str, rounds: int, seed: int) -> list[Fleet]:
+    """ceil(n / 250) fleets of near-equal size, each with its own keys and data."""
+    count = math.ceil(n / FLEET_MAX)
+    sizes = [n // count + (i < n % count) for i in range(count)]
+    split = demo_data.split_digits(n, 0.5, seed)
     backbone = demo_data.build_backbone(split.public_x, split.public_y, seed=seed)
-    with tempfile.TemporaryDirectory(prefix="edge-bench-fed.") as tmp, \
-            broker(kind, Path(tmp)) as url:
-        t0 = time.monotonic()
-        fleet = write_fleet(Path(tmp) / "fleet", split, backbone, DEFAULT, broker_url=url,
-                            rounds=rounds, seed=seed, timeout_s=60)
-        setup = time.monotonic() - t0
-        result = run_federation(fleet, rounds)
-        if result.errors or len(result.rounds) != rounds:
-            raise SystemExit(f"{kind}: federation failed: {result.errors}")
-    times = [m.seconds for m in result.rounds]
-    return {"setup": setup, "median": statistics.median(times), "min": min(times),
-            "max": max(times), "wall": result.seconds / rounds,
-            "participants": min(m.participants for m in result.rounds)}
+    fleets, at = [], 0
+    for i, size in enumerate(sizes):
+        part = demo_data.Split(split.public_x, split.public_y, split.test_x, split.test_y,
+                               split.devices[at:at + size], split.resampled)
+        at += size
+        fleets.append(write_fleet(root / f"fleet-{i}", part, backbone, DEFAULT, broker_url=url,
+                                  rounds=rounds, seed=seed, timeout_s=300,
+                                  fleet_name=f"bench-{i}"))
+    return fleets
+
+
+def measure(n: int, rounds: int, seed: int) -> dict[str, Any]:
+    """Provision and run ``rounds`` rounds of n devices on a fresh Mosquitto."""
+    with tempfile.TemporaryDirectory(prefix="edge-bench-fed.") as tmp:
+        broker = MosquittoBroker(Path(tmp) / "mosquitto")
+        try:
+            t0 = time.monotonic()
+            fleets = provision(Path(tmp), n, broker.url, rounds, seed)
+            setup = time.monotonic() - t0
+            traffic = Traffic(broker.url)
+            try:
+                result = run_fleets(fleets, rounds)
+            finally:
+                traffic.close()
+        finally:
+            broker.stop()
+    for e in result.errors:  # shown, and the rounds that closed still reported
+        print(f"N={n}: ERROR {e[-600:]}", file=sys.stderr)
+    by_round: dict[int, list[Any]] = defaultdict(list)
+    for m in result.rounds:
+        by_round[m.round].append(m)
+    rows = []
+    for r in sorted(by_round):
+        ms = by_round[r]
+        part = sum(m.participants for m in ms)
+        rows.append({"round": r, "participants": part, "lost": n - part,
+                     "refused": sum(sum(m.refused.values()) for m in ms),
+                     "seconds": max(m.seconds for m in ms), "fleets": len(ms)})
+    model = statistics.mean(traffic.model.values()) if traffic.model else 0
+    down = model + (statistics.mean(traffic.tickets) if traffic.tickets else 0)
+    up = statistics.mean(traffic.updates) if traffic.updates else 0
+    # Round to round, package publication and loading included: the slowest fleet's closes.
+    closed = [max(m.closed_at or 0.0 for m in by_round[r]) for r in sorted(by_round)]
+    wall = ((closed[-1] - closed[0]) / (len(closed) - 1) if len(closed) > 1
+            else rows[0]["seconds"])
+    return {"n": n, "fleets": len(fleets), "setup": setup, "rows": rows,
+            "wall": wall, "down": down, "up": up, "errors": len(result.errors)}
+
+
+def flower(n: int, rounds: int, seed: int) -> dict[str, Any] | str:
+    """Flower's simulation rounds of n clients, or why they could not run."""
+    if not FLOWER.exists():
+        return "no .venv-flower (scripts/setup.sh --with-flower)"
+    proc = subprocess.run([str(FLOWER), str(ROOT / "benchmarks" / "flower_federation.py"),
+                           str(n), str(rounds + 1), str(seed)], capture_output=True,
+                          text=True, timeout=3600, check=False)
+    if proc.returncode != 0:
+        return f"failed: {proc.stderr.strip().splitlines()[-1:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    """Measure on each broker and print the table."""
+    """Measure each N, print the per-round rows and the comparison."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--devices", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--devices", default="10,100,300,1000")
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-flower", action="store_true")
     args = parser.parse_args()
     quiet_absl()
-    print(f"{args.devices} devices, {args.rounds} rounds, loopback, sim TAs, "
-          f"local DP-SGD {DEFAULT.steps_per_round} steps per round")
-    print(f"{'broker':<10}  {'provision s':>11}  {'round median s':>14}  {'min s':>6}  "
-          f"{'max s':>6}  {'wall/round s':>12}  {'participants':>12}")
-    for kind in ("embedded", "mosquitto"):
-        try:
-            r = measure(kind, args.devices, args.rounds, args.seed)
-        except BrokerError as exc:
-            print(f"{kind:<10}  skipped: {exc}")
-            continue
-        print(f"{kind:<10}  {r['setup']:>11.2f}  {r['median']:>14.3f}  {r['min']:>6.3f}  "
-              f"{r['max']:>6.3f}  {r['wall']:>12.3f}  {int(r['participants']):>12}")
+    ns = [int(x) for x in args.devices.split(",")]
+    print(f"Mosquitto on loopback, sim TAs (one process each), local DP-SGD "
+          f"{DEFAULT.steps_per_round} steps per round, 12 samples per device, quorum = cohort")
+    summary = []
+    for n in ns:
+        r = measure(n, args.rounds, args.seed)
+        print(f"\nN={n}: {r['fleets']} fleet(s), provisioned in {r['setup']:.1f} s"
+              + (f"; {r['errors']} ERROR(S) on stderr" if r["errors"] else ""))
+        print(f"{'round':>5}  {'participants':>12}  {'lost':>5}  {'refused':>7}  {'seconds':>8}")
+        for row in r["rows"]:
+            print(f"{row['round']:>5}  {row['participants']:>12}  {row['lost']:>5}  "
+                  f"{row['refused']:>7}  {row['seconds']:>8.3f}")
+        fl = None if args.no_flower else flower(n, args.rounds, args.seed)
+        summary.append((r, fl))
+    print(f"\n{'N':>5}  {'fleets':>6}  {'round s (median)':>16}  {'wall s/round':>12}  "
+          f"{'lost':>5}  {'down B/dev/round':>16}  {'up B/dev/round':>14}  "
+          f"{'Flower s/round':>14}  {'ratio wall/Flower':>17}")
+    for r, fl in summary:
+        med = statistics.median(row["seconds"] for row in r["rows"])
+        lost = sum(row["lost"] for row in r["rows"])
+        if isinstance(fl, dict) and fl["rounds_s"]:
+            f_s = statistics.median(fl["rounds_s"])
+            f_txt, ratio = f"{f_s:.3f}", f"{r['wall'] / f_s:.2f}"
+        else:
+            f_txt, ratio = "-" if fl is None else str(fl)[:14], "-"
+        print(f"{r['n']:>5}  {r['fleets']:>6}  {med:>16.3f}  {r['wall']:>12.3f}  {lost:>5}  "
+              f"{r['down']:>16.0f}  {r['up']:>14.0f}  {f_txt:>14}  {ratio:>17}")
 
 
 if __name__ == "__main__":

@@ -215,6 +215,20 @@ class Client(mqtt.Client):
         self._failures += 1
         return min(RECONNECT_MIN_DELAY * 2 ** min(self._failures - 1, 16), RECONNECT_MAX_DELAY)
 
+    def loop_stop(self) -> mqtt.MQTTErrorCode:
+        """paho's loop_stop without its race after ``disconnect()``.
+
+        The network thread clears ``_thread`` as its last step once the disconnect ends its
+        loop; if that happens between paho's ``is None`` check and its ``join``, paho raises
+        AttributeError (seen when 100 daemons of a device host stopped together). The thread
+        has finished then, which is what loop_stop waits for."""
+        try:
+            return super().loop_stop()
+        except AttributeError:
+            if self._thread is not None:
+                raise
+            return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
     def accepted(self) -> None:
         """A CONNACK accepted us: the next failure waits the minimum delay again."""
         self._failures = 0

@@ -56,12 +56,14 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     touch "$stamp"
 fi
 
-if [ "$with_flower" -eq 1 ] && [ ! -f .venv-flower/.flower-installed ]; then
-    echo "setup: installing Flower into .venv-flower (benchmarks only)"
+# The stamp names what is installed: a venv made for aggregate() alone gains the
+# simulation extra (Ray) that benchmarks/federation.py's Flower rounds need.
+if [ "$with_flower" -eq 1 ] && [ ! -f .venv-flower/.flower-simulation-installed ]; then
+    echo "setup: installing Flower with its simulation engine into .venv-flower (benchmarks only)"
     [ -x .venv-flower/bin/python ] || python3 -m venv .venv-flower
     .venv-flower/bin/python -m pip install -q --upgrade pip
-    .venv-flower/bin/python -m pip install -q flwr numpy
-    touch .venv-flower/.flower-installed
+    .venv-flower/bin/python -m pip install -q 'flwr[simulation]' numpy
+    touch .venv-flower/.flower-installed .venv-flower/.flower-simulation-installed
 fi
 
 echo "setup: building the native parts (build/host)"

@@ -120,7 +120,6 @@ def test_rounds_complete_and_package_is_retained(tmp_path: Path,
         with Aggregator(config, on_round=rows.append) as agg:
             for d in devices:
                 agg.enroll(d.record)
-            agg.package_settle_s = 0.0
             stop = threading.Event()
             runner = threading.Thread(target=agg.run, args=(stop,), daemon=True)
             runner.start()
@@ -158,7 +157,6 @@ def test_updates_sent_while_aggregator_is_down_are_delivered(
         with Aggregator(config) as agg:
             for d in devices:
                 agg.enroll(d.record)
-            agg.package_settle_s = 0.0
             stop = threading.Event()
             runner = threading.Thread(target=agg.run, args=(stop,), daemon=True)
             runner.start()
@@ -175,7 +173,6 @@ def test_updates_sent_while_aggregator_is_down_are_delivered(
                              qos=1).wait_for_publish(5)
         rows: list[RoundMetrics] = []
         with Aggregator(config, on_round=rows.append) as agg:
-            agg.package_settle_s = 0.0
             runner = threading.Thread(target=agg.run, args=(threading.Event(),),
                                       kwargs={"rounds": 1}, daemon=True)
             runner.start()

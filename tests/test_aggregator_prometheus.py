@@ -71,7 +71,6 @@ def test_endpoint_and_textfile_report_rounds_refusals_epsilon(
             agg.on_round = on_round
             for d in devices:
                 agg.enroll(d.record)
-            agg.package_settle_s = 0.0
             stop = threading.Event()
             runner = threading.Thread(target=agg.run, args=(stop,), daemon=True)
             runner.start()

@@ -53,13 +53,13 @@ PUBLISH_SLICE_S = 0.2
 class Aggregator:
     """One fleet's aggregator: enrollment, rounds over MQTT, state in SQLite."""
 
-    # Pause after publishing a model package before the next round's tickets, so that
-    # devices have loaded the new model when the ticket for it arrives.
-    package_settle_s = 0.3
     # While a round is open, its tickets go again to the devices whose update has not
     # been accepted: at every (re)connect at once, and then this often. A broker that lost
     # its sessions (or a device that subscribed after the ticket) gets them this way.
     ticket_resend_s = 5.0
+    # The wait doubles after each periodic re-send of a round, up to this: a large fleet's
+    # slow round must not make every device that sealed already publish again every 5 s.
+    ticket_resend_max_s = 60.0
     # After a (re)connect the broker first hands over what it queued (and devices publish
     # their kept updates again): a round past its deadline waits this long before closing.
     redelivery_grace_s = 2.0
@@ -82,6 +82,7 @@ class Aggregator:
         self._reconnected = threading.Event()
         self._connected_at = 0.0
         self._tickets_sent_at = 0.0
+        self._resend_wait = self.ticket_resend_s
         self._acks = PubAcks()
         self._model_out: tuple[tuple[int, tuple[str, ...]], Pending] | None = None
         self._client: mqtt.Client | None = None
@@ -235,8 +236,9 @@ class Aggregator:
             while not stop.is_set() and (target is None or closed < target):
                 notifier.watchdog()
                 if self.rounds.open_round is None:
-                    if self._publish_model():
-                        stop.wait(self.package_settle_s)
+                    # No pause for devices to load it: a ticket that overtakes its model
+                    # waits in the daemon until the model is loaded (docs/daemon.md).
+                    self._publish_model()
                     if not self.rounds.model_is_out():
                         stop.wait(1.0)  # publishing failed: retry before any ticket
                         continue
@@ -247,6 +249,7 @@ class Aggregator:
                     for topic, ticket in tickets:
                         self._publish(topic, ticket)
                     self._tickets_sent_at = time.monotonic()
+                    self._resend_wait = self.ticket_resend_s
                     self._reconnected.clear()  # they went out on the current connection
                 self._resend_tickets()
                 self._drain(client)
@@ -265,13 +268,17 @@ class Aggregator:
 
     def _resend_tickets(self) -> None:
         """Re-send the open round's tickets of devices not yet counted, when it is time."""
-        # At once after a (re)connect, then every ticket_resend_s. A device that sealed
+        # At once after a (re)connect, then after ticket_resend_s, the wait doubling up to
+        # ticket_resend_max_s (reset by the next round). A device that sealed
         # already publishes its kept update again; it never trains twice for a round.
         if self.rounds.open_round is None or not self._connected.is_set():
             return
         now = time.monotonic()
-        if not self._reconnected.is_set() and now - self._tickets_sent_at < self.ticket_resend_s:
+        reconnected = self._reconnected.is_set()
+        if not reconnected and now - self._tickets_sent_at < self._resend_wait:
             return
+        if not reconnected:
+            self._resend_wait = min(2 * self._resend_wait, self.ticket_resend_max_s)
         self._reconnected.clear()
         self._tickets_sent_at = now
         tickets = self.rounds.missing_tickets()

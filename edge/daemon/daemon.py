@@ -42,6 +42,8 @@ PUBLISH_TIMEOUT = 60.0
 STOP_GRACE = 5.0
 INFER_BATCH = 256
 SEEN_TICKETS = 64
+# Tickets naming a model newer than the TA holds, kept until that model is loaded.
+PARKED_TICKETS = 8
 # A clean stop waits this long at most for the broker to take its OFFLINE status.
 OFFLINE_WAIT_S = 1.0
 
@@ -93,6 +95,7 @@ class Daemon:
         self._stopping = threading.Event()
         self._closed = False
         self._seen: list[bytes] = []
+        self._parked: list[bytes] = []
         # A persistent session: the broker queues tickets that come while the board is
         # briefly offline (a broker restart, a network blip) instead of dropping them.
         # Its id must stay the same across restarts and, without broker credentials
@@ -293,6 +296,14 @@ class Daemon:
         self._log(logging.INFO, "model", version=loaded.version, result="loaded",
                   backbone="tflite" if self.backbone is not None else "none",
                   head=f"{manifest.head_in}x{manifest.head_out}")
+        self._unpark(loaded.version)
+
+    def _unpark(self, version: int) -> None:
+        """Handle the tickets that waited for a model up to ``version``, oldest first."""
+        ready = [p for p in self._parked if parse_ticket(p).model_version <= version]
+        self._parked = [p for p in self._parked if p not in ready]
+        for payload in ready:
+            self._handle_ticket(payload)
 
     def _switch_backbone(self, version: int, package_id: bytes, metadata: dict[str, Any],
                          backbone_file: Any) -> None:
@@ -360,6 +371,17 @@ class Daemon:
         digest = hashlib.sha256(payload).digest()
         if digest in self._seen:
             self._log(logging.DEBUG, "ticket", rid, result="ignored", reason="seen")
+            return
+        held = self.ta.status().model_version
+        if ticket.model_version > held:
+            # After a reconnect the broker hands the persistent session its queued ticket
+            # before the retained model it names (a board dropped while loading it): the TA
+            # would refuse it as wrong-model and the re-sends would be ignored as seen.
+            # Keep it, unverified and not marked seen, until that model is loaded.
+            if payload not in self._parked:
+                self._parked = [*self._parked[-(PARKED_TICKETS - 1):], payload]
+            self._log(logging.INFO, "ticket", rid, result="parked", reason="model-not-loaded",
+                      model_version=ticket.model_version, held=held)
             return
         self._seen = [*self._seen[-(SEEN_TICKETS - 1):], digest]
         if ticket.deadline <= time.time():

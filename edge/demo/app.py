@@ -14,12 +14,14 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from edge.aggregator.config import MAX_FLEET
 from edge.demo import data as demo_data
-from edge.demo.fleet import write_fleet
+from edge.demo.fleet import FLEET, write_fleet
 from edge.demo.output import Table, row_dict, write_html_report, write_report
 from edge.demo.runner import broker_url, run_federation
 from edge.demo.settings import PRESETS, quiet_absl
 from edge.errors import ConfigError, EdgeError
+from edge.protocol import check_fleet
 
 TARGET_POINTS = 3.0
 
@@ -39,13 +41,19 @@ class DemoOptions:
     workdir: Path | None = None
     verbose: bool = False
     timeout_s: float = 30.0
+    fleet: str = FLEET
 
 
 def _check(opts: DemoOptions) -> None:
     """Refuse options the demo cannot run, naming the flag."""
-    if not 1 <= opts.devices <= 64:
-        raise ConfigError(f"--devices {opts.devices}: must be 1..64 (digits has ~1,000 "
-                          f"private samples to share)")
+    if not 1 <= opts.devices <= MAX_FLEET:
+        raise ConfigError(f"--devices {opts.devices}: must be 1..{MAX_FLEET} (one fleet's "
+                          f"package addresses at most {MAX_FLEET} devices; benchmarks/"
+                          f"federation.py runs larger N as several fleets on one broker)")
+    try:
+        check_fleet(opts.fleet)
+    except ConfigError as exc:
+        raise ConfigError(f"--fleet: {exc}") from None
     if opts.rounds < 1:
         raise ConfigError(f"--rounds {opts.rounds}: must be ≥ 1")
     if opts.dp not in PRESETS:
@@ -81,7 +89,9 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None,
         sizes = [len(y) for _, y in split.devices]
         _say(out, f"data: digits, {len(split.public_y)} public (backbone), {len(split.test_y)} "
                   f"held-out test, {split.private_count} private on {opts.devices} devices "
-                  f"(Dirichlet alpha={opts.alpha:g}, {min(sizes)}..{max(sizes)} each)")
+                  f"(Dirichlet alpha={opts.alpha:g}, {min(sizes)}..{max(sizes)} each"
+                  + (", drawn with replacement: more devices than disjoint sets)"
+                     if split.resampled else ")"))
         backbone = demo_data.build_backbone(split.public_x, split.public_y, seed=opts.seed)
         reference = _reference(split, backbone)
         _say(out, f"backbone: int8 TFLite 64->{demo_data.HIDDEN}->{demo_data.FEATURES} "
@@ -89,7 +99,8 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None,
         _say(out, f"privacy: {dp.describe()}")
         with broker_url(opts.broker) as url:
             fleet = write_fleet(root, split, backbone, dp, broker_url=url, rounds=opts.rounds,
-                                seed=opts.seed, backend=opts.tee, timeout_s=opts.timeout_s)
+                                seed=opts.seed, backend=opts.tee, timeout_s=opts.timeout_s,
+                                fleet_name=opts.fleet)
             _say(out, f"fleet: {opts.devices} devices provisioned ({opts.tee} secure worlds, "
                       f"policy budget covers {opts.rounds} rounds, device epsilon <= "
                       f"{fleet.policy_epsilon:g} at delta {dp.delta:g}); broker {url}")
@@ -143,7 +154,7 @@ def _finish(opts: DemoOptions, out: TextIO, rows: list[dict[str, Any]], result: 
               + ("not reported (no central noise)" if fleet_eps is None
                  else f"{fleet_eps:.3g} at delta {dp.delta:g} (DP-FedAvg)"))
     _say(out, f"wall time {seconds:.1f} s for {len(rows)} rounds of {opts.devices} devices")
-    report = {"devices": opts.devices, "rounds": opts.rounds, "dp": opts.dp,
+    report = {"devices": opts.devices, "fleet": opts.fleet, "rounds": opts.rounds, "dp": opts.dp,
               "dp_settings": dp.describe(), "seed": opts.seed, "alpha": opts.alpha,
               "broker": opts.broker, "tee": opts.tee, "rows": rows, "reference": reference,
               "final_accuracy": final, "target_points": TARGET_POINTS, "target_met": met,
@@ -151,7 +162,7 @@ def _finish(opts: DemoOptions, out: TextIO, rows: list[dict[str, Any]], result: 
     if opts.report is not None:
         write_report(opts.report, report)
         html = opts.report.with_suffix(".html")
-        write_html_report(html, state)
+        write_html_report(html, state, opts.fleet)
         _say(out, f"report written to {opts.report} and {html}")
     if result.errors:
         raise EdgeError("federation failed: " + "; ".join(result.errors))

@@ -29,6 +29,7 @@ class Split:
     test_x: np.ndarray
     test_y: np.ndarray
     devices: list[tuple[np.ndarray, np.ndarray]]
+    resampled: bool = False  # drawn with replacement: more devices than disjoint sets
 
     @property
     def private_count(self) -> int:
@@ -60,9 +61,29 @@ def dirichlet_partition(labels: np.ndarray, devices: int, alpha: float,
                       f"{min_size} samples in 1000 draws: raise alpha or use fewer devices")
 
 
+def dirichlet_resample(labels: np.ndarray, devices: int, alpha: float,
+                       rng: np.random.Generator, size: int = MIN_PER_DEVICE
+                       ) -> list[np.ndarray]:
+    """Index sets per device drawn *with replacement*, for more devices than the samples
+    can be split over: each device gets ``size`` samples whose classes follow its own
+    Dirichlet(alpha) mixture (the same non-IID skew as ``dirichlet_partition``); devices
+    share samples, so the private sets overlap and the reference sees duplicates."""
+    by_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    parts = []
+    for _ in range(devices):
+        counts = rng.multinomial(size, rng.dirichlet(np.full(len(by_class), alpha)))
+        idx = [rng.choice(pool, n, replace=True) for pool, n in zip(by_class, counts,
+                                                                    strict=True) if n]
+        parts.append(np.sort(np.concatenate(idx)).astype(np.int64))
+    return parts
+
+
 def split_digits(devices: int, alpha: float, seed: int,
                  min_size: int = MIN_PER_DEVICE) -> Split:
-    """Digits shuffled with ``seed``: public, test, and a Dirichlet partition of the rest."""
+    """Digits shuffled with ``seed``: public, test, and a Dirichlet partition of the rest.
+
+    With more devices than the private samples give ``min_size`` each, the devices' sets
+    are drawn with replacement instead (``dirichlet_resample``; ``Split.resampled``)."""
     from edge.inference.train import load_digits_data
 
     x, y = load_digits_data(8)
@@ -71,9 +92,11 @@ def split_digits(devices: int, alpha: float, seed: int,
     x, y = x[order], y[order]
     n_pub, n_test = int(len(x) * PUBLIC_FRACTION), int(len(x) * TEST_FRACTION)
     priv_x, priv_y = x[n_pub + n_test:], y[n_pub + n_test:]
-    parts = dirichlet_partition(priv_y, devices, alpha, rng, min_size)
+    resampled = devices * min_size > len(priv_y)
+    parts = (dirichlet_resample(priv_y, devices, alpha, rng, min_size) if resampled
+             else dirichlet_partition(priv_y, devices, alpha, rng, min_size))
     return Split(x[:n_pub], y[:n_pub], x[n_pub:n_pub + n_test], y[n_pub:n_pub + n_test],
-                 [(priv_x[p], priv_y[p]) for p in parts])
+                 [(priv_x[p], priv_y[p]) for p in parts], resampled)
 
 
 @dataclass(frozen=True)

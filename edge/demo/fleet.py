@@ -16,7 +16,7 @@ from edge.formats.keys import ed25519_raw_public
 from edge.keyfiles import write_private_key
 from edge.tee import TrustedApp
 
-FLEET = "demo"
+FLEET = "demo"  # the fleet name unless one is given (several fleets share a broker)
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Fleet:
     devices: list[dict[str, Any]] = field(default_factory=list)
     records: list[bytes] = field(default_factory=list)
     policy_epsilon: float = 0.0
+    name: str = FLEET
 
 
 def provision_device(state: Path, signer: Ed25519PrivateKey, aggregator: Ed25519PrivateKey,
@@ -40,14 +41,15 @@ def provision_device(state: Path, signer: Ed25519PrivateKey, aggregator: Ed25519
         return ta.identity()
 
 
-def device_config(root: Path, index: int, broker_url: str, backend: str) -> dict[str, Any]:
+def device_config(root: Path, index: int, broker_url: str, backend: str,
+                  fleet: str = FLEET) -> dict[str, Any]:
     """The daemon configuration table of device ``index``."""
     home = root / "devices" / f"board-{index:02d}"
     tee: dict[str, Any] = {"backend": backend}
     if backend == "sim":
         tee["state_dir"] = str(home / "secure-world")
     return {
-        "device": {"name": f"board-{index:02d}", "fleet": FLEET},
+        "device": {"name": f"board-{index:02d}", "fleet": fleet},
         "tee": tee,
         "broker": {"url": broker_url, "keepalive": 10},
         "data": {"source": "directory", "path": str(home / "data"),
@@ -58,11 +60,11 @@ def device_config(root: Path, index: int, broker_url: str, backend: str) -> dict
 
 
 def aggregator_config(root: Path, broker_url: str, dp: DemoPrivacy, devices: int, rounds: int,
-                      seed: int, timeout_s: float) -> dict[str, Any]:
+                      seed: int, timeout_s: float, fleet: str = FLEET) -> dict[str, Any]:
     """The aggregator configuration table over the files ``write_fleet`` puts in ``root``."""
     agg = root / "aggregator"
     return {
-        "aggregator": {"fleet": FLEET, "state": str(agg / "state.sqlite"),
+        "aggregator": {"fleet": fleet, "state": str(agg / "state.sqlite"),
                        "metrics": str(agg / "metrics.jsonl"),
                        "aggregator_key": str(root / "keys" / "aggregator.key"),
                        "model_signer_key": str(root / "keys" / "model-signer.key"),
@@ -86,7 +88,7 @@ def aggregator_config(root: Path, broker_url: str, dp: DemoPrivacy, devices: int
 
 def write_fleet(root: Path, split: Split, backbone: DemoBackbone, dp: DemoPrivacy, *,
                 broker_url: str, rounds: int, seed: int, backend: str = "sim",
-                timeout_s: float = 30.0) -> Fleet:
+                timeout_s: float = 30.0, fleet_name: str = FLEET) -> Fleet:
     """Generate role keys, provision every device, write data, head, holdout and configs."""
     for sub in ("keys", "aggregator", "devices"):
         (root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -103,9 +105,10 @@ def write_fleet(root: Path, split: Split, backbone: DemoBackbone, dp: DemoPrivac
     policy, eps = make_policy(signer, dp, rounds)
     (root / "keys" / "policy.bin").write_bytes(policy)
     fleet = Fleet(root, aggregator_config(root, broker_url, dp, len(split.devices), rounds, seed,
-                                          timeout_s), policy_epsilon=eps)
+                                          timeout_s, fleet_name), policy_epsilon=eps,
+                  name=fleet_name)
     for i, (x, y) in enumerate(split.devices, 1):
-        cfg = device_config(root, i, broker_url, backend)
+        cfg = device_config(root, i, broker_url, backend, fleet_name)
         data = Path(cfg["data"]["path"])
         data.mkdir(parents=True, exist_ok=True)
         np.savez(data / "private.npz", X=x.astype(np.float32), y=y.astype(np.int64))

@@ -99,11 +99,10 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
     write_durably(path, text.encode("utf-8"), mode=0o644)
 
 
-def write_html_report(path: Path, state: Path) -> None:
+def write_html_report(path: Path, state: Path, fleet: str) -> None:
     """The aggregator's HTML report of the run (docs/aggregator.md, "Views")."""
     from edge.aggregator.report import from_store, write_html
     from edge.aggregator.store import Store
-    from edge.demo.fleet import FLEET
 
     with Store(state) as store:
-        write_html(path, from_store(store, FLEET))
+        write_html(path, from_store(store, fleet))
