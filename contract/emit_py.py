@@ -64,7 +64,14 @@ def py_abi() -> str:
         out += ["", "", f"class {e.py_name}({base}):", f'    """{e.doc}"""', ""]
         for m in e.members:
             out.append(f"    {m.name} = {m.value}" + (f"  # {m.comment}" if m.comment else ""))
-    out.append("")
+    out += ["", "",
+            "# The format version an envelope of each kind carries (others: FORMAT_VERSION).",
+            "KIND_FORMAT_VERSIONS: dict[int, int] = {"]
+    out += [f"    Kind.{name}: {v}," for name, v in spec.KIND_FORMAT_VERSIONS.items()]
+    out += ["}", "", "",
+            "def kind_format_version(kind: int) -> int:",
+            '    """The format version an envelope of ``kind`` must carry."""',
+            "    return KIND_FORMAT_VERSIONS.get(kind, FORMAT_VERSION)", "", ""]
     # The flat names the code base has always used (C macro without EDGE_).
     for e in spec.ENUMS:
         short = e.c_prefix[len("EDGE_"):]

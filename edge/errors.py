@@ -133,7 +133,7 @@ class Replay(EdgeError):
 
 
 class WrongModel(EdgeError):
-    """A round ticket for another model version than the one loaded."""
+    """A round ticket for another model (version or package id) than the one loaded."""
 
     refusal = "wrong-model"
 
@@ -160,6 +160,12 @@ class NoPolicy(EdgeError):
     """No privacy policy is installed; install one with a signed policy."""
 
     refusal = "no-policy"
+
+
+class NothingToReport(EdgeError):
+    """A skip report was asked for a ticket the TA would train on, with no reason."""
+
+    refusal = "nothing-to-report"
 
 
 class TeeError(EdgeError):

@@ -48,6 +48,16 @@ def status_subscription(fleet: str) -> str:
     return f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/devices/+/status"
 
 
+def skip_topic(fleet: str, device_id: bytes) -> str:
+    """Topic on which one device publishes its signed skip reports (docs/protocol.md)."""
+    return f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/devices/{device_id.hex()}/skip"
+
+
+def skip_subscription(fleet: str) -> str:
+    """The aggregator's subscription to every device's skip reports."""
+    return f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/devices/+/skip"
+
+
 # Presence payloads. Not signed: the broker's ACL lets only the board itself write its
 # status topic, and presence only steers cohort selection (docs/protocol.md, "Presence").
 ONLINE = b"online"
@@ -62,6 +72,11 @@ def device_from_status_topic(fleet: str, topic: str) -> bytes:
 def device_from_update_topic(fleet: str, topic: str) -> bytes:
     """The device id named by an update topic; Malformed if it is not one."""
     return _device_from(fleet, topic, "/update")
+
+
+def device_from_skip_topic(fleet: str, topic: str) -> bytes:
+    """The device id named by a skip-report topic; Malformed if it is not one."""
+    return _device_from(fleet, topic, "/skip")
 
 
 def _device_from(fleet: str, topic: str, suffix: str) -> bytes:

@@ -10,7 +10,7 @@ from enum import IntEnum, IntFlag
 from edge import errors
 
 TA_UUID = "5441d9b6-a634-4050-9731-e70ae47dd281"
-ABI_VERSION = 1
+ABI_VERSION = 2
 MAGIC = b'EDGE'
 FORMAT_VERSION = 1
 
@@ -31,6 +31,7 @@ class Command(IntEnum):
     TRAIN_AND_SEAL = 10
     BUDGET_STATUS = 11
     INSTALL_POLICY = 12
+    SIGN_SKIP = 18
 
 
 CMD_GET_IDENTITY = Command.GET_IDENTITY
@@ -46,6 +47,7 @@ CMD_VERIFY_TICKET = Command.VERIFY_TICKET
 CMD_TRAIN_AND_SEAL = Command.TRAIN_AND_SEAL
 CMD_BUDGET_STATUS = Command.BUDGET_STATUS
 CMD_INSTALL_POLICY = Command.INSTALL_POLICY
+CMD_SIGN_SKIP = Command.SIGN_SKIP
 
 
 class Result(IntEnum):
@@ -77,6 +79,7 @@ class Result(IntEnum):
     EDGE_ERR_NO_POLICY = 0xED6E0010
     EDGE_ERR_WEAK_KEY = 0xED6E0011
     EDGE_ERR_INFER_DISABLED = 0xED6E0012
+    EDGE_ERR_NOTHING_TO_REPORT = 0xED6E0018
     TEE_ERROR_BAD_PARAMETERS = 0xFFFF0006
     TEE_ERROR_ITEM_NOT_FOUND = 0xFFFF0008
     TEE_ERROR_NOT_IMPLEMENTED = 0xFFFF0009
@@ -115,6 +118,7 @@ EDGE_ERR_BUDGET_EXHAUSTED = Result.EDGE_ERR_BUDGET_EXHAUSTED
 EDGE_ERR_NO_POLICY = Result.EDGE_ERR_NO_POLICY
 EDGE_ERR_WEAK_KEY = Result.EDGE_ERR_WEAK_KEY
 EDGE_ERR_INFER_DISABLED = Result.EDGE_ERR_INFER_DISABLED
+EDGE_ERR_NOTHING_TO_REPORT = Result.EDGE_ERR_NOTHING_TO_REPORT
 TEE_ERROR_BAD_PARAMETERS = Result.TEE_ERROR_BAD_PARAMETERS
 TEE_ERROR_ITEM_NOT_FOUND = Result.TEE_ERROR_ITEM_NOT_FOUND
 TEE_ERROR_NOT_IMPLEMENTED = Result.TEE_ERROR_NOT_IMPLEMENTED
@@ -154,6 +158,7 @@ RESULT_TEXT: dict[int, str] = {
     Result.EDGE_ERR_NO_POLICY: 'no privacy policy',
     Result.EDGE_ERR_WEAK_KEY: 'weak key',
     Result.EDGE_ERR_INFER_DISABLED: 'inference not released',
+    Result.EDGE_ERR_NOTHING_TO_REPORT: 'nothing to report',
     Result.TEE_ERROR_BAD_PARAMETERS: 'bad parameters',
     Result.TEE_ERROR_ITEM_NOT_FOUND: 'item not found',
     Result.TEE_ERROR_NOT_IMPLEMENTED: 'not implemented',
@@ -192,6 +197,7 @@ REFUSALS: dict[int, type[errors.EdgeError]] = {
     Result.EDGE_ERR_NO_POLICY: errors.NoPolicy,
     Result.EDGE_ERR_WEAK_KEY: errors.WeakKey,
     Result.EDGE_ERR_INFER_DISABLED: errors.InferenceDisabled,
+    Result.EDGE_ERR_NOTHING_TO_REPORT: errors.NothingToReport,
     Result.TEE_ERROR_BAD_PARAMETERS: errors.Malformed,
     Result.EDGE_CLIENT_ERR_BACKBONE_NOT_PUBLISHED: errors.BackboneNotPublished,
 }
@@ -245,14 +251,16 @@ DEVICE_BODY_SIZE = 72
 ANCHOR_BODY_SIZE = 48
 MANIFEST_FIXED_SIZE = 104
 POLICY_BODY_SIZE = 64
-TICKET_BODY_SIZE = 72
-UPDATE_HEADER_SIZE = 88
+TICKET_BODY_SIZE = 88
+UPDATE_HEADER_SIZE = 104
+SKIP_BODY_SIZE = 120
 STATUS_SIZE = 104
 BUDGET_SIZE = 64
 DEVICE_RECORD_SIZE = 164
 ANCHOR_STATEMENT_SIZE = 140
-TICKET_SIZE = 164
+TICKET_SIZE = 180
 POLICY_SIZE = 156
+SKIP_REPORT_SIZE = 212
 
 
 class Kind(IntEnum):
@@ -264,6 +272,7 @@ class Kind(IntEnum):
     ROUND_TICKET = 4  # round ticket
     SEALED_UPDATE = 5  # sealed update
     PRIVACY_POLICY = 6  # privacy policy
+    SKIP_REPORT = 12  # skip report
 
 
 class AnchorRole(IntEnum):
@@ -315,6 +324,32 @@ class UpdateMode(IntEnum):
     FLOAT32 = 1  # plain float32 delta
 
 
+class SkipReason(IntEnum):
+    """Why the normal world skipped a round the TA would train (stated, not checked)."""
+
+    NONE = 0  # no normal-world reason: the TA's refusal is the reason
+    NO_SAMPLES = 1  # no local samples to train on
+    BACKBONE_UNUSABLE = 2  # the package's backbone cannot be run
+    FEATURE_SHAPE = 3  # the features do not match the head's input
+    DATA_SOURCE = 4  # the local data could not be read
+
+
+class SkipField(IntEnum):
+    """What a skip report's two values are."""
+
+    NONE = 0  # no values
+    MODEL = 1  # ticket's model version; installed version
+    ROUND = 2  # ticket's round; last sealed round
+    DEADLINE = 3  # ticket's deadline; now (REE time or time floor)
+    EXAMPLE_CLIP = 4  # ticket's C; policy's C_max
+    NOISE_MULTIPLIER = 5  # ticket's sigma; policy's sigma_min
+    UPDATE_CLIP = 6  # ticket's U; policy's U_max
+    STEPS_PER_ROUND = 7  # steps the round takes; policy's maximum per round
+    BATCH_SIZE = 8  # ticket's B; example count n
+    SAMPLING_RATE = 9  # B / n; policy's q
+    BUDGET = 10  # steps the round takes; steps left in the budget
+
+
 class StatusFlag(IntFlag):
     """GET_STATUS flags."""
 
@@ -328,12 +363,26 @@ class BudgetFlag(IntFlag):
 
     POLICY = 1  # a privacy policy is installed
 
+
+# The format version an envelope of each kind carries (others: FORMAT_VERSION).
+KIND_FORMAT_VERSIONS: dict[int, int] = {
+    Kind.ROUND_TICKET: 2,
+    Kind.SEALED_UPDATE: 2,
+}
+
+
+def kind_format_version(kind: int) -> int:
+    """The format version an envelope of ``kind`` must carry."""
+    return KIND_FORMAT_VERSIONS.get(kind, FORMAT_VERSION)
+
+
 KIND_PACKAGE = Kind.PACKAGE
 KIND_ANCHOR_STATEMENT = Kind.ANCHOR_STATEMENT
 KIND_DEVICE_RECORD = Kind.DEVICE_RECORD
 KIND_ROUND_TICKET = Kind.ROUND_TICKET
 KIND_SEALED_UPDATE = Kind.SEALED_UPDATE
 KIND_PRIVACY_POLICY = Kind.PRIVACY_POLICY
+KIND_SKIP_REPORT = Kind.SKIP_REPORT
 ROLE_MODEL_SIGNER = AnchorRole.MODEL_SIGNER
 ROLE_AGGREGATOR = AnchorRole.AGGREGATOR
 PKG_FLAG_BACKBONE = PackageFlag.BACKBONE
@@ -348,6 +397,22 @@ POLICY_F_NO_DP = PolicyFlag.NO_DP
 ACCOUNTANT_RDP = Accountant.RDP
 ACCOUNTANT_PLD = Accountant.PLD
 UPDATE_MODE_FLOAT32 = UpdateMode.FLOAT32
+SKIP_REE_NONE = SkipReason.NONE
+SKIP_REE_NO_SAMPLES = SkipReason.NO_SAMPLES
+SKIP_REE_BACKBONE_UNUSABLE = SkipReason.BACKBONE_UNUSABLE
+SKIP_REE_FEATURE_SHAPE = SkipReason.FEATURE_SHAPE
+SKIP_REE_DATA_SOURCE = SkipReason.DATA_SOURCE
+SKIP_FIELD_NONE = SkipField.NONE
+SKIP_FIELD_MODEL = SkipField.MODEL
+SKIP_FIELD_ROUND = SkipField.ROUND
+SKIP_FIELD_DEADLINE = SkipField.DEADLINE
+SKIP_FIELD_EXAMPLE_CLIP = SkipField.EXAMPLE_CLIP
+SKIP_FIELD_NOISE_MULTIPLIER = SkipField.NOISE_MULTIPLIER
+SKIP_FIELD_UPDATE_CLIP = SkipField.UPDATE_CLIP
+SKIP_FIELD_STEPS_PER_ROUND = SkipField.STEPS_PER_ROUND
+SKIP_FIELD_BATCH_SIZE = SkipField.BATCH_SIZE
+SKIP_FIELD_SAMPLING_RATE = SkipField.SAMPLING_RATE
+SKIP_FIELD_BUDGET = SkipField.BUDGET
 STATUS_F_IDENTITY = StatusFlag.IDENTITY
 STATUS_F_ANCHORS = StatusFlag.ANCHORS
 STATUS_F_MODEL = StatusFlag.MODEL

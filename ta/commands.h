@@ -45,6 +45,9 @@ TEE_Result edge_cmd_budget_status(struct edge_session *sess,
 				  TEE_Param params[TEE_NUM_PARAMS]);
 TEE_Result edge_cmd_install_policy(struct edge_session *sess,
 				   TEE_Param params[TEE_NUM_PARAMS]);
+/* skip.c */
+TEE_Result edge_cmd_sign_skip(struct edge_session *sess,
+			      TEE_Param params[TEE_NUM_PARAMS]);
 /*
  * TRAIN_AND_SEAL up to and including the spend: checks, DP-SGD, the signed
  * update in a new TA buffer (*update, *update_len; the caller wipes and

@@ -103,6 +103,7 @@ class RoundManager:
         # Devices whose last announced presence is offline (edge.protocol.status_topic);
         # a device that never announced one counts as live, as before presence existed.
         self._offline = {d for d, (st, _) in store.presence().items() if st == "offline"}
+        self._fleet_seen = 0  # the newest model version a board reported holding
         cp = self.ensure_model()
         if self.holdout is not None:
             # At start, not at the first close: a round that cannot close stays open forever.
@@ -111,12 +112,19 @@ class RoundManager:
 
     # model
     def ensure_model(self) -> Checkpoint:
-        """The newest checkpoint; version 1 from the initial head on first start."""
+        """The newest checkpoint, above the fleet's version (``aggregator.fleet_version``, or
+        what boards reported): on first start the initial head as the version after it."""
         cp = self.store.latest_checkpoint()
-        if cp is None:
-            W, b = load_head(self.config.initial_head)
+        floor = max(self.config.fleet_version, self._fleet_seen)
+        if cp is None or cp.version <= floor:
+            W, b = load_head(self.config.initial_head) if cp is None else (cp.W, cp.b)
             with self.store.transaction() as db:
-                self.store.add_checkpoint(db, 1, None, W, b)
+                self.store.add_checkpoint(db, floor + 1, None, W, b)
+            if cp is not None:
+                # A restored or replaced database: every board would refuse our version
+                # as a rollback and every ticket as wrong-model, silently.
+                log.info("model v%d of %s is not above the fleet's v%d: its head is issued "
+                         "as v%d", cp.version, self.store.path, floor, floor + 1)
             cp = self.store.latest_checkpoint()
             assert cp is not None
         return cp
@@ -143,7 +151,8 @@ class RoundManager:
             cp = self.ensure_model()
         buf = io.BytesIO()
         build_package(buf, signer=self.signer_key, version=cp.version, W=cp.W, b=cp.b,
-                      recipients=list(devices.values()), backbone=self.config.backbone,
+                      package_id=cp.package_id, recipients=list(devices.values()),
+                      backbone=self.config.backbone,
                       encrypt_backbone=self.config.encrypt_backbone, metadata=self.metadata)
         return (model_topic(self.config.fleet), buf.getvalue(), cp.version,
                 sorted(d.hex() for d in devices))
@@ -172,10 +181,11 @@ class RoundManager:
         assert cp is not None
         params = cp.W.size + cp.b.size
         tickets = self.store.tickets(r.round_id)
-        # Every ticket of a round carries the same training fields.
+        # Every ticket of a round carries the same training fields and package id.
         first = parse_ticket(next(iter(tickets.values())))
         self._view = RoundView(r.round_id, r.nonce, r.model_version, params, r.update_clip,
-                               frozenset(tickets), first.noise_multiplier, first.example_clip)
+                               frozenset(tickets), first.noise_multiplier, first.example_clip,
+                               first.package_id)
         self._accepted = self.store.accepted(r.round_id)
         total = r.sum if r.sum is not None else np.zeros(params, dtype=np.float64)
         self._running = fedavg.RunningSum(total, r.weight, r.count)
@@ -233,7 +243,8 @@ class RoundManager:
         issued, deadline = int(now), math.ceil(now + rs.timeout_s)
         nonce = os.urandom(NONCE_SIZE)
         tickets = {d: build_ticket(self.aggregator_key, round_id=round_id,
-                                   model_version=cp.version, nonce=nonce, issued_at=issued,
+                                   model_version=cp.version, package_id=cp.package_id,
+                                   nonce=nonce, issued_at=issued,
                                    deadline=deadline, example_clip=dp.example_clip,
                                    noise_multiplier=dp.noise_multiplier,
                                    update_clip=dp.update_clip, learning_rate=dp.learning_rate,

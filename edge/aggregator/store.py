@@ -10,6 +10,7 @@ updates, and a restart resumes from it.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import StateError
+from edge.formats.manifest import PACKAGE_ID_SIZE
 from edge.state_files import open_sqlite, sqlite_errors
 
 SCHEMA = """
@@ -44,7 +46,7 @@ CREATE TABLE IF NOT EXISTS updates (
 CREATE TABLE IF NOT EXISTS checkpoints (
     version INTEGER PRIMARY KEY, round_id INTEGER, head_in INTEGER NOT NULL,
     head_out INTEGER NOT NULL, W BLOB NOT NULL, b BLOB NOT NULL, created REAL NOT NULL,
-    recipients TEXT, published REAL);
+    recipients TEXT, published REAL, package_id BLOB);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, round_id INTEGER,
     device_id BLOB, topic TEXT NOT NULL, refusal TEXT NOT NULL, reason TEXT NOT NULL,
@@ -92,6 +94,7 @@ class Checkpoint:
     b: np.ndarray
     recipients: tuple[str, ...] | None
     published: float | None
+    package_id: bytes  # of the package that carries this version; tickets name it
 
 
 class Store:
@@ -106,6 +109,7 @@ class Store:
                                timeout=30.0)
         with self._errors():
             self._db.execute("PRAGMA foreign_keys=ON")
+            _migrate(self._db)
 
     def _errors(self) -> AbstractContextManager[None]:
         """SQLite's errors as a StateError naming this database (edge.state_files)."""
@@ -316,23 +320,25 @@ class Store:
     # checkpoints
     def add_checkpoint(self, db: sqlite3.Connection, version: int, round_id: int | None,
                        W: np.ndarray, b: np.ndarray) -> None:
-        """Record a new model version."""
-        db.execute("INSERT INTO checkpoints (version, round_id, head_in, head_out, W, b, created)"
-                   " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        """Record a new model version under a fresh random package id (tickets bind it)."""
+        db.execute("INSERT INTO checkpoints (version, round_id, head_in, head_out, W, b, created,"
+                   " package_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                    (version, round_id, W.shape[0], W.shape[1],
                     np.ascontiguousarray(W, dtype="<f4").tobytes(),
-                    np.ascontiguousarray(b, dtype="<f4").tobytes(), time.time()))
+                    np.ascontiguousarray(b, dtype="<f4").tobytes(), time.time(),
+                    os.urandom(PACKAGE_ID_SIZE)))
 
     def latest_checkpoint(self) -> Checkpoint | None:
         """The newest model version."""
         row = self._one("SELECT version, round_id, head_in, head_out, W, b, recipients, "
-                        "published FROM checkpoints ORDER BY version DESC")
+                        "published, package_id FROM checkpoints ORDER BY version DESC")
         if row is None:
             return None
-        version, round_id, i, o, w, b, recipients, published = row
+        version, round_id, i, o, w, b, recipients, published, package_id = row
         W = np.frombuffer(w, dtype="<f4").reshape(i, o).astype(np.float32)
         return Checkpoint(version, round_id, W, np.frombuffer(b, dtype="<f4").astype(np.float32),
-                          tuple(json.loads(recipients)) if recipients else None, published)
+                          tuple(json.loads(recipients)) if recipients else None, published,
+                          bytes(package_id))
 
     def mark_published(self, version: int, recipients: list[str]) -> None:
         """Record that a version was published as a retained package to these devices."""
@@ -409,6 +415,16 @@ class Store:
     def metrics_lines(self) -> list[str]:
         """Every stored metrics row as its JSON text, in round order (the metrics file)."""
         return [str(r[0]) for r in self._all("SELECT row FROM metrics ORDER BY round_id")]
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a database of an older release up to SCHEMA (columns added since)."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(checkpoints)")}
+    if "package_id" not in columns:
+        # Before issue 15 tickets named only the version: give each stored version an id.
+        db.execute("ALTER TABLE checkpoints ADD COLUMN package_id BLOB")
+    db.execute(f"UPDATE checkpoints SET package_id = randomblob({PACKAGE_ID_SIZE}) "
+               "WHERE package_id IS NULL")
 
 
 def _round(row: Any) -> OpenRound:

@@ -279,8 +279,15 @@ class Daemon:
             out = exc.partial
         except EdgeError as exc:
             self.stats.models_refused += 1
-            # The retained model comes again on every reconnect: that rollback is expected.
-            level = logging.DEBUG if isinstance(exc, Rollback) else logging.WARNING
+            level = logging.WARNING
+            if isinstance(exc, Rollback):
+                # The retained package we hold comes again on every reconnect: expected.
+                # Any other rollback (a restored aggregator database, a second aggregator)
+                # stalls the fleet until someone reads this line.
+                held = self.ta.status()
+                same = (held.model_version, held.package_id) == (manifest.version,
+                                                                 manifest.package_id)
+                level = logging.DEBUG if same else logging.INFO
             self._log(level, "model", version=manifest.version, result="refused",
                       refusal=exc.refusal, reason=exc)
             if isinstance(exc, Rollback):

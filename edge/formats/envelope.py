@@ -120,12 +120,16 @@ def check_header(
             raise Malformed("envelope: this is a PEM file (a key or certificate), not an edge "
                             "artefact (device record, package, ticket, ...)")
         raise Malformed(f"envelope: bad magic {bytes(magic).hex()}, expected {MAGIC.hex()}")
-    if version != FORMAT_VERSION:
-        raise UnsupportedVersion(
-            f"envelope: format version {version} is not supported (expected {FORMAT_VERSION})"
-        )
+    # The kind first, as the TA: each kind has its own format version, so a record where a
+    # ticket goes is wrong-kind, a ticket of an older layout is unsupported-version.
     if kind is not None and got_kind != kind:
         raise WrongKind(f"envelope: got {kind_name(got_kind)}, expected {kind_name(kind)}")
+    expected = tee_abi.kind_format_version(got_kind)
+    if version != expected:
+        raise UnsupportedVersion(
+            f"envelope: {kind_name(got_kind)} format version {version} is not supported "
+            f"(expected {expected})"
+        )
     if max_len is not None and parsed.total_len > max_len:
         raise Oversized(
             f"envelope: {kind_name(got_kind)} of {parsed.total_len} bytes exceeds {max_len}"
@@ -189,12 +193,15 @@ def encode_header(
     body_len: int,
     signer_key_id: bytes,
     *,
-    version: int = FORMAT_VERSION,
+    version: int | None = None,
     magic: bytes = MAGIC,
 ) -> bytes:
-    """Return the 28-byte header (no validation; builders and test vectors only)."""
+    """Return the 28-byte header (no validation; builders and test vectors only); ``version``
+    defaults to the kind's format version."""
     if len(signer_key_id) != KEY_ID_SIZE:
         raise ValueError("signer key id must be 16 bytes")
+    if version is None:
+        version = tee_abi.kind_format_version(kind)
     return _HEADER.pack(magic, version, kind, body_len, signer_key_id)
 
 
