@@ -312,18 +312,31 @@ static TEE_Result check_entry(const uint8_t *entry,
 	return TEE_SUCCESS;
 }
 
-/* The roster index of this device; NOT_FOR_DEVICE if it is not listed. */
-static TEE_Result find_self(const struct directive *d, uint32_t *me)
+/*
+ * The roster index of this device; NOT_FOR_DEVICE if it is not listed. Its
+ * own entry must carry the keys it advertised (FORGED_ADVERT otherwise): the
+ * others encrypt to and mask with whatever the roster says.
+ */
+static TEE_Result find_self(const struct directive *d,
+			    const struct secagg_round *r, uint32_t *me)
 {
+	const uint8_t *e = NULL;
+	const uint8_t *adv = NULL;
 	uint32_t i = 0;
 
 	for (i = 0; i < d->count; i++) {
-		if (!TEE_MemCompare(d->entries + i * EDGE_SECAGG_ROSTER_ENTRY_SIZE +
-				    EDGE_ENVELOPE_HEADER_SIZE, self_id(),
-				    EDGE_KEY_ID_SIZE)) {
-			*me = i;
-			return TEE_SUCCESS;
-		}
+		e = d->entries + (size_t)i * EDGE_SECAGG_ROSTER_ENTRY_SIZE;
+		if (TEE_MemCompare(e + EDGE_ENVELOPE_HEADER_SIZE, self_id(),
+				   EDGE_KEY_ID_SIZE))
+			continue;
+		adv = e + EDGE_CERT_SIZE + EDGE_ENVELOPE_HEADER_SIZE;
+		if (TEE_MemCompare(adv + EDGE_ADVERT_OFF_C_PUB, r->c_pub,
+				   SECAGG_KEY_SIZE) ||
+		    TEE_MemCompare(adv + EDGE_ADVERT_OFF_S_PUB, r->s_pub,
+				   SECAGG_KEY_SIZE))
+			return EDGE_ERR_FORGED_ADVERT;
+		*me = i;
+		return TEE_SUCCESS;
 	}
 	return EDGE_ERR_NOT_FOR_DEVICE;
 }
@@ -479,7 +492,7 @@ TEE_Result edge_cmd_secagg_share(struct edge_session *sess,
 	if (!res && d.count > r->cohort)
 		res = TEE_ERROR_EXCESS_DATA;
 	if (!res)
-		res = find_self(&d, &me);
+		res = find_self(&d, r, &me);
 	if (res)
 		goto out;
 	nb = TEE_Malloc(d.count * sizeof(uint32_t), 0);

@@ -114,9 +114,13 @@ def _fleet_bytes(fleet: str | bytes) -> bytes:
     return bytes(fleet)
 
 
-def _signer_id(data: bytes, kind: Kind, max_len: int) -> bytes:
-    """The device id a device message names as its signer (structure checked)."""
-    return parse_envelope(data, kind=kind, max_len=max_len).signer_key_id
+def _claimed_id(data: bytes, kind: Kind, max_len: int) -> bytes:
+    """The device id a device message claims in its body (structure checked); its
+    certified key must then have signed it."""
+    body = parse_envelope(data, kind=kind, max_len=max_len).body
+    if len(body) < fmt.ID_SIZE:
+        raise Malformed(f"{kind.name.lower()}: body of {len(body)} bytes")
+    return body[:fmt.ID_SIZE]
 
 
 @dataclass
@@ -197,7 +201,7 @@ class SecAggRound:
     def add_advert(self, data: bytes) -> bytes:
         """Take a device's advert (``ForgedAdvert``, ``WrongRound``, ``UnknownEnrollment``)."""
         self._need(self._roster is None, "advert")
-        dev = _signer_id(data, Kind.SECAGG_ADVERT, fmt.ADVERT_SIZE)
+        dev = _claimed_id(data, Kind.SECAGG_ADVERT, fmt.ADVERT_SIZE)
         d = self._device(dev)
         advert = fmt.verify_advert(data, d.cert, self.binding)
         if d.advert is not None:
@@ -226,7 +230,7 @@ class SecAggRound:
         """Take a device's bundle of encrypted shares, one per neighbour."""
         self._need(self._graph is not None and self._u2 is None, "shares")
         assert self._graph is not None
-        dev = _signer_id(data, Kind.SECAGG_SHARES, fmt.MAX_SHARES_SIZE)
+        dev = _claimed_id(data, Kind.SECAGG_SHARES, fmt.MAX_SHARES_SIZE)
         d = self._device(dev)
         if dev not in self._graph.neighbours:
             raise NotForThisDevice(f"secagg shares: {dev.hex()} is not in the roster")
@@ -272,7 +276,7 @@ class SecAggRound:
         self._need(self._u2 is not None and self._survivors is None, "masked update")
         assert self._u2 is not None
         env = parse_envelope(sealed_update, kind=Kind.SEALED_UPDATE, max_len=MAX_UPDATE_SIZE)
-        d = self._device(env.signer_key_id)
+        d = self._device(_claimed_id(sealed_update, Kind.SEALED_UPDATE, MAX_UPDATE_SIZE))
         dev = d.cert.device_id
         if dev not in self._u2:
             raise NotForThisDevice(f"sealed update: {dev.hex()} did not share in this round")
@@ -334,7 +338,7 @@ class SecAggRound:
         """Take a survivor's reveals for the survivor list."""
         self._need(self._survivors is not None, "reveal")
         assert self._u3 is not None and self._survivors is not None
-        dev = _signer_id(data, Kind.SECAGG_REVEALS, fmt.MAX_REVEALS_SIZE)
+        dev = _claimed_id(data, Kind.SECAGG_REVEALS, fmt.MAX_REVEALS_SIZE)
         d = self._device(dev)
         if dev not in self._u3:
             raise NotForThisDevice(f"secagg reveals: {dev.hex()} is not a survivor")
