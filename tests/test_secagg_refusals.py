@@ -10,7 +10,7 @@ import pytest
 from conftest import Roles, require_native
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from secagg_helpers import FLEET, NONCE, Cohort, cohort
-from training_helpers import NOW, policy, ticket
+from training_helpers import NOW, ticket
 
 from edge import errors
 from edge.formats import secagg as fmt
@@ -152,7 +152,7 @@ def _to_inboxes(c: Cohort) -> tuple[SecAggRound, dict[bytes, bytes]]:
 def test_receive_refusals(three: Cohort) -> None:
     with pytest.raises(errors.BadState):  # nothing advertised yet
         three.devices[0].ta.secagg_receive(_directive(three, SecAggStage.INBOX, []))
-    srv, inboxes = _to_inboxes(three)
+    _srv, inboxes = _to_inboxes(three)
     a, b = three.devices[0], three.devices[1]
     good = inboxes[a.id]
     d = fmt.verify_directive(good, three.roles.aggregator_pub, SecAggStage.INBOX, B, a.id)
@@ -171,7 +171,7 @@ def test_receive_refusals(three: Cohort) -> None:
 
 
 def test_unmask_refusals(three: Cohort) -> None:
-    srv, inboxes = _to_inboxes(three)
+    _srv, inboxes = _to_inboxes(three)
     a = three.devices[0]
     ids = sorted(d.id for d in three.devices)
     with pytest.raises(errors.BadState):  # before its inbox
@@ -292,7 +292,3 @@ def test_params_validation() -> None:
         p = SecAggParams.for_cohort(n)
         assert (p.k, p.t, p.cohort) == (k, t, n)
 
-
-def test_policy_fixture_is_permissive(roles: Roles) -> None:
-    # The refusal tests above rely on the default test policy allowing U = 1.
-    assert policy(roles.signer)
