@@ -24,3 +24,5 @@ srcs-y += skip.c
 srcs-y += shamir.c
 srcs-y += prg.c
 srcs-y += quantize.c
+srcs-y += secagg_round.c
+srcs-y += secagg.c
