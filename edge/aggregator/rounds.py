@@ -28,7 +28,7 @@ from edge.formats.ticket import NONCE_SIZE, build_ticket, parse_ticket
 from edge.keyfiles import load_private_key
 from edge.protocol import OFFLINE, ONLINE, device_from_status_topic, model_topic, ticket_topic
 
-from . import device_budget, fedavg
+from . import device_budget, fedavg, skips
 from .audit import RefusalLedger
 from .config import AggregatorConfig
 from .metrics import Holdout, RoundMetrics
@@ -221,6 +221,43 @@ class RoundManager:
         if was_offline != (status == "offline"):
             log.info("device %s is %s", device_id.hex(), status)
 
+    def skip(self, topic: str, payload: bytes) -> Outcome:
+        """Verify and record one skip report (committed before it returns): the device's
+        answer to a round's ticket, named by its TA. A device that holds a newer model than
+        ours raises the version our next package gets (docs/aggregator.md, Backup)."""
+        rnd = None
+        try:
+            report = skips.verify_report(self.config.fleet, topic, payload, self._devices)
+            rnd = self.store.get_round(report.round_id)
+            skips.check_round(report, rnd,
+                              self.store.tickets(rnd.round_id) if rnd is not None else {})
+        except UpdateRefused as refused:
+            round_id = rnd.round_id if rnd is not None else (
+                self._round.round_id if self._round else None)
+            self.ledger.record(round_id=round_id, device_id=refused.device_id,
+                               topic=topic[:256], refusal=refused.refusal,
+                               reason=str(refused)[:1000])
+            self.ledger.flush()
+            log.warning("refused skip report on %s: %s: %s", topic[:256], refused.refusal,
+                        refused)
+            return Outcome(False, refused.refusal, str(refused), refused.device_id)
+        described = report.describe()
+        with self.store.transaction() as db:
+            fresh = self.store.add_skip(db, report.round_id, report.device_id, report.refusal,
+                                        described, report.model_version, bytes(payload))
+        if fresh:
+            log.info("device %s skipped round %d: %s", report.device_id.hex(),
+                     report.round_id, described)
+        cp = self.store.latest_checkpoint()
+        if cp is not None and report.model_version >= cp.version \
+                and report.model_version > self._fleet_seen:
+            # The TA signed what it holds: our database is older than the fleet.
+            log.info("device %s holds model v%d (package %s), ours is v%d: the next model is "
+                     "issued as v%d", report.device_id.hex(), report.model_version,
+                     report.package_id.hex(), cp.version, report.model_version + 1)
+            self._fleet_seen = report.model_version
+        return Outcome(False, report.refusal, described, report.device_id)
+
     def live_devices(self) -> list[bytes]:
         """Enrolled devices not announced offline, in id order."""
         return [d for d in sorted(self._devices) if d not in self._offline]
@@ -364,6 +401,10 @@ class RoundManager:
             return "quorum"
         waiting = set(self._view.cohort if self._view else ()) - set(self._accepted) \
             - set(self._batch.ids if self._batch else ())
+        if waiting and waiting <= self.store.skipped(r.round_id):
+            # Every device answered, with an update or a signed skip: nothing more comes.
+            return "answered" if count >= min(self.config.rounds.min_updates, cohort) \
+                else "skipped"
         if waiting and waiting <= self._offline \
                 and count >= min(self.config.rounds.min_updates, cohort):
             return "offline"  # every device still awaited announced it went offline
@@ -380,7 +421,7 @@ class RoundManager:
         self.commit()  # staged updates count; the refusal counts are part of the metrics row
         r, running = self._round, self._running
         cp = self.ensure_model()
-        failed = why == "failed"
+        failed = why in ("failed", "skipped")  # skipped: all answered, too few updates
         dp = self.config.dp
         privacy = self.store.round_privacy()
         if failed:
@@ -400,7 +441,8 @@ class RoundManager:
             # the worst device: ε grows with steps under one policy
             device_eps = self.device_budget.epsilon(max(spent.values(), default=0))
         m = RoundMetrics(round=r.round_id, participants=running.count,
-                         refused=self.store.refusals(r.round_id), accuracy=accuracy,
+                         refused=self.store.refusals(r.round_id),
+                         skipped=self.store.skip_counts(r.round_id), accuracy=accuracy,
                          epsilon=epsilon, delta=dp.delta, seconds=now - r.opened,
                          model_version=version, failed=failed, opened_at=r.opened,
                          closed_at=now, device_epsilon=device_eps)

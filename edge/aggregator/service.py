@@ -23,7 +23,7 @@ from edge.mqtt import (
     log_connect_failure,
     make_client,
 )
-from edge.protocol import status_subscription, update_subscription
+from edge.protocol import skip_subscription, status_subscription, update_subscription
 from edge.sdnotify import Notifier
 
 from .config import AggregatorConfig
@@ -89,6 +89,7 @@ class Aggregator:
         self._closing = False
         self._subscription = update_subscription(config.fleet)
         self._presence = status_subscription(config.fleet)
+        self._skips = skip_subscription(config.fleet)
         self._metrics_retry: float | None = None
         self._commit_s = 0.005  # a moving average of how long a commit of updates takes
         self._check_metrics_writable()
@@ -163,7 +164,7 @@ class Aggregator:
                         self.config.broker.url, reason, client.next_retry())
             return
         client.accepted()
-        client.subscribe([(self._subscription, 1), (self._presence, 1)])
+        client.subscribe([(self._subscription, 1), (self._presence, 1), (self._skips, 1)])
         self._connected_at = time.monotonic()
         self._connected.set()
         self._reconnected.set()
@@ -293,8 +294,8 @@ class Aggregator:
         why = self.rounds.due()
         if why is None:
             return False
-        if why == "quorum":
-            return True
+        if why in ("quorum", "answered", "skipped"):
+            return True  # every device of the cohort answered: nothing more to wait for
         return time.monotonic() >= self._connected_at + self.redelivery_grace_s
 
     def _publish_final(self, stop: threading.Event) -> None:
@@ -357,6 +358,12 @@ class Aggregator:
                 if mqtt.topic_matches_sub(self._presence, msg.topic):
                     self.rounds.presence(msg.topic, bytes(msg.payload))
                     client.ack(msg.mid, msg.qos)
+                    continue
+                if mqtt.topic_matches_sub(self._skips, msg.topic):
+                    self.rounds.skip(msg.topic, bytes(msg.payload))  # committed: ack it
+                    client.ack(msg.mid, msg.qos)
+                    if self._due():
+                        return
                     continue
                 if not mqtt.topic_matches_sub(self._subscription, msg.topic):
                     # amqtt may hand a resumed session messages it never subscribed to

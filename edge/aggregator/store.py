@@ -59,6 +59,11 @@ CREATE TABLE IF NOT EXISTS update_steps (
     round_id INTEGER NOT NULL, device_id BLOB NOT NULL, steps INTEGER NOT NULL,
     total_steps INTEGER NOT NULL, noise_multiplier REAL NOT NULL,
     PRIMARY KEY (round_id, device_id));
+CREATE TABLE IF NOT EXISTS skips (
+    round_id INTEGER NOT NULL, device_id BLOB NOT NULL, refusal TEXT NOT NULL,
+    reason TEXT NOT NULL, model_version INTEGER NOT NULL, report BLOB NOT NULL,
+    at REAL NOT NULL, PRIMARY KEY (round_id, device_id));
+CREATE TABLE IF NOT EXISTS revoked (device_id BLOB PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS refusal_counts (
     round_id INTEGER NOT NULL, topic TEXT NOT NULL, refusal TEXT NOT NULL,
     count INTEGER NOT NULL, last_at REAL NOT NULL, PRIMARY KEY (round_id, topic, refusal));
@@ -185,6 +190,48 @@ class Store:
         return {bytes(d): (str(s), float(at))
                 for d, s, at in self._all("SELECT device_id, status, at FROM presence")}
 
+    def revoke(self, db: sqlite3.Connection, device_id: bytes) -> None:
+        """Block a device id: enrolling its record again is refused (``readmit`` undoes it)."""
+        db.execute("INSERT OR IGNORE INTO revoked VALUES (?, ?)", (device_id, time.time()))
+
+    def revoked_at(self, device_id: bytes) -> float | None:
+        """When a device was revoked, or None."""
+        row = self._one("SELECT at FROM revoked WHERE device_id = ?", (device_id,))
+        return None if row is None else float(row[0])
+
+    def readmit(self, db: sqlite3.Connection, device_id: bytes) -> bool:
+        """Lift a revocation; False if the device was not revoked."""
+        return db.execute("DELETE FROM revoked WHERE device_id = ?",
+                          (device_id,)).rowcount == 1
+
+    # skip reports
+    def add_skip(self, db: sqlite3.Connection, round_id: int, device_id: bytes, refusal: str,
+                 reason: str, model_version: int, report: bytes) -> bool:
+        """Record a device's verified skip report of a round; False if it had one already."""
+        return db.execute("INSERT OR IGNORE INTO skips VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          (round_id, device_id, refusal, reason, model_version, report,
+                           time.time())).rowcount == 1
+
+    def skipped(self, round_id: int) -> set[bytes]:
+        """Devices that reported skipping a round."""
+        return {bytes(d) for (d,) in self._all("SELECT device_id FROM skips WHERE round_id = ?",
+                                               (round_id,))}
+
+    def skips(self, round_id: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Skip reports, newest first (of one round, or of all)."""
+        where, args = ("WHERE round_id = ?", (round_id, limit)) if round_id else ("", (limit,))
+        return [{"round": int(r), "device": bytes(d).hex(), "refusal": c, "reason": why,
+                 "at": float(at)}
+                for r, d, c, why, at in self._all(
+                    f"SELECT round_id, device_id, refusal, reason, at FROM skips {where} "
+                    "ORDER BY round_id DESC, device_id LIMIT ?", args)]
+
+    def skip_counts(self, round_id: int) -> dict[str, int]:
+        """Skip reports of a round by refusal class."""
+        return {str(c): int(n) for c, n in self._all(
+            "SELECT refusal, count(*) FROM skips WHERE round_id = ? GROUP BY refusal",
+            (round_id,))}
+
     def device_count(self) -> int:
         """The number of enrolled devices."""
         return int(self._one("SELECT count(*) FROM devices")[0])
@@ -263,10 +310,14 @@ class Store:
             "(SELECT json_array(a.at, a.round_id, a.refusal, a.reason) FROM audit a "
             " WHERE a.device_id = d.device_id ORDER BY a.id DESC LIMIT 1), "
             "(SELECT json_array(p.status, p.at) FROM presence p "
-            " WHERE p.device_id = d.device_id) "
+            " WHERE p.device_id = d.device_id), "
+            "(SELECT json_array(k.round_id, k.refusal, k.reason, k.at) FROM skips k "
+            " WHERE k.device_id = d.device_id ORDER BY k.round_id DESC LIMIT 1), "
+            "(SELECT count(*) FROM skips k WHERE k.device_id = d.device_id) "
             "FROM devices d ORDER BY d.device_id")
         out = []
-        for dev, enrolled, tickets, joined, seen, last_round, steps, refusal, pres in rows:
+        for (dev, enrolled, tickets, joined, seen, last_round, steps, refusal, pres, skip,
+             skipped) in rows:
             last = json.loads(refusal) if refusal else None
             status, since = json.loads(pres) if pres else (None, None)
             out.append({
@@ -275,7 +326,10 @@ class Store:
                 "rounds_joined": int(joined), "last_update_at": seen,
                 "last_round": last_round, "steps_spent": steps,
                 "last_refusal": None if last is None else {
-                    "at": last[0], "round": last[1], "refusal": last[2], "reason": last[3]}})
+                    "at": last[0], "round": last[1], "refusal": last[2], "reason": last[3]},
+                "rounds_skipped": int(skipped),
+                "last_skip": None if skip is None else dict(zip(
+                    ("round", "refusal", "reason", "at"), json.loads(skip), strict=True))})
         return out
 
     def steps_by_round(self) -> list[tuple[int, str, int]]:

@@ -123,6 +123,8 @@ def status(config: Any) -> dict[str, Any]:
             "devices": sorted(d.hex() for d in Registry(store).devices()),
             "refusals": store.refusals(),
             "refusal_sources": store.refusal_sources(20),
+            # the boards' own word on why they did not train (signed skip reports)
+            "skips": store.skips(limit=20),
             "epsilon": epsilon, "delta": config.dp.delta, "accountant": ACCOUNTANT,
             "last_round": metrics[-1] if metrics else None,
         }
@@ -179,6 +181,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         if src["counted"]:
             print(f"  round {src['round']}: {src['refusal']} {src['total']} from {src['topic']} "
                   f"({src['stored']} in the audit log, {src['counted']} counted only)")
+    for skip in info["skips"]:
+        print(f"device {skip['device']} skipped round {skip['round']}: {skip['reason']}")
     for device in info["devices"]:
         print(f"  device {device}")
     return 0
@@ -213,6 +217,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
         if r is not None:
             print(f"  last refused in round {r['round']}, {human_time(r['at'])}: "
                   f"{r['refusal']}: {r['reason']}")
+        s = d["last_skip"]
+        if s is not None:
+            print(f"  skipped round {s['round']} ({d['rounds_skipped']} in all), "
+                  f"{human_time(s['at'])}: {s['reason']}")
     return 0
 
 
