@@ -3,12 +3,14 @@ fleet's version (issue 15: a second aggregator's "v1" was accepted by a board)."
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
+from inference_helpers import small_backbone
 
 from edge.aggregator.config import AggregatorConfig
 from edge.aggregator.registry import Registry
@@ -108,3 +110,39 @@ def test_a_database_of_the_previous_release_gets_package_ids(tmp_path: Path) -> 
     with Store(config.state) as store:
         cp = store.latest_checkpoint()
         assert cp is not None and len(cp.package_id) == 16
+
+
+# -- what the aggregator checks at start about the backbone it ships -------------------------
+
+def _backbone_config(tmp_path: Path, *, features: int = 8, metadata: object = "same",
+                     ) -> dict:
+    backbone, meta = small_backbone(features=features)
+    (tmp_path / "b.tflite").write_bytes(backbone)
+    agg: dict[str, object] = {"backbone": str(tmp_path / "b.tflite")}
+    if metadata is not None:
+        (tmp_path / "b.json").write_text(json.dumps(meta if metadata == "same" else metadata))
+        agg["backbone_metadata"] = str(tmp_path / "b.json")
+    return config_mapping(tmp_path, aggregator=agg)
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    (dict(features=10), "aggregator.initial_head: the head takes 8 features, the backbone "),
+    (dict(metadata=None), "aggregator.backbone_metadata: required with aggregator.backbone"),
+    (dict(metadata={"input": {"shape": [None, 16], "dtype": "float32"},
+                    "output": {"shape": [None, 8], "dtype": "float32"}}),
+     "aggregator.backbone_metadata: input is float32 [-1, 16], "),
+])
+def test_the_aggregator_refuses_a_backbone_the_boards_could_not_use(
+        tmp_path: Path, kw: dict, message: str) -> None:
+    config = AggregatorConfig.from_mapping(_backbone_config(tmp_path, **kw))
+    with Store(config.state) as store, pytest.raises(ConfigError) as info:
+        RoundManager(config, store, Registry(store))
+    assert str(info.value).startswith(message), str(info.value)
+    with Store(config.state) as store:
+        assert store.latest_checkpoint() is None  # refused before anything was written
+
+
+def test_a_backbone_that_fits_the_head_starts(tmp_path: Path) -> None:
+    config = AggregatorConfig.from_mapping(_backbone_config(tmp_path))
+    with Store(config.state) as store:
+        RoundManager(config, store, Registry(store))

@@ -28,7 +28,8 @@ def tflite_io(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
                           "TFLite schema: pip install 'edge-tee[litert]'") from None
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(path.read_bytes(), 0))
     graph = model.subgraphs[0] if model.subgraphs else None
-    if graph is None or len(graph.inputs) != 1 or len(graph.outputs) != 1:
+    if graph is None or len(graph.inputs if graph.inputs is not None else []) != 1 \
+            or len(graph.outputs if graph.outputs is not None else []) != 1:
         raise ConfigError(f"aggregator.backbone: {path} must have one subgraph with one input "
                           "and one output")
 

@@ -9,7 +9,6 @@ batch's update rows and the running sum after them, kept in memory between commi
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 import os
@@ -28,7 +27,7 @@ from edge.formats.ticket import NONCE_SIZE, build_ticket, parse_ticket
 from edge.keyfiles import load_private_key
 from edge.protocol import OFFLINE, ONLINE, device_from_status_topic, model_topic, ticket_topic
 
-from . import device_budget, fedavg, skips
+from . import backbone_check, device_budget, fedavg, skips
 from .audit import RefusalLedger
 from .config import AggregatorConfig
 from .metrics import Holdout, RoundMetrics
@@ -88,8 +87,12 @@ class RoundManager:
         self.signer_key = load_private_key(config.model_signer_key)
         self.holdout = Holdout(config.holdout) if config.holdout else None
         self.device_budget = device_budget.load(config, self.signer_key)
-        self.metadata = _metadata(config)
-        _check_backbone(config)
+        self.metadata = backbone_check.load_metadata(config)
+        latest = store.latest_checkpoint()
+        # Before anything is written: a mismatch fails the start, not every board's round.
+        backbone_check.check_backbone(config, self.metadata,
+                                      latest.W.shape[0] if latest is not None
+                                      else load_head(config.initial_head)[0].shape[0])
         self.ledger = RefusalLedger(store, rows_per_source=config.audit.rows_per_source,
                                     rows_per_round=config.audit.rows_per_round,
                                     clock=clock)
@@ -458,29 +461,3 @@ class RoundManager:
         """Rounds closed so far (successful or failed)."""
         counts = self.store.round_counts()
         return counts.get("closed", 0) + counts.get("failed", 0)
-
-
-def _check_backbone(config: AggregatorConfig) -> None:
-    """ConfigError naming aggregator.backbone unless it is a TFLite model."""
-    if config.backbone is None:
-        return
-    from edge.inference.backbone import check_tflite_file
-
-    try:
-        check_tflite_file(config.backbone)
-    except EdgeError as exc:
-        raise ConfigError(f"aggregator.backbone: {exc}") from None
-
-
-def _metadata(config: AggregatorConfig) -> dict[str, object] | None:
-    """The backbone metadata JSON object to put in packages, if configured."""
-    if config.backbone_metadata is None:
-        return None
-    try:
-        meta = json.loads(config.backbone_metadata.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(f"aggregator.backbone_metadata: not a readable JSON file ({exc})") \
-            from None
-    if not isinstance(meta, dict):
-        raise ConfigError("aggregator.backbone_metadata: must hold a JSON object")
-    return meta
