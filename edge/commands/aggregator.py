@@ -96,7 +96,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     with Store(config.state) as store:
         registry = Registry(store)
         for path, record in records:
-            device = registry.enroll(record)
+            device = registry.enroll(record, readmit=args.readmit)
             print(f"enrolled device {device.device_id.hex()} from {path}")
     return 0
 
@@ -309,7 +309,10 @@ def register(nouns: Any) -> None:
     p.set_defaults(run=cmd_run)
     p = verbs.add_parser("enroll", help="enroll device records (DEVICE.pub)")
     p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
-    p.add_argument("records", nargs="+", type=Path, metavar="DEVICE.pub")
+    p.add_argument("records", nargs="+", type=Path, metavar="DEVICE.pub",
+                   help="device records written by `edge tee provision`")
+    p.add_argument("--readmit", action="store_true",
+                   help="enroll a device that was revoked (it is refused otherwise)")
     p.set_defaults(run=cmd_enroll)
     p = verbs.add_parser("status", help="rounds, devices and refusals from the state database")
     p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
