@@ -837,9 +837,17 @@ def secagg_rows() -> list[str]:
 
     ``shamir  secret  t  coefficients  points  shares`` (hex, "-" for none; coefficients and shares
     concatenated), ``prg  seed  sign  words-in  words-out`` (little-endian u32 hex),
-    ``quant  clip  scale_log2  x  r  words`` (x as little-endian float64 hex).
+    ``quant  clip  scale_log2  x  r  words`` (x as little-endian float64 hex),
+    ``graph  seed  n  k  neighbours`` (each device's neighbours, as u16 LE roster indices of
+    the devices sorted by id, device after device), ``pair  binding  z  seed`` and
+    ``sharekey  binding  sender  recipient  sender_c_sk  sender_c_pub  recipient_c_pub  key``.
     """
-    from edge.secagg import prg, shamir
+    from cryptography.hazmat.primitives.asymmetric.x25519 import (
+        X25519PrivateKey,
+        X25519PublicKey,
+    )
+
+    from edge.secagg import graph, prg, shamir
     from edge.secagg.quantize import Quantizer
 
     rng = np.random.default_rng(11)
@@ -869,6 +877,26 @@ def secagg_rows() -> list[str]:
         rows.append("\t".join(("quant", struct.pack("<d", clip).hex(), str(q.scale_log2),
                                x.astype("<f8").tobytes().hex(), r.astype("<u4").tobytes().hex(),
                                words.astype("<u4").tobytes().hex())))
+    for n, k in ((2, 1), (5, 4), (8, 4), (13, 6), (40, 10), (300, 20)):
+        seed = rng.bytes(16)
+        ids = sorted(rng.bytes(16) for _ in range(n))
+        nb = graph.neighbours(ids, k, seed)
+        flat = b"".join(ids.index(j).to_bytes(2, "little") for i in ids for j in nb[i])
+        rows.append("\t".join(("graph", seed.hex(), str(n), str(k), flat.hex())))
+    for _ in range(3):
+        binding, z = rng.bytes(48), rng.bytes(32)
+        rows.append("\t".join(("pair", binding.hex(), z.hex(), prg.pair_seed(z, binding).hex())))
+    for _ in range(3):
+        binding, sender, recipient = rng.bytes(48), rng.bytes(16), rng.bytes(16)
+        priv = X25519PrivateKey.from_private_bytes(rng.bytes(32))
+        peer = X25519PrivateKey.from_private_bytes(rng.bytes(32)).public_key()
+        peer_raw = peer.public_bytes_raw()
+        key = prg.share_key(priv.exchange(X25519PublicKey.from_public_bytes(peer_raw)), binding,
+                            sender, recipient)
+        rows.append("\t".join(("sharekey", binding.hex(), sender.hex(), recipient.hex(),
+                                priv.private_bytes_raw().hex(),
+                                priv.public_key().public_bytes_raw().hex(), peer_raw.hex(),
+                                key.hex())))
     return rows
 
 
