@@ -18,6 +18,7 @@ from edge.aggregator.registry import Registry
 from edge.aggregator.rounds import RoundManager
 from edge.aggregator.store import Store
 from edge.aggregator.verify import RoundView, UpdateRefused, verify
+from edge.cli import main
 from edge.errors import ConfigError
 from edge.formats.device import DeviceRecord
 from edge.formats.envelope import Kind, build_envelope
@@ -102,7 +103,8 @@ def test_masked_updates_only_in_a_secagg_round() -> None:
         assert exc.value.refusal == "wrong-mode"
 
 
-def test_restart_abandons_a_secagg_round_and_the_next_has_fresh_keys(fleet) -> None:  # type: ignore[no-untyped-def]
+def test_restart_abandons_a_secagg_round_and_the_next_has_fresh_keys(
+        fleet, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     """A killed aggregator loses nothing and counts nothing twice: the secagg round in
     flight is recorded failed with its reason, and the next round has a new nonce."""
     cfg = AggregatorConfig.from_mapping(fleet.aggregator)
@@ -126,3 +128,7 @@ def test_restart_abandons_a_secagg_round_and_the_next_has_fresh_keys(fleet) -> N
         assert t2.round_id == t1.round_id + 1 and t2.nonce != t1.nonce
     finally:
         store.close()
+    path = tmp_path / "agg.toml"
+    path.write_text(to_toml(fleet.aggregator), encoding="utf-8")
+    assert main(["aggregator", "status", "--config", str(path)]) == 0
+    assert "last round 1: failed (abandoned: the aggregator restarted" in capsys.readouterr().out
