@@ -3,38 +3,19 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from federation_helpers import Board
 
 from edge.demo.fleet import Fleet
-from edge.formats.device import parse_device_record
-from edge.formats.keys import ed25519_raw_public
-from edge.formats.secagg import build_cert, fleet_id
-from edge.keyfiles import public_pem
+from edge.demo.fleet import enable_secagg as fleet_secagg
 from edge.mqtt import BrokerSettings, make_client
-from edge.tee import TrustedApp
 
 
 def enable_secagg(fleet: Fleet, *, stage_timeout_s: float = 6.0, **secagg: Any) -> None:
-    """Install a registrar in every simulated TA, certify each device, configure secagg+."""
-    registrar = Ed25519PrivateKey.generate()
-    keys, certs = fleet.root / "keys", fleet.root / "aggregator" / "certs"
-    certs.mkdir(parents=True, exist_ok=True)
-    (keys / "registrar.pub").write_bytes(public_pem(ed25519_raw_public(registrar)))
-    for cfg in fleet.devices:
-        with TrustedApp("sim", Path(cfg["tee"]["state_dir"])) as ta:
-            ta.install_registrar(ed25519_raw_public(registrar))
-            rec = parse_device_record(ta.identity())
-        (certs / f"{rec.device_id.hex()}.cert").write_bytes(
-            build_cert(registrar, rec.ed25519_pub, fleet_id(fleet.name)))
-    fleet.aggregator["rounds"]["secagg"] = "secagg+"
-    fleet.aggregator["secagg"] = {"registrar": str(keys / "registrar.pub"),
-                                  "certificates": str(certs),
-                                  "stage_timeout_s": stage_timeout_s, **secagg}
+    """The demo's secure-aggregation set-up with a short stage deadline (dropout tests)."""
+    fleet_secagg(fleet, stage_timeout_s=stage_timeout_s, **secagg)
 
 
 def die_at(board: Board, kind: str) -> None:
