@@ -23,3 +23,4 @@ srcs-y += seal.c
 srcs-y += shamir.c
 srcs-y += prg.c
 srcs-y += quantize.c
+srcs-y += dgauss.c

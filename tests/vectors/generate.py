@@ -872,6 +872,25 @@ def secagg_rows() -> list[str]:
     return rows
 
 
+def dgauss_rows() -> list[str]:
+    """Rows of dgauss.tsv: discrete Gaussian draws of edge/discrete_gaussian.py from SplitMix64.
+
+    ``dgauss  sn  sd  seed  values`` (sigma² = sn/sd; values comma-separated decimal integers), all
+    within the TA's range (sd ≤ 2^8, sigma² ≤ 2^40): ta/dgauss.c fed the same words must agree.
+    """
+    from edge import discrete_gaussian as dg
+
+    rows = ["# kind\tsn\tsd\tseed\tvalues (see tests/vectors/generate.py: dgauss_rows)"]
+    for sn, sd, seed, count in ((1, 1, 1, 200), (1, 4, 2, 200), (1, 256, 3, 200), (9, 4, 4, 200),
+                                (3, 7, 5, 200), (2, 1, 6, 200), (4000000, 3, 7, 100),
+                                (2**40 * 256, 256, 8, 50), (1, 255, 9, 200), (255, 1, 10, 100)):
+        words = dg.splitmix64(seed)
+        values = [dg.sample(sn, sd, words.__next__) for _ in range(count)]
+        rows.append("\t".join(("dgauss", str(sn), str(sd), str(seed),
+                               ",".join(map(str, values)))))
+    return rows
+
+
 def write_all(out: Path) -> None:
     """Write the vector files, manifest.json, keys.tsv and index.tsv into ``out``."""
     files, rows = build_all()
@@ -887,6 +906,7 @@ def write_all(out: Path) -> None:
         "# encoding\tclass (ok, small-order, non-canonical, off-curve)\tnote\n"
         + "".join("\t".join(r) + "\n" for r in ed25519_points()))
     (out / "secagg.tsv").write_text("\n".join(secagg_rows()) + "\n")
+    (out / "dgauss.tsv").write_text("\n".join(dgauss_rows()) + "\n")
     lines = ["\t".join(INDEX_COLUMNS)]
     for r in rows:
         lines.append(
