@@ -6,6 +6,7 @@ import json
 import math
 from typing import Any
 
+from edge.calibration import pld_epsilon_or_none
 from edge.formats.anchors import ROLE_NAMES, AnchorStatement
 from edge.formats.device import DeviceRecord
 from edge.formats.envelope import Envelope, Kind
@@ -99,8 +100,12 @@ def render(info: dict[str, Any], indent: str = "") -> str:
 
 
 def describe_policy(p: PrivacyPolicy, raw: bytes) -> dict[str, Any]:
-    """Return the fields of a privacy policy and the (epsilon, delta) its budget implies."""
-    eps = implied_epsilon(p)
+    """Return the fields of a privacy policy and the (epsilon, delta) its budget implies, by
+    the RDP and (Poisson sampling) PLD accountants; the implied epsilon is the tighter."""
+    rdp = implied_epsilon(p)
+    pld = None if p.no_dp else pld_epsilon_or_none(
+        p.sampling_rate, p.noise_multiplier_min, p.step_budget, p.delta, p.sampling)
+    eps, by = (pld, "PLD") if pld is not None and pld < rdp else (rdp, "RDP")
     return {
         "kind": "privacy_policy",
         "kind_code": int(Kind.PRIVACY_POLICY),
@@ -120,8 +125,11 @@ def describe_policy(p: PrivacyPolicy, raw: bytes) -> dict[str, Any]:
         "delta": p.delta,
         "accountant": {1: "rdp", 2: "pld"}[p.accountant],
         "implied_epsilon": None if math.isinf(eps) else eps,
+        "implied_epsilon_rdp": None if math.isinf(rdp) else rdp,
+        "implied_epsilon_pld": pld,
         "implied": ("no privacy (noise 0)" if math.isinf(eps)
-                    else f"epsilon={eps:.6g} at delta={p.delta:.3g} (RDP, sigma_min)"),
+                    else f"epsilon={eps:.6g} at delta={p.delta:.3g} ({by}, sigma_min; RDP "
+                    f"{rdp:.6g}, PLD " + ("n/a" if pld is None else f"{pld:.6g}") + ")"),
     }
 
 

@@ -13,6 +13,7 @@ from edge.aggregator.registry import Registry
 from edge.aggregator.rounds import RoundManager
 from edge.aggregator.simulate import FakeDevice, clip, config_mapping
 from edge.aggregator.store import Store
+from edge.errors import ConfigError
 from edge.formats.ticket import parse_ticket
 
 
@@ -154,3 +155,30 @@ def test_add_into_is_accumulate_in_place(weight: float) -> None:
         fedavg.add_into(total, deltas[0][:10], weight)
     with pytest.raises(ValueError, match="weight"):
         fedavg.add_into(total, deltas[0], float("nan"))
+
+
+def _target_config(tmp_path: Path, **dp: object) -> AggregatorConfig:
+    table = config_mapping(tmp_path, rounds={"cohort_size": 2, "quorum": 2, "rounds": 10})
+    del table["dp"]["central_noise_multiplier"]
+    table["dp"].update(dp)
+    return AggregatorConfig.from_mapping(table)
+
+
+def test_central_noise_by_target_epsilon(tmp_path: Path) -> None:
+    """dp.central_target_epsilon solves z over rounds.rounds rounds at rate 1: round trip
+    within 1% and never above the target; the fleet accountant agrees."""
+    config = _target_config(tmp_path, central_target_epsilon=4.0)
+    z = config.dp.central_noise_multiplier
+    assert config.dp.central_target_epsilon == 4.0 and z > 0
+    eps = fedavg.fleet_epsilon([(1.0, z)] * 10, 1e-5)
+    assert eps is not None and 4.0 * 0.99 <= eps <= 4.0
+
+
+def test_central_target_refusals(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"dp\.central_target_epsilon.*not both"):
+        _target_config(tmp_path, central_target_epsilon=4.0, central_noise_multiplier=1.0)
+    table = config_mapping(tmp_path)
+    del table["dp"]["central_noise_multiplier"]
+    table["dp"]["central_target_epsilon"] = 4.0
+    with pytest.raises(ConfigError, match=r"dp\.central_target_epsilon.*rounds\.rounds"):
+        AggregatorConfig.from_mapping(table)

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import Roles, head
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -53,7 +54,8 @@ def test_policy_make_computes_the_budget(keys: dict[str, Path], tmp_path: Path,
     info = json.loads(capsys.readouterr().out)
     assert info["kind"] == "privacy_policy" and info["step_budget"] == expected
     assert info["policy_id"] == policy_id(out.read_bytes()).hex()
-    assert 2.9 < info["implied_epsilon"] <= 3.0
+    assert 2.9 < info["implied_epsilon_rdp"] <= 3.0
+    assert info["implied_epsilon"] == info["implied_epsilon_pld"] < info["implied_epsilon_rdp"]
 
 
 def test_no_dp_policy_needs_steps_and_says_so(keys: dict[str, Path], tmp_path: Path,
@@ -193,3 +195,71 @@ def test_inspect_and_verify_a_sealed_update(tmp_path: Path,
                                           X25519PrivateKey.generate()))
     assert fs_main(["verify", str(upd), "--signer", str(other)]) == 1
     assert capsys.readouterr().err.startswith("unknown-signer: ")
+
+
+def _target_args(keys: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    return ["policy", "make", "--signer", str(keys["signer"]), "--version", "1",
+            "--target-epsilon", "8", "--delta", "1e-5", "--rounds", "20",
+            "--steps-per-round", "3", "--sampling-rate", "1", "--max-example-clip", "1",
+            "--max-update-clip", "5", "--out", str(out), *extra]
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "pld"])
+def test_policy_make_by_target_round_trips(keys: dict[str, Path], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str],
+                                           accountant: str) -> None:
+    """target epsilon -> sigma -> epsilon within 1% (and never above the target)."""
+    from edge import calibration
+
+    out = tmp_path / "policy.bin"
+    assert fs_main(_target_args(keys, out, "--accountant", accountant)) == 0
+    line = capsys.readouterr().out
+    p = parse_policy(out.read_bytes())
+    assert (p.step_budget, p.max_steps_per_round, p.target_epsilon) == (60, 3, 8.0)
+    assert p.accountant == (2 if accountant == "pld" else 1)
+    eps = calibration.epsilon(p.sampling_rate, p.noise_multiplier_min, 60, 1e-5,
+                              p.sampling, accountant)
+    assert 8.0 * 0.99 <= eps <= 8.0, eps
+    assert f"solved sigma_min={p.noise_multiplier_min:.6g}" in line and "PLD " in line
+    # Each accountant's sigma is the smallest float32 meeting the target: one ulp less fails.
+    below = float(np.nextafter(np.float32(p.noise_multiplier_min), np.float32(0)))
+    assert calibration.epsilon(1.0, below, 60, 1e-5, 1, accountant) > 8.0
+    assert fs_main(["inspect", "--json", str(out)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["implied_epsilon_pld"] < info["implied_epsilon_rdp"]
+    assert info["implied_epsilon"] == info["implied_epsilon_pld"]
+    assert "PLD" in info["implied"]
+
+
+def test_calibration_matches_dp_accounting_directly() -> None:
+    """The solved sigma, put back into a fresh dp_accounting RDP accountant, meets the target
+    (known setting: q = 0.01, 10,000 steps, epsilon 3 at 1e-5 needs sigma about 1.66)."""
+    from dp_accounting import dp_event
+    from dp_accounting.rdp import RdpAccountant
+
+    from edge import calibration
+
+    c = calibration.noise_for_target(3.0, 1e-5, 0.01, 10_000)
+    acc = RdpAccountant()
+    acc.compose(dp_event.PoissonSampledDpEvent(0.01, dp_event.GaussianDpEvent(
+        c.noise_multiplier)), 10_000)
+    assert 2.97 <= acc.get_epsilon(1e-5) <= 3.0
+    assert 1.6 < c.noise_multiplier < 1.72
+    assert c.epsilon_pld is not None and c.epsilon_pld < c.epsilon_rdp
+
+
+def test_policy_make_by_target_refusals(keys: dict[str, Path], tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "p.bin"
+    args = _target_args(keys, out)
+    no_rounds = [a for a in args if a not in ("--rounds", "20")]
+    assert fs_main(no_rounds) == 2
+    assert "--target-epsilon needs --rounds" in capsys.readouterr().err
+    assert fs_main([*args, "--noise-multiplier", "2"]) == 2
+    assert "drop --noise-multiplier" in capsys.readouterr().err
+    assert fs_main([*args, "--max-steps-per-round", "2"]) == 2
+    assert "below --steps-per-round" in capsys.readouterr().err
+    fixed = [*args, "--sampling", "fixed", "--accountant", "pld"]
+    assert fs_main(fixed) == 1
+    assert capsys.readouterr().err.startswith("config: the PLD accountant covers Poisson")
+    assert not out.exists()
