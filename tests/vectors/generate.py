@@ -751,8 +751,12 @@ def policy_and_ticket_vectors(add: Callable[..., None]) -> None:
         def reserved(_h: bytearray, b: bytearray, at: int = reserved_at) -> None:
             b[at] = 1
 
-        def version(h: bytearray, _b: bytearray) -> None:
-            h[4] = 2
+        # The policy moved to format 2 (its steps -> epsilon table): format 1 is the old
+        # layout, refused by name; a ticket's next format is 2.
+        stale = 1 if short == "policy" else 2
+
+        def version(h: bytearray, _b: bytearray, v: int = stale) -> None:
+            h[4] = v
 
         add(f"{short}_ok", kind, ok, "ok", f"a valid {kind.replace('_', ' ')}")
         add(f"{short}_bad_field", kind, build(check=False, **bad_field), "malformed",
@@ -764,8 +768,8 @@ def policy_and_ticket_vectors(add: Callable[..., None]) -> None:
             "body one byte short, re-signed")
         add(f"{short}_oversized", kind, resign(ok, lambda _h, b: b + b"\0", signer),
             "oversized", "body one byte over the fixed size, re-signed")
-        add(f"{short}_format_version_2", kind, resign(ok, version, signer),
-            "unsupported-version", "format version 2, re-signed")
+        add(f"{short}_format_version_{stale}", kind, resign(ok, version, signer),
+            "unsupported-version", f"format version {stale}, re-signed")
         add(f"{short}_wrong_kind", kind, build_envelope(wrong, body, signer), "wrong-kind",
             f"the same body under kind {int(wrong)}")
         add(f"{short}_unknown_signer", kind, build_envelope(
