@@ -754,8 +754,12 @@ def policy_and_ticket_vectors(add: Callable[..., None]) -> None:
         def reserved(_h: bytearray, b: bytearray, at: int = reserved_at) -> None:
             b[at] = 1
 
-        def version(h: bytearray, _b: bytearray) -> None:
-            h[4] = 2
+        # The policy moved to format 2 (its steps -> epsilon table): format 1 is the old
+        # layout, refused by name; a ticket's next format is 2.
+        stale = 1 if short == "policy" else 2
+
+        def version(h: bytearray, _b: bytearray, v: int = stale) -> None:
+            h[4] = v
 
         add(f"{short}_ok", kind, ok, "ok", f"a valid {kind.replace('_', ' ')}")
         add(f"{short}_bad_field", kind, build(check=False, **bad_field), "malformed",
@@ -767,8 +771,8 @@ def policy_and_ticket_vectors(add: Callable[..., None]) -> None:
             "body one byte short, re-signed")
         add(f"{short}_oversized", kind, resign(ok, lambda _h, b: b + b"\0", signer),
             "oversized", "body one byte over the fixed size, re-signed")
-        add(f"{short}_format_version_2", kind, resign(ok, version, signer),
-            "unsupported-version", "format version 2, re-signed")
+        add(f"{short}_format_version_{stale}", kind, resign(ok, version, signer),
+            "unsupported-version", f"format version {stale}, re-signed")
         add(f"{short}_wrong_kind", kind, build_envelope(wrong, body, signer), "wrong-kind",
             f"the same body under kind {int(wrong)}")
         add(f"{short}_unknown_signer", kind, build_envelope(
@@ -1037,6 +1041,25 @@ def secagg_rows() -> list[str]:
     return rows
 
 
+def dgauss_rows() -> list[str]:
+    """Rows of dgauss.tsv: discrete Gaussian draws of edge/discrete_gaussian.py from SplitMix64.
+
+    ``dgauss  sn  sd  seed  values`` (sigma² = sn/sd; values comma-separated decimal integers), all
+    within the TA's range (sd ≤ 2^8, sigma² ≤ 2^40): ta/dgauss.c fed the same words must agree.
+    """
+    from edge import discrete_gaussian as dg
+
+    rows = ["# kind\tsn\tsd\tseed\tvalues (see tests/vectors/generate.py: dgauss_rows)"]
+    for sn, sd, seed, count in ((1, 1, 1, 200), (1, 4, 2, 200), (1, 256, 3, 200), (9, 4, 4, 200),
+                                (3, 7, 5, 200), (2, 1, 6, 200), (4000000, 3, 7, 100),
+                                (2**40 * 256, 256, 8, 50), (1, 255, 9, 200), (255, 1, 10, 100)):
+        words = dg.splitmix64(seed)
+        values = [dg.sample(sn, sd, words.__next__) for _ in range(count)]
+        rows.append("\t".join(("dgauss", str(sn), str(sd), str(seed),
+                               ",".join(map(str, values)))))
+    return rows
+
+
 def write_all(out: Path) -> None:
     """Write the vector files, manifest.json, keys.tsv and index.tsv into ``out``."""
     files, rows = build_all()
@@ -1052,6 +1075,7 @@ def write_all(out: Path) -> None:
         "# encoding\tclass (ok, small-order, non-canonical, off-curve)\tnote\n"
         + "".join("\t".join(r) + "\n" for r in ed25519_points()))
     (out / "secagg.tsv").write_text("\n".join(secagg_rows()) + "\n")
+    (out / "dgauss.tsv").write_text("\n".join(dgauss_rows()) + "\n")
     lines = ["\t".join(INDEX_COLUMNS)]
     for r in rows:
         lines.append(
