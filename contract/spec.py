@@ -26,6 +26,9 @@ TA_UUID = "5441d9b6-a634-4050-9731-e70ae47dd281"
 ABI_VERSION = 1
 MAGIC = b"EDGE"
 FORMAT_VERSION = 1
+# Kinds whose layout moved past FORMAT_VERSION: an envelope of such a kind must carry its
+# own version, so the old layout is refused as unsupported-version, by name.
+KIND_FORMAT_VERSIONS = {"PRIVACY_POLICY": 2}  # 2: the steps -> epsilon table (issue 12)
 
 COMMANDS: tuple[Command, ...] = (
     Command("GET_IDENTITY", 0,
@@ -421,6 +424,8 @@ CONSTANTS: tuple[Constant, ...] = (
     Constant("MAX_TRAIN_EXAMPLES", 4096),
     Constant("MAX_TRAIN_FEATURE_BYTES", 8 * 1024 * 1024, expr="(8 * 1024 * 1024)"),
     Constant("MAX_STEPS_PER_ROUND", 100000),
+    Constant("POLICY_TABLE_ENTRIES", 32, "steps -> epsilon entries a policy can carry"),
+    Constant("POLICY_TABLE_ENTRY_SIZE", 16, "steps (u64) || epsilon (f64)"),
     Constant("FLEET_ID_SIZE", 16, "first 16 bytes of SHA-256 of the fleet name"),
     Constant("SECAGG_MAX_COHORT", 1024, "devices in one secure-aggregation roster"),
     Constant("SECAGG_MAX_NEIGHBOURS", 254, "k: the neighbours and the device hold k + 1 "
@@ -526,6 +531,12 @@ LAYOUTS: tuple[Layout, ...] = (
         Field("accountant", "u32", "accountant used: 1 = RDP, 2 = PLD (informational)",
               enum="Accountant"),
         Field("reserved2", "reserved", "reserved", size=4),
+        Field("table_count", "u32", "entries `N` of the steps → ε table, 1 ≤ N ≤ 32 (0 only "
+              "with the no-DP flag)", hi=32),
+        Field("reserved3", "reserved", "reserved", size=4),
+        Field("epsilon_table", "bytes", "steps → ε table: 32 entries of steps (u64) ‖ ε "
+              "(float64); the first `N` with steps strictly increasing from ≥ 1 to the step "
+              "budget and ε finite, > 0, non-decreasing; the rest zero", size=512),
     ), size_name="EDGE_POLICY_BODY_SIZE"),
     Layout("ticket", "Round ticket", "TICKET", "TICKET_BODY", (
         Field("round_id", "u64", "round id (≥ 1; strictly increasing per device)", lo=1),
@@ -653,6 +664,10 @@ LAYOUTS: tuple[Layout, ...] = (
         Field("time_floor", "u64", "time floor (Unix seconds)"),
         Field("policy_id", "bytes", "policy id: first 8 bytes of SHA-256 of the policy envelope",
               size=8),
+        Field("epsilon_spent", "f64", "ε of the steps spent, from the policy's table (the "
+              "first entry at or above them; 0 before any step; inf for a no-DP policy)"),
+        Field("epsilon_budget", "f64", "ε of the whole step budget (the table's last entry)"),
+        Field("delta", "f64", "δ of the policy"),
     )),
 )
 

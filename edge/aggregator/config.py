@@ -24,7 +24,8 @@ _KEYS: dict[str, tuple[str, ...]] = {
                    "initial_head", "backbone", "backbone_metadata", "encrypt_backbone"),
     "rounds": ("cohort_size", "quorum", "min_updates", "timeout_s", "rounds", "seed", "secagg"),
     "dp": ("example_clip", "noise_multiplier", "update_clip", "learning_rate", "local_epochs",
-           "batch_size", "central_noise_multiplier", "delta", "device_policy"),
+           "batch_size", "central_noise_multiplier", "central_target_epsilon", "delta",
+           "device_policy"),
     "eval": ("holdout",),
     "audit": ("rows_per_source", "rows_per_round"),
     "metrics": ("prometheus_textfile", "prometheus_port", "prometheus_address"),
@@ -59,6 +60,7 @@ class DpSettings:
     central_noise_multiplier: float
     delta: float
     device_policy: Path | None = None
+    central_target_epsilon: float | None = None  # the target z was solved for, if any
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ class AggregatorConfig:
         except ConfigError as exc:
             raise agg.error("fleet", str(exc)) from None
         rounds = _rounds(t["rounds"])
-        dp = _dp(t["dp"])
+        dp = _dp(t["dp"], rounds)
         secagg = _secagg(t["rounds"], t["secagg"], rounds, dp)
         if not top.has("broker"):
             raise ConfigError("broker: missing table (needs at least broker.url)")
@@ -170,12 +172,32 @@ def _rounds(r: Table) -> RoundSettings:
                          r.integer("seed", 0, lo=0, hi=2**63 - 1))
 
 
-def _dp(r: Table) -> DpSettings:
+def _central_noise(r: Table, rounds: RoundSettings, delta: float) -> tuple[float, float | None]:
+    """dp.central_noise_multiplier z, or z solved for dp.central_target_epsilon over
+    rounds.rounds rounds (accounted at sampling rate 1, which any cohort smaller than the
+    fleet only improves on; the per-round report uses the real rate)."""
+    if not r.has("central_target_epsilon"):
+        return r.number("central_noise_multiplier", 0.0, hi=MAX_DP_VALUE), None
+    if r.has("central_noise_multiplier"):
+        raise r.error("central_target_epsilon",
+                      "give central_noise_multiplier or central_target_epsilon, not both")
+    target = r.number("central_target_epsilon", positive=True, hi=MAX_DP_VALUE)
+    if rounds.rounds < 1:
+        raise r.error("central_target_epsilon",
+                      "needs rounds.rounds (the number of rounds the target covers)")
+    from edge import calibration  # imports dp_accounting: only when asked for
+
+    solved = calibration.noise_for_target(target, delta, 1.0, rounds.rounds)
+    return solved.noise_multiplier, target
+
+
+def _dp(r: Table, rounds: RoundSettings) -> DpSettings:
     """Validate [dp]."""
     delta = r.number("delta", 1e-5, positive=True, hi=1.0)
     if delta >= 1.0:
         raise r.error("delta", f"must be in (0, 1), got {delta!r}")
     hi = MAX_DP_VALUE
+    central, central_target = _central_noise(r, rounds, delta)
     return DpSettings(
         example_clip=r.number("example_clip", positive=True, hi=hi),
         noise_multiplier=r.number("noise_multiplier", hi=hi),
@@ -183,9 +205,10 @@ def _dp(r: Table) -> DpSettings:
         learning_rate=r.number("learning_rate", positive=True, hi=hi),
         local_epochs=r.integer("local_epochs", 1, lo=1, hi=65535),
         batch_size=r.integer("batch_size", 1, lo=1, hi=65535),
-        central_noise_multiplier=r.number("central_noise_multiplier", 0.0, hi=hi),
+        central_noise_multiplier=central,
         delta=delta,
         device_policy=r.path("device_policy", required=False),
+        central_target_epsilon=central_target,
     )
 
 

@@ -81,13 +81,11 @@ class RoundManager:
     """Runs rounds for one fleet over a Store; publishing is the caller's job."""
 
     def __init__(self, config: AggregatorConfig, store: Store, registry: Registry, *,
-                 clock: Callable[[], float] = time.time,
-                 noise_rng: np.random.Generator | None = None):
+                 clock: Callable[[], float] = time.time):
         self.config = config
         self.store = store
         self.registry = registry
         self.clock = clock
-        self.noise_rng = noise_rng if noise_rng is not None else np.random.default_rng()
         self.aggregator_key = load_private_key(config.aggregator_key)
         self.signer_key = load_private_key(config.model_signer_key)
         self.holdout = Holdout(config.holdout) if config.holdout else None
@@ -358,7 +356,10 @@ class RoundManager:
         if batch is None:
             batch = self._batch = _Batch(self._running.total.copy(), self._running.weight)
         weight = fedavg.update_weight(acc.example_count, self._round.central_noise)
-        fedavg.add_into(batch.total, acc.delta, weight, self._scratch)
+        delta = acc.delta
+        if self._round.central_noise > 0.0:  # summed on the grid of the discrete noise
+            delta = fedavg.on_grid(delta, self._round.update_clip)
+        fedavg.add_into(batch.total, delta, weight, self._scratch)
         batch.weight += weight
         batch.rows.append((acc.device_id, acc.update_id, acc.example_count))
         batch.ids[acc.device_id] = acc.update_id
@@ -472,7 +473,7 @@ class RoundManager:
             W, b, version = cp.W, cp.b, cp.version
         else:
             mean = fedavg.aggregate(running, central_noise=r.central_noise,
-                                    update_clip=r.update_clip, rng=self.noise_rng)
+                                    update_clip=r.update_clip)
             W, b = fedavg.apply_to_head(cp.W, cp.b, mean)
             version = cp.version + 1
             privacy.append((r.sampling_rate, r.central_noise))

@@ -38,31 +38,13 @@ def _tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 _EXP, _LOG = _tables()
-# The same tables as Python lists: Lagrange coefficients are scalars, and a numpy call per
-# scalar product made unmasking a 100-device round spend most of its time here.
-_EXP_L: list[int] = _EXP.tolist()
-_LOG_L: list[int] = _LOG.tolist()
-
-
-def _mul(a: int, b: int) -> int:
-    """One product in GF(2^8) (public values only: Lagrange coefficients of share indices)."""
-    return 0 if a == 0 or b == 0 else _EXP_L[_LOG_L[a] + _LOG_L[b]]
-
-
-def _product_table() -> np.ndarray:
-    idx = np.arange(256)
-    table = _EXP[_LOG[idx][:, None] + _LOG[idx][None, :]]
-    table[0, :] = 0
-    table[:, 0] = 0
-    return table.astype(np.uint8)
-
-
-_PRODUCT = _product_table()  # 64 KiB: one lookup per product instead of log/exp/where
 
 
 def gf_mul(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
     """Products in GF(2^8), element-wise."""
-    return _PRODUCT[np.asarray(a, np.uint8), np.asarray(b, np.uint8)]
+    a, b = np.asarray(a, np.uint8), np.asarray(b, np.uint8)
+    prod = _EXP[_LOG[a] + _LOG[b]]
+    return np.where((a == 0) | (b == 0), np.uint8(0), prod).astype(np.uint8)
 
 
 def gf_inv(a: int) -> int:
@@ -126,15 +108,28 @@ def combine(shares: Mapping[int, bytes], t: int) -> bytes:
     return secret
 
 
+def _mul1(a: int, b: int) -> int:
+    """a * b in GF(2^8) for two Python ints (the scalar Lagrange weights)."""
+    return 0 if a == 0 or b == 0 else int(_EXP[int(_LOG[a]) + int(_LOG[b])])
+
+
 def _evaluate(points: Mapping[int, bytes], at: int) -> bytes:
-    """The polynomial through ``points`` evaluated at ``at`` (Lagrange)."""
+    """The polynomial through ``points`` evaluated at ``at`` (Lagrange).
+
+    The weights are scalars, computed with Python ints; only the weighted sum of
+    the shares is a numpy operation (a round rebuilds hundreds of secrets).
+    """
     xs = list(points)
     out = np.zeros(len(points[xs[0]]), np.uint8)
     for i, xi in enumerate(xs):
         num, den = 1, 1
         for j, xj in enumerate(xs):
             if j != i:
-                num = _mul(num, at ^ xj)
-                den = _mul(den, xi ^ xj)
-        out ^= gf_mul(np.frombuffer(points[xi], np.uint8), _mul(num, gf_inv(den)))
+                num = _mul1(num, at ^ xj)
+                den = _mul1(den, xi ^ xj)
+        weight = _mul1(num, gf_inv(den))
+        if weight:
+            share = np.frombuffer(points[xi], np.uint8)
+            log = _LOG[share] + _LOG[weight]
+            out ^= np.where(share == 0, np.uint8(0), _EXP[log]).astype(np.uint8)
     return out.tobytes()

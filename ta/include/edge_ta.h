@@ -214,6 +214,8 @@
 #define EDGE_MAX_TRAIN_EXAMPLES			4096
 #define EDGE_MAX_TRAIN_FEATURE_BYTES		(8 * 1024 * 1024)
 #define EDGE_MAX_STEPS_PER_ROUND		100000
+#define EDGE_POLICY_TABLE_ENTRIES		32	/* steps -> epsilon entries a policy can carry */
+#define EDGE_POLICY_TABLE_ENTRY_SIZE		16	/* steps (u64) || epsilon (f64) */
 #define EDGE_FLEET_ID_SIZE			16	/* first 16 bytes of SHA-256 of the fleet name */
 #define EDGE_SECAGG_MAX_COHORT			1024	/* devices in one secure-aggregation roster */
 #define EDGE_SECAGG_MAX_NEIGHBOURS		254	/* k: the neighbours and the device hold k + 1 Shamir shares, x = 1..255 */
@@ -226,6 +228,8 @@
 #define EDGE_SECAGG_REVEAL_ENTRY_SIZE		56	/* owner (16) || which || x || reserved (6) || share (32) */
 #define EDGE_MAGIC				"EDGE"
 #define EDGE_FORMAT_VERSION			1
+#define EDGE_FORMAT_VERSION_PRIVACY_POLICY	2
+#define EDGE_FORMAT_VERSION_OF(k)		((k) == 6 ? EDGE_FORMAT_VERSION_PRIVACY_POLICY : EDGE_FORMAT_VERSION)	/* the version of kind k */
 #define EDGE_DEVICE_RECORD_SIZE			(EDGE_ENVELOPE_HEADER_SIZE + EDGE_DEVICE_BODY_SIZE + EDGE_SIG_SIZE)
 #define EDGE_ANCHOR_STATEMENT_SIZE		(EDGE_ENVELOPE_HEADER_SIZE + EDGE_ANCHOR_BODY_SIZE + EDGE_SIG_SIZE)
 #define EDGE_TICKET_SIZE			(EDGE_ENVELOPE_HEADER_SIZE + EDGE_TICKET_BODY_SIZE + EDGE_SIG_SIZE)
@@ -365,7 +369,7 @@
 #define EDGE_MANIFEST_FEATURE_BOUND_MIN		0.0f
 
 /* Privacy policy: offsets and sizes, little-endian. */
-#define EDGE_POLICY_BODY_SIZE			64
+#define EDGE_POLICY_BODY_SIZE			584
 #define EDGE_POLICY_OFF_VERSION			0	/* u64 */
 #define EDGE_POLICY_VERSION_MIN			1ull
 #define EDGE_POLICY_OFF_NOISE_MULTIPLIER_MIN	8	/* f32 */
@@ -391,6 +395,12 @@
 #define EDGE_POLICY_OFF_ACCOUNTANT		56	/* u32 */
 #define EDGE_POLICY_OFF_RESERVED2		60	/* 4 bytes */
 #define EDGE_POLICY_LEN_RESERVED2		4
+#define EDGE_POLICY_OFF_TABLE_COUNT		64	/* u32 */
+#define EDGE_POLICY_TABLE_COUNT_MAX		32u
+#define EDGE_POLICY_OFF_RESERVED3		68	/* 4 bytes */
+#define EDGE_POLICY_LEN_RESERVED3		4
+#define EDGE_POLICY_OFF_EPSILON_TABLE		72	/* 512 bytes */
+#define EDGE_POLICY_LEN_EPSILON_TABLE		512
 
 /* Round ticket: offsets and sizes, little-endian. */
 #define EDGE_TICKET_BODY_SIZE			96
@@ -540,7 +550,7 @@
 #define EDGE_STATUS_LEN_PACKAGE_ID		16
 
 /* Budget block: offsets and sizes, little-endian. */
-#define EDGE_BUDGET_SIZE			64
+#define EDGE_BUDGET_SIZE			88
 #define EDGE_BUDGET_OFF_FLAGS			0	/* u32 */
 #define EDGE_BUDGET_OFF_RESERVED		4	/* 4 bytes */
 #define EDGE_BUDGET_LEN_RESERVED		4
@@ -552,5 +562,8 @@
 #define EDGE_BUDGET_OFF_TIME_FLOOR		48	/* u64 */
 #define EDGE_BUDGET_OFF_POLICY_ID		56	/* 8 bytes */
 #define EDGE_BUDGET_LEN_POLICY_ID		8
+#define EDGE_BUDGET_OFF_EPSILON_SPENT		64	/* f64 */
+#define EDGE_BUDGET_OFF_EPSILON_BUDGET		72	/* f64 */
+#define EDGE_BUDGET_OFF_DELTA			80	/* f64 */
 
 #endif /* EDGE_TA_H */
