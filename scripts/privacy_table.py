@@ -26,8 +26,8 @@ def main() -> int:
     dp = DEFAULT
     s = dp.steps_per_round
     print(f"| rounds | DP-SGD steps | device ε, RDP | device ε, PLD | fleet ε (z = "
-          f"{PRESET.central_noise_multiplier:g}), RDP | fleet ε, PLD | σ for ε = {TARGET:g} "
-          f"(RDP) | σ for ε = {TARGET:g} (PLD) |")
+          f"{PRESET.central_noise_multiplier:g}), RDP | fleet ε, PLD | sigma for ε = {TARGET:g} "
+          f"(RDP) | sigma for ε = {TARGET:g} (PLD) |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in ROUNDS:
         eps = [calibration.epsilon(dp.sampling_rate, dp.noise_multiplier, r * s, dp.delta,
