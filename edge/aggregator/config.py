@@ -11,6 +11,7 @@ from typing import Any
 from edge.errors import ConfigError
 from edge.mqtt import BROKER_KEYS, BrokerSettings
 from edge.protocol import check_fleet
+from edge.secagg.server import SecAggParams
 from edge.toml_config import Table, load, root
 
 MAX_FLEET = 256
@@ -21,7 +22,7 @@ MAX_DP_VALUE = 1e6
 _KEYS: dict[str, tuple[str, ...]] = {
     "aggregator": ("fleet", "state", "metrics", "aggregator_key", "model_signer_key",
                    "initial_head", "backbone", "backbone_metadata", "encrypt_backbone"),
-    "rounds": ("cohort_size", "quorum", "min_updates", "timeout_s", "rounds", "seed"),
+    "rounds": ("cohort_size", "quorum", "min_updates", "timeout_s", "rounds", "seed", "secagg"),
     "dp": ("example_clip", "noise_multiplier", "update_clip", "learning_rate", "local_epochs",
            "batch_size", "central_noise_multiplier", "central_target_epsilon", "delta",
            "device_policy"),
@@ -29,7 +30,9 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "audit": ("rows_per_source", "rows_per_round"),
     "metrics": ("prometheus_textfile", "prometheus_port", "prometheus_address"),
     "broker": BROKER_KEYS,
+    "secagg": ("threshold", "neighbours", "registrar", "certificates", "stage_timeout_s"),
 }
+SECAGG_MODES = ("off", "secagg+")
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,21 @@ class PrometheusSettings:
 
 
 @dataclass(frozen=True)
+class SecAggSettings:
+    """[rounds] secagg = "secagg+" and [secagg]: secure aggregation of every round.
+
+    ``params`` carries t and k (validated by SecAggParams, Bell et al.'s defaults for the
+    cohort size unless set); ``registrar`` is the registrar's public key file and
+    ``certificates`` the folder of the fleet's enrollment certificates (``*.cert``).
+    """
+
+    params: SecAggParams
+    registrar: Path
+    certificates: Path
+    stage_timeout_s: float
+
+
+@dataclass(frozen=True)
 class AggregatorConfig:
     """One aggregator process: fleet, files, rounds, DP parameters, broker."""
 
@@ -96,6 +114,7 @@ class AggregatorConfig:
     holdout: Path | None = None
     audit: AuditSettings = AuditSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
+    secagg: SecAggSettings | None = None
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> AggregatorConfig:
@@ -116,6 +135,7 @@ class AggregatorConfig:
             raise agg.error("fleet", str(exc)) from None
         rounds = _rounds(t["rounds"])
         dp = _dp(t["dp"], rounds)
+        secagg = _secagg(t["rounds"], t["secagg"], rounds, dp)
         if not top.has("broker"):
             raise ConfigError("broker: missing table (needs at least broker.url)")
         audit = t["audit"]
@@ -137,6 +157,7 @@ class AggregatorConfig:
             rounds=rounds,
             dp=dp,
             broker=BrokerSettings.from_table(t["broker"]),
+            secagg=secagg,
         )
 
 
@@ -189,6 +210,35 @@ def _dp(r: Table, rounds: RoundSettings) -> DpSettings:
         device_policy=r.path("device_policy", required=False),
         central_target_epsilon=central_target,
     )
+
+
+def _secagg(r: Table, s: Table, rounds: RoundSettings, dp: DpSettings) -> SecAggSettings | None:
+    """Validate [rounds] secagg and [secagg]; None when secure aggregation is off."""
+    mode = r.choice("secagg", SECAGG_MODES, "off")
+    if mode == "off":
+        for key in s.keys:
+            if s.has(key):
+                raise s.only_with(key, 'rounds.secagg = "secagg+"')
+        return None
+    cohort = rounds.cohort_size
+    if cohort < 2:
+        raise r.error("secagg", f"needs rounds.cohort_size >= 2, got {cohort}")
+    try:
+        default = SecAggParams.for_cohort(cohort, dp.update_clip)
+    except ConfigError as exc:
+        raise r.error("secagg", str(exc)) from None
+    k = s.integer("neighbours", default.k, lo=1, hi=cohort - 1)
+    # t defaults to the smallest majority of the neighbourhood actually configured
+    t_default = default.t if k == default.k else k // 2 + 1
+    t = s.integer("threshold", t_default, lo=1, hi=k + 1)
+    try:
+        params = SecAggParams(t, k, cohort, dp.update_clip)
+    except ConfigError as exc:
+        key = "threshold" if " t " in str(exc) else "neighbours"
+        raise s.error(key, str(exc)) from None
+    stage = s.number("stage_timeout_s", rounds.timeout_s / 4, positive=True, hi=MAX_TIMEOUT_S)
+    return SecAggSettings(params, s.path("registrar"), s.path("certificates", folder=True),
+                          stage)
 
 
 def _prometheus(r: Table) -> PrometheusSettings:
