@@ -86,3 +86,59 @@ def test_share_without_headroom_is_refused_at_seal(tmp_path: Path, roles: Roles)
     with (cohort(tmp_path, roles, 5, policy_kw={"min_noise_share": 50.0}) as c,
           pytest.raises(errors.NoiseShareUnfit)):
         run_round(c, _params(None))  # type: ignore[arg-type]
+
+
+def test_combined_multiplier_adds_variances() -> None:
+    assert ddp.combined_multiplier(0.0, 0.5, 4) == pytest.approx(1.0)
+    assert ddp.combined_multiplier(1.0, 0.5, 12) == pytest.approx(2.0)
+
+
+def test_masked_mean_without_noise_is_the_dequantized_mean() -> None:
+    """The aggregator's secagg mean: the sum's grid integers / 2^s / n, exactly."""
+    from edge.aggregator import fedavg
+
+    rng = np.random.default_rng(3)
+    units = rng.integers(-1000, 1000, 50)
+    total = units / 2.0**10
+    got = fedavg.aggregate_masked(total, 4, central_noise=0.0, update_clip=1.0, scale_log2=10)
+    np.testing.assert_array_equal(got, units / 2.0**10 / 4)
+
+
+def test_masked_mean_central_noise_is_integer_noise_of_the_stated_scale() -> None:
+    """Central noise on a secagg sum: discrete Gaussian on the 2^-s grid, std
+    z (r + sqrt(d)) / 2^s / n, r = U 2^s; 20,000 coordinates, 6 standard errors."""
+    from edge.aggregator import fedavg
+
+    d, s, z, n = 20_000, 6, 0.7, 3
+    got = fedavg.aggregate_masked(np.zeros(d), n, central_noise=z, update_clip=1.0,
+                                  scale_log2=s)
+    units = got * n * 2.0**s
+    np.testing.assert_allclose(units, np.rint(units), atol=1e-6)
+    std = z * (2.0**s + d**0.5) / 2.0**s / n
+    assert np.std(got) == pytest.approx(std, rel=6 / (2 * d) ** 0.5)
+
+
+def test_published_noise_replaces_the_rounds_accounted_multiplier(tmp_path: Path) -> None:
+    from edge.aggregator.config import AggregatorConfig
+    from edge.aggregator.registry import Registry
+    from edge.aggregator.rounds import RoundManager
+    from edge.aggregator.simulate import FakeDevice, config_mapping
+    from edge.aggregator.store import Store
+
+    config = AggregatorConfig.from_mapping(config_mapping(
+        tmp_path, rounds={"cohort_size": 2, "quorum": 2}))
+    with Store(config.state) as store:
+        registry = Registry(store)
+        devs = [FakeDevice(example_count=5) for _ in range(2)]
+        for d in devs:
+            registry.enroll(d.record)
+        manager = RoundManager(config, store, registry)
+        for topic, tk in manager.open_next():
+            d = next(x for x in devs if x.device_id.hex() in topic)
+            manager.handle(d.topic("test"), d.update(tk, np.zeros(27, np.float32)))
+        manager.close()
+        assert store.round_privacy() == [(1.0, 0.0)]
+        with store.transaction() as db:
+            store.set_published_noise(db, 1, ddp.combined_multiplier(0.0, 0.5, 2))
+        (_q, z), = store.round_privacy()
+        assert z == pytest.approx(0.5 * 2**0.5)

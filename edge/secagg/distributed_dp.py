@@ -75,6 +75,12 @@ def effective_multiplier(z: float, survivors: int) -> float:
     return math.sqrt(survivors) * z
 
 
+def combined_multiplier(central: float, share: float, survivors: int) -> float:
+    """Central noise z_c (on the same sensitivity) and the survivors' shares together:
+    independent Gaussians add variances, sqrt(z_c² + n·z²)."""
+    return math.sqrt(central**2 + effective_multiplier(share, survivors) ** 2)
+
+
 def fleet_epsilon(rounds: Iterable[tuple[float, float, int]], delta: float) -> float:
     """ε at δ of published rounds, each (sampling rate q, noise share z, survivors n)."""
     from dp_accounting import dp_event
