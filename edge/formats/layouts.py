@@ -81,7 +81,7 @@ POLICY_BODY = Layout('Privacy policy', (
     Field('accountant', 'I', 56, 'accountant used', enum=Accountant),
     Field('reserved2', '4s', 60, 'reserved', reserved=True),
     Field('table_count', 'I', 64, 'entries N of the steps → ε table', hi=32),
-    Field('reserved3', '4s', 68, 'reserved', reserved=True),
+    Field('min_noise_share', 'f', 68, 'minimum distributed-DP noise share z_s', lo=0.0),
     Field('epsilon_table', '512s', 72, 'steps → ε table'),
 ), size=584)
 
