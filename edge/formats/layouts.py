@@ -196,7 +196,7 @@ BUDGET_BLOCK = Layout('Budget block', (
     Field('last_round', 'Q', 40, 'last sealed round'),
     Field('time_floor', 'Q', 48, 'time floor'),
     Field('policy_id', '8s', 56, 'policy id'),
-    Field('epsilon_spent', 'd', 64, 'ε of the steps spent'),
-    Field('epsilon_budget', 'd', 72, 'ε of the whole step budget'),
+    Field('epsilon_spent', 'd', 64, 'ε of the steps spent', posinf_ok=True),
+    Field('epsilon_budget', 'd', 72, 'ε of the whole step budget', posinf_ok=True),
     Field('delta', 'd', 80, 'δ of the policy'),
 ), size=88)
