@@ -9,6 +9,7 @@ from contract.model import SCALARS, Field
 
 def py_abi() -> str:
     """edge/tee_abi.py."""
+    kinds = {m.name: m.value for e in spec.ENUMS if e.py_name == "Kind" for m in e.members}
     out = [
         '"""The TA\'s command ABI, results and enums as Python; mirrors ta/include/edge_ta.h.',
         "",
@@ -25,6 +26,10 @@ def py_abi() -> str:
         f"ABI_VERSION = {spec.ABI_VERSION}",
         f"MAGIC = {spec.MAGIC!r}",
         f"FORMAT_VERSION = {spec.FORMAT_VERSION}",
+        "# Kinds whose layout moved past FORMAT_VERSION (kind -> its format version).",
+        "KIND_FORMAT_VERSIONS: dict[int, int] = {"
+        + ", ".join(f"{kinds[name]}: {version}"
+                    for name, version in spec.KIND_FORMAT_VERSIONS.items()) + "}",
         "",
         "",
         "class Command(IntEnum):",
@@ -64,14 +69,7 @@ def py_abi() -> str:
         out += ["", "", f"class {e.py_name}({base}):", f'    """{e.doc}"""', ""]
         for m in e.members:
             out.append(f"    {m.name} = {m.value}" + (f"  # {m.comment}" if m.comment else ""))
-    out += ["", "",
-            "# The format version an envelope of each kind carries (others: FORMAT_VERSION).",
-            "KIND_FORMAT_VERSIONS: dict[int, int] = {"]
-    out += [f"    Kind.{name}: {v}," for name, v in spec.KIND_FORMAT_VERSIONS.items()]
-    out += ["}", "", "",
-            "def kind_format_version(kind: int) -> int:",
-            '    """The format version an envelope of ``kind`` must carry."""',
-            "    return KIND_FORMAT_VERSIONS.get(kind, FORMAT_VERSION)", "", ""]
+    out.append("")
     # The flat names the code base has always used (C macro without EDGE_).
     for e in spec.ENUMS:
         short = e.c_prefix[len("EDGE_"):]
@@ -126,6 +124,8 @@ def py_layouts() -> str:
                 args.append(f"hi={f.hi!r}")
             if f.lo_open:
                 args.append("lo_open=True")
+            if f.posinf_ok:
+                args.append("posinf_ok=True")
             if f.enum:
                 args.append(f"enum={f.enum}")
             if f.refusal != "malformed":

@@ -26,12 +26,12 @@ TA_UUID = "5441d9b6-a634-4050-9731-e70ae47dd281"
 ABI_VERSION = 2
 MAGIC = b"EDGE"
 FORMAT_VERSION = 1
-# A kind's own envelope format version where its layout changed since
-# FORMAT_VERSION; every other kind is at FORMAT_VERSION. An older version of a
-# kind is refused as unsupported-version (EDGE_ERR_UNSUPPORTED_VERSION).
-# 2: the round ticket and the sealed update carry the package id of the model
-#    they train (issue 15), so a ticket for another package "v1" is wrong-model.
-KIND_FORMAT_VERSIONS = {"ROUND_TICKET": 2, "SEALED_UPDATE": 2}
+# Kinds whose layout moved past FORMAT_VERSION: an envelope of such a kind must carry its
+# own version, so the old layout is refused as unsupported-version, by name.
+# PRIVACY_POLICY 2: the steps -> epsilon table (issue 12). ROUND_TICKET and SEALED_UPDATE 2:
+# they carry the package id of the model they train (issue 15), so a ticket for another
+# package "v1" is wrong-model.
+KIND_FORMAT_VERSIONS = {"PRIVACY_POLICY": 2, "ROUND_TICKET": 2, "SEALED_UPDATE": 2}
 
 COMMANDS: tuple[Command, ...] = (
     Command("GET_IDENTITY", 0,
@@ -209,6 +209,10 @@ REFUSALS: tuple[Refusal, ...] = (
             "An enrollment certificate not from the registrar, or for another fleet."),
     Refusal("ForgedAdvert", "EdgeError", "forged-advert",
             "A secure-aggregation advert not signed by the device's certified identity key."),
+    Refusal("NoiseShareBelowPolicy", "PolicyViolation", "noise-share-below-policy",
+            "A ticket whose update would lack the policy's distributed-DP noise share."),
+    Refusal("NoiseShareUnfit", "EdgeError", "noise-share-unfit",
+            "A secagg round with no 32-bit headroom (or sampler range) for the noise share."),
     Refusal("NothingToReport", "EdgeError", "nothing-to-report",
             "A skip report was asked for a ticket the TA would train on, with no reason."),
     Refusal("TeeError", "EdgeError", "tee",
@@ -310,6 +314,10 @@ RESULTS: tuple[Result, ...] = (
            "UnknownEnrollment", "cert not from the registrar", documented=True),
     Result("EDGE_ERR_FORGED_ADVERT", 0xED6E0017, "forged advert", "ForgedAdvert",
            "advert not by certified key", documented=True),
+    Result("EDGE_ERR_NOISE_SHARE_BELOW_POLICY", 0xED6E001B, "noise share below policy",
+           "NoiseShareBelowPolicy", "no distributed-DP noise share", documented=True),
+    Result("EDGE_ERR_NOISE_SHARE_UNFIT", 0xED6E001C, "noise share unfit", "NoiseShareUnfit",
+           "no room for the noise share", documented=True),
     Result("EDGE_ERR_NOTHING_TO_REPORT", 0xED6E0018, "nothing to report", "NothingToReport",
            "ticket acceptable, no reason", documented=True),
     # Wrong parameter types or sizes: the caller's input, so malformed.
@@ -469,6 +477,8 @@ CONSTANTS: tuple[Constant, ...] = (
     Constant("MAX_TRAIN_EXAMPLES", 4096),
     Constant("MAX_TRAIN_FEATURE_BYTES", 8 * 1024 * 1024, expr="(8 * 1024 * 1024)"),
     Constant("MAX_STEPS_PER_ROUND", 100000),
+    Constant("POLICY_TABLE_ENTRIES", 32, "steps -> epsilon entries a policy can carry"),
+    Constant("POLICY_TABLE_ENTRY_SIZE", 16, "steps (u64) || epsilon (f64)"),
     Constant("FLEET_ID_SIZE", 16, "first 16 bytes of SHA-256 of the fleet name"),
     Constant("SECAGG_MAX_COHORT", 1024, "devices in one secure-aggregation roster"),
     Constant("SECAGG_MAX_NEIGHBOURS", 254, "k: the neighbours and the device hold k + 1 "
@@ -488,8 +498,8 @@ _U64 = 2**64 - 1
 LAYOUTS: tuple[Layout, ...] = (
     Layout("envelope", "Signed envelope", "ENVELOPE_HEADER", "ENVELOPE_HEADER", (
         Field("magic", "bytes", "magic `EDGE` (0x45 0x44 0x47 0x45)", size=4),
-        Field("version", "u16", "format version of the kind: `2` for round tickets and sealed "
-              "updates, `1` for the others"),
+        Field("version", "u16", "format version of the kind: `2` for privacy policies, round "
+              "tickets and sealed updates, `1` for the others"),
         Field("kind", "u16", "kind (below)"),
         Field("body_len", "u32", "`body_len`"),
         Field("signer_key_id", "bytes", "signer key id: `key_id` of the signing Ed25519 key",
@@ -575,6 +585,14 @@ LAYOUTS: tuple[Layout, ...] = (
         Field("accountant", "u32", "accountant used: 1 = RDP, 2 = PLD (informational)",
               enum="Accountant"),
         Field("reserved2", "reserved", "reserved", size=4),
+        Field("table_count", "u32", "entries `N` of the steps → ε table, 1 ≤ N ≤ 32 (0 only "
+              "with the no-DP flag)", hi=32),
+        Field("min_noise_share", "f32", "minimum distributed-DP noise share z_s (float32, "
+              "≥ 0; 0 = none): with z_s > 0 every update goes through secure aggregation "
+              "carrying its share N_Z(0, z_s²·norm2_max) (docs/privacy.md)", lo=0.0),
+        Field("epsilon_table", "bytes", "steps → ε table: 32 entries of steps (u64) ‖ ε "
+              "(float64); the first `N` with steps strictly increasing from ≥ 1 to the step "
+              "budget and ε finite, > 0, non-decreasing; the rest zero", size=512),
     ), size_name="EDGE_POLICY_BODY_SIZE"),
     Layout("ticket", "Round ticket", "TICKET", "TICKET_BODY", (
         Field("round_id", "u64", "round id (≥ 1; strictly increasing per device)", lo=1),
@@ -723,6 +741,12 @@ LAYOUTS: tuple[Layout, ...] = (
         Field("time_floor", "u64", "time floor (Unix seconds)"),
         Field("policy_id", "bytes", "policy id: first 8 bytes of SHA-256 of the policy envelope",
               size=8),
+        Field("epsilon_spent", "f64", "ε of the steps spent, from the policy's table (the "
+              "first entry at or above them; 0 before any step; inf for a no-DP policy)",
+              posinf_ok=True),
+        Field("epsilon_budget", "f64", "ε of the whole step budget (the table's last entry; "
+              "inf for a no-DP policy)", posinf_ok=True),
+        Field("delta", "f64", "δ of the policy"),
     )),
 )
 

@@ -192,6 +192,18 @@ class ForgedAdvert(EdgeError):
     refusal = "forged-advert"
 
 
+class NoiseShareBelowPolicy(PolicyViolation):
+    """A ticket whose update would lack the policy's distributed-DP noise share."""
+
+    refusal = "noise-share-below-policy"
+
+
+class NoiseShareUnfit(EdgeError):
+    """A secagg round with no 32-bit headroom (or sampler range) for the noise share."""
+
+    refusal = "noise-share-unfit"
+
+
 class NothingToReport(EdgeError):
     """A skip report was asked for a ticket the TA would train on, with no reason."""
 

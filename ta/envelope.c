@@ -20,13 +20,12 @@ TEE_Result envelope_precheck(const uint8_t *hdr, size_t len, uint16_t kind,
 		EDGE_SIG_SIZE;
 	if (TEE_MemCompare(hdr, EDGE_MAGIC, 4))
 		return TEE_ERROR_BAD_FORMAT;
-	/* The kind first: each kind has its own format version, so a record
-	 * where a ticket goes is wrong-kind, a ticket of an older layout is
-	 * unsupported-version. */
+	/* Each kind carries its own format version (a policy of the old
+	 * layout is refused here, by name). */
+	if (get_le16(hdr + 4) != EDGE_FORMAT_VERSION_OF(get_le16(hdr + 6)))
+		return EDGE_ERR_UNSUPPORTED_VERSION;
 	if (get_le16(hdr + 6) != kind)
 		return EDGE_ERR_WRONG_KIND;
-	if (get_le16(hdr + 4) != EDGE_KIND_FORMAT_VERSION(kind))
-		return EDGE_ERR_UNSUPPORTED_VERSION;
 	/* Decided from the header alone: no need to send a huge artefact. */
 	if (total > (uint64_t)max_len)
 		return TEE_ERROR_EXCESS_DATA;
@@ -68,7 +67,7 @@ void envelope_put_header(uint8_t *hdr, uint16_t kind, uint32_t body_len,
 			 const uint8_t signer_id[16])
 {
 	TEE_MemMove(hdr, EDGE_MAGIC, 4);
-	put_le16(hdr + 4, EDGE_KIND_FORMAT_VERSION(kind));
+	put_le16(hdr + 4, EDGE_FORMAT_VERSION_OF(kind));
 	put_le16(hdr + 6, kind);
 	put_le32(hdr + 8, body_len);
 	TEE_MemMove(hdr + 12, signer_id, EDGE_KEY_ID_SIZE);

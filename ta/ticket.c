@@ -221,6 +221,12 @@ TEE_Result ticket_check(const struct edge_ticket *t,
 		return refuse(EDGE_ERR_POLICY_VIOLATION, why,
 			      EDGE_SKIP_FIELD_UPDATE_MODE, t->mode,
 			      EDGE_UPDATE_MODE_SECAGG);
+	/* Only the masked path adds the distributed-DP noise share: any
+	 * other release would carry less noise than the policy states. */
+	if (p->noise_share_min > 0 && t->mode != EDGE_UPDATE_MODE_SECAGG)
+		return refuse(EDGE_ERR_NOISE_SHARE_BELOW_POLICY, why,
+			      EDGE_SKIP_FIELD_UPDATE_MODE, t->mode,
+			      EDGE_UPDATE_MODE_SECAGG);
 	if (p->sampling == EDGE_SAMPLING_POISSON) {
 		res = ticket_steps(t, p, 0, &T, why);
 		if (res)

@@ -23,7 +23,12 @@ from edge.mqtt import (
     log_connect_failure,
     make_client,
 )
-from edge.protocol import skip_subscription, status_subscription, update_subscription
+from edge.protocol import (
+    secagg_device_subscription,
+    skip_subscription,
+    status_subscription,
+    update_subscription,
+)
 from edge.sdnotify import Notifier
 
 from .config import AggregatorConfig
@@ -90,6 +95,7 @@ class Aggregator:
         self._subscription = update_subscription(config.fleet)
         self._presence = status_subscription(config.fleet)
         self._skips = skip_subscription(config.fleet)
+        self._secagg_sub = secagg_device_subscription(config.fleet)
         self._metrics_retry: float | None = None
         self._commit_s = 0.005  # a moving average of how long a commit of updates takes
         self._check_metrics_writable()
@@ -164,7 +170,8 @@ class Aggregator:
                         self.config.broker.url, reason, client.next_retry())
             return
         client.accepted()
-        client.subscribe([(self._subscription, 1), (self._presence, 1), (self._skips, 1)])
+        client.subscribe([(self._subscription, 1), (self._presence, 1),
+                          (self._secagg_sub, 1), (self._skips, 1)])
         self._connected_at = time.monotonic()
         self._connected.set()
         self._reconnected.set()
@@ -254,6 +261,8 @@ class Aggregator:
                     self._reconnected.clear()  # they went out on the current connection
                 self._resend_tickets()
                 self._drain(client)
+                for topic, directive in self.rounds.secagg_advance():
+                    self._publish(topic, directive)
                 if self._due():
                     self._finish()
                     closed += 1
@@ -294,8 +303,8 @@ class Aggregator:
         why = self.rounds.due()
         if why is None:
             return False
-        if why in ("quorum", "answered", "skipped"):
-            return True  # every device of the cohort answered: nothing more to wait for
+        if why in ("quorum", "secagg", "answered", "skipped"):
+            return True  # (answered, skipped: every device of the cohort answered)
         return time.monotonic() >= self._connected_at + self.redelivery_grace_s
 
     def _publish_final(self, stop: threading.Event) -> None:
@@ -364,6 +373,12 @@ class Aggregator:
                     client.ack(msg.mid, msg.qos)
                     if self._due():
                         return
+                    continue
+                if mqtt.topic_matches_sub(self._secagg_sub, msg.topic):
+                    # Held in memory only (a restart abandons a secagg round): ack at once.
+                    self.rounds.secagg_message(msg.topic, bytes(msg.payload))
+                    self.rounds.ledger.flush()
+                    client.ack(msg.mid, msg.qos)
                     continue
                 if not mqtt.topic_matches_sub(self._subscription, msg.topic):
                     # amqtt may hand a resumed session messages it never subscribed to

@@ -25,6 +25,12 @@ from edge.tee_abi import Kind
 
 MAGIC = tee_abi.MAGIC
 FORMAT_VERSION = tee_abi.FORMAT_VERSION
+
+
+def format_version(kind: int) -> int:
+    """The format version an envelope of ``kind`` must carry (its layout's own, if it has
+    moved past FORMAT_VERSION)."""
+    return tee_abi.KIND_FORMAT_VERSIONS.get(kind, FORMAT_VERSION)
 HEADER_SIZE = ENVELOPE_HEADER.size
 SIG_SIZE = tee_abi.SIG_SIZE
 MAX_BODY_LEN = 0xFFFFFFFF
@@ -120,16 +126,13 @@ def check_header(
             raise Malformed("envelope: this is a PEM file (a key or certificate), not an edge "
                             "artefact (device record, package, ticket, ...)")
         raise Malformed(f"envelope: bad magic {bytes(magic).hex()}, expected {MAGIC.hex()}")
-    # The kind first, as the TA: each kind has its own format version, so a record where a
-    # ticket goes is wrong-kind, a ticket of an older layout is unsupported-version.
-    if kind is not None and got_kind != kind:
-        raise WrongKind(f"envelope: got {kind_name(got_kind)}, expected {kind_name(kind)}")
-    expected = tee_abi.kind_format_version(got_kind)
-    if version != expected:
+    if version != format_version(got_kind):
         raise UnsupportedVersion(
             f"envelope: {kind_name(got_kind)} format version {version} is not supported "
-            f"(expected {expected})"
+            f"(expected {format_version(got_kind)})"
         )
+    if kind is not None and got_kind != kind:
+        raise WrongKind(f"envelope: got {kind_name(got_kind)}, expected {kind_name(kind)}")
     if max_len is not None and parsed.total_len > max_len:
         raise Oversized(
             f"envelope: {kind_name(got_kind)} of {parsed.total_len} bytes exceeds {max_len}"
@@ -196,13 +199,12 @@ def encode_header(
     version: int | None = None,
     magic: bytes = MAGIC,
 ) -> bytes:
-    """Return the 28-byte header (no validation; builders and test vectors only); ``version``
-    defaults to the kind's format version."""
+    """Return the 28-byte header (no validation; builders and test vectors only); the
+    version defaults to the kind's."""
     if len(signer_key_id) != KEY_ID_SIZE:
         raise ValueError("signer key id must be 16 bytes")
-    if version is None:
-        version = tee_abi.kind_format_version(kind)
-    return _HEADER.pack(magic, version, kind, body_len, signer_key_id)
+    v = format_version(kind) if version is None else version
+    return _HEADER.pack(magic, v, kind, body_len, signer_key_id)
 
 
 def sign_digest(signer: Ed25519PrivateKey, signed: bytes | memoryview) -> bytes:
