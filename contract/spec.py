@@ -28,7 +28,9 @@ MAGIC = b"EDGE"
 FORMAT_VERSION = 1
 # Kinds whose layout moved past FORMAT_VERSION: an envelope of such a kind must carry its
 # own version, so the old layout is refused as unsupported-version, by name.
-KIND_FORMAT_VERSIONS = {"PRIVACY_POLICY": 2}  # 2: the steps -> epsilon table (issue 12)
+# PRIVACY_POLICY 2: the steps -> epsilon table (issue 12). ROUND_TICKET 2: the
+# secure-aggregation fields (fleet id, t, k, cohort bound, scale; issue 11).
+KIND_FORMAT_VERSIONS = {"PRIVACY_POLICY": 2, "ROUND_TICKET": 2}
 
 COMMANDS: tuple[Command, ...] = (
     Command("GET_IDENTITY", 0,

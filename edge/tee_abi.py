@@ -14,7 +14,7 @@ ABI_VERSION = 1
 MAGIC = b'EDGE'
 FORMAT_VERSION = 1
 # Kinds whose layout moved past FORMAT_VERSION (kind -> its format version).
-KIND_FORMAT_VERSIONS: dict[int, int] = {6: 2}
+KIND_FORMAT_VERSIONS: dict[int, int] = {6: 2, 4: 2}
 
 
 class Command(IntEnum):

@@ -754,9 +754,9 @@ def policy_and_ticket_vectors(add: Callable[..., None]) -> None:
         def reserved(_h: bytearray, b: bytearray, at: int = reserved_at) -> None:
             b[at] = 1
 
-        # The policy moved to format 2 (its steps -> epsilon table): format 1 is the old
-        # layout, refused by name; a ticket's next format is 2.
-        stale = 1 if short == "policy" else 2
+        # Both moved to format 2 (the policy's steps -> epsilon table, the ticket's
+        # secure-aggregation fields): format 1 is the old layout, refused by name.
+        stale = 1
 
         def version(h: bytearray, _b: bytearray, v: int = stale) -> None:
             h[4] = v
@@ -830,7 +830,8 @@ def update_vectors(add: Callable[..., None]) -> None:
        "unsupported-version", "format version 2, re-signed", "envelope")
     up("update_reserved_nonzero", sign(at(65, b"\x01")), "malformed",
        "reserved byte 65 set, re-signed", "body")
-    up("update_mode_2", sign(at(64, b"\x02")), "malformed", "update mode 2, re-signed", "body")
+    up("update_mode_2", sign(at(64, b"\x02")), "malformed", "update mode 2, re-signed", "body",
+       audit="wrong-mode")
     up("update_param_count", sign(at(68, (28).to_bytes(4, "little"))), "malformed",
        "parameter count 28 with 27 values, re-signed", "body")
     up("update_delta_nan", sign(at(88, np.array([np.nan], "<f4").tobytes())), "malformed",
