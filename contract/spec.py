@@ -194,6 +194,10 @@ REFUSALS: tuple[Refusal, ...] = (
             "An enrollment certificate not from the registrar, or for another fleet."),
     Refusal("ForgedAdvert", "EdgeError", "forged-advert",
             "A secure-aggregation advert not signed by the device's certified identity key."),
+    Refusal("NoiseShareBelowPolicy", "PolicyViolation", "noise-share-below-policy",
+            "A ticket whose update would lack the policy's distributed-DP noise share."),
+    Refusal("NoiseShareUnfit", "EdgeError", "noise-share-unfit",
+            "A secagg round with no 32-bit headroom (or sampler range) for the noise share."),
     Refusal("TeeError", "EdgeError", "tee",
             "The TEE or its client library failed (not a refusal of the input)."),
     Refusal("BackboneNotPublished", "TeeError", "backbone-not-published",
@@ -293,6 +297,10 @@ RESULTS: tuple[Result, ...] = (
            "UnknownEnrollment", "cert not from the registrar", documented=True),
     Result("EDGE_ERR_FORGED_ADVERT", 0xED6E0017, "forged advert", "ForgedAdvert",
            "advert not by certified key", documented=True),
+    Result("EDGE_ERR_NOISE_SHARE_BELOW_POLICY", 0xED6E001B, "noise share below policy",
+           "NoiseShareBelowPolicy", "no distributed-DP noise share", documented=True),
+    Result("EDGE_ERR_NOISE_SHARE_UNFIT", 0xED6E001C, "noise share unfit", "NoiseShareUnfit",
+           "no room for the noise share", documented=True),
     # Wrong parameter types or sizes: the caller's input, so malformed.
     Result("TEE_ERROR_BAD_PARAMETERS", 0xFFFF0006, "bad parameters", "Malformed", gp=True),
     Result("TEE_ERROR_ITEM_NOT_FOUND", 0xFFFF0008, "item not found", gp=True),
@@ -535,7 +543,9 @@ LAYOUTS: tuple[Layout, ...] = (
         Field("reserved2", "reserved", "reserved", size=4),
         Field("table_count", "u32", "entries `N` of the steps → ε table, 1 ≤ N ≤ 32 (0 only "
               "with the no-DP flag)", hi=32),
-        Field("reserved3", "reserved", "reserved", size=4),
+        Field("min_noise_share", "f32", "minimum distributed-DP noise share z_s (float32, "
+              "≥ 0; 0 = none): with z_s > 0 every update goes through secure aggregation "
+              "carrying its share N_Z(0, z_s²·norm2_max) (docs/privacy.md)", lo=0.0),
         Field("epsilon_table", "bytes", "steps → ε table: 32 entries of steps (u64) ‖ ε "
               "(float64); the first `N` with steps strictly increasing from ≥ 1 to the step "
               "budget and ε finite, > 0, non-decreasing; the rest zero", size=512),
@@ -667,8 +677,10 @@ LAYOUTS: tuple[Layout, ...] = (
         Field("policy_id", "bytes", "policy id: first 8 bytes of SHA-256 of the policy envelope",
               size=8),
         Field("epsilon_spent", "f64", "ε of the steps spent, from the policy's table (the "
-              "first entry at or above them; 0 before any step; inf for a no-DP policy)"),
-        Field("epsilon_budget", "f64", "ε of the whole step budget (the table's last entry)"),
+              "first entry at or above them; 0 before any step; inf for a no-DP policy)",
+              posinf_ok=True),
+        Field("epsilon_budget", "f64", "ε of the whole step budget (the table's last entry; "
+              "inf for a no-DP policy)", posinf_ok=True),
         Field("delta", "f64", "δ of the policy"),
     )),
 )

@@ -56,9 +56,10 @@ def _uniform_below(n: int, words: WordSource) -> int:
         return 0
     bits = (n - 1).bit_length()
     for _ in range(UNIFORM_TRIES):
-        v = words()
-        if bits > 64:
-            v |= words() << 64
+        # Word i fills bits 64i..64i+63 (the C twin, limited to 128 bits, does the same).
+        v = 0
+        for i in range(-(-bits // 64)):
+            v |= words() << (64 * i)
         v &= (1 << bits) - 1
         if v < n:
             return v

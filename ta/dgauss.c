@@ -6,6 +6,7 @@
  * 2^98: everything fits in unsigned __int128.
  */
 #include "dgauss.h"
+#include "dpmath.h"
 
 typedef unsigned __int128 u128;
 
@@ -203,4 +204,57 @@ TEE_Result dgauss_sample(const struct dgauss_source *src, uint64_t sn,
 		}
 	}
 	return TEE_ERROR_GENERIC;
+}
+
+/* sigma = m 2^e exactly, m < 2^24 once its trailing zeros are gone. */
+TEE_Result dgauss_variance(double sigma, uint64_t norm2, uint64_t *sn)
+{
+	uint64_t b = dbl_bits(sigma);
+	uint64_t m = b & ((1ull << 52) - 1);
+	int e = (int)((b >> 52) & 0x7ff);
+	unsigned __int128 v = 0;
+	int sh = 0;
+
+	if (!(sigma > 0) || !dbl_finite(sigma))
+		return TEE_ERROR_BAD_PARAMETERS;
+	if (e) {
+		m |= 1ull << 52;
+		e -= 1075;
+	} else {
+		e = -1074;
+	}
+	while (!(m & 1)) {
+		m >>= 1;
+		e++;
+	}
+	if (m >= 1ull << 24)
+		return TEE_ERROR_BAD_PARAMETERS;
+	v = (unsigned __int128)m * m * norm2;	/* < 2^82 */
+	sh = 2 * e + 8;				/* DGAUSS_SD = 2^8 */
+	if (sh >= 0) {
+		if (bitlen128(v) + sh > 8 + DGAUSS_MAX_SIGMA2_LOG2)
+			return TEE_ERROR_BAD_PARAMETERS;
+		v <<= sh;
+	} else if (-sh >= 127) {
+		v = 1;
+	} else {
+		v = (v + ((unsigned __int128)1 << -sh) - 1) >> -sh;
+	}
+	if (v > (unsigned __int128)DGAUSS_SD << DGAUSS_MAX_SIGMA2_LOG2)
+		return TEE_ERROR_BAD_PARAMETERS;
+	*sn = (uint64_t)v;
+	return TEE_SUCCESS;
+}
+
+
+uint64_t dgauss_norm2_bound(double r, size_t d)
+{
+	double sd = edge_sqrt((double)d);
+	double bound = r * r + (double)d / 4 + DGAUSS_KLS_FACTOR * (r + sd / 2);
+	double cap = (r + sd) * (r + sd);
+
+	if (cap < bound)
+		bound = cap;
+	/* Below 2^53 for r <= 2^20, d <= 2^17: exact, and + 1 rounds up. */
+	return (uint64_t)bound + 1;
 }

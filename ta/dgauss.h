@@ -22,6 +22,7 @@
 #ifndef EDGE_TA_DGAUSS_H
 #define EDGE_TA_DGAUSS_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <tee_internal_api.h>
 
@@ -46,6 +47,27 @@ struct dgauss_source {
  */
 TEE_Result dgauss_sample(const struct dgauss_source *src, uint64_t sn,
 			 uint64_t sd, int64_t *out);
+
+/* The rational noise variances here have this denominator. */
+#define DGAUSS_SD		256u
+/* sqrt(2 ln(1/beta)) for beta = 2^-10, rounded up (KLS21's bound below). */
+#define DGAUSS_KLS_FACTOR	3.7232
+
+/*
+ * sn with sn / DGAUSS_SD >= sigma^2 * norm2, the least such (rounded up);
+ * sigma > 0 a float32 value held in a double. TEE_ERROR_BAD_PARAMETERS if
+ * sigma is not such a value or the variance is above the sampler's range.
+ */
+TEE_Result dgauss_variance(double sigma, uint64_t norm2, uint64_t *sn);
+
+/*
+ * Kairouz, Liu, Steinke (ICML 2021): a vector of L2 norm <= r in d
+ * coordinates, randomly rounded to integers, has squared norm <= the result
+ * except with probability beta = 2^-10:
+ * ceil(min(r^2 + d/4 + sqrt(2 ln 1/beta) (r + sqrt(d)/2), (r + sqrt(d))^2)).
+ * edge/discrete_noise.py's norm2_bound is the twin.
+ */
+uint64_t dgauss_norm2_bound(double r, size_t d);
 
 /* floor(sqrt(v)), exactly. */
 uint64_t dgauss_isqrt(uint64_t v);

@@ -26,9 +26,7 @@
  * each time).
  */
 #define RES_LOG2_MAX	16
-#define DGAUSS_SD	256u
 #define ROUND_TRIES	16	/* fails with probability <= 2^-160 */
-#define KLS_SQRT_2LN_INV_BETA	3.7232	/* sqrt(2 ln 2^10), rounded up */
 
 struct work {
 	const struct dpsgd_cfg *cfg;
@@ -180,81 +178,18 @@ static TEE_Result add_example(struct work *w, uint32_t r)
 	return TEE_SUCCESS;
 }
 
-static int bitlen128(unsigned __int128 v)
-{
-	int n = 0;
-
-	for (; v; v >>= 1)
-		n++;
-	return n;
-}
-
-/*
- * sn with sn / DGAUSS_SD >= sigma^2 * norm2 (rounded up), sigma a float32
- * value held in a double: sigma = m 2^e exactly, m < 2^24 once its trailing
- * zeros are gone. TEE_ERROR_BAD_PARAMETERS if the variance is above the
- * sampler's range.
- */
-static TEE_Result noise_variance(double sigma, uint64_t norm2, uint64_t *sn)
-{
-	uint64_t b = dbl_bits(sigma);
-	uint64_t m = b & ((1ull << 52) - 1);
-	int e = (int)((b >> 52) & 0x7ff);
-	unsigned __int128 v = 0;
-	int sh = 0;
-
-	if (!(sigma > 0) || !dbl_finite(sigma))
-		return TEE_ERROR_BAD_PARAMETERS;
-	if (e) {
-		m |= 1ull << 52;
-		e -= 1075;
-	} else {
-		e = -1074;
-	}
-	while (!(m & 1)) {
-		m >>= 1;
-		e++;
-	}
-	if (m >= 1ull << 24)
-		return TEE_ERROR_BAD_PARAMETERS;
-	v = (unsigned __int128)m * m * norm2;	/* < 2^82 */
-	sh = 2 * e + 8;				/* DGAUSS_SD = 2^8 */
-	if (sh >= 0) {
-		if (bitlen128(v) + sh > 8 + DGAUSS_MAX_SIGMA2_LOG2)
-			return TEE_ERROR_BAD_PARAMETERS;
-		v <<= sh;
-	} else if (-sh >= 127) {
-		v = 1;
-	} else {
-		v = (v + ((unsigned __int128)1 << -sh) - 1) >> -sh;
-	}
-	if (v > (unsigned __int128)DGAUSS_SD << DGAUSS_MAX_SIGMA2_LOG2)
-		return TEE_ERROR_BAD_PARAMETERS;
-	*sn = (uint64_t)v;
-	return TEE_SUCCESS;
-}
-
 /*
  * The finest grid R = 2^k (k <= RES_LOG2_MAX) at which sigma's noise is in
  * the sampler's range, with its norm bound and noise variance.
  */
 static TEE_Result noise_grid(struct work *w, size_t params)
 {
-	const double d = (double)params;
 	double r = 0;
-	double bound = 0;
-	double cap = 0;
 
 	for (int k = RES_LOG2_MAX; k >= 0; k--) {
 		r = (double)(1u << k);
-		bound = r * r + d / 4 + KLS_SQRT_2LN_INV_BETA *
-			(r + edge_sqrt(d) / 2);
-		cap = (r + edge_sqrt(d)) * (r + edge_sqrt(d));
-		if (cap < bound)
-			bound = cap;
-		/* < 2^34: exact in double, and ceil keeps the bound. */
-		w->norm2_max = (uint64_t)bound + 1;
-		if (!noise_variance(w->cfg->sigma, w->norm2_max, &w->sn)) {
+		w->norm2_max = dgauss_norm2_bound(r, params);
+		if (!dgauss_variance(w->cfg->sigma, w->norm2_max, &w->sn)) {
 			w->to_grid = r / w->cfg->clip;
 			return TEE_SUCCESS;
 		}

@@ -81,23 +81,24 @@ TEE_Result policy_parse_body(const uint8_t *body, size_t len,
 	t.target_epsilon = get_f64(body + EDGE_POLICY_OFF_TARGET_EPSILON);
 	t.delta = get_f64(body + EDGE_POLICY_OFF_DELTA);
 	t.accountant = get_le32(body + EDGE_POLICY_OFF_ACCOUNTANT);
+	t.noise_share_min = get_f32(body + EDGE_POLICY_OFF_MIN_NOISE_SHARE);
 	if (!zeros_at(body + EDGE_POLICY_OFF_RESERVED1,
 		      EDGE_POLICY_LEN_RESERVED1) ||
 	    !zeros_at(body + EDGE_POLICY_OFF_RESERVED2,
-		      EDGE_POLICY_LEN_RESERVED2) ||
-	    !zeros_at(body + EDGE_POLICY_OFF_RESERVED3,
-		      EDGE_POLICY_LEN_RESERVED3))
+		      EDGE_POLICY_LEN_RESERVED2))
 		return TEE_ERROR_BAD_FORMAT;
 
 	if (t.version < EDGE_POLICY_VERSION_MIN)
 		return TEE_ERROR_BAD_FORMAT;
 	if (!flt_finite(t.sigma_min) || !flt_finite(t.clip_max) ||
 	    !flt_finite(t.update_clip_max) || !flt_finite(t.q) ||
-	    !dbl_finite(t.target_epsilon) || !dbl_finite(t.delta))
+	    !dbl_finite(t.target_epsilon) || !dbl_finite(t.delta) ||
+	    !flt_finite(t.noise_share_min))
 		return TEE_ERROR_BAD_FORMAT;
 	if (t.flags & ~(uint8_t)EDGE_POLICY_F_ALL)
 		return TEE_ERROR_BAD_FORMAT;
-	if (t.sigma_min < EDGE_POLICY_NOISE_MULTIPLIER_MIN_MIN)
+	if (t.sigma_min < EDGE_POLICY_NOISE_MULTIPLIER_MIN_MIN ||
+	    t.noise_share_min < EDGE_POLICY_MIN_NOISE_SHARE_MIN)
 		return TEE_ERROR_BAD_FORMAT;
 	if (!(t.sigma_min > 0) && !(t.flags & EDGE_POLICY_F_NO_DP))
 		return TEE_ERROR_BAD_FORMAT;

@@ -29,6 +29,7 @@ struct edge_policy {
 	double target_epsilon;
 	double delta;
 	uint32_t accountant;
+	float noise_share_min;		/* distributed DP: z_s, 0 = none */
 	/* The signed steps -> epsilon table (docs/privacy.md). */
 	uint32_t table_count;
 	uint64_t table_steps[EDGE_POLICY_TABLE_ENTRIES];

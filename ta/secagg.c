@@ -15,6 +15,7 @@
 #include "crypto.h"
 #include "ed25519_strict.h"
 #include "envelope.h"
+#include "noise_share.h"
 #include "quantize.h"
 #include "seal.h"
 #include "secagg.h"
@@ -610,13 +611,12 @@ out:
 /* ---- TRAIN_AND_SEAL, mode SECAGG ------------------------------------- */
 
 TEE_Result secagg_seal(const struct edge_ticket *t, uint8_t *out,
-		       uint32_t params)
+		       uint32_t params, float noise_share)
 {
 	uint8_t binding[SECAGG_BINDING_SIZE] = { 0 };
 	uint8_t *vec = out + EDGE_ENVELOPE_HEADER_SIZE + EDGE_UPDATE_HEADER_SIZE;
 	struct secagg_round *r = NULL;
 	uint32_t *words = NULL;
-	uint32_t *rnd = NULL;
 	double *x = NULL;
 	uint32_t i = 0;
 	TEE_Result res = secagg_round_load(&r);
@@ -636,18 +636,17 @@ TEE_Result secagg_seal(const struct edge_ticket *t, uint8_t *out,
 		goto out;
 	}
 	words = TEE_Malloc((size_t)params * 4, 0);
-	rnd = TEE_Malloc((size_t)params * 4, 0);
 	x = TEE_Malloc((size_t)params * sizeof(double), 0);
-	if (!words || !rnd || !x) {
+	if (!words || !x) {
 		res = TEE_ERROR_OUT_OF_MEMORY;
 		goto out;
 	}
-	/* The released float32 values (norm <= U), quantized unbiasedly. */
+	/* The released float32 values (norm <= U), quantized unbiasedly, with
+	 * the policy's distributed-DP noise share if it states one. */
 	for (i = 0; i < params; i++)
 		x[i] = (double)flt_from_bits(get_le32(vec + 4 * i));
-	TEE_GenerateRandom(rnd, (size_t)params * 4);
-	res = quantize_words(x, rnd, params, (double)t->update_clip,
-			     r->scale_log2, words);
+	res = noise_share_words(x, params, (double)t->update_clip,
+				r->scale_log2, t->sa_cohort, noise_share, words);
 	if (!res)
 		res = secagg_mask(r, edge_st.identity.device_id, words, params);
 	if (res)
@@ -659,7 +658,6 @@ TEE_Result secagg_seal(const struct edge_ticket *t, uint8_t *out,
 	res = seal_sign(out, params, edge_st.identity.sign_key);
 out:
 	free_wiped(words, (size_t)params * 4);
-	free_wiped(rnd, (size_t)params * 4);
 	free_wiped(x, (size_t)params * sizeof(double));
 	secagg_round_free(r);
 	return res;

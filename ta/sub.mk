@@ -24,5 +24,6 @@ srcs-y += shamir.c
 srcs-y += prg.c
 srcs-y += quantize.c
 srcs-y += dgauss.c
+srcs-y += noise_share.c
 srcs-y += secagg_round.c
 srcs-y += secagg.c

@@ -120,3 +120,11 @@ def test_sample_array_uses_the_rational_variance() -> None:
     got = dg.sample_array(Fraction(3, 7), 200, words.__next__)
     assert got.dtype == np.int64
     assert got.tolist() == [int(v) for v in dgauss_rows()[5].split("\t")[4].split(",")]
+
+
+def test_variance_with_a_huge_denominator() -> None:
+    """sigma^2 = 0.7^2 * 42199 as an exact binary fraction (denominator 2^104): the
+    uniform draws span more than 128 bits; the variance must still be sigma^2."""
+    sigma2 = Fraction(0.7) ** 2 * 42199
+    values = np.array([dg.sample(sigma2.numerator, sigma2.denominator) for _ in range(DRAWS)])
+    assert abs(values.var() - float(sigma2)) < 6 * float(sigma2) * math.sqrt(2 / DRAWS)

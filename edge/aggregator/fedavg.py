@@ -120,6 +120,26 @@ def aggregate(acc: RunningSum, *, central_noise: float, update_clip: float) -> n
     return noisy * grid.step / acc.count
 
 
+def aggregate_masked(total: np.ndarray, count: int, *, central_noise: float,
+                     update_clip: float, scale_log2: int) -> np.ndarray:
+    """The mean of a secure-aggregation round: ``total`` is the dequantized sum of
+    ``count`` survivors, integers on the grid 2^-s; central noise, if any, is added to those
+    integers as N_Z(0, z²·(r + sqrt(d))²), r = U·2^s: (r + sqrt(d))² bounds any one
+    device's stochastically rounded update (its KLS21 deterministic bound), so the
+    multiplier on it is z."""
+    units = np.rint(np.asarray(total, np.float64) * 2.0**scale_log2)
+    if central_noise > 0.0:
+        from fractions import Fraction
+
+        from edge import discrete_gaussian
+
+        r = float(np.float32(update_clip)) * 2.0**scale_log2
+        bound = math.ceil((r + math.sqrt(units.size)) ** 2)
+        variance = Fraction(central_noise) ** 2 * bound
+        units = units + discrete_gaussian.sample_array(variance, units.size)
+    return units / 2.0**scale_log2 / max(count, 1)
+
+
 def fedavg(deltas: Sequence[np.ndarray], counts: Sequence[int]) -> np.ndarray:
     """Plain FedAvg of whole arrays (weights = example counts): the reference implementation."""
     acc = RunningSum.empty(deltas[0].size)

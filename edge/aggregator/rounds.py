@@ -28,6 +28,7 @@ from edge.formats.secagg import fleet_id
 from edge.formats.ticket import NONCE_SIZE, build_ticket, parse_ticket
 from edge.keyfiles import load_private_key, load_public_key
 from edge.protocol import OFFLINE, ONLINE, device_from_status_topic, model_topic, ticket_topic
+from edge.secagg import distributed_dp
 from edge.tee_abi import UpdateMode
 
 from . import device_budget, fedavg
@@ -459,6 +460,8 @@ class RoundManager:
         cp = self.ensure_model()
         failed = why == "failed"
         reason = None
+        mean: np.ndarray | None = None
+        published_noise = r.central_noise
         if self._secagg is not None:
             reason = self._secagg.reason
             if not failed:
@@ -467,16 +470,22 @@ class RoundManager:
                 total, survivors = self._secagg.result()
                 running = fedavg.RunningSum(total.astype(np.float64), float(len(survivors)),
                                             len(survivors))
+                mean = fedavg.aggregate_masked(
+                    total, len(survivors), central_noise=r.central_noise,
+                    update_clip=r.update_clip,
+                    scale_log2=int(self._secagg.srv.params.scale_log2 or 0))
+                published_noise = self._published_noise(r.central_noise, len(survivors))
         dp = self.config.dp
         privacy = self.store.round_privacy()
         if failed:
             W, b, version = cp.W, cp.b, cp.version
         else:
-            mean = fedavg.aggregate(running, central_noise=r.central_noise,
-                                    update_clip=r.update_clip)
+            if mean is None:
+                mean = fedavg.aggregate(running, central_noise=r.central_noise,
+                                        update_clip=r.update_clip)
             W, b = fedavg.apply_to_head(cp.W, cp.b, mean)
             version = cp.version + 1
-            privacy.append((r.sampling_rate, r.central_noise))
+            privacy.append((r.sampling_rate, published_noise))
         epsilon = fedavg.fleet_epsilon(privacy, dp.delta)
         accuracy = self.holdout.accuracy(W, b) if self.holdout else None
         now = self.clock()
@@ -493,11 +502,22 @@ class RoundManager:
         with self.store.transaction() as db:
             if not failed:
                 self.store.add_checkpoint(db, version, r.round_id, W, b)
+                if published_noise != r.central_noise:
+                    self.store.set_published_noise(db, r.round_id, published_noise)
             self.store.finish_round(db, r.round_id, "failed" if failed else "closed",
                                     m.to_json())
         self._secagg = None
         self._load_open()
         return m
+
+    def _published_noise(self, central: float, survivors: int) -> float:
+        """The multiplier a secure-aggregation round's model carries: the survivors' shares
+        of distributed noise (the device policy's min_noise_share z: sqrt(n)·z, accounted
+        with the survivors' count) combined with central noise, independent Gaussians."""
+        share = 0.0 if self.device_budget is None else self.device_budget.policy.min_noise_share
+        if share <= 0.0:
+            return central
+        return distributed_dp.combined_multiplier(central, share, survivors)
 
     def closed_rounds(self) -> int:
         """Rounds closed so far (successful or failed)."""

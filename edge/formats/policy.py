@@ -58,6 +58,7 @@ class PrivacyPolicy:
     delta: float
     accountant: Accountant
     table_count: int = 0
+    min_noise_share: float = 0.0
     epsilon_table: bytes = bytes(TABLE_ENTRIES * _ENTRY.size)
     signer_key_id: bytes = bytes(16)
 
@@ -181,6 +182,7 @@ def build_policy(
     require_secagg: bool = False,
     accountant: int = Accountant.RDP,
     epsilon_table: Sequence[tuple[int, float]] | None = None,
+    min_noise_share: float = 0.0,
     check: bool = True,
 ) -> bytes:
     """Return a privacy policy signed by the model-signer key ``signer``; its steps -> ε
@@ -209,7 +211,7 @@ def build_policy(
         | (PolicyFlag.REQUIRE_SECAGG if require_secagg else PolicyFlag(0)),
         max_steps_per_round,
         step_budget, float(target_epsilon), float(delta), accountant,
-        len(epsilon_table), encode_table(epsilon_table),
+        len(epsilon_table), _f32(min_noise_share), encode_table(epsilon_table),
     )
     if check:
         _check_fields(p)

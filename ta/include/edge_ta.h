@@ -190,6 +190,8 @@
 #define EDGE_ERR_SHARE_CONFLICT			0xED6E0015	/* second survivor list */
 #define EDGE_ERR_UNKNOWN_ENROLLMENT		0xED6E0016	/* cert not from the registrar */
 #define EDGE_ERR_FORGED_ADVERT			0xED6E0017	/* advert not by certified key */
+#define EDGE_ERR_NOISE_SHARE_BELOW_POLICY	0xED6E001B	/* no distributed-DP noise share */
+#define EDGE_ERR_NOISE_SHARE_UNFIT		0xED6E001C	/* no room for the noise share */
 
 /* Sizes and limits (docs/formats.md explains each). */
 #define EDGE_PUBKEY_SIZE			32
@@ -398,8 +400,8 @@
 #define EDGE_POLICY_LEN_RESERVED2		4
 #define EDGE_POLICY_OFF_TABLE_COUNT		64	/* u32 */
 #define EDGE_POLICY_TABLE_COUNT_MAX		32u
-#define EDGE_POLICY_OFF_RESERVED3		68	/* 4 bytes */
-#define EDGE_POLICY_LEN_RESERVED3		4
+#define EDGE_POLICY_OFF_MIN_NOISE_SHARE		68	/* f32 */
+#define EDGE_POLICY_MIN_NOISE_SHARE_MIN		0.0f
 #define EDGE_POLICY_OFF_EPSILON_TABLE		72	/* 512 bytes */
 #define EDGE_POLICY_LEN_EPSILON_TABLE		512
 

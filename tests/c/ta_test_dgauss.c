@@ -9,6 +9,7 @@
  * Usage: ta_test_dgauss <tests/vectors>
  */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,8 @@
 
 #include "dgauss.h"
 #include "harness.h"
+#include "noise_share.h"
+#include <edge_ta.h>
 
 #define MAX_LINE	(1 << 16)
 
@@ -62,6 +65,51 @@ static void check_row(char **f, int row)
 		p = *end == ',' ? end + 1 : end;
 	}
 	CHECK(count >= 50, "row %d: %d draws", row, count);
+}
+
+/* The distributed-DP share on secagg words (ta/noise_share.c). */
+static void check_noise_share(void)
+{
+	enum { N = 4096 };
+	static double x[N];
+	static uint32_t w[N];
+	double sum = 0, sum2 = 0, var = 0;
+	uint64_t norm2 = 0, sn = 0;
+	size_t i = 0;
+
+	for (i = 0; i < N; i++)
+		x[i] = (i % 2 ? 1.0 : -1.0) / 128.0;	/* norm 0.5 */
+	/* U = 1, s = 8: r = 256; z = 2 gives sigma^2 = 4 norm2_max. */
+	CHECK_RES(noise_share_words(x, N, 1.0, 8, 5, 2.0f, w), TEE_SUCCESS, "share");
+	norm2 = dgauss_norm2_bound(256.0, N);
+	CHECK_RES(dgauss_variance(2.0, norm2, &sn), TEE_SUCCESS, "variance");
+	for (i = 0; i < N; i++) {
+		double e = (double)(int32_t)w[i] - x[i] * 256.0;
+
+		sum += e;
+		sum2 += e * e;
+	}
+	var = sum2 / N - (sum / N) * (sum / N);
+	/* Noise variance sn/256 plus rounding (< 1/4): 5 standard errors. */
+	CHECK(fabs(var / ((double)sn / DGAUSS_SD) - 1.0) < 5.0 * sqrt(2.0 / N),
+	      "share variance %g, want %g", var, (double)sn / DGAUSS_SD);
+	/* z = 0: plain stochastic rounding, within one unit. */
+	CHECK_RES(noise_share_words(x, N, 1.0, 8, 5, 0.0f, w), TEE_SUCCESS, "no share");
+	for (i = 0; i < N; i++)
+		if (fabs((double)(int32_t)w[i] - x[i] * 256.0) >= 1.0) {
+			CHECK(false, "word %zu off by a unit or more", i);
+			break;
+		}
+	/* 1000 devices at the finest scale leave no 32-bit headroom for noise. */
+	memset(w, 0xAA, sizeof(w));
+	CHECK_RES(noise_share_words(x, N, 1.0, 21, 1000, 0.5f, w),
+		  EDGE_ERR_NOISE_SHARE_UNFIT, "no headroom");
+	/* A share above the sampler's range. */
+	CHECK_RES(noise_share_words(x, N, 1.0, 8, 5, 1e6f, w),
+		  EDGE_ERR_NOISE_SHARE_UNFIT, "out of range");
+	CHECK(w[0] == 0xAAAAAAAAu, "nothing written on a refusal");
+	CHECK_RES(noise_share_words(x, N, 1.0, 8, 5, -1.0f, w),
+		  TEE_ERROR_BAD_PARAMETERS, "negative share");
 }
 
 int main(int argc, char **argv)
@@ -127,5 +175,6 @@ int main(int argc, char **argv)
 	}
 	CHECK_EQ(dgauss_isqrt(UINT64_MAX), 0xFFFFFFFFull, "isqrt(2^64 - 1)");
 	CHECK_EQ(dgauss_isqrt((uint64_t)1 << 62), (uint64_t)1 << 31, "isqrt(2^62)");
+	check_noise_share();
 	return harness_summary();
 }

@@ -830,7 +830,8 @@ def update_vectors(add: Callable[..., None]) -> None:
        "unsupported-version", "format version 2, re-signed", "envelope")
     up("update_reserved_nonzero", sign(at(65, b"\x01")), "malformed",
        "reserved byte 65 set, re-signed", "body")
-    up("update_mode_2", sign(at(64, b"\x02")), "malformed", "update mode 2, re-signed", "body",
+    up("update_mode_2", sign(at(64, b"\x02")), "malformed",
+       "update mode 2 outside a secure-aggregation round, re-signed", "body",
        audit="wrong-mode")
     up("update_param_count", sign(at(68, (28).to_bytes(4, "little"))), "malformed",
        "parameter count 28 with 27 values, re-signed", "body")
