@@ -67,7 +67,8 @@ CASES: dict[str, Case] = {
                                                 check=False), NOW, errors.Malformed),
     "update-mode-2": (lambda r, _t: ticket(r.aggregator, **{**GOOD, "update_mode": 2},
                                            check=False), NOW, errors.Malformed),
-    "format-version": (lambda r, t: resign(t, lambda h, _b: h.__setitem__(4, 2), r.aggregator),
+    # Format 1 is the layout before the secure-aggregation fields: refused by name.
+    "format-version": (lambda r, t: resign(t, lambda h, _b: h.__setitem__(4, 1), r.aggregator),
                        NOW, errors.UnsupportedVersion),
     "wrong-kind": (lambda r, _t: policy(r.aggregator), NOW, errors.WrongKind),
 }
