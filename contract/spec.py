@@ -30,7 +30,7 @@ FORMAT_VERSION = 1
 # own version, so the old layout is refused as unsupported-version, by name.
 # PRIVACY_POLICY 2: the steps -> epsilon table (issue 12). ROUND_TICKET and SEALED_UPDATE 2:
 # they carry the package id of the model they train (issue 15), so a ticket for another
-# package "v1" is wrong-model.
+# package "v1" is wrong-model; the ticket also gained the secure-aggregation fields (issue 11).
 KIND_FORMAT_VERSIONS = {"PRIVACY_POLICY": 2, "ROUND_TICKET": 2, "SEALED_UPDATE": 2}
 
 COMMANDS: tuple[Command, ...] = (

@@ -68,7 +68,7 @@ CASES: dict[str, Case] = {
                                                 check=False), NOW, errors.Malformed),
     "update-mode-2": (lambda r, _t: ticket(r.aggregator, **{**GOOD, "update_mode": 2},
                                            check=False), NOW, errors.Malformed),
-    # Format version 1: the layout before the package id.
+    # Format version 1: the layout before the package id and the secure-aggregation fields.
     "format-version": (lambda r, t: resign(t, lambda h, _b: h.__setitem__(4, 1), r.aggregator),
                        NOW, errors.UnsupportedVersion),
     "another-package": (lambda r, _t: ticket(r.aggregator, **{**GOOD, "package_id": bytes(16)}),
