@@ -675,8 +675,10 @@ LAYOUTS: tuple[Layout, ...] = (
         Field("policy_id", "bytes", "policy id: first 8 bytes of SHA-256 of the policy envelope",
               size=8),
         Field("epsilon_spent", "f64", "ε of the steps spent, from the policy's table (the "
-              "first entry at or above them; 0 before any step; inf for a no-DP policy)"),
-        Field("epsilon_budget", "f64", "ε of the whole step budget (the table's last entry)"),
+              "first entry at or above them; 0 before any step; −1: no bound, a no-DP "
+              "policy)"),
+        Field("epsilon_budget", "f64", "ε of the whole step budget (the table's last entry; "
+              "−1: no bound)"),
         Field("delta", "f64", "δ of the policy"),
     )),
 )

@@ -12,6 +12,7 @@ serialise each verify/train pair yourself.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -71,6 +72,11 @@ class TaStatus:
         )
 
 
+def _bound(eps: float) -> float:
+    """The block's ε, with its "no bound" (-1, a no-DP policy) as inf."""
+    return math.inf if eps < 0 else eps
+
+
 @dataclass(frozen=True)
 class BudgetStatus:
     """What BUDGET_STATUS reports: the privacy budget and replay state."""
@@ -98,8 +104,8 @@ class BudgetStatus:
         f = BUDGET_BLOCK.unpack(raw, "budget block")
         return cls(bool(f["flags"] & tee_abi.BudgetFlag.POLICY), f["steps_spent"],
                    f["step_budget"], f["policy_version"], f["rounds_sealed"], f["last_round"],
-                   f["time_floor"], f["policy_id"], f["epsilon_spent"], f["epsilon_budget"],
-                   f["delta"])
+                   f["time_floor"], f["policy_id"], _bound(f["epsilon_spent"]),
+                   _bound(f["epsilon_budget"]), f["delta"])
 
 
 @dataclass(frozen=True)
