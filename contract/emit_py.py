@@ -124,6 +124,8 @@ def py_layouts() -> str:
                 args.append(f"hi={f.hi!r}")
             if f.lo_open:
                 args.append("lo_open=True")
+            if f.posinf_ok:
+                args.append("posinf_ok=True")
             if f.enum:
                 args.append(f"enum={f.enum}")
             if f.refusal != "malformed":

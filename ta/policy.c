@@ -220,12 +220,6 @@ double policy_epsilon_at(const struct edge_policy *p, uint64_t steps)
 	return dbl_from_bits(0x7ff0000000000000ull);	/* +inf */
 }
 
-/* The budget block holds finite floats only: -1 stands for "no bound". */
-static double finite_or_none(double eps)
-{
-	return dbl_finite(eps) ? eps : -1.0;
-}
-
 TEE_Result train_budget_block(const struct edge_train_state *st,
 			      uint8_t block[EDGE_BUDGET_SIZE])
 {
@@ -243,11 +237,9 @@ TEE_Result train_budget_block(const struct edge_train_state *st,
 	put_le64(block + EDGE_BUDGET_OFF_STEP_BUDGET, st->policy.step_budget);
 	put_le64(block + EDGE_BUDGET_OFF_POLICY_VERSION, st->policy.version);
 	put_le64(block + EDGE_BUDGET_OFF_EPSILON_SPENT,
-		 dbl_bits(finite_or_none(policy_epsilon_at(&st->policy,
-							   st->steps_spent))));
+		 dbl_bits(policy_epsilon_at(&st->policy, st->steps_spent)));
 	put_le64(block + EDGE_BUDGET_OFF_EPSILON_BUDGET,
-		 dbl_bits(finite_or_none(policy_epsilon_at(&st->policy,
-							   st->policy.step_budget))));
+		 dbl_bits(policy_epsilon_at(&st->policy, st->policy.step_budget)));
 	put_le64(block + EDGE_BUDGET_OFF_DELTA, dbl_bits(st->policy.delta));
 	res = edge_sha256(st->policy_env, EDGE_POLICY_SIZE, digest);
 	if (res)

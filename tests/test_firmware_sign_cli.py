@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from edge import tee_abi
 from edge.errors import ConfigError
 from edge.formats import (
     Role,
@@ -409,7 +410,7 @@ def test_inspect_verify_device_record(
     assert main(["inspect", str(dev_path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     rec = parse_device_record(dev_path.read_bytes())
-    assert info["device_id"] == rec.device_id.hex() and info["abi_version"] == 1
+    assert info["device_id"] == rec.device_id.hex() and info["abi_version"] == tee_abi.ABI_VERSION
     pub = dev_path.with_name("dev.pem")
     pub.write_bytes(
         ident.public_key().public_bytes(

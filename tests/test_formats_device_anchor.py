@@ -8,6 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from edge import tee_abi
 from edge.errors import (
     Malformed,
     Oversized,
@@ -58,7 +59,7 @@ def test_device_record_round_trip() -> None:
     assert rec.ed25519_pub == ed25519_raw_public(IDENTITY)
     assert rec.x25519_pub == x25519_raw_public(AGREEMENT)
     assert rec.device_id == key_id(rec.ed25519_pub)
-    assert rec.abi_version == 1
+    assert rec.abi_version == tee_abi.ABI_VERSION
     assert data[12:28] == rec.device_id
 
 
@@ -128,7 +129,7 @@ def test_anchor_refusals() -> None:
     bad[-5] ^= 0x10
     with pytest.raises(SignatureInvalid):
         verify_anchor_statement(bytes(bad), anchors=ANCHORS, epochs={})
-    for role in (0, 3, 255):
+    for role in (0, 4, 255):  # 3 is the registrar
         with pytest.raises(Malformed, match="role"):
             verify_anchor_statement(
                 resign(data, HEADER_SIZE, role, SIGNER), anchors=ANCHORS, epochs={}
@@ -155,7 +156,7 @@ def test_anchor_epoch_zero_is_stale() -> None:
 def test_anchor_builder_refuses_bad_input() -> None:
     new_pub = ed25519_raw_public(NEW)
     with pytest.raises(Malformed):
-        build_anchor_statement(SIGNER, 3, 1, new_pub)
+        build_anchor_statement(SIGNER, 4, 1, new_pub)
     with pytest.raises(Malformed):
         build_anchor_statement(SIGNER, 1, 0, new_pub)
     with pytest.raises(Malformed):

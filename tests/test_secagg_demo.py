@@ -1,4 +1,5 @@
-"""``edge demo --secagg`` run small: the secagg model equals the plain mean within the bound."""
+"""``edge demo --secagg`` run small: the secagg model equals the plain mean within the
+bound, and nothing the aggregator stores or receives is that close to one device's update."""
 
 from __future__ import annotations
 
@@ -97,3 +98,38 @@ def test_demo_secagg_model_is_the_plain_mean_within_the_quantization_bound(
     bound = 2.0 ** -s + 2 * float(np.spacing(np.float32(np.abs(new).max())))
     assert np.abs(mean).max() > 1e3 * bound  # a real update, not a trivially equal zero
     assert np.abs((new - start) - mean).max() < bound
+
+    # Privacy: no array the secagg aggregator stored (any blob of its database, read as
+    # float32 or float64, as is or less the initial head) and no masked update it received
+    # is within the quantization bound of any single device's update.
+    updates = [u.delta.astype(np.float64) for u in plain]
+    seen = _stored_arrays(work / "secagg" / "aggregator" / "state.sqlite", mean.size)
+    masked = [u for u in (parse_any_update(p) for _, p in tap.on("/update"))
+              if not isinstance(u, SealedUpdate)]
+    assert len(masked) == DEVICES
+    quantizer = SecAggParams.for_cohort(DEVICES, zero.update_clip).quantizer
+    seen += [quantizer.dequantize(m.words.copy()) for m in masked]
+    assert len(seen) >= 2 + DEVICES  # the two checkpoints' heads at least, and the words
+    for arr in seen:
+        for candidate in (arr, arr - start):
+            for u in updates:
+                assert np.abs(candidate - u).max() > bound
+
+
+def _stored_arrays(db: Path, size: int) -> list[np.ndarray]:
+    """Every blob of the database that holds ``size`` float32 or float64 values, and every
+    pair of blobs (W, b) of one row that does together."""
+    import sqlite3
+
+    out: list[np.ndarray] = []
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            for row in con.execute(f"SELECT * FROM {table}"):
+                blobs = [bytes(v) for v in row if isinstance(v, bytes)]
+                for joined in [*blobs, b"".join(blobs)]:
+                    for dtype in ("<f4", "<f8"):
+                        width = np.dtype(dtype).itemsize
+                        if len(joined) == size * width:
+                            out.append(np.frombuffer(joined, dtype).astype(np.float64))
+    return out
