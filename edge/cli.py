@@ -15,12 +15,14 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 
+from edge.cli_options import add_verbose_below, verbose_parent
 from edge.commands import aggregator as aggregator_commands
 from edge.commands import board as board_commands
 from edge.commands import daemon as daemon_commands
 from edge.commands import demo as demo_commands
 from edge.commands import info as info_commands
 from edge.commands import model as model_commands
+from edge.commands import runtime as runtime_commands
 from edge.commands import tee as tee_commands
 from edge.errors import EdgeError
 
@@ -35,18 +37,21 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The whole argument parser, one sub-parser per noun."""
     parser = argparse.ArgumentParser(
-        prog="edge", description="Private on-device learning with an OP-TEE secure world."
+        prog="edge", description="Private on-device learning with an OP-TEE secure world.",
+        parents=[verbose_parent(top=True)],
     )
-    parser.add_argument("--verbose", "-v", action="store_true", help="more output")
-    parser.add_argument("--version", action="version", version=f"edge {_version()}")
+    parser.add_argument("--version", action="version", version=f"edge {_version()}",
+                        help="print the version of edge and exit")
     nouns = parser.add_subparsers(dest="noun", required=True, metavar="NOUN")
     tee_commands.register(nouns)
+    runtime_commands.register(nouns)
     info_commands.register(nouns)
     model_commands.register(nouns)
     aggregator_commands.register(nouns)
     daemon_commands.register(nouns)
     demo_commands.register(nouns)
     board_commands.register(nouns)
+    add_verbose_below(parser)
     return parser
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
+from edge.cli_options import add_json
 from edge.errors import ConfigError, EdgeError, Malformed, WrongKind
 from edge.formats.anchors import ANCHOR_STATEMENT_SIZE, parse_anchor_statement
 from edge.formats.device import DEVICE_RECORD_SIZE, DeviceRecord, parse_device_record
@@ -52,6 +55,14 @@ from firmware_sign.statements import replace_anchor
 from firmware_sign.ta_image import is_ta_image
 
 PROG = "firmware-sign"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("edge-tee")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "(not installed)"
+
 MIN_CHUNK, MAX_CHUNK = 4096, 1 << 20
 MAX_U64 = 2**64 - 1
 
@@ -152,7 +163,11 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     """keygen: write PREFIX.key (0600) and PREFIX.pub."""
     priv, pub, key = generate_role_key(args.out, force=args.force)
     kid = key_id(key.public_key().public_bytes_raw()).hex()
-    print(f"{args.role} key id {kid}: wrote {priv} (private, 0600) and {pub}")
+    if args.json:
+        print(json.dumps({"role": args.role, "key_id": kid, "private_key": str(priv),
+                          "public_key": str(pub)}))
+    else:
+        print(f"{args.role} key id {kid}: wrote {priv} (private, 0600) and {pub}")
     return 0
 
 
@@ -189,11 +204,28 @@ def cmd_pack(args: argparse.Namespace) -> int:
     if m.has_backbone:
         kind = "encrypted" if m.backbone_encrypted else "public"
         backbone = f"{kind} backbone {m.backbone_len} bytes in {m.chunk_count} chunks"
+    if args.json:
+        kid = key_id(signer.public_key().public_bytes_raw()).hex()
+        print(json.dumps(_package_ids(args.out, m, kid)))
+        return 0
     print(
         f"wrote {args.out}: model package version {m.version}, package id {m.package_id.hex()}, "
         f"head {m.head_in}x{m.head_out}, {backbone}, {len(m.recipients)} recipient(s)"
     )
     return 0
+
+
+def _package_ids(path: str, m: Any, signer_kid: str) -> dict[str, Any]:
+    """What a release script needs of a package: its ids, version, digest, recipients."""
+    with open(path, "rb") as fh:
+        digest = hashlib.sha256()
+        for block in iter(lambda: fh.read(1 << 16), b""):
+            digest.update(block)
+    return {"package": path, "version": m.version, "package_id": m.package_id.hex(),
+            "sha256": digest.hexdigest(), "signer_key_id": signer_kid,
+            "head_shape": [m.head_in, m.head_out], "backbone_bytes": m.backbone_len,
+            "backbone_encrypted": bool(m.backbone_encrypted),
+            "recipients": [r.device_id.hex() for r in m.recipients]}
 
 
 def cmd_anchor_replace(args: argparse.Namespace) -> int:
@@ -302,9 +334,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     kid = key_id(signer).hex()
     fh, size, kind = _open_artefact(args.file)
     with fh:
+        ids: dict[str, Any] = {}
         if kind == Kind.PACKAGE:
             m = verify_package(fh, signer_pub=signer)
             what = f"model package version {m.version}, {m.chunk_count} chunk digest(s) verified"
+            ids = _package_ids(args.file, m, kid)
         elif kind == Kind.ANCHOR_STATEMENT:
             data = _small(fh, size, Kind.ANCHOR_STATEMENT, ANCHOR_STATEMENT_SIZE)
             verify_envelope(parse_envelope(data, kind=Kind.ANCHOR_STATEMENT), signer)
@@ -315,6 +349,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             verify_envelope(parse_envelope(data, kind=Kind.DEVICE_RECORD), signer)
             rec = parse_device_record(data)
             what = f"device record {rec.device_id.hex()}"
+            ids = {"device_id": rec.device_id.hex()}
         elif kind in _SMALL:
             limit, parse, name = _SMALL[Kind(kind)]
             data = _small(fh, size, Kind(kind), limit)
@@ -322,7 +357,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
             what = name(parse(data))
         else:
             raise _unsupported(kind)
-    print(f"OK: {args.file}: {what}, signed by key id {kid}")
+    if args.json:
+        print(json.dumps({"ok": True, "file": args.file, "kind": kind_name(kind),
+                          "signer_key_id": kid, "what": what, **ids}))
+    else:
+        print(f"OK: {args.file}: {what}, signed by key id {kid}")
     return 0
 
 
@@ -348,25 +387,34 @@ def _verify_key(path: str) -> bytes:
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of firmware-sign."""
     p = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    p.add_argument("--version", action="version", version=f"{PROG} {_version()}",
+                   help="print the version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     kg = sub.add_parser("keygen", help="generate a role key pair (PREFIX.key, PREFIX.pub)")
-    kg.add_argument("--role", required=True, choices=ROLES)
-    kg.add_argument("--out", required=True, metavar="PREFIX")
+    kg.add_argument("--role", required=True, choices=ROLES, help="what the key signs")
+    kg.add_argument("--out", required=True, metavar="PREFIX",
+                    help="writes PREFIX.key (private, 0600) and PREFIX.pub")
     kg.add_argument("--force", action="store_true", help="overwrite existing key files")
+    add_json(kg)
     kg.set_defaults(func=cmd_keygen)
 
     model = sub.add_parser("model", help="model packages").add_subparsers(
         dest="model_command", required=True, metavar="COMMAND"
     )
     pack = model.add_parser("pack", help="build and sign a model package")
-    pack.add_argument("--signer", required=True, metavar="KEY")
-    pack.add_argument("--version", required=True, type=_u64, metavar="N")
-    pack.add_argument("--head", required=True, metavar="HEAD.npz")
-    pack.add_argument("--backbone", metavar="FILE")
-    pack.add_argument("--encrypt-backbone", action="store_true")
-    pack.add_argument("--to", required=True, action="append", metavar="DEVICE.pub")
-    pack.add_argument("--out", required=True, metavar="PKG")
+    pack.add_argument("--signer", required=True, metavar="KEY",
+                      help="the model signer's private key (keygen --role model-signer)")
+    pack.add_argument("--version", required=True, type=_u64, metavar="N",
+                      help="model version; boards refuse one not above what they hold")
+    pack.add_argument("--head", required=True, metavar="HEAD.npz",
+                      help="the head's weights: W (in x out) and b (out), float32")
+    pack.add_argument("--backbone", metavar="FILE", help="the backbone .tflite to carry")
+    pack.add_argument("--encrypt-backbone", action="store_true",
+                      help="encrypt the backbone to the recipients (needs --backbone)")
+    pack.add_argument("--to", required=True, action="append", metavar="DEVICE.pub",
+                      help="a recipient device record (repeat for each device)")
+    pack.add_argument("--out", required=True, metavar="PKG", help="the package file to write")
     pack.add_argument(
         "--chunk-size",
         type=_chunk_size,
@@ -374,7 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BYTES",
         help="power of two in 4096..1048576 (default 65536)",
     )
-    pack.add_argument("--metadata", metavar="FILE.json")
+    pack.add_argument("--metadata", metavar="FILE.json",
+                      help="backbone metadata (edge model build writes it) to sign in")
+    add_json(pack)
     pack.add_argument(
         "--infer", choices=list(INFER_RELEASE_NAMES.values()), default="label",
         help="what the TA's INFER may release of the head (default: label; scores give "
@@ -390,34 +440,41 @@ def build_parser() -> argparse.ArgumentParser:
         dest="anchor_command", required=True, metavar="COMMAND"
     )
     rep = anchor.add_parser("replace", help="sign a statement replacing a role's anchor")
-    rep.add_argument("--role", required=True, choices=ROLES)
-    rep.add_argument("--current", required=True, metavar="KEY")
-    rep.add_argument("--new", required=True, metavar="PUB")
-    rep.add_argument("--epoch", required=True, type=_u64, metavar="N")
-    rep.add_argument("--out", required=True, metavar="STATEMENT")
+    rep.add_argument("--role", required=True, choices=ROLES, help="the anchor to replace")
+    rep.add_argument("--current", required=True, metavar="KEY",
+                     help="the role's current private key (signs the statement)")
+    rep.add_argument("--new", required=True, metavar="PUB", help="the role's new public key")
+    rep.add_argument("--epoch", required=True, type=_u64, metavar="N",
+                     help="anchor epoch, above the board's current one")
+    rep.add_argument("--out", required=True, metavar="STATEMENT",
+                     help="the statement file to write")
     rep.set_defaults(func=cmd_anchor_replace)
 
     reg = sub.add_parser("registrar", help="enrollment certificates for secure aggregation "
                          "(keys: keygen --role registrar)").add_subparsers(
         dest="registrar_command", required=True, metavar="COMMAND")
     cert = reg.add_parser("certify", help="sign an enrollment certificate for a device record")
-    cert.add_argument("--registrar", required=True, metavar="KEY")
-    cert.add_argument("--device", required=True, metavar="DEVICE.pub")
-    cert.add_argument("--fleet", required=True, metavar="NAME")
-    cert.add_argument("--out", required=True, metavar="CERT")
+    cert.add_argument("--registrar", required=True, metavar="KEY",
+                      help="the registrar's private key (keygen --role registrar)")
+    cert.add_argument("--device", required=True, metavar="DEVICE.pub",
+                      help="the device record to certify")
+    cert.add_argument("--fleet", required=True, metavar="NAME", help="the fleet's name")
+    cert.add_argument("--out", required=True, metavar="CERT", help="the certificate to write")
     cert.set_defaults(func=cmd_registrar_certify)
 
     training.register(sub, _u64)
     ta_cli.register(sub)
 
     ins = sub.add_parser("inspect", help="show the fields of an artefact")
-    ins.add_argument("file", metavar="FILE")
-    ins.add_argument("--json", action="store_true", help="print one JSON object")
+    ins.add_argument("file", metavar="FILE", help="any signed artefact or TA image")
+    add_json(ins)
     ins.set_defaults(func=cmd_inspect)
 
     ver = sub.add_parser("verify", help="verify an artefact's signature")
-    ver.add_argument("file", metavar="FILE")
-    ver.add_argument("--signer", required=True, metavar="PUB")
+    ver.add_argument("file", metavar="FILE", help="the artefact to verify")
+    ver.add_argument("--signer", required=True, metavar="PUB",
+                     help="the expected signer's public key (or device record)")
+    add_json(ver)
     ver.set_defaults(func=cmd_verify)
     return p
 

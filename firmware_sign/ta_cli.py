@@ -162,8 +162,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         dest="ta_command", required=True, metavar="COMMAND")
 
     kg = ta.add_parser("keygen", help="generate an RSA TA signing key (PREFIX.pem, .pub.pem)")
-    kg.add_argument("--out", required=True, metavar="PREFIX")
-    kg.add_argument("--bits", type=int, choices=(2048, 3072, 4096), default=DEFAULT_BITS)
+    kg.add_argument("--out", required=True, metavar="PREFIX",
+                  help="writes PREFIX.pem (private, 0600) and PREFIX.pub.pem")
+    kg.add_argument("--bits", type=int, choices=(2048, 3072, 4096), default=DEFAULT_BITS,
+                  help="RSA modulus size (default %(default)s)")
     kg.add_argument("--force", action="store_true", help="overwrite existing key files")
     kg.set_defaults(func=cmd_keygen)
 
@@ -171,32 +173,44 @@ def register(sub: argparse._SubParsersAction) -> None:
     sg.add_argument("elf", nargs="?", metavar="ELF", help="the stripped ELF")
     sg.add_argument("--in", dest="inf", metavar="ELF",
                     help="the stripped ELF (the TA dev kit's SIGN_ENC calling convention)")
-    sg.add_argument("--key", required=True, metavar="KEY.pem")
-    sg.add_argument("--uuid", required=True, type=_uuid)
-    sg.add_argument("--ta-version", type=_u32, default=0, metavar="N")
+    sg.add_argument("--key", required=True, metavar="KEY.pem",
+                  help="the RSA signing key (PEM)")
+    sg.add_argument("--uuid", required=True, type=_uuid,
+                  help="the TA's UUID")
+    sg.add_argument("--ta-version", type=_u32, default=0, metavar="N",
+                  help="TA version in the signed header (default 0)")
     sg.add_argument("--algo", choices=sorted(ALGO_NAMES), default="pkcs1v15",
                     help="pkcs1v15 (default: deterministic, reproducible images) or pss")
     sg.add_argument("--enc-key", type=_enc_key, metavar="HEX",
                     help="encrypt the ELF with AES-GCM under this key (CFG_ENCRYPT_TA)")
     sg.add_argument("--enc-key-type", choices=("dev-specific", "class-wide"),
-                    default="dev-specific")
-    sg.add_argument("-o", "--out", required=True, metavar="OUT.ta")
+                    default="dev-specific",
+                  help="which key the TA is encrypted under on the device")
+    sg.add_argument("-o", "--out", required=True, metavar="OUT.ta",
+                  help="the signed .ta to write")
     sg.set_defaults(func=cmd_sign)
 
     vf = ta.add_parser("verify", help="verify a .ta under a public key")
-    vf.add_argument("file", metavar="FILE.ta")
-    vf.add_argument("--key", required=True, metavar="PUB.pem")
+    vf.add_argument("file", metavar="FILE.ta",
+                  help="the signed TA image")
+    vf.add_argument("--key", required=True, metavar="PUB.pem",
+                  help="the public key it must be signed with (PEM)")
     vf.add_argument("--uuid", type=_uuid, help="also require this TA UUID")
     vf.add_argument("--enc-key", type=_enc_key, metavar="HEX",
                     help="the encryption key of an encrypted TA")
     vf.set_defaults(func=cmd_verify)
 
     rs = ta.add_parser("resign", help="verify TAs under a vendor key, re-sign with ours")
-    rs.add_argument("files", nargs="+", metavar="FILE.ta")
-    rs.add_argument("--verify-key", required=True, metavar="VENDOR.pem")
-    rs.add_argument("--key", required=True, metavar="KEY.pem")
-    rs.add_argument("--algo", choices=sorted(ALGO_NAMES), default="pkcs1v15")
-    rs.add_argument("--out", required=True, metavar="DIR")
+    rs.add_argument("files", nargs="+", metavar="FILE.ta",
+                  help="the vendor-signed TA images")
+    rs.add_argument("--verify-key", required=True, metavar="VENDOR.pem",
+                  help="the vendor's public key they must verify under (PEM)")
+    rs.add_argument("--key", required=True, metavar="KEY.pem",
+                  help="our RSA signing key (PEM)")
+    rs.add_argument("--algo", choices=sorted(ALGO_NAMES), default="pkcs1v15",
+                  help="signature scheme of the new signatures (default pkcs1v15)")
+    rs.add_argument("--out", required=True, metavar="DIR",
+                  help="folder to write the re-signed images to")
     rs.add_argument("--skip-subkey", action="store_true",
                     help="leave out TAs signed through a subkey chain instead of failing")
     rs.set_defaults(func=cmd_resign)

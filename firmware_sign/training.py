@@ -194,7 +194,8 @@ def register(sub: argparse._SubParsersAction, u64: Callable[[str], int]) -> None
         "make", help="compute a step budget (or the noise for a target epsilon) and sign a "
         "privacy policy")
     mk.add_argument("--signer", required=True, metavar="KEY", help="model-signer private key")
-    mk.add_argument("--version", required=True, type=u64, metavar="N")
+    mk.add_argument("--version", required=True, type=u64, metavar="N",
+                  help="policy version; a board replaces its policy only with a higher one")
     mk.add_argument("--epsilon", type=pos, metavar="E",
                     help="target epsilon of the budget at --noise-multiplier")
     mk.add_argument("--target-epsilon", type=pos, metavar="E",
@@ -207,17 +208,23 @@ def register(sub: argparse._SubParsersAction, u64: Callable[[str], int]) -> None
                     "Poisson sampling)")
     mk.add_argument("--accountant", choices=calibration.ACCOUNTANTS, default=calibration.RDP,
                     help="accountant to calibrate with (pld: tighter, slower, Poisson only)")
-    mk.add_argument("--delta", required=True, type=_number(float, 0.0, True, 0.5), metavar="D")
+    mk.add_argument("--delta", required=True, type=_number(float, 0.0, True, 0.5), metavar="D",
+                  help="delta of the (epsilon, delta) guarantee")
     mk.add_argument("--noise-multiplier", type=_number(float, 0.0, False),
                     metavar="Z", help="minimum noise multiplier sigma_min a ticket may use")
     mk.add_argument("--sampling-rate", required=True, type=_number(float, 0.0, True, 1.0),
-                    metavar="Q")
-    mk.add_argument("--sampling", choices=sorted(SAMPLING_BY_NAME), default="poisson")
-    mk.add_argument("--max-example-clip", required=True, type=pos, metavar="C")
-    mk.add_argument("--max-update-clip", required=True, type=pos, metavar="U")
+                    metavar="Q",
+                  help="sampling rate q of DP-SGD (batch / local examples)")
+    mk.add_argument("--sampling", choices=sorted(SAMPLING_BY_NAME), default="poisson",
+                  help="how batches are drawn: poisson or fixed-size (shuffle)")
+    mk.add_argument("--max-example-clip", required=True, type=pos, metavar="C",
+                  help="largest per-example clip C a ticket may ask for")
+    mk.add_argument("--max-update-clip", required=True, type=pos, metavar="U",
+                  help="largest update clip U a ticket may ask for")
     mk.add_argument("--max-steps-per-round", type=per_round, metavar="S",
                     help="per-round step limit (default: --steps-per-round)")
-    mk.add_argument("--out", required=True, metavar="POLICY")
+    mk.add_argument("--out", required=True, metavar="POLICY",
+                  help="the policy file to write")
     mk.add_argument("--no-dp-test-only", action="store_true",
                     help="TEST ONLY: allow noise 0; the budget is --steps, no privacy")
     mk.add_argument("--steps", type=_number(int, 1, False, 2**64 - 1), metavar="N",
@@ -227,23 +234,36 @@ def register(sub: argparse._SubParsersAction, u64: Callable[[str], int]) -> None
     ticket = sub.add_parser("ticket", help="round tickets (manual tests)").add_subparsers(
         dest="ticket_command", required=True, metavar="COMMAND")
     tk = ticket.add_parser("make", help="sign a round ticket with the aggregator key")
-    tk.add_argument("--aggregator", required=True, metavar="KEY")
-    tk.add_argument("--round", required=True, type=u64, metavar="N")
-    tk.add_argument("--model-version", required=True, type=u64, metavar="V")
+    tk.add_argument("--aggregator", required=True, metavar="KEY",
+                  help="the aggregator's private key (signs the ticket)")
+    tk.add_argument("--round", required=True, type=u64, metavar="N",
+                  help="round id")
+    tk.add_argument("--model-version", required=True, type=u64, metavar="V",
+                  help="model version the round trains")
     tk.add_argument("--package-id", required=True, type=_hex16("package id"), metavar="HEX",
                     help="package id of the model the round trains, 32 hex digits (`edge tee "
                     "info` shows the loaded one; `firmware-sign inspect` a package's)")
     tk.add_argument("--nonce", type=_hex16("nonce"), metavar="HEX",
                     help="16 bytes (default random)")
-    tk.add_argument("--issued-at", type=_number(int, 0, False), metavar="UNIX")
-    tk.add_argument("--deadline", type=_number(int, 0, False), metavar="UNIX")
-    tk.add_argument("--ttl", type=_number(int, 1, False), default=3600, metavar="SECONDS")
-    tk.add_argument("--clip", required=True, type=pos, metavar="C")
+    tk.add_argument("--issued-at", type=_number(int, 0, False), metavar="UNIX",
+                  help="issue time (default now)")
+    tk.add_argument("--deadline", type=_number(int, 0, False), metavar="UNIX",
+                  help="deadline (default issued-at + --ttl)")
+    tk.add_argument("--ttl", type=_number(int, 1, False), default=3600, metavar="SECONDS",
+                  help="seconds from issue to deadline (default 3600)")
+    tk.add_argument("--clip", required=True, type=pos, metavar="C",
+                  help="per-example clip norm C")
     tk.add_argument("--noise-multiplier", required=True, type=_number(float, 0.0, False),
-                    metavar="Z")
-    tk.add_argument("--update-clip", required=True, type=pos, metavar="U")
-    tk.add_argument("--learning-rate", required=True, type=pos, metavar="LR")
-    tk.add_argument("--epochs", type=u16, default=1, metavar="E")
-    tk.add_argument("--batch-size", type=u16, default=1, metavar="B")
-    tk.add_argument("--out", required=True, metavar="TICKET")
+                    metavar="Z",
+                  help="DP-SGD noise multiplier z (at least the policy's sigma_min)")
+    tk.add_argument("--update-clip", required=True, type=pos, metavar="U",
+                  help="update clip norm U")
+    tk.add_argument("--learning-rate", required=True, type=pos, metavar="LR",
+                  help="learning rate")
+    tk.add_argument("--epochs", type=u16, default=1, metavar="E",
+                  help="local epochs (default 1)")
+    tk.add_argument("--batch-size", type=u16, default=1, metavar="B",
+                  help="batch size (default 1)")
+    tk.add_argument("--out", required=True, metavar="TICKET",
+                  help="the ticket file to write")
     tk.set_defaults(func=cmd_ticket_make)

@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from edge.cli_options import add_json, add_log_format
 from edge.errors import ConfigError, StateError
+from edge.logformat import setup_logging
 from edge.stopping import stop_on_signals, stop_requested
 
 HEADER = f"{'round':>5}  {'part.':>5}  {'refused':<24}  {'accuracy':>8}  {'epsilon':>8}  " \
@@ -54,9 +56,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge.aggregator import Aggregator
     from edge.sdnotify import Notifier
 
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    # The per-round table is on stdout; stderr holds warnings (every connect failure) and,
+    # with --verbose, the aggregator's steps.
+    setup_logging(getattr(args, "log_format", None), verbose=args.verbose,
+                  edge_level=logging.INFO if args.verbose else logging.WARNING)
     config = _load(args)
     rounds = getattr(args, "rounds", None)
     if rounds is None:
@@ -302,11 +305,13 @@ def register(nouns: Any) -> None:
                       help="aggregator TOML configuration (bare form: run)")
     noun.add_argument("--rounds", dest="noun_rounds", type=int, metavar="N",
                       help="stop after N more rounds (bare form: run)")
+    add_log_format(noun)
     noun.set_defaults(run=cmd_run)
     verbs = noun.add_subparsers(dest="verb", required=False, metavar="VERB")
     p = verbs.add_parser("run", help="run rounds over MQTT until done or SIGTERM")
     p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
     p.add_argument("--rounds", type=int, metavar="N", help="stop after N more rounds")
+    add_log_format(p)
     p.set_defaults(run=cmd_run)
     p = verbs.add_parser("enroll", help="enroll device records (DEVICE.pub)")
     p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
@@ -317,12 +322,12 @@ def register(nouns: Any) -> None:
     p.set_defaults(run=cmd_enroll)
     p = verbs.add_parser("status", help="rounds, devices and refusals from the state database")
     p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_json(p)
     p.set_defaults(run=cmd_status)
     p = verbs.add_parser("devices", help="per device: last seen, rounds joined, steps spent, "
                          "last refusal")
     p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_json(p)
     p.set_defaults(run=cmd_devices)
     p = verbs.add_parser("revoke", help="remove enrolled devices (no more tickets or models)")
     p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
@@ -337,5 +342,5 @@ def register(nouns: Any) -> None:
     p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
     p.add_argument("--rows", action="store_true", help="also print the newest audit rows")
     p.add_argument("--limit", type=int, default=100, metavar="N", help="at most N of each")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_json(p)
     p.set_defaults(run=cmd_audit)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge import errors
+from edge.cli_options import add_json, add_tee
 from edge.state_files import write_durably
 
 
@@ -124,7 +125,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _console_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", required=True, metavar="URL",
                    help="the board's console: /dev/ttyUSB0, socket://HOST:PORT, rfc2217://...")
-    p.add_argument("--baudrate", type=int, default=115200)
+    p.add_argument("--baudrate", type=int, default=115200,
+                 help="serial speed (default 115200)")
     p.add_argument("--user", default="root", help="login name on the console (default root)")
     p.add_argument("--password-file", type=Path, metavar="FILE",
                    help="first line: the login password, if the console asks for one")
@@ -135,13 +137,12 @@ def _console_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board-state", metavar="DIR", help="the board's simulated TEE folder")
     p.add_argument("--board-staging", default="/var/lib/edge/provision", metavar="DIR",
                    help="where jobs are staged on the board (default /var/lib/edge/provision)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_json(p)
 
 
 def _local_tee(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tee", choices=("sim", "optee"), default="optee")
-    p.add_argument("--state", type=Path, metavar="DIR")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_tee(p, default="optee")
+    add_json(p)
 
 
 def register(nouns: Any) -> None:
@@ -151,8 +152,10 @@ def register(nouns: Any) -> None:
 
     p = verbs.add_parser("provision", help="provision a board over its console")
     _console_args(p)
-    p.add_argument("--model-signer", type=Path, required=True, metavar="PUB")
-    p.add_argument("--aggregator", type=Path, required=True, metavar="PUB")
+    p.add_argument("--model-signer", type=Path, required=True, metavar="PUB",
+                 help="the model signer's public key")
+    p.add_argument("--aggregator", type=Path, required=True, metavar="PUB",
+                 help="the aggregator's public key")
     p.add_argument("--policy", type=Path, metavar="FILE", help="signed privacy policy")
     p.add_argument("--out", type=Path, required=True, metavar="DEVICE.pub",
                    help="where the board's verified device record is written")
@@ -169,7 +172,8 @@ def register(nouns: Any) -> None:
     p.set_defaults(run=cmd_status)
 
     p = verbs.add_parser("apply", help="(on the board) provision from a staged job folder")
-    p.add_argument("--dir", type=Path, required=True, metavar="DIR")
+    p.add_argument("--dir", type=Path, required=True, metavar="DIR",
+                 help="the staged job folder")
     _local_tee(p)
     p.set_defaults(run=cmd_apply)
 

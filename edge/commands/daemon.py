@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
 from typing import Any
 
+from edge.cli_options import add_log_format
+from edge.logformat import setup_logging
 from edge.stopping import stop_on_signals
-
-
-def _setup_logging(verbose: bool) -> None:
-    """key=value lines on stderr; --verbose adds debug lines (and the broker client's)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)
-    logging.getLogger("edge").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
@@ -27,7 +17,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     from edge.sdnotify import Notifier
 
     config = DaemonConfig.from_toml(args.config)
-    _setup_logging(args.verbose)
+    setup_logging(getattr(args, "log_format", None), verbose=args.verbose)
     with stop_on_signals() as stop, Daemon(config) as daemon:
         daemon.run(stop, Notifier())
     return 0
@@ -38,6 +28,5 @@ def register(nouns: Any) -> None:
     p = nouns.add_parser("daemon", help="run a board's federation daemon (until SIGTERM)")
     p.add_argument("--config", type=Path, required=True, metavar="FILE",
                    help="daemon configuration (TOML; see docs/daemon.md)")
-    p.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS,
-                   help="debug logging")
+    add_log_format(p)
     p.set_defaults(run=cmd_daemon)

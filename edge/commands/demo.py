@@ -15,7 +15,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                          tee=args.tee, dp=args.dp, seed=args.seed, alpha=args.alpha,
                          report=args.report, workdir=args.workdir, fleet=args.fleet,
                          secagg=args.secagg,
-                         verbose=args.verbose or args.demo_verbose))
+                         verbose=args.verbose))
     return 0
 
 
@@ -26,7 +26,8 @@ def register(nouns: Any) -> None:
         description="Provision N simulated devices (each its own simulated secure world), "
         "partition scikit-learn's digits non-IID, train an int8 TFLite backbone on a public "
         "split, then federate the head for R rounds over MQTT and print a per-round table "
-        "next to the centralised non-private reference. See docs/demo.md.")
+        "next to the centralised non-private reference. --verbose logs the daemons' and the "
+        "aggregator's steps to stderr. See docs/demo.md.")
     p.add_argument("--devices", type=int, default=10, metavar="N",
                    help="devices, 1..256 (default 10; past 100, in device host processes of "
                    "100; past the ~780 private samples, drawn with replacement)")
@@ -52,6 +53,4 @@ def register(nouns: Any) -> None:
     p.add_argument("--workdir", type=Path, metavar="DIR",
                    help="keep keys, secure worlds, data and state here (default: a temporary "
                    "folder removed at the end)")
-    p.add_argument("--verbose", dest="demo_verbose", action="store_true",
-                   help="log the daemons' and the aggregator's steps to stderr")
     p.set_defaults(run=cmd_demo)

@@ -1,35 +1,13 @@
-"""``edge info``: the inference runtime, its version, NPU delegates found, numpy version."""
+"""``edge info``: the old name of ``edge runtime info``, kept as a documented alias."""
 
 from __future__ import annotations
 
-import argparse
-import json
 from typing import Any
 
-
-def cmd_info(args: argparse.Namespace) -> int:
-    """Print what this machine would run the backbone with (read-only)."""
-    from edge.inference.runtime import runtime_info
-
-    info = runtime_info(args.runtime)
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
-    runtime = (f"{info['runtime']} {info['runtime_version']}" if info["runtime"]
-               else f"none ({info['runtime_error']})")
-    print(f"runtime:   {runtime}")
-    print(f"numpy:     {info['numpy_version']}")
-    print(f"delegates: {', '.join(info['delegates_found']) or 'none found'} "
-          f"(probed {', '.join(info['delegates_probed'])})")
-    print(f"cpu:       XNNPACK, {info['cpu_count']} cores")
-    return 0
+from edge.commands.runtime import add_info_arguments
 
 
 def register(nouns: Any) -> None:
-    """Add ``edge info``."""
-    p = nouns.add_parser("info", help="inference runtime, delegates and versions")
-    p.add_argument("--runtime", default="auto",
-                   choices=("auto", "tflite-runtime", "ai-edge-litert"),
-                   help="runtime setting to resolve")
-    p.add_argument("--json", action="store_true", help="print as JSON")
-    p.set_defaults(run=cmd_info)
+    """Add ``edge info`` (alias of ``edge runtime info``; docs/inference.md)."""
+    p = nouns.add_parser("info", help="alias of `edge runtime info`")
+    add_info_arguments(p)

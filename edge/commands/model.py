@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edge.cli_options import add_json
 from edge.errors import ConfigError
 from edge.state_files import write_durably
 
@@ -46,9 +47,10 @@ def register(nouns: Any) -> None:
     p.add_argument("--image-size", type=int, choices=(28, 32), default=28,
                    help="input size of the conv net (digits upscaled)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                 help="training seed (default 0)")
     p.add_argument("--out", "-o", type=Path, required=True, help="the .tflite to write")
     p.add_argument("--metadata", type=Path, default=None,
                    help="metadata JSON to write (default: OUT with .json)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_json(p)
     p.set_defaults(run=cmd_build)

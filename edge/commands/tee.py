@@ -15,22 +15,20 @@ from typing import Any
 import numpy as np
 
 from edge import errors
+from edge.cli_options import SIM_STATE_ENV, json_parent, tee_parent
 from edge.formats.device import DeviceRecord
+from edge.formats.keys import key_id
 from edge.formats.manifest import INFER_RELEASE_NAMES, parse_manifest
 from edge.formats.package import PackageSource, read_manifest
 from edge.formats.policy import POLICY_SIZE, PrivacyPolicy, parse_policy, policy_id
 from edge.keyfiles import load_public_key
 from edge.state_files import write_durably
 from edge.tee import (
-    BACKENDS,
-    DEFAULT_BACKEND,
     BudgetStatus,
     TaStatus,
     TrustedApp,
     check_backend_state,
 )
-
-SIM_STATE_ENV = "EDGE_SIM_STATE"  # docs/simulator.md: the simulated TEE's default folder
 
 
 def _open(args: argparse.Namespace, *, create: bool = False) -> TrustedApp:
@@ -48,14 +46,6 @@ def _open(args: argparse.Namespace, *, create: bool = False) -> TrustedApp:
         raise errors.ConfigError(f"--state {state}: no simulated TEE there (`edge tee provision "
                                  f"--tee sim --state {state}` creates one)")
     return TrustedApp(args.tee, state)
-
-
-def _add_backend(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tee", choices=BACKENDS, default=DEFAULT_BACKEND,
-                   help="TEE backend: the real OP-TEE (/dev/tee0) or the simulated one")
-    p.add_argument("--state", type=Path, metavar="DIR",
-                   help=f"state directory of the simulated TEE (with --tee sim; default "
-                        f"${SIM_STATE_ENV})")
 
 
 def _check_writable(path: Path, what: str, *, force: bool) -> None:
@@ -90,10 +80,21 @@ def cmd_provision(args: argparse.Namespace) -> int:
                 f"replace an anchor with `edge tee replace-anchor`",
                 code=exc.code, origin=exc.origin,
             ) from None
+        registrar_kid = None
         if args.registrar is not None:
-            ta.install_registrar(load_public_key(args.registrar))
+            registrar = load_public_key(args.registrar)
+            ta.install_registrar(registrar)
+            registrar_kid = key_id(registrar).hex()
     write_durably(args.out_pub, record, mode=0o644)
-    print(f"provisioned device {device.device_id.hex()}; public record in {args.out_pub}")
+    if args.json:
+        print(json.dumps({"device_id": device.device_id.hex(), "record": str(args.out_pub),
+                          "identity_public_key": device.ed25519_pub.hex(),
+                          "key_agreement_public_key": device.x25519_pub.hex(),
+                          "model_signer_key_id": key_id(signer).hex(),
+                          "aggregator_key_id": key_id(aggregator).hex(),
+                          "registrar_key_id": registrar_kid}))
+    else:
+        print(f"provisioned device {device.device_id.hex()}; public record in {args.out_pub}")
     return 0
 
 
@@ -295,12 +296,15 @@ def cmd_budget(args: argparse.Namespace) -> int:
 def register(nouns: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``edge tee`` and its verbs."""
     tee = nouns.add_parser("tee", help="the trusted application on this board")
+    backend, as_json = tee_parent(), json_parent()
     verbs = tee.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    p = verbs.add_parser("provision", help="create device keys and install trust anchors")
-    _add_backend(p)
-    p.add_argument("--model-signer", type=Path, required=True, metavar="PUB")
-    p.add_argument("--aggregator", type=Path, required=True, metavar="PUB")
+    p = verbs.add_parser("provision", parents=[backend, as_json],
+                         help="create device keys and install trust anchors")
+    p.add_argument("--model-signer", type=Path, required=True, metavar="PUB",
+                 help="the model signer's public key (firmware-sign keygen --role model-signer)")
+    p.add_argument("--aggregator", type=Path, required=True, metavar="PUB",
+                 help="the aggregator's public key (firmware-sign keygen --role aggregator)")
     p.add_argument("--out-pub", type=Path, required=True, metavar="DEVICE.pub",
                    help="where to write the device record the aggregator enrolls")
     p.add_argument("--registrar", type=Path, metavar="PUB",
@@ -308,48 +312,49 @@ def register(nouns: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                         "aggregation, docs/secagg.md)")
     p.set_defaults(run=cmd_provision)
 
-    p = verbs.add_parser("export-record", help="write the device record (DEVICE.pub) again")
-    _add_backend(p)
+    p = verbs.add_parser("export-record", parents=[backend, as_json],
+                         help="write the device record (DEVICE.pub) again")
     p.add_argument("--out", type=Path, required=True, metavar="DEVICE.pub",
                    help="where to write the device record")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out")
-    p.add_argument("--json", action="store_true", help="print the device id as JSON")
     p.set_defaults(run=cmd_export_record)
 
-    p = verbs.add_parser("info", help="identity, anchors and installed model")
-    _add_backend(p)
-    p.add_argument("--json", action="store_true")
+    p = verbs.add_parser("info", parents=[backend, as_json],
+                         help="identity, anchors and installed model")
     p.set_defaults(run=cmd_info)
 
-    p = verbs.add_parser("load-model", help="verify and install a model package")
-    _add_backend(p)
-    p.add_argument("package", type=Path, metavar="PKG")
+    p = verbs.add_parser("load-model", parents=[backend],
+                         help="verify and install a model package")
+    p.add_argument("package", type=Path, metavar="PKG",
+                 help="the signed model package (firmware-sign model pack)")
     p.add_argument("--backbone-out", type=Path, metavar="FILE",
                    help="where to write the verified backbone (required when the package "
                         "has one)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --backbone-out")
     p.set_defaults(run=cmd_load_model)
 
-    p = verbs.add_parser("replace-anchor", help="replace a trust anchor (signed statement)")
-    _add_backend(p)
-    p.add_argument("statement", type=Path, metavar="STATEMENT")
+    p = verbs.add_parser("replace-anchor", parents=[backend],
+                         help="replace a trust anchor (signed statement)")
+    p.add_argument("statement", type=Path, metavar="STATEMENT",
+                 help="the signed anchor statement (firmware-sign anchor replace)")
     p.set_defaults(run=cmd_replace_anchor)
 
-    p = verbs.add_parser("infer", help="run the private head on features (.npy)")
-    _add_backend(p)
-    p.add_argument("--features", type=Path, required=True, metavar="X.npy")
+    p = verbs.add_parser("infer", parents=[backend],
+                         help="run the private head on features (.npy)")
+    p.add_argument("--features", type=Path, required=True, metavar="X.npy",
+                 help="features as a float32 .npy (rows x head input)")
     p.add_argument("--out", type=Path, metavar="OUT.npy",
                    help="scores, top-k labels or labels, as the package releases")
     p.set_defaults(run=cmd_infer)
 
-    p = verbs.add_parser("install-policy", help="install or replace the privacy policy")
-    _add_backend(p)
-    p.add_argument("policy", type=Path, metavar="POLICY")
+    p = verbs.add_parser("install-policy", parents=[backend],
+                         help="install or replace the privacy policy")
+    p.add_argument("policy", type=Path, metavar="POLICY",
+                 help="the signed privacy policy (firmware-sign policy make)")
     p.set_defaults(run=cmd_install_policy)
 
-    p = verbs.add_parser("budget", help="privacy budget: steps, rounds, (epsilon, delta) spent")
-    _add_backend(p)
+    p = verbs.add_parser("budget", parents=[backend, as_json],
+                         help="privacy budget: steps, rounds, (epsilon, delta) spent")
     p.add_argument("--policy", type=Path, metavar="POLICY",
                    help="the installed policy file: checked to be the one installed")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_budget)
