@@ -87,14 +87,14 @@ def test_tee_provision_json(tmp_path: Path, roles: Roles) -> None:
                str(record), "--json")
     assert out.returncode == 0, out.stderr
     info = _one_object(out.stdout)
-    device = parse_device_record(record.read_bytes())
-    assert info["device_id"] == device.device_id.hex()
+    rec = parse_device_record(record.read_bytes())
+    assert info["device_id"] == rec.device_id.hex()
     assert info["record"] == str(record)
-    assert info["identity_public_key"] == device.ed25519_pub.hex()
+    assert info["identity_public_key"] == rec.ed25519_pub.hex()
     assert info["model_signer_key_id"] == key_id(load_public_key(str(signer))).hex()
     assert info["aggregator_key_id"] == key_id(load_public_key(str(agg))).hex()
     assert info["registrar_key_id"] is None
-    # and `edge tee info --json` names the same device and anchors
+    # and `edge tee info --json` names the same rec and anchors
     shown = json.loads(edge("tee", "info", "--tee", "sim", "--state", str(tmp_path / "tee"),
                             "--json").stdout)
     assert shown["device_id"] == info["device_id"]
