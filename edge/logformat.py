@@ -5,7 +5,11 @@ kv:   ``ts=2026-12-01T11:42:00.123Z level=WARNING logger=edge.mqtt msg="..." key
       are double-quoted with ``\\"`` and ``\\\\`` escaped, newlines as ``\\n``).
 json: one object per line with the same keys, for journald/Loki/jq.
 
-Fields given with ``extra={...}`` follow ``msg``. A field whose name says it holds
+Our daemon writes its events as key=value messages already (``device=board-7
+round=12 step=train result=sealed``): such pairs at the end of a message are lifted
+into fields of the line (``msg`` keeps the free text before them and is left out when
+there is none), so both formats carry them as fields, not as a quoted string.
+Fields given with ``extra={...}`` follow. A field whose name says it holds
 a secret (key material, password, token) is never written, whatever its value:
 the log is read by more people than the TA's keys are.
 """
@@ -40,7 +44,32 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
             if k not in _RECORD_FIELDS and not k.startswith("_") and not _SECRET_NAME.search(k)}
 
 
-def _kv_value(value: Any) -> str:
+_PAIR = re.compile(r'([A-Za-z_][A-Za-z0-9_.-]*)=("(?:[^"\\]|\\.)*"|[^\s"]*)(?:\s+|$)')
+
+
+def split_pairs(message: str) -> tuple[str, dict[str, str]]:
+    """(free text, trailing key=value pairs) of a message; no pairs unless all the tail is."""
+    text = message.rstrip()
+    for start in [0] + [m.end() for m in re.finditer(r"\s+", text)]:
+        pairs: dict[str, str] = {}
+        pos = start
+        while pos < len(text):
+            m = _PAIR.match(text, pos)
+            if m is None:
+                break
+            value = m.group(2)
+            if value.startswith('"'):
+                value = re.sub(r"\\(.)", lambda e: "\n" if e.group(1) == "n" else e.group(1),
+                               value[1:-1])
+            pairs.setdefault(m.group(1), value)
+            pos = m.end()
+        if pos >= len(text) and pairs:
+            return text[:start].rstrip(), pairs
+    return message, {}
+
+
+def kv_value(value: Any) -> str:
+    """A value as logfmt writes it: bare when it can be, else double-quoted and escaped."""
     text = value if isinstance(value, str) else json.dumps(value, default=str) \
         if isinstance(value, (list, dict)) else str(value)
     if text and _BARE.match(text):
@@ -61,9 +90,13 @@ class LineFormatter(logging.Formatter):
     def fields(self, record: logging.LogRecord) -> dict[str, Any]:
         """The line's fields in order: ts, level, logger, msg, extras, exc."""
         out: dict[str, Any] = {"ts": _timestamp(record.created), "level": record.levelname,
-                               "logger": record.name, "msg": record.getMessage()}
-        for k, v in _extras(record).items():
-            out.setdefault(k, v)
+                               "logger": record.name}
+        text, pairs = split_pairs(record.getMessage())
+        if text or not pairs:
+            out["msg"] = text
+        for k, v in [*pairs.items(), *_extras(record).items()]:
+            if not _SECRET_NAME.search(k):
+                out.setdefault(k if k not in out else f"field_{k}", v)
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return out
@@ -72,7 +105,7 @@ class LineFormatter(logging.Formatter):
         fields = self.fields(record)
         if self.fmt == "json":
             return json.dumps(fields, default=str, separators=(",", ":"))
-        return " ".join(f"{k}={_kv_value(v)}" for k, v in fields.items())
+        return " ".join(f"{k}={kv_value(v)}" for k, v in fields.items())
 
 
 def resolve_format(flag: str | None) -> str:

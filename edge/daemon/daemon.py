@@ -32,6 +32,7 @@ from edge.formats.device import parse_device_record
 from edge.formats.package import parse_package
 from edge.formats.skip import parse_skip
 from edge.formats.ticket import parse_ticket
+from edge.logformat import kv_value
 from edge.mqtt import client_id, connect_async, make_client, session_secret
 from edge.sdnotify import Notifier
 from edge.state_files import write_durably
@@ -129,20 +130,20 @@ class Daemon:
     # -- logging -----------------------------------------------------------
     def _log(self, level: int, step: str, round_id: int | None = None, **fields: Any) -> None:
         """One structured line: device, round, step, then the fields."""
-        extra = " ".join(f"{k}={v}" for k, v in fields.items())
+        extra = " ".join(f"{k}={kv_value(v)}" for k, v in fields.items())
         log.log(level, "device=%s round=%s step=%s %s", self.config.name,
                 "-" if round_id is None else round_id, step, extra)
 
     # -- MQTT callbacks (paho's network thread: never block here) -----------
     def _connect_failed(self, cause: str, retry_in: int) -> None:
         self._log(logging.WARNING, "connect", result="failed", broker=self.config.broker.url,
-                  cause=json.dumps(cause), retry_in=f"{retry_in}s")
+                  cause=cause, retry_in=f"{retry_in}s")
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any,
                     reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
             self._log(logging.WARNING, "connect", result="refused", broker=self.config.broker.url,
-                      reason=json.dumps(str(reason_code)),
+                      reason=str(reason_code),
                       retry_in=f"{self.client.next_retry()}s")
             return
         self.client.accepted()
@@ -264,7 +265,7 @@ class Daemon:
                     self._handle_ticket(payload)
             except EdgeError as exc:  # a failing state file, say: one line, not a traceback
                 log.error("device=%s step=%s result=failed reason=%s detail=%s",
-                          self.config.name, kind, exc.refusal, exc)
+                          self.config.name, kind, exc.refusal, kv_value(exc))
             except Exception:
                 log.exception("device=%s step=%s unexpected failure", self.config.name, kind)
 
@@ -376,7 +377,7 @@ class Daemon:
         if report is not None:
             described = self._report_skip(round_id, *report)
             if described is not None:
-                fields = {**fields, "detail": json.dumps(described)}
+                fields = {**fields, "detail": described}
         self._log(level, step, round_id, result="skipped", reason=reason, **fields)
 
     def _report_skip(self, round_id: int, ticket: bytes, reason: int,
@@ -388,7 +389,7 @@ class Daemon:
         except EdgeError as exc:
             # A forged ticket, or one the TA would train after all: nothing to report.
             self._log(logging.DEBUG, "skip-report", round_id, result="not-signed",
-                      refusal=exc.refusal, reason=json.dumps(str(exc)))
+                      refusal=exc.refusal, reason=exc)
             return None
         described = parse_skip(report).describe()
         self.client.publish(self.skip_topic, report, qos=1)

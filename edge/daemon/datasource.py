@@ -17,6 +17,7 @@ import numpy as np
 
 from edge.daemon.store import SampleStore, check_sample
 from edge.errors import EdgeError, Malformed, StateError
+from edge.logformat import kv_value
 
 log = logging.getLogger("edge.daemon")
 MAX_LINE = 1 << 20
@@ -83,8 +84,8 @@ def load_file(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
             except (ValueError, Malformed) as exc:
                 if number > 1 or rows:  # a header line is not an error
                     rejected += 1
-                    log.debug("step=data file=%s line=%d rejected reason=%r", path.name,
-                              number, exc)
+                    log.debug("step=data file=%s line=%d rejected reason=%s", path.name,
+                              number, kv_value(exc))
     x = np.stack(rows) if rows else np.zeros((0, 0), np.float32)
     return x, np.array(labels, np.int64), rejected
 
@@ -117,7 +118,7 @@ class DirectorySource:
                 added = self.store.add_many(zip(x, y.tolist(), strict=True))
             except EdgeError as exc:
                 log.warning("device=%s step=data file=%s rejected refusal=%s reason=%s",
-                            self.device, path.name, exc.refusal, exc)
+                            self.device, path.name, exc.refusal, kv_value(exc))
                 self.stats.rejected += 1
             else:
                 self.stats.accepted += added
@@ -169,7 +170,7 @@ class SerialSource:
                 port = serial.serial_for_url(self.url, baudrate=self.baudrate, timeout=0.2)
             except (serial.SerialException, ValueError, OSError) as exc:
                 log.warning("device=%s step=data source=serial url=%s open failed reason=%s "
-                            "retry_s=%.1f", self.device, self.url, exc, delay)
+                            "retry_s=%.1f", self.device, self.url, kv_value(exc), delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
                 continue
@@ -181,7 +182,7 @@ class SerialSource:
                 self._read(port)
             except (serial.SerialException, OSError) as exc:
                 log.warning("device=%s step=data source=serial url=%s lost reason=%s",
-                            self.device, self.url, exc)
+                            self.device, self.url, kv_value(exc))
             finally:
                 self.opened.clear()
                 port.close()
@@ -211,7 +212,7 @@ class SerialSource:
             self._reject(str(exc))
         except StateError as exc:  # the store, not the line: one line, and keep reading
             log.error("device=%s step=data source=serial result=failed reason=%s detail=%s",
-                      self.device, exc.refusal, exc)
+                      self.device, exc.refusal, kv_value(exc))
         else:
             self.stats.accepted += 1
 
@@ -219,7 +220,7 @@ class SerialSource:
         self.stats.rejected += 1
         level = logging.WARNING if self.stats.rejected <= _WARN_FIRST else logging.DEBUG
         log.log(level, "device=%s step=data source=serial rejected=%d reason=%s", self.device,
-                self.stats.rejected, reason)
+                self.stats.rejected, kv_value(reason))
 
     def close(self) -> None:
         """Stop the reader and close the port."""

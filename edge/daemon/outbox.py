@@ -17,6 +17,7 @@ from pathlib import Path
 
 from edge.errors import EdgeError
 from edge.formats.update import parse_any_update
+from edge.logformat import kv_value
 from edge.state_files import sync_dir, write_durably
 
 log = logging.getLogger("edge.daemon")
@@ -66,7 +67,8 @@ class Outbox:
                 sealed = path.read_bytes()
                 update = parse_any_update(sealed)
             except (OSError, EdgeError) as exc:
-                log.warning("step=outbox result=unreadable file=%s reason=%s", path.name, exc)
+                log.warning("step=outbox result=unreadable file=%s reason=%s", path.name,
+                            kv_value(exc))
                 with contextlib.suppress(OSError):
                     path.replace(path.with_suffix(".bad"))
                 continue
