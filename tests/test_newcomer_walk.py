@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -67,3 +68,47 @@ def test_tls_files_from_the_broker_doc_serve_a_tls_fleet(tmp_path: Path, main: s
             client.disconnect()
     finally:
         broker.stop()
+
+
+def _doc_commands() -> list[tuple[str, str]]:
+    """Every ``edge ...`` and ``firmware-sign ...`` line of the sh blocks in README and docs/
+    (continuation lines joined, comments dropped), with the file it is in."""
+    found = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = path.read_text(encoding="utf-8")
+        for block in re.findall(r"^ *```(?:sh|bash|console|text)?\n(.*?)^ *```", text,
+                                re.MULTILINE | re.DOTALL):
+            joined = re.sub(r"\\\n\s*", " ", block)
+            for line in joined.splitlines():
+                line = line.strip().removeprefix("$ ").removeprefix("sudo ")
+                if re.match(r"(edge|firmware-sign) ", line):
+                    found.append((path.name, line))
+    return found
+
+
+DOC_COMMANDS = _doc_commands()
+
+
+def test_the_docs_show_commands() -> None:
+    assert len(DOC_COMMANDS) >= 20, DOC_COMMANDS
+
+
+@pytest.mark.parametrize(("doc", "line"), DOC_COMMANDS,
+                         ids=[f"{d}:{i}" for i, (d, _) in enumerate(DOC_COMMANDS)])
+def test_every_documented_command_line_parses(doc: str, line: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A command a newcomer copies from the docs is one the parser accepts (no stale verb,
+    option or option position); placeholders like ``DEVICE...`` stand for a value."""
+    from edge.cli import build_parser as edge_parser
+    from firmware_sign.cli import build_parser as firmware_sign_parser
+
+    # a synopsis's optional parts ([--rounds N]) are left out: N is no value
+    words = shlex.split(re.sub(r" \[[^\]]*\]", "", line), comments=True)
+    words = words[:next((i for i, w in enumerate(words) if w in ("|", "&&", ";", ">", "2>&1")),
+                        len(words))]
+    parser = edge_parser() if words[0] == "edge" else firmware_sign_parser()
+    try:
+        parser.parse_args([w.rstrip(".") if w.endswith("...") else w for w in words[1:]])
+    except SystemExit as exc:
+        if exc.code != 0:
+            pytest.fail(f"docs/{doc}: `{line}` is refused: {capsys.readouterr().err}")
