@@ -126,7 +126,8 @@ def _stored_arrays(db: Path, size: int) -> list[np.ndarray]:
         tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         for table in tables:
             for row in con.execute(f"SELECT * FROM {table}"):
-                blobs = [bytes(v) for v in row if isinstance(v, bytes)]
+                # Ids (a checkpoint's 16-byte package id) are not arrays.
+                blobs = [bytes(v) for v in row if isinstance(v, bytes) and len(v) > 16]
                 for joined in [*blobs, b"".join(blobs)]:
                     for dtype in ("<f4", "<f8"):
                         width = np.dtype(dtype).itemsize
