@@ -53,7 +53,7 @@ def _run_rounds(tmp_path: Path) -> tuple[AggregatorConfig, list[FakeDevice], Pat
     # the boards' policy, signed by the model signer: device ε and budget left in the views
     policy = build_policy(load_private_key(table["aggregator"]["model_signer_key"]),
                           version=1, noise_multiplier_min=1.0, max_example_clip=1.0,
-                          max_update_clip=1.0, sampling_rate=0.1, max_steps_per_round=3,
+                          max_update_clip=1.0, sampling_rate=0.1, max_steps_per_round=10,
                           step_budget=STEP_BUDGET, target_epsilon=10.0, delta=1e-5)
     (tmp_path / "policy.bin").write_bytes(policy)
     table["dp"]["device_policy"] = str(tmp_path / "policy.bin")
