@@ -4,6 +4,7 @@ bound, and nothing the aggregator stores or receives is that close to one device
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,7 +119,7 @@ def test_demo_secagg_model_is_the_plain_mean_within_the_quantization_bound(
 
 def _stored_arrays(db: Path, size: int) -> list[np.ndarray]:
     """Every blob of the database that holds ``size`` float32 or float64 values, and every
-    pair of blobs (W, b) of one row that does together."""
+    run of neighbouring blobs of one row (W, b) that does together."""
     import sqlite3
 
     out: list[np.ndarray] = []
@@ -127,7 +128,9 @@ def _stored_arrays(db: Path, size: int) -> list[np.ndarray]:
         for table in tables:
             for row in con.execute(f"SELECT * FROM {table}"):
                 blobs = [bytes(v) for v in row if isinstance(v, bytes)]
-                for joined in [*blobs, b"".join(blobs)]:
+                # one blob, two neighbouring ones (a checkpoint's W and b), or all of them
+                pairs = [a + b for a, b in itertools.pairwise(blobs)]
+                for joined in [*blobs, *pairs, b"".join(blobs)]:
                     for dtype in ("<f4", "<f8"):
                         width = np.dtype(dtype).itemsize
                         if len(joined) == size * width:
