@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +101,19 @@ def test_version(prog: str, capsys: pytest.CaptureFixture[str]) -> None:
         PARSERS[prog]().parse_args(["--version"])
     assert exc.value.code == 0
     assert capsys.readouterr().out.startswith(prog + " ")
+
+
+def test_board_verbs_take_the_sim_state_from_the_environment(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # `--state` help says "default $EDGE_SIM_STATE" wherever it appears: edge board too
+    from edge.commands.board import _board_tee
+    from edge.errors import ConfigError
+
+    args = edge_parser().parse_args(["board", "report", "--tee", "sim"])
+    monkeypatch.delenv("EDGE_SIM_STATE", raising=False)
+    with pytest.raises(ConfigError, match="EDGE_SIM_STATE"):
+        _board_tee(args)
+    monkeypatch.setenv("EDGE_SIM_STATE", str(tmp_path))
+    assert _board_tee(args) == ("sim", tmp_path)
+    args = edge_parser().parse_args(["board", "report", "--tee", "sim", "--state", "S"])
+    assert _board_tee(args) == ("sim", Path("S"))

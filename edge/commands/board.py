@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from edge import errors
-from edge.cli_options import add_json, add_tee
+from edge.cli_options import SIM_STATE_ENV, add_json, add_tee
 from edge.state_files import write_durably
 
 
@@ -99,9 +100,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _board_tee(args: argparse.Namespace) -> tuple[str, Path | None]:
-    if args.tee == "sim" and args.state is None:
-        raise errors.ConfigError("--tee sim needs --state DIR (the simulated TEE's storage)")
-    return args.tee, (args.state if args.tee == "sim" else None)
+    """The backend and simulated TEE folder: --state, else $EDGE_SIM_STATE (as `edge tee`)."""
+    state = args.state
+    if state is None and args.tee == "sim" and os.environ.get(SIM_STATE_ENV):
+        state = Path(os.environ[SIM_STATE_ENV])
+    if args.tee == "sim" and state is None:
+        raise errors.ConfigError(f"--tee sim needs --state DIR (the simulated TEE's storage) "
+                                 f"or ${SIM_STATE_ENV}")
+    return args.tee, (state if args.tee == "sim" else None)
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
