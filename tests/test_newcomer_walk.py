@@ -9,6 +9,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -112,3 +113,12 @@ def test_every_documented_command_line_parses(doc: str, line: str,
     except SystemExit as exc:
         if exc.code != 0:
             pytest.fail(f"docs/{doc}: `{line}` is refused: {capsys.readouterr().err}")
+
+
+def test_initial_head_block_of_the_aggregator_doc(tmp_path: Path) -> None:
+    from edge.aggregator.rounds import load_head
+
+    run_block(doc_block("aggregator.md", "initial-head"), tmp_path, HEAD_IN="16",
+              HEAD_OUT="3", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    W, b = load_head(tmp_path / "head.npz")
+    assert W.shape == (16, 3) and b.shape == (3,) and not W.any() and not b.any()
