@@ -23,7 +23,7 @@ from contract.model import (
 
 TA_UUID = "5441d9b6-a634-4050-9731-e70ae47dd281"
 # Bumped when a command's parameters or an output layout change.
-ABI_VERSION = 1
+ABI_VERSION = 2
 MAGIC = b"EDGE"
 FORMAT_VERSION = 1
 
@@ -43,13 +43,16 @@ COMMANDS: tuple[Command, ...] = (
             'current key (docs/formats.md "Anchor statement").',
             (Param("MEMREF_INPUT", "signed anchor statement"),)),
     Command("LOAD_BEGIN", 4,
-            "verifies a model package manifest (signature, anti-rollback,\n"
-            "recipient), unwraps the content key and decrypts the head into a pending\n"
+            "verifies a model package manifest (signature, anti-rollback)\n"
+            "and this device's key wrap (signature, device, package id and manifest\n"
+            "digest), unwraps the content key and decrypts the head into a pending\n"
             "slot. Nothing is committed until LOAD_FINISH. Replaces any pending load.",
             (Param("MEMREF_INPUT", "signed manifest (the package up to its backbone)"),
              Param("VALUE_OUTPUT", "a = chunk count, b = manifest flags"),
              Param("VALUE_OUTPUT", "a = chunk size in bytes (0 without backbone),\n"
-                   "b = bytes of the last stored chunk"))),
+                   "b = bytes of the last stored chunk"),
+             Param("MEMREF_INPUT", 'signed key wrap for this device (docs/formats.md\n'
+                   '"Key wrap"), EDGE_KEY_WRAP_SIZE bytes'))),
     Command("LOAD_CHUNK", 5,
             "checks stored backbone chunk `index` (in order, from 0) against\n"
             "the digest the signed manifest lists, then returns its plaintext.",
@@ -122,6 +125,10 @@ REFUSALS: tuple[Refusal, ...] = (
             "A model version not above the one recorded in secure storage."),
     Refusal("NotForThisDevice", "EdgeError", "not-for-this-device",
             "A package has no content key addressed to this device."),
+    Refusal("WrongPackage", "EdgeError", "wrong-package",
+            "A key wrap bound to another package (package id or manifest digest differ)."),
+    Refusal("RetiredFormat", "UnsupportedVersion", "retired-format",
+            "A retired format version (a version-1 model package, its recipient list)."),
     Refusal("StaleStatement", "EdgeError", "stale-statement",
             "An anchor statement whose epoch is not the next one (replayed or skipped)."),
     Refusal("NotProvisioned", "EdgeError", "not-provisioned",
@@ -209,6 +216,10 @@ RESULTS: tuple[Result, ...] = (
            "version not above stored", documented=True),
     Result("EDGE_ERR_NOT_FOR_DEVICE", 0xED6E0002, "not for this device", "NotForThisDevice",
            "no recipient entry for us", documented=True),
+    Result("EDGE_ERR_WRONG_PACKAGE", 0xED6E001E, "key wrap for another package",
+           "WrongPackage", "wrap bound to another package", documented=True),
+    Result("EDGE_ERR_RETIRED_FORMAT", 0xED6E001F, "retired format version", "RetiredFormat",
+           "v1 package (recipient list)", documented=True),
     Result("EDGE_ERR_STALE_STATEMENT", 0xED6E0007, "stale statement", "StaleStatement",
            "statement epoch not next", documented=True),
     Result("EDGE_ERR_NOT_PROVISIONED", 0xED6E0004, "not provisioned", "NotProvisioned",
@@ -267,6 +278,7 @@ ENUMS: tuple[Enum, ...] = (
         Member("ROUND_TICKET", 4, "round ticket"),
         Member("SEALED_UPDATE", 5, "sealed update"),
         Member("PRIVACY_POLICY", 6, "privacy policy"),
+        Member("KEY_WRAP", 14, "a package's content key wrapped for one device"),
     )),
     Enum("AnchorRole", "EDGE_ROLE_", "Which trust anchor an anchor statement replaces.", (
         Member("MODEL_SIGNER", 1, "signs packages and policies"),
@@ -314,6 +326,7 @@ SIGNED_BY = {
     "ROUND_TICKET": "aggregator anchor",
     "SEALED_UPDATE": "the device's identity key",
     "PRIVACY_POLICY": "model-signer anchor",
+    "KEY_WRAP": "model-signer anchor",
 }
 
 PUBKEY_SIZE = 32
@@ -329,8 +342,9 @@ CONSTANTS: tuple[Constant, ...] = (
     Constant("AEAD_TAG_SIZE", 16, "AES-GCM tag after each encrypted chunk"),
     Constant("POLICY_ID_SIZE", 8, "key id of an installed policy's digest"),
     Constant("MAX_MANIFEST_SIZE", 1024 * 1024, expr="(1024 * 1024)"),
-    Constant("MAX_RECIPIENTS", 256),
-    Constant("RECIPIENT_SIZE", 64, "device id (16) || wrapped key (32 + 16 tag)"),
+    Constant("PACKAGE_FORMAT_VERSION", 2,
+             "envelope version of a model package; 1 (recipient list) is retired"),
+    Constant("WRAPPED_KEY_SIZE", 48, "wrapped content key (32 + 16 tag)"),
     Constant("MAX_CHUNKS", 4096),
     Constant("MIN_CHUNK_LOG2", 12),
     Constant("MAX_CHUNK_LOG2", 20),
@@ -352,7 +366,8 @@ _U64 = 2**64 - 1
 LAYOUTS: tuple[Layout, ...] = (
     Layout("envelope", "Signed envelope", "ENVELOPE_HEADER", "ENVELOPE_HEADER", (
         Field("magic", "bytes", "magic `EDGE` (0x45 0x44 0x47 0x45)", size=4),
-        Field("version", "u16", "format version, `1`"),
+        Field("version", "u16", "format version of the kind named at offset 6: `2` for a "
+              "model package, `1` for every other kind (checked before the kind)"),
         Field("kind", "u16", "kind (below)"),
         Field("body_len", "u32", "`body_len`"),
         Field("signer_key_id", "bytes", "signer key id: `key_id` of the signing Ed25519 key",
@@ -381,9 +396,7 @@ LAYOUTS: tuple[Layout, ...] = (
               "(needs bit 0); other bits 0", enum="PackageFlag"),
         Field("ephemeral_pub", "bytes", "ephemeral X25519 public key `E` of this package",
               size=PUBKEY_SIZE),
-        Field("recipient_count", "u16", "recipient count `R`, 1 ≤ R ≤ 256", lo=1, hi=256,
-              refusal="oversized"),
-        Field("reserved1", "reserved", "reserved", size=2),
+        Field("reserved1", "reserved", "reserved (the recipient count of format 1)", size=4),
         Field("head_in", "u32", "head input size `I`, 1 ≤ I ≤ 4096", lo=1, hi=4096,
               refusal="oversized"),
         Field("head_out", "u32", "head output size `O`, 1 ≤ O ≤ 1024, with `I·O + O ≤ 131072`",
@@ -405,12 +418,19 @@ LAYOUTS: tuple[Layout, ...] = (
         Field("feature_bound", "f32", "feature bound `B` (float32, finite, ≥ 0): INFER refuses "
               "a feature with \\|x\\| > B; 0 = no bound", lo=0.0),
     ), tail=(
-        Tail("104", "64·R", "recipients: device id (16) ‖ wrapped content key (32 + 16 tag)"),
-        Tail("…", "32·N", "chunk digests: SHA-256 of each **stored** chunk"),
+        Tail("104", "32·N", "chunk digests: SHA-256 of each **stored** chunk"),
         Tail("…", "4·(I·O + O) + 16", "head ciphertext ‖ tag"),
         Tail("…", "M", "metadata: UTF-8 JSON object, opaque to the TA (backbone tensor types "
              "and shapes, names)"),
     ), size_name="EDGE_MANIFEST_FIXED_SIZE"),
+    Layout("wrap", "Key wrap", "KEY_WRAP", "KEY_WRAP_BODY", (
+        Field("device_id", "bytes", "device id of the one device this wrap is for", size=16),
+        Field("package_id", "bytes", "package id of the manifest it unlocks", size=16),
+        Field("manifest_digest", "bytes", "SHA-256 of that manifest's signed part (its "
+              "envelope header and body)", size=32),
+        Field("wrapped_key", "bytes", "content key `K` wrapped for the device "
+              "(32 + 16 tag)", size=48),
+    ), size_name="EDGE_KEY_WRAP_BODY_SIZE"),
     Layout("policy", "Privacy policy", "POLICY", "POLICY_BODY", (
         Field("version", "u64", "policy version (≥ 1)", lo=1),
         Field("noise_multiplier_min", "f32",
@@ -506,4 +526,5 @@ ARTEFACT_SIZES = (
     ("ANCHOR_STATEMENT_SIZE", "anchor"),
     ("TICKET_SIZE", "ticket"),
     ("POLICY_SIZE", "policy"),
+    ("KEY_WRAP_SIZE", "wrap"),
 )

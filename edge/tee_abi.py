@@ -10,7 +10,7 @@ from enum import IntEnum, IntFlag
 from edge import errors
 
 TA_UUID = "5441d9b6-a634-4050-9731-e70ae47dd281"
-ABI_VERSION = 1
+ABI_VERSION = 2
 MAGIC = b'EDGE'
 FORMAT_VERSION = 1
 
@@ -64,6 +64,8 @@ class Result(IntEnum):
     EDGE_ERR_CHUNK_DIGEST = 0xED6E000A
     EDGE_ERR_ROLLBACK = 0xED6E0001
     EDGE_ERR_NOT_FOR_DEVICE = 0xED6E0002
+    EDGE_ERR_WRONG_PACKAGE = 0xED6E001E
+    EDGE_ERR_RETIRED_FORMAT = 0xED6E001F
     EDGE_ERR_STALE_STATEMENT = 0xED6E0007
     EDGE_ERR_NOT_PROVISIONED = 0xED6E0004
     EDGE_ERR_ALREADY_PROVISIONED = 0xED6E0005
@@ -102,6 +104,8 @@ TEE_ERROR_MAC_INVALID = Result.TEE_ERROR_MAC_INVALID
 EDGE_ERR_CHUNK_DIGEST = Result.EDGE_ERR_CHUNK_DIGEST
 EDGE_ERR_ROLLBACK = Result.EDGE_ERR_ROLLBACK
 EDGE_ERR_NOT_FOR_DEVICE = Result.EDGE_ERR_NOT_FOR_DEVICE
+EDGE_ERR_WRONG_PACKAGE = Result.EDGE_ERR_WRONG_PACKAGE
+EDGE_ERR_RETIRED_FORMAT = Result.EDGE_ERR_RETIRED_FORMAT
 EDGE_ERR_STALE_STATEMENT = Result.EDGE_ERR_STALE_STATEMENT
 EDGE_ERR_NOT_PROVISIONED = Result.EDGE_ERR_NOT_PROVISIONED
 EDGE_ERR_ALREADY_PROVISIONED = Result.EDGE_ERR_ALREADY_PROVISIONED
@@ -141,6 +145,8 @@ RESULT_TEXT: dict[int, str] = {
     Result.EDGE_ERR_CHUNK_DIGEST: 'chunk digest mismatch',
     Result.EDGE_ERR_ROLLBACK: 'rollback',
     Result.EDGE_ERR_NOT_FOR_DEVICE: 'not for this device',
+    Result.EDGE_ERR_WRONG_PACKAGE: 'key wrap for another package',
+    Result.EDGE_ERR_RETIRED_FORMAT: 'retired format version',
     Result.EDGE_ERR_STALE_STATEMENT: 'stale statement',
     Result.EDGE_ERR_NOT_PROVISIONED: 'not provisioned',
     Result.EDGE_ERR_ALREADY_PROVISIONED: 'already provisioned',
@@ -179,6 +185,8 @@ REFUSALS: dict[int, type[errors.EdgeError]] = {
     Result.EDGE_ERR_CHUNK_DIGEST: errors.ChunkDigestMismatch,
     Result.EDGE_ERR_ROLLBACK: errors.Rollback,
     Result.EDGE_ERR_NOT_FOR_DEVICE: errors.NotForThisDevice,
+    Result.EDGE_ERR_WRONG_PACKAGE: errors.WrongPackage,
+    Result.EDGE_ERR_RETIRED_FORMAT: errors.RetiredFormat,
     Result.EDGE_ERR_STALE_STATEMENT: errors.StaleStatement,
     Result.EDGE_ERR_NOT_PROVISIONED: errors.NotProvisioned,
     Result.EDGE_ERR_ALREADY_PROVISIONED: errors.AlreadyProvisioned,
@@ -225,8 +233,8 @@ NONCE_SIZE = 16  # cohort nonce of a round
 AEAD_TAG_SIZE = 16  # AES-GCM tag after each encrypted chunk
 POLICY_ID_SIZE = 8  # key id of an installed policy's digest
 MAX_MANIFEST_SIZE = 1048576
-MAX_RECIPIENTS = 256
-RECIPIENT_SIZE = 64  # device id (16) || wrapped key (32 + 16 tag)
+PACKAGE_FORMAT_VERSION = 2  # envelope version of a model package; 1 (recipient list) is retired
+WRAPPED_KEY_SIZE = 48  # wrapped content key (32 + 16 tag)
 MAX_CHUNKS = 4096
 MIN_CHUNK_LOG2 = 12
 MAX_CHUNK_LOG2 = 20
@@ -244,6 +252,7 @@ ENVELOPE_HEADER_SIZE = 28
 DEVICE_BODY_SIZE = 72
 ANCHOR_BODY_SIZE = 48
 MANIFEST_FIXED_SIZE = 104
+KEY_WRAP_BODY_SIZE = 112
 POLICY_BODY_SIZE = 64
 TICKET_BODY_SIZE = 72
 UPDATE_HEADER_SIZE = 88
@@ -253,6 +262,7 @@ DEVICE_RECORD_SIZE = 164
 ANCHOR_STATEMENT_SIZE = 140
 TICKET_SIZE = 164
 POLICY_SIZE = 156
+KEY_WRAP_SIZE = 204
 
 
 class Kind(IntEnum):
@@ -264,6 +274,7 @@ class Kind(IntEnum):
     ROUND_TICKET = 4  # round ticket
     SEALED_UPDATE = 5  # sealed update
     PRIVACY_POLICY = 6  # privacy policy
+    KEY_WRAP = 14  # a package's content key wrapped for one device
 
 
 class AnchorRole(IntEnum):
@@ -334,6 +345,7 @@ KIND_DEVICE_RECORD = Kind.DEVICE_RECORD
 KIND_ROUND_TICKET = Kind.ROUND_TICKET
 KIND_SEALED_UPDATE = Kind.SEALED_UPDATE
 KIND_PRIVACY_POLICY = Kind.PRIVACY_POLICY
+KIND_KEY_WRAP = Kind.KEY_WRAP
 ROLE_MODEL_SIGNER = AnchorRole.MODEL_SIGNER
 ROLE_AGGREGATOR = AnchorRole.AGGREGATOR
 PKG_FLAG_BACKBONE = PackageFlag.BACKBONE

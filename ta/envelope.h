@@ -27,13 +27,17 @@ struct edge_envelope {
 /*
  * The checks that need only the header and the total length, in the order
  * formats.md gives: short (header or 28 + body_len + 64) -> BAD_FORMAT; bad
- * magic -> BAD_FORMAT; version -> EDGE_ERR_UNSUPPORTED_VERSION; kind ->
+ * magic -> BAD_FORMAT; version -> EDGE_ERR_UNSUPPORTED_VERSION (a retired
+ * version-1 package: EDGE_ERR_RETIRED_FORMAT); kind ->
  * EDGE_ERR_WRONG_KIND; 28 + body_len + 64 > max_len -> EXCESS_DATA; trailing
  * bytes -> BAD_FORMAT. hdr holds min(len, EDGE_ENVELOPE_HEADER_SIZE) bytes;
  * len is the length of the whole input.
  */
 TEE_Result envelope_precheck(const uint8_t *hdr, size_t len, uint16_t kind,
 			     size_t max_len);
+
+/* The envelope version of a kind (2 for a package, 1 for the others). */
+uint16_t envelope_format_version(uint16_t kind);
 
 /*
  * Full envelope check of buf (owned by the TA): envelope_precheck(), then the

@@ -8,6 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from edge import tee_abi
 from edge.errors import (
     Malformed,
     Oversized,
@@ -58,7 +59,7 @@ def test_device_record_round_trip() -> None:
     assert rec.ed25519_pub == ed25519_raw_public(IDENTITY)
     assert rec.x25519_pub == x25519_raw_public(AGREEMENT)
     assert rec.device_id == key_id(rec.ed25519_pub)
-    assert rec.abi_version == 1
+    assert rec.abi_version == tee_abi.ABI_VERSION
     assert data[12:28] == rec.device_id
 
 

@@ -13,6 +13,7 @@ from edge import tee_abi
 from edge.errors import (
     Malformed,
     Oversized,
+    RetiredFormat,
     SignatureInvalid,
     UnknownSigner,
     UnsupportedVersion,
@@ -33,6 +34,11 @@ _HEADER = ENVELOPE_HEADER.struct
 
 KIND_NAMES = {kind: kind.name.lower().replace("_", " ") for kind in Kind}
 KIND_NAMES[Kind.PACKAGE] = "model package"
+
+
+def format_version(kind: int | None) -> int:
+    """The envelope version of ``kind``: 2 for a model package, 1 for every other kind."""
+    return tee_abi.PACKAGE_FORMAT_VERSION if kind == Kind.PACKAGE else FORMAT_VERSION
 
 
 def kind_name(kind: int) -> str:
@@ -120,9 +126,15 @@ def check_header(
             raise Malformed("envelope: this is a PEM file (a key or certificate), not an edge "
                             "artefact (device record, package, ticket, ...)")
         raise Malformed(f"envelope: bad magic {bytes(magic).hex()}, expected {MAGIC.hex()}")
-    if version != FORMAT_VERSION:
+    # The version of the kind the header names (as the TA does); then the kind.
+    expected = format_version(got_kind)
+    if version != expected:
+        if got_kind == Kind.PACKAGE and version == 1:
+            raise RetiredFormat(
+                "envelope: model package format 1 (a manifest listing every recipient) is "
+                "retired; rebuild the release: format 2 ships one key wrap per device")
         raise UnsupportedVersion(
-            f"envelope: format version {version} is not supported (expected {FORMAT_VERSION})"
+            f"envelope: format version {version} is not supported (expected {expected})"
         )
     if kind is not None and got_kind != kind:
         raise WrongKind(f"envelope: got {kind_name(got_kind)}, expected {kind_name(kind)}")
@@ -189,12 +201,16 @@ def encode_header(
     body_len: int,
     signer_key_id: bytes,
     *,
-    version: int = FORMAT_VERSION,
+    version: int | None = None,
     magic: bytes = MAGIC,
 ) -> bytes:
-    """Return the 28-byte header (no validation; builders and test vectors only)."""
+    """Return the 28-byte header (no validation; builders and test vectors only).
+
+    ``version`` defaults to the kind's format version.
+    """
     if len(signer_key_id) != KEY_ID_SIZE:
         raise ValueError("signer key id must be 16 bytes")
+    version = format_version(kind) if version is None else version
     return _HEADER.pack(magic, version, kind, body_len, signer_key_id)
 
 
