@@ -99,6 +99,38 @@ COMMANDS: tuple[Command, ...] = (
             "installs or replaces the privacy policy; it must be signed\n"
             "by the model-signer anchor and carry a policy version above the stored one.",
             (Param("MEMREF_INPUT", 'signed privacy policy (docs/formats.md "Privacy policy")'),)),
+    # Secure aggregation (docs/secagg.md): one round's device side, run inside the TA.
+    Command("SECAGG_ADVERTISE", 13,
+            "after VERIFY_TICKET's checks of a secure-aggregation ticket,\n"
+            "makes this round's X25519 c- and s-key pairs (secure storage) and returns\n"
+            "their public halves in an advert signed by the identity key. Asked again\n"
+            "for the same round before SECAGG_SHARE, returns the same advert.",
+            (Param("MEMREF_INPUT", "signed round ticket (update mode SECAGG)"),
+             Param("VALUE_INPUT", "a = REE time (Unix seconds) low 32 bits, b = high"),
+             Param("MEMREF_OUTPUT", 'secure-aggregation advert (docs/formats.md\n'
+                   '"Secure-aggregation advert"), EDGE_SECAGG_ADVERT_SIZE bytes'))),
+    Command("SECAGG_SHARE", 14,
+            "verifies the aggregator-signed roster, the certificates of\n"
+            "this device's neighbours (registrar anchor) and their adverts (certified\n"
+            "identity keys), Shamir-shares the self-mask seed and the s-secret key\n"
+            "among them (threshold t) and returns the shares encrypted to each.",
+            (Param("MEMREF_INPUT", "aggregator-signed directive, stage ROSTER"),
+             Param("MEMREF_OUTPUT", "device-signed shares bundle"))),
+    Command("SECAGG_RECEIVE", 15,
+            "decrypts and keeps the shares the neighbours that shared (U2)\n"
+            "sent to this device; their set decides the pairwise masks.",
+            (Param("MEMREF_INPUT", "aggregator-signed directive, stage INBOX"),)),
+    Command("SECAGG_UNMASK", 16,
+            "records the survivor list U3 in secure storage, then reveals\n"
+            "for each neighbour in U2 its self-seed share (survivor) or its s-key share\n"
+            "(dropped); a second, different list for the round is refused.",
+            (Param("MEMREF_INPUT", "aggregator-signed directive, stage SURVIVORS"),
+             Param("MEMREF_OUTPUT", "device-signed reveals"))),
+    Command("INSTALL_REGISTRAR", 17,
+            "provisioning, allowed once (after INSTALL_ANCHORS): the\n"
+            "registrar key that signs enrollment certificates; replaced later only by\n"
+            "an anchor statement of role REGISTRAR.",
+            (Param("MEMREF_INPUT", "registrar Ed25519 public key (32)"),)),
 )
 
 # Every exception class of edge.errors, in definition order (a base first).
@@ -153,6 +185,17 @@ REFUSALS: tuple[Refusal, ...] = (
             "The privacy budget cannot cover the steps a round would take."),
     Refusal("NoPolicy", "EdgeError", "no-policy",
             "No privacy policy is installed; install one with a signed policy."),
+    Refusal("WrongRound", "EdgeError", "wrong-round",
+            "A secure-aggregation message bound to another fleet, round or model."),
+    Refusal("TooFewSurvivors", "EdgeError", "too-few-survivors",
+            "Fewer than the threshold t of devices remain to finish a secure-aggregation "
+            "round."),
+    Refusal("ShareConflict", "EdgeError", "share-conflict",
+            "A second, different survivor list (or message) for a secagg round."),
+    Refusal("UnknownEnrollment", "EdgeError", "unknown-enrollment",
+            "An enrollment certificate not from the registrar, or for another fleet."),
+    Refusal("ForgedAdvert", "EdgeError", "forged-advert",
+            "A secure-aggregation advert not signed by the device's certified identity key."),
     Refusal("TeeError", "EdgeError", "tee",
             "The TEE or its client library failed (not a refusal of the input)."),
     Refusal("BackboneNotPublished", "TeeError", "backbone-not-published",
@@ -246,6 +289,16 @@ RESULTS: tuple[Result, ...] = (
            "key off-curve/small order", documented=True),
     Result("EDGE_ERR_INFER_DISABLED", 0xED6E0012, "inference not released",
            "InferenceDisabled", "package releases no INFER", documented=True),
+    Result("EDGE_ERR_WRONG_ROUND", 0xED6E0013, "wrong secagg round", "WrongRound",
+           "other fleet/round/nonce/model", documented=True),
+    Result("EDGE_ERR_TOO_FEW_SURVIVORS", 0xED6E0014, "too few survivors", "TooFewSurvivors",
+           "fewer than t survivors", documented=True),
+    Result("EDGE_ERR_SHARE_CONFLICT", 0xED6E0015, "share conflict", "ShareConflict",
+           "second survivor list", documented=True),
+    Result("EDGE_ERR_UNKNOWN_ENROLLMENT", 0xED6E0016, "unknown enrollment",
+           "UnknownEnrollment", "cert not from the registrar", documented=True),
+    Result("EDGE_ERR_FORGED_ADVERT", 0xED6E0017, "forged advert", "ForgedAdvert",
+           "advert not by certified key", documented=True),
     # Wrong parameter types or sizes: the caller's input, so malformed.
     Result("TEE_ERROR_BAD_PARAMETERS", 0xFFFF0006, "bad parameters", "Malformed", gp=True),
     Result("TEE_ERROR_ITEM_NOT_FOUND", 0xFFFF0008, "item not found", gp=True),
@@ -278,11 +331,17 @@ ENUMS: tuple[Enum, ...] = (
         Member("ROUND_TICKET", 4, "round ticket"),
         Member("SEALED_UPDATE", 5, "sealed update"),
         Member("PRIVACY_POLICY", 6, "privacy policy"),
+        Member("ENROLLMENT_CERT", 7, "enrollment certificate"),
+        Member("SECAGG_ADVERT", 8, "secure-aggregation advert"),
+        Member("SECAGG_DIRECTIVE", 9, "secure-aggregation directive (roster, inbox, survivors)"),
+        Member("SECAGG_SHARES", 10, "secure-aggregation shares bundle"),
+        Member("SECAGG_REVEALS", 11, "secure-aggregation reveals"),
         Member("KEY_WRAP", 14, "a package's content key wrapped for one device"),
     )),
     Enum("AnchorRole", "EDGE_ROLE_", "Which trust anchor an anchor statement replaces.", (
         Member("MODEL_SIGNER", 1, "signs packages and policies"),
         Member("AGGREGATOR", 2, "signs round tickets"),
+        Member("REGISTRAR", 3, "signs enrollment certificates"),
     )),
     Enum("PackageFlag", "EDGE_PKG_FLAG_", "Manifest flags.", (
         Member("BACKBONE", 0x1, "backbone present"),
@@ -300,6 +359,7 @@ ENUMS: tuple[Enum, ...] = (
     )),
     Enum("PolicyFlag", "EDGE_POLICY_F_", "Privacy policy flags.", (
         Member("NO_DP", 0x1, "test-only: noise may be 0"),
+        Member("REQUIRE_SECAGG", 0x2, "refuse tickets without secure aggregation"),
     ), flag=True),
     Enum("Accountant", "EDGE_ACCOUNTANT_", "The privacy accountant a policy was computed with.", (
         Member("RDP", 1, "Renyi DP"),
@@ -307,6 +367,17 @@ ENUMS: tuple[Enum, ...] = (
     )),
     Enum("UpdateMode", "EDGE_UPDATE_MODE_", "How a sealed update carries its delta.", (
         Member("FLOAT32", 1, "plain float32 delta"),
+        Member("SECAGG", 2, "masked 32-bit words (secure aggregation)"),
+    )),
+    Enum("SecAggStage", "EDGE_SECAGG_STAGE_", "What an aggregator's secure-aggregation "
+         "directive carries.", (
+        Member("ROSTER", 1, "advertised devices: certificate and advert each"),
+        Member("INBOX", 2, "the shares sent to one device by the neighbours that shared"),
+        Member("SURVIVORS", 3, "the devices whose masked update arrived"),
+    )),
+    Enum("SecAggShare", "EDGE_SECAGG_SHARE_", "Which secret a revealed share belongs to.", (
+        Member("SEED", 1, "self-mask seed b (16 bytes)"),
+        Member("SKEY", 2, "s-secret key (32 bytes)"),
     )),
     Enum("StatusFlag", "EDGE_STATUS_F_", "GET_STATUS flags.", (
         Member("IDENTITY", 0x1, "identity keys exist"),
@@ -326,6 +397,11 @@ SIGNED_BY = {
     "ROUND_TICKET": "aggregator anchor",
     "SEALED_UPDATE": "the device's identity key",
     "PRIVACY_POLICY": "model-signer anchor",
+    "ENROLLMENT_CERT": "registrar anchor",
+    "SECAGG_ADVERT": "the device's identity key",
+    "SECAGG_DIRECTIVE": "aggregator anchor",
+    "SECAGG_SHARES": "the device's identity key",
+    "SECAGG_REVEALS": "the device's identity key",
     "KEY_WRAP": "model-signer anchor",
 }
 
@@ -359,6 +435,18 @@ CONSTANTS: tuple[Constant, ...] = (
     Constant("MAX_TRAIN_EXAMPLES", 4096),
     Constant("MAX_TRAIN_FEATURE_BYTES", 8 * 1024 * 1024, expr="(8 * 1024 * 1024)"),
     Constant("MAX_STEPS_PER_ROUND", 100000),
+    Constant("FLEET_ID_SIZE", 16, "first 16 bytes of SHA-256 of the fleet name"),
+    Constant("SECAGG_MAX_COHORT", 1024, "devices in one secure-aggregation roster"),
+    Constant("SECAGG_MAX_NEIGHBOURS", 254, "k: the neighbours and the device hold k + 1 "
+             "Shamir shares, x = 1..255"),
+    Constant("SECAGG_SEED_SIZE", 16, "self-mask seed b and pairwise mask seeds"),
+    Constant("SECAGG_SHARE_PT_SIZE", 48, "one share pair: seed share (16) || s-key share (32)"),
+    Constant("SECAGG_SHARE_CT_SIZE", 64, "an encrypted share pair: 48 + 16-byte GCM tag"),
+    Constant("SECAGG_ROSTER_ENTRY_SIZE", 376, "enrollment certificate (156) || advert (220)"),
+    Constant("SECAGG_INBOX_ENTRY_SIZE", 80, "sender device id (16) || encrypted share pair"),
+    Constant("SECAGG_SHARES_ENTRY_SIZE", 80, "recipient device id (16) || encrypted pair"),
+    Constant("SECAGG_REVEAL_ENTRY_SIZE", 56,
+             "owner (16) || which || x || reserved (6) || share (32)"),
 )
 
 _U64 = 2**64 - 1
@@ -472,8 +560,18 @@ LAYOUTS: tuple[Layout, ...] = (
         Field("learning_rate", "f32", "learning rate η (float32, > 0)", lo=0.0, lo_open=True),
         Field("epochs", "u16", "local epochs E (≥ 1)", lo=1),
         Field("batch_size", "u16", "batch size B (≥ 1; used by fixed-size sampling)", lo=1),
-        Field("update_mode", "u8", "update mode: 1 = float32 delta", enum="UpdateMode"),
+        Field("update_mode", "u8", "update mode: 1 = float32 delta, 2 = secure aggregation",
+              enum="UpdateMode"),
         Field("reserved", "reserved", "reserved", size=3),
+        Field("fleet_id", "bytes", "fleet id (secure aggregation; zero otherwise)", size=16),
+        Field("secagg_threshold", "u16", "Shamir threshold t (secure aggregation; 0 otherwise)"),
+        Field("secagg_neighbours", "u16",
+              "neighbours k per device, ≤ 254 (secure aggregation; 0 otherwise)", hi=254),
+        Field("secagg_cohort", "u16", "cohort bound: most devices summed, ≤ 1024 "
+              "(secure aggregation; 0 otherwise)", hi=1024),
+        Field("secagg_scale_log2", "u8", "quantization scale 2^s, s ≤ 30 "
+              "(secure aggregation; 0 otherwise)", hi=30),
+        Field("reserved2", "reserved", "reserved", size=1),
     ), size_name="EDGE_TICKET_BODY_SIZE"),
     Layout("update", "Sealed update", "UPDATE_HEADER", "UPDATE_HEADER", (
         Field("device_id", "bytes", "device id", size=16),
@@ -483,7 +581,8 @@ LAYOUTS: tuple[Layout, ...] = (
         Field("example_count", "u32", "example count n"),
         Field("steps", "u32", "steps spent in this round T"),
         Field("steps_total", "u64", "total steps spent after this round"),
-        Field("update_mode", "u8", "update mode (1 = float32)", enum="UpdateMode"),
+        Field("update_mode", "u8", "update mode (1 = float32, 2 = masked words)",
+              enum="UpdateMode"),
         Field("reserved1", "reserved", "reserved", size=3),
         Field("param_count", "u32", "parameter count P"),
         Field("update_clip", "f32", "update clip U (float32)"),
@@ -491,8 +590,65 @@ LAYOUTS: tuple[Layout, ...] = (
         Field("example_clip", "f32", "per-example clip C (float32)"),
         Field("reserved2", "reserved", "reserved", size=4),
     ), tail=(
-        Tail("88", "4P", "delta, float32, W row-major then b; ‖Δ‖₂ ≤ U"),
+        Tail("88", "4P", "mode 1: delta, float32, W row-major then b; ‖Δ‖₂ ≤ U. "
+             "Mode 2: masked words, uint32 (docs/secagg.md)"),
     )),
+    Layout("cert", "Enrollment certificate", "CERT", "CERT_BODY", (
+        Field("device_id", "bytes", "device id: `key_id` of the identity key", size=16),
+        Field("identity_pub", "bytes", "the device's Ed25519 identity public key",
+              size=PUBKEY_SIZE),
+        Field("fleet_id", "bytes", "fleet id", size=16),
+    ), size_name="EDGE_CERT_BODY_SIZE"),
+    Layout("advert", "Secure-aggregation advert", "ADVERT", "ADVERT_BODY", (
+        Field("device_id", "bytes", "device id of the advertising TA", size=16),
+        Field("fleet_id", "bytes", "fleet id (from the ticket)", size=16),
+        Field("round_id", "u64", "round id"),
+        Field("nonce", "bytes", "cohort nonce", size=16),
+        Field("model_version", "u64", "model version"),
+        Field("c_pub", "bytes", "X25519 public key for share encryption", size=PUBKEY_SIZE),
+        Field("s_pub", "bytes", "X25519 public key for pairwise mask seeds", size=PUBKEY_SIZE),
+    ), size_name="EDGE_ADVERT_BODY_SIZE"),
+    Layout("directive", "Secure-aggregation directive", "DIRECTIVE", "DIRECTIVE_HEADER", (
+        Field("stage", "u8", "stage: 1 roster, 2 inbox, 3 survivors", enum="SecAggStage"),
+        Field("reserved", "reserved", "reserved", size=3),
+        Field("count", "u32", "entry count `N` (≤ 1024)", hi=1024, refusal="oversized"),
+        Field("fleet_id", "bytes", "fleet id", size=16),
+        Field("round_id", "u64", "round id"),
+        Field("nonce", "bytes", "cohort nonce", size=16),
+        Field("model_version", "u64", "model version"),
+        Field("recipient", "bytes", "inbox: the device it is for; zero otherwise", size=16),
+    ), tail=(
+        Tail("72", "376·N", "roster: certificate ‖ advert per device, device ids strictly "
+             "increasing"),
+        Tail("72", "80·N", "inbox: sender id ‖ encrypted share pair, senders strictly "
+             "increasing"),
+        Tail("72", "16·N", "survivors: device ids strictly increasing"),
+    ), size_name="EDGE_DIRECTIVE_HEADER_SIZE"),
+    Layout("shares", "Secure-aggregation shares bundle", "SHARES", "SHARES_HEADER", (
+        Field("device_id", "bytes", "device id of the sender", size=16),
+        Field("fleet_id", "bytes", "fleet id", size=16),
+        Field("round_id", "u64", "round id"),
+        Field("nonce", "bytes", "cohort nonce", size=16),
+        Field("model_version", "u64", "model version"),
+        Field("count", "u32", "entry count `N` (≤ 254)", hi=254, refusal="oversized"),
+        Field("reserved", "reserved", "reserved", size=4),
+    ), tail=(
+        Tail("72", "80·N", "per neighbour: recipient id ‖ AES-GCM(seed share ‖ s-key share) "
+             "‖ tag, recipients strictly increasing"),
+    ), size_name="EDGE_SHARES_HEADER_SIZE"),
+    Layout("reveals", "Secure-aggregation reveals", "REVEALS", "REVEALS_HEADER", (
+        Field("device_id", "bytes", "device id of the revealing TA", size=16),
+        Field("fleet_id", "bytes", "fleet id", size=16),
+        Field("round_id", "u64", "round id"),
+        Field("nonce", "bytes", "cohort nonce", size=16),
+        Field("model_version", "u64", "model version"),
+        Field("count", "u32", "entry count `N` (≤ 255)", hi=255, refusal="oversized"),
+        Field("survivors_digest", "bytes", "survivors digest: SHA-256 of the survivor "
+              "list answered, first 16 bytes", size=16),
+        Field("reserved", "reserved", "reserved", size=4),
+    ), tail=(
+        Tail("88", "56·N", "owner id ‖ which (1 seed, 2 s-key) ‖ x ‖ reserved (6) ‖ share (32)"),
+    ), size_name="EDGE_REVEALS_HEADER_SIZE"),
     Layout("status", "Status block", "STATUS", "STATUS_BLOCK", (
         Field("abi_version", "u32", "TA ABI version"),
         Field("flags", "u32", "flags (`EDGE_STATUS_F_*`)", enum="StatusFlag"),
@@ -526,5 +682,7 @@ ARTEFACT_SIZES = (
     ("ANCHOR_STATEMENT_SIZE", "anchor"),
     ("TICKET_SIZE", "ticket"),
     ("POLICY_SIZE", "policy"),
+    ("CERT_SIZE", "cert"),
+    ("SECAGG_ADVERT_SIZE", "advert"),
     ("KEY_WRAP_SIZE", "wrap"),
 )

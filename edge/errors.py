@@ -174,6 +174,36 @@ class NoPolicy(EdgeError):
     refusal = "no-policy"
 
 
+class WrongRound(EdgeError):
+    """A secure-aggregation message bound to another fleet, round or model."""
+
+    refusal = "wrong-round"
+
+
+class TooFewSurvivors(EdgeError):
+    """Fewer than the threshold t of devices remain to finish a secure-aggregation round."""
+
+    refusal = "too-few-survivors"
+
+
+class ShareConflict(EdgeError):
+    """A second, different survivor list (or message) for a secagg round."""
+
+    refusal = "share-conflict"
+
+
+class UnknownEnrollment(EdgeError):
+    """An enrollment certificate not from the registrar, or for another fleet."""
+
+    refusal = "unknown-enrollment"
+
+
+class ForgedAdvert(EdgeError):
+    """A secure-aggregation advert not signed by the device's certified identity key."""
+
+    refusal = "forged-advert"
+
+
 class TeeError(EdgeError):
     """The TEE or its client library failed (not a refusal of the input)."""
 

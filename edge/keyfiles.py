@@ -18,7 +18,7 @@ from edge.state_files import write_durably
 
 T = TypeVar("T")
 
-ROLES = ("model-signer", "aggregator")
+ROLES = ("model-signer", "aggregator", "registrar")
 PRIVATE_SUFFIX = ".key"
 PUBLIC_SUFFIX = ".pub"
 MAX_KEY_FILE = 64 * 1024

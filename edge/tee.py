@@ -426,3 +426,56 @@ class TrustedApp:
                 code=code, origin=origin[0])
         _raise_for(self._native, "train and seal", code, origin[0])
         return bytes(ffi.buffer(out, out_len[0]))
+
+    # -- secure aggregation (docs/secagg.md) ----------------------------------
+    def install_registrar(self, registrar_pub: bytes) -> None:
+        """Install the registrar key that signs enrollment certificates (once)."""
+        if len(registrar_pub) != tee_abi.PUBKEY_SIZE:
+            raise errors.Malformed(
+                f"registrar public key is {len(registrar_pub)} bytes, expected 32")
+        origin = self._native.ffi.new("uint32_t *")
+        with self._lock:
+            code = self._native.lib.edge_install_registrar(self._c(), bytes(registrar_pub),
+                                                           origin)
+        _raise_for(self._native, "install registrar", code, origin[0])
+
+    def _in_out(self, fn_name: str, what: str, data: bytes, cap: int, *extra: int) -> bytes:
+        ffi = self._native.ffi
+        out = ffi.new("uint8_t[]", cap)
+        out_len = ffi.new("size_t *", cap)
+        origin = ffi.new("uint32_t *")
+        with self._lock:
+            code = getattr(self._native.lib, fn_name)(self._c(), bytes(data), len(data), *extra,
+                                                      out, out_len, origin)
+        _raise_for(self._native, what, code, origin[0])
+        return bytes(ffi.buffer(out, out_len[0]))
+
+    def secagg_advertise(self, ticket: bytes, ree_time: int | None = None) -> bytes:
+        """Check a secure-aggregation ticket; return this round's advert signed by the TA."""
+        now = int(time.time()) if ree_time is None else int(ree_time)
+        if not 0 <= now < 2**64:
+            raise errors.ConfigError(f"REE time {now} is not a u64 Unix time")
+        return self._in_out("edge_secagg_advertise", "secagg advertise", ticket,
+                            tee_abi.SECAGG_ADVERT_SIZE, now)
+
+    def secagg_share(self, roster: bytes) -> bytes:
+        """Verify the signed roster; return the signed bundle of shares for the neighbours."""
+        cap = (tee_abi.ENVELOPE_HEADER_SIZE + tee_abi.SHARES_HEADER_SIZE
+               + tee_abi.SECAGG_MAX_NEIGHBOURS * tee_abi.SECAGG_SHARES_ENTRY_SIZE
+               + tee_abi.SIG_SIZE)
+        return self._in_out("edge_secagg_share", "secagg share", roster, cap)
+
+    def secagg_receive(self, inbox: bytes) -> None:
+        """Hand the TA the signed inbox: the shares its neighbours sent it."""
+        origin = self._native.ffi.new("uint32_t *")
+        with self._lock:
+            code = self._native.lib.edge_secagg_receive(self._c(), bytes(inbox), len(inbox),
+                                                        origin)
+        _raise_for(self._native, "secagg receive", code, origin[0])
+
+    def secagg_unmask(self, survivors: bytes) -> bytes:
+        """Hand the TA the signed survivor list; return its signed reveals."""
+        cap = (tee_abi.ENVELOPE_HEADER_SIZE + tee_abi.REVEALS_HEADER_SIZE
+               + (tee_abi.SECAGG_MAX_NEIGHBOURS + 1) * tee_abi.SECAGG_REVEAL_ENTRY_SIZE
+               + tee_abi.SIG_SIZE)
+        return self._in_out("edge_secagg_unmask", "secagg unmask", survivors, cap)

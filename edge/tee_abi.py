@@ -31,6 +31,11 @@ class Command(IntEnum):
     TRAIN_AND_SEAL = 10
     BUDGET_STATUS = 11
     INSTALL_POLICY = 12
+    SECAGG_ADVERTISE = 13
+    SECAGG_SHARE = 14
+    SECAGG_RECEIVE = 15
+    SECAGG_UNMASK = 16
+    INSTALL_REGISTRAR = 17
 
 
 CMD_GET_IDENTITY = Command.GET_IDENTITY
@@ -46,6 +51,11 @@ CMD_VERIFY_TICKET = Command.VERIFY_TICKET
 CMD_TRAIN_AND_SEAL = Command.TRAIN_AND_SEAL
 CMD_BUDGET_STATUS = Command.BUDGET_STATUS
 CMD_INSTALL_POLICY = Command.INSTALL_POLICY
+CMD_SECAGG_ADVERTISE = Command.SECAGG_ADVERTISE
+CMD_SECAGG_SHARE = Command.SECAGG_SHARE
+CMD_SECAGG_RECEIVE = Command.SECAGG_RECEIVE
+CMD_SECAGG_UNMASK = Command.SECAGG_UNMASK
+CMD_INSTALL_REGISTRAR = Command.INSTALL_REGISTRAR
 
 
 class Result(IntEnum):
@@ -79,6 +89,11 @@ class Result(IntEnum):
     EDGE_ERR_NO_POLICY = 0xED6E0010
     EDGE_ERR_WEAK_KEY = 0xED6E0011
     EDGE_ERR_INFER_DISABLED = 0xED6E0012
+    EDGE_ERR_WRONG_ROUND = 0xED6E0013
+    EDGE_ERR_TOO_FEW_SURVIVORS = 0xED6E0014
+    EDGE_ERR_SHARE_CONFLICT = 0xED6E0015
+    EDGE_ERR_UNKNOWN_ENROLLMENT = 0xED6E0016
+    EDGE_ERR_FORGED_ADVERT = 0xED6E0017
     TEE_ERROR_BAD_PARAMETERS = 0xFFFF0006
     TEE_ERROR_ITEM_NOT_FOUND = 0xFFFF0008
     TEE_ERROR_NOT_IMPLEMENTED = 0xFFFF0009
@@ -119,6 +134,11 @@ EDGE_ERR_BUDGET_EXHAUSTED = Result.EDGE_ERR_BUDGET_EXHAUSTED
 EDGE_ERR_NO_POLICY = Result.EDGE_ERR_NO_POLICY
 EDGE_ERR_WEAK_KEY = Result.EDGE_ERR_WEAK_KEY
 EDGE_ERR_INFER_DISABLED = Result.EDGE_ERR_INFER_DISABLED
+EDGE_ERR_WRONG_ROUND = Result.EDGE_ERR_WRONG_ROUND
+EDGE_ERR_TOO_FEW_SURVIVORS = Result.EDGE_ERR_TOO_FEW_SURVIVORS
+EDGE_ERR_SHARE_CONFLICT = Result.EDGE_ERR_SHARE_CONFLICT
+EDGE_ERR_UNKNOWN_ENROLLMENT = Result.EDGE_ERR_UNKNOWN_ENROLLMENT
+EDGE_ERR_FORGED_ADVERT = Result.EDGE_ERR_FORGED_ADVERT
 TEE_ERROR_BAD_PARAMETERS = Result.TEE_ERROR_BAD_PARAMETERS
 TEE_ERROR_ITEM_NOT_FOUND = Result.TEE_ERROR_ITEM_NOT_FOUND
 TEE_ERROR_NOT_IMPLEMENTED = Result.TEE_ERROR_NOT_IMPLEMENTED
@@ -160,6 +180,11 @@ RESULT_TEXT: dict[int, str] = {
     Result.EDGE_ERR_NO_POLICY: 'no privacy policy',
     Result.EDGE_ERR_WEAK_KEY: 'weak key',
     Result.EDGE_ERR_INFER_DISABLED: 'inference not released',
+    Result.EDGE_ERR_WRONG_ROUND: 'wrong secagg round',
+    Result.EDGE_ERR_TOO_FEW_SURVIVORS: 'too few survivors',
+    Result.EDGE_ERR_SHARE_CONFLICT: 'share conflict',
+    Result.EDGE_ERR_UNKNOWN_ENROLLMENT: 'unknown enrollment',
+    Result.EDGE_ERR_FORGED_ADVERT: 'forged advert',
     Result.TEE_ERROR_BAD_PARAMETERS: 'bad parameters',
     Result.TEE_ERROR_ITEM_NOT_FOUND: 'item not found',
     Result.TEE_ERROR_NOT_IMPLEMENTED: 'not implemented',
@@ -200,6 +225,11 @@ REFUSALS: dict[int, type[errors.EdgeError]] = {
     Result.EDGE_ERR_NO_POLICY: errors.NoPolicy,
     Result.EDGE_ERR_WEAK_KEY: errors.WeakKey,
     Result.EDGE_ERR_INFER_DISABLED: errors.InferenceDisabled,
+    Result.EDGE_ERR_WRONG_ROUND: errors.WrongRound,
+    Result.EDGE_ERR_TOO_FEW_SURVIVORS: errors.TooFewSurvivors,
+    Result.EDGE_ERR_SHARE_CONFLICT: errors.ShareConflict,
+    Result.EDGE_ERR_UNKNOWN_ENROLLMENT: errors.UnknownEnrollment,
+    Result.EDGE_ERR_FORGED_ADVERT: errors.ForgedAdvert,
     Result.TEE_ERROR_BAD_PARAMETERS: errors.Malformed,
     Result.EDGE_CLIENT_ERR_BACKBONE_NOT_PUBLISHED: errors.BackboneNotPublished,
 }
@@ -248,20 +278,37 @@ INFER_RESERVE_ROWS = 1024  # query budget rows reserved per storage write
 MAX_TRAIN_EXAMPLES = 4096
 MAX_TRAIN_FEATURE_BYTES = 8388608
 MAX_STEPS_PER_ROUND = 100000
+FLEET_ID_SIZE = 16  # first 16 bytes of SHA-256 of the fleet name
+SECAGG_MAX_COHORT = 1024  # devices in one secure-aggregation roster
+SECAGG_MAX_NEIGHBOURS = 254  # k: the neighbours and the device hold k + 1 Shamir shares, x = 1..255
+SECAGG_SEED_SIZE = 16  # self-mask seed b and pairwise mask seeds
+SECAGG_SHARE_PT_SIZE = 48  # one share pair: seed share (16) || s-key share (32)
+SECAGG_SHARE_CT_SIZE = 64  # an encrypted share pair: 48 + 16-byte GCM tag
+SECAGG_ROSTER_ENTRY_SIZE = 376  # enrollment certificate (156) || advert (220)
+SECAGG_INBOX_ENTRY_SIZE = 80  # sender device id (16) || encrypted share pair
+SECAGG_SHARES_ENTRY_SIZE = 80  # recipient device id (16) || encrypted pair
+SECAGG_REVEAL_ENTRY_SIZE = 56  # owner (16) || which || x || reserved (6) || share (32)
 ENVELOPE_HEADER_SIZE = 28
 DEVICE_BODY_SIZE = 72
 ANCHOR_BODY_SIZE = 48
 MANIFEST_FIXED_SIZE = 104
 KEY_WRAP_BODY_SIZE = 112
 POLICY_BODY_SIZE = 64
-TICKET_BODY_SIZE = 72
+TICKET_BODY_SIZE = 96
 UPDATE_HEADER_SIZE = 88
+CERT_BODY_SIZE = 64
+ADVERT_BODY_SIZE = 128
+DIRECTIVE_HEADER_SIZE = 72
+SHARES_HEADER_SIZE = 72
+REVEALS_HEADER_SIZE = 88
 STATUS_SIZE = 104
 BUDGET_SIZE = 64
 DEVICE_RECORD_SIZE = 164
 ANCHOR_STATEMENT_SIZE = 140
-TICKET_SIZE = 164
+TICKET_SIZE = 188
 POLICY_SIZE = 156
+CERT_SIZE = 156
+SECAGG_ADVERT_SIZE = 220
 KEY_WRAP_SIZE = 204
 
 
@@ -274,6 +321,11 @@ class Kind(IntEnum):
     ROUND_TICKET = 4  # round ticket
     SEALED_UPDATE = 5  # sealed update
     PRIVACY_POLICY = 6  # privacy policy
+    ENROLLMENT_CERT = 7  # enrollment certificate
+    SECAGG_ADVERT = 8  # secure-aggregation advert
+    SECAGG_DIRECTIVE = 9  # secure-aggregation directive (roster, inbox, survivors)
+    SECAGG_SHARES = 10  # secure-aggregation shares bundle
+    SECAGG_REVEALS = 11  # secure-aggregation reveals
     KEY_WRAP = 14  # a package's content key wrapped for one device
 
 
@@ -282,6 +334,7 @@ class AnchorRole(IntEnum):
 
     MODEL_SIGNER = 1  # signs packages and policies
     AGGREGATOR = 2  # signs round tickets
+    REGISTRAR = 3  # signs enrollment certificates
 
 
 class PackageFlag(IntFlag):
@@ -311,6 +364,7 @@ class PolicyFlag(IntFlag):
     """Privacy policy flags."""
 
     NO_DP = 1  # test-only: noise may be 0
+    REQUIRE_SECAGG = 2  # refuse tickets without secure aggregation
 
 
 class Accountant(IntEnum):
@@ -324,6 +378,22 @@ class UpdateMode(IntEnum):
     """How a sealed update carries its delta."""
 
     FLOAT32 = 1  # plain float32 delta
+    SECAGG = 2  # masked 32-bit words (secure aggregation)
+
+
+class SecAggStage(IntEnum):
+    """What an aggregator's secure-aggregation directive carries."""
+
+    ROSTER = 1  # advertised devices: certificate and advert each
+    INBOX = 2  # the shares sent to one device by the neighbours that shared
+    SURVIVORS = 3  # the devices whose masked update arrived
+
+
+class SecAggShare(IntEnum):
+    """Which secret a revealed share belongs to."""
+
+    SEED = 1  # self-mask seed b (16 bytes)
+    SKEY = 2  # s-secret key (32 bytes)
 
 
 class StatusFlag(IntFlag):
@@ -345,9 +415,15 @@ KIND_DEVICE_RECORD = Kind.DEVICE_RECORD
 KIND_ROUND_TICKET = Kind.ROUND_TICKET
 KIND_SEALED_UPDATE = Kind.SEALED_UPDATE
 KIND_PRIVACY_POLICY = Kind.PRIVACY_POLICY
+KIND_ENROLLMENT_CERT = Kind.ENROLLMENT_CERT
+KIND_SECAGG_ADVERT = Kind.SECAGG_ADVERT
+KIND_SECAGG_DIRECTIVE = Kind.SECAGG_DIRECTIVE
+KIND_SECAGG_SHARES = Kind.SECAGG_SHARES
+KIND_SECAGG_REVEALS = Kind.SECAGG_REVEALS
 KIND_KEY_WRAP = Kind.KEY_WRAP
 ROLE_MODEL_SIGNER = AnchorRole.MODEL_SIGNER
 ROLE_AGGREGATOR = AnchorRole.AGGREGATOR
+ROLE_REGISTRAR = AnchorRole.REGISTRAR
 PKG_FLAG_BACKBONE = PackageFlag.BACKBONE
 PKG_FLAG_BACKBONE_ENCRYPTED = PackageFlag.BACKBONE_ENCRYPTED
 INFER_NONE = InferRelease.NONE
@@ -357,9 +433,16 @@ INFER_SCORES = InferRelease.SCORES
 SAMPLING_POISSON = Sampling.POISSON
 SAMPLING_FIXED = Sampling.FIXED
 POLICY_F_NO_DP = PolicyFlag.NO_DP
+POLICY_F_REQUIRE_SECAGG = PolicyFlag.REQUIRE_SECAGG
 ACCOUNTANT_RDP = Accountant.RDP
 ACCOUNTANT_PLD = Accountant.PLD
 UPDATE_MODE_FLOAT32 = UpdateMode.FLOAT32
+UPDATE_MODE_SECAGG = UpdateMode.SECAGG
+SECAGG_STAGE_ROSTER = SecAggStage.ROSTER
+SECAGG_STAGE_INBOX = SecAggStage.INBOX
+SECAGG_STAGE_SURVIVORS = SecAggStage.SURVIVORS
+SECAGG_SHARE_SEED = SecAggShare.SEED
+SECAGG_SHARE_SKEY = SecAggShare.SKEY
 STATUS_F_IDENTITY = StatusFlag.IDENTITY
 STATUS_F_ANCHORS = StatusFlag.ANCHORS
 STATUS_F_MODEL = StatusFlag.MODEL

@@ -34,6 +34,7 @@ from edge.formats.manifest import (
 from edge.formats.package import PackageSource, read_manifest, verify_package
 from edge.formats.package_builder import build_package
 from edge.formats.policy import POLICY_SIZE, parse_policy
+from edge.formats.secagg import build_cert, fleet_id
 from edge.formats.ticket import TICKET_SIZE, parse_ticket
 from edge.formats.update import MAX_UPDATE_SIZE, parse_update
 from edge.keyfiles import ROLES, generate_role_key, load_private_key, load_public_key
@@ -220,6 +221,19 @@ def cmd_anchor_replace(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_registrar_certify(args: argparse.Namespace) -> int:
+    """registrar certify: sign an enrollment certificate for a device record."""
+    registrar = load_private_key(args.registrar)
+    device = load_device(args.device)
+    fleet = fleet_id(args.fleet)
+    data = build_cert(registrar, device.ed25519_pub, fleet)
+    write_output(Path(args.out), lambda fh: fh.write(data))
+    print(f"wrote {args.out}: device {device.device_id.hex()} enrolled in fleet {args.fleet!r} "
+          f"(fleet id {fleet.hex()}), signed by registrar key id "
+          f"{key_id(registrar.public_key().public_bytes_raw()).hex()}")
+    return 0
+
+
 def _open_artefact(path: str) -> tuple[BinaryIO, int, int]:
     """Open an artefact, run the kind-independent header checks, return (file, size, kind)."""
     try:
@@ -403,6 +417,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--epoch", required=True, type=_u64, metavar="N")
     rep.add_argument("--out", required=True, metavar="STATEMENT")
     rep.set_defaults(func=cmd_anchor_replace)
+
+    reg = sub.add_parser("registrar", help="enrollment certificates for secure aggregation "
+                         "(keys: keygen --role registrar)").add_subparsers(
+        dest="registrar_command", required=True, metavar="COMMAND")
+    cert = reg.add_parser("certify", help="sign an enrollment certificate for a device record")
+    cert.add_argument("--registrar", required=True, metavar="KEY")
+    cert.add_argument("--device", required=True, metavar="DEVICE.pub")
+    cert.add_argument("--fleet", required=True, metavar="NAME")
+    cert.add_argument("--out", required=True, metavar="CERT")
+    cert.set_defaults(func=cmd_registrar_certify)
 
     training.register(sub, _u64)
     ta_cli.register(sub)

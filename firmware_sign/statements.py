@@ -10,15 +10,17 @@ from edge.errors import ConfigError
 from edge.formats.anchors import MAX_EPOCH, Role, build_anchor_statement
 from edge.formats.keys import ed25519_public_from_raw, ed25519_raw_public
 
-ROLE_BY_NAME = {"model-signer": Role.MODEL_SIGNER, "aggregator": Role.AGGREGATOR}
+ROLE_BY_NAME = {"model-signer": Role.MODEL_SIGNER, "aggregator": Role.AGGREGATOR,
+                "registrar": Role.REGISTRAR}
 
 
 def role_from_name(name: str) -> Role:
-    """Map ``model-signer`` / ``aggregator`` to the role code."""
+    """Map ``model-signer`` / ``aggregator`` / ``registrar`` to the role code."""
     try:
         return ROLE_BY_NAME[name]
     except KeyError:
-        raise ConfigError(f"role {name!r} is not model-signer or aggregator") from None
+        raise ConfigError(f"role {name!r} is not model-signer, aggregator or registrar"
+                          ) from None
 
 
 def replace_anchor(

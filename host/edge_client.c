@@ -711,6 +711,80 @@ EDGE_API uint32_t edge_install_policy(edge_client *c, const uint8_t *policy,
 			  origin);
 }
 
+/* Commands taking one input buffer and returning one output buffer. */
+static uint32_t in_out(edge_client *c, uint32_t cmd, const uint8_t *in,
+		       size_t in_len, uint8_t *out, size_t *out_len,
+		       uint32_t *origin)
+{
+	TEEC_Operation op;
+	uint32_t res;
+
+	if (!out_len || (!out && *out_len))
+		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+	memset(&op, 0, sizeof(op));
+	op.params[1].tmpref.buffer = out;
+	op.params[1].tmpref.size = *out_len;
+	res = put_buffer_with(c, cmd, in, in_len, &op,
+			      TEEC_MEMREF_TEMP_OUTPUT, TEEC_NONE, origin);
+	if (res == TEEC_SUCCESS || res == TEEC_ERROR_SHORT_BUFFER)
+		*out_len = op.params[1].tmpref.size;
+	return res;
+}
+
+EDGE_API uint32_t edge_secagg_advertise(edge_client *c, const uint8_t *ticket,
+					size_t ticket_len, uint64_t ree_time,
+					uint8_t *advert, size_t *advert_len,
+					uint32_t *origin)
+{
+	TEEC_Operation op;
+	uint32_t res;
+
+	if (!advert_len || (!advert && *advert_len))
+		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+	memset(&op, 0, sizeof(op));
+	op.params[1].value.a = (uint32_t)ree_time;
+	op.params[1].value.b = (uint32_t)(ree_time >> 32);
+	op.params[2].tmpref.buffer = advert;
+	op.params[2].tmpref.size = *advert_len;
+	res = put_buffer_with(c, TA_EDGE_CMD_SECAGG_ADVERTISE, ticket,
+			      ticket_len, &op, TEEC_VALUE_INPUT,
+			      TEEC_MEMREF_TEMP_OUTPUT, origin);
+	if (res == TEEC_SUCCESS || res == TEEC_ERROR_SHORT_BUFFER)
+		*advert_len = op.params[2].tmpref.size;
+	return res;
+}
+
+EDGE_API uint32_t edge_secagg_share(edge_client *c, const uint8_t *roster,
+				    size_t roster_len, uint8_t *bundle,
+				    size_t *bundle_len, uint32_t *origin)
+{
+	return in_out(c, TA_EDGE_CMD_SECAGG_SHARE, roster, roster_len, bundle,
+		      bundle_len, origin);
+}
+
+EDGE_API uint32_t edge_secagg_receive(edge_client *c, const uint8_t *inbox,
+				      size_t inbox_len, uint32_t *origin)
+{
+	return put_buffer(c, TA_EDGE_CMD_SECAGG_RECEIVE, inbox, inbox_len,
+			  origin);
+}
+
+EDGE_API uint32_t edge_secagg_unmask(edge_client *c, const uint8_t *survivors,
+				     size_t survivors_len, uint8_t *reveals,
+				     size_t *reveals_len, uint32_t *origin)
+{
+	return in_out(c, TA_EDGE_CMD_SECAGG_UNMASK, survivors, survivors_len,
+		      reveals, reveals_len, origin);
+}
+
+EDGE_API uint32_t edge_install_registrar(edge_client *c,
+					 const uint8_t *registrar_pub,
+					 uint32_t *origin)
+{
+	return put_buffer(c, TA_EDGE_CMD_INSTALL_REGISTRAR, registrar_pub,
+			  registrar_pub ? EDGE_PUBKEY_SIZE : 0, origin);
+}
+
 EDGE_API const char *edge_result_name(uint32_t result)
 {
 	size_t i;

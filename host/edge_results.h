@@ -38,6 +38,11 @@ static const struct edge_result_name {
 	{ 0xED6E0010u, "no privacy policy" },	/* EDGE_ERR_NO_POLICY */
 	{ 0xED6E0011u, "weak key" },	/* EDGE_ERR_WEAK_KEY */
 	{ 0xED6E0012u, "inference not released" },	/* EDGE_ERR_INFER_DISABLED */
+	{ 0xED6E0013u, "wrong secagg round" },	/* EDGE_ERR_WRONG_ROUND */
+	{ 0xED6E0014u, "too few survivors" },	/* EDGE_ERR_TOO_FEW_SURVIVORS */
+	{ 0xED6E0015u, "share conflict" },	/* EDGE_ERR_SHARE_CONFLICT */
+	{ 0xED6E0016u, "unknown enrollment" },	/* EDGE_ERR_UNKNOWN_ENROLLMENT */
+	{ 0xED6E0017u, "forged advert" },	/* EDGE_ERR_FORGED_ADVERT */
 	{ 0xFFFF0006u, "bad parameters" },	/* TEE_ERROR_BAD_PARAMETERS */
 	{ 0xFFFF0008u, "item not found" },	/* TEE_ERROR_ITEM_NOT_FOUND */
 	{ 0xFFFF0009u, "not implemented" },	/* TEE_ERROR_NOT_IMPLEMENTED */

@@ -12,6 +12,48 @@
 #include "storage.h"
 
 #define ANCHOR_REC_SIZE		(2 * (EDGE_PUBKEY_SIZE + 8))
+#define REGISTRAR_REC_SIZE	(EDGE_PUBKEY_SIZE + 8)
+
+static bool role_known(uint8_t r)
+{
+	return r == EDGE_ROLE_MODEL_SIGNER || r == EDGE_ROLE_AGGREGATOR ||
+	       r == EDGE_ROLE_REGISTRAR;
+}
+
+/* The registrar object, if any, into a (roles 1 and 2 already loaded). */
+static TEE_Result registrar_load(struct edge_anchors *a)
+{
+	struct edge_anchor *r = &a->role[EDGE_ROLE_REGISTRAR - 1];
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	TEE_Result res = storage_get(EDGE_OBJ_REGISTRAR, EDGE_TAG_REGISTRAR,
+				     REGISTRAR_REC_SIZE, REGISTRAR_REC_SIZE,
+				     &buf, &len);
+
+	a->has_registrar = false;
+	if (res == TEE_ERROR_ITEM_NOT_FOUND)
+		return TEE_SUCCESS;
+	if (res)
+		return res;
+	TEE_MemMove(r->pub, buf + EDGE_STORE_HDR_SIZE, EDGE_PUBKEY_SIZE);
+	r->epoch = get_le64(buf + EDGE_STORE_HDR_SIZE + EDGE_PUBKEY_SIZE);
+	res = edge_key_id(r->pub, r->id);
+	if (!res)
+		a->has_registrar = true;
+	TEE_Free(buf);
+	return res;
+}
+
+static TEE_Result registrar_store(const struct edge_anchors *a, bool overwrite)
+{
+	uint8_t buf[EDGE_STORE_HDR_SIZE + REGISTRAR_REC_SIZE] = { 0 };
+	const struct edge_anchor *r = &a->role[EDGE_ROLE_REGISTRAR - 1];
+
+	storage_hdr_init(buf, EDGE_TAG_REGISTRAR);
+	TEE_MemMove(buf + EDGE_STORE_HDR_SIZE, r->pub, EDGE_PUBKEY_SIZE);
+	put_le64(buf + EDGE_STORE_HDR_SIZE + EDGE_PUBKEY_SIZE, r->epoch);
+	return storage_put(EDGE_OBJ_REGISTRAR, buf, sizeof(buf), overwrite);
+}
 
 TEE_Result anchors_init(struct edge_anchors *a,
 			const uint8_t signer_pub[EDGE_PUBKEY_SIZE],
@@ -49,8 +91,10 @@ TEE_Result anchors_load(struct edge_anchors *a)
 	if (!res) {
 		tmp.role[0].epoch = get_le64(p + 32);
 		tmp.role[1].epoch = get_le64(p + 72);
-		*a = tmp;
+		res = registrar_load(&tmp);
 	}
+	if (!res)
+		*a = tmp;
 	TEE_Free(buf);
 	return res;
 }
@@ -97,6 +141,35 @@ TEE_Result anchors_install(struct edge_anchors *a,
 	return TEE_SUCCESS;
 }
 
+TEE_Result anchors_install_registrar(struct edge_anchors *a,
+				     const uint8_t pub[EDGE_PUBKEY_SIZE])
+{
+	struct edge_anchors tmp = { };
+	struct edge_anchor *r = &tmp.role[EDGE_ROLE_REGISTRAR - 1];
+	TEE_Result res = anchors_load(&tmp);
+
+	if (res)
+		return res;
+	if (tmp.has_registrar)
+		return EDGE_ERR_ALREADY_PROVISIONED;
+	res = ed25519_check_pub(pub);
+	if (res)
+		return res;
+	TEE_MemMove(r->pub, pub, EDGE_PUBKEY_SIZE);
+	r->epoch = 0;
+	res = edge_key_id(r->pub, r->id);
+	if (res)
+		return res;
+	res = registrar_store(&tmp, false);
+	if (res == TEE_ERROR_ACCESS_CONFLICT)
+		return EDGE_ERR_ALREADY_PROVISIONED;
+	if (res)
+		return res;
+	tmp.has_registrar = true;
+	*a = tmp;
+	return TEE_SUCCESS;
+}
+
 TEE_Result anchors_parse_statement_body(const uint8_t *body, size_t len,
 					uint8_t *role, uint64_t *epoch,
 					const uint8_t **new_pub)
@@ -107,7 +180,7 @@ TEE_Result anchors_parse_statement_body(const uint8_t *body, size_t len,
 	    !zeros_at(body + EDGE_ANCHOR_OFF_RESERVED, EDGE_ANCHOR_LEN_RESERVED))
 		return TEE_ERROR_BAD_FORMAT;
 	r = body[EDGE_ANCHOR_OFF_ROLE];
-	if (r != EDGE_ROLE_MODEL_SIGNER && r != EDGE_ROLE_AGGREGATOR)
+	if (!role_known(r))
 		return TEE_ERROR_BAD_FORMAT;
 	*role = r;
 	*epoch = get_le64(body + EDGE_ANCHOR_OFF_EPOCH);
@@ -138,8 +211,10 @@ TEE_Result anchors_check_statement(const struct edge_anchors *cur,
 	    EDGE_ANCHOR_BODY_SIZE)
 		return TEE_ERROR_BAD_FORMAT;
 	role = stmt[EDGE_ENVELOPE_HEADER_SIZE + EDGE_ANCHOR_OFF_ROLE];
-	if (role != EDGE_ROLE_MODEL_SIGNER && role != EDGE_ROLE_AGGREGATOR)
+	if (!role_known(role))
 		return TEE_ERROR_BAD_FORMAT;
+	if (role == EDGE_ROLE_REGISTRAR && !cur->has_registrar)
+		return EDGE_ERR_NOT_PROVISIONED;
 	anchor = &cur->role[role - 1];
 	res = envelope_open(stmt, len, EDGE_KIND_ANCHOR_STATEMENT,
 			    EDGE_ANCHOR_STATEMENT_SIZE, anchor->id,
@@ -176,7 +251,11 @@ TEE_Result anchors_replace(struct edge_anchors *a, const uint8_t *stmt,
 
 	if (res)
 		return res;
-	res = anchors_store(&next, true);
+	if (stmt[EDGE_ENVELOPE_HEADER_SIZE + EDGE_ANCHOR_OFF_ROLE] ==
+	    EDGE_ROLE_REGISTRAR)
+		res = registrar_store(&next, true);
+	else
+		res = anchors_store(&next, true);
 	if (res)
 		return res;
 	*a = next;

@@ -20,8 +20,9 @@ struct edge_anchor {
 };
 
 struct edge_anchors {
-	bool present;
-	struct edge_anchor role[2];	/* [role - 1] */
+	bool present;			/* model signer and aggregator */
+	bool has_registrar;		/* role 3, installed separately */
+	struct edge_anchor role[3];	/* [role - 1] */
 };
 
 /* Fills a from two public keys with epoch 0 (does not store). */
@@ -42,6 +43,15 @@ TEE_Result anchors_store(const struct edge_anchors *a, bool overwrite);
  */
 TEE_Result anchors_install(struct edge_anchors *a,
 			   const uint8_t keys[2 * EDGE_PUBKEY_SIZE]);
+
+/*
+ * INSTALL_REGISTRAR: the registrar key (role 3) that signs enrollment
+ * certificates, in its own storage object so the anchors object keeps its
+ * layout. NOT_PROVISIONED without anchors, ALREADY_PROVISIONED if one is
+ * stored; on success *a holds it.
+ */
+TEE_Result anchors_install_registrar(struct edge_anchors *a,
+				     const uint8_t pub[EDGE_PUBKEY_SIZE]);
 
 /*
  * Parses a 48-byte anchor statement body (already covered by a verified

@@ -45,6 +45,37 @@ TEE_Result edge_cmd_budget_status(struct edge_session *sess,
 				  TEE_Param params[TEE_NUM_PARAMS]);
 TEE_Result edge_cmd_install_policy(struct edge_session *sess,
 				   TEE_Param params[TEE_NUM_PARAMS]);
+TEE_Result edge_cmd_secagg_advertise(struct edge_session *sess,
+				     TEE_Param params[TEE_NUM_PARAMS]);
+TEE_Result edge_cmd_secagg_share(struct edge_session *sess,
+				 TEE_Param params[TEE_NUM_PARAMS]);
+TEE_Result edge_cmd_secagg_receive(struct edge_session *sess,
+				   TEE_Param params[TEE_NUM_PARAMS]);
+TEE_Result edge_cmd_secagg_unmask(struct edge_session *sess,
+				  TEE_Param params[TEE_NUM_PARAMS]);
+TEE_Result edge_cmd_install_registrar(struct edge_session *sess,
+				      TEE_Param params[TEE_NUM_PARAMS]);
+
+/*
+ * VERIFY_TICKET's checks of the ticket in p (a TA copy is made): anchor,
+ * fields, policy, model, replay and time floors. Fills *t, *st and, under
+ * Poisson sampling, the steps per round.
+ */
+TEE_Result training_verify_ticket(const TEE_Param *p, uint64_t ree,
+				  struct edge_ticket *t,
+				  struct edge_train_state *st,
+				  uint64_t *per_round);
+
+/*
+ * The masked words of a secure-aggregation round (secagg.c): out holds a
+ * sealed update written by seal_write (clipped float32 delta, unsigned);
+ * this quantizes it, adds the masks of the stored round, sets update mode
+ * SECAGG and signs. WRONG_ROUND if the stored round is not the ticket's,
+ * BAD_STATE before SECAGG_RECEIVE.
+ */
+TEE_Result secagg_seal(const struct edge_ticket *t, uint8_t *out,
+		       uint32_t params);
+
 /*
  * TRAIN_AND_SEAL up to and including the spend: checks, DP-SGD, the signed
  * update in a new TA buffer (*update, *update_len; the caller wipes and

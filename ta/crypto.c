@@ -213,3 +213,91 @@ out:
 	TEE_FreeTransientObject(kobj);
 	return res;
 }
+
+TEE_Result edge_x25519_generate(uint8_t priv[32], uint8_t pub[32])
+{
+	TEE_ObjectHandle key = TEE_HANDLE_NULL;
+	size_t priv_len = 32;
+	size_t pub_len = 32;
+	TEE_Result res = TEE_AllocateTransientObject(TEE_TYPE_X25519_KEYPAIR,
+						     256, &key);
+
+	if (res)
+		return res;
+	res = TEE_GenerateKey(key, 256, NULL, 0);
+	if (!res)
+		res = TEE_GetObjectBufferAttribute(key,
+						   TEE_ATTR_X25519_PRIVATE_VALUE,
+						   priv, &priv_len);
+	if (!res)
+		res = TEE_GetObjectBufferAttribute(key,
+						   TEE_ATTR_X25519_PUBLIC_VALUE,
+						   pub, &pub_len);
+	if (!res && (priv_len != 32 || pub_len != 32))
+		res = TEE_ERROR_GENERIC;
+	if (res)
+		TEE_MemFill(priv, 0, 32);
+	TEE_FreeTransientObject(key);
+	return res;
+}
+
+TEE_Result edge_x25519_raw(const uint8_t priv[32], const uint8_t pub[32],
+			   const uint8_t peer[32], uint8_t z[32])
+{
+	TEE_ObjectHandle key = TEE_HANDLE_NULL;
+	TEE_Attribute attrs[2] = { };
+	TEE_Result res = TEE_AllocateTransientObject(TEE_TYPE_X25519_KEYPAIR,
+						     256, &key);
+
+	if (res)
+		return res;
+	TEE_InitRefAttribute(&attrs[0], TEE_ATTR_X25519_PUBLIC_VALUE, pub, 32);
+	TEE_InitRefAttribute(&attrs[1], TEE_ATTR_X25519_PRIVATE_VALUE, priv,
+			     32);
+	res = TEE_PopulateTransientObject(key, attrs, 2);
+	if (!res)
+		res = edge_x25519(key, peer, z);
+	TEE_FreeTransientObject(key);
+	return res;
+}
+
+TEE_Result edge_gcm_encrypt(const uint8_t key[EDGE_AES_KEY_SIZE],
+			    const uint8_t nonce[EDGE_GCM_NONCE_SIZE],
+			    const void *aad, size_t aad_len,
+			    const void *pt, size_t pt_len, void *ct,
+			    uint8_t tag[EDGE_GCM_TAG_SIZE])
+{
+	TEE_ObjectHandle kobj = TEE_HANDLE_NULL;
+	TEE_OperationHandle op = TEE_HANDLE_NULL;
+	TEE_Attribute attr = { };
+	TEE_Result res = TEE_ERROR_GENERIC;
+	size_t out_len = pt_len;
+	size_t tag_len = EDGE_GCM_TAG_SIZE;
+
+	res = TEE_AllocateTransientObject(TEE_TYPE_AES, 256, &kobj);
+	if (res)
+		return res;
+	TEE_InitRefAttribute(&attr, TEE_ATTR_SECRET_VALUE, key,
+			     EDGE_AES_KEY_SIZE);
+	res = TEE_PopulateTransientObject(kobj, &attr, 1);
+	if (!res)
+		res = TEE_AllocateOperation(&op, TEE_ALG_AES_GCM,
+					    TEE_MODE_ENCRYPT, 256);
+	if (!res)
+		res = TEE_SetOperationKey(op, kobj);
+	if (!res)
+		res = TEE_AEInit(op, nonce, EDGE_GCM_NONCE_SIZE,
+				 EDGE_GCM_TAG_SIZE * 8, aad_len, pt_len);
+	if (!res) {
+		if (aad_len)
+			TEE_AEUpdateAAD(op, aad, aad_len);
+		res = TEE_AEEncryptFinal(op, pt, pt_len, ct, &out_len, tag,
+					 &tag_len);
+	}
+	if (!res && (out_len != pt_len || tag_len != EDGE_GCM_TAG_SIZE))
+		res = TEE_ERROR_GENERIC;
+	if (op)
+		TEE_FreeOperation(op);
+	TEE_FreeTransientObject(kobj);
+	return res;
+}

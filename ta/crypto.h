@@ -43,6 +43,23 @@ TEE_Result edge_x25519(TEE_ObjectHandle keypair, const uint8_t peer[32],
 		       uint8_t z[32]);
 
 /*
+ * A fresh X25519 key pair as raw bytes (the secure-aggregation keys are
+ * Shamir-shared, so their private halves exist as bytes inside the TA).
+ */
+TEE_Result edge_x25519_generate(uint8_t priv[32], uint8_t pub[32]);
+
+/* Z = X25519(priv, peer) for a raw key pair (priv, pub). */
+TEE_Result edge_x25519_raw(const uint8_t priv[32], const uint8_t pub[32],
+			   const uint8_t peer[32], uint8_t z[32]);
+
+/* AES-256-GCM encryption with a 12-byte nonce; ct is pt_len bytes. */
+TEE_Result edge_gcm_encrypt(const uint8_t key[EDGE_AES_KEY_SIZE],
+			    const uint8_t nonce[EDGE_GCM_NONCE_SIZE],
+			    const void *aad, size_t aad_len,
+			    const void *pt, size_t pt_len, void *ct,
+			    uint8_t tag[EDGE_GCM_TAG_SIZE]);
+
+/*
  * AES-256-GCM decryption with a 12-byte nonce and a 16-byte tag. pt receives
  * ct_len bytes; on TEE_ERROR_MAC_INVALID (or any error) pt is wiped.
  */

@@ -62,6 +62,21 @@ static const struct edge_cmd edge_cmds[] = {
 	{ .id = TA_EDGE_CMD_INSTALL_POLICY,
 	  .param_types = PT(MEMREF_INPUT, NONE, NONE, NONE),
 	  .fn = edge_cmd_install_policy },
+	{ .id = TA_EDGE_CMD_SECAGG_ADVERTISE,
+	  .param_types = PT(MEMREF_INPUT, VALUE_INPUT, MEMREF_OUTPUT, NONE),
+	  .fn = edge_cmd_secagg_advertise },
+	{ .id = TA_EDGE_CMD_SECAGG_SHARE,
+	  .param_types = PT(MEMREF_INPUT, MEMREF_OUTPUT, NONE, NONE),
+	  .fn = edge_cmd_secagg_share },
+	{ .id = TA_EDGE_CMD_SECAGG_RECEIVE,
+	  .param_types = PT(MEMREF_INPUT, NONE, NONE, NONE),
+	  .fn = edge_cmd_secagg_receive },
+	{ .id = TA_EDGE_CMD_SECAGG_UNMASK,
+	  .param_types = PT(MEMREF_INPUT, MEMREF_OUTPUT, NONE, NONE),
+	  .fn = edge_cmd_secagg_unmask },
+	{ .id = TA_EDGE_CMD_INSTALL_REGISTRAR,
+	  .param_types = PT(MEMREF_INPUT, NONE, NONE, NONE),
+	  .fn = edge_cmd_install_registrar },
 };
 
 TEE_Result TA_CreateEntryPoint(void)

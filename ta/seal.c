@@ -41,7 +41,27 @@ static void write_scaled(uint8_t *dst, const double *delta, size_t n,
 TEE_Result seal_build(const struct seal_info *si, const double *delta,
 		      TEE_ObjectHandle sign_key, uint8_t *out)
 {
+	TEE_Result res = seal_write(si, delta, out);
+
+	if (res)
+		return res;
+	return seal_sign(out, si->params, sign_key);
+}
+
+TEE_Result seal_sign(uint8_t *out, uint32_t params, TEE_ObjectHandle sign_key)
+{
 	uint8_t digest[EDGE_SHA256_SIZE] = { 0 };
+	const size_t body_len = EDGE_UPDATE_HEADER_SIZE + 4 * (size_t)params;
+
+	if (edge_sha256(out, EDGE_ENVELOPE_HEADER_SIZE + body_len, digest))
+		return TEE_ERROR_GENERIC;
+	return edge_ed25519_sign(sign_key, digest,
+				 out + EDGE_ENVELOPE_HEADER_SIZE + body_len);
+}
+
+TEE_Result seal_write(const struct seal_info *si, const double *delta,
+		      uint8_t *out)
+{
 	const size_t body_len = EDGE_UPDATE_HEADER_SIZE + 4 * (size_t)si->params;
 	uint8_t *body = out + EDGE_ENVELOPE_HEADER_SIZE;
 	uint8_t *vec = body + EDGE_UPDATE_HEADER_SIZE;
@@ -86,8 +106,5 @@ TEE_Result seal_build(const struct seal_info *si, const double *delta,
 	put_le32(body + EDGE_UPDATE_HEADER_OFF_NOISE_MULTIPLIER, flt_bits(si->sigma));
 	put_le32(body + EDGE_UPDATE_HEADER_OFF_EXAMPLE_CLIP, flt_bits(si->clip));
 	/* Reserved fields: zero from the fill above. */
-	if (edge_sha256(out, EDGE_ENVELOPE_HEADER_SIZE + body_len, digest))
-		return TEE_ERROR_GENERIC;
-	return edge_ed25519_sign(sign_key, digest,
-				 out + EDGE_ENVELOPE_HEADER_SIZE + body_len);
+	return TEE_SUCCESS;
 }

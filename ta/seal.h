@@ -37,6 +37,13 @@ size_t seal_size(uint32_t params);
 TEE_Result seal_build(const struct seal_info *si, const double *delta,
 		      TEE_ObjectHandle sign_key, uint8_t *out);
 
+/* seal_build's first half: header and clipped float32 delta, unsigned. */
+TEE_Result seal_write(const struct seal_info *si, const double *delta,
+		      uint8_t *out);
+
+/* seal_build's second half: signs header || body (P params) in place. */
+TEE_Result seal_sign(uint8_t *out, uint32_t params, TEE_ObjectHandle sign_key);
+
 /* The L2 norm, in double, of n float32 LE values (tests use it too). */
 double seal_norm_f32(const uint8_t *v, size_t n);
 

@@ -25,6 +25,8 @@
 #define EDGE_OBJ_MODEL		"edge.model"
 #define EDGE_OBJ_TRAIN		"edge.train"
 #define EDGE_OBJ_INFER		"edge.infer"
+#define EDGE_OBJ_REGISTRAR	"edge.registrar"
+#define EDGE_OBJ_SECAGG		"edge.secagg"
 
 /* Header tags. */
 #define EDGE_TAG_KEY		0x4b474445u	/* "EDGK" */
@@ -32,6 +34,8 @@
 #define EDGE_TAG_MODEL		0x4d474445u	/* "EDGM" */
 #define EDGE_TAG_TRAIN		0x54474445u	/* "EDGT" */
 #define EDGE_TAG_INFER		0x49474445u	/* "EDGI" */
+#define EDGE_TAG_REGISTRAR	0x52474445u	/* "EDGR" */
+#define EDGE_TAG_SECAGG		0x53474445u	/* "EDGS" */
 
 /* Writes the header into the first EDGE_STORE_HDR_SIZE bytes of buf. */
 void storage_hdr_init(uint8_t *buf, uint32_t tag);

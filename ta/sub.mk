@@ -23,3 +23,5 @@ srcs-y += seal.c
 srcs-y += shamir.c
 srcs-y += prg.c
 srcs-y += quantize.c
+srcs-y += secagg_round.c
+srcs-y += secagg.c

@@ -9,11 +9,41 @@
 #include "envelope.h"
 #include "ticket.h"
 
+/*
+ * The secure-aggregation fields (docs/secagg.md): t > k/2 (Bell et al.: a
+ * majority of a neighbourhood), t <= k + 1 holders (the k neighbours and the
+ * device itself), k even unless the graph is complete for the cohort, and a
+ * scale at which cohort updates of norm U cannot overflow a signed 32-bit
+ * sum: cohort * (floor(U * 2^s) + 1) <= 2^31 - 1 (edge/secagg/quantize.py).
+ */
+static TEE_Result ticket_check_secagg(const struct edge_ticket *x)
+{
+	double per = 0;
+
+	if (x->sa_k < 1 || x->sa_k > EDGE_SECAGG_MAX_NEIGHBOURS ||
+	    x->sa_cohort < 2 || x->sa_cohort > EDGE_SECAGG_MAX_COHORT ||
+	    x->sa_scale_log2 > EDGE_TICKET_SECAGG_SCALE_LOG2_MAX)
+		return TEE_ERROR_BAD_FORMAT;
+	if (2 * (uint32_t)x->sa_t <= x->sa_k || x->sa_t > x->sa_k + 1)
+		return TEE_ERROR_BAD_FORMAT;
+	if (x->sa_k % 2 && x->sa_k + 1 < x->sa_cohort)
+		return TEE_ERROR_BAD_FORMAT;
+	per = (double)x->update_clip * (double)(1u << x->sa_scale_log2);
+	if (!(per < 2147483647.0))
+		return TEE_ERROR_BAD_FORMAT;
+	/* floor(per) + 1 <= per + 1, in double exactly for per < 2^31. */
+	if ((double)x->sa_cohort * ((double)(int64_t)per + 1.0) >
+	    2147483647.0)
+		return TEE_ERROR_BAD_FORMAT;
+	return TEE_SUCCESS;
+}
+
 /* Every rule of a ticket body is a field rule of the contract's table. */
 TEE_Result ticket_parse_body(const uint8_t *body, size_t len,
 			     struct edge_ticket *t)
 {
 	struct edge_ticket x = { };
+	TEE_Result res = TEE_ERROR_GENERIC;
 
 	if (len != EDGE_TICKET_BODY_SIZE)
 		return TEE_ERROR_BAD_FORMAT;
@@ -31,8 +61,16 @@ TEE_Result ticket_parse_body(const uint8_t *body, size_t len,
 	x.batch = get_le16(body + EDGE_TICKET_OFF_BATCH_SIZE);
 	x.mode = body[EDGE_TICKET_OFF_UPDATE_MODE];
 	if (!zeros_at(body + EDGE_TICKET_OFF_RESERVED,
-		      EDGE_TICKET_LEN_RESERVED))
+		      EDGE_TICKET_LEN_RESERVED) ||
+	    !zeros_at(body + EDGE_TICKET_OFF_RESERVED2,
+		      EDGE_TICKET_LEN_RESERVED2))
 		return TEE_ERROR_BAD_FORMAT;
+	TEE_MemMove(x.fleet_id, body + EDGE_TICKET_OFF_FLEET_ID,
+		    EDGE_FLEET_ID_SIZE);
+	x.sa_t = get_le16(body + EDGE_TICKET_OFF_SECAGG_THRESHOLD);
+	x.sa_k = get_le16(body + EDGE_TICKET_OFF_SECAGG_NEIGHBOURS);
+	x.sa_cohort = get_le16(body + EDGE_TICKET_OFF_SECAGG_COHORT);
+	x.sa_scale_log2 = body[EDGE_TICKET_OFF_SECAGG_SCALE_LOG2];
 
 	if (x.round_id < EDGE_TICKET_ROUND_ID_MIN)
 		return TEE_ERROR_BAD_FORMAT;
@@ -45,9 +83,18 @@ TEE_Result ticket_parse_body(const uint8_t *body, size_t len,
 	    !(x.lr > EDGE_TICKET_LEARNING_RATE_MIN))
 		return TEE_ERROR_BAD_FORMAT;
 	if (x.epochs < EDGE_TICKET_EPOCHS_MIN ||
-	    x.batch < EDGE_TICKET_BATCH_SIZE_MIN ||
-	    x.mode != EDGE_UPDATE_MODE_FLOAT32)
+	    x.batch < EDGE_TICKET_BATCH_SIZE_MIN)
 		return TEE_ERROR_BAD_FORMAT;
+	if (x.mode == EDGE_UPDATE_MODE_FLOAT32)
+		res = zeros_at(body + EDGE_TICKET_OFF_FLEET_ID,
+			       EDGE_TICKET_BODY_SIZE - EDGE_TICKET_OFF_FLEET_ID) ?
+		      TEE_SUCCESS : TEE_ERROR_BAD_FORMAT;
+	else if (x.mode == EDGE_UPDATE_MODE_SECAGG)
+		res = ticket_check_secagg(&x);
+	else
+		res = TEE_ERROR_BAD_FORMAT;
+	if (res)
+		return res;
 	*t = x;
 	return TEE_SUCCESS;
 }
@@ -129,6 +176,9 @@ TEE_Result ticket_check(const struct edge_ticket *t,
 		return EDGE_ERR_EXPIRED;
 	if (t->clip > p->clip_max || t->sigma < p->sigma_min ||
 	    t->update_clip > p->update_clip_max)
+		return EDGE_ERR_POLICY_VIOLATION;
+	if ((p->flags & EDGE_POLICY_F_REQUIRE_SECAGG) &&
+	    t->mode != EDGE_UPDATE_MODE_SECAGG)
 		return EDGE_ERR_POLICY_VIOLATION;
 	if (p->sampling == EDGE_SAMPLING_POISSON) {
 		res = ticket_steps(t, p, 0, &T);

@@ -28,11 +28,17 @@ struct edge_ticket {
 	float lr;			/* eta */
 	uint16_t epochs;		/* E */
 	uint16_t batch;			/* B */
-	uint8_t mode;
+	uint8_t mode;			/* EDGE_UPDATE_MODE_* */
+	/* Secure aggregation (mode SECAGG; all zero otherwise). */
+	uint8_t fleet_id[EDGE_FLEET_ID_SIZE];
+	uint16_t sa_t;			/* Shamir threshold */
+	uint16_t sa_k;			/* neighbours per device */
+	uint16_t sa_cohort;		/* most devices in the sum */
+	uint8_t sa_scale_log2;		/* quantization scale 2^s */
 };
 
 /*
- * Parses and checks the 72-byte ticket body (already covered by a verified
+ * Parses and checks the 96-byte ticket body (already covered by a verified
  * signature); TEE_ERROR_BAD_FORMAT if bad. Separate from ticket_open() so
  * the fuzz harness reaches it without the aggregator's key.
  */
@@ -49,7 +55,8 @@ TEE_Result ticket_open(const uint8_t *buf, size_t len,
  * The state checks after the envelope: no policy -> NO_POLICY; no model ->
  * NO_MODEL; other version -> WRONG_MODEL; round <= last sealed -> REPLAY;
  * deadline < max(ree_time, floor) -> EXPIRED; C, sigma, U or (Poisson)
- * steps per round weaker than the policy -> POLICY_VIOLATION.
+ * steps per round weaker than the policy, or a ticket without secure
+ * aggregation under a policy that requires it -> POLICY_VIOLATION.
  */
 TEE_Result ticket_check(const struct edge_ticket *t,
 			const struct edge_train_state *st, bool model_present,

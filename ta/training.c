@@ -75,13 +75,40 @@ TEE_Result edge_cmd_budget_status(struct edge_session *sess,
 	return TEE_SUCCESS;
 }
 
+TEE_Result training_verify_ticket(const TEE_Param *p, uint64_t ree,
+				  struct edge_ticket *t,
+				  struct edge_train_state *st,
+				  uint64_t *per_round)
+{
+	uint8_t *env = NULL;
+	size_t len = p->memref.size;
+	TEE_Result res = state_anchors();
+
+	*per_round = 0;
+	if (res)
+		return res;
+	res = copy_envelope(p, EDGE_KIND_ROUND_TICKET, EDGE_TICKET_SIZE, &env);
+	if (!res)
+		res = ticket_open(env, len, edge_st.anchors.role[1].id,
+				  edge_st.anchors.role[1].pub, t);
+	TEE_Free(env);
+	if (!res)
+		res = train_state_load(st);
+	if (!res)
+		res = state_model();
+	if (!res)
+		res = ticket_check(t, st, edge_st.model.present,
+				   state_model_version(), ree);
+	if (!res && st->policy.sampling == EDGE_SAMPLING_POISSON)
+		res = ticket_steps(t, &st->policy, 0, per_round);
+	return res;
+}
+
 TEE_Result edge_cmd_verify_ticket(struct edge_session *sess,
 				  TEE_Param params[TEE_NUM_PARAMS])
 {
 	struct edge_train_state st = { };
 	struct edge_ticket t = { };
-	uint8_t *env = NULL;
-	size_t len = params[0].memref.size;
 	uint64_t ree = (uint64_t)params[1].value.b << 32 | params[1].value.a;
 	uint64_t left = 0;
 	uint64_t per_round = 0;
@@ -89,24 +116,7 @@ TEE_Result edge_cmd_verify_ticket(struct edge_session *sess,
 
 	/* A new VERIFY replaces the held ticket, whatever its outcome. */
 	state_drop_ticket(sess);
-	res = state_anchors();
-	if (res)
-		return res;
-	res = copy_envelope(&params[0], EDGE_KIND_ROUND_TICKET, EDGE_TICKET_SIZE,
-			    &env);
-	if (!res)
-		res = ticket_open(env, len, edge_st.anchors.role[1].id,
-				  edge_st.anchors.role[1].pub, &t);
-	TEE_Free(env);
-	if (!res)
-		res = train_state_load(&st);
-	if (!res)
-		res = state_model();
-	if (!res)
-		res = ticket_check(&t, &st, edge_st.model.present,
-				   state_model_version(), ree);
-	if (!res && st.policy.sampling == EDGE_SAMPLING_POISSON)
-		res = ticket_steps(&t, &st.policy, 0, &per_round);
+	res = training_verify_ticket(&params[0], ree, &t, &st, &per_round);
 	if (res) {
 		EMSG("ticket refused: 0x%x", (unsigned int)res);
 		return res;
@@ -266,7 +276,13 @@ TEE_Result edge_train_commit(struct edge_session *sess,
 	si.update_clip = t.update_clip;
 	si.sigma = t.sigma;
 	si.clip = t.clip;
-	res = seal_build(&si, delta, edge_st.identity.sign_key, out);
+	if (t.mode == EDGE_UPDATE_MODE_SECAGG) {
+		res = seal_write(&si, delta, out);
+		if (!res)
+			res = secagg_seal(&t, out, P);
+	} else {
+		res = seal_build(&si, delta, edge_st.identity.sign_key, out);
+	}
 	if (res)
 		goto out;
 

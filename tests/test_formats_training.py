@@ -131,14 +131,14 @@ def test_policy_envelope_refusals() -> None:
     with pytest.raises(errors.Malformed, match="reserved"):
         parse_policy(resign(raw, lambda _h, b: b.__setitem__(63, 1), SIGNER))
     with pytest.raises(errors.Malformed, match="flag"):
-        parse_policy(resign(raw, lambda _h, b: b.__setitem__(25, 2), SIGNER))
+        parse_policy(resign(raw, lambda _h, b: b.__setitem__(25, 0x80), SIGNER))
 
 
 # -- ticket ----------------------------------------------------------------------
 
 def test_ticket_round_trip_and_layout() -> None:
     raw = _ticket()
-    assert len(raw) == TICKET_SIZE == ABI_TICKET_SIZE == 164
+    assert len(raw) == TICKET_SIZE == ABI_TICKET_SIZE == 188
     t = parse_ticket(raw)
     assert (t.round_id, t.model_version, t.nonce, t.issued_at, t.deadline) == (4, 3, NONCE,
                                                                               100, 200)
@@ -155,7 +155,15 @@ def test_ticket_round_trip_and_layout() -> None:
     (dict(learning_rate=float("inf")), "learning_rate"),
     (dict(epochs=0), "epochs"),
     (dict(batch_size=0), "batch"),
-    (dict(update_mode=2), "update mode"),
+    (dict(update_mode=3), "update mode"),
+    (dict(update_mode=2), "secagg neighbours"),
+    (dict(fleet_id=b"f" * 16), "secure-aggregation fields set in a float32 round"),
+    (dict(update_mode=2, secagg_neighbours=4, secagg_threshold=2, secagg_cohort=5),
+     "threshold"),
+    (dict(update_mode=2, secagg_neighbours=3, secagg_threshold=2, secagg_cohort=9),
+     "odd k"),
+    (dict(update_mode=2, secagg_neighbours=4, secagg_threshold=3, secagg_cohort=9,
+          secagg_scale_log2=30), "overflow"),
 ])
 def test_ticket_field_refusals(kw: dict[str, object], match: str) -> None:
     with pytest.raises(errors.Malformed, match=match):

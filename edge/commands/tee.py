@@ -58,6 +58,8 @@ def cmd_provision(args: argparse.Namespace) -> int:
                 f"replace an anchor with `edge tee replace-anchor`",
                 code=exc.code, origin=exc.origin,
             ) from None
+        if args.registrar is not None:
+            ta.install_registrar(load_public_key(args.registrar))
     write_durably(args.out_pub, record, mode=0o644)
     print(f"provisioned device {device.device_id.hex()}; public record in {args.out_pub}")
     return 0
@@ -235,6 +237,9 @@ def register(nouns: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--model-signer", type=Path, required=True, metavar="PUB")
     p.add_argument("--aggregator", type=Path, required=True, metavar="PUB")
     p.add_argument("--out-pub", type=Path, required=True, metavar="DEVICE.pub")
+    p.add_argument("--registrar", type=Path, metavar="PUB",
+                   help="the registrar key that signs enrollment certificates (secure "
+                        "aggregation, docs/secagg.md)")
     p.set_defaults(run=cmd_provision)
 
     p = verbs.add_parser("info", help="identity, anchors and installed model")

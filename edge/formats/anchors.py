@@ -27,7 +27,8 @@ MAX_EPOCH = 2**64 - 1
 Role = AnchorRole
 
 
-ROLE_NAMES = {Role.MODEL_SIGNER: "model-signer", Role.AGGREGATOR: "aggregator"}
+ROLE_NAMES = {Role.MODEL_SIGNER: "model-signer", Role.AGGREGATOR: "aggregator",
+              Role.REGISTRAR: "registrar"}
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,9 @@ def _parse(env: Envelope) -> tuple[Role, int, bytes]:
         raise Malformed(f"anchor statement: body of {len(body)} bytes, expected {ANCHOR_BODY_SIZE}")
     f = ANCHOR_STATEMENT_BODY.read(body)
     role, epoch, new_pub = f["role"], f["epoch"], f["new_pub"]
-    if role not in (Role.MODEL_SIGNER, Role.AGGREGATOR):
-        raise Malformed(f"anchor statement: role {role} is not 1 (model signer) or 2 (aggregator)")
+    if role not in ROLE_NAMES:
+        raise Malformed(f"anchor statement: role {role} is not 1 (model signer), 2 (aggregator) "
+                        "or 3 (registrar)")
     return Role(role), epoch, new_pub
 
 
@@ -100,8 +102,8 @@ def build_anchor_statement(
     current: Ed25519PrivateKey, role: int, epoch: int, new_pub: bytes
 ) -> bytes:
     """Return a statement replacing ``role``'s anchor by ``new_pub``, signed by ``current``."""
-    if role not in (Role.MODEL_SIGNER, Role.AGGREGATOR):
-        raise Malformed(f"anchor statement: role {role} is not 1 or 2")
+    if role not in ROLE_NAMES:
+        raise Malformed(f"anchor statement: role {role} is not 1, 2 or 3")
     if not 1 <= epoch <= MAX_EPOCH:
         raise Malformed(f"anchor statement: epoch {epoch} is not in 1..2^64-1")
     if len(new_pub) != PUBKEY_SIZE:

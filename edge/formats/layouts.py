@@ -17,6 +17,7 @@ from edge.tee_abi import (
     PackageFlag,
     PolicyFlag,
     Sampling,
+    SecAggStage,
     StatusFlag,
     UpdateMode,
 )
@@ -101,7 +102,13 @@ TICKET_BODY = Layout('Round ticket', (
     Field('batch_size', 'H', 66, 'batch size B', lo=1),
     Field('update_mode', 'B', 68, 'update mode', enum=UpdateMode),
     Field('reserved', '3s', 69, 'reserved', reserved=True),
-), size=72)
+    Field('fleet_id', '16s', 72, 'fleet id'),
+    Field('secagg_threshold', 'H', 88, 'Shamir threshold t'),
+    Field('secagg_neighbours', 'H', 90, 'neighbours k per device', hi=254),
+    Field('secagg_cohort', 'H', 92, 'cohort bound', hi=1024),
+    Field('secagg_scale_log2', 'B', 94, 'quantization scale 2^s', hi=30),
+    Field('reserved2', '1s', 95, 'reserved', reserved=True),
+), size=96)
 
 UPDATE_HEADER = Layout('Sealed update', (
     Field('device_id', '16s', 0, 'device id'),
@@ -118,6 +125,54 @@ UPDATE_HEADER = Layout('Sealed update', (
     Field('noise_multiplier', 'f', 76, 'noise multiplier σ'),
     Field('example_clip', 'f', 80, 'per-example clip C'),
     Field('reserved2', '4s', 84, 'reserved', reserved=True),
+), size=88)
+
+CERT_BODY = Layout('Enrollment certificate', (
+    Field('device_id', '16s', 0, 'device id'),
+    Field('identity_pub', '32s', 16, "the device's Ed25519 identity public key"),
+    Field('fleet_id', '16s', 48, 'fleet id'),
+), size=64)
+
+ADVERT_BODY = Layout('Secure-aggregation advert', (
+    Field('device_id', '16s', 0, 'device id of the advertising TA'),
+    Field('fleet_id', '16s', 16, 'fleet id'),
+    Field('round_id', 'Q', 32, 'round id'),
+    Field('nonce', '16s', 40, 'cohort nonce'),
+    Field('model_version', 'Q', 56, 'model version'),
+    Field('c_pub', '32s', 64, 'X25519 public key for share encryption'),
+    Field('s_pub', '32s', 96, 'X25519 public key for pairwise mask seeds'),
+), size=128)
+
+DIRECTIVE_HEADER = Layout('Secure-aggregation directive', (
+    Field('stage', 'B', 0, 'stage', enum=SecAggStage),
+    Field('reserved', '3s', 1, 'reserved', reserved=True),
+    Field('count', 'I', 4, 'entry count N', hi=1024, refusal=errors.Oversized),
+    Field('fleet_id', '16s', 8, 'fleet id'),
+    Field('round_id', 'Q', 24, 'round id'),
+    Field('nonce', '16s', 32, 'cohort nonce'),
+    Field('model_version', 'Q', 48, 'model version'),
+    Field('recipient', '16s', 56, 'inbox'),
+), size=72)
+
+SHARES_HEADER = Layout('Secure-aggregation shares bundle', (
+    Field('device_id', '16s', 0, 'device id of the sender'),
+    Field('fleet_id', '16s', 16, 'fleet id'),
+    Field('round_id', 'Q', 32, 'round id'),
+    Field('nonce', '16s', 40, 'cohort nonce'),
+    Field('model_version', 'Q', 56, 'model version'),
+    Field('count', 'I', 64, 'entry count N', hi=254, refusal=errors.Oversized),
+    Field('reserved', '4s', 68, 'reserved', reserved=True),
+), size=72)
+
+REVEALS_HEADER = Layout('Secure-aggregation reveals', (
+    Field('device_id', '16s', 0, 'device id of the revealing TA'),
+    Field('fleet_id', '16s', 16, 'fleet id'),
+    Field('round_id', 'Q', 32, 'round id'),
+    Field('nonce', '16s', 40, 'cohort nonce'),
+    Field('model_version', 'Q', 56, 'model version'),
+    Field('count', 'I', 64, 'entry count N', hi=255, refusal=errors.Oversized),
+    Field('survivors_digest', '16s', 68, 'survivors digest'),
+    Field('reserved', '4s', 84, 'reserved', reserved=True),
 ), size=88)
 
 STATUS_BLOCK = Layout('Status block', (

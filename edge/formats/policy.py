@@ -127,13 +127,16 @@ def build_policy(
     delta: float,
     sampling: int = Sampling.POISSON,
     no_dp: bool = False,
+    require_secagg: bool = False,
     accountant: int = Accountant.RDP,
     check: bool = True,
 ) -> bytes:
     """Return a privacy policy signed by the model-signer key ``signer``."""
     p = PrivacyPolicy(
         version, _f32(noise_multiplier_min), _f32(max_example_clip), _f32(max_update_clip),
-        _f32(sampling_rate), sampling, PolicyFlag.NO_DP if no_dp else PolicyFlag(0),
+        _f32(sampling_rate), sampling,
+        (PolicyFlag.NO_DP if no_dp else PolicyFlag(0))
+        | (PolicyFlag.REQUIRE_SECAGG if require_secagg else PolicyFlag(0)),
         max_steps_per_round,
         step_budget, float(target_epsilon), float(delta), accountant,
     )

@@ -27,7 +27,7 @@ from edge.formats.envelope import (
 )
 from edge.formats.layouts import TICKET_BODY
 from edge.formats.policy import PrivacyPolicy
-from edge.tee_abi import Sampling, UpdateMode
+from edge.tee_abi import PolicyFlag, Sampling, UpdateMode
 
 TICKET_BODY_SIZE = TICKET_BODY.size
 TICKET_SIZE = tee_abi.TICKET_SIZE
@@ -52,7 +52,17 @@ class RoundTicket:
     epochs: int
     batch_size: int
     update_mode: UpdateMode = UpdateMode.FLOAT32
+    fleet_id: bytes = bytes(16)
+    secagg_threshold: int = 0
+    secagg_neighbours: int = 0
+    secagg_cohort: int = 0
+    secagg_scale_log2: int = 0
     signer_key_id: bytes = bytes(16)
+
+    @property
+    def secagg(self) -> bool:
+        """True when the round runs secure aggregation (update mode SECAGG)."""
+        return self.update_mode == UpdateMode.SECAGG
 
 
 def poisson_steps(epochs: int, q: float) -> int:
@@ -72,11 +82,38 @@ def _fields(t: RoundTicket) -> dict[str, object]:
 def _check_fields(t: RoundTicket) -> None:
     """Refuse field values the TA refuses (``Malformed``), naming the field."""
     TICKET_BODY.check(_WHAT, _fields(t))
+    _check_secagg(t)
+
+
+_SECAGG_FIELDS = ("secagg_threshold", "secagg_neighbours", "secagg_cohort", "secagg_scale_log2")
+
+
+def _check_secagg(t: RoundTicket) -> None:
+    """The cross-field rules of the secure-aggregation fields, as ta/ticket.c states them."""
+    if t.update_mode != UpdateMode.SECAGG:
+        if any(getattr(t, f) for f in _SECAGG_FIELDS) or any(t.fleet_id):
+            raise Malformed(f"{_WHAT}: secure-aggregation fields set in a float32 round")
+        return
+    k, thr, cohort = t.secagg_neighbours, t.secagg_threshold, t.secagg_cohort
+    if not 1 <= k <= tee_abi.SECAGG_MAX_NEIGHBOURS:
+        raise Malformed(f"{_WHAT}: secagg neighbours k {k} is not in 1..254")
+    if not 2 <= cohort <= tee_abi.SECAGG_MAX_COHORT:
+        raise Malformed(f"{_WHAT}: secagg cohort {cohort} is not in 2..1024")
+    if not (2 * thr > k and thr <= k + 1):
+        raise Malformed(f"{_WHAT}: secagg threshold t {thr} is not in (k/2, k + 1] for k {k}")
+    if k % 2 and k + 1 < cohort:
+        raise Malformed(f"{_WHAT}: odd k {k} needs a complete graph (k >= cohort - 1)")
+    per = float(np.float32(t.update_clip)) * 2.0 ** t.secagg_scale_log2
+    if not per < 2**31 - 1 or cohort * (math.floor(per) + 1) > 2**31 - 1:
+        raise Malformed(f"{_WHAT}: {cohort} updates of norm {t.update_clip} at scale "
+                        f"2^{t.secagg_scale_log2} can overflow a 32-bit sum")
 
 
 def _parse(env: Envelope) -> RoundTicket:
-    """Decode and check a ticket body (every rule is a field rule of the table)."""
-    return RoundTicket(**TICKET_BODY.unpack(env.body, _WHAT), signer_key_id=env.signer_key_id)
+    """Decode and check a ticket body (field rules of the table, then the secagg rules)."""
+    t = RoundTicket(**TICKET_BODY.unpack(env.body, _WHAT), signer_key_id=env.signer_key_id)
+    _check_secagg(t)
+    return t
 
 
 def parse_ticket(data: bytes | bytearray | memoryview) -> RoundTicket:
@@ -126,6 +163,8 @@ def check_against_policy(t: RoundTicket, p: PrivacyPolicy) -> None:
     if t.update_clip > p.max_update_clip:
         raise PolicyViolation(
             f"round ticket: update clip U {t.update_clip} above the policy's {p.max_update_clip}")
+    if p.flags & PolicyFlag.REQUIRE_SECAGG and not t.secagg:
+        raise PolicyViolation("round ticket: the policy requires secure aggregation")
     if p.sampling == Sampling.POISSON:
         steps = poisson_steps(t.epochs, p.sampling_rate)
         if steps > p.max_steps_per_round:
@@ -134,7 +173,7 @@ def check_against_policy(t: RoundTicket, p: PrivacyPolicy) -> None:
 
 
 def encode_ticket_body(t: RoundTicket) -> bytes:
-    """Return the 72-byte body (no validation; test vectors and builders)."""
+    """Return the 96-byte body (no validation; test vectors and builders)."""
     return TICKET_BODY.pack(_fields(t))
 
 
@@ -153,6 +192,11 @@ def build_ticket(
     epochs: int = 1,
     batch_size: int = 1,
     update_mode: int = UpdateMode.FLOAT32,
+    fleet_id: bytes = bytes(16),
+    secagg_threshold: int = 0,
+    secagg_neighbours: int = 0,
+    secagg_cohort: int = 0,
+    secagg_scale_log2: int = 0,
     check: bool = True,
 ) -> bytes:
     """Return a round ticket signed by the aggregator key (``check=False``: for refusal tests)."""
@@ -161,7 +205,8 @@ def build_ticket(
     t = RoundTicket(round_id, model_version, bytes(nonce), issued_at, deadline,
                     float(np.float32(example_clip)), float(np.float32(noise_multiplier)),
                     float(np.float32(update_clip)), float(np.float32(learning_rate)),
-                    epochs, batch_size, update_mode)
+                    epochs, batch_size, update_mode, bytes(fleet_id), secagg_threshold,
+                    secagg_neighbours, secagg_cohort, secagg_scale_log2)
     if check:
         _check_fields(t)
     return build_envelope(Kind.ROUND_TICKET, encode_ticket_body(t), aggregator)

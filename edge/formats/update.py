@@ -117,3 +117,44 @@ def build_update(
                       total_steps, UPDATE_MODE_FLOAT32, bytes(3), flat.size, update_clip,
                       noise_multiplier, example_clip, bytes(4))
     return build_envelope(Kind.SEALED_UPDATE, head + flat.tobytes(), identity)
+
+
+@dataclass(frozen=True)
+class MaskedUpdate:
+    """A secure-aggregation sealed update (mode 2): masked 32-bit words, not a delta."""
+
+    device_id: bytes
+    round_id: int
+    nonce: bytes
+    model_version: int
+    example_count: int
+    param_count: int
+    update_clip: float
+    noise_multiplier: float
+    example_clip: float
+    words: np.ndarray  # uint32, read-only view
+    signer_key_id: bytes
+
+
+def parse_masked_update_envelope(env: Envelope) -> MaskedUpdate:
+    """Decode and check the body of a mode-2 sealed update (no signature check)."""
+    body = memoryview(env.raw)[HEADER_SIZE : env.header.signed_len]
+    if len(body) < UPDATE_HEADER_SIZE:
+        raise Malformed(f"sealed update: body of {len(body)} bytes, shorter than the header")
+    (device_id, round_id, nonce, version, n, _steps, _total, mode, res1, params, u, sigma, c,
+     res2) = _HEAD.unpack_from(body, 0)
+    if res1 != bytes(3) or res2 != bytes(4):
+        raise Malformed("sealed update: reserved bytes are not zero")
+    if mode != tee_abi.UpdateMode.SECAGG:
+        raise Malformed(f"sealed update: update mode {mode} is not 2 (secure aggregation)")
+    if not 1 <= params <= MAX_PARAMS:
+        raise Malformed(f"sealed update: parameter count {params} is not in 1..{MAX_PARAMS}")
+    if len(body) != UPDATE_HEADER_SIZE + 4 * params:
+        raise Malformed(
+            f"sealed update: body of {len(body)} bytes, {params} parameters imply "
+            f"{UPDATE_HEADER_SIZE + 4 * params}")
+    if not (math.isfinite(u) and u > 0.0):
+        raise Malformed(f"sealed update: update clip U {u} is not a finite number > 0")
+    words = np.frombuffer(body, dtype="<u4", offset=UPDATE_HEADER_SIZE)
+    return MaskedUpdate(device_id, round_id, nonce, version, n, params, u, sigma, c, words,
+                        env.signer_key_id)

@@ -135,6 +135,32 @@ uint32_t edge_budget_status(edge_client *c, uint8_t *block, size_t *block_len,
 uint32_t edge_install_policy(edge_client *c, const uint8_t *policy,
 			     size_t policy_len, uint32_t *origin);
 
+/*
+ * Secure aggregation (docs/secagg.md). Each output buffer has capacity
+ * *len, which receives the length (also with TEEC_ERROR_SHORT_BUFFER).
+ * edge_secagg_advertise: checks a secure-aggregation round ticket (as
+ * edge_verify_ticket, ree_time Unix seconds) and returns this round's
+ * signed advert. edge_secagg_share: the aggregator-signed roster in, the
+ * signed bundle of encrypted shares out. edge_secagg_receive: the
+ * aggregator-signed inbox. edge_secagg_unmask: the aggregator-signed
+ * survivor list in, the signed reveals out.
+ */
+uint32_t edge_secagg_advertise(edge_client *c, const uint8_t *ticket,
+			       size_t ticket_len, uint64_t ree_time,
+			       uint8_t *advert, size_t *advert_len,
+			       uint32_t *origin);
+uint32_t edge_secagg_share(edge_client *c, const uint8_t *roster,
+			   size_t roster_len, uint8_t *bundle,
+			   size_t *bundle_len, uint32_t *origin);
+uint32_t edge_secagg_receive(edge_client *c, const uint8_t *inbox,
+			     size_t inbox_len, uint32_t *origin);
+uint32_t edge_secagg_unmask(edge_client *c, const uint8_t *survivors,
+			    size_t survivors_len, uint8_t *reveals,
+			    size_t *reveals_len, uint32_t *origin);
+/* Installs the registrar Ed25519 public key (32 bytes), once. */
+uint32_t edge_install_registrar(edge_client *c, const uint8_t *registrar_pub,
+				uint32_t *origin);
+
 /* Short, static, human-readable name of a result code (never NULL). */
 const char *edge_result_name(uint32_t result);
 

@@ -123,7 +123,48 @@
  *   [0] MEMREF_INPUT   signed privacy policy (docs/formats.md "Privacy policy")
  */
 #define TA_EDGE_CMD_INSTALL_POLICY		12
-#define TA_EDGE_CMD_COUNT			13
+/*
+ * SECAGG_ADVERTISE: after VERIFY_TICKET's checks of a secure-aggregation ticket,
+ *   makes this round's X25519 c- and s-key pairs (secure storage) and returns
+ *   their public halves in an advert signed by the identity key. Asked again
+ *   for the same round before SECAGG_SHARE, returns the same advert.
+ *   [0] MEMREF_INPUT   signed round ticket (update mode SECAGG)
+ *   [1] VALUE_INPUT    a = REE time (Unix seconds) low 32 bits, b = high
+ *   [2] MEMREF_OUTPUT  secure-aggregation advert (docs/formats.md
+ *                      "Secure-aggregation advert"), EDGE_SECAGG_ADVERT_SIZE bytes
+ */
+#define TA_EDGE_CMD_SECAGG_ADVERTISE		13
+/*
+ * SECAGG_SHARE: verifies the aggregator-signed roster, the certificates of
+ *   this device's neighbours (registrar anchor) and their adverts (certified
+ *   identity keys), Shamir-shares the self-mask seed and the s-secret key
+ *   among them (threshold t) and returns the shares encrypted to each.
+ *   [0] MEMREF_INPUT   aggregator-signed directive, stage ROSTER
+ *   [1] MEMREF_OUTPUT  device-signed shares bundle
+ */
+#define TA_EDGE_CMD_SECAGG_SHARE		14
+/*
+ * SECAGG_RECEIVE: decrypts and keeps the shares the neighbours that shared (U2)
+ *   sent to this device; their set decides the pairwise masks.
+ *   [0] MEMREF_INPUT   aggregator-signed directive, stage INBOX
+ */
+#define TA_EDGE_CMD_SECAGG_RECEIVE		15
+/*
+ * SECAGG_UNMASK: records the survivor list U3 in secure storage, then reveals
+ *   for each neighbour in U2 its self-seed share (survivor) or its s-key share
+ *   (dropped); a second, different list for the round is refused.
+ *   [0] MEMREF_INPUT   aggregator-signed directive, stage SURVIVORS
+ *   [1] MEMREF_OUTPUT  device-signed reveals
+ */
+#define TA_EDGE_CMD_SECAGG_UNMASK		16
+/*
+ * INSTALL_REGISTRAR: provisioning, allowed once (after INSTALL_ANCHORS): the
+ *   registrar key that signs enrollment certificates; replaced later only by
+ *   an anchor statement of role REGISTRAR.
+ *   [0] MEMREF_INPUT   registrar Ed25519 public key (32)
+ */
+#define TA_EDGE_CMD_INSTALL_REGISTRAR		17
+#define TA_EDGE_CMD_COUNT			18
 
 /*
  * TA-specific results (GlobalPlatform leaves 0x00000001..0xEFFFFFFF to TAs);
@@ -149,6 +190,11 @@
 #define EDGE_ERR_NO_POLICY			0xED6E0010	/* no privacy policy yet */
 #define EDGE_ERR_WEAK_KEY			0xED6E0011	/* key off-curve/small order */
 #define EDGE_ERR_INFER_DISABLED			0xED6E0012	/* package releases no INFER */
+#define EDGE_ERR_WRONG_ROUND			0xED6E0013	/* other fleet/round/nonce/model */
+#define EDGE_ERR_TOO_FEW_SURVIVORS		0xED6E0014	/* fewer than t survivors */
+#define EDGE_ERR_SHARE_CONFLICT			0xED6E0015	/* second survivor list */
+#define EDGE_ERR_UNKNOWN_ENROLLMENT		0xED6E0016	/* cert not from the registrar */
+#define EDGE_ERR_FORGED_ADVERT			0xED6E0017	/* advert not by certified key */
 
 /* Sizes and limits (docs/formats.md explains each). */
 #define EDGE_PUBKEY_SIZE			32
@@ -173,12 +219,24 @@
 #define EDGE_MAX_TRAIN_EXAMPLES			4096
 #define EDGE_MAX_TRAIN_FEATURE_BYTES		(8 * 1024 * 1024)
 #define EDGE_MAX_STEPS_PER_ROUND		100000
+#define EDGE_FLEET_ID_SIZE			16	/* first 16 bytes of SHA-256 of the fleet name */
+#define EDGE_SECAGG_MAX_COHORT			1024	/* devices in one secure-aggregation roster */
+#define EDGE_SECAGG_MAX_NEIGHBOURS		254	/* k: the neighbours and the device hold k + 1 Shamir shares, x = 1..255 */
+#define EDGE_SECAGG_SEED_SIZE			16	/* self-mask seed b and pairwise mask seeds */
+#define EDGE_SECAGG_SHARE_PT_SIZE		48	/* one share pair: seed share (16) || s-key share (32) */
+#define EDGE_SECAGG_SHARE_CT_SIZE		64	/* an encrypted share pair: 48 + 16-byte GCM tag */
+#define EDGE_SECAGG_ROSTER_ENTRY_SIZE		376	/* enrollment certificate (156) || advert (220) */
+#define EDGE_SECAGG_INBOX_ENTRY_SIZE		80	/* sender device id (16) || encrypted share pair */
+#define EDGE_SECAGG_SHARES_ENTRY_SIZE		80	/* recipient device id (16) || encrypted pair */
+#define EDGE_SECAGG_REVEAL_ENTRY_SIZE		56	/* owner (16) || which || x || reserved (6) || share (32) */
 #define EDGE_MAGIC				"EDGE"
 #define EDGE_FORMAT_VERSION			1
 #define EDGE_DEVICE_RECORD_SIZE			(EDGE_ENVELOPE_HEADER_SIZE + EDGE_DEVICE_BODY_SIZE + EDGE_SIG_SIZE)
 #define EDGE_ANCHOR_STATEMENT_SIZE		(EDGE_ENVELOPE_HEADER_SIZE + EDGE_ANCHOR_BODY_SIZE + EDGE_SIG_SIZE)
 #define EDGE_TICKET_SIZE			(EDGE_ENVELOPE_HEADER_SIZE + EDGE_TICKET_BODY_SIZE + EDGE_SIG_SIZE)
 #define EDGE_POLICY_SIZE			(EDGE_ENVELOPE_HEADER_SIZE + EDGE_POLICY_BODY_SIZE + EDGE_SIG_SIZE)
+#define EDGE_CERT_SIZE				(EDGE_ENVELOPE_HEADER_SIZE + EDGE_CERT_BODY_SIZE + EDGE_SIG_SIZE)
+#define EDGE_SECAGG_ADVERT_SIZE			(EDGE_ENVELOPE_HEADER_SIZE + EDGE_ADVERT_BODY_SIZE + EDGE_SIG_SIZE)
 #define EDGE_KEY_WRAP_SIZE			(EDGE_ENVELOPE_HEADER_SIZE + EDGE_KEY_WRAP_BODY_SIZE + EDGE_SIG_SIZE)
 
 /* Envelope kinds: what an artefact is. */
@@ -188,11 +246,17 @@
 #define EDGE_KIND_ROUND_TICKET			4	/* round ticket */
 #define EDGE_KIND_SEALED_UPDATE			5	/* sealed update */
 #define EDGE_KIND_PRIVACY_POLICY		6	/* privacy policy */
+#define EDGE_KIND_ENROLLMENT_CERT		7	/* enrollment certificate */
+#define EDGE_KIND_SECAGG_ADVERT			8	/* secure-aggregation advert */
+#define EDGE_KIND_SECAGG_DIRECTIVE		9	/* secure-aggregation directive (roster, inbox, survivors) */
+#define EDGE_KIND_SECAGG_SHARES			10	/* secure-aggregation shares bundle */
+#define EDGE_KIND_SECAGG_REVEALS		11	/* secure-aggregation reveals */
 #define EDGE_KIND_KEY_WRAP			14	/* a package's content key wrapped for one device */
 
 /* Which trust anchor an anchor statement replaces. */
 #define EDGE_ROLE_MODEL_SIGNER			1	/* signs packages and policies */
 #define EDGE_ROLE_AGGREGATOR			2	/* signs round tickets */
+#define EDGE_ROLE_REGISTRAR			3	/* signs enrollment certificates */
 
 /* Manifest flags. */
 #define EDGE_PKG_FLAG_BACKBONE			0x1	/* backbone present */
@@ -211,7 +275,8 @@
 
 /* Privacy policy flags. */
 #define EDGE_POLICY_F_NO_DP			0x1	/* test-only: noise may be 0 */
-#define EDGE_POLICY_F_ALL			0x1	/* every known bit */
+#define EDGE_POLICY_F_REQUIRE_SECAGG		0x2	/* refuse tickets without secure aggregation */
+#define EDGE_POLICY_F_ALL			0x3	/* every known bit */
 
 /* The privacy accountant a policy was computed with. */
 #define EDGE_ACCOUNTANT_RDP			1	/* Renyi DP */
@@ -219,6 +284,16 @@
 
 /* How a sealed update carries its delta. */
 #define EDGE_UPDATE_MODE_FLOAT32		1	/* plain float32 delta */
+#define EDGE_UPDATE_MODE_SECAGG			2	/* masked 32-bit words (secure aggregation) */
+
+/* What an aggregator's secure-aggregation directive carries. */
+#define EDGE_SECAGG_STAGE_ROSTER		1	/* advertised devices: certificate and advert each */
+#define EDGE_SECAGG_STAGE_INBOX			2	/* the shares sent to one device by the neighbours that shared */
+#define EDGE_SECAGG_STAGE_SURVIVORS		3	/* the devices whose masked update arrived */
+
+/* Which secret a revealed share belongs to. */
+#define EDGE_SECAGG_SHARE_SEED			1	/* self-mask seed b (16 bytes) */
+#define EDGE_SECAGG_SHARE_SKEY			2	/* s-secret key (32 bytes) */
 
 /* GET_STATUS flags. */
 #define EDGE_STATUS_F_IDENTITY			0x1	/* identity keys exist */
@@ -333,7 +408,7 @@
 #define EDGE_POLICY_LEN_RESERVED2		4
 
 /* Round ticket: offsets and sizes, little-endian. */
-#define EDGE_TICKET_BODY_SIZE			72
+#define EDGE_TICKET_BODY_SIZE			96
 #define EDGE_TICKET_OFF_ROUND_ID		0	/* u64 */
 #define EDGE_TICKET_ROUND_ID_MIN		1ull
 #define EDGE_TICKET_OFF_MODEL_VERSION		8	/* u64 */
@@ -356,6 +431,17 @@
 #define EDGE_TICKET_OFF_UPDATE_MODE		68	/* u8 */
 #define EDGE_TICKET_OFF_RESERVED		69	/* 3 bytes */
 #define EDGE_TICKET_LEN_RESERVED		3
+#define EDGE_TICKET_OFF_FLEET_ID		72	/* 16 bytes */
+#define EDGE_TICKET_LEN_FLEET_ID		16
+#define EDGE_TICKET_OFF_SECAGG_THRESHOLD	88	/* u16 */
+#define EDGE_TICKET_OFF_SECAGG_NEIGHBOURS	90	/* u16 */
+#define EDGE_TICKET_SECAGG_NEIGHBOURS_MAX	254u
+#define EDGE_TICKET_OFF_SECAGG_COHORT		92	/* u16 */
+#define EDGE_TICKET_SECAGG_COHORT_MAX		1024u
+#define EDGE_TICKET_OFF_SECAGG_SCALE_LOG2	94	/* u8 */
+#define EDGE_TICKET_SECAGG_SCALE_LOG2_MAX	30u
+#define EDGE_TICKET_OFF_RESERVED2		95	/* 1 bytes */
+#define EDGE_TICKET_LEN_RESERVED2		1
 
 /* Sealed update: offsets and sizes, little-endian. */
 #define EDGE_UPDATE_HEADER_SIZE			88
@@ -377,6 +463,78 @@
 #define EDGE_UPDATE_HEADER_OFF_EXAMPLE_CLIP	80	/* f32 */
 #define EDGE_UPDATE_HEADER_OFF_RESERVED2	84	/* 4 bytes */
 #define EDGE_UPDATE_HEADER_LEN_RESERVED2	4
+
+/* Enrollment certificate: offsets and sizes, little-endian. */
+#define EDGE_CERT_BODY_SIZE			64
+#define EDGE_CERT_OFF_DEVICE_ID			0	/* 16 bytes */
+#define EDGE_CERT_LEN_DEVICE_ID			16
+#define EDGE_CERT_OFF_IDENTITY_PUB		16	/* 32 bytes */
+#define EDGE_CERT_LEN_IDENTITY_PUB		32
+#define EDGE_CERT_OFF_FLEET_ID			48	/* 16 bytes */
+#define EDGE_CERT_LEN_FLEET_ID			16
+
+/* Secure-aggregation advert: offsets and sizes, little-endian. */
+#define EDGE_ADVERT_BODY_SIZE			128
+#define EDGE_ADVERT_OFF_DEVICE_ID		0	/* 16 bytes */
+#define EDGE_ADVERT_LEN_DEVICE_ID		16
+#define EDGE_ADVERT_OFF_FLEET_ID		16	/* 16 bytes */
+#define EDGE_ADVERT_LEN_FLEET_ID		16
+#define EDGE_ADVERT_OFF_ROUND_ID		32	/* u64 */
+#define EDGE_ADVERT_OFF_NONCE			40	/* 16 bytes */
+#define EDGE_ADVERT_LEN_NONCE			16
+#define EDGE_ADVERT_OFF_MODEL_VERSION		56	/* u64 */
+#define EDGE_ADVERT_OFF_C_PUB			64	/* 32 bytes */
+#define EDGE_ADVERT_LEN_C_PUB			32
+#define EDGE_ADVERT_OFF_S_PUB			96	/* 32 bytes */
+#define EDGE_ADVERT_LEN_S_PUB			32
+
+/* Secure-aggregation directive: offsets and sizes, little-endian. */
+#define EDGE_DIRECTIVE_HEADER_SIZE		72
+#define EDGE_DIRECTIVE_OFF_STAGE		0	/* u8 */
+#define EDGE_DIRECTIVE_OFF_RESERVED		1	/* 3 bytes */
+#define EDGE_DIRECTIVE_LEN_RESERVED		3
+#define EDGE_DIRECTIVE_OFF_COUNT		4	/* u32 */
+#define EDGE_DIRECTIVE_COUNT_MAX		1024u
+#define EDGE_DIRECTIVE_OFF_FLEET_ID		8	/* 16 bytes */
+#define EDGE_DIRECTIVE_LEN_FLEET_ID		16
+#define EDGE_DIRECTIVE_OFF_ROUND_ID		24	/* u64 */
+#define EDGE_DIRECTIVE_OFF_NONCE		32	/* 16 bytes */
+#define EDGE_DIRECTIVE_LEN_NONCE		16
+#define EDGE_DIRECTIVE_OFF_MODEL_VERSION	48	/* u64 */
+#define EDGE_DIRECTIVE_OFF_RECIPIENT		56	/* 16 bytes */
+#define EDGE_DIRECTIVE_LEN_RECIPIENT		16
+
+/* Secure-aggregation shares bundle: offsets and sizes, little-endian. */
+#define EDGE_SHARES_HEADER_SIZE			72
+#define EDGE_SHARES_OFF_DEVICE_ID		0	/* 16 bytes */
+#define EDGE_SHARES_LEN_DEVICE_ID		16
+#define EDGE_SHARES_OFF_FLEET_ID		16	/* 16 bytes */
+#define EDGE_SHARES_LEN_FLEET_ID		16
+#define EDGE_SHARES_OFF_ROUND_ID		32	/* u64 */
+#define EDGE_SHARES_OFF_NONCE			40	/* 16 bytes */
+#define EDGE_SHARES_LEN_NONCE			16
+#define EDGE_SHARES_OFF_MODEL_VERSION		56	/* u64 */
+#define EDGE_SHARES_OFF_COUNT			64	/* u32 */
+#define EDGE_SHARES_COUNT_MAX			254u
+#define EDGE_SHARES_OFF_RESERVED		68	/* 4 bytes */
+#define EDGE_SHARES_LEN_RESERVED		4
+
+/* Secure-aggregation reveals: offsets and sizes, little-endian. */
+#define EDGE_REVEALS_HEADER_SIZE		88
+#define EDGE_REVEALS_OFF_DEVICE_ID		0	/* 16 bytes */
+#define EDGE_REVEALS_LEN_DEVICE_ID		16
+#define EDGE_REVEALS_OFF_FLEET_ID		16	/* 16 bytes */
+#define EDGE_REVEALS_LEN_FLEET_ID		16
+#define EDGE_REVEALS_OFF_ROUND_ID		32	/* u64 */
+#define EDGE_REVEALS_OFF_NONCE			40	/* 16 bytes */
+#define EDGE_REVEALS_LEN_NONCE			16
+#define EDGE_REVEALS_OFF_MODEL_VERSION		56	/* u64 */
+#define EDGE_REVEALS_OFF_COUNT			64	/* u32 */
+#define EDGE_REVEALS_COUNT_MAX			255u
+#define EDGE_REVEALS_OFF_SURVIVORS_DIGEST	68	/* 16 bytes */
+#define EDGE_REVEALS_LEN_SURVIVORS_DIGEST	16
+#define EDGE_REVEALS_OFF_RESERVED		84	/* 4 bytes */
+#define EDGE_REVEALS_LEN_RESERVED		4
 
 /* Status block: offsets and sizes, little-endian. */
 #define EDGE_STATUS_SIZE			104

@@ -525,7 +525,7 @@ static void edit_policy(struct pol *x, int k)
 	case 10: x->q = NAN; break;
 	case 11: x->sampling = 0; break;
 	case 12: x->sampling = 3; break;
-	case 13: x->flags |= 2; break;
+	case 13: x->flags |= 0x80; break;
 	case 14: x->reserved1 = 1; break;
 	case 15: x->max_steps = 0; break;
 	case 16: x->max_steps = EDGE_MAX_STEPS_PER_ROUND + 1; break;

@@ -696,14 +696,14 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
     )
 
     def role_edit(_h: bytearray, body: bytearray) -> None:
-        body[ANCHOR_STATEMENT_BODY.offset("role")] = 3
+        body[ANCHOR_STATEMENT_BODY.offset("role")] = 9  # 3 is the registrar
 
     anchor(
         "anchor_bad_role",
         resign(statement, role_edit),
         "malformed",
-        "role 3, re-signed by the model signer",
-        extra={"role": "3", "current": "model_signer_pub"},
+        "role 9, re-signed by the model signer",
+        extra={"role": "9", "current": "model_signer_pub"},
     )
 
     policy_and_ticket_vectors(add)
