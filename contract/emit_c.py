@@ -79,6 +79,12 @@ def c_header() -> str:
         out.append(_tab(f"EDGE_{c.name}", c.expr or str(c.value), c.comment))
     out.append(_tab("EDGE_MAGIC", '"' + spec.MAGIC.decode() + '"'))
     out.append(_tab("EDGE_FORMAT_VERSION", str(spec.FORMAT_VERSION)))
+    kinds = {m.name: m.value for e in spec.ENUMS if e.py_name == "Kind" for m in e.members}
+    chain = "EDGE_FORMAT_VERSION"
+    for name, version in spec.KIND_FORMAT_VERSIONS.items():
+        out.append(_tab(f"EDGE_FORMAT_VERSION_{name}", str(version)))
+        chain = f"(k) == {kinds[name]} ? EDGE_FORMAT_VERSION_{name} : {chain}"
+    out.append(_tab("EDGE_FORMAT_VERSION_OF(k)", f"({chain})", "the version of kind k"))
     for name, key in spec.ARTEFACT_SIZES:
         out.append(_tab(f"EDGE_{name}", f"(EDGE_ENVELOPE_HEADER_SIZE + "
                                          f"{size_macro(layout_named(key))} + EDGE_SIG_SIZE)"))

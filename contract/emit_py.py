@@ -9,6 +9,7 @@ from contract.model import SCALARS, Field
 
 def py_abi() -> str:
     """edge/tee_abi.py."""
+    kinds = {m.name: m.value for e in spec.ENUMS if e.py_name == "Kind" for m in e.members}
     out = [
         '"""The TA\'s command ABI, results and enums as Python; mirrors ta/include/edge_ta.h.',
         "",
@@ -25,6 +26,10 @@ def py_abi() -> str:
         f"ABI_VERSION = {spec.ABI_VERSION}",
         f"MAGIC = {spec.MAGIC!r}",
         f"FORMAT_VERSION = {spec.FORMAT_VERSION}",
+        "# Kinds whose layout moved past FORMAT_VERSION (kind -> its format version).",
+        "KIND_FORMAT_VERSIONS: dict[int, int] = {"
+        + ", ".join(f"{kinds[name]}: {version}"
+                    for name, version in spec.KIND_FORMAT_VERSIONS.items()) + "}",
         "",
         "",
         "class Command(IntEnum):",
@@ -119,6 +124,8 @@ def py_layouts() -> str:
                 args.append(f"hi={f.hi!r}")
             if f.lo_open:
                 args.append("lo_open=True")
+            if f.posinf_ok:
+                args.append("posinf_ok=True")
             if f.enum:
                 args.append(f"enum={f.enum}")
             if f.refusal != "malformed":

@@ -99,7 +99,8 @@ class Field:
     bound an integer or float inclusively; ``lo_open`` makes ``lo``
     exclusive (``> 0``). ``enum`` names an :class:`Enum` whose members (or
     flag bits) are the only values accepted. A float is always checked to be
-    finite. A value below ``lo`` is malformed; one above ``hi`` is refused
+    finite (``posinf_ok`` also lets +inf through). A value below ``lo`` is
+    malformed; one above ``hi`` is refused
     with ``refusal`` (``malformed`` unless said otherwise, ``oversized`` for a
     documented maximum of the package).
     """
@@ -113,6 +114,8 @@ class Field:
     lo_open: bool = False
     enum: str | None = None
     refusal: str = "malformed"
+    # +inf is a value (the epsilon of a no-DP policy); NaN and -inf never are.
+    posinf_ok: bool = False
 
     @property
     def nbytes(self) -> int:

@@ -26,6 +26,11 @@ TA_UUID = "5441d9b6-a634-4050-9731-e70ae47dd281"
 ABI_VERSION = 2
 MAGIC = b"EDGE"
 FORMAT_VERSION = 1
+# Kinds whose layout moved past FORMAT_VERSION: an envelope of such a kind must carry its
+# own version, so the old layout is refused as unsupported-version, by name.
+# PRIVACY_POLICY 2: the steps -> epsilon table (issue 12); PACKAGE 2: no recipient list, a
+# key wrap per device instead (issue 14; format 1 is refused as retired-format).
+KIND_FORMAT_VERSIONS = {"PRIVACY_POLICY": 2, "PACKAGE": 2}
 
 COMMANDS: tuple[Command, ...] = (
     Command("GET_IDENTITY", 0,
@@ -196,6 +201,10 @@ REFUSALS: tuple[Refusal, ...] = (
             "An enrollment certificate not from the registrar, or for another fleet."),
     Refusal("ForgedAdvert", "EdgeError", "forged-advert",
             "A secure-aggregation advert not signed by the device's certified identity key."),
+    Refusal("NoiseShareBelowPolicy", "PolicyViolation", "noise-share-below-policy",
+            "A ticket whose update would lack the policy's distributed-DP noise share."),
+    Refusal("NoiseShareUnfit", "EdgeError", "noise-share-unfit",
+            "A secagg round with no 32-bit headroom (or sampler range) for the noise share."),
     Refusal("TeeError", "EdgeError", "tee",
             "The TEE or its client library failed (not a refusal of the input)."),
     Refusal("BackboneNotPublished", "TeeError", "backbone-not-published",
@@ -299,6 +308,10 @@ RESULTS: tuple[Result, ...] = (
            "UnknownEnrollment", "cert not from the registrar", documented=True),
     Result("EDGE_ERR_FORGED_ADVERT", 0xED6E0017, "forged advert", "ForgedAdvert",
            "advert not by certified key", documented=True),
+    Result("EDGE_ERR_NOISE_SHARE_BELOW_POLICY", 0xED6E001B, "noise share below policy",
+           "NoiseShareBelowPolicy", "no distributed-DP noise share", documented=True),
+    Result("EDGE_ERR_NOISE_SHARE_UNFIT", 0xED6E001C, "noise share unfit", "NoiseShareUnfit",
+           "no room for the noise share", documented=True),
     # Wrong parameter types or sizes: the caller's input, so malformed.
     Result("TEE_ERROR_BAD_PARAMETERS", 0xFFFF0006, "bad parameters", "Malformed", gp=True),
     Result("TEE_ERROR_ITEM_NOT_FOUND", 0xFFFF0008, "item not found", gp=True),
@@ -418,8 +431,6 @@ CONSTANTS: tuple[Constant, ...] = (
     Constant("AEAD_TAG_SIZE", 16, "AES-GCM tag after each encrypted chunk"),
     Constant("POLICY_ID_SIZE", 8, "key id of an installed policy's digest"),
     Constant("MAX_MANIFEST_SIZE", 1024 * 1024, expr="(1024 * 1024)"),
-    Constant("PACKAGE_FORMAT_VERSION", 2,
-             "envelope version of a model package; 1 (recipient list) is retired"),
     Constant("WRAPPED_KEY_SIZE", 48, "wrapped content key (32 + 16 tag)"),
     Constant("MAX_CHUNKS", 4096),
     Constant("MIN_CHUNK_LOG2", 12),
@@ -435,6 +446,8 @@ CONSTANTS: tuple[Constant, ...] = (
     Constant("MAX_TRAIN_EXAMPLES", 4096),
     Constant("MAX_TRAIN_FEATURE_BYTES", 8 * 1024 * 1024, expr="(8 * 1024 * 1024)"),
     Constant("MAX_STEPS_PER_ROUND", 100000),
+    Constant("POLICY_TABLE_ENTRIES", 32, "steps -> epsilon entries a policy can carry"),
+    Constant("POLICY_TABLE_ENTRY_SIZE", 16, "steps (u64) || epsilon (f64)"),
     Constant("FLEET_ID_SIZE", 16, "first 16 bytes of SHA-256 of the fleet name"),
     Constant("SECAGG_MAX_COHORT", 1024, "devices in one secure-aggregation roster"),
     Constant("SECAGG_MAX_NEIGHBOURS", 254, "k: the neighbours and the device hold k + 1 "
@@ -546,6 +559,14 @@ LAYOUTS: tuple[Layout, ...] = (
         Field("accountant", "u32", "accountant used: 1 = RDP, 2 = PLD (informational)",
               enum="Accountant"),
         Field("reserved2", "reserved", "reserved", size=4),
+        Field("table_count", "u32", "entries `N` of the steps → ε table, 1 ≤ N ≤ 32 (0 only "
+              "with the no-DP flag)", hi=32),
+        Field("min_noise_share", "f32", "minimum distributed-DP noise share z_s (float32, "
+              "≥ 0; 0 = none): with z_s > 0 every update goes through secure aggregation "
+              "carrying its share N_Z(0, z_s²·norm2_max) (docs/privacy.md)", lo=0.0),
+        Field("epsilon_table", "bytes", "steps → ε table: 32 entries of steps (u64) ‖ ε "
+              "(float64); the first `N` with steps strictly increasing from ≥ 1 to the step "
+              "budget and ε finite, > 0, non-decreasing; the rest zero", size=512),
     ), size_name="EDGE_POLICY_BODY_SIZE"),
     Layout("ticket", "Round ticket", "TICKET", "TICKET_BODY", (
         Field("round_id", "u64", "round id (≥ 1; strictly increasing per device)", lo=1),
@@ -673,6 +694,12 @@ LAYOUTS: tuple[Layout, ...] = (
         Field("time_floor", "u64", "time floor (Unix seconds)"),
         Field("policy_id", "bytes", "policy id: first 8 bytes of SHA-256 of the policy envelope",
               size=8),
+        Field("epsilon_spent", "f64", "ε of the steps spent, from the policy's table (the "
+              "first entry at or above them; 0 before any step; inf for a no-DP policy)",
+              posinf_ok=True),
+        Field("epsilon_budget", "f64", "ε of the whole step budget (the table's last entry; "
+              "inf for a no-DP policy)", posinf_ok=True),
+        Field("delta", "f64", "δ of the policy"),
     )),
 )
 

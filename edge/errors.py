@@ -204,6 +204,18 @@ class ForgedAdvert(EdgeError):
     refusal = "forged-advert"
 
 
+class NoiseShareBelowPolicy(PolicyViolation):
+    """A ticket whose update would lack the policy's distributed-DP noise share."""
+
+    refusal = "noise-share-below-policy"
+
+
+class NoiseShareUnfit(EdgeError):
+    """A secagg round with no 32-bit headroom (or sampler range) for the noise share."""
+
+    refusal = "noise-share-unfit"
+
+
 class TeeError(EdgeError):
     """The TEE or its client library failed (not a refusal of the input)."""
 

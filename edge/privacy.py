@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edge.errors import ConfigError
-from edge.tee_abi import Sampling
+from edge.tee_abi import POLICY_TABLE_ENTRIES as TABLE_ENTRIES
+from edge.tee_abi import Accountant, Sampling
 
 if TYPE_CHECKING:
     from edge.formats.policy import PrivacyPolicy
@@ -125,16 +126,40 @@ def max_steps(
     return StepAccountant.for_step(q, sigma, sampling).max_steps(target_epsilon, delta)
 
 
+def table_steps(step_budget: int, entries: int = TABLE_ENTRIES) -> list[int]:
+    """The step counts a policy's table lists: ``entries`` evenly spaced up to the budget
+    (every count when the budget is smaller), the last one the budget itself."""
+    if step_budget < 1:
+        raise ConfigError(f"step budget {step_budget} is not ≥ 1")
+    return sorted({-(-step_budget * (i + 1) // entries) for i in range(entries)})
+
+
+def epsilon_table(q: float, sigma: float, step_budget: int, delta: float,
+                  sampling: int = POISSON, accountant: int = Accountant.RDP
+                  ) -> tuple[tuple[int, float], ...]:
+    """The (steps, ε) table a policy carries, by the accountant it names (PLD: Poisson only,
+    slower); boards read ε from it and need no accountant."""
+    _check(q, sigma, delta)
+    if sigma == 0.0:
+        raise ConfigError("sigma = 0 gives no privacy: no epsilon table exists")
+    points = table_steps(step_budget)
+    if accountant == Accountant.PLD:
+        from edge import calibration
+
+        return tuple((t, calibration.epsilon(q, sigma, t, delta, sampling, calibration.PLD))
+                     for t in points)
+    step = _policy_step(q, sigma, sampling)
+    return tuple((t, step.epsilon(t, delta)) for t in points)
+
+
 def implied_epsilon(policy: PrivacyPolicy, steps: int | None = None) -> float:
-    """ε at a privacy policy's δ after ``steps`` steps at its sigma_min (default: its whole
-    step budget); an upper bound for any ticket the TA accepts under it, inf for noise 0."""
+    """ε at a privacy policy's δ after ``steps`` steps (default: its whole step budget), read
+    from its signed table: an upper bound for any ticket the TA accepts under it, inf for a
+    no-DP test policy. No accountant is imported."""
     count = policy.step_budget if steps is None else steps
-    if policy.noise_multiplier_min == 0.0:
+    if policy.no_dp:
         return math.inf if count else 0.0
-    _check(policy.sampling_rate, policy.noise_multiplier_min, policy.delta)
-    # Cached per policy: the aggregator asks this for every device at every view.
-    step = _policy_step(policy.sampling_rate, policy.noise_multiplier_min, policy.sampling)
-    return step.epsilon(count, policy.delta)
+    return policy.epsilon_at(count)
 
 
 @functools.lru_cache(maxsize=16)

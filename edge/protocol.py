@@ -53,6 +53,48 @@ def status_subscription(fleet: str) -> str:
     return f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/devices/+/status"
 
 
+# Secure aggregation (docs/secagg.md, docs/protocol.md "Secure aggregation"): each device
+# publishes its advert, shares and reveals on topics under its own id (the ACL lets only it
+# write them); the aggregator publishes the roster and survivor list to the fleet and each
+# device's inbox on a topic only that device reads. Masked updates use the update topic.
+SECAGG_DEVICE_STAGES = ("advert", "shares", "reveals")
+
+
+def secagg_device_topic(fleet: str, device_id: bytes, stage: str) -> str:
+    """Topic on which one device publishes its ``stage`` message (advert, shares, reveals)."""
+    if stage not in SECAGG_DEVICE_STAGES:
+        raise ValueError(f"secagg stage {stage!r} is not one of {SECAGG_DEVICE_STAGES}")
+    return (f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/devices/{device_id.hex()}"
+            f"/secagg/{stage}")
+
+
+def secagg_device_subscription(fleet: str) -> str:
+    """The aggregator's subscription to every device's secagg messages."""
+    return f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/devices/+/secagg/+"
+
+
+def secagg_fleet_topic(fleet: str, what: str) -> str:
+    """The fleet-wide directive topics: ``roster`` and ``survivors``."""
+    if what not in ("roster", "survivors"):
+        raise ValueError(f"secagg fleet topic {what!r} is not roster or survivors")
+    return f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/secagg/{what}"
+
+
+def secagg_inbox_topic(fleet: str, device_id: bytes) -> str:
+    """Topic on which one device receives its inbox of shares."""
+    return f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/devices/{device_id.hex()}/secagg-inbox"
+
+
+def secagg_from_device_topic(fleet: str, topic: str) -> tuple[bytes, str]:
+    """(device id, stage) of a device's secagg topic; Malformed if it is not one."""
+    prefix = f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/devices/"
+    parts = topic[len(prefix):].split("/") if topic.startswith(prefix) else []
+    if len(parts) != 3 or parts[1] != "secagg" or parts[2] not in SECAGG_DEVICE_STAGES \
+            or not _DEVICE.match(parts[0]):
+        raise Malformed(f"topic {topic[:256]!r} is not a secagg topic of fleet {fleet!r}")
+    return bytes.fromhex(parts[0]), parts[2]
+
+
 # Presence payloads. Not signed: the broker's ACL lets only the board itself write its
 # status topic, and presence only steers cohort selection (docs/protocol.md, "Presence").
 ONLINE = b"online"

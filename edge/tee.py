@@ -83,6 +83,9 @@ class BudgetStatus:
     last_round: int
     time_floor: int
     policy_id: bytes
+    epsilon_spent: float = 0.0  # from the installed policy's signed steps -> ε table
+    epsilon_budget: float = 0.0
+    delta: float = 0.0
 
     @property
     def steps_left(self) -> int:
@@ -95,7 +98,8 @@ class BudgetStatus:
         f = BUDGET_BLOCK.unpack(raw, "budget block")
         return cls(bool(f["flags"] & tee_abi.BudgetFlag.POLICY), f["steps_spent"],
                    f["step_budget"], f["policy_version"], f["rounds_sealed"], f["last_round"],
-                   f["time_floor"], f["policy_id"])
+                   f["time_floor"], f["policy_id"], f["epsilon_spent"], f["epsilon_budget"],
+                   f["delta"])
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import json
 import math
 from typing import Any
 
+from edge.calibration import pld_epsilon_or_none
 from edge.formats.anchors import ROLE_NAMES, AnchorStatement
 from edge.formats.device import DeviceRecord
 from edge.formats.envelope import Envelope, Kind
@@ -14,7 +15,7 @@ from edge.formats.manifest import PackageManifest
 from edge.formats.policy import PrivacyPolicy, policy_id
 from edge.formats.ticket import RoundTicket
 from edge.formats.update import SealedUpdate
-from edge.privacy import implied_epsilon
+from edge.privacy import epsilon, implied_epsilon
 
 
 def describe_package(env: Envelope, m: PackageManifest) -> dict[str, Any]:
@@ -109,8 +110,17 @@ def render(info: dict[str, Any], indent: str = "") -> str:
 
 
 def describe_policy(p: PrivacyPolicy, raw: bytes) -> dict[str, Any]:
-    """Return the fields of a privacy policy and the (epsilon, delta) its budget implies."""
-    eps = implied_epsilon(p)
+    """Return the fields of a privacy policy and the (epsilon, delta) its budget implies: as
+    its signed table states it (what boards report), and recomputed by the RDP and (Poisson
+    sampling) PLD accountants."""
+    table = implied_epsilon(p)
+    rdp = pld = None
+    if not p.no_dp:
+        rdp = epsilon(p.sampling_rate, p.noise_multiplier_min, p.step_budget, p.delta,
+                      p.sampling)
+        pld = pld_epsilon_or_none(p.sampling_rate, p.noise_multiplier_min, p.step_budget,
+                                  p.delta, p.sampling)
+    tighter = "PLD" if pld is not None and rdp is not None and pld < rdp else "RDP"
     return {
         "kind": "privacy_policy",
         "kind_code": int(Kind.PRIVACY_POLICY),
@@ -129,9 +139,14 @@ def describe_policy(p: PrivacyPolicy, raw: bytes) -> dict[str, Any]:
         "target_epsilon": p.target_epsilon,
         "delta": p.delta,
         "accountant": {1: "rdp", 2: "pld"}[p.accountant],
-        "implied_epsilon": None if math.isinf(eps) else eps,
-        "implied": ("no privacy (noise 0)" if math.isinf(eps)
-                    else f"epsilon={eps:.6g} at delta={p.delta:.3g} (RDP, sigma_min)"),
+        "epsilon_table": [[steps, eps] for steps, eps in p.table],
+        "implied_epsilon": None if math.isinf(table) else table,
+        "implied_epsilon_rdp": rdp,
+        "implied_epsilon_pld": pld,
+        "implied": ("no privacy (noise 0)" if math.isinf(table)
+                    else f"epsilon={table:.6g} at delta={p.delta:.3g} (its signed table, "
+                    f"{p.table_count} entries; recomputed: RDP {rdp:.6g}, PLD "
+                    + ("n/a" if pld is None else f"{pld:.6g}") + f"; {tighter} is tighter)"),
     }
 
 

@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from edge import privacy
+from edge import calibration, privacy
 from edge.errors import ConfigError
 from edge.formats.keys import ed25519_raw_public, key_id
 from edge.formats.policy import (
+    ACCOUNTANT_PLD,
     ACCOUNTANT_RDP,
     MAX_STEPS_PER_ROUND,
     SAMPLING_FIXED,
@@ -48,46 +49,98 @@ def _number(kind: type, low: float, low_open: bool, high: float | None = None
     return parse
 
 
+def _budget_by_sigma(args: argparse.Namespace, sampling: int) -> tuple[float, int, float]:
+    """--noise-multiplier Z --epsilon E: the step budget at Z (RDP accountant)."""
+    if args.epsilon is None:
+        raise UsageError("--epsilon is required with --noise-multiplier (the target the "
+                         "budget is computed for); or give --target-epsilon, --rounds and "
+                         "--steps-per-round to solve for the noise")
+    if args.noise_multiplier == 0.0:
+        raise ConfigError("noise multiplier 0 gives no privacy; use --no-dp-test-only "
+                          "for a test policy")
+    # Account with the float32 values the policy stores and the TA enforces.
+    q32 = float(np.float32(args.sampling_rate))
+    sigma32 = float(np.float32(args.noise_multiplier))
+    budget = privacy.max_steps(q32, sigma32, args.epsilon, args.delta, sampling)
+    if budget == 0:
+        raise ConfigError(
+            f"target epsilon {args.epsilon} at delta {args.delta} does not allow one step "
+            f"at noise multiplier {args.noise_multiplier} and rate {args.sampling_rate}")
+    return args.noise_multiplier, budget, args.epsilon
+
+
+def _budget_by_target(args: argparse.Namespace, sampling: int) -> calibration.Calibration:
+    """--target-epsilon E --rounds R --steps-per-round S: solve for the noise multiplier."""
+    missing = [flag for flag, value in (("--rounds", args.rounds),
+                                        ("--steps-per-round", args.steps_per_round))
+               if value is None]
+    if missing:
+        raise UsageError(f"--target-epsilon needs {' and '.join(missing)}")
+    if args.noise_multiplier is not None or args.epsilon is not None:
+        raise UsageError("--target-epsilon solves for the noise: drop --noise-multiplier "
+                         "and --epsilon")
+    q32 = float(np.float32(args.sampling_rate))
+    return calibration.noise_for_target(args.target_epsilon, args.delta, q32,
+                                        args.rounds * args.steps_per_round, sampling,
+                                        args.accountant)
+
+
 def cmd_policy_make(args: argparse.Namespace) -> int:
-    """policy make: compute the step budget with dp-accounting and sign the policy."""
+    """policy make: a step budget at a given noise, or the noise for a target ε over the
+    planned steps (dp-accounting), then sign the policy."""
     sampling = SAMPLING_BY_NAME[args.sampling]
+    solved: calibration.Calibration | None = None
+    accountant = ACCOUNTANT_RDP
     if args.no_dp_test_only:
         if args.steps is None:
             raise UsageError("--no-dp-test-only needs --steps N (the step budget to grant)")
-        budget = args.steps
+        if args.noise_multiplier is None:
+            raise UsageError("--no-dp-test-only needs --noise-multiplier (0 allows no noise)")
+        sigma, budget = args.noise_multiplier, args.steps
         target = args.epsilon if args.epsilon is not None else 0.0
+    elif args.steps is not None:
+        raise UsageError("--steps is for --no-dp-test-only; the budget comes from --epsilon "
+                         "or --target-epsilon")
+    elif args.target_epsilon is not None:
+        solved = _budget_by_target(args, sampling)
+        sigma, budget, target = solved.noise_multiplier, solved.steps, solved.target_epsilon
+        accountant = ACCOUNTANT_PLD if solved.accountant == calibration.PLD else ACCOUNTANT_RDP
+    elif args.noise_multiplier is None:
+        raise UsageError("give --noise-multiplier Z with --epsilon E, or --target-epsilon E "
+                         "with --rounds R and --steps-per-round S")
     else:
-        if args.steps is not None:
-            raise UsageError("--steps is for --no-dp-test-only; the budget comes from --epsilon")
-        if args.epsilon is None:
-            raise UsageError("--epsilon is required (the target the budget is computed for)")
-        if args.noise_multiplier == 0.0:
-            raise ConfigError("noise multiplier 0 gives no privacy; use --no-dp-test-only "
-                              "for a test policy")
-        # Account with the float32 values the policy stores and the TA enforces.
-        q32 = float(np.float32(args.sampling_rate))
-        sigma32 = float(np.float32(args.noise_multiplier))
-        budget = privacy.max_steps(q32, sigma32, args.epsilon, args.delta, sampling)
-        if budget == 0:
-            raise ConfigError(
-                f"target epsilon {args.epsilon} at delta {args.delta} does not allow one step "
-                f"at noise multiplier {args.noise_multiplier} and rate {args.sampling_rate}")
-        target = args.epsilon
+        sigma, budget, target = _budget_by_sigma(args, sampling)
+    per_round = args.max_steps_per_round
+    if per_round is None:
+        if args.steps_per_round is None:
+            raise UsageError("--max-steps-per-round is required (or --steps-per-round)")
+        per_round = args.steps_per_round
+    if args.steps_per_round is not None and per_round < args.steps_per_round:
+        raise UsageError(f"--max-steps-per-round {per_round} is below --steps-per-round "
+                         f"{args.steps_per_round}")
     signer = load_private_key(args.signer)
     data = build_policy(
-        signer, version=args.version, noise_multiplier_min=args.noise_multiplier,
+        signer, version=args.version, noise_multiplier_min=sigma,
         max_example_clip=args.max_example_clip, max_update_clip=args.max_update_clip,
         sampling_rate=args.sampling_rate, sampling=sampling,
-        max_steps_per_round=args.max_steps_per_round, step_budget=budget,
+        max_steps_per_round=per_round, step_budget=budget,
         target_epsilon=target, delta=args.delta, no_dp=args.no_dp_test_only,
-        accountant=ACCOUNTANT_RDP)
+        accountant=accountant)
     p = parse_policy(data)
     write_output(Path(args.out), lambda fh: fh.write(data))
     if p.no_dp:
         print(NO_DP_BANNER, file=sys.stderr)
-    eps = privacy.implied_epsilon(p)
-    implied = ("implies NO PRIVACY (no-DP test policy)" if math.isinf(eps) else
-               f"implies epsilon={eps:.6g} at delta={p.delta:.3g} (RDP accountant)")
+    if solved is not None:
+        pld = ("n/a (fixed-size sampling)" if solved.epsilon_pld is None
+               else f"{solved.epsilon_pld:.6g}")
+        implied = (f"solved sigma_min={p.noise_multiplier_min:.6g} for target epsilon="
+                   f"{target:g} at delta={p.delta:.3g} over {args.rounds} rounds x "
+                   f"{args.steps_per_round} steps ({solved.accountant.upper()}); epsilon at "
+                   f"the whole budget: RDP {solved.epsilon_rdp:.6g}, PLD {pld}")
+    else:
+        eps = privacy.implied_epsilon(p)
+        implied = ("implies NO PRIVACY (no-DP test policy)" if math.isinf(eps) else
+                   f"implies epsilon={eps:.6g} at delta={p.delta:.3g} (RDP accountant)")
     print(f"wrote {args.out}: privacy policy version {p.version}, step budget {p.step_budget} "
           f"steps ({args.sampling} sampling, q={p.sampling_rate:.6g}, "
           f"sigma_min={p.noise_multiplier_min:.6g}) {implied}, signed by key id "
@@ -132,19 +185,33 @@ def register(sub: argparse._SubParsersAction, u64: Callable[[str], int]) -> None
     u16 = _number(int, 1, False, 0xFFFF)
     policy = sub.add_parser("policy", help="privacy policies").add_subparsers(
         dest="policy_command", required=True, metavar="COMMAND")
-    mk = policy.add_parser("make", help="compute a step budget and sign a privacy policy")
+    mk = policy.add_parser(
+        "make", help="compute a step budget (or the noise for a target epsilon) and sign a "
+        "privacy policy")
     mk.add_argument("--signer", required=True, metavar="KEY", help="model-signer private key")
     mk.add_argument("--version", required=True, type=u64, metavar="N")
-    mk.add_argument("--epsilon", type=pos, metavar="E", help="target epsilon of the budget")
+    mk.add_argument("--epsilon", type=pos, metavar="E",
+                    help="target epsilon of the budget at --noise-multiplier")
+    mk.add_argument("--target-epsilon", type=pos, metavar="E",
+                    help="solve for the noise multiplier meeting epsilon E over --rounds x "
+                    "--steps-per-round steps (the step budget)")
+    mk.add_argument("--rounds", type=_number(int, 1, False, 2**32), metavar="R",
+                    help="rounds the budget covers (with --target-epsilon)")
+    mk.add_argument("--steps-per-round", type=per_round, metavar="S",
+                    help="DP-SGD steps per round (with --target-epsilon; E*ceil(1/q) for "
+                    "Poisson sampling)")
+    mk.add_argument("--accountant", choices=calibration.ACCOUNTANTS, default=calibration.RDP,
+                    help="accountant to calibrate with (pld: tighter, slower, Poisson only)")
     mk.add_argument("--delta", required=True, type=_number(float, 0.0, True, 0.5), metavar="D")
-    mk.add_argument("--noise-multiplier", required=True, type=_number(float, 0.0, False),
+    mk.add_argument("--noise-multiplier", type=_number(float, 0.0, False),
                     metavar="Z", help="minimum noise multiplier sigma_min a ticket may use")
     mk.add_argument("--sampling-rate", required=True, type=_number(float, 0.0, True, 1.0),
                     metavar="Q")
     mk.add_argument("--sampling", choices=sorted(SAMPLING_BY_NAME), default="poisson")
     mk.add_argument("--max-example-clip", required=True, type=pos, metavar="C")
     mk.add_argument("--max-update-clip", required=True, type=pos, metavar="U")
-    mk.add_argument("--max-steps-per-round", required=True, type=per_round, metavar="S")
+    mk.add_argument("--max-steps-per-round", type=per_round, metavar="S",
+                    help="per-round step limit (default: --steps-per-round)")
     mk.add_argument("--out", required=True, metavar="POLICY")
     mk.add_argument("--no-dp-test-only", action="store_true",
                     help="TEST ONLY: allow noise 0; the budget is --steps, no privacy")

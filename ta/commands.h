@@ -71,10 +71,12 @@ TEE_Result training_verify_ticket(const TEE_Param *p, uint64_t ree,
  * sealed update written by seal_write (clipped float32 delta, unsigned);
  * this quantizes it, adds the masks of the stored round, sets update mode
  * SECAGG and signs. WRONG_ROUND if the stored round is not the ticket's,
- * BAD_STATE before SECAGG_RECEIVE.
+ * BAD_STATE before SECAGG_RECEIVE. noise_share > 0 (the policy's minimum,
+ * docs/privacy.md "Distributed DP") adds that discrete Gaussian share to the
+ * words before masking (noise_share.h).
  */
 TEE_Result secagg_seal(const struct edge_ticket *t, uint8_t *out,
-		       uint32_t params);
+		       uint32_t params, float noise_share);
 
 /*
  * TRAIN_AND_SEAL up to and including the spend: checks, DP-SGD, the signed

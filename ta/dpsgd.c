@@ -6,8 +6,27 @@
 #include <edge_ta.h>
 
 #include "bytes.h"
+#include "dgauss.h"
 #include "dpmath.h"
 #include "dpsgd.h"
+
+/*
+ * The noisy path (sigma > 0) is discretize-then-add-discrete-noise (Kairouz,
+ * Liu and Steinke, "The Distributed Discrete Gaussian Mechanism", ICML 2021,
+ * conditional randomized rounding; docs/privacy.md "DP-SGD in the TA"):
+ * each clipped per-example gradient, L2 norm <= C, is scaled by R / C
+ * (R = 2^res_log2) and randomly rounded coordinate by coordinate, again until
+ * its integer squared norm is <= norm2_max; the integer sum of a step gets
+ * integer noise from N_Z(0, sn / DGAUSS_SD) with sn / DGAUSS_SD >=
+ * sigma^2 norm2_max, so the effective noise multiplier on the rounded
+ * sensitivity sqrt(norm2_max) is at least the ticket's sigma; then the noisy
+ * integer sum is scaled back by C / R. norm2_max is KLS21's bound with
+ * beta = 2^-10: min(R^2 + d/4 + sqrt(2 ln(1/beta)) (R + sqrt(d)/2),
+ * (R + sqrt(d))^2); a rounding above it is drawn again (probability <= beta
+ * each time).
+ */
+#define RES_LOG2_MAX	16
+#define ROUND_TRIES	16	/* fails with probability <= 2^-160 */
 
 struct work {
 	const struct dpsgd_cfg *cfg;
@@ -19,6 +38,13 @@ struct work {
 	float *x;			/* I */
 	double *z;			/* O: logits, then e = p - onehot */
 	uint32_t *idx;			/* n: permutation for fixed-size */
+	/* The noisy path only (sigma > 0): */
+	int64_t *isum;			/* P: rounded clipped-gradient sum */
+	int32_t *ex;			/* P: one rounded example */
+	double to_grid;			/* R / C */
+	uint64_t norm2_max;		/* bound on ||rounded example||^2 */
+	uint64_t sn;			/* noise variance sn / DGAUSS_SD */
+	struct edge_rng *rng;
 };
 
 static void *alloc_zero(size_t count, size_t size)
@@ -35,7 +61,56 @@ static void free_wiped(void *p, size_t len)
 	}
 }
 
-/* Adds the clipped gradient of example r to w->sum. */
+static int64_t round_random(double v, struct edge_rng *rng)
+{
+	/* floor(v + u), u uniform on [0, 1): v rounded up with probability
+	 * equal to its fractional part. |v| <= R + 1 < 2^17. */
+	double f = v + rng_uniform(rng);
+	int64_t t = (int64_t)f;
+
+	return (double)t > f ? t - 1 : t;
+}
+
+/*
+ * Adds the clipped gradient (x e^T, e), e = w->z, of one example to w->isum
+ * on the grid, conditionally randomly rounded: drawn again until its squared
+ * norm, in exact integers, is within norm2_max.
+ */
+static TEE_Result add_rounded(struct work *w)
+{
+	const size_t in = w->cfg->in;
+	const size_t out = w->cfg->out;
+	const size_t params = in * out + out;
+	uint64_t norm2 = 0;
+	int64_t r = 0;
+	size_t p = 0;
+
+	for (int tries = 0; tries < ROUND_TRIES; tries++) {
+		norm2 = 0;
+		for (size_t i = 0; i < in; i++) {
+			double xi = (double)w->x[i] * w->to_grid;
+
+			for (size_t j = 0; j < out; j++) {
+				r = round_random(xi * w->z[j], w->rng);
+				w->ex[i * out + j] = (int32_t)r;
+				norm2 += (uint64_t)(r * r);
+			}
+		}
+		for (size_t j = 0; j < out; j++) {
+			r = round_random(w->z[j] * w->to_grid, w->rng);
+			w->ex[in * out + j] = (int32_t)r;
+			norm2 += (uint64_t)(r * r);
+		}
+		if (norm2 <= w->norm2_max) {
+			for (p = 0; p < params; p++)
+				w->isum[p] += w->ex[p];
+			return TEE_SUCCESS;
+		}
+	}
+	return TEE_ERROR_GENERIC;
+}
+
+/* Adds the clipped gradient of example r to w->sum (or w->isum). */
 static TEE_Result add_example(struct work *w, uint32_t r)
 {
 	const size_t in = w->cfg->in;
@@ -91,6 +166,8 @@ static TEE_Result add_example(struct work *w, uint32_t r)
 		scale = w->cfg->clip / norm;
 	for (j = 0; j < out; j++)
 		w->z[j] *= scale;
+	if (w->isum)
+		return add_rounded(w);
 	for (i = 0; i < in; i++) {
 		xi = (double)w->x[i];
 		for (j = 0; j < out; j++)
@@ -101,12 +178,32 @@ static TEE_Result add_example(struct work *w, uint32_t r)
 	return TEE_SUCCESS;
 }
 
+/*
+ * The finest grid R = 2^k (k <= RES_LOG2_MAX) at which sigma's noise is in
+ * the sampler's range, with its norm bound and noise variance.
+ */
+static TEE_Result noise_grid(struct work *w, size_t params)
+{
+	double r = 0;
+
+	for (int k = RES_LOG2_MAX; k >= 0; k--) {
+		r = (double)(1u << k);
+		w->norm2_max = dgauss_norm2_bound(r, params);
+		if (!dgauss_variance(w->cfg->sigma, w->norm2_max, &w->sn)) {
+			w->to_grid = r / w->cfg->clip;
+			return TEE_SUCCESS;
+		}
+	}
+	return TEE_ERROR_BAD_PARAMETERS;
+}
+
 static TEE_Result one_step(struct work *w, struct edge_rng *rng,
 			   size_t params, double divisor)
 {
 	const struct dpsgd_cfg *c = w->cfg;
-	double std = c->sigma * c->clip;
-	bool noisy = c->sigma > 0;
+	const struct dgauss_source src = { .next = rng_word, .ctx = rng };
+	double from_grid = w->isum ? 1.0 / w->to_grid : 0;
+	int64_t z = 0;
 	double g = 0;
 	uint32_t k = 0;
 	uint32_t j = 0;
@@ -115,6 +212,8 @@ static TEE_Result one_step(struct work *w, struct edge_rng *rng,
 	TEE_Result res = TEE_SUCCESS;
 
 	TEE_MemFill(w->sum, 0, params * sizeof(double));
+	if (w->isum)
+		TEE_MemFill(w->isum, 0, params * sizeof(int64_t));
 	if (c->sampling == EDGE_SAMPLING_FIXED) {
 		/* Partial Fisher-Yates: the first B slots become a uniform
 		 * B-subset whatever permutation idx held before. */
@@ -133,9 +232,16 @@ static TEE_Result one_step(struct work *w, struct edge_rng *rng,
 	if (res)
 		return res;
 	for (p = 0; p < params; p++) {
-		g = w->sum[p];
-		if (noisy)
-			g += std * rng_gauss(rng);
+		if (w->isum) {
+			/* The DP release is the integer isum + z; what follows
+			 * is post-processing. */
+			res = dgauss_sample(&src, w->sn, DGAUSS_SD, &z);
+			if (res)
+				return res;
+			g = (double)(w->isum[p] + z) * from_grid;
+		} else {
+			g = w->sum[p];
+		}
 		w->theta[p] = (float)((double)w->theta[p] - c->lr * g /
 				      divisor);
 	}
@@ -167,6 +273,19 @@ TEE_Result dpsgd_run(const struct dpsgd_cfg *cfg, const uint8_t *theta0,
 	if (!(divisor > 0) || cfg->n < 1)
 		return TEE_ERROR_BAD_PARAMETERS;
 
+	w.rng = rng;
+	if (cfg->sigma > 0) {
+		if (!(cfg->clip > 0))
+			return TEE_ERROR_BAD_PARAMETERS;
+		res = noise_grid(&w, params);
+		if (res)
+			return res;
+		res = TEE_ERROR_OUT_OF_MEMORY;
+		w.isum = alloc_zero(params, sizeof(int64_t));
+		w.ex = alloc_zero(params, sizeof(int32_t));
+		if (!w.isum || !w.ex)
+			goto out;
+	}
 	w.theta = alloc_zero(params, sizeof(float));
 	w.row_raw = alloc_zero(in, 4);
 	w.x = alloc_zero(in, sizeof(float));
@@ -201,5 +320,7 @@ out:
 	free_wiped(w.x, in * sizeof(float));
 	free_wiped(w.z, out * sizeof(double));
 	free_wiped(w.idx, (size_t)cfg->n * sizeof(uint32_t));
+	free_wiped(w.isum, params * sizeof(int64_t));
+	free_wiped(w.ex, params * sizeof(int32_t));
 	return res;
 }

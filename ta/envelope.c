@@ -8,12 +8,6 @@
 #include "crypto.h"
 #include "envelope.h"
 
-uint16_t envelope_format_version(uint16_t kind)
-{
-	return kind == EDGE_KIND_PACKAGE ? EDGE_PACKAGE_FORMAT_VERSION :
-					   EDGE_FORMAT_VERSION;
-}
-
 TEE_Result envelope_precheck(const uint8_t *hdr, size_t len, uint16_t kind,
 			     size_t max_len)
 {
@@ -27,7 +21,7 @@ TEE_Result envelope_precheck(const uint8_t *hdr, size_t len, uint16_t kind,
 	if (TEE_MemCompare(hdr, EDGE_MAGIC, 4))
 		return TEE_ERROR_BAD_FORMAT;
 	/* The version of the kind the header names: then the kind is checked. */
-	if (get_le16(hdr + 4) != envelope_format_version(get_le16(hdr + 6))) {
+	if (get_le16(hdr + 4) != EDGE_FORMAT_VERSION_OF(get_le16(hdr + 6))) {
 		/* Named apart: a v1 package still exists in the field. */
 		if (get_le16(hdr + 6) == EDGE_KIND_PACKAGE && get_le16(hdr + 4) == 1)
 			return EDGE_ERR_RETIRED_FORMAT;
@@ -76,7 +70,7 @@ void envelope_put_header(uint8_t *hdr, uint16_t kind, uint32_t body_len,
 			 const uint8_t signer_id[16])
 {
 	TEE_MemMove(hdr, EDGE_MAGIC, 4);
-	put_le16(hdr + 4, envelope_format_version(kind));
+	put_le16(hdr + 4, EDGE_FORMAT_VERSION_OF(kind));
 	put_le16(hdr + 6, kind);
 	put_le32(hdr + 8, body_len);
 	TEE_MemMove(hdr + 12, signer_id, EDGE_KEY_ID_SIZE);

@@ -36,9 +36,6 @@ struct edge_envelope {
 TEE_Result envelope_precheck(const uint8_t *hdr, size_t len, uint16_t kind,
 			     size_t max_len);
 
-/* The envelope version of a kind (2 for a package, 1 for the others). */
-uint16_t envelope_format_version(uint16_t kind);
-
 /*
  * Full envelope check of buf (owned by the TA): envelope_precheck(), then the
  * signer key id must equal expected_id (EDGE_ERR_UNKNOWN_SIGNER), then the

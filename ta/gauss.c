@@ -1,11 +1,10 @@
 // SPDX-License-Identifier: BSD-2-Clause
 /*
- * Uniform and Gaussian sampling for DP-SGD (see gauss.h).
+ * Uniform sampling for DP-SGD (see gauss.h).
  */
 #include <tee_internal_api.h>
 
 #include "bytes.h"
-#include "dpmath.h"
 #include "gauss.h"
 
 void rng_init(struct edge_rng *r)
@@ -56,27 +55,7 @@ uint32_t rng_below(struct edge_rng *r, uint32_t bound)
 	}
 }
 
-double rng_gauss(struct edge_rng *r)
+uint64_t rng_word(void *ctx)
 {
-	double u = 0;
-	double v = 0;
-	double s = 0;
-	double m = 0;
-
-	if (r->have_spare) {
-		r->have_spare = false;
-		u = r->spare;
-		r->spare = 0;
-		return u;
-	}
-	/* Uniform point in the unit disc, origin excluded (log 0). */
-	do {
-		u = 2.0 * rng_uniform(r) - 1.0;
-		v = 2.0 * rng_uniform(r) - 1.0;
-		s = u * u + v * v;
-	} while (!(s < 1.0) || !(s > 0.0));
-	m = edge_sqrt(-2.0 * edge_log(s) / s);
-	r->spare = v * m;
-	r->have_spare = true;
-	return u * m;
+	return rng_u64(ctx);
 }

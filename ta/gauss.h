@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Randomness for DP-SGD, all from TEE_GenerateRandom (the TEE's CSPRNG),
- * fetched in blocks: uniform doubles with 53 random bits, unbiased integers
- * below a bound (rejection sampling), and standard normal deviates by
- * Marsaglia's polar method with the TA's own log and sqrt. The state holds
- * unused random bytes and possibly one cached deviate: rng_wipe() clears it.
+ * fetched in blocks: 64-bit words, uniform doubles with 53 random bits (for
+ * Poisson sampling and the randomized rounding of gradients, never for
+ * noise) and unbiased integers below a bound (rejection sampling). Noise is
+ * integer, from the exact discrete Gaussian of dgauss.h fed by rng_word().
+ * The state holds unused random bytes: rng_wipe() clears them.
  */
 #ifndef EDGE_GAUSS_H
 #define EDGE_GAUSS_H
@@ -18,13 +19,11 @@
 struct edge_rng {
 	uint8_t buf[EDGE_RNG_BLOCK];
 	size_t pos;			/* next unused byte; BLOCK = empty */
-	bool have_spare;		/* the polar method yields pairs */
-	double spare;
 };
 
 /* Starts with an empty buffer (nothing drawn yet). */
 void rng_init(struct edge_rng *r);
-/* Wipes buffered random bytes and the cached deviate. */
+/* Wipes buffered random bytes. */
 void rng_wipe(struct edge_rng *r);
 
 uint64_t rng_u64(struct edge_rng *r);
@@ -32,7 +31,7 @@ uint64_t rng_u64(struct edge_rng *r);
 double rng_uniform(struct edge_rng *r);
 /* Uniform on {0, ..., bound - 1} without modulo bias; bound >= 1. */
 uint32_t rng_below(struct edge_rng *r, uint32_t bound);
-/* A standard normal deviate N(0, 1). */
-double rng_gauss(struct edge_rng *r);
+/* rng_u64 of ctx (a struct edge_rng): the word source of dgauss_sample. */
+uint64_t rng_word(void *ctx);
 
 #endif /* EDGE_GAUSS_H */

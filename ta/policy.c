@@ -17,9 +17,49 @@
 #define STATE_F_POLICY		0x1
 
 /*
+ * The steps -> epsilon table: count entries (1..32; 0 only for a no-DP
+ * policy), steps strictly increasing from >= 1 and ending at the step
+ * budget, epsilon finite, > 0 and non-decreasing, every byte past the count
+ * zero. Read with explicit offsets inside the fixed-size body.
+ */
+static TEE_Result parse_table(const uint8_t *body, struct edge_policy *t)
+{
+	const uint8_t *tab = body + EDGE_POLICY_OFF_EPSILON_TABLE;
+	uint64_t prev_steps = 0;
+	double prev_eps = 0;
+	uint32_t i = 0;
+
+	t->table_count = get_le32(body + EDGE_POLICY_OFF_TABLE_COUNT);
+	if (t->table_count > EDGE_POLICY_TABLE_ENTRIES)
+		return TEE_ERROR_BAD_FORMAT;
+	if (!t->table_count && !(t->flags & EDGE_POLICY_F_NO_DP))
+		return TEE_ERROR_BAD_FORMAT;
+	for (i = 0; i < t->table_count; i++) {
+		const uint8_t *e = tab + (size_t)i * EDGE_POLICY_TABLE_ENTRY_SIZE;
+
+		t->table_steps[i] = get_le64(e);
+		t->table_epsilon[i] = get_f64(e + 8);
+		if (t->table_steps[i] <= prev_steps ||
+		    !dbl_finite(t->table_epsilon[i]) ||
+		    !(t->table_epsilon[i] > 0) ||
+		    t->table_epsilon[i] < prev_eps)
+			return TEE_ERROR_BAD_FORMAT;
+		prev_steps = t->table_steps[i];
+		prev_eps = t->table_epsilon[i];
+	}
+	if (t->table_count && prev_steps != t->step_budget)
+		return TEE_ERROR_BAD_FORMAT;
+	if (!zeros_at(tab + (size_t)t->table_count * EDGE_POLICY_TABLE_ENTRY_SIZE,
+		      (size_t)(EDGE_POLICY_TABLE_ENTRIES - t->table_count) *
+		      EDGE_POLICY_TABLE_ENTRY_SIZE))
+		return TEE_ERROR_BAD_FORMAT;
+	return TEE_SUCCESS;
+}
+
+/*
  * Field offsets, sizes and ranges come from the contract (edge_ta.h); the
- * only rule written here is the cross-field one: sigma_min = 0 (or -0)
- * only for a no-DP test policy.
+ * rules written here are the cross-field ones: sigma_min = 0 (or -0) only
+ * for a no-DP test policy, and the table's.
  */
 TEE_Result policy_parse_body(const uint8_t *body, size_t len,
 			     struct edge_policy *p)
@@ -41,6 +81,7 @@ TEE_Result policy_parse_body(const uint8_t *body, size_t len,
 	t.target_epsilon = get_f64(body + EDGE_POLICY_OFF_TARGET_EPSILON);
 	t.delta = get_f64(body + EDGE_POLICY_OFF_DELTA);
 	t.accountant = get_le32(body + EDGE_POLICY_OFF_ACCOUNTANT);
+	t.noise_share_min = get_f32(body + EDGE_POLICY_OFF_MIN_NOISE_SHARE);
 	if (!zeros_at(body + EDGE_POLICY_OFF_RESERVED1,
 		      EDGE_POLICY_LEN_RESERVED1) ||
 	    !zeros_at(body + EDGE_POLICY_OFF_RESERVED2,
@@ -51,11 +92,13 @@ TEE_Result policy_parse_body(const uint8_t *body, size_t len,
 		return TEE_ERROR_BAD_FORMAT;
 	if (!flt_finite(t.sigma_min) || !flt_finite(t.clip_max) ||
 	    !flt_finite(t.update_clip_max) || !flt_finite(t.q) ||
-	    !dbl_finite(t.target_epsilon) || !dbl_finite(t.delta))
+	    !dbl_finite(t.target_epsilon) || !dbl_finite(t.delta) ||
+	    !flt_finite(t.noise_share_min))
 		return TEE_ERROR_BAD_FORMAT;
 	if (t.flags & ~(uint8_t)EDGE_POLICY_F_ALL)
 		return TEE_ERROR_BAD_FORMAT;
-	if (t.sigma_min < EDGE_POLICY_NOISE_MULTIPLIER_MIN_MIN)
+	if (t.sigma_min < EDGE_POLICY_NOISE_MULTIPLIER_MIN_MIN ||
+	    t.noise_share_min < EDGE_POLICY_MIN_NOISE_SHARE_MIN)
 		return TEE_ERROR_BAD_FORMAT;
 	if (!(t.sigma_min > 0) && !(t.flags & EDGE_POLICY_F_NO_DP))
 		return TEE_ERROR_BAD_FORMAT;
@@ -76,6 +119,8 @@ TEE_Result policy_parse_body(const uint8_t *body, size_t len,
 	/* Informational for the TA, but an unknown value is not a policy. */
 	if (t.accountant != EDGE_ACCOUNTANT_RDP &&
 	    t.accountant != EDGE_ACCOUNTANT_PLD)
+		return TEE_ERROR_BAD_FORMAT;
+	if (parse_table(body, &t))
 		return TEE_ERROR_BAD_FORMAT;
 	*p = t;
 	return TEE_SUCCESS;
@@ -163,6 +208,18 @@ uint64_t train_steps_left(const struct edge_train_state *st)
 	return st->policy.step_budget - st->steps_spent;
 }
 
+double policy_epsilon_at(const struct edge_policy *p, uint64_t steps)
+{
+	uint32_t i = 0;
+
+	if (!steps)
+		return 0;
+	for (i = 0; i < p->table_count; i++)
+		if (p->table_steps[i] >= steps)
+			return p->table_epsilon[i];
+	return dbl_from_bits(0x7ff0000000000000ull);	/* +inf */
+}
+
 TEE_Result train_budget_block(const struct edge_train_state *st,
 			      uint8_t block[EDGE_BUDGET_SIZE])
 {
@@ -179,6 +236,11 @@ TEE_Result train_budget_block(const struct edge_train_state *st,
 	put_le32(block + EDGE_BUDGET_OFF_FLAGS, EDGE_BUDGET_F_POLICY);
 	put_le64(block + EDGE_BUDGET_OFF_STEP_BUDGET, st->policy.step_budget);
 	put_le64(block + EDGE_BUDGET_OFF_POLICY_VERSION, st->policy.version);
+	put_le64(block + EDGE_BUDGET_OFF_EPSILON_SPENT,
+		 dbl_bits(policy_epsilon_at(&st->policy, st->steps_spent)));
+	put_le64(block + EDGE_BUDGET_OFF_EPSILON_BUDGET,
+		 dbl_bits(policy_epsilon_at(&st->policy, st->policy.step_budget)));
+	put_le64(block + EDGE_BUDGET_OFF_DELTA, dbl_bits(st->policy.delta));
 	res = edge_sha256(st->policy_env, EDGE_POLICY_SIZE, digest);
 	if (res)
 		return res;

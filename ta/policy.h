@@ -29,6 +29,11 @@ struct edge_policy {
 	double target_epsilon;
 	double delta;
 	uint32_t accountant;
+	float noise_share_min;		/* distributed DP: z_s, 0 = none */
+	/* The signed steps -> epsilon table (docs/privacy.md). */
+	uint32_t table_count;
+	uint64_t table_steps[EDGE_POLICY_TABLE_ENTRIES];
+	double table_epsilon[EDGE_POLICY_TABLE_ENTRIES];
 };
 
 struct edge_train_state {
@@ -41,7 +46,8 @@ struct edge_train_state {
 	uint64_t time_floor;		/* Unix seconds */
 };
 
-/* Parses and checks the 64-byte policy body; TEE_ERROR_BAD_FORMAT if bad. */
+/* Parses and checks the policy body (table included); TEE_ERROR_BAD_FORMAT
+ * if bad. */
 TEE_Result policy_parse_body(const uint8_t *body, size_t len,
 			     struct edge_policy *p);
 
@@ -61,6 +67,13 @@ TEE_Result train_state_store(const struct edge_train_state *st);
 
 /* Budget left: step budget - steps spent, 0 if spent is above it. */
 uint64_t train_steps_left(const struct edge_train_state *st);
+
+/*
+ * Epsilon after `steps` steps from the policy's table: the entry of the
+ * smallest step count >= steps (an upper bound), 0 for no step, +inf past the
+ * table or without one (no-DP policy).
+ */
+double policy_epsilon_at(const struct edge_policy *p, uint64_t steps);
 
 /* Fills the EDGE_BUDGET_SIZE block of BUDGET_STATUS. */
 TEE_Result train_budget_block(const struct edge_train_state *st,

@@ -15,8 +15,10 @@
 #include "crypto.h"
 #include "ed25519_strict.h"
 #include "envelope.h"
+#include "noise_share.h"
 #include "quantize.h"
 #include "seal.h"
+#include "secagg.h"
 #include "secagg_round.h"
 #include "shamir.h"
 #include "state.h"
@@ -26,13 +28,6 @@
 			 EDGE_SIG_SIZE)
 #define SHARE_AAD_SIZE	(SECAGG_BINDING_SIZE + 2 * EDGE_KEY_ID_SIZE)
 #define GCM_ZERO_NONCE	((const uint8_t[EDGE_GCM_NONCE_SIZE]){ 0 })
-
-/* A verified directive: its entries, in TA memory. */
-struct directive {
-	uint32_t count;
-	const uint8_t *entries;
-	uint8_t digest[EDGE_SHA256_SIZE];	/* of the whole envelope */
-};
 
 static const uint8_t *self_id(void)
 {
@@ -170,29 +165,19 @@ static size_t entry_size(uint8_t stage)
 	}
 }
 
-/*
- * Copies and verifies a directive of the given stage for the stored round r:
- * aggregator signature, stage (WRONG_KIND), reserved zero, binding
- * (WRONG_ROUND), recipient (ours for an inbox: NOT_FOR_DEVICE; else zero),
- * count and exact length, device ids strictly increasing. *copy is the TA
- * copy d points into (the caller frees it).
- */
-static TEE_Result directive_open(const TEE_Param *p, uint8_t stage,
-				 const struct secagg_round *r, uint8_t **copy,
-				 struct directive *d)
+TEE_Result secagg_directive_parse(const uint8_t *buf, size_t len, uint8_t stage,
+				 const uint8_t binding[SECAGG_BINDING_SIZE],
+				 const uint8_t self[EDGE_KEY_ID_SIZE],
+				 const struct edge_anchor *agg,
+				 struct secagg_directive *d)
 {
 	struct edge_envelope env = { };
 	const uint8_t *h = NULL;
 	size_t esz = entry_size(stage);
 	uint32_t i = 0;
-	TEE_Result res = copy_envelope(p, EDGE_KIND_SECAGG_DIRECTIVE,
-				       DIRECTIVE_MAX, copy);
+	TEE_Result res = envelope_open(buf, len, EDGE_KIND_SECAGG_DIRECTIVE,
+				       DIRECTIVE_MAX, agg->id, agg->pub, &env);
 
-	if (res)
-		return res;
-	res = envelope_open(*copy, p->memref.size, EDGE_KIND_SECAGG_DIRECTIVE,
-			    DIRECTIVE_MAX, edge_st.anchors.role[1].id,
-			    edge_st.anchors.role[1].pub, &env);
 	if (res)
 		return res;
 	if (env.body_len < EDGE_DIRECTIVE_HEADER_SIZE)
@@ -208,11 +193,11 @@ static TEE_Result directive_open(const TEE_Param *p, uint8_t stage,
 		return TEE_ERROR_EXCESS_DATA;
 	if ((size_t)env.body_len != EDGE_DIRECTIVE_HEADER_SIZE + d->count * esz)
 		return TEE_ERROR_BAD_FORMAT;
-	if (TEE_MemCompare(h + EDGE_DIRECTIVE_OFF_FLEET_ID, r->binding,
+	if (TEE_MemCompare(h + EDGE_DIRECTIVE_OFF_FLEET_ID, binding,
 			   SECAGG_BINDING_SIZE))
 		return EDGE_ERR_WRONG_ROUND;
 	if (stage == EDGE_SECAGG_STAGE_INBOX) {
-		if (TEE_MemCompare(h + EDGE_DIRECTIVE_OFF_RECIPIENT, self_id(),
+		if (TEE_MemCompare(h + EDGE_DIRECTIVE_OFF_RECIPIENT, self,
 				   EDGE_KEY_ID_SIZE))
 			return EDGE_ERR_NOT_FOR_DEVICE;
 	} else if (!zeros_at(h + EDGE_DIRECTIVE_OFF_RECIPIENT,
@@ -231,7 +216,22 @@ static TEE_Result directive_open(const TEE_Param *p, uint8_t stage,
 				   EDGE_KEY_ID_SIZE) >= 0)
 			return TEE_ERROR_BAD_FORMAT;
 	}
-	return edge_sha256(*copy, p->memref.size, d->digest);
+	return edge_sha256(buf, len, d->digest);
+}
+
+/* Copies the directive in p into TA memory (*copy; the caller frees it)
+ * and parses it for the stored round r. */
+static TEE_Result directive_open(const TEE_Param *p, uint8_t stage,
+				 const struct secagg_round *r, uint8_t **copy,
+				 struct secagg_directive *d)
+{
+	TEE_Result res = copy_envelope(p, EDGE_KIND_SECAGG_DIRECTIVE,
+				       DIRECTIVE_MAX, copy);
+
+	if (res)
+		return res;
+	return secagg_directive_parse(*copy, p->memref.size, stage, r->binding,
+				      self_id(), &edge_st.anchors.role[1], d);
 }
 
 /* The stored round in the given stage range, bound to the ticket's round. */
@@ -254,25 +254,18 @@ static TEE_Result round_at(struct secagg_round **r, uint8_t lo, uint8_t hi)
 
 /* ---- SECAGG_SHARE ----------------------------------------------------- */
 
-/*
- * A neighbour's roster entry: its certificate under the registrar anchor
- * (UNKNOWN_ENROLLMENT: signer, signature, device id = key id of its key,
- * fleet), then its advert under the certified key (FORGED_ADVERT: signer,
- * signature, device id; WRONG_ROUND: binding). Fills the peer's keys.
- */
-static TEE_Result check_entry(const uint8_t *entry,
-			      const struct secagg_round *r,
-			      struct secagg_peer *peer)
+TEE_Result secagg_roster_entry(const uint8_t *entry,
+			       const struct edge_anchor *reg,
+			       const uint8_t binding[SECAGG_BINDING_SIZE],
+			       struct secagg_peer *peer)
 {
-	const struct edge_anchor *reg =
-		&edge_st.anchors.role[EDGE_ROLE_REGISTRAR - 1];
 	const uint8_t *adv = entry + EDGE_CERT_SIZE;
 	struct edge_envelope env = { };
 	uint8_t id[EDGE_KEY_ID_SIZE] = { 0 };
 	const uint8_t *pub = NULL;
 	TEE_Result res = TEE_ERROR_GENERIC;
 
-	if (!edge_st.anchors.has_registrar)
+	if (!reg)
 		return EDGE_ERR_UNKNOWN_ENROLLMENT;
 	res = envelope_open(entry, EDGE_CERT_SIZE, EDGE_KIND_ENROLLMENT_CERT,
 			    EDGE_CERT_SIZE, reg->id, reg->pub, &env);
@@ -285,7 +278,7 @@ static TEE_Result check_entry(const uint8_t *entry,
 	if (res)
 		return res;
 	if (TEE_MemCompare(id, env.body + EDGE_CERT_OFF_DEVICE_ID, sizeof(id)) ||
-	    TEE_MemCompare(env.body + EDGE_CERT_OFF_FLEET_ID, r->binding,
+	    TEE_MemCompare(env.body + EDGE_CERT_OFF_FLEET_ID, binding,
 			   EDGE_FLEET_ID_SIZE))
 		return EDGE_ERR_UNKNOWN_ENROLLMENT;
 	res = ed25519_check_pub(pub);
@@ -301,7 +294,7 @@ static TEE_Result check_entry(const uint8_t *entry,
 		return res;
 	if (TEE_MemCompare(env.body + EDGE_ADVERT_OFF_DEVICE_ID, id, sizeof(id)))
 		return EDGE_ERR_FORGED_ADVERT;
-	if (TEE_MemCompare(env.body + EDGE_ADVERT_OFF_FLEET_ID, r->binding,
+	if (TEE_MemCompare(env.body + EDGE_ADVERT_OFF_FLEET_ID, binding,
 			   SECAGG_BINDING_SIZE))
 		return EDGE_ERR_WRONG_ROUND;
 	TEE_MemMove(peer->id, id, sizeof(id));
@@ -317,7 +310,7 @@ static TEE_Result check_entry(const uint8_t *entry,
  * own entry must carry the keys it advertised (FORGED_ADVERT otherwise): the
  * others encrypt to and mask with whatever the roster says.
  */
-static TEE_Result find_self(const struct directive *d,
+static TEE_Result find_self(const struct secagg_directive *d,
 			    const struct secagg_round *r, uint32_t *me)
 {
 	const uint8_t *e = NULL;
@@ -428,7 +421,7 @@ out:
  * this device's x in each neighbour's sharing.
  */
 static TEE_Result take_roster(struct secagg_round *r,
-			      const struct directive *d, uint32_t me,
+			      const struct secagg_directive *d, uint32_t me,
 			      uint32_t *nb, uint32_t *m)
 {
 	uint32_t *order = TEE_Malloc(d->count * sizeof(uint32_t), 0);
@@ -457,8 +450,11 @@ static TEE_Result take_roster(struct secagg_round *r,
 	}
 	r->npeers = (uint16_t)*m;
 	for (i = 0; !res && i < *m; i++) {
-		res = check_entry(d->entries + (size_t)nb[i] *
-				  EDGE_SECAGG_ROSTER_ENTRY_SIZE, r, &r->peers[i]);
+		res = secagg_roster_entry(d->entries + (size_t)nb[i] *
+					  EDGE_SECAGG_ROSTER_ENTRY_SIZE,
+					  edge_st.anchors.has_registrar ?
+					  &edge_st.anchors.role[EDGE_ROLE_REGISTRAR - 1] :
+					  NULL, r->binding, &r->peers[i]);
 		m2 = secagg_neighbours(order, inv, d->count, r->k, nb[i], nb2);
 		r->peers[i].my_x = secagg_holder_x(nb[i], nb2, m2, me);
 		if (!res && !r->peers[i].my_x)
@@ -475,7 +471,7 @@ TEE_Result edge_cmd_secagg_share(struct edge_session *sess,
 				 TEE_Param params[TEE_NUM_PARAMS])
 {
 	struct secagg_round *r = NULL;
-	struct directive d = { };
+	struct secagg_directive d = { };
 	uint8_t *copy = NULL;
 	uint8_t *out = NULL;
 	uint32_t *nb = NULL;
@@ -555,7 +551,7 @@ TEE_Result edge_cmd_secagg_receive(struct edge_session *sess,
 {
 	struct secagg_round *r = NULL;
 	struct secagg_peer *peer = NULL;
-	struct directive d = { };
+	struct secagg_directive d = { };
 	uint8_t aad[SHARE_AAD_SIZE] = { 0 };
 	uint8_t key[32] = { 0 };
 	uint8_t *copy = NULL;
@@ -615,13 +611,12 @@ out:
 /* ---- TRAIN_AND_SEAL, mode SECAGG ------------------------------------- */
 
 TEE_Result secagg_seal(const struct edge_ticket *t, uint8_t *out,
-		       uint32_t params)
+		       uint32_t params, float noise_share)
 {
 	uint8_t binding[SECAGG_BINDING_SIZE] = { 0 };
 	uint8_t *vec = out + EDGE_ENVELOPE_HEADER_SIZE + EDGE_UPDATE_HEADER_SIZE;
 	struct secagg_round *r = NULL;
 	uint32_t *words = NULL;
-	uint32_t *rnd = NULL;
 	double *x = NULL;
 	uint32_t i = 0;
 	TEE_Result res = secagg_round_load(&r);
@@ -641,18 +636,17 @@ TEE_Result secagg_seal(const struct edge_ticket *t, uint8_t *out,
 		goto out;
 	}
 	words = TEE_Malloc((size_t)params * 4, 0);
-	rnd = TEE_Malloc((size_t)params * 4, 0);
 	x = TEE_Malloc((size_t)params * sizeof(double), 0);
-	if (!words || !rnd || !x) {
+	if (!words || !x) {
 		res = TEE_ERROR_OUT_OF_MEMORY;
 		goto out;
 	}
-	/* The released float32 values (norm <= U), quantized unbiasedly. */
+	/* The released float32 values (norm <= U), quantized unbiasedly, with
+	 * the policy's distributed-DP noise share if it states one. */
 	for (i = 0; i < params; i++)
 		x[i] = (double)flt_from_bits(get_le32(vec + 4 * i));
-	TEE_GenerateRandom(rnd, (size_t)params * 4);
-	res = quantize_words(x, rnd, params, (double)t->update_clip,
-			     r->scale_log2, words);
+	res = noise_share_words(x, params, (double)t->update_clip,
+				r->scale_log2, t->sa_cohort, noise_share, words);
 	if (!res)
 		res = secagg_mask(r, edge_st.identity.device_id, words, params);
 	if (res)
@@ -664,7 +658,6 @@ TEE_Result secagg_seal(const struct edge_ticket *t, uint8_t *out,
 	res = seal_sign(out, params, edge_st.identity.sign_key);
 out:
 	free_wiped(words, (size_t)params * 4);
-	free_wiped(rnd, (size_t)params * 4);
 	free_wiped(x, (size_t)params * sizeof(double));
 	secagg_round_free(r);
 	return res;
@@ -672,7 +665,7 @@ out:
 
 /* ---- SECAGG_UNMASK ---------------------------------------------------- */
 
-static bool listed(const struct directive *d, const uint8_t *id)
+static bool listed(const struct secagg_directive *d, const uint8_t *id)
 {
 	uint32_t i = 0;
 
@@ -689,7 +682,7 @@ static bool listed(const struct directive *d, const uint8_t *id)
  * at least t of the holders of its shares survive (TOO_FEW_SURVIVORS).
  */
 static TEE_Result check_survivors(const struct secagg_round *r,
-				  const struct directive *d)
+				  const struct secagg_directive *d)
 {
 	uint32_t alive = 1;
 	uint16_t i = 0;
@@ -724,7 +717,7 @@ static uint8_t *reveal_entry(uint8_t *e, const uint8_t *owner, uint8_t which,
  * share if it survived, else its s-key share; owners in id order.
  */
 static void reveals_body(const struct secagg_round *r,
-			 const struct directive *d, uint8_t *body,
+			 const struct secagg_directive *d, uint8_t *body,
 			 uint32_t *count)
 {
 	uint8_t *e = body + EDGE_REVEALS_HEADER_SIZE;
@@ -769,7 +762,7 @@ TEE_Result edge_cmd_secagg_unmask(struct edge_session *sess,
 				  TEE_Param params[TEE_NUM_PARAMS])
 {
 	struct secagg_round *r = NULL;
-	struct directive d = { };
+	struct secagg_directive d = { };
 	uint8_t *copy = NULL;
 	uint8_t *out = NULL;
 	uint32_t count = 0;

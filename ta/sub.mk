@@ -23,5 +23,7 @@ srcs-y += seal.c
 srcs-y += shamir.c
 srcs-y += prg.c
 srcs-y += quantize.c
+srcs-y += dgauss.c
+srcs-y += noise_share.c
 srcs-y += secagg_round.c
 srcs-y += secagg.c

@@ -180,6 +180,10 @@ TEE_Result ticket_check(const struct edge_ticket *t,
 	if ((p->flags & EDGE_POLICY_F_REQUIRE_SECAGG) &&
 	    t->mode != EDGE_UPDATE_MODE_SECAGG)
 		return EDGE_ERR_POLICY_VIOLATION;
+	/* Only the masked path adds the distributed-DP noise share: any
+	 * other release would carry less noise than the policy states. */
+	if (p->noise_share_min > 0 && t->mode != EDGE_UPDATE_MODE_SECAGG)
+		return EDGE_ERR_NOISE_SHARE_BELOW_POLICY;
 	if (p->sampling == EDGE_SAMPLING_POISSON) {
 		res = ticket_steps(t, p, 0, &T);
 		if (res)

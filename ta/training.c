@@ -279,7 +279,8 @@ TEE_Result edge_train_commit(struct edge_session *sess,
 	if (t.mode == EDGE_UPDATE_MODE_SECAGG) {
 		res = seal_write(&si, delta, out);
 		if (!res)
-			res = secagg_seal(&t, out, P);
+			res = secagg_seal(&t, out, P,
+					  st.policy.noise_share_min);
 	} else {
 		res = seal_build(&si, delta, edge_st.identity.sign_key, out);
 	}

@@ -13,6 +13,7 @@ from edge.aggregator.registry import Registry
 from edge.aggregator.rounds import RoundManager
 from edge.aggregator.simulate import FakeDevice, clip, config_mapping
 from edge.aggregator.store import Store
+from edge.errors import ConfigError
 from edge.formats.ticket import parse_ticket
 
 
@@ -35,15 +36,39 @@ def test_aggregate_without_noise_is_the_weighted_mean() -> None:
 
 
 def test_central_noise_scale() -> None:
-    m, z, u, d = 8, 1.5, 0.7, 200_000
+    """Zero deltas: the mean is pure discrete noise, integer multiples of U/2^16/m, with
+    standard deviation z·U/m (times 1 + 4e-5 of rounding slack). 20,000 draws: the
+    sample std is within 6 standard errors (rel. 1/sqrt(2d) each)."""
+    m, z, u, d = 8, 1.5, 0.7, 20_000
     acc = fedavg.RunningSum.empty(d)
     for _ in range(m):
-        acc = fedavg.accumulate(acc, np.zeros(d, np.float32), 1.0)
-    noisy = fedavg.aggregate(acc, central_noise=z, update_clip=u,
-                             rng=np.random.default_rng(3))
-    assert fedavg.noise_std(z, u, m) == pytest.approx(z * u / m)
-    assert np.std(noisy) == pytest.approx(z * u / m, rel=0.01)
-    assert abs(np.mean(noisy)) < 5 * z * u / m / np.sqrt(d)
+        acc = fedavg.accumulate(acc, fedavg.on_grid(np.zeros(d, np.float32), u), 1.0)
+    noisy = fedavg.aggregate(acc, central_noise=z, update_clip=u)
+    std = fedavg.noise_std(z, u, m, d)
+    assert std == pytest.approx(z * u / m, rel=1e-4) and std > z * u / m
+    assert np.std(noisy) == pytest.approx(std, rel=6 / np.sqrt(2 * d))
+    assert abs(np.mean(noisy)) < 5 * std / np.sqrt(d)
+    units = noisy * m / fedavg.central_grid(u, d).step
+    np.testing.assert_allclose(units, np.rint(units), atol=1e-6)  # integer noise on the grid
+
+
+def test_central_noise_mean_is_the_deltas_mean_on_the_grid() -> None:
+    """Real deltas: the noisy mean's error is the noise (variance z²·norm2_max units²/m²)
+    plus at most one grid step per device; averaged over coordinates it vanishes."""
+    m, z, u, d = 5, 0.5, 1.0, 4000
+    rng = np.random.default_rng(4)
+    deltas = [clip(rng.normal(size=d), u).astype(np.float32) for _ in range(m)]
+    acc = fedavg.RunningSum.empty(d)
+    for delta in deltas:
+        rounded = fedavg.on_grid(delta, u)
+        assert rounded.dtype == np.int64
+        assert int(rounded @ rounded) <= fedavg.central_grid(u, d).norm2_max
+        acc = fedavg.accumulate(acc, rounded, 1.0)
+    exact = np.mean(np.stack(deltas).astype(np.float64), axis=0)
+    err = fedavg.aggregate(acc, central_noise=z, update_clip=u) - exact
+    std = fedavg.noise_std(z, u, m, d)
+    assert np.std(err) == pytest.approx(std, rel=0.1)
+    assert abs(np.mean(err)) < 5 * std / np.sqrt(d)
 
 
 def test_apply_to_head() -> None:
@@ -100,7 +125,7 @@ def test_central_noise_round_reports_epsilon(tmp_path: Path) -> None:
         devs = [FakeDevice(example_count=n) for n in (5, 10, 25, 3)]
         for d in devs:
             registry.enroll(d.record)
-        manager = RoundManager(config, store, registry, noise_rng=np.random.default_rng(0))
+        manager = RoundManager(config, store, registry)
         eps = []
         for _ in range(3):
             for topic, ticket in manager.open_next():
@@ -130,3 +155,30 @@ def test_add_into_is_accumulate_in_place(weight: float) -> None:
         fedavg.add_into(total, deltas[0][:10], weight)
     with pytest.raises(ValueError, match="weight"):
         fedavg.add_into(total, deltas[0], float("nan"))
+
+
+def _target_config(tmp_path: Path, **dp: object) -> AggregatorConfig:
+    table = config_mapping(tmp_path, rounds={"cohort_size": 2, "quorum": 2, "rounds": 10})
+    del table["dp"]["central_noise_multiplier"]
+    table["dp"].update(dp)
+    return AggregatorConfig.from_mapping(table)
+
+
+def test_central_noise_by_target_epsilon(tmp_path: Path) -> None:
+    """dp.central_target_epsilon solves z over rounds.rounds rounds at rate 1: round trip
+    within 1% and never above the target; the fleet accountant agrees."""
+    config = _target_config(tmp_path, central_target_epsilon=4.0)
+    z = config.dp.central_noise_multiplier
+    assert config.dp.central_target_epsilon == 4.0 and z > 0
+    eps = fedavg.fleet_epsilon([(1.0, z)] * 10, 1e-5)
+    assert eps is not None and 4.0 * 0.99 <= eps <= 4.0
+
+
+def test_central_target_refusals(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"dp\.central_target_epsilon.*not both"):
+        _target_config(tmp_path, central_target_epsilon=4.0, central_noise_multiplier=1.0)
+    table = config_mapping(tmp_path)
+    del table["dp"]["central_noise_multiplier"]
+    table["dp"]["central_target_epsilon"] = 4.0
+    with pytest.raises(ConfigError, match=r"dp\.central_target_epsilon.*rounds\.rounds"):
+        AggregatorConfig.from_mapping(table)

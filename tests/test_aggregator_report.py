@@ -65,7 +65,7 @@ def _run_rounds(tmp_path: Path) -> tuple[AggregatorConfig, list[FakeDevice], Pat
         registry = Registry(store)
         for d in devices:
             registry.enroll(d.record)
-        manager = RoundManager(config, store, registry, noise_rng=np.random.default_rng(0))
+        manager = RoundManager(config, store, registry)
         by_id = {d.device_id.hex(): d for d in devices}
         for _ in range(ROUNDS):
             tickets = manager.open_next()

@@ -417,3 +417,30 @@ def test_presence_own_status_retained_will_on_loss_and_no_other(deployed: Deploy
     finally:
         other.close()
         board.loop_stop()
+
+
+# -- secure aggregation (docs/secagg.md, "Over MQTT") ----------------------------------------
+
+def test_secagg_acl_own_messages_and_own_inbox_only(deployed: Deployed) -> None:
+    """A board publishes only its own advert/shares/reveals, reads only its own inbox, and
+    cannot write the fleet's roster; the aggregator reads and writes what the stages need."""
+    agg = Peer(deployed, DEPLOY_AGGREGATOR,
+               topics=(protocol.secagg_device_subscription(FLEET),))
+    a = Peer(deployed, DEV_A.hex(), topics=(protocol.secagg_inbox_topic(FLEET, DEV_A),
+                                            protocol.secagg_fleet_topic(FLEET, "roster")))
+    spy = Peer(deployed, DEV_B.hex(), topics=(protocol.secagg_inbox_topic(FLEET, DEV_A),))
+    try:
+        for stage in protocol.SECAGG_DEVICE_STAGES:
+            a.publish(protocol.secagg_device_topic(FLEET, DEV_A, stage), stage.encode())
+            a.publish(protocol.secagg_device_topic(FLEET, DEV_B, stage), b"forged")
+        spy.publish(protocol.secagg_fleet_topic(FLEET, "roster"), b"fake roster")
+        spy.publish(protocol.secagg_inbox_topic(FLEET, DEV_A), b"fake inbox")
+        agg.publish(protocol.secagg_inbox_topic(FLEET, DEV_A), b"inbox-a")
+        agg.publish(protocol.secagg_fleet_topic(FLEET, "roster"), b"roster")
+        time.sleep(SETTLE_S)
+        assert sorted(agg.payloads()) == [b"advert", b"reveals", b"shares"]
+        assert sorted(a.payloads()) == [b"inbox-a", b"roster"]
+        assert spy.got == []
+    finally:
+        for p in (spy, a, agg):
+            p.close()

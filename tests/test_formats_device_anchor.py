@@ -129,7 +129,7 @@ def test_anchor_refusals() -> None:
     bad[-5] ^= 0x10
     with pytest.raises(SignatureInvalid):
         verify_anchor_statement(bytes(bad), anchors=ANCHORS, epochs={})
-    for role in (0, 3, 255):
+    for role in (0, 4, 255):  # 3 is the registrar
         with pytest.raises(Malformed, match="role"):
             verify_anchor_statement(
                 resign(data, HEADER_SIZE, role, SIGNER), anchors=ANCHORS, epochs={}
@@ -156,7 +156,7 @@ def test_anchor_epoch_zero_is_stale() -> None:
 def test_anchor_builder_refuses_bad_input() -> None:
     new_pub = ed25519_raw_public(NEW)
     with pytest.raises(Malformed):
-        build_anchor_statement(SIGNER, 3, 1, new_pub)
+        build_anchor_statement(SIGNER, 4, 1, new_pub)
     with pytest.raises(Malformed):
         build_anchor_statement(SIGNER, 1, 0, new_pub)
     with pytest.raises(Malformed):

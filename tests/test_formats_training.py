@@ -13,6 +13,7 @@ from vectors.generate import flip, resign
 
 from edge import errors
 from edge.aggregator.verify import UpdateRefused
+from edge.errors import Malformed
 from edge.formats.device import build_device_record, parse_device_record
 from edge.formats.envelope import HEADER_SIZE, Kind, parse_envelope
 from edge.formats.keys import ed25519_raw_public, key_id
@@ -75,7 +76,8 @@ def _update(delta: np.ndarray | None = None, **kw: object) -> bytes:
 
 def test_policy_round_trip_and_layout() -> None:
     raw = _policy()
-    assert len(raw) == POLICY_SIZE == ABI_POLICY_SIZE == 156
+    assert len(raw) == POLICY_SIZE == ABI_POLICY_SIZE == 676  # 28 + 584 + 64 (format 2)
+    assert struct.unpack_from("<H", raw, 4)[0] == 2
     p = verify_policy(raw, ed25519_raw_public(SIGNER))
     assert (p.version, p.sampling, p.max_steps_per_round, p.step_budget) == (2, 1, 200, 3132)
     assert p.noise_multiplier_min == pytest.approx(1.1, rel=1e-7) and not p.no_dp
@@ -84,6 +86,10 @@ def test_policy_round_trip_and_layout() -> None:
     body = raw[HEADER_SIZE:HEADER_SIZE + 64]
     assert struct.unpack_from("<Q", body, 32)[0] == 3132
     assert struct.unpack_from("<d", body, 48)[0] == 1e-5
+    table = raw[HEADER_SIZE + 72:HEADER_SIZE + 72 + 512]
+    assert struct.unpack_from("<I", raw, HEADER_SIZE + 64)[0] == len(p.table) == 32
+    assert struct.unpack_from("<Qd", table, 16 * 31) == p.table[-1]
+    assert p.table[-1][0] == 3132 and p.table[-1][1] == pytest.approx(3.0, rel=0.02)
     assert parse_policy(raw) == p
     assert policy_id(raw) == __import__("hashlib").sha256(raw).digest()[:8]
 
@@ -304,11 +310,54 @@ def test_training_abi_matches_header() -> None:
 
 def test_budget_block_parse() -> None:
     from edge.tee import BudgetStatus
-    block = struct.pack("<II6Q8s", 1, 0, 40, 100, 2, 3, 7, 1234, b"policyid")
+    block = struct.pack("<II6Q8s3d", 1, 0, 40, 100, 2, 3, 7, 1234, b"policyid", 2.5, 6.0, 1e-5)
     b = BudgetStatus.parse(block)
+    assert (b.epsilon_spent, b.epsilon_budget, b.delta) == (2.5, 6.0, 1e-5)
     assert (b.has_policy, b.steps_spent, b.step_budget, b.policy_version) == (True, 40, 100, 2)
     assert (b.rounds_sealed, b.last_round, b.time_floor, b.policy_id) == (3, 7, 1234,
                                                                           b"policyid")
     assert b.steps_left == 60
     with pytest.raises(errors.Malformed):
         BudgetStatus.parse(block[:-1])
+
+
+def test_policy_format_1_is_refused_by_name() -> None:
+    """The layout before the steps -> epsilon table (format 1) is unsupported-version."""
+    from edge.errors import UnsupportedVersion
+    from edge.formats.envelope import build_envelope, encode_header, sign_digest
+
+    raw = _policy()
+    body = raw[HEADER_SIZE:-64]
+    old = encode_header(Kind.PRIVACY_POLICY, len(body), key_id(ed25519_raw_public(SIGNER)),
+                        version=1) + body
+    with pytest.raises(UnsupportedVersion, match="privacy policy format version 1"):
+        parse_policy(old + sign_digest(SIGNER, old))
+    assert parse_policy(build_envelope(Kind.PRIVACY_POLICY, body, SIGNER)).version == 2
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda t: t[:16] + t[:16] + bytes(480), "not above"),
+    (lambda t: t[:8] + struct.pack("<d", float("nan")) + t[16:], "not finite"),
+    (lambda t: t[:16 * 31] + struct.pack("<Qd", 3131, 3.0) + bytes(0), "not at the step"),
+    (lambda t: t[:16] + t[16:24] + struct.pack("<d", 0.0) + t[32:], "non-decreasing"),
+])
+def test_policy_table_defects_are_malformed(edit: object, match: str) -> None:
+    from edge.formats.envelope import build_envelope
+
+    raw = _policy()
+    body = bytearray(raw[HEADER_SIZE:-64])
+    table = bytes(body[72:72 + 512])
+    body[72:72 + 512] = edit(table)  # type: ignore[operator]
+    with pytest.raises(Malformed, match=match):
+        parse_policy(build_envelope(Kind.PRIVACY_POLICY, bytes(body), SIGNER))
+
+
+def test_policy_table_bytes_past_the_count_are_malformed() -> None:
+    from edge.formats.envelope import build_envelope
+
+    raw = _policy()
+    body = bytearray(raw[HEADER_SIZE:-64])
+    struct.pack_into("<I", body, 64, 31)
+    struct.pack_into("<Q", body, 72 + 16 * 30, 3132)  # entry 30 ends the table at the budget
+    with pytest.raises(Malformed, match="past the count"):
+        parse_policy(build_envelope(Kind.PRIVACY_POLICY, bytes(body), SIGNER))

@@ -23,7 +23,7 @@ FUZZ_DIR = ROOT / "tests" / "fuzz"
 CORPUS = FUZZ_DIR / "corpus"
 BUILD = ROOT / "build" / "fuzz"
 HARNESSES = ["envelope", "manifest", "chunk", "ticket", "policy", "statement",
-             "device_record", "storage", "commands"]
+             "device_record", "storage", "commands", "secagg"]
 SECONDS = int(os.environ.get("EDGE_FUZZ_SECONDS", "15"))
 CORPUS_LIMIT = 4 * 1024 * 1024
 FAILURE_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",

@@ -64,3 +64,28 @@ def test_fixed_size_sampling_accounts_replace_one_at_half_the_multiplier() -> No
 def test_bad_parameters_are_refused(args: tuple[float, float, int, float]) -> None:
     with pytest.raises(ConfigError):
         privacy.epsilon(*args)
+
+
+def test_policy_table_is_the_accountant_at_its_points_and_bounds_between() -> None:
+    """The signed steps -> epsilon table: the accountant's epsilon at each listed step count;
+    between points, implied_epsilon is the next point's, never below the accountant's."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from edge.formats.policy import build_policy, parse_policy
+
+    pol = parse_policy(build_policy(
+        Ed25519PrivateKey.generate(), version=1, noise_multiplier_min=1.1,
+        max_example_clip=1.0, max_update_clip=5.0, sampling_rate=0.01, max_steps_per_round=100,
+        step_budget=1000, target_epsilon=3.0, delta=1e-5))
+    assert [s for s, _ in pol.table] == privacy.table_steps(1000)
+    assert len(pol.table) == 32 and pol.table[-1][0] == 1000
+    q, sigma = pol.sampling_rate, pol.noise_multiplier_min
+    for steps, eps in pol.table[::8]:
+        assert eps == pytest.approx(privacy.epsilon(q, sigma, steps, 1e-5), rel=1e-12)
+    for steps in (1, 17, 500, 999, 1000):
+        got = privacy.implied_epsilon(pol, steps)
+        assert got >= privacy.epsilon(q, sigma, steps, 1e-5) - 1e-12
+        assert got == next(e for s, e in pol.table if s >= steps)
+    assert privacy.implied_epsilon(pol, 0) == 0.0
+    assert privacy.implied_epsilon(pol, 1001) == math.inf
+    assert privacy.table_steps(5) == [1, 2, 3, 4, 5]

@@ -10,7 +10,9 @@ from conftest import Roles, require_native
 from secagg_helpers import STAGES, Cohort, cohort, drop_at, run_round
 
 from edge import errors
+from edge.formats import secagg as fmt
 from edge.secagg.server import SecAggParams
+from edge.tee_abi import SecAggStage
 
 N = 5
 # Complete graph, t = 3 of 5: n - t = 2 devices may drop at any stage.
@@ -81,3 +83,25 @@ def test_sparse_graph_survives_a_dropout(tmp_path: Path, roles: Roles,
         # Each device shared with its 4 neighbours only, not the 7 others.
         assert bundle_sizes == {28 + 72 + 4 * 80 + 64}
         _check_sum(c, params, total, survivors)
+
+
+def test_round_in_sanitized_secure_worlds(tmp_path: Path, roles: Roles,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TA's secagg code under ASan + UBSan: a round with a dropout after sharing and a
+    refused second survivor list; any sanitizer report fails the test."""
+    monkeypatch.setenv("EDGE_SIM_TEE", str(require_native("host-asan") / "edge-sim-tee"))
+    logs = tmp_path / "sanitizer-logs"
+    logs.mkdir()
+    monkeypatch.setenv("ASAN_OPTIONS", f"log_path={logs}/asan:detect_leaks=1")
+    monkeypatch.setenv("UBSAN_OPTIONS", f"log_path={logs}/ubsan:print_stacktrace=1")
+    with cohort(tmp_path, roles, 4) as c:
+        params = SecAggParams(t=2, k=3, cohort=4)
+        srv, _ = run_round(c, params, drop_at("masked", 1))
+        total, survivors = srv.result()
+        _check_sum(c, params, total, survivors)
+        first = c.devices[0]
+        with pytest.raises(errors.ShareConflict):
+            first.ta.secagg_unmask(fmt.build_directive(
+                c.roles.aggregator, SecAggStage.SURVIVORS, srv.binding, survivors[:2]))
+    reports = sorted(logs.iterdir())
+    assert not reports, "sanitizer reports:\n" + "\n".join(p.read_text() for p in reports)

@@ -292,3 +292,28 @@ def test_params_validation() -> None:
         p = SecAggParams.for_cohort(n)
         assert (p.k, p.t, p.cohort) == (k, t, n)
 
+
+
+def test_registrar_replaced_by_statement(three: Cohort) -> None:
+    """A registrar statement (role 3, epoch 1) signed by the current registrar moves the TA
+    to the new key: certificates of the old one are then refused."""
+    from edge.formats.anchors import Role, build_anchor_statement
+
+    new = Ed25519PrivateKey.generate()
+    a = three.devices[0]
+    with pytest.raises(errors.UnknownSigner):
+        a.ta.replace_anchor(build_anchor_statement(new, Role.REGISTRAR, 1,
+                                                   ed25519_raw_public(new)))
+    a.ta.replace_anchor(build_anchor_statement(three.registrar, Role.REGISTRAR, 1,
+                                               ed25519_raw_public(new)))
+    with pytest.raises(errors.StaleStatement):
+        a.ta.replace_anchor(build_anchor_statement(new, Role.REGISTRAR, 1,
+                                                   ed25519_raw_public(three.registrar)))
+    entries = _roster_entries(three)
+    me = next(i for i, e in enumerate(entries) if e[HEADER_SIZE:HEADER_SIZE + 16] == a.id)
+    with pytest.raises(errors.UnknownEnrollment):
+        a.ta.secagg_share(_directive(three, SecAggStage.ROSTER, entries))
+    recert = [e if i == me else fmt.build_cert(new, three.by_id(
+        e[HEADER_SIZE:HEADER_SIZE + 16]).record.ed25519_pub, B.fleet_id) + e[fmt.CERT_SIZE:]
+        for i, e in enumerate(entries)]
+    assert a.ta.secagg_share(_directive(three, SecAggStage.ROSTER, recert))

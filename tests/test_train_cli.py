@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import Roles, head
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -53,7 +54,10 @@ def test_policy_make_computes_the_budget(keys: dict[str, Path], tmp_path: Path,
     info = json.loads(capsys.readouterr().out)
     assert info["kind"] == "privacy_policy" and info["step_budget"] == expected
     assert info["policy_id"] == policy_id(out.read_bytes()).hex()
-    assert 2.9 < info["implied_epsilon"] <= 3.0
+    assert 2.9 < info["implied_epsilon_rdp"] <= 3.0
+    # The signed table is the RDP accountant's (the policy's accountant); PLD is tighter.
+    assert info["implied_epsilon"] == info["implied_epsilon_rdp"] > info["implied_epsilon_pld"]
+    assert info["epsilon_table"][-1] == [expected, info["implied_epsilon"]]
 
 
 def test_no_dp_policy_needs_steps_and_says_so(keys: dict[str, Path], tmp_path: Path,
@@ -128,12 +132,17 @@ def test_edge_install_policy_and_budget(secure_world: Path, roles: Roles, keys: 
     assert (info["steps_spent"], info["rounds_sealed"], info["last_round"]) == (4, 2, 2)
     assert info["steps_left"] == p.step_budget - 4
     assert info["policy_id"] == policy_id(pol.read_bytes()).hex()
+    # The TA reads epsilon from the policy's signed table: the first entry at or above 4
+    # steps, an upper bound on the accountant's epsilon at 4 steps.
     expected = privacy.epsilon(p.sampling_rate, p.noise_multiplier_min, 4, 1e-5, privacy.FIXED)
-    assert info["epsilon_spent"] == pytest.approx(expected, rel=1e-9)
-    assert info["delta"] == 1e-5
+    at = min(steps for steps, _ in p.table if steps >= 4)
+    assert info["epsilon_spent"] == dict(p.table)[at] >= expected
+    assert info["epsilon_at_budget"] == p.table[-1][1]
+    assert info["delta"] == 1e-5 and "signed steps -> epsilon table" in info["accounting"]
     assert edge_main(base) == 0
     out = capsys.readouterr().out
-    assert re.search(r"steps spent\s+4$", out, re.M) and "epsilon spent" in out
+    assert re.search(r"steps spent\s+4$", out, re.M)
+    assert re.search(rf"epsilon spent\s+{info['epsilon_spent']:.6g}$", out, re.M)
     # A policy file that is not the installed one is refused.
     other = tmp_path / "other.bin"
     assert fs_main(_policy_args(keys, other, "--epsilon", "2")) == 0
@@ -193,3 +202,108 @@ def test_inspect_and_verify_a_sealed_update(tmp_path: Path,
                                           X25519PrivateKey.generate()))
     assert fs_main(["verify", str(upd), "--signer", str(other)]) == 1
     assert capsys.readouterr().err.startswith("unknown-signer: ")
+
+
+def _target_args(keys: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    return ["policy", "make", "--signer", str(keys["signer"]), "--version", "1",
+            "--target-epsilon", "8", "--delta", "1e-5", "--rounds", "20",
+            "--steps-per-round", "3", "--sampling-rate", "1", "--max-example-clip", "1",
+            "--max-update-clip", "5", "--out", str(out), *extra]
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "pld"])
+def test_policy_make_by_target_round_trips(keys: dict[str, Path], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str],
+                                           accountant: str) -> None:
+    """target epsilon -> sigma -> epsilon within 1% (and never above the target)."""
+    from edge import calibration
+
+    out = tmp_path / "policy.bin"
+    assert fs_main(_target_args(keys, out, "--accountant", accountant)) == 0
+    line = capsys.readouterr().out
+    p = parse_policy(out.read_bytes())
+    assert (p.step_budget, p.max_steps_per_round, p.target_epsilon) == (60, 3, 8.0)
+    assert p.accountant == (2 if accountant == "pld" else 1)
+    eps = calibration.epsilon(p.sampling_rate, p.noise_multiplier_min, 60, 1e-5,
+                              p.sampling, accountant)
+    assert 8.0 * 0.99 <= eps <= 8.0, eps
+    assert f"solved sigma_min={p.noise_multiplier_min:.6g}" in line and "PLD " in line
+    # Each accountant's sigma is the smallest float32 meeting the target: one ulp less fails.
+    below = float(np.nextafter(np.float32(p.noise_multiplier_min), np.float32(0)))
+    assert calibration.epsilon(1.0, below, 60, 1e-5, 1, accountant) > 8.0
+    assert fs_main(["inspect", "--json", str(out)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["implied_epsilon_pld"] < info["implied_epsilon_rdp"]
+    # The table, which boards read, is by the accountant the policy was calibrated with.
+    assert info["implied_epsilon"] == pytest.approx(info[f"implied_epsilon_{accountant}"])
+    assert "PLD is tighter" in info["implied"]
+
+
+def test_calibration_matches_dp_accounting_directly() -> None:
+    """The solved sigma, put back into a fresh dp_accounting RDP accountant, meets the target
+    (known setting: q = 0.01, 10,000 steps, epsilon 3 at 1e-5 needs sigma about 1.66)."""
+    from dp_accounting import dp_event
+    from dp_accounting.rdp import RdpAccountant
+
+    from edge import calibration
+
+    c = calibration.noise_for_target(3.0, 1e-5, 0.01, 10_000)
+    acc = RdpAccountant()
+    acc.compose(dp_event.PoissonSampledDpEvent(0.01, dp_event.GaussianDpEvent(
+        c.noise_multiplier)), 10_000)
+    assert 2.97 <= acc.get_epsilon(1e-5) <= 3.0
+    assert 1.6 < c.noise_multiplier < 1.72
+    assert c.epsilon_pld is not None and c.epsilon_pld < c.epsilon_rdp
+
+
+def test_policy_make_by_target_refusals(keys: dict[str, Path], tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "p.bin"
+    args = _target_args(keys, out)
+    no_rounds = [a for a in args if a not in ("--rounds", "20")]
+    assert fs_main(no_rounds) == 2
+    assert "--target-epsilon needs --rounds" in capsys.readouterr().err
+    assert fs_main([*args, "--noise-multiplier", "2"]) == 2
+    assert "drop --noise-multiplier" in capsys.readouterr().err
+    assert fs_main([*args, "--max-steps-per-round", "2"]) == 2
+    assert "below --steps-per-round" in capsys.readouterr().err
+    fixed = [*args, "--sampling", "fixed", "--accountant", "pld"]
+    assert fs_main(fixed) == 1
+    assert capsys.readouterr().err.startswith("config: the PLD accountant covers Poisson")
+    assert not out.exists()
+
+
+BUDGET_PROBE = """
+import sys, time
+t0 = time.perf_counter()
+from edge.cli import main
+code = main(sys.argv[1:])
+took = time.perf_counter() - t0
+heavy = sorted(m for m in ("dp_accounting", "scipy") if m in sys.modules)
+print("PROBE", code, heavy, f"{took:.3f}", file=sys.stderr)
+"""
+
+
+def test_edge_tee_budget_needs_no_accountant(secure_world: Path, roles: Roles,
+                                             keys: dict[str, Path], tmp_path: Path) -> None:
+    """A board's `edge tee budget` shows epsilon without importing dp_accounting or scipy
+    (the board install has neither): the epsilon comes from the TA, read off the table."""
+    import subprocess
+    import sys
+
+    pol = tmp_path / "policy.bin"
+    assert fs_main(_policy_args(keys, pol, "--epsilon", "3")) == 0
+    w, b = head(31)
+    with TrustedApp("sim", secure_world) as ta:
+        ready(ta, roles, w, b, policy_bytes=pol.read_bytes())
+    proc = subprocess.run(
+        [sys.executable, "-c", BUDGET_PROBE, "tee", "budget", "--tee", "sim", "--state",
+         str(secure_world), "--json", "--policy", str(pol)],
+        capture_output=True, text=True, timeout=120, check=False)
+    probe = [line for line in proc.stderr.splitlines() if line.startswith("PROBE")]
+    assert probe, proc.stderr[-2000:]
+    _, code, heavy, _took = probe[-1].split(" ", 3)
+    assert code == "0" and heavy == "[]", probe[-1]
+    info = json.loads(proc.stdout)
+    assert info["epsilon_at_budget"] == parse_policy(pol.read_bytes()).table[-1][1]
+    assert info["epsilon_spent"] == 0.0

@@ -110,6 +110,33 @@ def test_poisson_q1_delta_matches_numpy_reference(provisioned: TrustedApp, roles
     np.testing.assert_allclose(delta, ref, rtol=1e-3, atol=1e-5)
 
 
+GRID = 2.0**16  # ta/dpsgd.c: R = 2^16 grid steps per clip C while sigma * R stays in range
+
+
+@pytest.mark.parametrize("sampling", [FIXED, POISSON], ids=["fixed", "poisson"])
+def test_discretized_noisy_path_matches_numpy_to_the_grid(provisioned: TrustedApp, roles: Roles,
+                                                          sampling: int) -> None:
+    """sigma > 0 takes the integer path (per-example randomized rounding to C/R, integer sum,
+    discrete Gaussian noise, scaled back). With sigma = 1e-6 the noise is N_Z(0, 2/256), zero
+    with probability 1 - 1e-27, so the delta is the reference's up to one grid step C/R per
+    step and coordinate (times lr): the scaling, signs and rounding are checked."""
+    w, b = head(31, 20, 6)
+    pol = policy(roles.signer, sampling=sampling)
+    r = ready(provisioned, roles, w, b, policy_bytes=pol)
+    x, y = data(31, 10, 20, 6)
+    clip, lr, epochs = 0.05, 0.5, 3
+    provisioned.verify_ticket(ticket(roles.aggregator, learning_rate=lr, epochs=epochs,
+                                     batch_size=10, example_clip=clip, noise_multiplier=1e-6),
+                              ree_time=NOW)
+    delta = _verify(r, provisioned.train_and_seal(x, y), round_id=1, u=BIG, clip=clip,
+                    sigma=float(np.float32(1e-6)))
+    ref = dpsgd_round(w, b, x, y, Round(lr=lr, clip=clip, sigma=0.0, update_clip=BIG,
+                                        epochs=epochs, batch=10, q=1.0, sampling=sampling))
+    grid_error = epochs * lr * clip / GRID  # T = E steps of the full batch, divisor = n
+    assert np.abs(delta - ref).max() <= 1.01 * grid_error + 1e-6
+    assert np.abs(ref).max() > 1000 * grid_error, "the check would not see a wrong scale"
+
+
 def test_update_clip_bounds_the_released_delta(provisioned: TrustedApp, roles: Roles) -> None:
     w, b = head(4)
     r = ready(provisioned, roles, w, b)
@@ -166,10 +193,12 @@ def test_poisson_round_spends_e_times_ceil_inverse_q(provisioned: TrustedApp,
     assert provisioned.budget().steps_spent == 8
 
 
-# -- Gaussian sampler ---------------------------------------------------------------
+# -- noise --------------------------------------------------------------------------
 
 def test_gaussian_noise_statistics(provisioned: TrustedApp, roles: Roles) -> None:
-    """Zero features: the W part of the delta is -(lr*sigma*C/B) * N(0,1), pure noise.
+    """Zero features: the W part of the delta is -(lr*C/(R*B)) * N_Z(0, sigma^2 * norm2_max),
+    pure discrete noise on the grid, with sqrt(norm2_max)/R = 1 + 6e-5 here: as a real
+    number it is -(lr*sigma*C/B) * N(0, 1) to well within the tolerances below.
 
     Two rounds of a 1024x100 head give 204800 draws. Each statistic fails a correct
     sampler with probability at most 1e-6 (two-sided z = 4.892).

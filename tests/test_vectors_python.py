@@ -29,9 +29,11 @@ from edge.formats import (
     parse_package,
     verify_anchor_statement,
 )
+from edge.formats import secagg as fmt
 from edge.formats.envelope import Kind, parse_envelope, verify_envelope
 from edge.formats.policy import verify_policy
 from edge.formats.ticket import TICKET_SIZE, parse_ticket
+from edge.tee_abi import SecAggStage
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "tests" / "vectors"
@@ -59,6 +61,7 @@ KEY_NAMES = [
     "device_id",
     "other_device_x25519_pub",
     "other_device_id",
+    "registrar_pub",
 ]
 
 
@@ -104,8 +107,26 @@ def run_vector(row: dict[str, Any], source: Any) -> Any:
                              model_version=int(extra["model_version"]),
                              param_count=int(extra["param_count"]), update_clip=4.0,
                              noise_multiplier=1.1, example_clip=1.0)
+    if row["kind"].startswith("secagg_"):
+        return run_secagg_vector(row, bytes(source))
     assert row["kind"] == "device_record"
     return parse_device_record(source)
+
+
+def run_secagg_vector(row: dict[str, Any], data: bytes) -> Any:
+    """A secure-aggregation artefact, checked as the server checks it (and as the TA does)."""
+    raw = bytes.fromhex(row["extra"]["binding"])
+    binding = fmt.RoundBinding(raw[:16], int.from_bytes(raw[16:24], "little"), raw[24:40],
+                               int.from_bytes(raw[40:48], "little"))
+    me = bytes.fromhex(row["extra"]["self"])
+    if row["kind"] == "secagg_entry":
+        cert = fmt.verify_cert(data[:fmt.CERT_SIZE], KEYS["registrar_pub"], binding.fleet_id)
+        return fmt.verify_advert(data[fmt.CERT_SIZE:], cert, binding)
+    if row["kind"] == "secagg_directive":
+        stage = SecAggStage(int(row["extra"]["stage"]))
+        return fmt.verify_directive(data, KEYS["aggregator_pub"], stage, binding, me)
+    verify = fmt.verify_shares if row["kind"] == "secagg_shares" else fmt.verify_reveals
+    return verify(data, KEYS["device_ed25519_pub"], binding)
 
 
 CASES = [(row, False) for row in ROWS] + [(row, True) for row in ROWS if row["kind"] == "package"]
@@ -166,6 +187,9 @@ def test_index_matches_manifest_and_ta_codes() -> None:
         "wrong-kind": edge_codes["EDGE_ERR_WRONG_KIND"],
         "chunk-digest": edge_codes["EDGE_ERR_CHUNK_DIGEST"],
         "weaker-than-policy": edge_codes["EDGE_ERR_POLICY_VIOLATION"],
+        "unknown-enrollment": edge_codes["EDGE_ERR_UNKNOWN_ENROLLMENT"],
+        "forged-advert": edge_codes["EDGE_ERR_FORGED_ADVERT"],
+        "wrong-round": edge_codes["EDGE_ERR_WRONG_ROUND"],
     }
     with open(VECTORS / "index.tsv", newline="") as fh:
         lines = fh.read().splitlines()
@@ -186,7 +210,8 @@ def test_index_matches_manifest_and_ta_codes() -> None:
         name, kind, file, expect, code, version, epoch, extra = fields
         assert (name, kind, file, expect) == (row["name"], row["kind"], row["file"], row["expect"])
         assert kind in ("package", "anchor_statement", "device_record", "privacy_policy",
-                        "round_ticket", "sealed_update")
+                        "round_ticket", "sealed_update", "secagg_entry", "secagg_directive",
+                        "secagg_shares", "secagg_reveals")
         assert expect in BY_REFUSAL or expect == "ok"
         assert int(code, 16) == ta_codes[expect] and code == row["ta_code"]
         assert (int(version), int(epoch)) == (row["stored_version"], row["stored_epoch"])

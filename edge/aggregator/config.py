@@ -11,6 +11,7 @@ from typing import Any
 from edge.errors import ConfigError
 from edge.mqtt import BROKER_KEYS, BrokerSettings
 from edge.protocol import check_fleet
+from edge.secagg.server import SecAggParams
 from edge.toml_config import Table, load, root
 
 # The cohort deploy/mosquitto's queue limits are sized for (docs/broker.md): not a cap
@@ -25,15 +26,18 @@ MAX_DP_VALUE = 1e6
 _KEYS: dict[str, tuple[str, ...]] = {
     "aggregator": ("fleet", "state", "metrics", "aggregator_key", "model_signer_key",
                    "initial_head", "backbone", "backbone_metadata", "encrypt_backbone"),
-    "rounds": ("cohort_size", "quorum", "min_updates", "timeout_s", "rounds", "seed"),
+    "rounds": ("cohort_size", "quorum", "min_updates", "timeout_s", "rounds", "seed", "secagg"),
     "dp": ("example_clip", "noise_multiplier", "update_clip", "learning_rate", "local_epochs",
-           "batch_size", "central_noise_multiplier", "delta", "device_policy"),
+           "batch_size", "central_noise_multiplier", "central_target_epsilon", "delta",
+           "device_policy"),
     "eval": ("holdout",),
     "audit": ("rows_per_source", "rows_per_round"),
     "metrics": ("prometheus_textfile", "prometheus_port", "prometheus_address"),
     "workers": ("key",),
     "broker": BROKER_KEYS,
+    "secagg": ("threshold", "neighbours", "registrar", "certificates", "stage_timeout_s"),
 }
+SECAGG_MODES = ("off", "secagg+")
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class DpSettings:
     central_noise_multiplier: float
     delta: float
     device_policy: Path | None = None
+    central_target_epsilon: float | None = None  # the target z was solved for, if any
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,21 @@ class PrometheusSettings:
     textfile: Path | None = None
     port: int | None = None
     address: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class SecAggSettings:
+    """[rounds] secagg = "secagg+" and [secagg]: secure aggregation of every round.
+
+    ``params`` carries t and k (validated by SecAggParams, Bell et al.'s defaults for the
+    cohort size unless set); ``registrar`` is the registrar's public key file and
+    ``certificates`` the folder of the fleet's enrollment certificates (``*.cert``).
+    """
+
+    params: SecAggParams
+    registrar: Path
+    certificates: Path
+    stage_timeout_s: float
 
 
 @dataclass(frozen=True)
@@ -102,6 +122,7 @@ class AggregatorConfig:
     # [workers] key: with it, this process is a root: cohort workers verify and sum the
     # updates (edge aggregator worker), it combines their sums (docs/scale-out.md).
     workers_key: Path | None = None
+    secagg: SecAggSettings | None = None
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> AggregatorConfig:
@@ -121,7 +142,8 @@ class AggregatorConfig:
         except ConfigError as exc:
             raise agg.error("fleet", str(exc)) from None
         rounds = _rounds(t["rounds"])
-        dp = _dp(t["dp"])
+        dp = _dp(t["dp"], rounds)
+        secagg = _secagg(t["rounds"], t["secagg"], rounds, dp)
         if not top.has("broker"):
             raise ConfigError("broker: missing table (needs at least broker.url)")
         audit = t["audit"]
@@ -144,6 +166,7 @@ class AggregatorConfig:
             rounds=rounds,
             dp=dp,
             broker=BrokerSettings.from_table(t["broker"]),
+            secagg=secagg,
         )
 
 
@@ -158,12 +181,32 @@ def _rounds(r: Table) -> RoundSettings:
                          r.integer("seed", 0, lo=0, hi=2**63 - 1))
 
 
-def _dp(r: Table) -> DpSettings:
+def _central_noise(r: Table, rounds: RoundSettings, delta: float) -> tuple[float, float | None]:
+    """dp.central_noise_multiplier z, or z solved for dp.central_target_epsilon over
+    rounds.rounds rounds (accounted at sampling rate 1, which any cohort smaller than the
+    fleet only improves on; the per-round report uses the real rate)."""
+    if not r.has("central_target_epsilon"):
+        return r.number("central_noise_multiplier", 0.0, hi=MAX_DP_VALUE), None
+    if r.has("central_noise_multiplier"):
+        raise r.error("central_target_epsilon",
+                      "give central_noise_multiplier or central_target_epsilon, not both")
+    target = r.number("central_target_epsilon", positive=True, hi=MAX_DP_VALUE)
+    if rounds.rounds < 1:
+        raise r.error("central_target_epsilon",
+                      "needs rounds.rounds (the number of rounds the target covers)")
+    from edge import calibration  # imports dp_accounting: only when asked for
+
+    solved = calibration.noise_for_target(target, delta, 1.0, rounds.rounds)
+    return solved.noise_multiplier, target
+
+
+def _dp(r: Table, rounds: RoundSettings) -> DpSettings:
     """Validate [dp]."""
     delta = r.number("delta", 1e-5, positive=True, hi=1.0)
     if delta >= 1.0:
         raise r.error("delta", f"must be in (0, 1), got {delta!r}")
     hi = MAX_DP_VALUE
+    central, central_target = _central_noise(r, rounds, delta)
     return DpSettings(
         example_clip=r.number("example_clip", positive=True, hi=hi),
         noise_multiplier=r.number("noise_multiplier", hi=hi),
@@ -171,10 +214,40 @@ def _dp(r: Table) -> DpSettings:
         learning_rate=r.number("learning_rate", positive=True, hi=hi),
         local_epochs=r.integer("local_epochs", 1, lo=1, hi=65535),
         batch_size=r.integer("batch_size", 1, lo=1, hi=65535),
-        central_noise_multiplier=r.number("central_noise_multiplier", 0.0, hi=hi),
+        central_noise_multiplier=central,
         delta=delta,
         device_policy=r.path("device_policy", required=False),
+        central_target_epsilon=central_target,
     )
+
+
+def _secagg(r: Table, s: Table, rounds: RoundSettings, dp: DpSettings) -> SecAggSettings | None:
+    """Validate [rounds] secagg and [secagg]; None when secure aggregation is off."""
+    mode = r.choice("secagg", SECAGG_MODES, "off")
+    if mode == "off":
+        for key in s.keys:
+            if s.has(key):
+                raise s.only_with(key, 'rounds.secagg = "secagg+"')
+        return None
+    cohort = rounds.cohort_size
+    if cohort < 2:
+        raise r.error("secagg", f"needs rounds.cohort_size >= 2, got {cohort}")
+    try:
+        default = SecAggParams.for_cohort(cohort, dp.update_clip)
+    except ConfigError as exc:
+        raise r.error("secagg", str(exc)) from None
+    k = s.integer("neighbours", default.k, lo=1, hi=cohort - 1)
+    # t defaults to the smallest majority of the neighbourhood actually configured
+    t_default = default.t if k == default.k else k // 2 + 1
+    t = s.integer("threshold", t_default, lo=1, hi=k + 1)
+    try:
+        params = SecAggParams(t, k, cohort, dp.update_clip)
+    except ConfigError as exc:
+        key = "threshold" if " t " in str(exc) else "neighbours"
+        raise s.error(key, str(exc)) from None
+    stage = s.number("stage_timeout_s", rounds.timeout_s / 4, positive=True, hi=MAX_TIMEOUT_S)
+    return SecAggSettings(params, s.path("registrar"), s.path("certificates", folder=True),
+                          stage)
 
 
 def _prometheus(r: Table) -> PrometheusSettings:

@@ -4,7 +4,6 @@ report into its ε and the steps left of its budget."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,15 +22,14 @@ from .config import AggregatorConfig
 class DeviceBudget:
     """ε and steps left of a device after ``steps`` DP-SGD steps under ``policy``.
 
-    ε is computed as the TA counts its budget: at the policy's sigma_min, rate and δ (the
+    ε is read from the policy's signed steps -> ε table, as the device's TA reads it: the
+    entry at or above ``steps``, computed at the policy's sigma_min, rate and δ (the
     tickets' sigma is at least that, so this is an upper bound)."""
 
     policy: PrivacyPolicy
 
     def epsilon(self, steps: int) -> float:
-        """ε at the policy's δ after ``steps`` steps."""
-        # dp-accounting logs a warning per RDP order it drops: not the operator's concern
-        logging.getLogger("absl").setLevel(logging.ERROR)
+        """ε at the policy's δ after ``steps`` steps, from its table."""
         return privacy.implied_epsilon(self.policy, steps)
 
     def left(self, steps: int) -> int:

@@ -3,7 +3,12 @@
 Plain FedAvg weights each delta by its example count n. With central noise (DP-FedAvg,
 McMahan et al. 2018) every delta has weight 1: each is already clipped to ‖Δ‖ ≤ U by the
 device's TA, so one device moves the mean of m updates by at most U/m, and Gaussian noise
-of standard deviation z·U/m is added to every coordinate of the mean.
+of standard deviation z·U/m is added to every coordinate of the mean. The noise is
+discrete (``edge.discrete_noise``): each accepted delta is put on a grid of U/2^16 by
+conditional randomized rounding as it arrives (the running total then holds grid
+integers), and at close the integer sum gets N_Z(0, z²·norm2_max) from the OS CSPRNG,
+so the effective multiplier on the rounded sensitivity is z and no float carries noise;
+the real-valued standard deviation on the mean is z·U·sqrt(norm2_max)/2^16/m.
 
 Fleet-level accounting (device-level DP of the sequence of published models): each round
 with central noise is one Poisson-subsampled Gaussian mechanism with sampling rate
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.discrete_noise import Grid
 from edge.errors import ConfigError
 
 ACCOUNTANT = "dp_accounting RdpAccountant, Poisson-subsampled Gaussian, one event per round"
@@ -82,22 +88,56 @@ def mean(acc: RunningSum) -> np.ndarray:
     return acc.total / acc.weight
 
 
-def noise_std(noise_multiplier: float, update_clip: float, count: int) -> float:
-    """Standard deviation z·U/m of the central noise on the mean of m updates."""
+def central_grid(update_clip: float, param_count: int) -> Grid:
+    """The grid central noise puts each accepted delta on (U / 2^16 per step)."""
+    return Grid(update_clip, param_count)
+
+
+def on_grid(delta: np.ndarray, update_clip: float) -> np.ndarray:
+    """An accepted delta as grid integers (conditional randomized rounding), for the sum."""
+    return central_grid(update_clip, delta.size).round(delta)
+
+
+def noise_std(noise_multiplier: float, update_clip: float, count: int,
+              param_count: int) -> float:
+    """Real-valued standard deviation of the central noise on the mean of m updates:
+    z·U/m, widened by the rounding's sensitivity bound sqrt(norm2_max)/2^16."""
     if count < 1:
         raise ValueError("central noise needs at least one update")
-    return noise_multiplier * update_clip / count
+    grid = central_grid(update_clip, param_count)
+    return noise_multiplier * update_clip * grid.inflation() / count
 
 
-def aggregate(acc: RunningSum, *, central_noise: float, update_clip: float,
-              rng: np.random.Generator | None = None) -> np.ndarray:
-    """The round's mean update: weighted FedAvg, or uniform mean + N(0, (z·U/m)²) noise."""
-    avg = mean(acc)
+def aggregate(acc: RunningSum, *, central_noise: float, update_clip: float) -> np.ndarray:
+    """The round's mean update: weighted FedAvg of real deltas, or (central noise, the
+    total holding grid integers) (Σ + N_Z(0, z²·norm2_max))·U/2^16 / m."""
+    if central_noise <= 0.0:
+        return mean(acc)
+    if acc.count < 1:
+        raise ValueError("central noise needs at least one update")
+    grid = central_grid(update_clip, acc.total.size)
+    noisy = acc.total + grid.noise(central_noise).astype(np.float64)
+    return noisy * grid.step / acc.count
+
+
+def aggregate_masked(total: np.ndarray, count: int, *, central_noise: float,
+                     update_clip: float, scale_log2: int) -> np.ndarray:
+    """The mean of a secure-aggregation round: ``total`` is the dequantized sum of
+    ``count`` survivors, integers on the grid 2^-s; central noise, if any, is added to those
+    integers as N_Z(0, z²·(r + sqrt(d))²), r = U·2^s: (r + sqrt(d))² bounds any one
+    device's stochastically rounded update (its KLS21 deterministic bound), so the
+    multiplier on it is z."""
+    units = np.rint(np.asarray(total, np.float64) * 2.0**scale_log2)
     if central_noise > 0.0:
-        gen = rng if rng is not None else np.random.default_rng()
-        std = noise_std(central_noise, update_clip, acc.count)
-        avg = avg + gen.normal(0.0, std, size=avg.shape)
-    return avg
+        from fractions import Fraction
+
+        from edge import discrete_gaussian
+
+        r = float(np.float32(update_clip)) * 2.0**scale_log2
+        bound = math.ceil((r + math.sqrt(units.size)) ** 2)
+        variance = Fraction(central_noise) ** 2 * bound
+        units = units + discrete_gaussian.sample_array(variance, units.size)
+    return units / 2.0**scale_log2 / max(count, 1)
 
 
 def fedavg(deltas: Sequence[np.ndarray], counts: Sequence[int]) -> np.ndarray:

@@ -31,6 +31,7 @@ class RoundMetrics:
     closed_at: float | None = None  # kept, so readers take them as optional
     # ε of the device that spent the most steps, under dp.device_policy (None without it)
     device_epsilon: float | None = None
+    reason: str | None = None  # why a failed round failed, when it is not the deadline
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (infinite ε as null)."""
@@ -45,7 +46,8 @@ class RoundMetrics:
         acc = "-" if self.accuracy is None else f"{self.accuracy:.4f}"
         eps = "-" if self.epsilon is None else f"{self.epsilon:.3g}"
         refused = ",".join(f"{k}={v}" for k, v in sorted(self.refused.items())) or "0"
-        state = "failed" if self.failed else f"model v{self.model_version}"
+        state = ("failed" + (f" ({self.reason})" if self.reason else "")) if self.failed \
+            else f"model v{self.model_version}"
         return (f"round {self.round}: {state}, {self.participants} participants, refused "
                 f"{refused}, accuracy {acc}, epsilon {eps} (delta {self.delta:g}), "
                 f"{self.seconds:.2f} s")

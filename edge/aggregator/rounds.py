@@ -24,8 +24,9 @@ import numpy as np
 from edge.errors import ConfigError, EdgeError
 from edge.formats.device import DeviceRecord
 from edge.formats.package_builder import Release, build_package, head_plaintext
+from edge.formats.secagg import fleet_id
 from edge.formats.ticket import NONCE_SIZE, build_ticket, parse_ticket
-from edge.keyfiles import load_private_key
+from edge.keyfiles import load_private_key, load_public_key
 from edge.protocol import (
     OFFLINE,
     ONLINE,
@@ -34,6 +35,8 @@ from edge.protocol import (
     ticket_topic,
     wrap_topic,
 )
+from edge.secagg import distributed_dp
+from edge.tee_abi import UpdateMode
 
 from . import device_budget, fedavg
 from .audit import RefusalLedger
@@ -41,8 +44,10 @@ from .cohort import Announcement, Combined
 from .config import AggregatorConfig
 from .metrics import Holdout, RoundMetrics
 from .registry import Registry
+from .secagg_certs import load_certificates
+from .secagg_stages import SecAggStages
 from .store import Checkpoint, OpenRound, Store
-from .verify import Accepted, RoundView, UpdateRefused, verify
+from .verify import Accepted, AcceptedMasked, RoundView, UpdateRefused, verify
 
 log = logging.getLogger("edge.aggregator")
 
@@ -100,13 +105,11 @@ class RoundManager:
     """Runs rounds for one fleet over a Store; publishing is the caller's job."""
 
     def __init__(self, config: AggregatorConfig, store: Store, registry: Registry, *,
-                 clock: Callable[[], float] = time.time,
-                 noise_rng: np.random.Generator | None = None):
+                 clock: Callable[[], float] = time.time):
         self.config = config
         self.store = store
         self.registry = registry
         self.clock = clock
-        self.noise_rng = noise_rng if noise_rng is not None else np.random.default_rng()
         self.aggregator_key = load_private_key(config.aggregator_key)
         self.signer_key = load_private_key(config.model_signer_key)
         self.holdout = Holdout(config.holdout) if config.holdout else None
@@ -126,6 +129,9 @@ class RoundManager:
         self._accepted: dict[bytes, bytes] = {}
         self._batch: _Batch | None = None
         self._scratch: np.ndarray | None = None
+        self._secagg: SecAggStages | None = None
+        self.registrar_pub = (load_public_key(config.secagg.registrar)
+                              if config.secagg is not None else None)
         # Devices whose last announced presence is offline (edge.protocol.status_topic);
         # a device that never announced one counts as live, as before presence existed.
         self._offline = {d for d, (st, _) in store.presence().items() if st == "offline"}
@@ -215,17 +221,63 @@ class RoundManager:
         tickets = self.store.tickets(r.round_id)
         # Every ticket of a round carries the same training fields.
         first = parse_ticket(next(iter(tickets.values())))
+        secagg = first.update_mode == UpdateMode.SECAGG
+        if secagg and (self._secagg is None or self._secagg.round_id != r.round_id):
+            self._abandon(r, "abandoned: the aggregator restarted during this secure-"
+                          "aggregation round (its masks live in memory only; the next round "
+                          "starts with fresh keys)")
+            return
         self._view = RoundView(r.round_id, r.nonce, r.model_version, params, r.update_clip,
-                               frozenset(tickets), first.noise_multiplier, first.example_clip)
+                               frozenset(tickets), first.noise_multiplier, first.example_clip,
+                               secagg)
         self._accepted = self.store.accepted(r.round_id)
         total = r.sum if r.sum is not None else np.zeros(params, dtype=np.float64)
         self._running = fedavg.RunningSum(total, r.weight, r.count)
         self._scratch = np.empty(params, dtype=np.float64)
 
+    def _abandon(self, r: OpenRound, reason: str) -> None:
+        """Record an open round failed (nothing of it counts) and load no round."""
+        m = RoundMetrics(round=r.round_id, participants=0,
+                         refused=self.store.refusals(r.round_id), failed=True,
+                         model_version=self.ensure_model().version, opened_at=r.opened,
+                         closed_at=self.clock(), seconds=self.clock() - r.opened, reason=reason)
+        with self.store.transaction() as db:
+            self.store.finish_round(db, r.round_id, "failed", m.to_json())
+        log.warning("round %d %s", r.round_id, reason)
+        self._round, self._view, self._running, self._accepted = None, None, None, {}
+        self._secagg = None
+
+    @property
+    def secagg(self) -> SecAggStages | None:
+        """The open round's secure-aggregation stages (None outside a secagg round)."""
+        return self._secagg
+
+    def secagg_message(self, topic: str, payload: bytes) -> Outcome:
+        """Take a device's advert, shares or reveals; a refusal goes to the audit log."""
+        try:
+            if self._secagg is None or self._secagg.finished:
+                raise UpdateRefused("bad-state", "no secure-aggregation round is at a stage "
+                                    "that takes device messages")
+            dev = self._secagg.take(topic, payload)
+        except UpdateRefused as refused:
+            return self._refused(topic, refused)
+        return Outcome(True, None, "accepted", dev)
+
+    def secagg_advance(self) -> list[tuple[str, bytes]]:
+        """Directives to publish now that a stage ended (roster, inboxes, survivors)."""
+        return [] if self._secagg is None else self._secagg.advance()
+
     def missing_tickets(self) -> list[tuple[str, bytes]]:
         """The open round's tickets of devices whose update is not accepted yet, to re-send."""
         if self._round is None:
             return []
+        if self._secagg is not None:
+            # Only while adverts are taken: a device cannot join a secagg round later.
+            if self._secagg.stage != "advert":
+                return []
+            return [(ticket_topic(self.config.fleet, d), t)
+                    for d, t in sorted(self.store.tickets(self._round.round_id).items())
+                    if d not in self._secagg.srv.advertised]
         return [(ticket_topic(self.config.fleet, d), t)
                 for d, t in sorted(self.store.tickets(self._round.round_id).items())
                 if d not in self._accepted]
@@ -263,7 +315,15 @@ class RoundManager:
             raise RuntimeError(f"round {self._round.round_id} is still open")
         enrolled = sorted(self.refresh_devices())
         devices = self.live_devices()
-        rs, dp = self.config.rounds, self.config.dp
+        rs, dp, sa = self.config.rounds, self.config.dp, self.config.secagg
+        certs: dict[bytes, bytes] = {}
+        if sa is not None:
+            assert self.registrar_pub is not None
+            certs = load_certificates(sa.certificates, self.config.fleet, self.registrar_pub)
+            # only certified devices can take part: their neighbours check their keys
+            devices = [d for d in devices if d in certs]
+            if len(devices) < max(rs.min_updates, sa.params.t):
+                return []
         if len(devices) < rs.min_updates:
             return []
         cp = self.ensure_model()
@@ -271,14 +331,22 @@ class RoundManager:
         rng = random.Random(f"edge-cohort/{rs.seed}/{round_id}")
         cohort = sorted(rng.sample(devices, min(rs.cohort_size, len(devices))))
         now = self.clock()
-        issued, deadline = int(now), math.ceil(now + rs.timeout_s)
+        # A secagg round has four stages, each with its own deadline; the ticket (checked
+        # again when the masked update is sealed) must outlive them.
+        span = rs.timeout_s if sa is None else max(rs.timeout_s, 4 * sa.stage_timeout_s)
+        issued, deadline = int(now), math.ceil(now + span)
         nonce = os.urandom(NONCE_SIZE)
+        extra: dict[str, object] = {}
+        if sa is not None:
+            extra = sa.params.ticket_fields(fleet_id(self.config.fleet))
+            extra.pop("update_clip")
         tickets = {d: build_ticket(self.aggregator_key, round_id=round_id,
                                    model_version=cp.version, nonce=nonce, issued_at=issued,
                                    deadline=deadline, example_clip=dp.example_clip,
                                    noise_multiplier=dp.noise_multiplier,
                                    update_clip=dp.update_clip, learning_rate=dp.learning_rate,
-                                   epochs=dp.local_epochs, batch_size=dp.batch_size)
+                                   epochs=dp.local_epochs, batch_size=dp.batch_size,
+                                   **extra)  # type: ignore[arg-type]
                    for d in cohort}
         # The accountant's sampling rate is over every enrolled device: presence decides
         # who is asked, not who could have been.
@@ -287,6 +355,11 @@ class RoundManager:
                       dp.central_noise_multiplier, "open", now, None, 0.0, 0)
         with self.store.transaction() as db:
             self.store.insert_round(db, r, tickets)
+        if sa is not None:
+            assert self.registrar_pub is not None
+            self._secagg = SecAggStages(sa, self.config.fleet, round_id, nonce, cp.version,
+                                        cohort, certs, self.aggregator_key, self.registrar_pub,
+                                        self.clock)
         self._load_open()
         log.info("round %d opened: model v%d, cohort of %d of %d live devices (%d enrolled), "
                  "deadline in %.0f s", round_id, cp.version, len(cohort), len(devices),
@@ -312,27 +385,40 @@ class RoundManager:
         ``commit`` returns."""
         try:
             acc = self._verify(topic, payload)
+            if isinstance(acc, AcceptedMasked):
+                assert self._secagg is not None  # verify takes mode 2 only in a secagg round
+                self._secagg.add_masked(payload, acc.device_id)
         except UpdateRefused as refused:
-            round_id = self._round.round_id if self._round else self.store.last_round_id() or None
-            stored = self.ledger.record(round_id=round_id, device_id=refused.device_id,
-                                        topic=topic[:256], refusal=refused.refusal,
-                                        reason=str(refused)[:1000])
-            # Past the audit bound a source is only counted: so is its log line.
-            log.log(logging.WARNING if stored else logging.DEBUG, "refused update on %s: %s: %s",
-                    topic[:256], refused.refusal, refused)
-            return Outcome(False, refused.refusal, str(refused), refused.device_id)
+            return self._refused(topic, refused)
+        if isinstance(acc, AcceptedMasked):
+            # Summed in memory only: a restart abandons the round (nothing counts twice).
+            return Outcome(True, None, "accepted", acc.device_id)
         assert self._round is not None and self._running is not None
         batch = self._batch
         if batch is None:
             batch = self._batch = _Batch(self._running.total.copy(), self._running.weight)
         weight = fedavg.update_weight(acc.example_count, self._round.central_noise)
-        fedavg.add_into(batch.total, acc.delta, weight, self._scratch)
+        delta = acc.delta
+        if self._round.central_noise > 0.0:  # summed on the grid of the discrete noise
+            delta = fedavg.on_grid(delta, self._round.update_clip)
+        fedavg.add_into(batch.total, delta, weight, self._scratch)
         batch.weight += weight
         batch.rows.append((acc.device_id, acc.update_id, acc.example_count))
         batch.ids[acc.device_id] = acc.update_id
         batch.steps.append((acc.device_id, acc.update.steps, acc.update.total_steps,
                             acc.update.noise_multiplier))
         return Outcome(True, None, "accepted", acc.device_id)
+
+    def _refused(self, topic: str, refused: UpdateRefused) -> Outcome:
+        """Record a refusal in the ledger (flushed with the next commit) and the log."""
+        round_id = self._round.round_id if self._round else self.store.last_round_id() or None
+        stored = self.ledger.record(round_id=round_id, device_id=refused.device_id,
+                                    topic=topic[:256], refusal=refused.refusal,
+                                    reason=str(refused)[:1000])
+        # Past the audit bound a source is only counted: so is its log line.
+        log.log(logging.WARNING if stored else logging.DEBUG, "refused message on %s: %s: %s",
+                topic[:256], refused.refusal, refused)
+        return Outcome(False, refused.refusal, str(refused), refused.device_id)
 
     @property
     def committed(self) -> int:
@@ -393,7 +479,7 @@ class RoundManager:
         self.ledger.flush()
         return 0 if batch is None else len(batch.rows)
 
-    def _verify(self, topic: str, payload: bytes) -> Accepted:
+    def _verify(self, topic: str, payload: bytes) -> Accepted | AcceptedMasked:
         """Verify against the open round, re-reading enrollment once for an unknown device."""
         accepted = self._accepted if self._batch is None \
             else ChainMap(self._batch.ids, self._accepted)
@@ -415,6 +501,9 @@ class RoundManager:
         r = self._round
         if r is None or self._running is None:
             return None
+        if self._secagg is not None:
+            return ("secagg" if self._secagg.stage == "done" else "failed") \
+                if self._secagg.finished else None
         cohort = len(self._view.cohort) if self._view else 0
         quorum = min(self.config.rounds.quorum, cohort)
         count = self._running.count + self.staged  # close() commits the staged ones first
@@ -439,16 +528,33 @@ class RoundManager:
         r, running = self._round, self._running
         cp = self.ensure_model()
         failed = why == "failed"
+        reason = None
+        mean: np.ndarray | None = None
+        published_noise = r.central_noise
+        if self._secagg is not None:
+            reason = self._secagg.reason
+            if not failed:
+                # FedAvg under secure aggregation: the unweighted mean of the survivors'
+                # updates (docs/secagg.md); the sum is all the aggregator ever saw.
+                total, survivors = self._secagg.result()
+                running = fedavg.RunningSum(total.astype(np.float64), float(len(survivors)),
+                                            len(survivors))
+                mean = fedavg.aggregate_masked(
+                    total, len(survivors), central_noise=r.central_noise,
+                    update_clip=r.update_clip,
+                    scale_log2=int(self._secagg.srv.params.scale_log2 or 0))
+                published_noise = self._published_noise(r.central_noise, len(survivors))
         dp = self.config.dp
         privacy = self.store.round_privacy()
         if failed:
             W, b, version = cp.W, cp.b, cp.version
         else:
-            mean = fedavg.aggregate(running, central_noise=r.central_noise,
-                                    update_clip=r.update_clip, rng=self.noise_rng)
+            if mean is None:
+                mean = fedavg.aggregate(running, central_noise=r.central_noise,
+                                        update_clip=r.update_clip)
             W, b = fedavg.apply_to_head(cp.W, cp.b, mean)
             version = cp.version + 1
-            privacy.append((r.sampling_rate, r.central_noise))
+            privacy.append((r.sampling_rate, published_noise))
         epsilon = fedavg.fleet_epsilon(privacy, dp.delta)
         accuracy = self.holdout.accuracy(W, b) if self.holdout else None
         now = self.clock()
@@ -461,14 +567,26 @@ class RoundManager:
                          refused=self.store.refusals(r.round_id), accuracy=accuracy,
                          epsilon=epsilon, delta=dp.delta, seconds=now - r.opened,
                          model_version=version, failed=failed, opened_at=r.opened,
-                         closed_at=now, device_epsilon=device_eps)
+                         closed_at=now, device_epsilon=device_eps, reason=reason)
         with self.store.transaction() as db:
             if not failed:
                 self.store.add_checkpoint(db, version, r.round_id, W, b)
+                if published_noise != r.central_noise:
+                    self.store.set_published_noise(db, r.round_id, published_noise)
             self.store.finish_round(db, r.round_id, "failed" if failed else "closed",
                                     m.to_json())
+        self._secagg = None
         self._load_open()
         return m
+
+    def _published_noise(self, central: float, survivors: int) -> float:
+        """The multiplier a secure-aggregation round's model carries: the survivors' shares
+        of distributed noise (the device policy's min_noise_share z: sqrt(n)·z, accounted
+        with the survivors' count) combined with central noise, independent Gaussians."""
+        share = 0.0 if self.device_budget is None else self.device_budget.policy.min_noise_share
+        if share <= 0.0:
+            return central
+        return distributed_dp.combined_multiplier(central, share, survivors)
 
     def closed_rounds(self) -> int:
         """Rounds closed so far (successful or failed)."""

@@ -24,7 +24,7 @@ from edge.mqtt import (
     log_connect_failure,
     make_client,
 )
-from edge.protocol import status_subscription, update_subscription
+from edge.protocol import secagg_device_subscription, status_subscription, update_subscription
 from edge.sdnotify import Notifier
 
 from .cohort import (
@@ -105,6 +105,7 @@ class Aggregator:
         self._subscription = update_subscription(config.fleet) if self.cohort_key is None \
             else sum_subscription(config.fleet)
         self._presence = status_subscription(config.fleet)
+        self._secagg_sub = secagg_device_subscription(config.fleet)
         self._metrics_retry: float | None = None
         self._commit_s = 0.005  # a moving average of how long a commit of updates takes
         self._check_metrics_writable()
@@ -179,7 +180,8 @@ class Aggregator:
                         self.config.broker.url, reason, client.next_retry())
             return
         client.accepted()
-        client.subscribe([(self._subscription, 1), (self._presence, 1)])
+        client.subscribe([(self._subscription, 1), (self._presence, 1),
+                          (self._secagg_sub, 1)])
         self._connected_at = time.monotonic()
         self._connected.set()
         self._reconnected.set()
@@ -271,6 +273,8 @@ class Aggregator:
                     self._reconnected.clear()  # they went out on the current connection
                 self._resend_tickets()
                 self._drain(client)
+                for topic, directive in self.rounds.secagg_advance():
+                    self._publish(topic, directive)
                 if self._due():
                     self._finish()
                     closed += 1
@@ -311,7 +315,7 @@ class Aggregator:
         why = self.rounds.due()
         if why is None:
             return False
-        if why == "quorum":
+        if why in ("quorum", "secagg"):
             return True
         return time.monotonic() >= self._connected_at + self.redelivery_grace_s
 
@@ -374,6 +378,12 @@ class Aggregator:
                     continue
                 if mqtt.topic_matches_sub(self._presence, msg.topic):
                     self.rounds.presence(msg.topic, bytes(msg.payload))
+                    client.ack(msg.mid, msg.qos)
+                    continue
+                if mqtt.topic_matches_sub(self._secagg_sub, msg.topic):
+                    # Held in memory only (a restart abandons a secagg round): ack at once.
+                    self.rounds.secagg_message(msg.topic, bytes(msg.payload))
+                    self.rounds.ledger.flush()
                     client.ack(msg.mid, msg.qos)
                     continue
                 if not mqtt.topic_matches_sub(self._subscription, msg.topic):

@@ -291,6 +291,14 @@ class Store:
         return {int(r): (float(o), c) for r, o, c in self._all(
             "SELECT round_id, opened, closed FROM rounds")}
 
+    def set_published_noise(self, db: sqlite3.Connection, round_id: int,
+                            multiplier: float) -> None:
+        """Record the noise multiplier the round's published model actually carries (secure
+        aggregation with distributed noise: it depends on the survivors), which
+        ``round_privacy`` then reports in the central-noise column."""
+        db.execute("UPDATE rounds SET central_noise = ? WHERE round_id = ?",
+                   (float(multiplier), round_id))
+
     def finish_round(self, db: sqlite3.Connection, round_id: int, state: str,
                      metrics: dict[str, Any]) -> None:
         """Close a round as ``closed`` or ``failed`` with its metrics row."""

@@ -19,16 +19,19 @@ from edge.formats.keys import ed25519_public_from_raw
 from edge.formats.update import (
     MAX_UPDATE_SIZE,
     NORM_SLACK,
+    MaskedUpdate,
     SealedUpdate,
+    parse_masked_update_envelope,
     parse_update_envelope,
+    update_mode_of,
 )
 from edge.protocol import device_from_update_topic
-from edge.tee_abi import MAX_TRAIN_EXAMPLES
+from edge.tee_abi import MAX_TRAIN_EXAMPLES, UpdateMode
 
 # Refusal classes the aggregator writes to its audit log.
 REFUSALS = ("malformed", "unsupported-version", "wrong-kind", "oversized", "topic-mismatch",
             "unknown-device", "signature", "wrong-round", "replay", "wrong-model",
-            "not-in-cohort", "duplicate", "norm", "ticket-mismatch")
+            "not-in-cohort", "duplicate", "norm", "ticket-mismatch", "wrong-mode")
 
 
 class UpdateRefused(EdgeError):
@@ -52,6 +55,7 @@ class RoundView:
     cohort: Collection[bytes]
     noise_multiplier: float  # the ticket's sigma and C, as float32 values
     example_clip: float
+    secagg: bool = False  # a secure-aggregation round: masked (mode 2) updates only
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,17 @@ class Accepted:
     example_count: int
     delta: np.ndarray
     update: SealedUpdate
+
+
+@dataclass(frozen=True)
+class AcceptedMasked:
+    """A verified masked update (secure aggregation): who sent it, its id, its words.
+
+    Only its binding is checked here; ``SecAggRound.add_masked`` adds it mod 2^32."""
+
+    device_id: bytes
+    update_id: bytes
+    update: MaskedUpdate
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -83,8 +98,11 @@ def verify(
     devices: Mapping[bytes, DeviceRecord],
     rnd: RoundView | None,
     accepted: Mapping[bytes, bytes],
-) -> Accepted:
+) -> Accepted | AcceptedMasked:
     """Return the accepted update, or raise UpdateRefused naming the refusal class.
+
+    A masked update (mode 2) is accepted only in a secure-aggregation round, and a
+    float32 one only outside it (``wrong-mode``).
 
     ``devices`` maps enrolled device ids to records; ``accepted`` maps device ids to the
     update ids already accepted for the open round (duplicate check).
@@ -112,8 +130,20 @@ def verify(
         raise UpdateRefused("signature", f"signature does not verify under the identity key "
                             f"of device {device_id.hex()}", device_id=device_id) from None
     try:
+        masked = update_mode_of(env) == UpdateMode.SECAGG
+        secagg_round = rnd is not None and rnd.secagg
+        if masked != secagg_round and rnd is not None:
+            raise UpdateRefused("wrong-mode", (
+                "a masked (secure-aggregation) update outside a secure-aggregation round"
+                if masked else "a float32 update in a secure-aggregation round")
+                + f" (round {rnd.round_id})", device_id=device_id)
+        if masked:
+            m = parse_masked_update_envelope(env)
+            return _verify_masked(m, rnd, device_id, digest, accepted)
         upd = parse_update_envelope(env)
     except EdgeError as exc:
+        if isinstance(exc, UpdateRefused):
+            raise
         raise UpdateRefused(exc.refusal, str(exc), device_id=device_id) from None
     if not hmac.compare_digest(upd.device_id, device_id):
         raise UpdateRefused("topic-mismatch", f"body names device {upd.device_id.hex()}, "
@@ -129,6 +159,54 @@ def verify(
             "another update of this device was accepted for this round"
         ) + f" in round {rnd.round_id}", device_id=device_id)
     return Accepted(device_id, uid, upd.example_count, upd.delta, upd)
+
+
+def _verify_masked(m: MaskedUpdate, rnd: RoundView | None, device_id: bytes, digest: bytes,
+                   accepted: Mapping[bytes, bytes]) -> AcceptedMasked:
+    """The binding of a masked update; its words are checked by the mod-2^32 sum alone."""
+    if not hmac.compare_digest(m.device_id, device_id):
+        raise UpdateRefused("topic-mismatch", f"body names device {m.device_id.hex()}, "
+                            f"topic and signer {device_id.hex()}", device_id=device_id)
+    _check_binding(m, rnd, device_id)
+    assert rnd is not None
+    if m.example_count == 0 or m.example_count > MAX_TRAIN_EXAMPLES:
+        raise UpdateRefused("malformed", f"example count {m.example_count} is not in "
+                            f"1..{MAX_TRAIN_EXAMPLES}", device_id=device_id)
+    for name, got, want in (("noise_multiplier", m.noise_multiplier, rnd.noise_multiplier),
+                            ("example_clip", m.example_clip, rnd.example_clip),
+                            ("update_clip", m.update_clip, float(np.float32(rnd.update_clip)))):
+        if got != want:
+            raise UpdateRefused("ticket-mismatch", f"{name} {got:.6g}, the ticket set "
+                                f"{want:.6g}", device_id=device_id)
+    previous = accepted.get(device_id)
+    if previous is not None:
+        raise UpdateRefused("duplicate", "a masked update of this device was accepted already "
+                            f"in round {rnd.round_id}", device_id=device_id)
+    return AcceptedMasked(device_id, digest, m)
+
+
+def _check_binding(upd: SealedUpdate | MaskedUpdate, rnd: RoundView | None,
+                   device_id: bytes) -> None:
+    """Round, cohort, nonce, model version and parameter count of the open round."""
+    if rnd is None:
+        raise UpdateRefused("wrong-round", f"update for round {upd.round_id}: no round is open",
+                            device_id=device_id)
+    if upd.round_id != rnd.round_id:
+        raise UpdateRefused("wrong-round", f"update for round {upd.round_id}, open round is "
+                            f"{rnd.round_id}", device_id=device_id)
+    if device_id not in rnd.cohort:
+        raise UpdateRefused("not-in-cohort", f"device {device_id.hex()} is not in the cohort of "
+                            f"round {rnd.round_id}", device_id=device_id)
+    if not hmac.compare_digest(upd.nonce, rnd.nonce):
+        raise UpdateRefused("replay", f"cohort nonce differs from round {rnd.round_id}'s",
+                            device_id=device_id)
+    if upd.model_version != rnd.model_version:
+        raise UpdateRefused("wrong-model", f"update for model version {upd.model_version}, "
+                            f"round {rnd.round_id} trains {rnd.model_version}",
+                            device_id=device_id)
+    if upd.param_count != rnd.param_count:
+        raise UpdateRefused("malformed", f"{upd.param_count} parameters, the head has "
+                            f"{rnd.param_count}", device_id=device_id)
 
 
 def _check_training(upd: SealedUpdate, rnd: RoundView, device_id: bytes) -> None:
@@ -156,25 +234,8 @@ def _check_training(upd: SealedUpdate, rnd: RoundView, device_id: bytes) -> None
 
 def _check_round(upd: SealedUpdate, rnd: RoundView | None, device_id: bytes) -> None:
     """Binding to the open round, cohort membership, parameter count and norm bound."""
-    if rnd is None:
-        raise UpdateRefused("wrong-round", f"update for round {upd.round_id}: no round is open",
-                            device_id=device_id)
-    if upd.round_id != rnd.round_id:
-        raise UpdateRefused("wrong-round", f"update for round {upd.round_id}, open round is "
-                            f"{rnd.round_id}", device_id=device_id)
-    if device_id not in rnd.cohort:
-        raise UpdateRefused("not-in-cohort", f"device {device_id.hex()} is not in the cohort of "
-                            f"round {rnd.round_id}", device_id=device_id)
-    if not hmac.compare_digest(upd.nonce, rnd.nonce):
-        raise UpdateRefused("replay", f"cohort nonce differs from round {rnd.round_id}'s",
-                            device_id=device_id)
-    if upd.model_version != rnd.model_version:
-        raise UpdateRefused("wrong-model", f"update for model version {upd.model_version}, "
-                            f"round {rnd.round_id} trains {rnd.model_version}",
-                            device_id=device_id)
-    if upd.param_count != rnd.param_count:
-        raise UpdateRefused("malformed", f"{upd.param_count} parameters, the head has "
-                            f"{rnd.param_count}", device_id=device_id)
+    _check_binding(upd, rnd, device_id)
+    assert rnd is not None
     _check_training(upd, rnd, device_id)
     bound = float(np.float32(rnd.update_clip))
     if upd.update_clip != bound:

@@ -187,7 +187,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     last = info["last_round"]
     if last:
         print(f"last round {last['round']}: "
-              + ("failed" if last.get("failed") else f"model v{last.get('model_version')}")
+              + (("failed" + (f" ({last['reason']})" if last.get("reason") else ""))
+                 if last.get("failed") else f"model v{last.get('model_version')}")
               + f", {last.get('participants')} participants, closed "
               + human_time(last.get("closed_at")))
     eps = "not reported (no central noise)" if info["epsilon"] is None \

@@ -14,6 +14,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     run_demo(DemoOptions(devices=args.devices, rounds=args.rounds, broker=args.broker,
                          tee=args.tee, dp=args.dp, seed=args.seed, alpha=args.alpha,
                          report=args.report, workdir=args.workdir, fleet=args.fleet,
+                         secagg=args.secagg,
                          verbose=args.verbose or args.demo_verbose))
     return 0
 
@@ -41,6 +42,10 @@ def register(nouns: Any) -> None:
                    help="off: local DP-SGD sigma=6, C=1, q=1, 4 epochs, no central noise "
                    "(device epsilon ~7.5 at delta 1e-5 over 20 rounds); preset: plus DP-FedAvg "
                    "central noise z=1 with update clip U=0.5 (fleet epsilon reported)")
+    p.add_argument("--secagg", action="store_true",
+                   help="secure aggregation (SecAgg+, device side in the TA): the aggregator "
+                   "learns only each round's sum; runs the same federation without it first "
+                   "and prints both accuracies and the quantization bound (docs/secagg.md)")
     p.add_argument("--seed", type=int, default=0, help="data split, partition and cohort seed")
     p.add_argument("--alpha", type=float, default=0.5, help="Dirichlet alpha (default 0.5)")
     p.add_argument("--report", type=Path, metavar="FILE", help="write a JSON report")

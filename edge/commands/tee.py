@@ -174,41 +174,42 @@ def cmd_install_policy(args: argparse.Namespace) -> int:
 
 def _budget_info(budget: BudgetStatus, policy: tuple[bytes, PrivacyPolicy] | None
                  ) -> dict[str, Any]:
-    """The budget block, and (epsilon, delta) spent when the installed policy file is given."""
+    """The budget block with the (epsilon, delta) spent, which the TA reads from the installed
+    policy's signed steps -> epsilon table: no accountant runs here (nor is one imported).
+    ``policy``, if given, must be the installed policy (its id is checked)."""
+    has = budget.has_policy
+
+    def eps(value: float) -> float | None:
+        return None if not has or math.isinf(value) else value
+
     info: dict[str, Any] = {
-        "policy_installed": budget.has_policy,
-        "policy_version": budget.policy_version if budget.has_policy else None,
-        "policy_id": budget.policy_id.hex() if budget.has_policy else None,
+        "policy_installed": has,
+        "policy_version": budget.policy_version if has else None,
+        "policy_id": budget.policy_id.hex() if has else None,
         "steps_spent": budget.steps_spent,
         "step_budget": budget.step_budget,
         "steps_left": budget.steps_left,
         "rounds_sealed": budget.rounds_sealed,
         "last_round": budget.last_round or None,
         "time_floor": budget.time_floor,
-        "epsilon_spent": None,
-        "epsilon_at_budget": None,
-        "delta": None,
-        "accounting": "give --policy FILE (the installed policy) for epsilon",
+        "epsilon_spent": eps(budget.epsilon_spent),
+        "epsilon_at_budget": eps(budget.epsilon_budget),
+        "delta": budget.delta if has else None,
+        "accounting": ("no policy installed" if not has else
+                       "none: no-DP test policy (noise may be 0)"
+                       if math.isinf(budget.epsilon_budget) else
+                       "the installed policy's signed steps -> epsilon table (an upper bound: "
+                       "the first entry at or above the steps)"),
     }
-    if policy is None:
-        return info
-    from edge import privacy
-
-    data, p = policy
-    if not budget.has_policy:
-        raise errors.NoPolicy("budget: no privacy policy is installed")
-    if not hmac.compare_digest(policy_id(data), budget.policy_id):
-        raise errors.ConfigError(
-            f"budget: --policy has id {policy_id(data).hex()} (version {p.version}), the "
-            f"installed policy is {budget.policy_id.hex()} (version {budget.policy_version})")
-    spent = privacy.implied_epsilon(p, budget.steps_spent)
-    full = privacy.implied_epsilon(p, budget.step_budget)
-    info.update(epsilon_spent=None if math.isinf(spent) else spent,
-                epsilon_at_budget=None if math.isinf(full) else full, delta=p.delta,
-                accounting=("none: no-DP test policy (noise may be 0)" if p.no_dp else
-                            f"RDP accountant (dp-accounting), {p.sampling_name} sampling at "
-                            f"q={p.sampling_rate:.6g}, at sigma_min="
-                            f"{p.noise_multiplier_min:.6g} (an upper bound on epsilon)"))
+    if policy is not None:
+        data, p = policy
+        if not has:
+            raise errors.NoPolicy("budget: no privacy policy is installed")
+        if not hmac.compare_digest(policy_id(data), budget.policy_id):
+            raise errors.ConfigError(
+                f"budget: --policy has id {policy_id(data).hex()} (version {p.version}), the "
+                f"installed policy is {budget.policy_id.hex()} (version "
+                f"{budget.policy_version})")
     return info
 
 
@@ -277,6 +278,6 @@ def register(nouns: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p = verbs.add_parser("budget", help="privacy budget: steps, rounds, (epsilon, delta) spent")
     _add_backend(p)
     p.add_argument("--policy", type=Path, metavar="POLICY",
-                   help="the installed policy file, for the (epsilon, delta) accounting")
+                   help="the installed policy file: checked to be the one installed")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_budget)

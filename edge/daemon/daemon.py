@@ -49,6 +49,7 @@ SEEN_TICKETS = 64
 PARKED_TICKETS = 8
 # A clean stop waits this long at most for the broker to take its OFFLINE status.
 OFFLINE_WAIT_S = 1.0
+SECAGG_TICKET = "secagg-ticket.bin"
 
 
 @dataclass
@@ -90,6 +91,10 @@ class Daemon:
         self.ticket_topic = protocol.ticket_topic(config.fleet, self.device_id)
         self.update_topic = protocol.update_topic(config.fleet, self.device_id)
         self.status_topic = protocol.status_topic(config.fleet, self.device_id)
+        self.secagg_topics = {
+            protocol.secagg_fleet_topic(config.fleet, "roster"): "secagg-roster",
+            protocol.secagg_inbox_topic(config.fleet, self.device_id): "secagg-inbox",
+            protocol.secagg_fleet_topic(config.fleet, "survivors"): "secagg-survivors"}
         self.stats = DaemonStats()
         self.connected = threading.Event()
         self.subscribed = threading.Event()
@@ -146,7 +151,8 @@ class Daemon:
             return
         self.client.accepted()
         self.stats.connects += 1
-        client.subscribe([(self.model_topic, 1), (self.wrap_topic, 1), (self.ticket_topic, 1)])
+        client.subscribe([(self.model_topic, 1), (self.wrap_topic, 1), (self.ticket_topic, 1),
+                          *((t, 1) for t in self.secagg_topics)])
         client.publish(self.status_topic, protocol.ONLINE, qos=1, retain=True)
         self.connected.set()
         # The broker may have lost what it acknowledged (a crash): publish kept updates again.
@@ -172,7 +178,7 @@ class Daemon:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         kind = {self.model_topic: "model", self.wrap_topic: "wrap",
-                self.ticket_topic: "ticket"}.get(msg.topic)
+                self.ticket_topic: "ticket"}.get(msg.topic) or self.secagg_topics.get(msg.topic)
         if kind is None:
             self._log(logging.WARNING, "receive", topic=msg.topic, result="unexpected-topic")
             return
@@ -260,6 +266,8 @@ class Daemon:
                     self._try_load()
                 elif kind == "outbox":
                     self._republish_all()
+                elif kind.startswith("secagg-"):
+                    self._handle_secagg(kind, payload)
                 else:
                     self._handle_ticket(payload)
             except EdgeError as exc:  # a failing state file, say: one line, not a traceback
@@ -432,13 +440,19 @@ class Daemon:
         if ticket.deadline <= time.time():
             self._skip(rid, "ticket", "expired", deadline=ticket.deadline)
             return
+        if ticket.update_mode == tee_abi.UpdateMode.SECAGG:
+            self._secagg_advertise(rid, payload)
+            return
+        self._train_and_publish(rid, payload, ticket.deadline)
+
+    def _train_and_publish(self, rid: int, payload: bytes, deadline: int) -> None:
+        """Verify the ticket in the TA, train and seal, keep and publish the update."""
         try:
             accepted = self.ta.verify_ticket(payload)
         except EdgeError as exc:
             self._skip(rid, "verify", exc.refusal, detail=exc)
             return
-        self._log(logging.INFO, "verify", rid, result="ok", model_version=ticket.model_version,
-                  steps_left=accepted.steps_left)
+        self._log(logging.INFO, "verify", rid, result="ok", steps_left=accepted.steps_left)
         # An authentic ticket of round rid: every earlier round is closed.
         self._forget_closed(before_round=rid)
         if self._stopping.is_set():
@@ -463,7 +477,55 @@ class Daemon:
         except OSError as exc:
             self._log(logging.ERROR, "outbox", rid, result="not-kept", reason=exc)
             entry = self.delivery.unkept(sealed)
-        self._publish(rid, entry, ticket.deadline)
+        self._publish(rid, entry, deadline)
+
+    # -- secure aggregation (docs/secagg.md, "Over MQTT") ------------------------------
+    def _secagg_advertise(self, rid: int, payload: bytes) -> None:
+        """Stage 1: fresh keys in the TA, their signed advert out; the ticket kept for stage 4."""
+        try:
+            advert = self.ta.secagg_advertise(payload)
+        except EdgeError as exc:
+            self._skip(rid, "secagg-advert", exc.refusal, detail=exc)
+            return
+        # The masked update is sealed under this ticket after the inbox: kept on disk so that
+        # a daemon restarted between the stages can still seal (the TA keeps its round state).
+        write_durably(self.config.work_dir / SECAGG_TICKET, payload, mode=0o600)
+        self._secagg_send(rid, "advert", advert)
+
+    def _handle_secagg(self, kind: str, payload: bytes) -> None:
+        """Stages 2, 3+4 and 5: the TA answers each aggregator directive."""
+        try:
+            if kind == "secagg-roster":
+                self._secagg_send(None, "shares", self.ta.secagg_share(payload))
+            elif kind == "secagg-inbox":
+                self.ta.secagg_receive(payload)
+                self._log(logging.INFO, "secagg-inbox", result="received")
+                self._secagg_masked()
+            else:
+                self._secagg_send(None, "reveals", self.ta.secagg_unmask(payload))
+        except EdgeError as exc:
+            # Not ours (a roster or survivor list without this device) or refused: one line.
+            level = logging.INFO if exc.refusal == "not-for-this-device" else logging.WARNING
+            self._log(level, kind, result="refused", refusal=exc.refusal, reason=exc)
+
+    def _secagg_masked(self) -> None:
+        """Stage 4: train and seal the masked update under the kept secagg ticket."""
+        try:
+            payload = (self.config.work_dir / SECAGG_TICKET).read_bytes()
+            ticket = parse_ticket(payload)
+        except (OSError, EdgeError) as exc:
+            self._log(logging.WARNING, "secagg-masked", result="skipped",
+                      reason=f"no secagg ticket kept ({exc})")
+            return
+        self._train_and_publish(ticket.round_id, payload, ticket.deadline)
+
+    def _secagg_send(self, rid: int | None, stage: str, message: bytes) -> None:
+        """Publish one of this device's secagg messages with QoS 1 (paho re-sends it)."""
+        topic = protocol.secagg_device_topic(self.config.fleet, self.device_id, stage)
+        if self.delivery.acks.publish(self.client, topic, message) is None:
+            self._skip(rid if rid is not None else 0, f"secagg-{stage}", "queue-full")
+            return
+        self._log(logging.INFO, f"secagg-{stage}", rid, result="published", bytes=len(message))
 
     def _features(self, rid: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The newest local samples through the backbone (or raw), sized for the TA."""

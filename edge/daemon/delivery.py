@@ -9,7 +9,7 @@ from __future__ import annotations
 import paho.mqtt.client as mqtt
 
 from edge.daemon.outbox import Entry, Outbox
-from edge.formats.update import parse_update
+from edge.formats.update import parse_any_update
 from edge.mqtt import Pending, PubAcks
 
 
@@ -32,7 +32,7 @@ class Delivery:
     @staticmethod
     def unkept(sealed: bytes) -> Entry:
         """An entry for an update the outbox could not keep (published once, not again)."""
-        update = parse_update(sealed)
+        update = parse_any_update(sealed)
         return Entry(update.round_id, update.model_version, sealed, None)
 
     def kept(self, round_id: int) -> Entry | None:

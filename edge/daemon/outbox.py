@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.errors import EdgeError
-from edge.formats.update import parse_update
+from edge.formats.update import parse_any_update
 from edge.state_files import sync_dir, write_durably
 
 log = logging.getLogger("edge.daemon")
@@ -49,7 +49,7 @@ class Outbox:
 
     def put(self, sealed: bytes) -> Entry:
         """Keep a sealed update durably (written, fsync'd, renamed, folder fsync'd)."""
-        update = parse_update(sealed)
+        update = parse_any_update(sealed)
         final = self._path(update.round_id)
         write_durably(final, sealed, mode=0o600)
         return Entry(update.round_id, update.model_version, sealed, final)
@@ -64,7 +64,7 @@ class Outbox:
         for path in sorted(self.directory.glob(f"*{SUFFIX}")):
             try:
                 sealed = path.read_bytes()
-                update = parse_update(sealed)
+                update = parse_any_update(sealed)
             except (OSError, EdgeError) as exc:
                 log.warning("step=outbox result=unreadable file=%s reason=%s", path.name, exc)
                 with contextlib.suppress(OSError):

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from edge.demo import data as demo_data
-from edge.demo.fleet import FLEET, write_fleet
+from edge.demo.fleet import FLEET, enable_secagg, write_fleet
 from edge.demo.output import Table, row_dict, write_html_report, write_report
 from edge.demo.runner import broker_url, run_federation
 from edge.demo.settings import PRESETS, quiet_absl
@@ -41,6 +41,7 @@ class DemoOptions:
     verbose: bool = False
     timeout_s: float = 30.0
     fleet: str = FLEET
+    secagg: bool = False
 
 
 def _check(opts: DemoOptions) -> None:
@@ -55,6 +56,9 @@ def _check(opts: DemoOptions) -> None:
         raise ConfigError(f"--rounds {opts.rounds}: must be ≥ 1")
     if opts.dp not in PRESETS:
         raise ConfigError(f"--dp {opts.dp}: must be one of {', '.join(PRESETS)}")
+    if opts.secagg and (opts.tee != "sim" or opts.devices < 2):
+        raise ConfigError("--secagg: secure aggregation needs at least 2 devices (--devices) "
+                          "in simulated secure worlds (--tee sim)")
     if opts.tee == "optee" and opts.devices != 1:
         raise ConfigError("--tee optee: this machine has one secure world, so one device "
                           "(--devices 1); simulated devices use --tee sim")
@@ -95,9 +99,18 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None,
                   f"({len(backbone.tflite)} bytes), trained on the public split")
         _say(out, f"privacy: {dp.describe()}")
         with broker_url(opts.broker) as url:
-            fleet = write_fleet(root, split, backbone, dp, broker_url=url, rounds=opts.rounds,
+            plain = None
+            fleet_root = root
+            if opts.secagg:
+                plain = _plain_run(opts, out, root / "without-secagg", split, backbone, dp,
+                                   url, stop)
+                fleet_root = root / "secagg"
+            fleet = write_fleet(fleet_root, split, backbone, dp, broker_url=url, rounds=opts.rounds,
                                 seed=opts.seed, backend=opts.tee, timeout_s=opts.timeout_s,
                                 fleet_name=opts.fleet)
+            if opts.secagg:
+                enable_secagg(fleet)
+                _say(out, "secure aggregation (secagg+): " + _secagg_bound(fleet))
             _say(out, f"fleet: {opts.devices} devices provisioned ({opts.tee} secure worlds, "
                       f"policy budget covers {opts.rounds} rounds, device epsilon <= "
                       f"{fleet.policy_epsilon:g} at delta {dp.delta:g}); broker {url}")
@@ -114,11 +127,56 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None,
                 result = run_federation(fleet, opts.rounds, on_round=on_round, stop=stop)
             finally:
                 table.close()
-        return _finish(opts, out, rows, result, reference, dp, time.monotonic() - t0, root,
-                       Path(fleet.aggregator["aggregator"]["state"]))
+        report = _finish(opts, out, rows, result, reference, dp, time.monotonic() - t0, root,
+                         Path(fleet.aggregator["aggregator"]["state"]), plain)
+        return report
     finally:
         if owned:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _secagg_bound(fleet: Any) -> str:
+    """t, k and the quantization bound of the fleet's secure aggregation, in words."""
+    from edge.aggregator.config import AggregatorConfig
+
+    sa = AggregatorConfig.from_mapping(fleet.aggregator).secagg
+    assert sa is not None
+    q = sa.params.quantizer
+    return (f"t={sa.params.t} of k+1={sa.params.k + 1} share holders, updates quantized at "
+            f"2^-{q.scale_log2}: the unmasked mean differs from the float mean of the same "
+            f"updates by less than 2^-{q.scale_log2} = {2.0 ** -q.scale_log2:.3g} per "
+            f"coordinate (docs/secagg.md, quantization bound)")
+
+
+def _plain_run(opts: DemoOptions, out: TextIO, root: Path, split: demo_data.Split,
+               backbone: demo_data.DemoBackbone, dp: Any, url: str,
+               stop: threading.Event | None) -> dict[str, Any]:
+    """The same federation without secure aggregation (same data, head and seed), for the
+    accuracy comparison; its own fleet name, so the two runs share no topic."""
+    name = f"{opts.fleet[:26]}-plain"
+    fleet = write_fleet(root, split, backbone, dp, broker_url=url, rounds=opts.rounds,
+                        seed=opts.seed, backend=opts.tee, timeout_s=opts.timeout_s,
+                        fleet_name=name)
+    _say(out, f"without secure aggregation (fleet {name}):")
+    table = Table(opts.rounds, out)
+    rows: list[dict[str, Any]] = []
+
+    def on_round(m: Any) -> None:
+        eps = dp.device_epsilon(len(rows) + 1)
+        rows.append(row_dict(m, eps))
+        table.row(m, eps)
+
+    table.start()
+    try:
+        result = run_federation(fleet, opts.rounds, on_round=on_round, stop=stop)
+    finally:
+        table.close()
+    if result.errors:
+        raise EdgeError("federation without secure aggregation failed: "
+                        + "; ".join(result.errors))
+    _say(out, "with secure aggregation:")
+    final = next((r["accuracy"] for r in reversed(rows) if r["accuracy"] is not None), None)
+    return {"rows": rows, "final_accuracy": final, "fleet": name}
 
 
 def _reference(split: demo_data.Split, backbone: demo_data.DemoBackbone) -> float:
@@ -131,7 +189,7 @@ def _reference(split: demo_data.Split, backbone: demo_data.DemoBackbone) -> floa
 
 def _finish(opts: DemoOptions, out: TextIO, rows: list[dict[str, Any]], result: Any,
             reference: float, dp: Any, seconds: float, root: Path,
-            state: Path) -> dict[str, Any]:
+            state: Path, plain: dict[str, Any] | None = None) -> dict[str, Any]:
     """Print the summary lines, write the report, raise if the federation broke."""
     final = next((r["accuracy"] for r in reversed(rows) if r["accuracy"] is not None), None)
     met = final is not None and (reference - final) * 100 <= TARGET_POINTS
@@ -145,6 +203,12 @@ def _finish(opts: DemoOptions, out: TextIO, rows: list[dict[str, Any]], result: 
                   f"trades accuracy for fleet-level privacy)")
         _say(out, f"federated: final test accuracy {final:.4f} ({(final - reference) * 100:+.1f}"
                   f" points); {target}")
+    if plain is not None and final is not None and plain["final_accuracy"] is not None:
+        _say(out, f"secure aggregation: final accuracy {final:.4f} with, "
+                  f"{plain['final_accuracy']:.4f} without "
+                  f"({(final - plain['final_accuracy']) * 100:+.1f} points; the two runs draw "
+                  f"their local DP noise independently, the aggregation itself adds less than "
+                  f"the quantization bound above)")
     fleet_eps = last.get("fleet_epsilon")
     _say(out, f"privacy: device-level epsilon {last.get('device_epsilon', 0.0):.3g} at delta "
               f"{dp.delta:g} (local DP-SGD); fleet-level epsilon "
@@ -155,7 +219,8 @@ def _finish(opts: DemoOptions, out: TextIO, rows: list[dict[str, Any]], result: 
               "dp_settings": dp.describe(), "seed": opts.seed, "alpha": opts.alpha,
               "broker": opts.broker, "tee": opts.tee, "rows": rows, "reference": reference,
               "final_accuracy": final, "target_points": TARGET_POINTS, "target_met": met,
-              "delta": dp.delta, "seconds": round(seconds, 2), "errors": result.errors}
+              "delta": dp.delta, "seconds": round(seconds, 2), "errors": result.errors,
+              "secagg": opts.secagg, "without_secagg": plain}
     if opts.report is not None:
         write_report(opts.report, report)
         html = opts.report.with_suffix(".html")

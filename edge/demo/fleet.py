@@ -12,8 +12,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.demo.data import CLASSES, FEATURES, DemoBackbone, Split
 from edge.demo.settings import DemoPrivacy, make_policy
+from edge.formats.device import parse_device_record
 from edge.formats.keys import ed25519_raw_public
-from edge.keyfiles import write_private_key
+from edge.formats.secagg import build_cert, fleet_id
+from edge.keyfiles import public_pem, write_private_key
 from edge.tee import TrustedApp
 
 FLEET = "demo"  # the fleet name unless one is given (several fleets share a broker)
@@ -116,3 +118,27 @@ def write_fleet(root: Path, split: Split, backbone: DemoBackbone, dp: DemoPrivac
         fleet.records.append(provision_device(state, signer, aggregator, policy, backend))
         fleet.devices.append(cfg)
     return fleet
+
+
+def enable_secagg(fleet: Fleet, *, stage_timeout_s: float | None = None,
+                  **secagg: Any) -> None:
+    """Secure aggregation for a written fleet: a registrar key, installed in every simulated
+    TA; an enrollment certificate per device; ``rounds.secagg = "secagg+"`` and [secagg]."""
+    registrar = Ed25519PrivateKey.generate()
+    keys, certs = fleet.root / "keys", fleet.root / "aggregator" / "certs"
+    certs.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (keys / "registrar.pub").write_bytes(public_pem(ed25519_raw_public(registrar)))
+    for cfg in fleet.devices:
+        if cfg["tee"]["backend"] != "sim":
+            raise ValueError("secure aggregation in the demo needs simulated secure worlds")
+        with TrustedApp("sim", Path(cfg["tee"]["state_dir"])) as ta:
+            ta.install_registrar(ed25519_raw_public(registrar))
+            rec = parse_device_record(ta.identity())
+        (certs / f"{rec.device_id.hex()}.cert").write_bytes(
+            build_cert(registrar, rec.ed25519_pub, fleet_id(fleet.name)))
+    fleet.aggregator["rounds"]["secagg"] = "secagg+"
+    table: dict[str, Any] = {"registrar": str(keys / "registrar.pub"),
+                             "certificates": str(certs), **secagg}
+    if stage_timeout_s is not None:
+        table["stage_timeout_s"] = stage_timeout_s
+    fleet.aggregator["secagg"] = table

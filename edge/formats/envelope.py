@@ -26,6 +26,14 @@ from edge.tee_abi import Kind
 
 MAGIC = tee_abi.MAGIC
 FORMAT_VERSION = tee_abi.FORMAT_VERSION
+
+
+def format_version(kind: int) -> int:
+    """The format version an envelope of ``kind`` must carry (its layout's own, if it has
+    moved past FORMAT_VERSION)."""
+    return tee_abi.KIND_FORMAT_VERSIONS.get(kind, FORMAT_VERSION)
+
+
 HEADER_SIZE = ENVELOPE_HEADER.size
 SIG_SIZE = tee_abi.SIG_SIZE
 MAX_BODY_LEN = 0xFFFFFFFF
@@ -34,11 +42,6 @@ _HEADER = ENVELOPE_HEADER.struct
 
 KIND_NAMES = {kind: kind.name.lower().replace("_", " ") for kind in Kind}
 KIND_NAMES[Kind.PACKAGE] = "model package"
-
-
-def format_version(kind: int | None) -> int:
-    """The envelope version of ``kind``: 2 for a model package, 1 for every other kind."""
-    return tee_abi.PACKAGE_FORMAT_VERSION if kind == Kind.PACKAGE else FORMAT_VERSION
 
 
 def kind_name(kind: int) -> str:
@@ -134,7 +137,8 @@ def check_header(
                 "envelope: model package format 1 (a manifest listing every recipient) is "
                 "retired; rebuild the release: format 2 ships one key wrap per device")
         raise UnsupportedVersion(
-            f"envelope: format version {version} is not supported (expected {expected})"
+            f"envelope: {kind_name(got_kind)} format version {version} is not supported "
+            f"(expected {expected})"
         )
     if kind is not None and got_kind != kind:
         raise WrongKind(f"envelope: got {kind_name(got_kind)}, expected {kind_name(kind)}")
@@ -204,14 +208,12 @@ def encode_header(
     version: int | None = None,
     magic: bytes = MAGIC,
 ) -> bytes:
-    """Return the 28-byte header (no validation; builders and test vectors only).
-
-    ``version`` defaults to the kind's format version.
-    """
+    """Return the 28-byte header (no validation; builders and test vectors only); the
+    version defaults to the kind's."""
     if len(signer_key_id) != KEY_ID_SIZE:
         raise ValueError("signer key id must be 16 bytes")
-    version = format_version(kind) if version is None else version
-    return _HEADER.pack(magic, version, kind, body_len, signer_key_id)
+    v = format_version(kind) if version is None else version
+    return _HEADER.pack(magic, v, kind, body_len, signer_key_id)
 
 
 def sign_digest(signer: Ed25519PrivateKey, signed: bytes | memoryview) -> bytes:

@@ -28,6 +28,7 @@ class Field:
     lo: float | None = None
     hi: float | None = None
     lo_open: bool = False
+    posinf_ok: bool = False  # +inf is a value here (a no-DP policy's epsilon)
     enum: type[IntEnum] | type[IntFlag] | None = None
     refusal: type[errors.EdgeError] = errors.Malformed  # above ``hi``
 
@@ -44,7 +45,8 @@ class Field:
                 raise errors.Malformed(
                     f"{what}: reserved bytes {self.offset}..{end} are not zero")
             return value
-        if self.is_float and not math.isfinite(value):
+        if self.is_float and not math.isfinite(value) and not (
+                self.posinf_ok and value == math.inf):
             raise errors.Malformed(f"{what}: {self.name} is not finite")
         self._check_range(what, value)
         if self.enum is not None:

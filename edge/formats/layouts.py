@@ -86,7 +86,10 @@ POLICY_BODY = Layout('Privacy policy', (
     Field('delta', 'd', 48, 'δ'),
     Field('accountant', 'I', 56, 'accountant used', enum=Accountant),
     Field('reserved2', '4s', 60, 'reserved', reserved=True),
-), size=64)
+    Field('table_count', 'I', 64, 'entries N of the steps → ε table', hi=32),
+    Field('min_noise_share', 'f', 68, 'minimum distributed-DP noise share z_s', lo=0.0),
+    Field('epsilon_table', '512s', 72, 'steps → ε table'),
+), size=584)
 
 TICKET_BODY = Layout('Round ticket', (
     Field('round_id', 'Q', 0, 'round id', lo=1),
@@ -199,4 +202,7 @@ BUDGET_BLOCK = Layout('Budget block', (
     Field('last_round', 'Q', 40, 'last sealed round'),
     Field('time_floor', 'Q', 48, 'time floor'),
     Field('policy_id', '8s', 56, 'policy id'),
-), size=64)
+    Field('epsilon_spent', 'd', 64, 'ε of the steps spent', posinf_ok=True),
+    Field('epsilon_budget', 'd', 72, 'ε of the whole step budget', posinf_ok=True),
+    Field('delta', 'd', 80, 'δ of the policy'),
+), size=88)

@@ -158,3 +158,19 @@ def parse_masked_update_envelope(env: Envelope) -> MaskedUpdate:
     words = np.frombuffer(body, dtype="<u4", offset=UPDATE_HEADER_SIZE)
     return MaskedUpdate(device_id, round_id, nonce, version, n, params, u, sigma, c, words,
                         env.signer_key_id)
+
+
+def update_mode_of(env: Envelope) -> int:
+    """The update mode a sealed-update envelope's body names (1 float32, 2 masked)."""
+    body = memoryview(env.raw)[HEADER_SIZE : env.header.signed_len]
+    if len(body) < UPDATE_HEADER_SIZE:
+        raise Malformed(f"sealed update: body of {len(body)} bytes, shorter than the header")
+    return int(_HEAD.unpack_from(body, 0)[7])
+
+
+def parse_any_update(data: bytes | bytearray | memoryview) -> SealedUpdate | MaskedUpdate:
+    """A float32 (mode 1) or masked (mode 2) sealed update, structure checked, no signature."""
+    env = parse_envelope(data, kind=Kind.SEALED_UPDATE, max_len=MAX_UPDATE_SIZE)
+    if update_mode_of(env) == tee_abi.UpdateMode.SECAGG:
+        return parse_masked_update_envelope(env)
+    return parse_update_envelope(env)

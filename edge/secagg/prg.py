@@ -11,10 +11,14 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 SEED_SIZE = 16
 PAIR_LABEL = b"edge/v1 secagg pairwise seed\x00"
+SHARE_SALT = hashlib.sha256(b"edge/v1 secagg share").digest()
+SHARE_INFO = b"edge/v1 secagg share key"
 
 
 def expand(seed: bytes, words: int) -> np.ndarray:
@@ -37,3 +41,12 @@ def pair_seed(shared_secret: bytes, binding: bytes) -> bytes:
     if len(shared_secret) != 32:
         raise ValueError("an X25519 shared secret is 32 bytes")
     return hashlib.sha256(PAIR_LABEL + binding + shared_secret).digest()[:SEED_SIZE]
+
+
+def share_key(shared_secret: bytes, binding: bytes, sender: bytes, recipient: bytes) -> bytes:
+    """The AES-256-GCM key of the share pair ``sender`` sends ``recipient`` (the TA's
+    ``secagg_share_key``; the info names the direction, so each key encrypts once)."""
+    if len(shared_secret) != 32:
+        raise ValueError("an X25519 shared secret is 32 bytes")
+    info = SHARE_INFO + binding + sender + recipient
+    return HKDF(hashes.SHA256(), 32, SHARE_SALT, info).derive(shared_secret)

@@ -108,15 +108,28 @@ def combine(shares: Mapping[int, bytes], t: int) -> bytes:
     return secret
 
 
+def _mul1(a: int, b: int) -> int:
+    """a * b in GF(2^8) for two Python ints (the scalar Lagrange weights)."""
+    return 0 if a == 0 or b == 0 else int(_EXP[int(_LOG[a]) + int(_LOG[b])])
+
+
 def _evaluate(points: Mapping[int, bytes], at: int) -> bytes:
-    """The polynomial through ``points`` evaluated at ``at`` (Lagrange)."""
+    """The polynomial through ``points`` evaluated at ``at`` (Lagrange).
+
+    The weights are scalars, computed with Python ints; only the weighted sum of
+    the shares is a numpy operation (a round rebuilds hundreds of secrets).
+    """
     xs = list(points)
     out = np.zeros(len(points[xs[0]]), np.uint8)
     for i, xi in enumerate(xs):
         num, den = 1, 1
         for j, xj in enumerate(xs):
             if j != i:
-                num = int(gf_mul(num, at ^ xj))
-                den = int(gf_mul(den, xi ^ xj))
-        out ^= gf_mul(np.frombuffer(points[xi], np.uint8), int(gf_mul(num, gf_inv(den))))
+                num = _mul1(num, at ^ xj)
+                den = _mul1(den, xi ^ xj)
+        weight = _mul1(num, gf_inv(den))
+        if weight:
+            share = np.frombuffer(points[xi], np.uint8)
+            log = _LOG[share] + _LOG[weight]
+            out ^= np.where(share == 0, np.uint8(0), _EXP[log]).astype(np.uint8)
     return out.tobytes()

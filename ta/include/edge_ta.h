@@ -195,6 +195,8 @@
 #define EDGE_ERR_SHARE_CONFLICT			0xED6E0015	/* second survivor list */
 #define EDGE_ERR_UNKNOWN_ENROLLMENT		0xED6E0016	/* cert not from the registrar */
 #define EDGE_ERR_FORGED_ADVERT			0xED6E0017	/* advert not by certified key */
+#define EDGE_ERR_NOISE_SHARE_BELOW_POLICY	0xED6E001B	/* no distributed-DP noise share */
+#define EDGE_ERR_NOISE_SHARE_UNFIT		0xED6E001C	/* no room for the noise share */
 
 /* Sizes and limits (docs/formats.md explains each). */
 #define EDGE_PUBKEY_SIZE			32
@@ -204,7 +206,6 @@
 #define EDGE_AEAD_TAG_SIZE			16	/* AES-GCM tag after each encrypted chunk */
 #define EDGE_POLICY_ID_SIZE			8	/* key id of an installed policy's digest */
 #define EDGE_MAX_MANIFEST_SIZE			(1024 * 1024)
-#define EDGE_PACKAGE_FORMAT_VERSION		2	/* envelope version of a model package; 1 (recipient list) is retired */
 #define EDGE_WRAPPED_KEY_SIZE			48	/* wrapped content key (32 + 16 tag) */
 #define EDGE_MAX_CHUNKS				4096
 #define EDGE_MIN_CHUNK_LOG2			12
@@ -219,6 +220,8 @@
 #define EDGE_MAX_TRAIN_EXAMPLES			4096
 #define EDGE_MAX_TRAIN_FEATURE_BYTES		(8 * 1024 * 1024)
 #define EDGE_MAX_STEPS_PER_ROUND		100000
+#define EDGE_POLICY_TABLE_ENTRIES		32	/* steps -> epsilon entries a policy can carry */
+#define EDGE_POLICY_TABLE_ENTRY_SIZE		16	/* steps (u64) || epsilon (f64) */
 #define EDGE_FLEET_ID_SIZE			16	/* first 16 bytes of SHA-256 of the fleet name */
 #define EDGE_SECAGG_MAX_COHORT			1024	/* devices in one secure-aggregation roster */
 #define EDGE_SECAGG_MAX_NEIGHBOURS		254	/* k: the neighbours and the device hold k + 1 Shamir shares, x = 1..255 */
@@ -231,6 +234,9 @@
 #define EDGE_SECAGG_REVEAL_ENTRY_SIZE		56	/* owner (16) || which || x || reserved (6) || share (32) */
 #define EDGE_MAGIC				"EDGE"
 #define EDGE_FORMAT_VERSION			1
+#define EDGE_FORMAT_VERSION_PRIVACY_POLICY	2
+#define EDGE_FORMAT_VERSION_PACKAGE		2
+#define EDGE_FORMAT_VERSION_OF(k)		((k) == 1 ? EDGE_FORMAT_VERSION_PACKAGE : (k) == 6 ? EDGE_FORMAT_VERSION_PRIVACY_POLICY : EDGE_FORMAT_VERSION)	/* the version of kind k */
 #define EDGE_DEVICE_RECORD_SIZE			(EDGE_ENVELOPE_HEADER_SIZE + EDGE_DEVICE_BODY_SIZE + EDGE_SIG_SIZE)
 #define EDGE_ANCHOR_STATEMENT_SIZE		(EDGE_ENVELOPE_HEADER_SIZE + EDGE_ANCHOR_BODY_SIZE + EDGE_SIG_SIZE)
 #define EDGE_TICKET_SIZE			(EDGE_ENVELOPE_HEADER_SIZE + EDGE_TICKET_BODY_SIZE + EDGE_SIG_SIZE)
@@ -380,7 +386,7 @@
 #define EDGE_KEY_WRAP_LEN_WRAPPED_KEY		48
 
 /* Privacy policy: offsets and sizes, little-endian. */
-#define EDGE_POLICY_BODY_SIZE			64
+#define EDGE_POLICY_BODY_SIZE			584
 #define EDGE_POLICY_OFF_VERSION			0	/* u64 */
 #define EDGE_POLICY_VERSION_MIN			1ull
 #define EDGE_POLICY_OFF_NOISE_MULTIPLIER_MIN	8	/* f32 */
@@ -406,6 +412,12 @@
 #define EDGE_POLICY_OFF_ACCOUNTANT		56	/* u32 */
 #define EDGE_POLICY_OFF_RESERVED2		60	/* 4 bytes */
 #define EDGE_POLICY_LEN_RESERVED2		4
+#define EDGE_POLICY_OFF_TABLE_COUNT		64	/* u32 */
+#define EDGE_POLICY_TABLE_COUNT_MAX		32u
+#define EDGE_POLICY_OFF_MIN_NOISE_SHARE		68	/* f32 */
+#define EDGE_POLICY_MIN_NOISE_SHARE_MIN		0.0f
+#define EDGE_POLICY_OFF_EPSILON_TABLE		72	/* 512 bytes */
+#define EDGE_POLICY_LEN_EPSILON_TABLE		512
 
 /* Round ticket: offsets and sizes, little-endian. */
 #define EDGE_TICKET_BODY_SIZE			96
@@ -555,7 +567,7 @@
 #define EDGE_STATUS_LEN_PACKAGE_ID		16
 
 /* Budget block: offsets and sizes, little-endian. */
-#define EDGE_BUDGET_SIZE			64
+#define EDGE_BUDGET_SIZE			88
 #define EDGE_BUDGET_OFF_FLAGS			0	/* u32 */
 #define EDGE_BUDGET_OFF_RESERVED		4	/* 4 bytes */
 #define EDGE_BUDGET_LEN_RESERVED		4
@@ -567,5 +579,8 @@
 #define EDGE_BUDGET_OFF_TIME_FLOOR		48	/* u64 */
 #define EDGE_BUDGET_OFF_POLICY_ID		56	/* 8 bytes */
 #define EDGE_BUDGET_LEN_POLICY_ID		8
+#define EDGE_BUDGET_OFF_EPSILON_SPENT		64	/* f64 */
+#define EDGE_BUDGET_OFF_EPSILON_BUDGET		72	/* f64 */
+#define EDGE_BUDGET_OFF_DELTA			80	/* f64 */
 
 #endif /* EDGE_TA_H */

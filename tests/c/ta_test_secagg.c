@@ -18,7 +18,9 @@
 #include "harness.h"
 #include "prg.h"
 #include "quantize.h"
+#include "secagg_round.h"
 #include "shamir.h"
+#include "ticket.h"
 
 #define MAX_FIELD	(1 << 17)
 
@@ -163,11 +165,127 @@ static void check_quant(char **f, int row)
 	free(got);
 }
 
+/* The neighbour graph: secagg_order + secagg_neighbours against graph.py. */
+static void check_graph(char **f, int row)
+{
+	size_t slen = 0, flen = 0, at = 0;
+	uint8_t *seed = unhex(f[1], &slen);
+	uint32_t n = (uint32_t)atoi(f[2]), k = (uint32_t)atoi(f[3]);
+	uint8_t *flat = unhex(f[4], &flen);
+	uint32_t *order = calloc(n, 4), *inv = calloc(n, 4), *nb = calloc(n, 4);
+
+	CHECK(slen == 16 && order && inv && nb, "row %d sizes", row);
+	CHECK_RES(secagg_order(n, seed, order), TEE_SUCCESS, "row %d", row);
+	for (uint32_t i = 0; i < n; i++)
+		inv[order[i]] = i;
+	for (uint32_t r = 0; r < n; r++) {
+		uint32_t m = secagg_neighbours(order, inv, n, k, r, nb);
+
+		for (uint32_t j = 0; j < m; j++, at += 2)
+			if (at + 2 > flen || nb[j] != get_le16(flat + at)) {
+				CHECK(false, "row %d: device %u neighbour %u", row, r, j);
+				r = n;
+				break;
+			}
+		/* Each device holds a share of its own secret, at x = its rank + 1. */
+		if (r < n)
+			CHECK(secagg_holder_x(r, nb, m, r) >= 1, "row %d: own x", row);
+	}
+	CHECK(at == flen, "row %d: %zu of %zu neighbour bytes", row, at, flen);
+	free(seed);
+	free(flat);
+	free(order);
+	free(inv);
+	free(nb);
+}
+
+static void check_pair(char **f, int row)
+{
+	size_t blen = 0, zlen = 0, slen = 0;
+	uint8_t *binding = unhex(f[1], &blen);
+	uint8_t *z = unhex(f[2], &zlen);
+	uint8_t *want = unhex(f[3], &slen);
+	uint8_t got[EDGE_SECAGG_SEED_SIZE] = { 0 };
+
+	CHECK(blen == SECAGG_BINDING_SIZE && zlen == 32 && slen == 16, "row %d", row);
+	CHECK_RES(secagg_pair_seed(binding, z, got), TEE_SUCCESS, "row %d", row);
+	CHECK(!memcmp(got, want, 16), "row %d: pair seed", row);
+	free(binding);
+	free(z);
+	free(want);
+}
+
+static void check_sharekey(char **f, int row)
+{
+	size_t len[7] = { 0 };
+	uint8_t *v[7] = { NULL };
+	struct secagg_round *r = calloc(1, sizeof(*r));
+	uint8_t key[32] = { 0 };
+
+	for (int i = 0; i < 7; i++)
+		v[i] = unhex(f[i + 1], &len[i]);
+	CHECK(r && len[0] == 48 && len[3] == 32 && len[4] == 32 && len[6] == 32,
+	      "row %d sizes", row);
+	memcpy(r->binding, v[0], 48);
+	memcpy(r->c_sk, v[3], 32);
+	memcpy(r->c_pub, v[4], 32);
+	CHECK_RES(secagg_share_key(r, v[5], v[1], v[2], key), TEE_SUCCESS,
+		  "row %d", row);
+	CHECK(!memcmp(key, v[6], 32), "row %d: share key", row);
+	for (int i = 0; i < 7; i++)
+		free(v[i]);
+	free(r);
+}
+
+/* The secure-aggregation rules of a ticket body (ta/ticket.c). */
+static void check_ticket_rules(void)
+{
+	static const struct {
+		uint8_t mode;
+		uint16_t t, k, cohort;
+		uint8_t scale;
+		float u;
+		uint32_t want;
+		const char *what;
+	} cases[] = {
+		{ 2, 3, 4, 5, 28, 1.0f, TEE_SUCCESS, "complete graph of 5" },
+		{ 2, 8, 14, 100, 24, 1.0f, TEE_SUCCESS, "k = 14 of 100" },
+		{ 2, 2, 4, 5, 28, 1.0f, TEE_ERROR_BAD_FORMAT, "t <= k/2" },
+		{ 2, 6, 4, 5, 28, 1.0f, TEE_ERROR_BAD_FORMAT, "t > k + 1" },
+		{ 2, 3, 5, 9, 20, 1.0f, TEE_ERROR_BAD_FORMAT, "odd k, sparse" },
+		{ 2, 3, 4, 5, 29, 1.0f, TEE_ERROR_BAD_FORMAT, "overflow" },
+		{ 2, 3, 0, 5, 20, 1.0f, TEE_ERROR_BAD_FORMAT, "k = 0" },
+		{ 2, 3, 4, 1025, 10, 1.0f, TEE_ERROR_BAD_FORMAT, "cohort" },
+		{ 2, 3, 4, 5, 31, 1.0f, TEE_ERROR_BAD_FORMAT, "scale" },
+		{ 1, 3, 4, 5, 28, 1.0f, TEE_ERROR_BAD_FORMAT, "float32 with fields" },
+		{ 3, 0, 0, 0, 0, 1.0f, TEE_ERROR_BAD_FORMAT, "mode 3" },
+	};
+	uint8_t body[EDGE_TICKET_BODY_SIZE];
+	struct edge_ticket t;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(body, 0, sizeof(body));
+		put_le64(body + EDGE_TICKET_OFF_ROUND_ID, 1);
+		put_le32(body + EDGE_TICKET_OFF_EXAMPLE_CLIP, flt_bits(1.0f));
+		put_le32(body + EDGE_TICKET_OFF_UPDATE_CLIP, flt_bits(cases[i].u));
+		put_le32(body + EDGE_TICKET_OFF_LEARNING_RATE, flt_bits(0.1f));
+		put_le16(body + EDGE_TICKET_OFF_EPOCHS, 1);
+		put_le16(body + EDGE_TICKET_OFF_BATCH_SIZE, 1);
+		body[EDGE_TICKET_OFF_UPDATE_MODE] = cases[i].mode;
+		put_le16(body + EDGE_TICKET_OFF_SECAGG_THRESHOLD, cases[i].t);
+		put_le16(body + EDGE_TICKET_OFF_SECAGG_NEIGHBOURS, cases[i].k);
+		put_le16(body + EDGE_TICKET_OFF_SECAGG_COHORT, cases[i].cohort);
+		body[EDGE_TICKET_OFF_SECAGG_SCALE_LOG2] = cases[i].scale;
+		CHECK_RES(ticket_parse_body(body, sizeof(body), &t), cases[i].want,
+			  "%s", cases[i].what);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static char line[MAX_FIELD * 4];
 	char path[4096];
-	int rows[3] = { 0 }, n = 0;
+	int rows[6] = { 0 }, n = 0;
 	uint8_t secret[16] = { 1 }, xs[3] = { 1, 2, 3 }, shares[48];
 	uint32_t w = 0;
 	FILE *fp = NULL;
@@ -191,12 +309,12 @@ int main(int argc, char **argv)
 	if (!fp)
 		harness_die("cannot read secagg.tsv");
 	while (fgets(line, sizeof(line), fp)) {
-		char *f[6] = { NULL };
+		char *f[8] = { NULL };
 		int nf = 0;
 
 		if (line[0] == '#' || line[0] == '\n')
 			continue;
-		for (char *tok = strtok(line, "\t\n"); tok && nf < 6;
+		for (char *tok = strtok(line, "\t\n"); tok && nf < 8;
 		     tok = strtok(NULL, "\t\n"))
 			f[nf++] = tok;
 		n++;
@@ -209,6 +327,15 @@ int main(int argc, char **argv)
 		} else if (nf == 6 && !strcmp(f[0], "quant")) {
 			rows[2]++;
 			check_quant(f, n);
+		} else if (nf == 5 && !strcmp(f[0], "graph")) {
+			rows[3]++;
+			check_graph(f, n);
+		} else if (nf == 4 && !strcmp(f[0], "pair")) {
+			rows[4]++;
+			check_pair(f, n);
+		} else if (nf == 8 && !strcmp(f[0], "sharekey")) {
+			rows[5]++;
+			check_sharekey(f, n);
 		} else {
 			CHECK(false, "row %d: unknown or short (%s, %d fields)", n,
 			      f[0] ? f[0] : "", nf);
@@ -217,6 +344,9 @@ int main(int argc, char **argv)
 	fclose(fp);
 	CHECK(rows[0] >= 5 && rows[1] >= 4 && rows[2] >= 3,
 	      "%d shamir, %d prg, %d quant rows", rows[0], rows[1], rows[2]);
+	CHECK(rows[3] >= 5 && rows[4] >= 3 && rows[5] >= 3,
+	      "%d graph, %d pair, %d sharekey rows", rows[3], rows[4], rows[5]);
+	check_ticket_rules();
 
 	/* Refusals: bad thresholds, repeated or zero points, long secrets. */
 	CHECK_RES(shamir_split(secret, 16, 0, xs, 3, NULL, shares),

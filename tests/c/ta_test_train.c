@@ -106,6 +106,10 @@ struct pol {
 	uint64_t budget;
 	double eps, delta;
 	uint32_t accountant, reserved2;
+	uint32_t table_count;		/* 0: one entry (budget, eps) unless no-DP */
+	uint64_t table_steps[2];	/* both written: [1] is junk if count 1 */
+	double table_eps[2];
+	bool no_table;			/* count 0 even without no-DP */
 };
 
 static void build_policy(const struct pol *s, const struct ed_key *by,
@@ -133,6 +137,23 @@ static void build_policy(const struct pol *s, const struct ed_key *by,
 	put_le64(b + EDGE_POLICY_OFF_DELTA, u);
 	put_le32(b + EDGE_POLICY_OFF_ACCOUNTANT, s->accountant);
 	put_le32(b + EDGE_POLICY_OFF_RESERVED2, s->reserved2);
+	if (s->table_count) {
+		put_le32(b + EDGE_POLICY_OFF_TABLE_COUNT, s->table_count);
+		for (uint32_t i = 0; i < 2; i++) {
+			uint8_t *e = b + EDGE_POLICY_OFF_EPSILON_TABLE +
+				     i * EDGE_POLICY_TABLE_ENTRY_SIZE;
+
+			put_le64(e, s->table_steps[i]);
+			memcpy(&u, &s->table_eps[i], 8);
+			put_le64(e + 8, u);
+		}
+	} else if (!(s->flags & EDGE_POLICY_F_NO_DP) && !s->no_table) {
+		/* One entry: the whole budget at the target epsilon. */
+		put_le32(b + EDGE_POLICY_OFF_TABLE_COUNT, 1);
+		put_le64(b + EDGE_POLICY_OFF_EPSILON_TABLE, s->budget);
+		memcpy(&u, &s->eps, 8);
+		put_le64(b + EDGE_POLICY_OFF_EPSILON_TABLE + 8, u);
+	}
 	sign_envelope(out, EDGE_ENVELOPE_HEADER_SIZE + EDGE_POLICY_BODY_SIZE,
 		      by->pair);
 }
@@ -534,6 +555,51 @@ static void edit_policy(struct pol *x, int k)
 	case 19: x->delta = INFINITY; break;
 	case 20: x->accountant = 3; break;
 	case 21: x->reserved2 = 1; break;
+	case 22: x->table_count = EDGE_POLICY_TABLE_ENTRIES + 1; break;
+	case 23:
+		x->table_count = 2;
+		x->table_steps[0] = x->table_steps[1] = x->budget;
+		x->table_eps[0] = x->table_eps[1] = 1.0;
+		break;
+	case 24:
+		x->table_count = 2;
+		x->table_steps[0] = 1;
+		x->table_steps[1] = x->budget;
+		x->table_eps[0] = 2.0;
+		x->table_eps[1] = 1.0;
+		break;
+	case 25:
+		x->table_count = 1;
+		x->table_steps[0] = x->budget;
+		x->table_eps[0] = NAN;
+		break;
+	case 26:
+		x->table_count = 1;
+		x->table_steps[0] = x->budget - 1;
+		x->table_eps[0] = 1.0;
+		break;
+	case 27:
+		x->table_count = 1;
+		x->table_steps[0] = x->budget;
+		x->table_eps[0] = 0.0;
+		break;
+	case 28:
+		x->sigma_min = 1.0f;
+		x->flags = 0;
+		x->no_table = true;
+		break;
+	case 29:
+		x->table_count = 1;
+		x->table_steps[0] = x->budget;
+		x->table_eps[0] = 1.0;
+		x->table_steps[1] = x->budget + 1;	/* past the count */
+		break;
+	case 30:
+		x->table_count = 1;
+		x->table_steps[0] = 0;
+		x->table_eps[0] = 1.0;
+		x->budget = 0;
+		break;
 	default: break;
 	}
 }
@@ -561,6 +627,15 @@ static const char *const policy_cases[] = {
 	"delta inf",
 	"accountant 3",
 	"reserved 60",
+	"table of 33 entries",
+	"table steps not increasing",
+	"table epsilon decreasing",
+	"table epsilon NaN",
+	"table not ending at the budget",
+	"table epsilon 0",
+	"no table without no-DP",
+	"table bytes past the count",
+	"table entry at 0 steps",
 };
 
 /* Every malformed policy field is refused and nothing is stored. */
@@ -595,16 +670,24 @@ static void test_policy_malformed(void)
 	pol[EDGE_POLICY_SIZE] = 0;
 	CHECK_RES(install_policy(pol, EDGE_POLICY_SIZE + 1),
 		  TEE_ERROR_BAD_FORMAT, "policy with a trailing byte");
+	/* A ticket header (kind and its format version) where a policy goes. */
 	put_le16(pol + EDGE_ENVELOPE_HEADER_OFF_KIND, EDGE_KIND_ROUND_TICKET);
+	put_le16(pol + EDGE_ENVELOPE_HEADER_OFF_VERSION,
+		 EDGE_FORMAT_VERSION_OF(EDGE_KIND_ROUND_TICKET));
 	CHECK_RES(install_policy(pol, EDGE_POLICY_SIZE), EDGE_ERR_WRONG_KIND,
 		  "ticket kind given as a policy");
 	put_le16(pol + EDGE_ENVELOPE_HEADER_OFF_KIND, EDGE_KIND_PRIVACY_POLICY);
-	put_le16(pol + EDGE_ENVELOPE_HEADER_OFF_VERSION, 2);
+	/* Format 1, the layout without the epsilon table, is refused by name. */
+	put_le16(pol + EDGE_ENVELOPE_HEADER_OFF_VERSION, 1);
 	CHECK_RES(install_policy(pol, EDGE_POLICY_SIZE),
-		  EDGE_ERR_UNSUPPORTED_VERSION, "format version 2");
-	put_le16(pol + EDGE_ENVELOPE_HEADER_OFF_VERSION, EDGE_FORMAT_VERSION);
-	put_le32(pol + EDGE_ENVELOPE_HEADER_OFF_BODY_LEN, 68);
-	CHECK_RES(install_policy(pol, EDGE_ENVELOPE_HEADER_SIZE + 68 + EDGE_SIG_SIZE),
+		  EDGE_ERR_UNSUPPORTED_VERSION, "policy format version 1");
+	put_le16(pol + EDGE_ENVELOPE_HEADER_OFF_VERSION, 3);
+	CHECK_RES(install_policy(pol, EDGE_POLICY_SIZE),
+		  EDGE_ERR_UNSUPPORTED_VERSION, "policy format version 3");
+	put_le16(pol + EDGE_ENVELOPE_HEADER_OFF_VERSION,
+		 EDGE_FORMAT_VERSION_PRIVACY_POLICY);
+	put_le32(pol + EDGE_ENVELOPE_HEADER_OFF_BODY_LEN, EDGE_POLICY_BODY_SIZE + 4);
+	CHECK_RES(install_policy(pol, EDGE_POLICY_SIZE + 4),
 		  TEE_ERROR_EXCESS_DATA,
 		  "policy over its size");
 	/* A 60-byte body, correctly signed: malformed. */
@@ -739,6 +822,8 @@ static void test_ticket_refusals(void)
 	CHECK_RES(verify(s1, t, 10, 0, NULL, NULL), TEE_ERROR_BAD_FORMAT,
 		  "ticket shorter than a header");
 	put_le16(t + EDGE_ENVELOPE_HEADER_OFF_KIND, EDGE_KIND_PRIVACY_POLICY);
+	put_le16(t + EDGE_ENVELOPE_HEADER_OFF_VERSION,
+		 EDGE_FORMAT_VERSION_OF(EDGE_KIND_PRIVACY_POLICY));
 	CHECK_RES(verify(s1, t, EDGE_TICKET_SIZE, 0, NULL, NULL),
 		  EDGE_ERR_WRONG_KIND, "policy kind given as a ticket");
 	CHECK(unchanged(), "budget unchanged after ticket refusals");

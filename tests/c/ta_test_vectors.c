@@ -36,6 +36,7 @@
 #include "package.h"
 #include "policy.h"
 #include "seal.h"
+#include "secagg.h"
 #include "storage.h"
 #include "ticket.h"
 #include "harness.h"
@@ -677,6 +678,116 @@ out:
 	free(mine);
 }
 
+/* The round binding and this device's id from extra (hex). */
+static bool secagg_extra(const struct vec *v, uint8_t binding[48],
+			 uint8_t self[16])
+{
+	char hex[256] = { 0 };
+	uint8_t *b = NULL;
+	uint8_t *s = NULL;
+	size_t blen = 0;
+	size_t slen = 0;
+	bool ok = false;
+
+	if (extra_get(v->extra, "binding", hex, sizeof(hex)))
+		b = unhex(hex, &blen);
+	if (extra_get(v->extra, "self", hex, sizeof(hex)))
+		s = unhex(hex, &slen);
+	ok = b && s && blen == 48 && slen == 16;
+	if (ok) {
+		memcpy(binding, b, 48);
+		memcpy(self, s, 16);
+	} else {
+		fail("extra binding/self");
+	}
+	free(b);
+	free(s);
+	return ok;
+}
+
+static bool anchor_of(const char *name, struct edge_anchor *a)
+{
+	const uint8_t *pub = key(name, EDGE_PUBKEY_SIZE);
+
+	memset(a, 0, sizeof(*a));
+	if (!pub || edge_key_id(pub, a->id)) {
+		fail("%s", name);
+		return false;
+	}
+	memcpy(a->pub, pub, EDGE_PUBKEY_SIZE);
+	return true;
+}
+
+/* A roster entry as SECAGG_SHARE checks a neighbour's. */
+static void check_secagg_entry(const struct vec *v, const uint8_t *buf,
+			       size_t len)
+{
+	uint8_t binding[48], self[16];
+	struct edge_anchor reg;
+	struct secagg_peer peer = { };
+
+	if (!secagg_extra(v, binding, self) || !anchor_of("registrar_pub", &reg))
+		return;
+	if (len != EDGE_SECAGG_ROSTER_ENTRY_SIZE) {
+		fail("entry of %zu bytes", len);
+		return;
+	}
+	check_code(v, "secagg_roster_entry",
+		   secagg_roster_entry(buf, &reg, binding, &peer));
+	if (!strcmp(v->expect, "ok") && memcmp(peer.id, self, 16))
+		fail("the entry's device id");
+}
+
+/* A directive as SECAGG_SHARE/RECEIVE/UNMASK parse it. */
+static void check_secagg_directive(const struct vec *v, const uint8_t *buf,
+				   size_t len)
+{
+	uint8_t binding[48], self[16];
+	struct edge_anchor agg;
+	struct secagg_directive d = { };
+	char stage[8] = { 0 };
+	TEE_Result res = TEE_ERROR_GENERIC;
+
+	if (!secagg_extra(v, binding, self) || !anchor_of("aggregator_pub", &agg))
+		return;
+	if (!extra_get(v->extra, "stage", stage, sizeof(stage))) {
+		fail("no stage");
+		return;
+	}
+	/* As the command handlers do: the header decides what is copied. */
+	res = envelope_precheck(buf, len, EDGE_KIND_SECAGG_DIRECTIVE,
+				EDGE_ENVELOPE_HEADER_SIZE + EDGE_DIRECTIVE_HEADER_SIZE +
+				EDGE_SECAGG_MAX_COHORT *
+				EDGE_SECAGG_ROSTER_ENTRY_SIZE + EDGE_SIG_SIZE);
+	if (!res)
+		res = secagg_directive_parse(buf, len, (uint8_t)atoi(stage), binding,
+					     self, &agg, &d);
+	check_code(v, "secagg_directive_parse", res);
+}
+
+/* Shares bundles and reveals: the TA writes them; C checks the envelope. */
+static void check_secagg_device_msg(const struct vec *v, const uint8_t *buf,
+				    size_t len, uint16_t kind)
+{
+	const uint8_t *pub = key("device_ed25519_pub", EDGE_PUBKEY_SIZE);
+	const uint8_t *id = key("device_id", EDGE_KEY_ID_SIZE);
+	struct edge_envelope env = { };
+	char stage[16] = { 0 };
+	TEE_Result res = TEE_ERROR_GENERIC;
+
+	if (!pub || !id || !extra_get(v->extra, "stage", stage, sizeof(stage))) {
+		fail("device key or stage");
+		return;
+	}
+	res = envelope_open(buf, len, kind, 1 << 20, id, pub, &env);
+	if (!strcmp(stage, "body")) {
+		if (res)
+			fail("envelope of a body defect refused: 0x%08" PRIx32, res);
+		return;
+	}
+	check_code(v, "envelope_open", res);
+}
+
 static void run_vector(const char *dir, const struct vec *v)
 {
 	char path[4096];
@@ -703,6 +814,14 @@ static void run_vector(const char *dir, const struct vec *v)
 		check_ticket(v, buf, len);
 	else if (!strcmp(v->kind, "sealed_update"))
 		check_update(v, buf, len);
+	else if (!strcmp(v->kind, "secagg_entry"))
+		check_secagg_entry(v, buf, len);
+	else if (!strcmp(v->kind, "secagg_directive"))
+		check_secagg_directive(v, buf, len);
+	else if (!strcmp(v->kind, "secagg_shares"))
+		check_secagg_device_msg(v, buf, len, EDGE_KIND_SECAGG_SHARES);
+	else if (!strcmp(v->kind, "secagg_reveals"))
+		check_secagg_device_msg(v, buf, len, EDGE_KIND_SECAGG_REVEALS);
 	else
 		fail("unknown kind %s", v->kind);
 	free(buf);

@@ -13,6 +13,7 @@ fuzzer found are kept next to the seeds under their SHA-1 names (``-merge=1``).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import struct
 import sys
 from pathlib import Path
@@ -225,6 +226,36 @@ def command_sequences(files: dict[str, bytes], k: dict[str, bytes], policy: byte
     return seqs
 
 
+def secagg_seeds(k: dict[str, bytes], files: dict[str, bytes]) -> dict[str, bytes]:
+    """fuzz_secagg inputs: stage selector || binding || directive (the vectors' directives,
+    and a roster of two devices whose certificates the model signer signed, standing in
+    for the registrar)."""
+    from edge.formats import secagg as fmt
+    from edge.tee_abi import SecAggStage
+
+    aggregator = Ed25519PrivateKey.from_private_bytes(k["aggregator_priv"])
+    registrar = Ed25519PrivateKey.from_private_bytes(k["model_signer_priv"])
+    device = Ed25519PrivateKey.from_private_bytes(k["device_ed25519_priv"])
+    other = Ed25519PrivateKey.from_private_bytes(seed_bytes("fuzz other device"))
+    binding = fmt.RoundBinding(fmt.fleet_id("vectors"), 7, bytes(range(16)), 3)
+    entries = sorted(
+        fmt.build_cert(registrar, key.public_key().public_bytes_raw(), binding.fleet_id)
+        + fmt.build_advert(key, binding, bytes(range(32)), bytes(range(32, 64)))
+        for key in (device, other))
+    roster = fmt.build_directive(aggregator, SecAggStage.ROSTER, binding, entries)
+    seeds = {"roster": bytes([SecAggStage.ROSTER - 1]) + binding.raw() + roster}
+    for name, data in files.items():
+        if name.startswith("secagg_directive_"):
+            stage = SecAggStage.INBOX if "inbox" in name else SecAggStage.SURVIVORS
+            seeds[name.removesuffix(".bin")] = bytes([stage - 1]) + binding.raw() + data
+    return seeds
+
+
+def seed_bytes(label: str) -> bytes:
+    """32 bytes from a label (keys the vectors do not have)."""
+    return hashlib.sha256(label.encode()).digest()
+
+
 def build() -> dict[str, dict[str, bytes]]:
     """Return harness -> seed name -> input."""
     k = keys()
@@ -237,7 +268,8 @@ def build() -> dict[str, dict[str, bytes]]:
 
     corpus: dict[str, dict[str, bytes]] = {name: {} for name in (
         "fuzz_envelope", "fuzz_manifest", "fuzz_chunk", "fuzz_ticket", "fuzz_policy",
-        "fuzz_statement", "fuzz_device_record", "fuzz_storage", "fuzz_commands")}
+        "fuzz_statement", "fuzz_device_record", "fuzz_storage", "fuzz_commands",
+        "fuzz_secagg")}
     for name, data in files.items():
         stem = name.removesuffix(".bin")
         corpus["fuzz_envelope"][stem] = data
@@ -271,6 +303,7 @@ def build() -> dict[str, dict[str, bytes]]:
         corpus["fuzz_policy"][stem] = data
         corpus["fuzz_envelope"][stem] = data
     corpus["fuzz_storage"].update(storage_records(k, made_policies["policy-poisson"]))
+    corpus["fuzz_secagg"].update(secagg_seeds(k, files))
     corpus["fuzz_commands"].update(command_sequences(
         files, k, made_policies["policy-poisson"], made_tickets["ticket-poisson"]))
     return corpus

@@ -145,6 +145,7 @@ NEW_SIGNER = ed_key("new_signer")
 DEVICE = device("device")
 OTHER = device("other_device")
 THIRD = device("third_device")
+REGISTRAR = ed_key("registrar")
 
 
 def keys_table() -> dict[str, str]:
@@ -164,6 +165,7 @@ def keys_table() -> dict[str, str]:
         "device_id": DEVICE.record.device_id.hex(),
         "other_device_x25519_pub": x25519_raw_public(OTHER.agreement).hex(),
         "other_device_id": OTHER.record.device_id.hex(),
+        "registrar_pub": ed25519_raw_public(REGISTRAR).hex(),
     }
 
 
@@ -708,6 +710,7 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
 
     policy_and_ticket_vectors(add)
     update_vectors(add)
+    secagg_vectors(add)
 
     add(
         "device_record_ok",
@@ -812,8 +815,12 @@ def policy_and_ticket_vectors(add: Callable[..., None]) -> None:
         def reserved(_h: bytearray, b: bytearray, at: int = reserved_at) -> None:
             b[at] = 1
 
-        def version(h: bytearray, _b: bytearray) -> None:
-            h[4] = 2
+        # The policy moved to format 2 (its steps -> epsilon table): format 1 is the old
+        # layout, refused by name; a ticket's next format is 2.
+        stale = 1 if short == "policy" else 2
+
+        def version(h: bytearray, _b: bytearray, v: int = stale) -> None:
+            h[4] = v
 
         add(f"{short}_ok", kind, ok, "ok", f"a valid {kind.replace('_', ' ')}")
         add(f"{short}_bad_field", kind, build(check=False, **bad_field), "malformed",
@@ -825,8 +832,8 @@ def policy_and_ticket_vectors(add: Callable[..., None]) -> None:
             "body one byte short, re-signed")
         add(f"{short}_oversized", kind, resign(ok, lambda _h, b: b + b"\0", signer),
             "oversized", "body one byte over the fixed size, re-signed")
-        add(f"{short}_format_version_2", kind, resign(ok, version, signer),
-            "unsupported-version", "format version 2, re-signed")
+        add(f"{short}_format_version_{stale}", kind, resign(ok, version, signer),
+            "unsupported-version", f"format version {stale}, re-signed")
         add(f"{short}_wrong_kind", kind, build_envelope(wrong, body, signer), "wrong-kind",
             f"the same body under kind {int(wrong)}")
         add(f"{short}_unknown_signer", kind, build_envelope(
@@ -884,7 +891,9 @@ def update_vectors(add: Callable[..., None]) -> None:
        "unsupported-version", "format version 2, re-signed", "envelope")
     up("update_reserved_nonzero", sign(at(65, b"\x01")), "malformed",
        "reserved byte 65 set, re-signed", "body")
-    up("update_mode_2", sign(at(64, b"\x02")), "malformed", "update mode 2, re-signed", "body")
+    up("update_mode_2", sign(at(64, b"\x02")), "malformed",
+       "update mode 2 outside a secure-aggregation round, re-signed", "body",
+       audit="wrong-mode")
     up("update_param_count", sign(at(68, (28).to_bytes(4, "little"))), "malformed",
        "parameter count 28 with 27 values, re-signed", "body")
     up("update_delta_nan", sign(at(88, np.array([np.nan], "<f4").tobytes())), "malformed",
@@ -893,14 +902,156 @@ def update_vectors(add: Callable[..., None]) -> None:
        "weaker-than-policy", "‖Δ‖ about 11 above U = 4", "body", audit="norm")
 
 
+def secagg_vectors(add: Callable[..., None]) -> None:
+    """Secure-aggregation artefacts: roster entries (certificate and advert), directives,
+    shares bundles and reveals, each valid once and then once per refusal class.
+
+    The round binding and the device a directive is checked for are in ``extra``.
+    C checks roster entries and directives as SECAGG_SHARE/RECEIVE/UNMASK parse
+    them; bundles and reveals, which the TA writes and never parses, at the envelope
+    (``stage=envelope``), their bodies in Python (``stage=body``).
+    """
+    from edge.formats import secagg as fmt
+    from edge.formats.layouts import CERT_BODY, REVEALS_HEADER, SHARES_HEADER
+    from edge.tee_abi import SecAggShare, SecAggStage
+
+    binding = fmt.RoundBinding(fmt.fleet_id("vectors"), 7, bytes(range(16)), 3)
+    other_round = fmt.RoundBinding(binding.fleet_id, 8, binding.nonce, 3)
+    dev_id = DEVICE.record.device_id
+    extra = {"binding": binding.raw().hex(), "self": dev_id.hex()}
+    c_pub, s_pub = (x25519_raw_public(x_key("secagg c")), x25519_raw_public(x_key("secagg s")))
+    cert = fmt.build_cert(REGISTRAR, ed25519_raw_public(DEVICE.identity), binding.fleet_id)
+    advert = fmt.build_advert(DEVICE.identity, binding, c_pub, s_pub)
+
+    def entry(name: str, data: bytes, expect: str, description: str) -> None:
+        add(name, "secagg_entry", data, expect, description, extra=extra)
+
+    entry("secagg_entry_ok", cert + advert, "ok", "a certified device's advert")
+    entry("secagg_entry_cert_rogue",
+          fmt.build_cert(ROGUE, ed25519_raw_public(DEVICE.identity), binding.fleet_id) + advert,
+          "unknown-enrollment", "certificate signed by another key than the registrar")
+    entry("secagg_entry_cert_other_fleet",
+          fmt.build_cert(REGISTRAR, ed25519_raw_public(DEVICE.identity), bytes(16)) + advert,
+          "unknown-enrollment", "certificate for another fleet")
+    bad_id = build_envelope(Kind.ENROLLMENT_CERT, CERT_BODY.pack({
+        "device_id": OTHER.record.device_id, "identity_pub": ed25519_raw_public(DEVICE.identity),
+        "fleet_id": binding.fleet_id}), REGISTRAR)
+    entry("secagg_entry_cert_wrong_id", bad_id + advert, "unknown-enrollment",
+          "certificate whose device id is not its key's id")
+    entry("secagg_entry_advert_forged",
+          cert + fmt.build_advert(OTHER.identity, binding, c_pub, s_pub, device_id=dev_id),
+          "forged-advert", "advert for the device signed by another device's key")
+    entry("secagg_entry_advert_other_round",
+          cert + fmt.build_advert(DEVICE.identity, other_round, c_pub, s_pub),
+          "wrong-round", "advert bound to another round")
+
+    ids = sorted([dev_id, OTHER.record.device_id, THIRD.record.device_id])
+
+    def directive(name: str, data: bytes, expect: str, description: str,
+                  stage: SecAggStage = SecAggStage.SURVIVORS) -> None:
+        add(name, "secagg_directive", data, expect, description,
+            extra={**extra, "stage": str(int(stage))})
+
+    def d(stage: SecAggStage, entries: list[bytes], *, by: Ed25519PrivateKey = AGGREGATOR,
+          b: fmt.RoundBinding = binding, recipient: bytes = bytes(16)) -> bytes:
+        return fmt.build_directive(by, stage, b, entries, recipient)
+
+    ok = d(SecAggStage.SURVIVORS, ids)
+    directive("secagg_directive_ok", ok, "ok", "a survivor list of three devices")
+    inbox = d(SecAggStage.INBOX, [OTHER.record.device_id + stream("ct", 64)], recipient=dev_id)
+    directive("secagg_directive_inbox_ok", inbox, "ok", "an inbox with one share pair",
+              SecAggStage.INBOX)
+    directive("secagg_directive_inbox_other_device",
+              d(SecAggStage.INBOX, [], recipient=OTHER.record.device_id),
+              "not-for-this-device", "an inbox for another device", SecAggStage.INBOX)
+    directive("secagg_directive_wrong_stage", inbox, "wrong-kind",
+              "an inbox where a survivor list goes")
+    directive("secagg_directive_unsorted", d(SecAggStage.SURVIVORS, ids[::-1]), "malformed",
+              "device ids not increasing")
+    directive("secagg_directive_duplicate", d(SecAggStage.SURVIVORS, [ids[0], ids[0]]),
+              "malformed", "a device listed twice")
+    directive("secagg_directive_other_round", d(SecAggStage.SURVIVORS, ids, b=other_round),
+              "wrong-round", "bound to another round")
+    directive("secagg_directive_unknown_signer", d(SecAggStage.SURVIVORS, ids, by=ROGUE),
+              "unknown-signer", "signed by another key than the aggregator")
+    directive("secagg_directive_bad_signature", flip(ok, len(ok) - 40), "signature",
+              "one bit of the signature flipped")
+    directive("secagg_directive_truncated", ok[:-1], "malformed", "one byte short")
+
+    def over(_h: bytearray, body: bytearray) -> None:
+        body[4:8] = (1025).to_bytes(4, "little")
+
+    directive("secagg_directive_count_over", resign(ok, over, AGGREGATOR), "oversized",
+              "entry count 1025, above the cohort limit")
+
+    def head(layout: object, **fields: object) -> bytes:
+        base = {"device_id": dev_id, "fleet_id": binding.fleet_id, "round_id": 7,
+                "nonce": binding.nonce, "model_version": 3}
+        return layout.pack({**base, **fields})  # type: ignore[attr-defined]
+
+    pairs = [OTHER.record.device_id + stream("pair other", 64),
+             THIRD.record.device_id + stream("pair third", 64)]
+    pairs.sort()
+    shares = build_envelope(Kind.SECAGG_SHARES, head(SHARES_HEADER, count=2) + b"".join(pairs),
+                            DEVICE.identity)
+
+    def device_msg(name: str, kind: str, data: bytes, expect: str, description: str,
+                   stage: str) -> None:
+        add(name, kind, data, expect, description, extra={**extra, "stage": stage})
+
+    device_msg("secagg_shares_ok", "secagg_shares", shares, "ok", "two encrypted share pairs",
+               "envelope")
+    device_msg("secagg_shares_bad_signature", "secagg_shares", flip(shares, len(shares) - 40),
+               "signature", "one bit of the signature flipped", "envelope")
+    device_msg("secagg_shares_unsorted", "secagg_shares",
+               build_envelope(Kind.SECAGG_SHARES, head(SHARES_HEADER, count=2)
+                              + b"".join(pairs[::-1]), DEVICE.identity),
+               "malformed", "recipients not increasing", "body")
+
+    def reveal(owner: bytes, which: SecAggShare, x: int, share: bytes) -> bytes:
+        return owner + bytes([which, x]) + bytes(6) + share.ljust(32, b"\0")
+
+    entries = sorted([reveal(dev_id, SecAggShare.SEED, 1, stream("seed share", 16)),
+                      reveal(OTHER.record.device_id, SecAggShare.SKEY, 2,
+                             stream("key share", 32))])
+    digest = fmt.digest16(ok)
+    reveals = build_envelope(Kind.SECAGG_REVEALS,
+                             head(REVEALS_HEADER, count=2, survivors_digest=digest)
+                             + b"".join(entries), DEVICE.identity)
+    device_msg("secagg_reveals_ok", "secagg_reveals", reveals, "ok",
+               "a seed share and a key share", "envelope")
+    device_msg("secagg_reveals_wrong_kind", "secagg_reveals",
+               build_envelope(Kind.SECAGG_SHARES, reveals[HEADER_SIZE:-SIG_SIZE],
+                              DEVICE.identity),
+               "wrong-kind", "reveals under the shares kind", "envelope")
+    seed_at = next(i for i, e in enumerate(entries) if e[16] == SecAggShare.SEED)
+    padded = bytearray(entries[seed_at])
+    padded[16 + 8 + 20] = 1  # a seed share is 16 bytes: the rest is zero
+    bad = list(entries)
+    bad[seed_at] = bytes(padded)
+    device_msg("secagg_reveals_bad_padding", "secagg_reveals",
+               build_envelope(Kind.SECAGG_REVEALS,
+                              head(REVEALS_HEADER, count=2, survivors_digest=digest)
+                              + b"".join(bad), DEVICE.identity),
+               "malformed", "a seed share with non-zero padding", "body")
+
+
 def secagg_rows() -> list[str]:
     """Rows of secagg.tsv: Shamir splits, PRG masks and quantized words, from Python's twins.
 
     ``shamir  secret  t  coefficients  points  shares`` (hex, "-" for none; coefficients and shares
     concatenated), ``prg  seed  sign  words-in  words-out`` (little-endian u32 hex),
-    ``quant  clip  scale_log2  x  r  words`` (x as little-endian float64 hex).
+    ``quant  clip  scale_log2  x  r  words`` (x as little-endian float64 hex),
+    ``graph  seed  n  k  neighbours`` (each device's neighbours, as u16 LE roster indices of
+    the devices sorted by id, device after device), ``pair  binding  z  seed`` and
+    ``sharekey  binding  sender  recipient  sender_c_sk  sender_c_pub  recipient_c_pub  key``.
     """
-    from edge.secagg import prg, shamir
+    from cryptography.hazmat.primitives.asymmetric.x25519 import (
+        X25519PrivateKey,
+        X25519PublicKey,
+    )
+
+    from edge.secagg import graph, prg, shamir
     from edge.secagg.quantize import Quantizer
 
     rng = np.random.default_rng(11)
@@ -930,6 +1081,45 @@ def secagg_rows() -> list[str]:
         rows.append("\t".join(("quant", struct.pack("<d", clip).hex(), str(q.scale_log2),
                                x.astype("<f8").tobytes().hex(), r.astype("<u4").tobytes().hex(),
                                words.astype("<u4").tobytes().hex())))
+    for n, k in ((2, 1), (5, 4), (8, 4), (13, 6), (40, 10), (300, 20)):
+        seed = rng.bytes(16)
+        ids = sorted(rng.bytes(16) for _ in range(n))
+        nb = graph.neighbours(ids, k, seed)
+        flat = b"".join(ids.index(j).to_bytes(2, "little") for i in ids for j in nb[i])
+        rows.append("\t".join(("graph", seed.hex(), str(n), str(k), flat.hex())))
+    for _ in range(3):
+        binding, z = rng.bytes(48), rng.bytes(32)
+        rows.append("\t".join(("pair", binding.hex(), z.hex(), prg.pair_seed(z, binding).hex())))
+    for _ in range(3):
+        binding, sender, recipient = rng.bytes(48), rng.bytes(16), rng.bytes(16)
+        priv = X25519PrivateKey.from_private_bytes(rng.bytes(32))
+        peer = X25519PrivateKey.from_private_bytes(rng.bytes(32)).public_key()
+        peer_raw = peer.public_bytes_raw()
+        key = prg.share_key(priv.exchange(X25519PublicKey.from_public_bytes(peer_raw)), binding,
+                            sender, recipient)
+        rows.append("\t".join(("sharekey", binding.hex(), sender.hex(), recipient.hex(),
+                                priv.private_bytes_raw().hex(),
+                                priv.public_key().public_bytes_raw().hex(), peer_raw.hex(),
+                                key.hex())))
+    return rows
+
+
+def dgauss_rows() -> list[str]:
+    """Rows of dgauss.tsv: discrete Gaussian draws of edge/discrete_gaussian.py from SplitMix64.
+
+    ``dgauss  sn  sd  seed  values`` (sigma² = sn/sd; values comma-separated decimal integers), all
+    within the TA's range (sd ≤ 2^8, sigma² ≤ 2^40): ta/dgauss.c fed the same words must agree.
+    """
+    from edge import discrete_gaussian as dg
+
+    rows = ["# kind\tsn\tsd\tseed\tvalues (see tests/vectors/generate.py: dgauss_rows)"]
+    for sn, sd, seed, count in ((1, 1, 1, 200), (1, 4, 2, 200), (1, 256, 3, 200), (9, 4, 4, 200),
+                                (3, 7, 5, 200), (2, 1, 6, 200), (4000000, 3, 7, 100),
+                                (2**40 * 256, 256, 8, 50), (1, 255, 9, 200), (255, 1, 10, 100)):
+        words = dg.splitmix64(seed)
+        values = [dg.sample(sn, sd, words.__next__) for _ in range(count)]
+        rows.append("\t".join(("dgauss", str(sn), str(sd), str(seed),
+                               ",".join(map(str, values)))))
     return rows
 
 
@@ -948,6 +1138,7 @@ def write_all(out: Path) -> None:
         "# encoding\tclass (ok, small-order, non-canonical, off-curve)\tnote\n"
         + "".join("\t".join(r) + "\n" for r in ed25519_points()))
     (out / "secagg.tsv").write_text("\n".join(secagg_rows()) + "\n")
+    (out / "dgauss.tsv").write_text("\n".join(dgauss_rows()) + "\n")
     lines = ["\t".join(INDEX_COLUMNS)]
     for r in rows:
         lines.append(

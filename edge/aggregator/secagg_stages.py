@@ -1,0 +1,167 @@
+"""The aggregator's secure-aggregation round over MQTT: stages, deadlines, what to publish.
+
+It drives one ``SecAggRound`` (edge/secagg/server.py, the protocol itself) through
+advert -> roster -> shares -> inboxes -> masked updates -> survivor list -> reveals,
+each stage ending when every device still in the round has answered or when its
+deadline passes (those that did not answer are dropouts). It holds no connection:
+``take`` receives a device's message, ``advance`` returns what to publish.
+
+Its state lives in memory only: an aggregator restarted during a secagg round
+abandons it (RoundManager records it failed) and the next round starts with fresh
+keys and a fresh nonce, so no mask is ever reused (docs/secagg.md, "Over MQTT").
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable, Mapping
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge.errors import EdgeError, TooFewSurvivors
+from edge.formats.envelope import Kind, parse_envelope
+from edge.formats.secagg import ADVERT_SIZE, MAX_REVEALS_SIZE, MAX_SHARES_SIZE
+from edge.protocol import secagg_fleet_topic, secagg_from_device_topic, secagg_inbox_topic
+from edge.secagg.server import SecAggRound
+
+from .config import SecAggSettings
+from .verify import UpdateRefused
+
+log = logging.getLogger("edge.aggregator")
+
+STAGES = ("advert", "shares", "masked", "reveals", "done", "failed")
+_MESSAGES = {"advert": (Kind.SECAGG_ADVERT, ADVERT_SIZE),
+             "shares": (Kind.SECAGG_SHARES, MAX_SHARES_SIZE),
+             "reveals": (Kind.SECAGG_REVEALS, MAX_REVEALS_SIZE)}
+
+
+class SecAggStages:
+    """One secure-aggregation round of the aggregator, stage by stage."""
+
+    def __init__(self, settings: SecAggSettings, fleet: str, round_id: int, nonce: bytes,
+                 model_version: int, cohort: list[bytes], certificates: Mapping[bytes, bytes],
+                 aggregator_key: Ed25519PrivateKey, registrar_pub: bytes,
+                 clock: Callable[[], float]):
+        self.fleet = fleet
+        self.round_id = round_id
+        self.cohort = sorted(cohort)
+        self.stage_timeout_s = settings.stage_timeout_s
+        self.clock = clock
+        self.srv = SecAggRound(settings.params, fleet, round_id, nonce, model_version,
+                               {d: certificates[d] for d in self.cohort}, aggregator_key,
+                               registrar_pub=registrar_pub)
+        self.stage = "advert"
+        self.deadline = clock() + self.stage_timeout_s
+        self.reason: str | None = None
+        self.ended: dict[str, float] = {}
+        self._awaited: set[bytes] = set(self.cohort)
+        self._shared: set[bytes] = set()
+        self._masked: set[bytes] = set()
+        self._result: tuple[np.ndarray, list[bytes]] | None = None
+
+    # -- messages ------------------------------------------------------------------
+    def take(self, topic: str, payload: bytes) -> bytes:
+        """Take a device's advert, shares or reveals; UpdateRefused names the class."""
+        try:
+            device_id, what = secagg_from_device_topic(self.fleet, topic)
+        except EdgeError as exc:
+            raise UpdateRefused("malformed", str(exc)) from None
+        kind, max_len = _MESSAGES[what]
+        try:
+            env = parse_envelope(payload, kind=kind, max_len=max_len)
+        except EdgeError as exc:
+            raise UpdateRefused(exc.refusal, f"secagg {what}: {exc}", device_id=device_id) \
+                from None
+        if not hmac.compare_digest(env.signer_key_id, device_id):
+            raise UpdateRefused("topic-mismatch", f"secagg {what}: signer key id "
+                                f"{env.signer_key_id.hex()} is not the device of the topic",
+                                device_id=device_id)
+        if self.stage != what:
+            raise UpdateRefused("bad-state", f"secagg {what} of round {self.round_id} while "
+                                f"the round is at the {self.stage} stage", device_id=device_id)
+        add = {"advert": self.srv.add_advert, "shares": self.srv.add_shares,
+               "reveals": self.srv.add_reveal}[what]
+        try:
+            dev = add(payload)
+        except EdgeError as exc:
+            raise UpdateRefused(exc.refusal, f"secagg {what}: {exc}", device_id=device_id) \
+                from None
+        self._awaited.discard(dev)
+        if what == "shares":
+            self._shared.add(dev)
+        return dev
+
+    def add_masked(self, payload: bytes, device_id: bytes) -> None:
+        """Add a verified masked update (edge.aggregator.verify) to the sum mod 2^32."""
+        if self.stage != "masked":
+            raise UpdateRefused("bad-state", f"masked update of round {self.round_id} while "
+                                f"the round is at the {self.stage} stage", device_id=device_id)
+        try:
+            self.srv.add_masked(payload)
+        except EdgeError as exc:
+            raise UpdateRefused(exc.refusal, f"masked update: {exc}", device_id=device_id) \
+                from None
+        self._awaited.discard(device_id)
+        self._masked.add(device_id)
+
+    # -- stages --------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        """True once the round has its result or failed."""
+        return self.stage in ("done", "failed")
+
+    def advance(self) -> list[tuple[str, bytes]]:
+        """End the current stage if everyone answered or its deadline passed; returns the
+        directives to publish (roster, inboxes, survivor list)."""
+        out: list[tuple[str, bytes]] = []
+        while not self.finished and (not self._awaited or self.clock() >= self.deadline):
+            try:
+                out += self._next()
+            except TooFewSurvivors as exc:
+                self._fail(f"too-few-survivors at the {self.stage} stage: {exc}")
+                return []
+        return out
+
+    def _fail(self, reason: str) -> None:
+        self.ended[self.stage] = self.clock()
+        self.stage, self.reason = "failed", reason
+        log.warning("secagg round %d failed: %s", self.round_id, reason)
+
+    def _next(self) -> list[tuple[str, bytes]]:
+        now = self.clock()
+        self.ended[self.stage] = now
+        self.deadline = now + self.stage_timeout_s
+        if self.stage == "advert":
+            roster = self.srv.roster()
+            self.stage, self._awaited = "shares", set(self.srv.advertised)
+            self._log_stage(len(self.srv.advertised))
+            return [(secagg_fleet_topic(self.fleet, "roster"), roster)]
+        if self.stage == "shares":
+            shared = sorted(self._shared)
+            out = [(secagg_inbox_topic(self.fleet, d), self.srv.inbox_for(d)) for d in shared]
+            self.stage, self._awaited = "masked", set(shared)
+            self._log_stage(len(shared))
+            return out
+        if self.stage == "masked":
+            survivors = self.srv.survivors()
+            u3 = sorted(self._masked)
+            self.stage, self._awaited = "reveals", set(u3)
+            self._log_stage(len(u3))
+            return [(secagg_fleet_topic(self.fleet, "survivors"), survivors)]
+        assert self.stage == "reveals"
+        self._result = self.srv.result()
+        self.stage = "done"
+        self._log_stage(len(self._result[1]))
+        return []
+
+    def _log_stage(self, count: int) -> None:
+        log.info("secagg round %d: %d devices at the %s stage", self.round_id, count,
+                 self.stage)
+
+    def result(self) -> tuple[np.ndarray, list[bytes]]:
+        """The float32 sum of the survivors' updates, and the survivors (stage 'done')."""
+        if self._result is None:
+            raise RuntimeError(f"secagg round {self.round_id} has no result ({self.stage})")
+        return self._result

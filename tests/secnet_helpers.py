@@ -1,0 +1,71 @@
+"""Secure-aggregation federations over MQTT for tests: registrar, certificates, dying boards."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from federation_helpers import Board
+
+from edge.demo.fleet import Fleet
+from edge.demo.fleet import enable_secagg as fleet_secagg
+from edge.mqtt import BrokerSettings, make_client
+
+
+def enable_secagg(fleet: Fleet, *, stage_timeout_s: float = 6.0, **secagg: Any) -> None:
+    """The demo's secure-aggregation set-up with a short stage deadline (dropout tests)."""
+    fleet_secagg(fleet, stage_timeout_s=stage_timeout_s, **secagg)
+
+
+def die_at(board: Board, kind: str) -> None:
+    """Stop ``board``'s daemon when it receives ``kind`` (ticket, secagg-roster,
+    secagg-inbox, secagg-survivors) instead of handling it: a board killed after the
+    previous stage."""
+    d = board.daemon
+    if kind == "ticket":
+        def never(rid: int, payload: bytes) -> None:
+            board.stop.set()
+        d._secagg_advertise = never  # type: ignore[method-assign]
+        return
+    handle = d._handle_secagg
+
+    def dying(k: str, payload: bytes) -> None:
+        if k == kind:
+            board.stop.set()
+            return
+        handle(k, payload)
+    d._handle_secagg = dying  # type: ignore[method-assign]
+
+
+class Tap:
+    """An MQTT client that records every message of a fleet, and can publish (hostile)."""
+
+    def __init__(self, url: str, fleet: str):
+        self.got: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        ready = threading.Event()
+        s = BrokerSettings.from_url(url)
+        self.client = make_client(s, f"test-tap-{id(self)}", clean_session=True)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"edge/v1/{fleet}/#", qos=1)
+        self.client.on_subscribe = lambda c, u, mid, rc, p: ready.set()
+        self.client.on_message = self._message
+        self.client.connect(s.host, s.port)
+        self.client.loop_start()
+        assert ready.wait(10), "tap did not subscribe"
+
+    def _message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.got.append((msg.topic, bytes(msg.payload)))
+
+    def on(self, suffix: str) -> list[tuple[str, bytes]]:
+        """Messages whose topic ends with ``suffix``."""
+        with self._lock:
+            return [(t, p) for t, p in self.got if t.endswith(suffix)]
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,134 @@
+"""The aggregator's secure-aggregation settings, the verifier's mode rule, and a restart
+during a secagg round (no MQTT: the RoundManager over its store)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import require_native
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from federation_helpers import make_fleet, to_toml
+from secnet_helpers import enable_secagg
+
+from edge.aggregator import AggregatorConfig
+from edge.aggregator.registry import Registry
+from edge.aggregator.rounds import RoundManager
+from edge.aggregator.store import Store
+from edge.aggregator.verify import RoundView, UpdateRefused, verify
+from edge.cli import main
+from edge.errors import ConfigError
+from edge.formats.device import DeviceRecord
+from edge.formats.envelope import Kind, build_envelope
+from edge.formats.keys import ed25519_raw_public, key_id
+from edge.formats.layouts import UPDATE_HEADER
+from edge.formats.ticket import parse_ticket
+from edge.formats.update import build_update
+from edge.protocol import update_topic
+from edge.secagg.server import SecAggParams
+from edge.tee_abi import UpdateMode
+
+
+@pytest.fixture
+def fleet(tmp_path: Path):  # type: ignore[no-untyped-def]
+    require_native("host")
+    f = make_fleet(tmp_path / "fleet", "mqtt://127.0.0.1:1", devices=5, rounds=1)
+    enable_secagg(f)
+    return f
+
+
+def test_secagg_defaults_from_the_cohort(fleet) -> None:  # type: ignore[no-untyped-def]
+    cfg = AggregatorConfig.from_mapping(fleet.aggregator)
+    assert cfg.secagg is not None
+    want = SecAggParams.for_cohort(5, cfg.dp.update_clip)
+    assert (cfg.secagg.params.t, cfg.secagg.params.k) == (want.t, want.k) == (3, 4)
+    off = copy.deepcopy(fleet.aggregator)
+    off["rounds"]["secagg"] = "off"
+    del off["secagg"]
+    assert AggregatorConfig.from_mapping(off).secagg is None
+
+
+@pytest.mark.parametrize(("table", "key", "value", "needle"), [
+    ("secagg", "threshold", 2, "secagg.threshold"),       # t must be > k/2
+    ("secagg", "neighbours", 3, "secagg.neighbours"),     # odd k below a complete graph
+    ("secagg", "neighbours", 9, "secagg.neighbours"),     # more neighbours than the cohort
+    ("rounds", "secagg", "secagg", "rounds.secagg"),      # not a mode
+])
+def test_secagg_settings_refused_naming_key_and_file(fleet, tmp_path: Path, table: str,
+                                                     key: str, value: object,
+                                                     needle: str) -> None:  # type: ignore[no-untyped-def]
+    bad = copy.deepcopy(fleet.aggregator)
+    bad[table][key] = value
+    path = tmp_path / "agg.toml"
+    path.write_text(to_toml(bad), encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        AggregatorConfig.from_toml(path)
+    assert needle in str(exc.value) and str(path) in str(exc.value)
+
+
+def test_secagg_table_without_secagg_mode_is_refused(fleet) -> None:  # type: ignore[no-untyped-def]
+    bad = copy.deepcopy(fleet.aggregator)
+    bad["rounds"]["secagg"] = "off"
+    with pytest.raises(ConfigError, match=r"secagg\.\w+: only applies to"):
+        AggregatorConfig.from_mapping(bad)
+
+
+def _view(secagg: bool) -> RoundView:
+    return RoundView(3, bytes(16), 1, 4, 1.0, frozenset(), 0.0, 1.0, secagg)
+
+
+def _masked(identity: Ed25519PrivateKey) -> bytes:
+    head = UPDATE_HEADER.struct.pack(key_id(ed25519_raw_public(identity)), 3, bytes(16), 1, 8,
+                                     1, 1, UpdateMode.SECAGG, bytes(3), 4, 1.0, 0.0, 1.0,
+                                     bytes(4))
+    return build_envelope(Kind.SEALED_UPDATE, head + np.arange(4, dtype="<u4").tobytes(),
+                          identity)
+
+
+def test_masked_updates_only_in_a_secagg_round() -> None:
+    """mode 2 outside a secagg round and mode 1 inside one: both wrong-mode."""
+    key = Ed25519PrivateKey.generate()
+    pub = ed25519_raw_public(key)
+    dev = key_id(pub)
+    devices = {dev: DeviceRecord(dev, pub, bytes(32), 1)}
+    topic = update_topic("demo", dev)
+    plain = build_update(key, round_id=3, nonce=bytes(16), model_version=1,
+                         delta=np.zeros(4, np.float32), example_count=8, steps=1,
+                         total_steps=1, update_clip=1.0, noise_multiplier=0.0, example_clip=1.0)
+    for payload, secagg in ((_masked(key), False), (plain, True)):
+        with pytest.raises(UpdateRefused) as exc:
+            verify("demo", topic, payload, devices, _view(secagg), {})
+        assert exc.value.refusal == "wrong-mode"
+
+
+def test_restart_abandons_a_secagg_round_and_the_next_has_fresh_keys(
+        fleet, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """A killed aggregator loses nothing and counts nothing twice: the secagg round in
+    flight is recorded failed with its reason, and the next round has a new nonce."""
+    cfg = AggregatorConfig.from_mapping(fleet.aggregator)
+    store = Store(cfg.state)
+    try:
+        registry = Registry(store)
+        for rec in fleet.records:
+            registry.enroll(rec)
+        first = RoundManager(cfg, store, registry)
+        tickets = first.open_next()
+        assert len(tickets) == 5 and first.secagg is not None
+        t1 = parse_ticket(tickets[0][1])
+        assert t1.update_mode == UpdateMode.SECAGG
+
+        again = RoundManager(cfg, store, registry)  # the restarted process
+        assert again.open_round is None and again.secagg is None
+        row = store.metrics_lines()[-1]
+        assert '"failed": true' in row and "abandoned" in row
+        assert store.latest_checkpoint().version == 1  # type: ignore[union-attr]
+        t2 = parse_ticket(again.open_next()[0][1])
+        assert t2.round_id == t1.round_id + 1 and t2.nonce != t1.nonce
+    finally:
+        store.close()
+    path = tmp_path / "agg.toml"
+    path.write_text(to_toml(fleet.aggregator), encoding="utf-8")
+    assert main(["aggregator", "status", "--config", str(path)]) == 0
+    assert "last round 1: failed (abandoned: the aggregator restarted" in capsys.readouterr().out
