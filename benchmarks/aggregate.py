@@ -82,7 +82,7 @@ def build(n: int, params: int, seed: int = 0) -> tuple[list[FakeDevice], list[by
 
     rng = np.random.default_rng(seed)
     ticket = build_ticket(Ed25519PrivateKey.generate(), round_id=1, model_version=1,
-                          nonce=bytes(range(16)), issued_at=0, deadline=2**40,
+                          package_id=bytes(16), nonce=bytes(range(16)), issued_at=0, deadline=2**40,
                           example_clip=1.0, noise_multiplier=1.0, update_clip=1.0,
                           learning_rate=0.1)
     devices = [FakeDevice(example_count=int(rng.integers(10, 200))) for _ in range(n)]
@@ -110,7 +110,7 @@ def bench_verify(devices: list[FakeDevice], updates: list[bytes], ticket: bytes,
     records = {d.device_id: parse_device_record(d.record) for d in devices}
     t = parse_ticket(ticket)
     view = RoundView(1, t.nonce, 1, params, t.update_clip, frozenset(records),
-                     t.noise_multiplier, t.example_clip)
+                     t.noise_multiplier, t.example_clip, t.package_id)
     topics = [update_topic(FLEET, d.device_id) for d in devices]
     start = time.perf_counter()
     total, scratch, weight = np.zeros(params), np.empty(params), 0.0

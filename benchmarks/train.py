@@ -67,7 +67,8 @@ class Bench:
         """Verify a fresh ticket, then time one TRAIN_AND_SEAL; return seconds."""
         self.round += 1
         self.ta.verify_ticket(build_ticket(
-            self.agg, round_id=self.round, model_version=self.version, nonce=bytes(16),
+            self.agg, round_id=self.round, model_version=self.version,
+            package_id=self.ta.status().package_id, nonce=bytes(16),
             issued_at=NOW, deadline=NOW + 86400, example_clip=CLIP, noise_multiplier=sigma,
             update_clip=1e30, learning_rate=LR, epochs=1, batch_size=batch), ree_time=NOW)
         t0 = time.perf_counter()

@@ -28,9 +28,13 @@ MAGIC = b"EDGE"
 FORMAT_VERSION = 1
 # Kinds whose layout moved past FORMAT_VERSION: an envelope of such a kind must carry its
 # own version, so the old layout is refused as unsupported-version, by name.
-# PRIVACY_POLICY 2: the steps -> epsilon table (issue 12); PACKAGE 2: no recipient list, a
-# key wrap per device instead (issue 14; format 1 is refused as retired-format).
-KIND_FORMAT_VERSIONS = {"PRIVACY_POLICY": 2, "PACKAGE": 2}
+# PRIVACY_POLICY 2: the steps -> epsilon table (issue 12). ROUND_TICKET and SEALED_UPDATE 2:
+# they carry the package id of the model they train (issue 15), so a ticket for another
+# package "v1" is wrong-model; the ticket also gained the secure-aggregation fields (issue 11).
+# PACKAGE 2: no recipient list, a key wrap per device instead (issue 14; format 1 is refused
+# as retired-format).
+KIND_FORMAT_VERSIONS = {"PRIVACY_POLICY": 2, "ROUND_TICKET": 2, "SEALED_UPDATE": 2,
+                        "PACKAGE": 2}
 
 COMMANDS: tuple[Command, ...] = (
     Command("GET_IDENTITY", 0,
@@ -136,6 +140,20 @@ COMMANDS: tuple[Command, ...] = (
             "registrar key that signs enrollment certificates; replaced later only by\n"
             "an anchor statement of role REGISTRAR.",
             (Param("MEMREF_INPUT", "registrar Ed25519 public key (32)"),)),
+    Command("SIGN_SKIP", 18,
+            'signs a skip report (docs/formats.md "Skip report") for an\n'
+            "authentic round ticket this device does not train: the TA runs\n"
+            "VERIFY_TICKET's checks (and, given an example count, TRAIN_AND_SEAL's step\n"
+            "and budget checks) and names the first refusal with its field and both\n"
+            "values; a normal-world reason (no samples, an unusable backbone) is carried\n"
+            "as stated. Changes no stored state and holds no ticket.",
+            (Param("MEMREF_INPUT", "signed round ticket"),
+             Param("VALUE_INPUT", "a = REE time (Unix seconds) low 32 bits, b = high"),
+             Param("MEMREF_OUTPUT", "skip report, EDGE_SKIP_REPORT_SIZE bytes"),
+             Param("VALUE_INOUT", "in: a = normal-world reason (EDGE_SKIP_REE_*),\n"
+                   "    b = example count n (0: not known);\n"
+                   "out: a = the TA's refusal (0: the TA would train),\n"
+                   "     b = field (EDGE_SKIP_FIELD_*)"))),
 )
 
 # Every exception class of edge.errors, in definition order (a base first).
@@ -181,7 +199,7 @@ REFUSALS: tuple[Refusal, ...] = (
     Refusal("Replay", "EdgeError", "replay",
             "A round ticket for a round not above the last round this device sealed."),
     Refusal("WrongModel", "EdgeError", "wrong-model",
-            "A round ticket for another model version than the one loaded."),
+            "A round ticket for another model (version or package id) than the one loaded."),
     Refusal("PolicyViolation", "EdgeError", "weaker-than-policy",
             "A ticket or round weaker than the device's privacy policy allows."),
     Refusal("InferenceDisabled", "EdgeError", "infer-disabled",
@@ -205,6 +223,8 @@ REFUSALS: tuple[Refusal, ...] = (
             "A ticket whose update would lack the policy's distributed-DP noise share."),
     Refusal("NoiseShareUnfit", "EdgeError", "noise-share-unfit",
             "A secagg round with no 32-bit headroom (or sampler range) for the noise share."),
+    Refusal("NothingToReport", "EdgeError", "nothing-to-report",
+            "A skip report was asked for a ticket the TA would train on, with no reason."),
     Refusal("TeeError", "EdgeError", "tee",
             "The TEE or its client library failed (not a refusal of the input)."),
     Refusal("BackboneNotPublished", "TeeError", "backbone-not-published",
@@ -287,7 +307,7 @@ RESULTS: tuple[Result, ...] = (
     Result("EDGE_ERR_REPLAY", 0xED6E000C, "replay", "Replay",
            "round not above last sealed", documented=True),
     Result("EDGE_ERR_WRONG_MODEL", 0xED6E000D, "wrong model", "WrongModel",
-           "ticket for another version", documented=True),
+           "ticket for another version or package", documented=True),
     Result("EDGE_ERR_POLICY_VIOLATION", 0xED6E000E, "weaker than policy", "PolicyViolation",
            "weaker than the policy", documented=True),
     Result("EDGE_ERR_BUDGET_EXHAUSTED", 0xED6E000F, "budget exhausted", "BudgetExhausted",
@@ -312,6 +332,8 @@ RESULTS: tuple[Result, ...] = (
            "NoiseShareBelowPolicy", "no distributed-DP noise share", documented=True),
     Result("EDGE_ERR_NOISE_SHARE_UNFIT", 0xED6E001C, "noise share unfit", "NoiseShareUnfit",
            "no room for the noise share", documented=True),
+    Result("EDGE_ERR_NOTHING_TO_REPORT", 0xED6E0018, "nothing to report", "NothingToReport",
+           "ticket acceptable, no reason", documented=True),
     # Wrong parameter types or sizes: the caller's input, so malformed.
     Result("TEE_ERROR_BAD_PARAMETERS", 0xFFFF0006, "bad parameters", "Malformed", gp=True),
     Result("TEE_ERROR_ITEM_NOT_FOUND", 0xFFFF0008, "item not found", gp=True),
@@ -349,6 +371,7 @@ ENUMS: tuple[Enum, ...] = (
         Member("SECAGG_DIRECTIVE", 9, "secure-aggregation directive (roster, inbox, survivors)"),
         Member("SECAGG_SHARES", 10, "secure-aggregation shares bundle"),
         Member("SECAGG_REVEALS", 11, "secure-aggregation reveals"),
+        Member("SKIP_REPORT", 12, "skip report"),
         Member("KEY_WRAP", 14, "a package's content key wrapped for one device"),
     )),
     Enum("AnchorRole", "EDGE_ROLE_", "Which trust anchor an anchor statement replaces.", (
@@ -392,6 +415,28 @@ ENUMS: tuple[Enum, ...] = (
         Member("SEED", 1, "self-mask seed b (16 bytes)"),
         Member("SKEY", 2, "s-secret key (32 bytes)"),
     )),
+    Enum("SkipReason", "EDGE_SKIP_REE_", "Why the normal world skipped a round the TA "
+         "would train (stated, not checked).", (
+        Member("NONE", 0, "no normal-world reason: the TA's refusal is the reason"),
+        Member("NO_SAMPLES", 1, "no local samples to train on"),
+        Member("BACKBONE_UNUSABLE", 2, "the package's backbone cannot be run"),
+        Member("FEATURE_SHAPE", 3, "the features do not match the head's input"),
+        Member("DATA_SOURCE", 4, "the local data could not be read"),
+    )),
+    Enum("SkipField", "EDGE_SKIP_FIELD_", "What a skip report's two values are.", (
+        Member("NONE", 0, "no values"),
+        Member("MODEL", 1, "ticket's model version; installed version"),
+        Member("ROUND", 2, "ticket's round; last sealed round"),
+        Member("DEADLINE", 3, "ticket's deadline; now (REE time or time floor)"),
+        Member("EXAMPLE_CLIP", 4, "ticket's C; policy's C_max"),
+        Member("NOISE_MULTIPLIER", 5, "ticket's sigma; policy's sigma_min"),
+        Member("UPDATE_CLIP", 6, "ticket's U; policy's U_max"),
+        Member("STEPS_PER_ROUND", 7, "steps the round takes; policy's maximum per round"),
+        Member("BATCH_SIZE", 8, "ticket's B; example count n"),
+        Member("SAMPLING_RATE", 9, "B / n; policy's q"),
+        Member("BUDGET", 10, "steps the round takes; steps left in the budget"),
+        Member("UPDATE_MODE", 11, "ticket's update mode; the mode the policy requires"),
+    )),
     Enum("StatusFlag", "EDGE_STATUS_F_", "GET_STATUS flags.", (
         Member("IDENTITY", 0x1, "identity keys exist"),
         Member("ANCHORS", 0x2, "trust anchors installed"),
@@ -415,6 +460,7 @@ SIGNED_BY = {
     "SECAGG_DIRECTIVE": "aggregator anchor",
     "SECAGG_SHARES": "the device's identity key",
     "SECAGG_REVEALS": "the device's identity key",
+    "SKIP_REPORT": "the device's identity key",
     "KEY_WRAP": "model-signer anchor",
 }
 
@@ -467,8 +513,9 @@ _U64 = 2**64 - 1
 LAYOUTS: tuple[Layout, ...] = (
     Layout("envelope", "Signed envelope", "ENVELOPE_HEADER", "ENVELOPE_HEADER", (
         Field("magic", "bytes", "magic `EDGE` (0x45 0x44 0x47 0x45)", size=4),
-        Field("version", "u16", "format version of the kind named at offset 6: `2` for a "
-              "model package, `1` for every other kind (checked before the kind)"),
+        Field("version", "u16", "format version of the kind named at offset 6 (checked "
+              "before the kind): `2` for model packages, privacy policies, round tickets and "
+              "sealed updates, `1` for the others"),
         Field("kind", "u16", "kind (below)"),
         Field("body_len", "u32", "`body_len`"),
         Field("signer_key_id", "bytes", "signer key id: `key_id` of the signing Ed25519 key",
@@ -571,6 +618,7 @@ LAYOUTS: tuple[Layout, ...] = (
     Layout("ticket", "Round ticket", "TICKET", "TICKET_BODY", (
         Field("round_id", "u64", "round id (≥ 1; strictly increasing per device)", lo=1),
         Field("model_version", "u64", "model version the round trains"),
+        Field("package_id", "bytes", "package id of the model the round trains", size=16),
         Field("nonce", "bytes", "cohort nonce", size=16),
         Field("issued_at", "u64", "issued at (Unix seconds, aggregator clock)"),
         Field("deadline", "u64", "deadline (Unix seconds)"),
@@ -599,6 +647,8 @@ LAYOUTS: tuple[Layout, ...] = (
         Field("round_id", "u64", "round id"),
         Field("nonce", "bytes", "cohort nonce (from the ticket)", size=16),
         Field("model_version", "u64", "model version"),
+        Field("package_id", "bytes", "package id of the model trained (from the ticket)",
+              size=16),
         Field("example_count", "u32", "example count n"),
         Field("steps", "u32", "steps spent in this round T"),
         Field("steps_total", "u64", "total steps spent after this round"),
@@ -611,7 +661,7 @@ LAYOUTS: tuple[Layout, ...] = (
         Field("example_clip", "f32", "per-example clip C (float32)"),
         Field("reserved2", "reserved", "reserved", size=4),
     ), tail=(
-        Tail("88", "4P", "mode 1: delta, float32, W row-major then b; ‖Δ‖₂ ≤ U. "
+        Tail("104", "4P", "mode 1: delta, float32, W row-major then b; ‖Δ‖₂ ≤ U. "
              "Mode 2: masked words, uint32 (docs/secagg.md)"),
     )),
     Layout("cert", "Enrollment certificate", "CERT", "CERT_BODY", (
@@ -670,6 +720,24 @@ LAYOUTS: tuple[Layout, ...] = (
     ), tail=(
         Tail("88", "56·N", "owner id ‖ which (1 seed, 2 s-key) ‖ x ‖ reserved (6) ‖ share (32)"),
     ), size_name="EDGE_REVEALS_HEADER_SIZE"),
+    Layout("skip", "Skip report", "SKIP", "SKIP_REPORT_BODY", (
+        Field("device_id", "bytes", "device id", size=16),
+        Field("round_id", "u64", "round id (from the ticket)"),
+        Field("nonce", "bytes", "cohort nonce (from the ticket)", size=16),
+        Field("ticket_model_version", "u64", "model version the ticket names"),
+        Field("ticket_package_id", "bytes", "package id the ticket names", size=16),
+        Field("model_version", "u64", "model version installed, 0 = none"),
+        Field("package_id", "bytes", "package id installed, zero if none", size=16),
+        Field("result", "u32", "the TA's refusal of the ticket (a TEE result; 0 = none: the "
+              "normal world's reason below)"),
+        Field("ree_reason", "u16", "normal-world reason, stated (`EDGE_SKIP_REE_*`)",
+              enum="SkipReason"),
+        Field("field", "u16", "what `value` and `bound` are (`EDGE_SKIP_FIELD_*`)",
+              enum="SkipField"),
+        Field("value", "f64", "the ticket's (or the round's) value (float64)"),
+        Field("bound", "f64", "the policy's or the device's bound it failed (float64)"),
+        Field("reported_at", "u64", "REE time given (Unix seconds)"),
+    ), size_name="EDGE_SKIP_BODY_SIZE"),
     Layout("status", "Status block", "STATUS", "STATUS_BLOCK", (
         Field("abi_version", "u32", "TA ABI version"),
         Field("flags", "u32", "flags (`EDGE_STATUS_F_*`)", enum="StatusFlag"),
@@ -711,5 +779,6 @@ ARTEFACT_SIZES = (
     ("POLICY_SIZE", "policy"),
     ("CERT_SIZE", "cert"),
     ("SECAGG_ADVERT_SIZE", "advert"),
+    ("SKIP_REPORT_SIZE", "skip"),
     ("KEY_WRAP_SIZE", "wrap"),
 )

@@ -156,3 +156,18 @@ def noise_for_target(target_epsilon: float, delta: float, q: float, steps: int,
     rdp = eps if accountant == RDP else privacy.epsilon(q, sigma, steps, delta, sampling)
     pld = eps if accountant == PLD else pld_epsilon_or_none(q, sigma, steps, delta, sampling)
     return Calibration(sigma, steps, target_epsilon, delta, accountant, eps, rdp, pld)
+
+
+def epsilon_table(q: float, sigma: float, step_budget: int, delta: float,
+                  sampling: int = privacy.POISSON, accountant: int = 1
+                  ) -> tuple[tuple[int, float], ...]:
+    """The (steps, ε) table a policy carries (``privacy.table_steps``), by the accountant it
+    names (1 RDP, 2 PLD: Poisson only, slower); boards read ε from it, no accountant."""
+    privacy._check(q, sigma, delta)
+    if sigma == 0.0:
+        raise ConfigError("sigma = 0 gives no privacy: no epsilon table exists")
+    points = privacy.table_steps(step_budget)
+    if accountant == 2:
+        return tuple((t, epsilon(q, sigma, t, delta, sampling, PLD)) for t in points)
+    step = privacy._policy_step(q, sigma, sampling)
+    return tuple((t, step.epsilon(t, delta)) for t in points)

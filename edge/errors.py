@@ -145,7 +145,7 @@ class Replay(EdgeError):
 
 
 class WrongModel(EdgeError):
-    """A round ticket for another model version than the one loaded."""
+    """A round ticket for another model (version or package id) than the one loaded."""
 
     refusal = "wrong-model"
 
@@ -214,6 +214,12 @@ class NoiseShareUnfit(EdgeError):
     """A secagg round with no 32-bit headroom (or sampler range) for the noise share."""
 
     refusal = "noise-share-unfit"
+
+
+class NothingToReport(EdgeError):
+    """A skip report was asked for a ticket the TA would train on, with no reason."""
+
+    refusal = "nothing-to-report"
 
 
 class TeeError(EdgeError):

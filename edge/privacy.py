@@ -19,16 +19,24 @@ import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from edge.errors import ConfigError
 from edge.tee_abi import POLICY_TABLE_ENTRIES as TABLE_ENTRIES
-from edge.tee_abi import Accountant, Sampling
+from edge.tee_abi import Sampling
 
-if TYPE_CHECKING:
-    from edge.formats.policy import PrivacyPolicy
+
+class SignedTable(Protocol):
+    """What implied_epsilon reads of a policy (edge.formats.policy.PrivacyPolicy)."""
+
+    step_budget: int
+
+    @property
+    def no_dp(self) -> bool: ...
+
+    def epsilon_at(self, steps: int) -> float: ...
 
 POISSON = Sampling.POISSON
 FIXED = Sampling.FIXED
@@ -134,25 +142,7 @@ def table_steps(step_budget: int, entries: int = TABLE_ENTRIES) -> list[int]:
     return sorted({-(-step_budget * (i + 1) // entries) for i in range(entries)})
 
 
-def epsilon_table(q: float, sigma: float, step_budget: int, delta: float,
-                  sampling: int = POISSON, accountant: int = Accountant.RDP
-                  ) -> tuple[tuple[int, float], ...]:
-    """The (steps, ε) table a policy carries, by the accountant it names (PLD: Poisson only,
-    slower); boards read ε from it and need no accountant."""
-    _check(q, sigma, delta)
-    if sigma == 0.0:
-        raise ConfigError("sigma = 0 gives no privacy: no epsilon table exists")
-    points = table_steps(step_budget)
-    if accountant == Accountant.PLD:
-        from edge import calibration
-
-        return tuple((t, calibration.epsilon(q, sigma, t, delta, sampling, calibration.PLD))
-                     for t in points)
-    step = _policy_step(q, sigma, sampling)
-    return tuple((t, step.epsilon(t, delta)) for t in points)
-
-
-def implied_epsilon(policy: PrivacyPolicy, steps: int | None = None) -> float:
+def implied_epsilon(policy: SignedTable, steps: int | None = None) -> float:
     """ε at a privacy policy's δ after ``steps`` steps (default: its whole step budget), read
     from its signed table: an upper bound for any ticket the TA accepts under it, inf for a
     no-DP test policy. No accountant is imported."""

@@ -53,6 +53,16 @@ def status_subscription(fleet: str) -> str:
     return f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/devices/+/status"
 
 
+def skip_topic(fleet: str, device_id: bytes) -> str:
+    """Topic on which one device publishes its signed skip reports (docs/protocol.md)."""
+    return f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/devices/{device_id.hex()}/skip"
+
+
+def skip_subscription(fleet: str) -> str:
+    """The aggregator's subscription to every device's skip reports."""
+    return f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/devices/+/skip"
+
+
 # Secure aggregation (docs/secagg.md, docs/protocol.md "Secure aggregation"): each device
 # publishes its advert, shares and reveals on topics under its own id (the ACL lets only it
 # write them); the aggregator publishes the roster and survivor list to the fleet and each
@@ -109,6 +119,11 @@ def device_from_status_topic(fleet: str, topic: str) -> bytes:
 def device_from_update_topic(fleet: str, topic: str) -> bytes:
     """The device id named by an update topic; Malformed if it is not one."""
     return _device_from(fleet, topic, "/update")
+
+
+def device_from_skip_topic(fleet: str, topic: str) -> bytes:
+    """The device id named by a skip-report topic; Malformed if it is not one."""
+    return _device_from(fleet, topic, "/skip")
 
 
 def _device_from(fleet: str, topic: str, suffix: str) -> bytes:

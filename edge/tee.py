@@ -22,8 +22,11 @@ from types import TracebackType
 import numpy as np
 
 from edge import errors, tee_abi
+from edge.errors import EdgeError
 from edge.formats.layouts import BUDGET_BLOCK, STATUS_BLOCK
-from edge.formats.manifest import InferRelease
+from edge.formats.manifest import InferRelease, parse_manifest
+from edge.formats.package import PackageSource, read_manifest
+from edge.formats.ticket import parse_ticket, wrong_model_text
 from edge.native import Native, load
 
 # One table for C and Python: contract/spec.py, generated into tee_abi.
@@ -290,7 +293,7 @@ class TrustedApp:
                 code = lib.edge_load_model_buffer(
                     self._c(), data, len(data), wrap, len(wrap), out, cap, version, origin
                 )
-            _raise_for(self._native, "load model", code, origin[0])
+            self._raise_for_load(data, code, origin[0])
             backbone = bytes(ffi.buffer(out, cap[0]))
             return LoadedModel(version[0], backbone or None, None, len(backbone))
         path = Path(package)
@@ -315,8 +318,28 @@ class TrustedApp:
                 f"load model: the TA committed version {version[0]}, but its backbone could not "
                 f"be moved to {out_path}; it is complete in {partial}",
                 partial=partial, code=code, origin=origin[0])
-        _raise_for(self._native, "load model", code, origin[0])
+        self._raise_for_load(path, code, origin[0])
         return LoadedModel(version[0], None, out_path, length[0])
+
+    def _raise_for_load(self, package: bytes | Path, code: int, origin: int) -> None:
+        """A load's refusal; a rollback names both versions (the operator's first question)."""
+        if code != tee_abi.EDGE_ERR_ROLLBACK or origin != tee_abi.ORIGIN_TRUSTED_APP:
+            _raise_for(self._native, "load model", code, origin)
+            return
+        try:
+            if isinstance(package, Path):
+                with package.open("rb") as fh:
+                    manifest = parse_manifest(read_manifest(PackageSource(fh)).body)
+            else:
+                manifest = parse_manifest(read_manifest(PackageSource(package)).body)
+            held = self.status()
+        except (EdgeError, OSError):
+            _raise_for(self._native, "load model", code, origin)
+            return
+        raise errors.Rollback(
+            f"load model: rollback: package v{manifest.version} (package "
+            f"{manifest.package_id.hex()}) <= installed v{held.model_version} (package "
+            f"{held.package_id.hex()})", code=code, origin=origin)
 
     def infer(self, features: np.ndarray) -> Inference:
         """What the active package releases of the head on features (n x head_in)."""
@@ -387,8 +410,35 @@ class TrustedApp:
         with self._lock:
             code = self._native.lib.edge_verify_ticket(self._c(), bytes(ticket), len(ticket),
                                                        now, left, per_round, origin)
+        if code == tee_abi.EDGE_ERR_WRONG_MODEL and origin[0] == tee_abi.ORIGIN_TRUSTED_APP:
+            # The TA checked the signature: the ticket parses. Name both models.
+            held = self.status()
+            raise errors.WrongModel(wrong_model_text(parse_ticket(bytes(ticket)),
+                                                     held.model_version, held.package_id),
+                                    code=code, origin=origin[0])
         _raise_for(self._native, "verify ticket", code, origin[0])
         return TicketAccepted(left[0], per_round[0])
+
+    def sign_skip(self, ticket: bytes, *, reason: int = tee_abi.SkipReason.NONE,
+                  examples: int = 0, ree_time: int | None = None) -> bytes:
+        """The signed skip report (docs/formats.md "Skip report") for a round ticket this
+        device does not train: the TA's own refusal of it, with the field and both values,
+        or the normal world's ``reason``; ``examples`` (n) adds the budget check.
+        ``NothingToReport`` when the TA would train it and no reason is given."""
+        now = int(time.time()) if ree_time is None else int(ree_time)
+        if not 0 <= now < 2**64:
+            raise errors.ConfigError(f"REE time {now} is not a u64 Unix time")
+        ffi = self._native.ffi
+        out = ffi.new("uint8_t[]", tee_abi.SKIP_REPORT_SIZE)
+        out_len = ffi.new("size_t *", tee_abi.SKIP_REPORT_SIZE)
+        refusal, field = ffi.new("uint32_t *"), ffi.new("uint32_t *")
+        origin = ffi.new("uint32_t *")
+        with self._lock:
+            code = self._native.lib.edge_sign_skip(
+                self._c(), bytes(ticket), len(ticket), now, int(reason), int(examples), out,
+                out_len, refusal, field, origin)
+        _raise_for(self._native, "sign skip", code, origin[0])
+        return bytes(ffi.buffer(out, out_len[0]))
 
     def train_and_seal(self, features: np.ndarray, labels: np.ndarray) -> bytes:
         """DP-SGD on the head with the held ticket; return the sealed update bytes.

@@ -14,7 +14,7 @@ ABI_VERSION = 2
 MAGIC = b'EDGE'
 FORMAT_VERSION = 1
 # Kinds whose layout moved past FORMAT_VERSION (kind -> its format version).
-KIND_FORMAT_VERSIONS: dict[int, int] = {6: 2, 1: 2}
+KIND_FORMAT_VERSIONS: dict[int, int] = {6: 2, 4: 2, 5: 2, 1: 2}
 
 
 class Command(IntEnum):
@@ -38,6 +38,7 @@ class Command(IntEnum):
     SECAGG_RECEIVE = 15
     SECAGG_UNMASK = 16
     INSTALL_REGISTRAR = 17
+    SIGN_SKIP = 18
 
 
 CMD_GET_IDENTITY = Command.GET_IDENTITY
@@ -58,6 +59,7 @@ CMD_SECAGG_SHARE = Command.SECAGG_SHARE
 CMD_SECAGG_RECEIVE = Command.SECAGG_RECEIVE
 CMD_SECAGG_UNMASK = Command.SECAGG_UNMASK
 CMD_INSTALL_REGISTRAR = Command.INSTALL_REGISTRAR
+CMD_SIGN_SKIP = Command.SIGN_SKIP
 
 
 class Result(IntEnum):
@@ -98,6 +100,7 @@ class Result(IntEnum):
     EDGE_ERR_FORGED_ADVERT = 0xED6E0017
     EDGE_ERR_NOISE_SHARE_BELOW_POLICY = 0xED6E001B
     EDGE_ERR_NOISE_SHARE_UNFIT = 0xED6E001C
+    EDGE_ERR_NOTHING_TO_REPORT = 0xED6E0018
     TEE_ERROR_BAD_PARAMETERS = 0xFFFF0006
     TEE_ERROR_ITEM_NOT_FOUND = 0xFFFF0008
     TEE_ERROR_NOT_IMPLEMENTED = 0xFFFF0009
@@ -145,6 +148,7 @@ EDGE_ERR_UNKNOWN_ENROLLMENT = Result.EDGE_ERR_UNKNOWN_ENROLLMENT
 EDGE_ERR_FORGED_ADVERT = Result.EDGE_ERR_FORGED_ADVERT
 EDGE_ERR_NOISE_SHARE_BELOW_POLICY = Result.EDGE_ERR_NOISE_SHARE_BELOW_POLICY
 EDGE_ERR_NOISE_SHARE_UNFIT = Result.EDGE_ERR_NOISE_SHARE_UNFIT
+EDGE_ERR_NOTHING_TO_REPORT = Result.EDGE_ERR_NOTHING_TO_REPORT
 TEE_ERROR_BAD_PARAMETERS = Result.TEE_ERROR_BAD_PARAMETERS
 TEE_ERROR_ITEM_NOT_FOUND = Result.TEE_ERROR_ITEM_NOT_FOUND
 TEE_ERROR_NOT_IMPLEMENTED = Result.TEE_ERROR_NOT_IMPLEMENTED
@@ -193,6 +197,7 @@ RESULT_TEXT: dict[int, str] = {
     Result.EDGE_ERR_FORGED_ADVERT: 'forged advert',
     Result.EDGE_ERR_NOISE_SHARE_BELOW_POLICY: 'noise share below policy',
     Result.EDGE_ERR_NOISE_SHARE_UNFIT: 'noise share unfit',
+    Result.EDGE_ERR_NOTHING_TO_REPORT: 'nothing to report',
     Result.TEE_ERROR_BAD_PARAMETERS: 'bad parameters',
     Result.TEE_ERROR_ITEM_NOT_FOUND: 'item not found',
     Result.TEE_ERROR_NOT_IMPLEMENTED: 'not implemented',
@@ -240,6 +245,7 @@ REFUSALS: dict[int, type[errors.EdgeError]] = {
     Result.EDGE_ERR_FORGED_ADVERT: errors.ForgedAdvert,
     Result.EDGE_ERR_NOISE_SHARE_BELOW_POLICY: errors.NoiseShareBelowPolicy,
     Result.EDGE_ERR_NOISE_SHARE_UNFIT: errors.NoiseShareUnfit,
+    Result.EDGE_ERR_NOTHING_TO_REPORT: errors.NothingToReport,
     Result.TEE_ERROR_BAD_PARAMETERS: errors.Malformed,
     Result.EDGE_CLIENT_ERR_BACKBONE_NOT_PUBLISHED: errors.BackboneNotPublished,
 }
@@ -305,21 +311,23 @@ ANCHOR_BODY_SIZE = 48
 MANIFEST_FIXED_SIZE = 104
 KEY_WRAP_BODY_SIZE = 112
 POLICY_BODY_SIZE = 584
-TICKET_BODY_SIZE = 96
-UPDATE_HEADER_SIZE = 88
+TICKET_BODY_SIZE = 112
+UPDATE_HEADER_SIZE = 104
 CERT_BODY_SIZE = 64
 ADVERT_BODY_SIZE = 128
 DIRECTIVE_HEADER_SIZE = 72
 SHARES_HEADER_SIZE = 72
 REVEALS_HEADER_SIZE = 88
+SKIP_BODY_SIZE = 120
 STATUS_SIZE = 104
 BUDGET_SIZE = 88
 DEVICE_RECORD_SIZE = 164
 ANCHOR_STATEMENT_SIZE = 140
-TICKET_SIZE = 188
+TICKET_SIZE = 204
 POLICY_SIZE = 676
 CERT_SIZE = 156
 SECAGG_ADVERT_SIZE = 220
+SKIP_REPORT_SIZE = 212
 KEY_WRAP_SIZE = 204
 
 
@@ -337,6 +345,7 @@ class Kind(IntEnum):
     SECAGG_DIRECTIVE = 9  # secure-aggregation directive (roster, inbox, survivors)
     SECAGG_SHARES = 10  # secure-aggregation shares bundle
     SECAGG_REVEALS = 11  # secure-aggregation reveals
+    SKIP_REPORT = 12  # skip report
     KEY_WRAP = 14  # a package's content key wrapped for one device
 
 
@@ -407,6 +416,33 @@ class SecAggShare(IntEnum):
     SKEY = 2  # s-secret key (32 bytes)
 
 
+class SkipReason(IntEnum):
+    """Why the normal world skipped a round the TA would train (stated, not checked)."""
+
+    NONE = 0  # no normal-world reason: the TA's refusal is the reason
+    NO_SAMPLES = 1  # no local samples to train on
+    BACKBONE_UNUSABLE = 2  # the package's backbone cannot be run
+    FEATURE_SHAPE = 3  # the features do not match the head's input
+    DATA_SOURCE = 4  # the local data could not be read
+
+
+class SkipField(IntEnum):
+    """What a skip report's two values are."""
+
+    NONE = 0  # no values
+    MODEL = 1  # ticket's model version; installed version
+    ROUND = 2  # ticket's round; last sealed round
+    DEADLINE = 3  # ticket's deadline; now (REE time or time floor)
+    EXAMPLE_CLIP = 4  # ticket's C; policy's C_max
+    NOISE_MULTIPLIER = 5  # ticket's sigma; policy's sigma_min
+    UPDATE_CLIP = 6  # ticket's U; policy's U_max
+    STEPS_PER_ROUND = 7  # steps the round takes; policy's maximum per round
+    BATCH_SIZE = 8  # ticket's B; example count n
+    SAMPLING_RATE = 9  # B / n; policy's q
+    BUDGET = 10  # steps the round takes; steps left in the budget
+    UPDATE_MODE = 11  # ticket's update mode; the mode the policy requires
+
+
 class StatusFlag(IntFlag):
     """GET_STATUS flags."""
 
@@ -431,6 +467,7 @@ KIND_SECAGG_ADVERT = Kind.SECAGG_ADVERT
 KIND_SECAGG_DIRECTIVE = Kind.SECAGG_DIRECTIVE
 KIND_SECAGG_SHARES = Kind.SECAGG_SHARES
 KIND_SECAGG_REVEALS = Kind.SECAGG_REVEALS
+KIND_SKIP_REPORT = Kind.SKIP_REPORT
 KIND_KEY_WRAP = Kind.KEY_WRAP
 ROLE_MODEL_SIGNER = AnchorRole.MODEL_SIGNER
 ROLE_AGGREGATOR = AnchorRole.AGGREGATOR
@@ -454,6 +491,23 @@ SECAGG_STAGE_INBOX = SecAggStage.INBOX
 SECAGG_STAGE_SURVIVORS = SecAggStage.SURVIVORS
 SECAGG_SHARE_SEED = SecAggShare.SEED
 SECAGG_SHARE_SKEY = SecAggShare.SKEY
+SKIP_REE_NONE = SkipReason.NONE
+SKIP_REE_NO_SAMPLES = SkipReason.NO_SAMPLES
+SKIP_REE_BACKBONE_UNUSABLE = SkipReason.BACKBONE_UNUSABLE
+SKIP_REE_FEATURE_SHAPE = SkipReason.FEATURE_SHAPE
+SKIP_REE_DATA_SOURCE = SkipReason.DATA_SOURCE
+SKIP_FIELD_NONE = SkipField.NONE
+SKIP_FIELD_MODEL = SkipField.MODEL
+SKIP_FIELD_ROUND = SkipField.ROUND
+SKIP_FIELD_DEADLINE = SkipField.DEADLINE
+SKIP_FIELD_EXAMPLE_CLIP = SkipField.EXAMPLE_CLIP
+SKIP_FIELD_NOISE_MULTIPLIER = SkipField.NOISE_MULTIPLIER
+SKIP_FIELD_UPDATE_CLIP = SkipField.UPDATE_CLIP
+SKIP_FIELD_STEPS_PER_ROUND = SkipField.STEPS_PER_ROUND
+SKIP_FIELD_BATCH_SIZE = SkipField.BATCH_SIZE
+SKIP_FIELD_SAMPLING_RATE = SkipField.SAMPLING_RATE
+SKIP_FIELD_BUDGET = SkipField.BUDGET
+SKIP_FIELD_UPDATE_MODE = SkipField.UPDATE_MODE
 STATUS_F_IDENTITY = StatusFlag.IDENTITY
 STATUS_F_ANCHORS = StatusFlag.ANCHORS
 STATUS_F_MODEL = StatusFlag.MODEL

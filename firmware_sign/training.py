@@ -155,27 +155,32 @@ def cmd_ticket_make(args: argparse.Namespace) -> int:
     deadline = issued + args.ttl if args.deadline is None else args.deadline
     agg = load_private_key(args.aggregator)
     data = build_ticket(
-        agg, round_id=args.round, model_version=args.model_version, nonce=nonce,
+        agg, round_id=args.round, model_version=args.model_version,
+        package_id=args.package_id, nonce=nonce,
         issued_at=issued, deadline=deadline, example_clip=args.clip,
         noise_multiplier=args.noise_multiplier, update_clip=args.update_clip,
         learning_rate=args.learning_rate, epochs=args.epochs, batch_size=args.batch_size)
     t = parse_ticket(data)
     write_output(Path(args.out), lambda fh: fh.write(data))
     print(f"wrote {args.out}: round ticket round {t.round_id} for model version "
-          f"{t.model_version}, deadline {t.deadline}, nonce {t.nonce.hex()}, signed by key id "
+          f"{t.model_version} (package {t.package_id.hex()}), deadline {t.deadline}, nonce "
+          f"{t.nonce.hex()}, signed by key id "
           f"{key_id(ed25519_raw_public(agg)).hex()}")
     return 0
 
 
-def _nonce(text: str) -> bytes:
-    """argparse type: 16 bytes as 32 hex digits."""
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not hex") from None
-    if len(raw) != NONCE_SIZE:
-        raise argparse.ArgumentTypeError(f"nonce is {len(raw)} bytes, expected {NONCE_SIZE}")
-    return raw
+def _hex16(what: str) -> Callable[[str], bytes]:
+    """argparse type: 16 bytes as 32 hex digits; errors name ``what``."""
+    def parse(text: str) -> bytes:
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} {text!r} is not hex") from None
+        if len(raw) != NONCE_SIZE:
+            raise argparse.ArgumentTypeError(f"{what} is {len(raw)} bytes, expected "
+                                             f"{NONCE_SIZE}")
+        return raw
+    return parse
 
 
 def register(sub: argparse._SubParsersAction, u64: Callable[[str], int]) -> None:  # type: ignore[type-arg]
@@ -225,7 +230,11 @@ def register(sub: argparse._SubParsersAction, u64: Callable[[str], int]) -> None
     tk.add_argument("--aggregator", required=True, metavar="KEY")
     tk.add_argument("--round", required=True, type=u64, metavar="N")
     tk.add_argument("--model-version", required=True, type=u64, metavar="V")
-    tk.add_argument("--nonce", type=_nonce, metavar="HEX", help="16 bytes (default random)")
+    tk.add_argument("--package-id", required=True, type=_hex16("package id"), metavar="HEX",
+                    help="package id of the model the round trains, 32 hex digits (`edge tee "
+                    "info` shows the loaded one; `firmware-sign inspect` a package's)")
+    tk.add_argument("--nonce", type=_hex16("nonce"), metavar="HEX",
+                    help="16 bytes (default random)")
     tk.add_argument("--issued-at", type=_number(int, 0, False), metavar="UNIX")
     tk.add_argument("--deadline", type=_number(int, 0, False), metavar="UNIX")
     tk.add_argument("--ttl", type=_number(int, 1, False), default=3600, metavar="SECONDS")

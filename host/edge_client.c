@@ -785,6 +785,43 @@ EDGE_API uint32_t edge_install_registrar(edge_client *c,
 			  registrar_pub ? EDGE_PUBKEY_SIZE : 0, origin);
 }
 
+EDGE_API uint32_t edge_sign_skip(edge_client *c, const uint8_t *ticket,
+				 size_t ticket_len, uint64_t ree_time,
+				 uint32_t reason, uint32_t n, uint8_t *report,
+				 size_t *report_len, uint32_t *refusal,
+				 uint32_t *field, uint32_t *origin)
+{
+	TEEC_Operation op;
+	uint32_t res;
+
+	if (!c || !report_len || (!report && *report_len) ||
+	    (!ticket && ticket_len))
+		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
+	memset(&op, 0, sizeof(op));
+	op.paramTypes = TEEC_PARAM_TYPES(TEEC_MEMREF_TEMP_INPUT,
+					 TEEC_VALUE_INPUT,
+					 TEEC_MEMREF_TEMP_OUTPUT,
+					 TEEC_VALUE_INOUT);
+	op.params[0].tmpref.buffer = (void *)ticket;
+	op.params[0].tmpref.size = ticket_len;
+	op.params[1].value.a = (uint32_t)ree_time;
+	op.params[1].value.b = (uint32_t)(ree_time >> 32);
+	op.params[2].tmpref.buffer = report;
+	op.params[2].tmpref.size = *report_len;
+	op.params[3].value.a = reason;
+	op.params[3].value.b = n;
+	res = invoke(c, TA_EDGE_CMD_SIGN_SKIP, &op, origin);
+	if (res == TEEC_SUCCESS || res == TEEC_ERROR_SHORT_BUFFER)
+		*report_len = op.params[2].tmpref.size;
+	if (res != TEEC_SUCCESS)
+		return res;
+	if (refusal)
+		*refusal = op.params[3].value.a;
+	if (field)
+		*field = op.params[3].value.b;
+	return res;
+}
+
 EDGE_API const char *edge_result_name(uint32_t result)
 {
 	size_t i;

@@ -45,6 +45,7 @@ static const struct edge_result_name {
 	{ 0xED6E0017u, "forged advert" },	/* EDGE_ERR_FORGED_ADVERT */
 	{ 0xED6E001Bu, "noise share below policy" },	/* EDGE_ERR_NOISE_SHARE_BELOW_POLICY */
 	{ 0xED6E001Cu, "noise share unfit" },	/* EDGE_ERR_NOISE_SHARE_UNFIT */
+	{ 0xED6E0018u, "nothing to report" },	/* EDGE_ERR_NOTHING_TO_REPORT */
 	{ 0xFFFF0006u, "bad parameters" },	/* TEE_ERROR_BAD_PARAMETERS */
 	{ 0xFFFF0008u, "item not found" },	/* TEE_ERROR_ITEM_NOT_FOUND */
 	{ 0xFFFF0009u, "not implemented" },	/* TEE_ERROR_NOT_IMPLEMENTED */

@@ -78,6 +78,9 @@ TEE_Result training_verify_ticket(const TEE_Param *p, uint64_t ree,
 TEE_Result secagg_seal(const struct edge_ticket *t, uint8_t *out,
 		       uint32_t params, float noise_share);
 
+/* skip.c */
+TEE_Result edge_cmd_sign_skip(struct edge_session *sess,
+			      TEE_Param params[TEE_NUM_PARAMS]);
 /*
  * TRAIN_AND_SEAL up to and including the spend: checks, DP-SGD, the signed
  * update in a new TA buffer (*update, *update_len; the caller wipes and

@@ -77,6 +77,10 @@ static const struct edge_cmd edge_cmds[] = {
 	{ .id = TA_EDGE_CMD_INSTALL_REGISTRAR,
 	  .param_types = PT(MEMREF_INPUT, NONE, NONE, NONE),
 	  .fn = edge_cmd_install_registrar },
+	{ .id = TA_EDGE_CMD_SIGN_SKIP,
+	  .param_types = PT(MEMREF_INPUT, VALUE_INPUT, MEMREF_OUTPUT,
+			    VALUE_INOUT),
+	  .fn = edge_cmd_sign_skip },
 };
 
 TEE_Result TA_CreateEntryPoint(void)

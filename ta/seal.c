@@ -97,6 +97,8 @@ TEE_Result seal_write(const struct seal_info *si, const double *delta,
 	put_le64(body + EDGE_UPDATE_HEADER_OFF_ROUND_ID, si->round_id);
 	TEE_MemMove(body + EDGE_UPDATE_HEADER_OFF_NONCE, si->cohort_nonce, EDGE_NONCE_SIZE);
 	put_le64(body + EDGE_UPDATE_HEADER_OFF_MODEL_VERSION, si->model_version);
+	TEE_MemMove(body + EDGE_UPDATE_HEADER_OFF_PACKAGE_ID, si->package_id,
+		    EDGE_UPDATE_HEADER_LEN_PACKAGE_ID);
 	put_le32(body + EDGE_UPDATE_HEADER_OFF_EXAMPLE_COUNT, si->n);
 	put_le32(body + EDGE_UPDATE_HEADER_OFF_STEPS, si->steps);
 	put_le64(body + EDGE_UPDATE_HEADER_OFF_STEPS_TOTAL, si->total_steps);

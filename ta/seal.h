@@ -17,6 +17,7 @@ struct seal_info {
 	uint64_t round_id;
 	const uint8_t *cohort_nonce;	/* 16 */
 	uint64_t model_version;
+	const uint8_t *package_id;	/* 16 */
 	uint32_t n;
 	uint32_t steps;			/* T of this round */
 	uint64_t total_steps;		/* spent after this round */
@@ -26,7 +27,7 @@ struct seal_info {
 	float clip;			/* C */
 };
 
-/* 28 + 88 + 4P + 64 bytes. */
+/* 28 + EDGE_UPDATE_HEADER_SIZE + 4P + 64 bytes. */
 size_t seal_size(uint32_t params);
 
 /*

@@ -20,6 +20,7 @@ srcs-y += policy.c
 srcs-y += ticket.c
 srcs-y += dpsgd.c
 srcs-y += seal.c
+srcs-y += skip.c
 srcs-y += shamir.c
 srcs-y += prg.c
 srcs-y += quantize.c

@@ -49,6 +49,8 @@ TEE_Result ticket_parse_body(const uint8_t *body, size_t len,
 		return TEE_ERROR_BAD_FORMAT;
 	x.round_id = get_le64(body + EDGE_TICKET_OFF_ROUND_ID);
 	x.model_version = get_le64(body + EDGE_TICKET_OFF_MODEL_VERSION);
+	TEE_MemMove(x.package_id, body + EDGE_TICKET_OFF_PACKAGE_ID,
+		    EDGE_TICKET_LEN_PACKAGE_ID);
 	TEE_MemMove(x.cohort_nonce, body + EDGE_TICKET_OFF_NONCE,
 		    EDGE_NONCE_SIZE);
 	x.issued_at = get_le64(body + EDGE_TICKET_OFF_ISSUED_AT);
@@ -128,8 +130,21 @@ static uint64_t poisson_steps_per_epoch(float q, uint64_t cap)
 	return c;
 }
 
+/* Records why (when asked) and returns res. */
+static TEE_Result refuse(TEE_Result res, struct ticket_why *why,
+			 uint16_t field, double value, double bound)
+{
+	if (why) {
+		why->field = field;
+		why->value = value;
+		why->bound = bound;
+	}
+	return res;
+}
+
 TEE_Result ticket_steps(const struct edge_ticket *t,
-			const struct edge_policy *p, uint32_t n, uint64_t *T)
+			const struct edge_policy *p, uint32_t n, uint64_t *T,
+			struct ticket_why *why)
 {
 	uint64_t per_epoch = 0;
 	uint64_t steps = 0;
@@ -140,52 +155,80 @@ TEE_Result ticket_steps(const struct edge_ticket *t,
 						    p->max_steps_per_round);
 	} else {
 		if (n < 1 || t->batch > n)
-			return EDGE_ERR_POLICY_VIOLATION;
+			return refuse(EDGE_ERR_POLICY_VIOLATION, why,
+				      EDGE_SKIP_FIELD_BATCH_SIZE, t->batch, n);
 		/* B / n <= q: the batch may not sample more than the policy
 		 * accounted for. */
 		if ((double)t->batch / (double)n > (double)p->q)
-			return EDGE_ERR_POLICY_VIOLATION;
+			return refuse(EDGE_ERR_POLICY_VIOLATION, why,
+				      EDGE_SKIP_FIELD_SAMPLING_RATE,
+				      (double)t->batch / (double)n, p->q);
 		per_epoch = ((uint64_t)n + t->batch - 1) / t->batch;
 	}
 	/* epochs <= 65535, per_epoch <= 100001 or n: no overflow. */
 	steps = (uint64_t)t->epochs * per_epoch;
 	if (steps > p->max_steps_per_round)
-		return EDGE_ERR_POLICY_VIOLATION;
+		return refuse(EDGE_ERR_POLICY_VIOLATION, why,
+			      EDGE_SKIP_FIELD_STEPS_PER_ROUND, (double)steps,
+			      p->max_steps_per_round);
 	*T = steps;
 	return TEE_SUCCESS;
 }
 
 TEE_Result ticket_check(const struct edge_ticket *t,
-			const struct edge_train_state *st, bool model_present,
-			uint64_t model_version, uint64_t ree_time)
+			const struct edge_train_state *st,
+			const struct edge_model *model, uint64_t ree_time,
+			struct ticket_why *why)
 {
 	const struct edge_policy *p = &st->policy;
 	uint64_t now = ree_time > st->time_floor ? ree_time : st->time_floor;
 	uint64_t T = 0;
 	TEE_Result res = TEE_ERROR_GENERIC;
 
+	if (why)
+		why->field = EDGE_SKIP_FIELD_NONE;
 	if (!st->has_policy)
 		return EDGE_ERR_NO_POLICY;
-	if (!model_present)
+	if (!model->present)
 		return EDGE_ERR_NO_MODEL;
-	if (t->model_version != model_version)
-		return EDGE_ERR_WRONG_MODEL;
+	/* Public values: a plain compare of the package id is fine. */
+	if (t->model_version != model->version ||
+	    TEE_MemCompare(t->package_id, model->package_id,
+			   EDGE_TICKET_LEN_PACKAGE_ID))
+		return refuse(EDGE_ERR_WRONG_MODEL, why, EDGE_SKIP_FIELD_MODEL,
+			      (double)t->model_version,
+			      (double)model->version);
 	if (t->round_id <= st->last_round)
-		return EDGE_ERR_REPLAY;
+		return refuse(EDGE_ERR_REPLAY, why, EDGE_SKIP_FIELD_ROUND,
+			      (double)t->round_id, (double)st->last_round);
 	if (t->deadline < now)
-		return EDGE_ERR_EXPIRED;
-	if (t->clip > p->clip_max || t->sigma < p->sigma_min ||
-	    t->update_clip > p->update_clip_max)
-		return EDGE_ERR_POLICY_VIOLATION;
+		return refuse(EDGE_ERR_EXPIRED, why, EDGE_SKIP_FIELD_DEADLINE,
+			      (double)t->deadline, (double)now);
+	if (t->clip > p->clip_max)
+		return refuse(EDGE_ERR_POLICY_VIOLATION, why,
+			      EDGE_SKIP_FIELD_EXAMPLE_CLIP, t->clip,
+			      p->clip_max);
+	if (t->sigma < p->sigma_min)
+		return refuse(EDGE_ERR_POLICY_VIOLATION, why,
+			      EDGE_SKIP_FIELD_NOISE_MULTIPLIER, t->sigma,
+			      p->sigma_min);
+	if (t->update_clip > p->update_clip_max)
+		return refuse(EDGE_ERR_POLICY_VIOLATION, why,
+			      EDGE_SKIP_FIELD_UPDATE_CLIP, t->update_clip,
+			      p->update_clip_max);
 	if ((p->flags & EDGE_POLICY_F_REQUIRE_SECAGG) &&
 	    t->mode != EDGE_UPDATE_MODE_SECAGG)
-		return EDGE_ERR_POLICY_VIOLATION;
+		return refuse(EDGE_ERR_POLICY_VIOLATION, why,
+			      EDGE_SKIP_FIELD_UPDATE_MODE, t->mode,
+			      EDGE_UPDATE_MODE_SECAGG);
 	/* Only the masked path adds the distributed-DP noise share: any
 	 * other release would carry less noise than the policy states. */
 	if (p->noise_share_min > 0 && t->mode != EDGE_UPDATE_MODE_SECAGG)
-		return EDGE_ERR_NOISE_SHARE_BELOW_POLICY;
+		return refuse(EDGE_ERR_NOISE_SHARE_BELOW_POLICY, why,
+			      EDGE_SKIP_FIELD_UPDATE_MODE, t->mode,
+			      EDGE_UPDATE_MODE_SECAGG);
 	if (p->sampling == EDGE_SAMPLING_POISSON) {
-		res = ticket_steps(t, p, 0, &T);
+		res = ticket_steps(t, p, 0, &T, why);
 		if (res)
 			return res;
 	}

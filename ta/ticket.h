@@ -14,11 +14,23 @@
 #include <tee_internal_api.h>
 #include <edge_ta.h>
 
+#include "head.h"
 #include "policy.h"
+
+/*
+ * Why a ticket was refused, for a skip report: the field (EDGE_SKIP_FIELD_*)
+ * and the two values compared (the ticket's, and the bound it failed).
+ */
+struct ticket_why {
+	uint16_t field;
+	double value;
+	double bound;
+};
 
 struct edge_ticket {
 	uint64_t round_id;
 	uint64_t model_version;
+	uint8_t package_id[16];
 	uint8_t cohort_nonce[16];
 	uint64_t issued_at;
 	uint64_t deadline;
@@ -38,7 +50,8 @@ struct edge_ticket {
 };
 
 /*
- * Parses and checks the 96-byte ticket body (already covered by a verified
+ * Parses and checks the ticket body (EDGE_TICKET_BODY_SIZE bytes, already
+ * covered by a verified
  * signature); TEE_ERROR_BAD_FORMAT if bad. Separate from ticket_open() so
  * the fuzz harness reaches it without the aggregator's key.
  */
@@ -53,22 +66,27 @@ TEE_Result ticket_open(const uint8_t *buf, size_t len,
 
 /*
  * The state checks after the envelope: no policy -> NO_POLICY; no model ->
- * NO_MODEL; other version -> WRONG_MODEL; round <= last sealed -> REPLAY;
+ * NO_MODEL; other version or package id -> WRONG_MODEL (a second
+ * aggregator's "v1" is not ours); round <= last sealed -> REPLAY;
  * deadline < max(ree_time, floor) -> EXPIRED; C, sigma, U or (Poisson)
  * steps per round weaker than the policy, or a ticket without secure
- * aggregation under a policy that requires it -> POLICY_VIOLATION.
+ * aggregation under a policy that requires it -> POLICY_VIOLATION. why (may
+ * be NULL) receives the field and values of a refusal.
  */
 TEE_Result ticket_check(const struct edge_ticket *t,
-			const struct edge_train_state *st, bool model_present,
-			uint64_t model_version, uint64_t ree_time);
+			const struct edge_train_state *st,
+			const struct edge_model *model, uint64_t ree_time,
+			struct ticket_why *why);
 
 /*
  * Steps T of a round with n examples (formats.md "Training and sealing"):
  * Poisson E * ceil(1/q) (n unused; 0 allowed), fixed-size E * ceil(n/B)
  * with B <= n and B/n <= q. POLICY_VIOLATION if the sampling constraints or
- * the per-round maximum are not met. The budget is not checked here.
+ * the per-round maximum are not met. The budget is not checked here. why as
+ * for ticket_check.
  */
 TEE_Result ticket_steps(const struct edge_ticket *t,
-			const struct edge_policy *p, uint32_t n, uint64_t *T);
+			const struct edge_policy *p, uint32_t n, uint64_t *T,
+			struct ticket_why *why);
 
 #endif /* EDGE_TICKET_H */

@@ -97,10 +97,9 @@ TEE_Result training_verify_ticket(const TEE_Param *p, uint64_t ree,
 	if (!res)
 		res = state_model();
 	if (!res)
-		res = ticket_check(t, st, edge_st.model.present,
-				   state_model_version(), ree);
+		res = ticket_check(t, st, &edge_st.model, ree, NULL);
 	if (!res && st->policy.sampling == EDGE_SAMPLING_POISSON)
-		res = ticket_steps(t, &st->policy, 0, per_round);
+		res = ticket_steps(t, &st->policy, 0, per_round, NULL);
 	return res;
 }
 
@@ -193,8 +192,8 @@ TEE_Result edge_train_commit(struct edge_session *sess,
 	if (!res)
 		res = train_state_load(&st);
 	if (!res)
-		res = ticket_check(&t, &st, edge_st.model.present,
-				   state_model_version(), sess->ticket_ree_time);
+		res = ticket_check(&t, &st, &edge_st.model,
+				   sess->ticket_ree_time, NULL);
 	if (res)
 		goto out;
 
@@ -226,7 +225,7 @@ TEE_Result edge_train_commit(struct edge_session *sess,
 		goto out;
 
 	/* The round's cost, refused before any training. */
-	res = ticket_steps(&t, &st.policy, n, &T);
+	res = ticket_steps(&t, &st.policy, n, &T, NULL);
 	if (res)
 		goto out;
 	if (T > train_steps_left(&st)) {
@@ -269,6 +268,7 @@ TEE_Result edge_train_commit(struct edge_session *sess,
 	si.round_id = t.round_id;
 	si.cohort_nonce = t.cohort_nonce;
 	si.model_version = t.model_version;
+	si.package_id = t.package_id;
 	si.n = n;
 	si.steps = (uint32_t)T;
 	si.total_steps = st.steps_spent + T;

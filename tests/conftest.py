@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from collections.abc import Iterator
@@ -108,6 +109,12 @@ def head(rng_seed: int, head_in: int = 16, head_out: int = 4) -> tuple[np.ndarra
             rng.normal(size=head_out).astype(np.float32))
 
 
+def package_id(version: int) -> bytes:
+    """The package id ``make_package`` gives ``version`` unless told otherwise, so tests can
+    name it in tickets and updates (the aggregator's packages draw theirs at random)."""
+    return hashlib.sha256(b"edge tests package %d" % version).digest()[:16]
+
+
 def make_package(
     signer: Ed25519PrivateKey,
     recipients: list[DeviceRecord],
@@ -120,15 +127,18 @@ def make_package(
     chunk_log2: int = 12,
     enforce_limits: bool = True,
     infer: InferPolicy | None = None,
+    pkg_id: bytes | None = None,
 ) -> Built:
     """A package with a key wrap for each of ``recipients``, built by the release tool
     (releasing every score to INFER unless ``infer`` says otherwise, so tests can
-    compare with numpy)."""
+    compare with numpy); its id is ``package_id(version)`` unless ``pkg_id`` is given."""
     if w is None or b is None:
         w, b = head(version)
     out = io.BytesIO()
     release = build_package(out, signer=signer, version=version, W=w, b=b,
-                            recipients=recipients, backbone=backbone,
+                            recipients=recipients,
+                            package_id=pkg_id if pkg_id is not None else package_id(version),
+                            backbone=backbone,
                             encrypt_backbone=encrypt, chunk_log2=chunk_log2,
                             enforce_limits=enforce_limits,
                             infer=infer if infer is not None else InferPolicy(InferRelease.SCORES))

@@ -36,3 +36,17 @@ def runtime() -> Runtime:
 def config(**kwargs: Any) -> InferenceConfig:
     """An InferenceConfig that names the selected runtime."""
     return InferenceConfig(runtime=RUNTIME, **kwargs)
+
+
+def small_backbone(inputs: int = 16, features: int = 8, seed: int = 0
+                   ) -> tuple[bytes, dict[str, Any]]:
+    """A real quantized TFLite backbone (inputs -> features) and its package metadata."""
+    from edge.inference.builder import build_tflite
+    from edge.inference.demo import metadata_for
+    from edge.inference.graph import Dense, FloatNet, quantize_net
+
+    rng = np.random.default_rng(seed)
+    net = FloatNet((inputs,), (Dense(rng.normal(size=(inputs, features)).astype(np.float32),
+                                     np.zeros(features, np.float32)),))
+    qnet = quantize_net(net, rng.uniform(0, 1, size=(20, inputs)).astype(np.float32))
+    return build_tflite(qnet), metadata_for(qnet)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from conftest import Roles, head, make_package
+from conftest import Roles, head, make_package, package_id
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from reference_dpsgd import FIXED, Round, dpsgd_round
 from training_helpers import NOW, data, policy
@@ -68,7 +68,8 @@ class Cohort:
 
     def ticket(self, params: SecAggParams, round_id: int = 1, **over: object) -> bytes:
         fields: dict[str, object] = dict(
-            round_id=round_id, model_version=1, nonce=NONCE, issued_at=NOW - 10,
+            round_id=round_id, model_version=1, package_id=package_id(1), nonce=NONCE,
+            issued_at=NOW - 10,
             deadline=NOW + 3600, example_clip=CLIP, noise_multiplier=0.0,
             learning_rate=LR, epochs=1, batch_size=8, **params.ticket_fields(fleet_id(FLEET)))
         fields.update(over)

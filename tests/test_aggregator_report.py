@@ -53,7 +53,7 @@ def _run_rounds(tmp_path: Path) -> tuple[AggregatorConfig, list[FakeDevice], Pat
     # the boards' policy, signed by the model signer: device ε and budget left in the views
     policy = build_policy(load_private_key(table["aggregator"]["model_signer_key"]),
                           version=1, noise_multiplier_min=1.0, max_example_clip=1.0,
-                          max_update_clip=1.0, sampling_rate=0.1, max_steps_per_round=3,
+                          max_update_clip=1.0, sampling_rate=0.1, max_steps_per_round=10,
                           step_budget=STEP_BUDGET, target_epsilon=10.0, delta=1e-5)
     (tmp_path / "policy.bin").write_bytes(policy)
     table["dp"]["device_policy"] = str(tmp_path / "policy.bin")
@@ -244,10 +244,13 @@ def test_device_policy_is_checked_at_start(tmp_path: Path) -> None:
     fields = dict(version=1, noise_multiplier_min=1.1, max_example_clip=1.0,
                   max_update_clip=1.0, sampling_rate=0.1, max_steps_per_round=3,
                   step_budget=40, target_epsilon=10.0, delta=1e-5)
-    cases = [(Ed25519PrivateKey.generate(), "not a privacy policy signed by"),
-             (signer, r"dp.noise_multiplier 1 < policy sigma_min 1.1")]
-    for key, message in cases:
-        (tmp_path / "policy.bin").write_bytes(build_policy(key, **fields))
+    cases = [(Ed25519PrivateKey.generate(), "not a privacy policy signed by", {}),
+             (signer, r"dp.noise_multiplier 1 < policy sigma_min 1.1", {}),
+             # Poisson at q = 0.1: one epoch takes 10 steps, the policy allows 3
+             (signer, r"dp.local_epochs 1 takes 10 steps per round > policy "
+                      r"max_steps_per_round 3", {"noise_multiplier_min": 0.5})]
+    for key, message, change in cases:
+        (tmp_path / "policy.bin").write_bytes(build_policy(key, **{**fields, **change}))
         table["dp"]["device_policy"] = str(tmp_path / "policy.bin")
         config = AggregatorConfig.from_mapping(table)
         with Store(config.state) as store, pytest.raises(ConfigError, match=message):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from inference_helpers import small_backbone
 
 from edge.aggregator.config import AggregatorConfig
 from edge.aggregator.registry import Registry
@@ -188,27 +189,13 @@ def test_config_from_toml_resolves_relative_paths(tmp_path: Path) -> None:
         AggregatorConfig.from_toml(tmp_path / "bad.toml")
 
 
-def tiny_tflite(size: int) -> bytes:
-    """A TFLite flatbuffer (one empty subgraph) of about ``size`` bytes."""
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.ModelT()
-    model.version = 3
-    model.subgraphs = [schema.SubGraphT()]
-    model.description = "x" * max(0, size - 64)
-    builder = flatbuffers.Builder(0)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
 def test_packages_reach_every_enrolled_device(tmp_path: Path) -> None:
     from edge.formats.envelope import Kind, parse_envelope
     from edge.formats.manifest import FLAG_BACKBONE, FLAG_BACKBONE_ENCRYPTED, parse_manifest
 
-    backbone = tiny_tflite(10_000)
+    backbone, metadata = small_backbone(features=8)  # the head of config_mapping: 8 x 3
     (tmp_path / "backbone.bin").write_bytes(backbone)
-    (tmp_path / "backbone.json").write_text('{"name": "test"}')
+    (tmp_path / "backbone.json").write_text(json.dumps(metadata))
     table = config_mapping(tmp_path, aggregator={
         "backbone": str(tmp_path / "backbone.bin"),
         "backbone_metadata": str(tmp_path / "backbone.json"), "encrypt_backbone": True})
@@ -232,7 +219,7 @@ def test_packages_reach_every_enrolled_device(tmp_path: Path) -> None:
         assert wrap.package_id == m.package_id
         assert m.flags == FLAG_BACKBONE | FLAG_BACKBONE_ENCRYPTED
         assert m.backbone_len == len(backbone)
-        assert json.loads(m.metadata) == {"name": "test"}
+        assert json.loads(m.metadata) == metadata
         store.mark_published(version, recipients)
         assert manager.model_is_out() and manager.pending_publication() is None
         # A newcomer: only its key wrap goes out, for the same package (nobody downloads

@@ -76,6 +76,7 @@ def test_install_into_a_clean_venv_and_run_tee_info(bundle: Path, tmp_path: Path
     proc = subprocess.run([bundle / "install.sh", "--venv", venv, "--no-system"], env=env,
                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    (tmp_path / "tee").mkdir()  # a read command never creates a simulated TEE's folder
     out = subprocess.run([venv / "bin/edge", "tee", "info", "--tee", "sim", "--state",
                           tmp_path / "tee", "--json"], env=env, capture_output=True, text=True,
                          timeout=120, cwd=tmp_path)

@@ -228,7 +228,7 @@ def test_the_combiner_counts_a_device_once_and_waits_for_the_drop() -> None:
 
 
 def test_cohort_messages_are_authenticated_and_named() -> None:
-    ann = Announcement(3, bytes(16), 2, PARAMS, 1.0, 0.5, 1.0, 0.0, (b"rec",))
+    ann = Announcement(3, bytes(16), 2, PARAMS, 1.0, 0.5, 1.0, 0.0, (b"rec",), b"p" * 16)
     data = ann.to_message(KEY, FLEET)
     assert Announcement.from_message(KEY, FLEET, data) == ann
     with pytest.raises(Tampered):

@@ -65,14 +65,14 @@ def test_one_field_change_reaches_c_python_and_docs(tmp_path: Path) -> None:
     after = {rel: (root / rel).read_text() for rel in GENERATED}
 
     header = after["ta/include/edge_ta.h"]
-    assert "#define EDGE_TICKET_OFF_UPDATE_MODE\t\t70" in header
-    assert "#define EDGE_TICKET_OFF_UPDATE_MODE\t\t68" in before["ta/include/edge_ta.h"]
+    assert "#define EDGE_TICKET_OFF_UPDATE_MODE\t\t86" in header
+    assert "#define EDGE_TICKET_OFF_UPDATE_MODE\t\t84" in before["ta/include/edge_ta.h"]
     layouts = after["edge/formats/layouts.py"]
-    assert "Field('batch_size', 'I', 66" in layouts
-    assert "Field('batch_size', 'H', 66" in before["edge/formats/layouts.py"]
+    assert "Field('batch_size', 'I', 82" in layouts
+    assert "Field('batch_size', 'H', 82" in before["edge/formats/layouts.py"]
     docs = after["docs/formats.md"]
-    assert "| 66 | 4 | batch size B" in docs
-    assert "| 66 | 2 | batch size B" in before["docs/formats.md"]
+    assert "| 82 | 4 | batch size B" in docs
+    assert "| 82 | 2 | batch size B" in before["docs/formats.md"]
     unchanged = {rel for rel in GENERATED if before[rel] == after[rel]}
     assert unchanged == {"host/edge_results.h", "edge/tee_abi.py", "edge/errors.py"}
 

@@ -18,7 +18,8 @@ def sealed(round_id: int, model_version: int = 1) -> bytes:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     ticket = build_ticket(Ed25519PrivateKey.generate(), round_id=round_id,
-                          model_version=model_version, nonce=bytes(16), issued_at=0,
+                          model_version=model_version, package_id=bytes(16),
+                          nonce=bytes(16), issued_at=0,
                           deadline=2**40, example_clip=1.0, noise_multiplier=1.0,
                           update_clip=1.0, learning_rate=0.1, epochs=1, batch_size=1)
     return FakeDevice().update(ticket, np.zeros(4, np.float32))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import ROOT, Roles, make_package, require_native
+from conftest import ROOT, Roles, make_package, package_id, require_native
 from training_helpers import BIG, policy
 from update_helpers import verify_sealed
 
@@ -72,7 +73,8 @@ def config_table(tmp: Path, state: Path, url: str) -> dict[str, Any]:
 def ticket(roles: Roles, round_id: int, *, deadline_in: int = 600, version: int = 1) -> bytes:
     """A no-DP ticket for ``round_id``, valid from now."""
     now = int(time.time())
-    return build_ticket(roles.aggregator, round_id=round_id, model_version=version, nonce=NONCE,
+    return build_ticket(roles.aggregator, round_id=round_id, model_version=version,
+                        package_id=package_id(version), nonce=NONCE,
                         issued_at=now - 10, deadline=now + deadline_in, example_clip=1.0,
                         noise_multiplier=0.0, update_clip=BIG, learning_rate=0.1, epochs=1,
                         batch_size=8)
@@ -204,7 +206,8 @@ def test_daemon_loads_a_package_and_its_wrap_in_either_order(
         v2 = make_package(roles.signer, [dev], version=2)
         agg.publish(model, v2, retain=True)
         # The wrap of another version-2 package (same device): it names another package id.
-        agg.publish(wrap, make_package(roles.signer, [dev], version=2).wrap, retain=True)
+        other = make_package(roles.signer, [dev], version=2, pkg_id=bytes(range(16)))
+        agg.publish(wrap, other.wrap, retain=True)
         time.sleep(1.0)
         assert run.daemon.stats.models_loaded == 1 and run.daemon.stats.models_refused == 0
         assert run.daemon.ta.status().model_version == 1
@@ -217,7 +220,9 @@ def test_daemon_loads_a_package_and_its_wrap_in_either_order(
 
 
 def test_daemon_refuses_a_bad_model_and_keeps_the_old_one(
-        host_world: Path, roles: Roles, tmp_path: Path, broker: EmbeddedBroker) -> None:
+        host_world: Path, roles: Roles, tmp_path: Path, broker: EmbeddedBroker,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="edge.daemon")
     dev = provision(host_world, roles)
     write_samples(tmp_path / "data")
     agg = FakeAggregator(broker.url, dev)
@@ -233,6 +238,12 @@ def test_daemon_refuses_a_bad_model_and_keeps_the_old_one(
         agg.publish_model(bytes(bad), built.wrap)
         wait_for(lambda: run.daemon.stats.models_refused == 3, what="three refusals")
         assert run.daemon.ta.status().model_version == 2
+        # The rollback is at INFO and names both versions and packages.
+        lines = [r.getMessage() for r in caplog.records
+                 if r.levelno == logging.INFO and "refusal=rollback" in r.getMessage()]
+        assert len(lines) == 1, lines
+        assert (f"rollback: package v1 (package {package_id(1).hex()}) <= installed v2 "
+                f"(package {package_id(2).hex()})") in lines[0]
     finally:
         run.close()
         agg.close()
@@ -370,7 +381,8 @@ def test_daemon_runs_the_packaged_backbone_and_restores_it_after_restart(
     out = io.BytesIO()
     w, b = rng.normal(size=(HEAD_IN, HEAD_OUT)).astype(np.float32), np.zeros(HEAD_OUT, np.float32)
     release = build_package(out, signer=roles.signer, version=1, W=w, b=b, recipients=[dev],
-                            backbone=build_tflite(qnet), metadata=metadata_for(qnet))
+                            package_id=package_id(1), backbone=build_tflite(qnet),
+                            metadata=metadata_for(qnet))
     (tmp_path / "data").mkdir()
     np.savez(tmp_path / "data" / "raw.npz", X=x, y=rng.integers(0, HEAD_OUT, size=30))
     agg = FakeAggregator(broker.url, dev)

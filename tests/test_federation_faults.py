@@ -141,7 +141,8 @@ def test_refusals_are_audited(embedded: str, tmp_path: Path) -> None:
             observer.publish(topic0, b"\x00not a sealed update")
             spent = b0.ta.budget().steps_spent
             forged = build_ticket(Ed25519PrivateKey.generate(), round_id=99, model_version=2,
-                                  nonce=bytes(16), issued_at=0, deadline=2**40,
+                                  package_id=bytes(16), nonce=bytes(16), issued_at=0,
+                                  deadline=2**40,
                                   example_clip=1.0, noise_multiplier=6.0, update_clip=1.0,
                                   learning_rate=1.0, epochs=2, batch_size=1)
             observer.publish(protocol.ticket_topic(FLEET, b0.device_id), forged)

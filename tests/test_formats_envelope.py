@@ -159,6 +159,7 @@ def test_kind_is_signed() -> None:
         (make(magic=b"XXXX", version=2), {}, Malformed),  # magic before version
         (make(version=2)[:40], {}, UnsupportedVersion),  # version before length
         (make(Kind.DEVICE_RECORD, version=2), {"kind": Kind.PACKAGE}, UnsupportedVersion),
+        (make(Kind.ROUND_TICKET, version=1), {"kind": Kind.ROUND_TICKET}, UnsupportedVersion),
         (make(Kind.DEVICE_RECORD), {"kind": Kind.PACKAGE, "max_len": 10}, WrongKind),
         (make(Kind.DEVICE_RECORD) + b"!", {"kind": Kind.PACKAGE}, WrongKind),  # kind first
         (make()[:40], {"max_len": 40}, Oversized),  # limit from the header, before length

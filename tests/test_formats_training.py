@@ -6,6 +6,7 @@ import struct
 
 import numpy as np
 import pytest
+from conftest import package_id
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from update_helpers import verify_sealed
@@ -17,6 +18,7 @@ from edge.errors import Malformed
 from edge.formats.device import build_device_record, parse_device_record
 from edge.formats.envelope import HEADER_SIZE, Kind, parse_envelope
 from edge.formats.keys import ed25519_raw_public, key_id
+from edge.formats.layouts import UPDATE_HEADER
 from edge.formats.policy import (
     POLICY_SIZE,
     SAMPLING_FIXED,
@@ -55,7 +57,8 @@ def _policy(**kw: object) -> bytes:
 
 def _ticket(**kw: object) -> bytes:
     fields: dict[str, object] = dict(
-        round_id=4, model_version=3, nonce=NONCE, issued_at=100, deadline=200,
+        round_id=4, model_version=3, package_id=package_id(3), nonce=NONCE, issued_at=100,
+        deadline=200,
         example_clip=1.0, noise_multiplier=1.1, update_clip=5.0, learning_rate=0.1,
         epochs=1, batch_size=8)
     fields.update(kw)
@@ -64,7 +67,7 @@ def _ticket(**kw: object) -> bytes:
 
 def _update(delta: np.ndarray | None = None, **kw: object) -> bytes:
     fields: dict[str, object] = dict(
-        round_id=4, nonce=NONCE, model_version=3,
+        round_id=4, nonce=NONCE, model_version=3, package_id=package_id(3),
         delta=np.full(20, 0.1, np.float32) if delta is None else delta,
         example_count=50, steps=100, total_steps=300, update_clip=5.0,
         noise_multiplier=1.1, example_clip=1.0)
@@ -144,13 +147,32 @@ def test_policy_envelope_refusals() -> None:
 
 def test_ticket_round_trip_and_layout() -> None:
     raw = _ticket()
-    assert len(raw) == TICKET_SIZE == ABI_TICKET_SIZE == 188
+    assert len(raw) == TICKET_SIZE == ABI_TICKET_SIZE == 204
     t = parse_ticket(raw)
     assert (t.round_id, t.model_version, t.nonce, t.issued_at, t.deadline) == (4, 3, NONCE,
                                                                               100, 200)
     assert (t.epochs, t.batch_size, t.update_mode) == (1, 8, 1)
     assert t.learning_rate == pytest.approx(0.1, rel=1e-7)
-    assert raw[HEADER_SIZE + 16:HEADER_SIZE + 32] == NONCE
+    assert raw[4:6] == b"\x02\x00"  # format version 2: the package id is bound
+    assert raw[HEADER_SIZE + 16:HEADER_SIZE + 32] == t.package_id == package_id(3)
+    assert raw[HEADER_SIZE + 32:HEADER_SIZE + 48] == NONCE
+
+
+def test_ticket_of_the_old_layout_is_refused_by_name() -> None:
+    old = resign(_ticket(), lambda h, _b: h.__setitem__(4, 1), AGG)
+    with pytest.raises(errors.UnsupportedVersion,
+                       match="round ticket format version 1 is not supported"):
+        parse_ticket(old)
+
+
+def test_ticket_for_another_package_of_the_same_version_names_both() -> None:
+    """A second aggregator's "v3" is not the v3 this board holds."""
+    other = bytes(range(16))
+    with pytest.raises(errors.WrongModel) as got:
+        verify_ticket(_ticket(package_id=other), ed25519_raw_public(AGG),
+                      package_id=package_id(3), **_state())
+    assert str(got.value) == (f"round ticket: for model v3 (package {other.hex()}), loaded is "
+                              f"v3 (package {package_id(3).hex()})")
 
 
 @pytest.mark.parametrize("kw,match", [
@@ -236,13 +258,15 @@ def test_update_round_trip_verifies_with_device_key() -> None:
     np.testing.assert_array_equal(u.delta, delta)
     assert (u.example_count, u.steps, u.total_steps, u.device_id) == (50, 100, 300,
                                                                       DEVICE.device_id)
-    assert len(raw) == HEADER_SIZE + 88 + 4 * 20 + 64
+    assert len(raw) == HEADER_SIZE + 104 + 4 * 20 + 64
+    assert u.package_id == package_id(3)
 
 
 @pytest.mark.parametrize("kw,refusal", [
     (dict(round_id=5), "wrong-round"),
     (dict(nonce=b"m" * 16), "replay"),
     (dict(model_version=4), "wrong-model"),
+    (dict(pkg_id=bytes(16)), "wrong-model"),
     (dict(param_count=21), "malformed"),
     (dict(update_clip=4.0), "norm"),
     (dict(noise_multiplier=1.2), "ticket-mismatch"),
@@ -279,9 +303,11 @@ def test_update_signature_and_structure_refusals() -> None:
     with pytest.raises(errors.Malformed):
         parse_update(raw[:-1])
     with pytest.raises(errors.Malformed, match="parameters imply"):
-        parse_update(resign(raw, lambda _h, b: b.__setitem__(68, 19), IDENTITY))
+        parse_update(resign(raw, lambda _h, b: b.__setitem__(UPDATE_HEADER.offset("param_count"),
+                                                             19), IDENTITY))
     with pytest.raises(errors.Malformed, match="reserved"):
-        parse_update(resign(raw, lambda _h, b: b.__setitem__(86, 1), IDENTITY))
+        parse_update(resign(raw, lambda _h, b: b.__setitem__(UPDATE_HEADER.offset("reserved2")
+                                                             + 2, 1), IDENTITY))
     with pytest.raises(errors.Malformed, match="non-finite"):
         parse_update(_update(np.array([np.nan] * 20, np.float32)))
     with pytest.raises(errors.WrongKind):

@@ -47,7 +47,7 @@ def loaded(monkeypatch: pytest.MonkeyPatch) -> tuple[str, native.Native]:
 
 def test_header_declares_the_client(loaded: tuple[str, native.Native]) -> None:
     header = declarations(HEADER.read_text())
-    assert len(header) == 23 and "edge_verify_ticket" in header
+    assert len(header) == 24 and "edge_verify_ticket" in header and "edge_sign_skip" in header
     assert {"edge_secagg_advertise", "edge_secagg_share", "edge_secagg_receive",
             "edge_secagg_unmask", "edge_install_registrar"} <= set(header)
     assert native.client_header().resolve() == HEADER.resolve()

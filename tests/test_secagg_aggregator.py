@@ -75,14 +75,17 @@ def test_secagg_table_without_secagg_mode_is_refused(fleet) -> None:  # type: ig
         AggregatorConfig.from_mapping(bad)
 
 
+PACKAGE_ID = bytes(range(16))
+
+
 def _view(secagg: bool) -> RoundView:
-    return RoundView(3, bytes(16), 1, 4, 1.0, frozenset(), 0.0, 1.0, secagg)
+    return RoundView(3, bytes(16), 1, 4, 1.0, frozenset(), 0.0, 1.0, PACKAGE_ID, secagg)
 
 
 def _masked(identity: Ed25519PrivateKey) -> bytes:
-    head = UPDATE_HEADER.struct.pack(key_id(ed25519_raw_public(identity)), 3, bytes(16), 1, 8,
-                                     1, 1, UpdateMode.SECAGG, bytes(3), 4, 1.0, 0.0, 1.0,
-                                     bytes(4))
+    head = UPDATE_HEADER.struct.pack(key_id(ed25519_raw_public(identity)), 3, bytes(16), 1,
+                                     PACKAGE_ID, 8, 1, 1, UpdateMode.SECAGG, bytes(3), 4,
+                                     1.0, 0.0, 1.0, bytes(4))
     return build_envelope(Kind.SEALED_UPDATE, head + np.arange(4, dtype="<u4").tobytes(),
                           identity)
 
@@ -94,7 +97,7 @@ def test_masked_updates_only_in_a_secagg_round() -> None:
     dev = key_id(pub)
     devices = {dev: DeviceRecord(dev, pub, bytes(32), 1)}
     topic = update_topic("demo", dev)
-    plain = build_update(key, round_id=3, nonce=bytes(16), model_version=1,
+    plain = build_update(key, round_id=3, nonce=bytes(16), model_version=1, package_id=PACKAGE_ID,
                          delta=np.zeros(4, np.float32), example_count=8, steps=1,
                          total_steps=1, update_clip=1.0, noise_multiplier=0.0, example_clip=1.0)
     for payload, secagg in ((_masked(key), False), (plain, True)):

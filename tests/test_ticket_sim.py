@@ -10,13 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Roles, head, state_files
+from conftest import Roles, head, package_id, state_files
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from training_helpers import NOW, data, policy, ready, ticket
 from vectors.generate import flip, resign
 
 from edge import errors
 from edge.formats.envelope import HEADER_SIZE
+from edge.formats.layouts import TICKET_BODY
 from edge.formats.policy import SAMPLING_FIXED, SAMPLING_POISSON
 from edge.tee import TrustedApp
 
@@ -28,7 +29,7 @@ GOOD = dict(round_id=5, noise_multiplier=0.5, example_clip=1.0, update_clip=2.0,
 
 def _reserved(tk: bytes, agg: Ed25519PrivateKey) -> bytes:
     def edit(_h: bytearray, body: bytearray) -> None:
-        body[70] = 1
+        body[TICKET_BODY.offset("reserved") + 1] = 1
     return resign(tk, edit, agg)
 
 
@@ -67,8 +68,11 @@ CASES: dict[str, Case] = {
                                                 check=False), NOW, errors.Malformed),
     "update-mode-2": (lambda r, _t: ticket(r.aggregator, **{**GOOD, "update_mode": 2},
                                            check=False), NOW, errors.Malformed),
-    "format-version": (lambda r, t: resign(t, lambda h, _b: h.__setitem__(4, 2), r.aggregator),
+    # Format version 1: the layout before the package id and the secure-aggregation fields.
+    "format-version": (lambda r, t: resign(t, lambda h, _b: h.__setitem__(4, 1), r.aggregator),
                        NOW, errors.UnsupportedVersion),
+    "another-package": (lambda r, _t: ticket(r.aggregator, **{**GOOD, "package_id": bytes(16)}),
+                        NOW, errors.WrongModel),
     "wrong-kind": (lambda r, _t: policy(r.aggregator), NOW, errors.WrongKind),
 }
 
@@ -166,3 +170,17 @@ def test_default_ree_time_is_now(provisioned: TrustedApp, roles: Roles) -> None:
     with pytest.raises(errors.Expired):
         provisioned.verify_ticket(ticket(roles.aggregator, issued_at=10, deadline=1000))
     assert provisioned.verify_ticket(ticket(roles.aggregator)).steps_left == 1_000_000
+
+
+def test_a_ticket_for_another_package_names_both_models(provisioned: TrustedApp,
+                                                        roles: Roles) -> None:
+    """A second aggregator's "v1" is refused by the TA; the line names both packages."""
+    w, b = head(21)
+    ready(provisioned, roles, w, b, policy_bytes=policy(roles.signer, **STRICT))
+    other = bytes(range(16))
+    with pytest.raises(errors.WrongModel) as info:
+        provisioned.verify_ticket(ticket(roles.aggregator, **{**GOOD, "package_id": other}),
+                                  ree_time=NOW)
+    assert str(info.value) == (f"round ticket: for model v1 (package {other.hex()}), loaded is "
+                               f"v1 (package {package_id(1).hex()})")
+    assert info.value.code == 0xED6E000D

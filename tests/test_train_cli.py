@@ -94,12 +94,14 @@ def test_ticket_make_and_inspect(keys: dict[str, Path], tmp_path: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "t.bin"
     assert fs_main(["ticket", "make", "--aggregator", str(keys["aggregator"]), "--round", "9",
-                    "--model-version", "2", "--nonce", "00" * 16, "--issued-at", "100",
+                    "--model-version", "2", "--package-id", "ab" * 16,
+                    "--nonce", "00" * 16, "--issued-at", "100",
                     "--deadline", "200", "--clip", "1", "--noise-multiplier", "1.1",
                     "--update-clip", "5", "--learning-rate", "0.1", "--epochs", "2",
                     "--batch-size", "8", "--out", str(out)]) == 0
     t = parse_ticket(out.read_bytes())
     assert (t.round_id, t.model_version, t.deadline, t.epochs, t.batch_size) == (9, 2, 200, 2, 8)
+    assert t.package_id == bytes.fromhex("ab" * 16)
     capsys.readouterr()
     assert fs_main(["inspect", "--json", str(out)]) == 0
     assert json.loads(capsys.readouterr().out)["round_id"] == 9
@@ -187,7 +189,8 @@ def test_inspect_and_verify_a_sealed_update(tmp_path: Path,
     record.write_bytes(build_device_record(ident, X25519PrivateKey.generate()))
     upd = tmp_path / "update.bin"
     upd.write_bytes(build_update(ident, round_id=3, nonce=bytes(16), model_version=2,
-                                 delta=np.full(12, 0.5, np.float32), example_count=9, steps=4,
+                                 package_id=bytes(16), delta=np.full(12, 0.5, np.float32),
+                                 example_count=9, steps=4,
                                  total_steps=10, update_clip=2.0, noise_multiplier=1.0,
                                  example_clip=1.0))
     assert fs_main(["inspect", "--json", str(upd)]) == 0

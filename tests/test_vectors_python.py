@@ -105,6 +105,7 @@ def run_vector(row: dict[str, Any], source: Any) -> Any:
         return verify_sealed(bytes(source), parse_device_record(KEYS_DEVICE_RECORD),
                              round_id=int(extra["round_id"]), nonce=bytes(range(16)),
                              model_version=int(extra["model_version"]),
+                             pkg_id=bytes(range(16, 32)),
                              param_count=int(extra["param_count"]), update_clip=4.0,
                              noise_multiplier=1.1, example_clip=1.0)
     if row["kind"].startswith("secagg_"):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from conftest import Roles, load, make_package
+from conftest import Roles, load, make_package, package_id
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.formats.device import DeviceRecord, parse_device_record
@@ -30,13 +30,15 @@ def policy(signer: Ed25519PrivateKey, **overrides: Any) -> bytes:
 
 
 def ticket(aggregator: Ed25519PrivateKey, **overrides: Any) -> bytes:
-    """A ticket for round 1 of model version 1, valid around ``NOW``."""
+    """A ticket for round 1 of model version 1 (the tests' package id of its version), valid
+    around ``NOW``."""
     fields: dict[str, Any] = dict(
         round_id=1, model_version=1, nonce=bytes(range(16)), issued_at=NOW - 10,
         deadline=NOW + 3600, example_clip=1.0, noise_multiplier=0.0, update_clip=BIG,
         learning_rate=0.1, epochs=1, batch_size=1,
     )
     fields.update(overrides)
+    fields.setdefault("package_id", package_id(fields["model_version"]))
     return build_ticket(aggregator, **fields)
 
 

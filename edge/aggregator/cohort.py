@@ -139,6 +139,7 @@ class Announcement:
     example_clip: float = 0.0
     central_noise: float = 0.0
     records: tuple[bytes, ...] = ()  # the cohort's device records (kind 3)
+    package_id: bytes = b""  # of the model the round trains (its tickets name it)
 
     def to_message(self, key: bytes, fleet: str) -> bytes:
         """The signed message (tagged with the cohort key)."""
@@ -147,7 +148,7 @@ class Announcement:
             "model_version": self.model_version, "params": self.params,
             "update_clip": self.update_clip, "noise_multiplier": self.noise_multiplier,
             "example_clip": self.example_clip, "central_noise": self.central_noise,
-            "records": [r.hex() for r in self.records]})
+            "records": [r.hex() for r in self.records], "package_id": self.package_id.hex()})
 
     @classmethod
     def from_message(cls, key: bytes, fleet: str, data: bytes) -> Announcement:
@@ -159,7 +160,8 @@ class Announcement:
             return cls(h["round"], bytes.fromhex(h["nonce"]), int(h["model_version"]),
                        int(h["params"]), float(h["update_clip"]), float(h["noise_multiplier"]),
                        float(h["example_clip"]), float(h["central_noise"]),
-                       tuple(bytes.fromhex(r) for r in h["records"]))
+                       tuple(bytes.fromhex(r) for r in h["records"]),
+                       bytes.fromhex(h["package_id"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise Malformed(f"round announcement: bad field ({exc})") from None
 
@@ -167,7 +169,8 @@ class Announcement:
         """The verifier's view of this round for ``cohort`` (the records' device ids)."""
         assert self.round_id is not None
         return RoundView(self.round_id, self.nonce, self.model_version, self.params,
-                         self.update_clip, cohort, self.noise_multiplier, self.example_clip)
+                         self.update_clip, cohort, self.noise_multiplier, self.example_clip,
+                         self.package_id)
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,11 @@ MAX_COUNT = 2**31 - 1
 # ticket's deadline is a u64 of seconds and its DP fields are float32).
 MAX_TIMEOUT_S = 7 * 86400.0
 MAX_DP_VALUE = 1e6
+MAX_MODEL_VERSION = 2**63  # far below the u64 of the formats: versions never wrap
 _KEYS: dict[str, tuple[str, ...]] = {
     "aggregator": ("fleet", "state", "metrics", "aggregator_key", "model_signer_key",
-                   "initial_head", "backbone", "backbone_metadata", "encrypt_backbone"),
+                   "initial_head", "backbone", "backbone_metadata", "encrypt_backbone",
+                   "fleet_version"),
     "rounds": ("cohort_size", "quorum", "min_updates", "timeout_s", "rounds", "seed", "secagg"),
     "dp": ("example_clip", "noise_multiplier", "update_clip", "learning_rate", "local_epochs",
            "batch_size", "central_noise_multiplier", "central_target_epsilon", "delta",
@@ -117,6 +119,9 @@ class AggregatorConfig:
     backbone_metadata: Path | None = None
     encrypt_backbone: bool = False
     holdout: Path | None = None
+    # The newest model version a board of the fleet may hold: a fresh or restored database
+    # publishes above it, so the boards do not refuse its packages as rollbacks.
+    fleet_version: int = 0
     audit: AuditSettings = AuditSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
     # [workers] key: with it, this process is a root: cohort workers verify and sum the
@@ -160,6 +165,7 @@ class AggregatorConfig:
             backbone=agg.path("backbone", required=False),
             backbone_metadata=agg.path("backbone_metadata", required=False),
             encrypt_backbone=agg.boolean("encrypt_backbone", False),
+            fleet_version=agg.integer("fleet_version", 0, lo=0, hi=MAX_MODEL_VERSION - 1),
             holdout=t["eval"].path("holdout", required=False),
             prometheus=_prometheus(t["metrics"]),
             workers_key=t["workers"].path("key", required=False),

@@ -14,6 +14,8 @@ from edge import privacy
 from edge.errors import ConfigError, EdgeError
 from edge.formats.keys import ed25519_raw_public
 from edge.formats.policy import PrivacyPolicy, verify_policy
+from edge.formats.ticket import poisson_steps
+from edge.tee_abi import Sampling
 
 from .config import AggregatorConfig
 
@@ -70,6 +72,11 @@ def _check_tickets(config: AggregatorConfig, p: PrivacyPolicy) -> None:
         (f32(dp.update_clip) > f32(p.max_update_clip),
          f"dp.update_clip {dp.update_clip:g} > policy U_max {p.max_update_clip:g}"),
     ]
+    if p.sampling == Sampling.POISSON:
+        steps = poisson_steps(dp.local_epochs, p.sampling_rate)
+        checks.append((steps > p.max_steps_per_round,
+                       f"dp.local_epochs {dp.local_epochs} takes {steps} steps per round > "
+                       f"policy max_steps_per_round {p.max_steps_per_round}"))
     for weaker, what in checks:
         if weaker:
             raise ConfigError(f"{what}: the boards would refuse every ticket "

@@ -21,6 +21,7 @@ class RoundMetrics:
     round: int
     participants: int
     refused: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)  # signed skip reports by class
     accuracy: float | None = None
     epsilon: float | None = None
     delta: float = 0.0
@@ -46,11 +47,12 @@ class RoundMetrics:
         acc = "-" if self.accuracy is None else f"{self.accuracy:.4f}"
         eps = "-" if self.epsilon is None else f"{self.epsilon:.3g}"
         refused = ",".join(f"{k}={v}" for k, v in sorted(self.refused.items())) or "0"
+        skipped = ",".join(f"{k}={v}" for k, v in sorted(self.skipped.items())) or "0"
         state = ("failed" + (f" ({self.reason})" if self.reason else "")) if self.failed \
             else f"model v{self.model_version}"
         return (f"round {self.round}: {state}, {self.participants} participants, refused "
-                f"{refused}, accuracy {acc}, epsilon {eps} (delta {self.delta:g}), "
-                f"{self.seconds:.2f} s")
+                f"{refused}, skipped {skipped}, accuracy {acc}, epsilon {eps} "
+                f"(delta {self.delta:g}), {self.seconds:.2f} s")
 
 
 class Holdout:

@@ -27,10 +27,17 @@ class Registry:
             self._parsed[record] = device
         return device
 
-    def enroll(self, record: bytes) -> DeviceRecord:
-        """Verify a device record's self-signature and enroll it (idempotent for the same one)."""
+    def enroll(self, record: bytes, *, readmit: bool = False) -> DeviceRecord:
+        """Verify a device record's self-signature and enroll it (idempotent for the same one);
+        a revoked device only with ``readmit``."""
         device = self._parse(bytes(record))
+        revoked = self.store.revoked_at(device.device_id)
+        if revoked is not None and not readmit:
+            raise ConfigError(f"device {device.device_id.hex()} was revoked; enrolling its "
+                              "record again needs --readmit")
         with self.store.transaction() as db:
+            if revoked is not None:
+                self.store.readmit(db, device.device_id)
             row = db.execute("SELECT record FROM devices WHERE device_id = ?",
                              (device.device_id,)).fetchone()
             if row is not None:
@@ -51,6 +58,8 @@ class Registry:
         with self.store.transaction() as db:
             if not self.store.remove_device(db, device_id):
                 raise ConfigError(f"device {device_id.hex()} is not enrolled")
+            # Kept: a copy of its record enrolled again must not re-admit it silently.
+            self.store.revoke(db, device_id)
 
     def records(self) -> dict[bytes, bytes]:
         """Enrolled devices' signed records (kind 3) by device id."""

@@ -9,7 +9,6 @@ batch's update rows and the running sum after them, kept in memory between commi
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 import os
@@ -38,7 +37,7 @@ from edge.protocol import (
 from edge.secagg import distributed_dp
 from edge.tee_abi import UpdateMode
 
-from . import device_budget, fedavg
+from . import backbone_check, device_budget, fedavg, skips
 from .audit import RefusalLedger
 from .cohort import Announcement, Combined
 from .config import AggregatorConfig
@@ -114,8 +113,12 @@ class RoundManager:
         self.signer_key = load_private_key(config.model_signer_key)
         self.holdout = Holdout(config.holdout) if config.holdout else None
         self.device_budget = device_budget.load(config, self.signer_key)
-        self.metadata = _metadata(config)
-        _check_backbone(config)
+        self.metadata = backbone_check.load_metadata(config)
+        latest = store.latest_checkpoint()
+        # Before anything is written: a mismatch fails the start, not every board's round.
+        backbone_check.check_backbone(config, self.metadata,
+                                      latest.W.shape[0] if latest is not None
+                                      else load_head(config.initial_head)[0].shape[0])
         self.ledger = RefusalLedger(store, rows_per_source=config.audit.rows_per_source,
                                     rows_per_round=config.audit.rows_per_round,
                                     clock=clock)
@@ -135,6 +138,7 @@ class RoundManager:
         # Devices whose last announced presence is offline (edge.protocol.status_topic);
         # a device that never announced one counts as live, as before presence existed.
         self._offline = {d for d, (st, _) in store.presence().items() if st == "offline"}
+        self._fleet_seen = 0  # the newest model version a board reported holding
         cp = self.ensure_model()
         if self.holdout is not None:
             # At start, not at the first close: a round that cannot close stays open forever.
@@ -143,12 +147,19 @@ class RoundManager:
 
     # model
     def ensure_model(self) -> Checkpoint:
-        """The newest checkpoint; version 1 from the initial head on first start."""
+        """The newest checkpoint, above the fleet's version (``aggregator.fleet_version``, or
+        what boards reported): on first start the initial head as the version after it."""
         cp = self.store.latest_checkpoint()
-        if cp is None:
-            W, b = load_head(self.config.initial_head)
+        floor = max(self.config.fleet_version, self._fleet_seen)
+        if cp is None or cp.version <= floor:
+            W, b = load_head(self.config.initial_head) if cp is None else (cp.W, cp.b)
             with self.store.transaction() as db:
-                self.store.add_checkpoint(db, 1, None, W, b)
+                self.store.add_checkpoint(db, floor + 1, None, W, b)
+            if cp is not None:
+                # A restored or replaced database: every board would refuse our version
+                # as a rollback and every ticket as wrong-model, silently.
+                log.info("model v%d of %s is not above the fleet's v%d: its head is issued "
+                         "as v%d", cp.version, self.store.path, floor, floor + 1)
             cp = self.store.latest_checkpoint()
             assert cp is not None
         return cp
@@ -186,7 +197,8 @@ class RoundManager:
                 cp = self.ensure_model()
             buf = io.BytesIO()
             built = build_package(buf, signer=self.signer_key, version=cp.version, W=cp.W,
-                                  b=cp.b, backbone=self.config.backbone,
+                                  b=cp.b, package_id=cp.package_id,
+                                  backbone=self.config.backbone,
                                   encrypt_backbone=self.config.encrypt_backbone,
                                   metadata=self.metadata)
             release = self._release = (built, buf.getvalue())
@@ -219,7 +231,7 @@ class RoundManager:
         assert cp is not None
         params = cp.W.size + cp.b.size
         tickets = self.store.tickets(r.round_id)
-        # Every ticket of a round carries the same training fields.
+        # Every ticket of a round carries the same training fields and package id.
         first = parse_ticket(next(iter(tickets.values())))
         secagg = first.update_mode == UpdateMode.SECAGG
         if secagg and (self._secagg is None or self._secagg.round_id != r.round_id):
@@ -229,7 +241,7 @@ class RoundManager:
             return
         self._view = RoundView(r.round_id, r.nonce, r.model_version, params, r.update_clip,
                                frozenset(tickets), first.noise_multiplier, first.example_clip,
-                               secagg)
+                               first.package_id, secagg)
         self._accepted = self.store.accepted(r.round_id)
         total = r.sum if r.sum is not None else np.zeros(params, dtype=np.float64)
         self._running = fedavg.RunningSum(total, r.weight, r.count)
@@ -304,6 +316,43 @@ class RoundManager:
         if was_offline != (status == "offline"):
             log.info("device %s is %s", device_id.hex(), status)
 
+    def skip(self, topic: str, payload: bytes) -> Outcome:
+        """Verify and record one skip report (committed before it returns): the device's
+        answer to a round's ticket, named by its TA. A device that holds a newer model than
+        ours raises the version our next package gets (docs/aggregator.md, Backup)."""
+        rnd = None
+        try:
+            report = skips.verify_report(self.config.fleet, topic, payload, self._devices)
+            rnd = self.store.get_round(report.round_id)
+            skips.check_round(report, rnd,
+                              self.store.tickets(rnd.round_id) if rnd is not None else {})
+        except UpdateRefused as refused:
+            round_id = rnd.round_id if rnd is not None else (
+                self._round.round_id if self._round else None)
+            self.ledger.record(round_id=round_id, device_id=refused.device_id,
+                               topic=topic[:256], refusal=refused.refusal,
+                               reason=str(refused)[:1000])
+            self.ledger.flush()
+            log.warning("refused skip report on %s: %s: %s", topic[:256], refused.refusal,
+                        refused)
+            return Outcome(False, refused.refusal, str(refused), refused.device_id)
+        described = report.describe()
+        with self.store.transaction() as db:
+            fresh = self.store.add_skip(db, report.round_id, report.device_id, report.refusal,
+                                        described, report.model_version, bytes(payload))
+        if fresh:
+            log.info("device %s skipped round %d: %s", report.device_id.hex(),
+                     report.round_id, described)
+        cp = self.store.latest_checkpoint()
+        if cp is not None and report.model_version >= cp.version \
+                and report.model_version > self._fleet_seen:
+            # The TA signed what it holds: our database is older than the fleet.
+            log.info("device %s holds model v%d (package %s), ours is v%d: the next model is "
+                     "issued as v%d", report.device_id.hex(), report.model_version,
+                     report.package_id.hex(), cp.version, report.model_version + 1)
+            self._fleet_seen = report.model_version
+        return Outcome(False, report.refusal, described, report.device_id)
+
     def live_devices(self) -> list[bytes]:
         """Enrolled devices not announced offline, in id order."""
         return [d for d in sorted(self._devices) if d not in self._offline]
@@ -341,7 +390,8 @@ class RoundManager:
             extra = sa.params.ticket_fields(fleet_id(self.config.fleet))
             extra.pop("update_clip")
         tickets = {d: build_ticket(self.aggregator_key, round_id=round_id,
-                                   model_version=cp.version, nonce=nonce, issued_at=issued,
+                                   model_version=cp.version, package_id=cp.package_id,
+                                   nonce=nonce, issued_at=issued,
                                    deadline=deadline, example_clip=dp.example_clip,
                                    noise_multiplier=dp.noise_multiplier,
                                    update_clip=dp.update_clip, learning_rate=dp.learning_rate,
@@ -439,7 +489,7 @@ class RoundManager:
         records = tuple(enrolled[d] for d in sorted(view.cohort) if d in enrolled)
         return Announcement(r.round_id, r.nonce, r.model_version, view.param_count,
                             r.update_clip, view.noise_multiplier, view.example_clip,
-                            r.central_noise, records)
+                            r.central_noise, records, view.package_id)
 
     def apply_cohort(self, combined: Combined) -> int:
         """A root's commit: the round's running sum becomes the workers' combined sum, and
@@ -511,6 +561,10 @@ class RoundManager:
             return "quorum"
         waiting = set(self._view.cohort if self._view else ()) - set(self._accepted) \
             - set(self._batch.ids if self._batch else ())
+        if waiting and waiting <= self.store.skipped(r.round_id):
+            # Every device answered, with an update or a signed skip: nothing more comes.
+            return "answered" if count >= min(self.config.rounds.min_updates, cohort) \
+                else "skipped"
         if waiting and waiting <= self._offline \
                 and count >= min(self.config.rounds.min_updates, cohort):
             return "offline"  # every device still awaited announced it went offline
@@ -527,7 +581,7 @@ class RoundManager:
         self.commit()  # staged updates count; the refusal counts are part of the metrics row
         r, running = self._round, self._running
         cp = self.ensure_model()
-        failed = why == "failed"
+        failed = why in ("failed", "skipped")  # skipped: all answered, too few updates
         reason = None
         mean: np.ndarray | None = None
         published_noise = r.central_noise
@@ -564,7 +618,8 @@ class RoundManager:
             # the worst device: ε grows with steps under one policy
             device_eps = self.device_budget.epsilon(max(spent.values(), default=0))
         m = RoundMetrics(round=r.round_id, participants=running.count,
-                         refused=self.store.refusals(r.round_id), accuracy=accuracy,
+                         refused=self.store.refusals(r.round_id),
+                         skipped=self.store.skip_counts(r.round_id), accuracy=accuracy,
                          epsilon=epsilon, delta=dp.delta, seconds=now - r.opened,
                          model_version=version, failed=failed, opened_at=r.opened,
                          closed_at=now, device_epsilon=device_eps, reason=reason)
@@ -592,29 +647,3 @@ class RoundManager:
         """Rounds closed so far (successful or failed)."""
         counts = self.store.round_counts()
         return counts.get("closed", 0) + counts.get("failed", 0)
-
-
-def _check_backbone(config: AggregatorConfig) -> None:
-    """ConfigError naming aggregator.backbone unless it is a TFLite model."""
-    if config.backbone is None:
-        return
-    from edge.inference.backbone import check_tflite_file
-
-    try:
-        check_tflite_file(config.backbone)
-    except EdgeError as exc:
-        raise ConfigError(f"aggregator.backbone: {exc}") from None
-
-
-def _metadata(config: AggregatorConfig) -> dict[str, object] | None:
-    """The backbone metadata JSON object to put in packages, if configured."""
-    if config.backbone_metadata is None:
-        return None
-    try:
-        meta = json.loads(config.backbone_metadata.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(f"aggregator.backbone_metadata: not a readable JSON file ({exc})") \
-            from None
-    if not isinstance(meta, dict):
-        raise ConfigError("aggregator.backbone_metadata: must hold a JSON object")
-    return meta

@@ -24,7 +24,12 @@ from edge.mqtt import (
     log_connect_failure,
     make_client,
 )
-from edge.protocol import secagg_device_subscription, status_subscription, update_subscription
+from edge.protocol import (
+    secagg_device_subscription,
+    skip_subscription,
+    status_subscription,
+    update_subscription,
+)
 from edge.sdnotify import Notifier
 
 from .cohort import (
@@ -105,6 +110,7 @@ class Aggregator:
         self._subscription = update_subscription(config.fleet) if self.cohort_key is None \
             else sum_subscription(config.fleet)
         self._presence = status_subscription(config.fleet)
+        self._skips = skip_subscription(config.fleet)
         self._secagg_sub = secagg_device_subscription(config.fleet)
         self._metrics_retry: float | None = None
         self._commit_s = 0.005  # a moving average of how long a commit of updates takes
@@ -181,7 +187,7 @@ class Aggregator:
             return
         client.accepted()
         client.subscribe([(self._subscription, 1), (self._presence, 1),
-                          (self._secagg_sub, 1)])
+                          (self._secagg_sub, 1), (self._skips, 1)])
         self._connected_at = time.monotonic()
         self._connected.set()
         self._reconnected.set()
@@ -315,8 +321,8 @@ class Aggregator:
         why = self.rounds.due()
         if why is None:
             return False
-        if why in ("quorum", "secagg"):
-            return True
+        if why in ("quorum", "secagg", "answered", "skipped"):
+            return True  # (answered, skipped: every device of the cohort answered)
         return time.monotonic() >= self._connected_at + self.redelivery_grace_s
 
     def _publish_final(self, stop: threading.Event) -> None:
@@ -379,6 +385,12 @@ class Aggregator:
                 if mqtt.topic_matches_sub(self._presence, msg.topic):
                     self.rounds.presence(msg.topic, bytes(msg.payload))
                     client.ack(msg.mid, msg.qos)
+                    continue
+                if mqtt.topic_matches_sub(self._skips, msg.topic):
+                    self.rounds.skip(msg.topic, bytes(msg.payload))  # committed: ack it
+                    client.ack(msg.mid, msg.qos)
+                    if self._due():
+                        return
                     continue
                 if mqtt.topic_matches_sub(self._secagg_sub, msg.topic):
                     # Held in memory only (a restart abandons a secagg round): ack at once.

@@ -51,7 +51,8 @@ class FakeDevice:
         self.total_steps += 1
         fields: dict[str, Any] = {
             "round_id": t.round_id, "nonce": t.nonce, "model_version": t.model_version,
-            "delta": delta, "example_count": self.example_count, "steps": 1,
+            "package_id": t.package_id, "delta": delta, "example_count": self.example_count,
+            "steps": 1,
             "total_steps": self.total_steps, "update_clip": t.update_clip,
             "noise_multiplier": t.noise_multiplier, "example_clip": t.example_clip,
         }

@@ -10,6 +10,7 @@ updates, and a restart resumes from it.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import StateError
+from edge.formats.manifest import PACKAGE_ID_SIZE
 from edge.state_files import open_sqlite, sqlite_errors
 
 SCHEMA = """
@@ -44,7 +46,7 @@ CREATE TABLE IF NOT EXISTS updates (
 CREATE TABLE IF NOT EXISTS checkpoints (
     version INTEGER PRIMARY KEY, round_id INTEGER, head_in INTEGER NOT NULL,
     head_out INTEGER NOT NULL, W BLOB NOT NULL, b BLOB NOT NULL, created REAL NOT NULL,
-    recipients TEXT, published REAL);
+    recipients TEXT, published REAL, package_id BLOB);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, round_id INTEGER,
     device_id BLOB, topic TEXT NOT NULL, refusal TEXT NOT NULL, reason TEXT NOT NULL,
@@ -57,6 +59,11 @@ CREATE TABLE IF NOT EXISTS update_steps (
     round_id INTEGER NOT NULL, device_id BLOB NOT NULL, steps INTEGER NOT NULL,
     total_steps INTEGER NOT NULL, noise_multiplier REAL NOT NULL,
     PRIMARY KEY (round_id, device_id));
+CREATE TABLE IF NOT EXISTS skips (
+    round_id INTEGER NOT NULL, device_id BLOB NOT NULL, refusal TEXT NOT NULL,
+    reason TEXT NOT NULL, model_version INTEGER NOT NULL, report BLOB NOT NULL,
+    at REAL NOT NULL, PRIMARY KEY (round_id, device_id));
+CREATE TABLE IF NOT EXISTS revoked (device_id BLOB PRIMARY KEY, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS refusal_counts (
     round_id INTEGER NOT NULL, topic TEXT NOT NULL, refusal TEXT NOT NULL,
     count INTEGER NOT NULL, last_at REAL NOT NULL, PRIMARY KEY (round_id, topic, refusal));
@@ -92,6 +99,7 @@ class Checkpoint:
     b: np.ndarray
     recipients: tuple[str, ...] | None
     published: float | None
+    package_id: bytes  # of the package that carries this version; tickets name it
 
 
 class Store:
@@ -106,6 +114,7 @@ class Store:
                                timeout=30.0)
         with self._errors():
             self._db.execute("PRAGMA foreign_keys=ON")
+            _migrate(self._db)
 
     def _errors(self) -> AbstractContextManager[None]:
         """SQLite's errors as a StateError naming this database (edge.state_files)."""
@@ -180,6 +189,48 @@ class Store:
         """Last announced presence of every device that announced one: (status, time)."""
         return {bytes(d): (str(s), float(at))
                 for d, s, at in self._all("SELECT device_id, status, at FROM presence")}
+
+    def revoke(self, db: sqlite3.Connection, device_id: bytes) -> None:
+        """Block a device id: enrolling its record again is refused (``readmit`` undoes it)."""
+        db.execute("INSERT OR IGNORE INTO revoked VALUES (?, ?)", (device_id, time.time()))
+
+    def revoked_at(self, device_id: bytes) -> float | None:
+        """When a device was revoked, or None."""
+        row = self._one("SELECT at FROM revoked WHERE device_id = ?", (device_id,))
+        return None if row is None else float(row[0])
+
+    def readmit(self, db: sqlite3.Connection, device_id: bytes) -> bool:
+        """Lift a revocation; False if the device was not revoked."""
+        return db.execute("DELETE FROM revoked WHERE device_id = ?",
+                          (device_id,)).rowcount == 1
+
+    # skip reports
+    def add_skip(self, db: sqlite3.Connection, round_id: int, device_id: bytes, refusal: str,
+                 reason: str, model_version: int, report: bytes) -> bool:
+        """Record a device's verified skip report of a round; False if it had one already."""
+        return db.execute("INSERT OR IGNORE INTO skips VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          (round_id, device_id, refusal, reason, model_version, report,
+                           time.time())).rowcount == 1
+
+    def skipped(self, round_id: int) -> set[bytes]:
+        """Devices that reported skipping a round."""
+        return {bytes(d) for (d,) in self._all("SELECT device_id FROM skips WHERE round_id = ?",
+                                               (round_id,))}
+
+    def skips(self, round_id: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Skip reports, newest first (of one round, or of all)."""
+        where, args = ("WHERE round_id = ?", (round_id, limit)) if round_id else ("", (limit,))
+        return [{"round": int(r), "device": bytes(d).hex(), "refusal": c, "reason": why,
+                 "at": float(at)}
+                for r, d, c, why, at in self._all(
+                    f"SELECT round_id, device_id, refusal, reason, at FROM skips {where} "
+                    "ORDER BY round_id DESC, device_id LIMIT ?", args)]
+
+    def skip_counts(self, round_id: int) -> dict[str, int]:
+        """Skip reports of a round by refusal class."""
+        return {str(c): int(n) for c, n in self._all(
+            "SELECT refusal, count(*) FROM skips WHERE round_id = ? GROUP BY refusal",
+            (round_id,))}
 
     def device_count(self) -> int:
         """The number of enrolled devices."""
@@ -259,10 +310,14 @@ class Store:
             "(SELECT json_array(a.at, a.round_id, a.refusal, a.reason) FROM audit a "
             " WHERE a.device_id = d.device_id ORDER BY a.id DESC LIMIT 1), "
             "(SELECT json_array(p.status, p.at) FROM presence p "
-            " WHERE p.device_id = d.device_id) "
+            " WHERE p.device_id = d.device_id), "
+            "(SELECT json_array(k.round_id, k.refusal, k.reason, k.at) FROM skips k "
+            " WHERE k.device_id = d.device_id ORDER BY k.round_id DESC LIMIT 1), "
+            "(SELECT count(*) FROM skips k WHERE k.device_id = d.device_id) "
             "FROM devices d ORDER BY d.device_id")
         out = []
-        for dev, enrolled, tickets, joined, seen, last_round, steps, refusal, pres in rows:
+        for (dev, enrolled, tickets, joined, seen, last_round, steps, refusal, pres, skip,
+             skipped) in rows:
             last = json.loads(refusal) if refusal else None
             status, since = json.loads(pres) if pres else (None, None)
             out.append({
@@ -271,7 +326,10 @@ class Store:
                 "rounds_joined": int(joined), "last_update_at": seen,
                 "last_round": last_round, "steps_spent": steps,
                 "last_refusal": None if last is None else {
-                    "at": last[0], "round": last[1], "refusal": last[2], "reason": last[3]}})
+                    "at": last[0], "round": last[1], "refusal": last[2], "reason": last[3]},
+                "rounds_skipped": int(skipped),
+                "last_skip": None if skip is None else dict(zip(
+                    ("round", "refusal", "reason", "at"), json.loads(skip), strict=True))})
         return out
 
     def steps_by_round(self) -> list[tuple[int, str, int]]:
@@ -324,23 +382,25 @@ class Store:
     # checkpoints
     def add_checkpoint(self, db: sqlite3.Connection, version: int, round_id: int | None,
                        W: np.ndarray, b: np.ndarray) -> None:
-        """Record a new model version."""
-        db.execute("INSERT INTO checkpoints (version, round_id, head_in, head_out, W, b, created)"
-                   " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        """Record a new model version under a fresh random package id (tickets bind it)."""
+        db.execute("INSERT INTO checkpoints (version, round_id, head_in, head_out, W, b, created,"
+                   " package_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                    (version, round_id, W.shape[0], W.shape[1],
                     np.ascontiguousarray(W, dtype="<f4").tobytes(),
-                    np.ascontiguousarray(b, dtype="<f4").tobytes(), time.time()))
+                    np.ascontiguousarray(b, dtype="<f4").tobytes(), time.time(),
+                    os.urandom(PACKAGE_ID_SIZE)))
 
     def latest_checkpoint(self) -> Checkpoint | None:
         """The newest model version."""
         row = self._one("SELECT version, round_id, head_in, head_out, W, b, recipients, "
-                        "published FROM checkpoints ORDER BY version DESC")
+                        "published, package_id FROM checkpoints ORDER BY version DESC")
         if row is None:
             return None
-        version, round_id, i, o, w, b, recipients, published = row
+        version, round_id, i, o, w, b, recipients, published, package_id = row
         W = np.frombuffer(w, dtype="<f4").reshape(i, o).astype(np.float32)
         return Checkpoint(version, round_id, W, np.frombuffer(b, dtype="<f4").astype(np.float32),
-                          tuple(json.loads(recipients)) if recipients else None, published)
+                          tuple(json.loads(recipients)) if recipients else None, published,
+                          bytes(package_id))
 
     def mark_published(self, version: int, recipients: list[str]) -> None:
         """Record that a version was published as a retained package to these devices."""
@@ -417,6 +477,16 @@ class Store:
     def metrics_lines(self) -> list[str]:
         """Every stored metrics row as its JSON text, in round order (the metrics file)."""
         return [str(r[0]) for r in self._all("SELECT row FROM metrics ORDER BY round_id")]
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a database of an older release up to SCHEMA (columns added since)."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(checkpoints)")}
+    if "package_id" not in columns:
+        # Before issue 15 tickets named only the version: give each stored version an id.
+        db.execute("ALTER TABLE checkpoints ADD COLUMN package_id BLOB")
+    db.execute(f"UPDATE checkpoints SET package_id = randomblob({PACKAGE_ID_SIZE}) "
+               "WHERE package_id IS NULL")
 
 
 def _round(row: Any) -> OpenRound:

@@ -55,6 +55,7 @@ class RoundView:
     cohort: Collection[bytes]
     noise_multiplier: float  # the ticket's sigma and C, as float32 values
     example_clip: float
+    package_id: bytes  # of the model the round trains (its tickets name it)
     secagg: bool = False  # a secure-aggregation round: masked (mode 2) updates only
 
 
@@ -200,9 +201,11 @@ def _check_binding(upd: SealedUpdate | MaskedUpdate, rnd: RoundView | None,
     if not hmac.compare_digest(upd.nonce, rnd.nonce):
         raise UpdateRefused("replay", f"cohort nonce differs from round {rnd.round_id}'s",
                             device_id=device_id)
-    if upd.model_version != rnd.model_version:
-        raise UpdateRefused("wrong-model", f"update for model version {upd.model_version}, "
-                            f"round {rnd.round_id} trains {rnd.model_version}",
+    if upd.model_version != rnd.model_version \
+            or not hmac.compare_digest(upd.package_id, rnd.package_id):
+        raise UpdateRefused("wrong-model", f"update for model v{upd.model_version} (package "
+                            f"{upd.package_id.hex()}), round {rnd.round_id} trains "
+                            f"v{rnd.model_version} (package {rnd.package_id.hex()})",
                             device_id=device_id)
     if upd.param_count != rnd.param_count:
         raise UpdateRefused("malformed", f"{upd.param_count} parameters, the head has "

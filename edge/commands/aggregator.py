@@ -116,7 +116,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     with Store(config.state) as store:
         registry = Registry(store)
         for path, record in records:
-            device = registry.enroll(record)
+            device = registry.enroll(record, readmit=args.readmit)
             print(f"enrolled device {device.device_id.hex()} from {path}")
     return 0
 
@@ -143,6 +143,8 @@ def status(config: Any) -> dict[str, Any]:
             "devices": sorted(d.hex() for d in Registry(store).devices()),
             "refusals": store.refusals(),
             "refusal_sources": store.refusal_sources(20),
+            # the boards' own word on why they did not train (signed skip reports)
+            "skips": store.skips(limit=20),
             "epsilon": epsilon, "delta": config.dp.delta, "accountant": ACCOUNTANT,
             "last_round": metrics[-1] if metrics else None,
         }
@@ -200,6 +202,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         if src["counted"]:
             print(f"  round {src['round']}: {src['refusal']} {src['total']} from {src['topic']} "
                   f"({src['stored']} in the audit log, {src['counted']} counted only)")
+    for skip in info["skips"]:
+        print(f"device {skip['device']} skipped round {skip['round']}: {skip['reason']}")
     for device in info["devices"]:
         print(f"  device {device}")
     return 0
@@ -234,6 +238,10 @@ def cmd_devices(args: argparse.Namespace) -> int:
         if r is not None:
             print(f"  last refused in round {r['round']}, {human_time(r['at'])}: "
                   f"{r['refusal']}: {r['reason']}")
+        s = d["last_skip"]
+        if s is not None:
+            print(f"  skipped round {s['round']} ({d['rounds_skipped']} in all), "
+                  f"{human_time(s['at'])}: {s['reason']}")
     return 0
 
 
@@ -331,7 +339,10 @@ def register(nouns: Any) -> None:
     p.set_defaults(run=cmd_worker)
     p = verbs.add_parser("enroll", help="enroll device records (DEVICE.pub)")
     p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
-    p.add_argument("records", nargs="+", type=Path, metavar="DEVICE.pub")
+    p.add_argument("records", nargs="+", type=Path, metavar="DEVICE.pub",
+                   help="device records written by `edge tee provision`")
+    p.add_argument("--readmit", action="store_true",
+                   help="enroll a device that was revoked (it is refused otherwise)")
     p.set_defaults(run=cmd_enroll)
     p = verbs.add_parser("status", help="rounds, devices and refusals from the state database")
     p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")

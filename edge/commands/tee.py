@@ -6,7 +6,9 @@ import argparse
 import hmac
 import json
 import math
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,8 @@ import numpy as np
 
 from edge import errors
 from edge.formats.device import DeviceRecord
-from edge.formats.manifest import INFER_RELEASE_NAMES
+from edge.formats.manifest import INFER_RELEASE_NAMES, parse_manifest
+from edge.formats.package import PackageSource, read_manifest
 from edge.formats.policy import POLICY_SIZE, PrivacyPolicy, parse_policy, policy_id
 from edge.keyfiles import load_public_key
 from edge.state_files import write_durably
@@ -27,27 +30,56 @@ from edge.tee import (
     check_backend_state,
 )
 
+SIM_STATE_ENV = "EDGE_SIM_STATE"  # docs/simulator.md: the simulated TEE's default folder
 
-def _open(args: argparse.Namespace) -> TrustedApp:
+
+def _open(args: argparse.Namespace, *, create: bool = False) -> TrustedApp:
+    """The TA on --tee/--state; only ``create`` (provisioning) may start a new simulated TEE
+    in a folder that does not exist yet: a mistyped --state is refused, not created."""
+    state = args.state
+    if state is None and args.tee == "sim" and os.environ.get(SIM_STATE_ENV):
+        state = Path(os.environ[SIM_STATE_ENV])
     try:
-        check_backend_state(args.tee, args.state)
+        check_backend_state(args.tee, state)
     except errors.ConfigError as exc:
-        raise errors.ConfigError(f"--tee {args.tee} --state: {exc}") from None
-    return TrustedApp(args.tee, args.state)
+        raise errors.ConfigError(f"--tee {args.tee} --state: {exc} (or set "
+                                 f"{SIM_STATE_ENV})") from None
+    if state is not None and not create and not Path(state).is_dir():
+        raise errors.ConfigError(f"--state {state}: no simulated TEE there (`edge tee provision "
+                                 f"--tee sim --state {state}` creates one)")
+    return TrustedApp(args.tee, state)
 
 
 def _add_backend(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tee", choices=BACKENDS, default=DEFAULT_BACKEND,
                    help="TEE backend: the real OP-TEE (/dev/tee0) or the simulated one")
     p.add_argument("--state", type=Path, metavar="DIR",
-                   help="state directory of the simulated TEE (with --tee sim)")
+                   help=f"state directory of the simulated TEE (with --tee sim; default "
+                        f"${SIM_STATE_ENV})")
+
+
+def _check_writable(path: Path, what: str, *, force: bool) -> None:
+    """Refuse an output that cannot be written, before anything irreversible happens."""
+    if path.is_dir():
+        raise errors.ConfigError(f"{what} {path} is a folder")
+    if path.exists() and not force:
+        raise errors.ConfigError(f"{what} {path} exists; give --force to overwrite it")
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent or Path("."), prefix=".edge-check-"):
+            pass
+    except OSError as exc:
+        raise errors.ConfigError(f"{what} {path}: cannot write in {path.parent} "
+                                 f"({exc.strerror})") from None
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
     """Create the device keys, install the trust anchors, write DEVICE.pub."""
     signer = load_public_key(args.model_signer)
     aggregator = load_public_key(args.aggregator)
-    with _open(args) as ta:
+    # Checked first: anchors are installed once, so a crash after them left a device whose
+    # record nobody had (`edge tee export-record` writes it again).
+    _check_writable(args.out_pub, "--out-pub", force=True)
+    with _open(args, create=True) as ta:
         record = ta.identity()
         device = DeviceRecord.parse(record)
         try:
@@ -104,8 +136,44 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_record(args: argparse.Namespace) -> int:
+    """Write the device record (DEVICE.pub) of a TEE that has its identity already."""
+    _check_writable(args.out, "--out", force=args.force)
+    with _open(args) as ta:
+        if not ta.status().has_identity:
+            raise errors.NotProvisioned("export record: this TEE has no identity yet; run "
+                                        "`edge tee provision`")
+        record = ta.identity()
+    write_durably(args.out, record, mode=0o644)
+    device = DeviceRecord.parse(record)
+    if args.json:
+        print(json.dumps({"device_id": device.device_id.hex(), "record": str(args.out)}))
+    else:
+        print(f"device {device.device_id.hex()}: public record in {args.out}")
+    return 0
+
+
+def _package_backbone(path: Path) -> int:
+    """The backbone length a package file declares (0 without one); its header only."""
+    try:
+        with path.open("rb") as fh:
+            return parse_manifest(read_manifest(PackageSource(fh)).body).backbone_len
+    except OSError as exc:
+        raise errors.ConfigError(f"package {path}: {exc.strerror}") from None
+
+
 def cmd_load_model(args: argparse.Namespace) -> int:
     """Hand a package to the TA; exit 0 only when it is accepted."""
+    if args.package.is_file():
+        length = _package_backbone(args.package)
+        if length and args.backbone_out is None:
+            # The TA commits the version: the backbone could never be had again from it.
+            print(f"usage: edge tee load-model {args.package} --backbone-out FILE: the package "
+                  f"carries a backbone of {length} bytes, verified by the TA as it is written "
+                  "there", file=sys.stderr)
+            return 2
+        if args.backbone_out is not None:
+            _check_writable(args.backbone_out, "--backbone-out", force=args.force)
     try:
         wrap = args.wrap.read_bytes()
     except OSError as exc:
@@ -237,11 +305,20 @@ def register(nouns: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     _add_backend(p)
     p.add_argument("--model-signer", type=Path, required=True, metavar="PUB")
     p.add_argument("--aggregator", type=Path, required=True, metavar="PUB")
-    p.add_argument("--out-pub", type=Path, required=True, metavar="DEVICE.pub")
+    p.add_argument("--out-pub", type=Path, required=True, metavar="DEVICE.pub",
+                   help="where to write the device record the aggregator enrolls")
     p.add_argument("--registrar", type=Path, metavar="PUB",
                    help="the registrar key that signs enrollment certificates (secure "
                         "aggregation, docs/secagg.md)")
     p.set_defaults(run=cmd_provision)
+
+    p = verbs.add_parser("export-record", help="write the device record (DEVICE.pub) again")
+    _add_backend(p)
+    p.add_argument("--out", type=Path, required=True, metavar="DEVICE.pub",
+                   help="where to write the device record")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    p.add_argument("--json", action="store_true", help="print the device id as JSON")
+    p.set_defaults(run=cmd_export_record)
 
     p = verbs.add_parser("info", help="identity, anchors and installed model")
     _add_backend(p)
@@ -255,7 +332,9 @@ def register(nouns: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    help="this device's key wrap for the package (firmware-sign writes "
                         "PKG.wraps/<device id>.wrap)")
     p.add_argument("--backbone-out", type=Path, metavar="FILE",
-                   help="where to write the verified backbone")
+                   help="where to write the verified backbone (required when the package "
+                        "has one)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --backbone-out")
     p.set_defaults(run=cmd_load_model)
 
     p = verbs.add_parser("replace-anchor", help="replace a trust anchor (signed statement)")

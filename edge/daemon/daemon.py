@@ -33,12 +33,14 @@ from edge.formats.envelope import parse_envelope
 from edge.formats.keywrap import KEY_WRAP_SIZE, read_key_wrap
 from edge.formats.manifest import PackageManifest
 from edge.formats.package import parse_package
+from edge.formats.skip import parse_skip
 from edge.formats.ticket import parse_ticket
 from edge.mqtt import client_id, connect_async, make_client, session_secret
 from edge.sdnotify import Notifier
 from edge.state_files import write_durably
 from edge.stopping import WAKE_S, stop_requested
 from edge.tee import LoadedModel, TrustedApp
+from edge.tee_abi import SkipReason
 
 log = logging.getLogger("edge.daemon")
 PUBLISH_TIMEOUT = 60.0
@@ -61,6 +63,7 @@ class DaemonStats:
     rounds_published: list[int] = field(default_factory=list)
     republished: int = 0
     rounds_skipped: dict[int, str] = field(default_factory=dict)
+    skips_reported: list[int] = field(default_factory=list)  # rounds of published reports
     connects: int = 0
 
 
@@ -91,6 +94,7 @@ class Daemon:
         self.ticket_topic = protocol.ticket_topic(config.fleet, self.device_id)
         self.update_topic = protocol.update_topic(config.fleet, self.device_id)
         self.status_topic = protocol.status_topic(config.fleet, self.device_id)
+        self.skip_topic = protocol.skip_topic(config.fleet, self.device_id)
         self.secagg_topics = {
             protocol.secagg_fleet_topic(config.fleet, "roster"): "secagg-roster",
             protocol.secagg_inbox_topic(config.fleet, self.device_id): "secagg-inbox",
@@ -331,8 +335,15 @@ class Daemon:
             out = exc.partial
         except EdgeError as exc:
             self.stats.models_refused += 1
-            # The retained model comes again on every reconnect: that rollback is expected.
-            level = logging.DEBUG if isinstance(exc, Rollback) else logging.WARNING
+            level = logging.WARNING
+            if isinstance(exc, Rollback):
+                # The retained package we hold comes again on every reconnect: expected.
+                # Any other rollback (a restored aggregator database, a second aggregator)
+                # stalls the fleet until someone reads this line.
+                held = self.ta.status()
+                same = (held.model_version, held.package_id) == (manifest.version,
+                                                                 manifest.package_id)
+                level = logging.DEBUG if same else logging.INFO
             self._log(level, "model", version=manifest.version, result="refused",
                       refusal=exc.refusal, reason=exc)
             if isinstance(exc, Rollback):
@@ -402,9 +413,31 @@ class Daemon:
 
     # -- rounds ------------------------------------------------------------------
     def _skip(self, round_id: int, step: str, reason: str, level: int = logging.WARNING,
-              **fields: Any) -> None:
+              *, report: tuple[bytes, int, int] | None = None, **fields: Any) -> None:
+        """Skip a round: log it and, with ``report`` = (ticket, normal-world reason, example
+        count), publish the TA's signed skip report so the aggregator sees why."""
         self.stats.rounds_skipped[round_id] = reason
+        if report is not None:
+            described = self._report_skip(round_id, *report)
+            if described is not None:
+                fields = {**fields, "detail": json.dumps(described)}
         self._log(level, step, round_id, result="skipped", reason=reason, **fields)
+
+    def _report_skip(self, round_id: int, ticket: bytes, reason: int,
+                     examples: int) -> str | None:
+        """Publish the signed skip report of a round (QoS 1, not awaited); return what it
+        says (``weaker-than-policy (noise_multiplier 1.0 < policy sigma_min 1.1)``)."""
+        try:
+            report = self.ta.sign_skip(ticket, reason=reason, examples=examples)
+        except EdgeError as exc:
+            # A forged ticket, or one the TA would train after all: nothing to report.
+            self._log(logging.DEBUG, "skip-report", round_id, result="not-signed",
+                      refusal=exc.refusal, reason=json.dumps(str(exc)))
+            return None
+        described = parse_skip(report).describe()
+        self.client.publish(self.skip_topic, report, qos=1)
+        self.stats.skips_reported.append(round_id)
+        return described
 
     def _handle_ticket(self, payload: bytes) -> None:
         """Verify, compute features, train and seal in the TA, publish with QoS 1."""
@@ -438,7 +471,8 @@ class Daemon:
             return
         self._seen = [*self._seen[-(SEEN_TICKETS - 1):], digest]
         if ticket.deadline <= time.time():
-            self._skip(rid, "ticket", "expired", deadline=ticket.deadline)
+            self._skip(rid, "ticket", "expired", deadline=ticket.deadline,
+                       report=(payload, SkipReason.NONE, 0))
             return
         if ticket.update_mode == tee_abi.UpdateMode.SECAGG:
             self._secagg_advertise(rid, payload)
@@ -450,7 +484,8 @@ class Daemon:
         try:
             accepted = self.ta.verify_ticket(payload)
         except EdgeError as exc:
-            self._skip(rid, "verify", exc.refusal, detail=exc)
+            self._skip(rid, "verify", exc.refusal, detail=exc,
+                       report=(payload, SkipReason.NONE, 0))
             return
         self._log(logging.INFO, "verify", rid, result="ok", steps_left=accepted.steps_left)
         # An authentic ticket of round rid: every earlier round is closed.
@@ -458,7 +493,7 @@ class Daemon:
         if self._stopping.is_set():
             self._skip(rid, "verify", "stopping", level=logging.INFO)
             return
-        prepared = self._features(rid)
+        prepared = self._features(rid, payload)
         if prepared is None:
             return
         features, labels = prepared
@@ -466,7 +501,8 @@ class Daemon:
         try:
             sealed = self.ta.train_and_seal(features, labels)
         except EdgeError as exc:
-            self._skip(rid, "train", exc.refusal, detail=exc)
+            self._skip(rid, "train", exc.refusal, detail=exc,
+                       report=(payload, SkipReason.NONE, len(labels)))
             return
         self._log(logging.INFO, "train", rid, result="sealed", examples=len(labels),
                   seconds=f"{time.monotonic() - started:.3f}", bytes=len(sealed))
@@ -527,12 +563,14 @@ class Daemon:
             return
         self._log(logging.INFO, f"secagg-{stage}", rid, result="published", bytes=len(message))
 
-    def _features(self, rid: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """The newest local samples through the backbone (or raw), sized for the TA."""
+    def _features(self, rid: int, ticket: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+        """The newest local samples through the backbone (or raw), sized for the TA; a round
+        without them is skipped with a signed report naming the reason."""
         self.source.scan()
         status = self.ta.status()
         if self._backbone_error is not None:
-            self._skip(rid, "features", "backbone-unusable", detail=self._backbone_error)
+            self._skip(rid, "features", "backbone-unusable", detail=self._backbone_error,
+                       report=(ticket, SkipReason.BACKBONE_UNUSABLE, 0))
             return None
         cap = min(tee_abi.MAX_TRAIN_EXAMPLES,
                   tee_abi.MAX_TRAIN_FEATURE_BYTES // (4 * max(status.head_in, 1)))
@@ -543,16 +581,18 @@ class Daemon:
                       reason=f"label >= head_out {status.head_out}")
             x, y = x[known], y[known]
         if len(y) == 0:
-            self._skip(rid, "features", "no-samples")
+            self._skip(rid, "features", "no-samples",
+                       report=(ticket, SkipReason.NO_SAMPLES, 0))
             return None
         try:
             features = self._run_backbone(x)
         except EdgeError as exc:
-            self._skip(rid, "features", exc.refusal, detail=exc)
+            self._skip(rid, "features", exc.refusal, detail=exc,
+                       report=(ticket, SkipReason.DATA_SOURCE, 0))
             return None
         if features.shape[1] != status.head_in:
             self._skip(rid, "features", "shape", features=features.shape[1],
-                       head_in=status.head_in)
+                       head_in=status.head_in, report=(ticket, SkipReason.FEATURE_SHAPE, 0))
             return None
         self._log(logging.DEBUG, "features", rid, samples=len(y),
                   backbone="tflite" if self.backbone is not None else "raw")

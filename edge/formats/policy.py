@@ -186,17 +186,17 @@ def build_policy(
     check: bool = True,
 ) -> bytes:
     """Return a privacy policy signed by the model-signer key ``signer``; its steps -> ε
-    table is computed (``edge.privacy.epsilon_table``, dp_accounting) unless given or the
+    table is computed (``edge.calibration.epsilon_table``, dp_accounting) unless given or the
     policy is a no-DP test policy (empty table)."""
     table_error: ConfigError | None = None
     if epsilon_table is None:
         if no_dp:
             epsilon_table = ()
         else:
-            from edge import privacy  # dp_accounting: the signer's side only
+            from edge import calibration  # dp_accounting: the signer's side only
 
             try:
-                epsilon_table = privacy.epsilon_table(
+                epsilon_table = calibration.epsilon_table(
                     _f32(sampling_rate), _f32(noise_multiplier_min), step_budget,
                     float(delta), sampling, accountant)
             except ConfigError as exc:

@@ -26,6 +26,7 @@ from edge.formats.envelope import (
     verify_envelope,
 )
 from edge.formats.layouts import TICKET_BODY
+from edge.formats.manifest import PACKAGE_ID_SIZE
 from edge.formats.policy import PrivacyPolicy
 from edge.tee_abi import PolicyFlag, Sampling, UpdateMode
 
@@ -42,6 +43,7 @@ class RoundTicket:
 
     round_id: int
     model_version: int
+    package_id: bytes
     nonce: bytes
     issued_at: int
     deadline: int
@@ -127,6 +129,7 @@ def verify_ticket(
     *,
     policy: PrivacyPolicy | None,
     model_version: int | None,
+    package_id: bytes | None = None,
     last_round: int = 0,
     time_floor: int = 0,
     ree_time: int = 0,
@@ -139,10 +142,9 @@ def verify_ticket(
         raise NoPolicy("round ticket: no privacy policy is installed")
     if not model_version:
         raise NoModel("round ticket: no model is loaded")
-    if t.model_version != model_version:
-        raise WrongModel(
-            f"round ticket: for model version {t.model_version}, loaded is {model_version}"
-        )
+    if t.model_version != model_version or (package_id is not None
+                                            and t.package_id != package_id):
+        raise WrongModel(wrong_model_text(t, model_version, package_id))
     if t.round_id <= last_round:
         raise Replay(f"round ticket: round {t.round_id} is not above last sealed {last_round}")
     now = max(ree_time, time_floor)
@@ -150,6 +152,13 @@ def verify_ticket(
         raise Expired(f"round ticket: deadline {t.deadline} is before {now}")
     check_against_policy(t, policy)
     return t
+
+
+def wrong_model_text(t: RoundTicket, model_version: int, package_id: bytes | None) -> str:
+    """The refusal of a ticket for another model, naming both versions and package ids."""
+    held = f"v{model_version}" + (f" (package {package_id.hex()})" if package_id else "")
+    return (f"round ticket: for model v{t.model_version} (package {t.package_id.hex()}), "
+            f"loaded is {held}")
 
 
 def check_against_policy(t: RoundTicket, p: PrivacyPolicy) -> None:
@@ -173,7 +182,7 @@ def check_against_policy(t: RoundTicket, p: PrivacyPolicy) -> None:
 
 
 def encode_ticket_body(t: RoundTicket) -> bytes:
-    """Return the 96-byte body (no validation; test vectors and builders)."""
+    """Return the ticket body (no validation; test vectors and builders)."""
     return TICKET_BODY.pack(_fields(t))
 
 
@@ -182,6 +191,7 @@ def build_ticket(
     *,
     round_id: int,
     model_version: int,
+    package_id: bytes,
     nonce: bytes,
     issued_at: int,
     deadline: int,
@@ -202,7 +212,11 @@ def build_ticket(
     """Return a round ticket signed by the aggregator key (``check=False``: for refusal tests)."""
     if len(nonce) != NONCE_SIZE:
         raise Malformed(f"round ticket: nonce of {len(nonce)} bytes, expected {NONCE_SIZE}")
-    t = RoundTicket(round_id, model_version, bytes(nonce), issued_at, deadline,
+    if len(package_id) != PACKAGE_ID_SIZE:
+        raise Malformed(f"round ticket: package id of {len(package_id)} bytes, expected "
+                        f"{PACKAGE_ID_SIZE}")
+    t = RoundTicket(round_id, model_version, bytes(package_id), bytes(nonce), issued_at,
+                    deadline,
                     float(np.float32(example_clip)), float(np.float32(noise_multiplier)),
                     float(np.float32(update_clip)), float(np.float32(learning_rate)),
                     epochs, batch_size, update_mode, bytes(fleet_id), secagg_threshold,

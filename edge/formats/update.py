@@ -45,6 +45,7 @@ class SealedUpdate:
     round_id: int
     nonce: bytes
     model_version: int
+    package_id: bytes
     example_count: int
     steps: int
     total_steps: int
@@ -68,8 +69,8 @@ def parse_update_envelope(env: Envelope) -> SealedUpdate:
     body = memoryview(env.raw)[HEADER_SIZE : env.header.signed_len]
     if len(body) < UPDATE_HEADER_SIZE:
         raise Malformed(f"sealed update: body of {len(body)} bytes, shorter than the header")
-    (device_id, round_id, nonce, version, n, steps, total, mode, res1, params, u, sigma, c,
-     res2) = _HEAD.unpack_from(body, 0)
+    (device_id, round_id, nonce, version, package_id, n, steps, total, mode, res1, params, u,
+     sigma, c, res2) = _HEAD.unpack_from(body, 0)
     if res1 != bytes(3) or res2 != bytes(4):
         raise Malformed("sealed update: reserved bytes are not zero")
     if mode != UPDATE_MODE_FLOAT32:
@@ -86,8 +87,8 @@ def parse_update_envelope(env: Envelope) -> SealedUpdate:
     norm = l2_norm(delta)
     if not math.isfinite(norm):
         raise Malformed("sealed update: the delta holds a non-finite value")
-    return SealedUpdate(device_id, round_id, nonce, version, n, steps, total, mode, params,
-                        u, sigma, c, delta, env.signer_key_id, norm)
+    return SealedUpdate(device_id, round_id, nonce, version, package_id, n, steps, total, mode,
+                        params, u, sigma, c, delta, env.signer_key_id, norm)
 
 
 def parse_update(data: bytes | bytearray | memoryview) -> SealedUpdate:
@@ -102,6 +103,7 @@ def build_update(
     round_id: int,
     nonce: bytes,
     model_version: int,
+    package_id: bytes,
     delta: np.ndarray,
     example_count: int,
     steps: int,
@@ -113,9 +115,9 @@ def build_update(
     """Return a sealed update as the TA writes it (tests and the aggregator's test fixtures)."""
     flat = np.ascontiguousarray(delta, dtype="<f4").reshape(-1)
     dev = key_id(ed25519_raw_public(identity))
-    head = _HEAD.pack(dev, round_id, bytes(nonce), model_version, example_count, steps,
-                      total_steps, UPDATE_MODE_FLOAT32, bytes(3), flat.size, update_clip,
-                      noise_multiplier, example_clip, bytes(4))
+    head = _HEAD.pack(dev, round_id, bytes(nonce), model_version, bytes(package_id),
+                      example_count, steps, total_steps, UPDATE_MODE_FLOAT32, bytes(3),
+                      flat.size, update_clip, noise_multiplier, example_clip, bytes(4))
     return build_envelope(Kind.SEALED_UPDATE, head + flat.tobytes(), identity)
 
 
@@ -127,6 +129,7 @@ class MaskedUpdate:
     round_id: int
     nonce: bytes
     model_version: int
+    package_id: bytes
     example_count: int
     param_count: int
     update_clip: float
@@ -141,8 +144,8 @@ def parse_masked_update_envelope(env: Envelope) -> MaskedUpdate:
     body = memoryview(env.raw)[HEADER_SIZE : env.header.signed_len]
     if len(body) < UPDATE_HEADER_SIZE:
         raise Malformed(f"sealed update: body of {len(body)} bytes, shorter than the header")
-    (device_id, round_id, nonce, version, n, _steps, _total, mode, res1, params, u, sigma, c,
-     res2) = _HEAD.unpack_from(body, 0)
+    (device_id, round_id, nonce, version, package_id, n, _steps, _total, mode, res1, params, u,
+     sigma, c, res2) = _HEAD.unpack_from(body, 0)
     if res1 != bytes(3) or res2 != bytes(4):
         raise Malformed("sealed update: reserved bytes are not zero")
     if mode != tee_abi.UpdateMode.SECAGG:
@@ -156,8 +159,8 @@ def parse_masked_update_envelope(env: Envelope) -> MaskedUpdate:
     if not (math.isfinite(u) and u > 0.0):
         raise Malformed(f"sealed update: update clip U {u} is not a finite number > 0")
     words = np.frombuffer(body, dtype="<u4", offset=UPDATE_HEADER_SIZE)
-    return MaskedUpdate(device_id, round_id, nonce, version, n, params, u, sigma, c, words,
-                        env.signer_key_id)
+    return MaskedUpdate(device_id, round_id, nonce, version, package_id, n, params, u, sigma, c,
+                        words, env.signer_key_id)
 
 
 def update_mode_of(env: Envelope) -> int:
@@ -165,7 +168,7 @@ def update_mode_of(env: Envelope) -> int:
     body = memoryview(env.raw)[HEADER_SIZE : env.header.signed_len]
     if len(body) < UPDATE_HEADER_SIZE:
         raise Malformed(f"sealed update: body of {len(body)} bytes, shorter than the header")
-    return int(_HEAD.unpack_from(body, 0)[7])
+    return int(body[UPDATE_HEADER.offset("update_mode")])
 
 
 def parse_any_update(data: bytes | bytearray | memoryview) -> SealedUpdate | MaskedUpdate:

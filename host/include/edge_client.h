@@ -134,6 +134,18 @@ uint32_t edge_budget_status(edge_client *c, uint8_t *block, size_t *block_len,
 /* Installs or replaces the privacy policy (a signed kind 6 envelope). */
 uint32_t edge_install_policy(edge_client *c, const uint8_t *policy,
 			     size_t policy_len, uint32_t *origin);
+/*
+ * edge_sign_skip: the signed skip report (EDGE_SKIP_REPORT_SIZE bytes into
+ * report, capacity *report_len, which receives its length) for a round
+ * ticket this device does not train. reason is the normal world's
+ * (EDGE_SKIP_REE_*), n the example count (0: not known). *refusal receives
+ * the TA's own refusal of the ticket (0: none), *field what the report's
+ * values are (EDGE_SKIP_FIELD_*); either may be NULL.
+ */
+uint32_t edge_sign_skip(edge_client *c, const uint8_t *ticket,
+			size_t ticket_len, uint64_t ree_time, uint32_t reason,
+			uint32_t n, uint8_t *report, size_t *report_len,
+			uint32_t *refusal, uint32_t *field, uint32_t *origin);
 
 /*
  * Secure aggregation (docs/secagg.md). Each output buffer has capacity

@@ -164,7 +164,23 @@
  *   [0] MEMREF_INPUT   registrar Ed25519 public key (32)
  */
 #define TA_EDGE_CMD_INSTALL_REGISTRAR		17
-#define TA_EDGE_CMD_COUNT			18
+/*
+ * SIGN_SKIP: signs a skip report (docs/formats.md "Skip report") for an
+ *   authentic round ticket this device does not train: the TA runs
+ *   VERIFY_TICKET's checks (and, given an example count, TRAIN_AND_SEAL's step
+ *   and budget checks) and names the first refusal with its field and both
+ *   values; a normal-world reason (no samples, an unusable backbone) is carried
+ *   as stated. Changes no stored state and holds no ticket.
+ *   [0] MEMREF_INPUT   signed round ticket
+ *   [1] VALUE_INPUT    a = REE time (Unix seconds) low 32 bits, b = high
+ *   [2] MEMREF_OUTPUT  skip report, EDGE_SKIP_REPORT_SIZE bytes
+ *   [3] VALUE_INOUT    in: a = normal-world reason (EDGE_SKIP_REE_*),
+ *                          b = example count n (0: not known);
+ *                      out: a = the TA's refusal (0: the TA would train),
+ *                           b = field (EDGE_SKIP_FIELD_*)
+ */
+#define TA_EDGE_CMD_SIGN_SKIP			18
+#define TA_EDGE_CMD_COUNT			19
 
 /*
  * TA-specific results (GlobalPlatform leaves 0x00000001..0xEFFFFFFF to TAs);
@@ -184,7 +200,7 @@
 #define EDGE_ERR_NO_MODEL			0xED6E0006	/* no head loaded */
 #define EDGE_ERR_EXPIRED			0xED6E000B	/* ticket deadline passed */
 #define EDGE_ERR_REPLAY				0xED6E000C	/* round not above last sealed */
-#define EDGE_ERR_WRONG_MODEL			0xED6E000D	/* ticket for another version */
+#define EDGE_ERR_WRONG_MODEL			0xED6E000D	/* ticket for another version or package */
 #define EDGE_ERR_POLICY_VIOLATION		0xED6E000E	/* weaker than the policy */
 #define EDGE_ERR_BUDGET_EXHAUSTED		0xED6E000F	/* steps exceed what is left */
 #define EDGE_ERR_NO_POLICY			0xED6E0010	/* no privacy policy yet */
@@ -197,6 +213,7 @@
 #define EDGE_ERR_FORGED_ADVERT			0xED6E0017	/* advert not by certified key */
 #define EDGE_ERR_NOISE_SHARE_BELOW_POLICY	0xED6E001B	/* no distributed-DP noise share */
 #define EDGE_ERR_NOISE_SHARE_UNFIT		0xED6E001C	/* no room for the noise share */
+#define EDGE_ERR_NOTHING_TO_REPORT		0xED6E0018	/* ticket acceptable, no reason */
 
 /* Sizes and limits (docs/formats.md explains each). */
 #define EDGE_PUBKEY_SIZE			32
@@ -235,14 +252,17 @@
 #define EDGE_MAGIC				"EDGE"
 #define EDGE_FORMAT_VERSION			1
 #define EDGE_FORMAT_VERSION_PRIVACY_POLICY	2
+#define EDGE_FORMAT_VERSION_ROUND_TICKET	2
+#define EDGE_FORMAT_VERSION_SEALED_UPDATE	2
 #define EDGE_FORMAT_VERSION_PACKAGE		2
-#define EDGE_FORMAT_VERSION_OF(k)		((k) == 1 ? EDGE_FORMAT_VERSION_PACKAGE : (k) == 6 ? EDGE_FORMAT_VERSION_PRIVACY_POLICY : EDGE_FORMAT_VERSION)	/* the version of kind k */
+#define EDGE_FORMAT_VERSION_OF(k)		((k) == 1 ? EDGE_FORMAT_VERSION_PACKAGE : (k) == 5 ? EDGE_FORMAT_VERSION_SEALED_UPDATE : (k) == 4 ? EDGE_FORMAT_VERSION_ROUND_TICKET : (k) == 6 ? EDGE_FORMAT_VERSION_PRIVACY_POLICY : EDGE_FORMAT_VERSION)	/* the version of kind k */
 #define EDGE_DEVICE_RECORD_SIZE			(EDGE_ENVELOPE_HEADER_SIZE + EDGE_DEVICE_BODY_SIZE + EDGE_SIG_SIZE)
 #define EDGE_ANCHOR_STATEMENT_SIZE		(EDGE_ENVELOPE_HEADER_SIZE + EDGE_ANCHOR_BODY_SIZE + EDGE_SIG_SIZE)
 #define EDGE_TICKET_SIZE			(EDGE_ENVELOPE_HEADER_SIZE + EDGE_TICKET_BODY_SIZE + EDGE_SIG_SIZE)
 #define EDGE_POLICY_SIZE			(EDGE_ENVELOPE_HEADER_SIZE + EDGE_POLICY_BODY_SIZE + EDGE_SIG_SIZE)
 #define EDGE_CERT_SIZE				(EDGE_ENVELOPE_HEADER_SIZE + EDGE_CERT_BODY_SIZE + EDGE_SIG_SIZE)
 #define EDGE_SECAGG_ADVERT_SIZE			(EDGE_ENVELOPE_HEADER_SIZE + EDGE_ADVERT_BODY_SIZE + EDGE_SIG_SIZE)
+#define EDGE_SKIP_REPORT_SIZE			(EDGE_ENVELOPE_HEADER_SIZE + EDGE_SKIP_BODY_SIZE + EDGE_SIG_SIZE)
 #define EDGE_KEY_WRAP_SIZE			(EDGE_ENVELOPE_HEADER_SIZE + EDGE_KEY_WRAP_BODY_SIZE + EDGE_SIG_SIZE)
 
 /* Envelope kinds: what an artefact is. */
@@ -257,6 +277,7 @@
 #define EDGE_KIND_SECAGG_DIRECTIVE		9	/* secure-aggregation directive (roster, inbox, survivors) */
 #define EDGE_KIND_SECAGG_SHARES			10	/* secure-aggregation shares bundle */
 #define EDGE_KIND_SECAGG_REVEALS		11	/* secure-aggregation reveals */
+#define EDGE_KIND_SKIP_REPORT			12	/* skip report */
 #define EDGE_KIND_KEY_WRAP			14	/* a package's content key wrapped for one device */
 
 /* Which trust anchor an anchor statement replaces. */
@@ -300,6 +321,27 @@
 /* Which secret a revealed share belongs to. */
 #define EDGE_SECAGG_SHARE_SEED			1	/* self-mask seed b (16 bytes) */
 #define EDGE_SECAGG_SHARE_SKEY			2	/* s-secret key (32 bytes) */
+
+/* Why the normal world skipped a round the TA would train (stated, not checked). */
+#define EDGE_SKIP_REE_NONE			0	/* no normal-world reason: the TA's refusal is the reason */
+#define EDGE_SKIP_REE_NO_SAMPLES		1	/* no local samples to train on */
+#define EDGE_SKIP_REE_BACKBONE_UNUSABLE		2	/* the package's backbone cannot be run */
+#define EDGE_SKIP_REE_FEATURE_SHAPE		3	/* the features do not match the head's input */
+#define EDGE_SKIP_REE_DATA_SOURCE		4	/* the local data could not be read */
+
+/* What a skip report's two values are. */
+#define EDGE_SKIP_FIELD_NONE			0	/* no values */
+#define EDGE_SKIP_FIELD_MODEL			1	/* ticket's model version; installed version */
+#define EDGE_SKIP_FIELD_ROUND			2	/* ticket's round; last sealed round */
+#define EDGE_SKIP_FIELD_DEADLINE		3	/* ticket's deadline; now (REE time or time floor) */
+#define EDGE_SKIP_FIELD_EXAMPLE_CLIP		4	/* ticket's C; policy's C_max */
+#define EDGE_SKIP_FIELD_NOISE_MULTIPLIER	5	/* ticket's sigma; policy's sigma_min */
+#define EDGE_SKIP_FIELD_UPDATE_CLIP		6	/* ticket's U; policy's U_max */
+#define EDGE_SKIP_FIELD_STEPS_PER_ROUND		7	/* steps the round takes; policy's maximum per round */
+#define EDGE_SKIP_FIELD_BATCH_SIZE		8	/* ticket's B; example count n */
+#define EDGE_SKIP_FIELD_SAMPLING_RATE		9	/* B / n; policy's q */
+#define EDGE_SKIP_FIELD_BUDGET			10	/* steps the round takes; steps left in the budget */
+#define EDGE_SKIP_FIELD_UPDATE_MODE		11	/* ticket's update mode; the mode the policy requires */
 
 /* GET_STATUS flags. */
 #define EDGE_STATUS_F_IDENTITY			0x1	/* identity keys exist */
@@ -420,60 +462,64 @@
 #define EDGE_POLICY_LEN_EPSILON_TABLE		512
 
 /* Round ticket: offsets and sizes, little-endian. */
-#define EDGE_TICKET_BODY_SIZE			96
+#define EDGE_TICKET_BODY_SIZE			112
 #define EDGE_TICKET_OFF_ROUND_ID		0	/* u64 */
 #define EDGE_TICKET_ROUND_ID_MIN		1ull
 #define EDGE_TICKET_OFF_MODEL_VERSION		8	/* u64 */
-#define EDGE_TICKET_OFF_NONCE			16	/* 16 bytes */
+#define EDGE_TICKET_OFF_PACKAGE_ID		16	/* 16 bytes */
+#define EDGE_TICKET_LEN_PACKAGE_ID		16
+#define EDGE_TICKET_OFF_NONCE			32	/* 16 bytes */
 #define EDGE_TICKET_LEN_NONCE			16
-#define EDGE_TICKET_OFF_ISSUED_AT		32	/* u64 */
-#define EDGE_TICKET_OFF_DEADLINE		40	/* u64 */
-#define EDGE_TICKET_OFF_EXAMPLE_CLIP		48	/* f32 */
+#define EDGE_TICKET_OFF_ISSUED_AT		48	/* u64 */
+#define EDGE_TICKET_OFF_DEADLINE		56	/* u64 */
+#define EDGE_TICKET_OFF_EXAMPLE_CLIP		64	/* f32 */
 #define EDGE_TICKET_EXAMPLE_CLIP_MIN		0.0f	/* exclusive */
-#define EDGE_TICKET_OFF_NOISE_MULTIPLIER	52	/* f32 */
+#define EDGE_TICKET_OFF_NOISE_MULTIPLIER	68	/* f32 */
 #define EDGE_TICKET_NOISE_MULTIPLIER_MIN	0.0f
-#define EDGE_TICKET_OFF_UPDATE_CLIP		56	/* f32 */
+#define EDGE_TICKET_OFF_UPDATE_CLIP		72	/* f32 */
 #define EDGE_TICKET_UPDATE_CLIP_MIN		0.0f	/* exclusive */
-#define EDGE_TICKET_OFF_LEARNING_RATE		60	/* f32 */
+#define EDGE_TICKET_OFF_LEARNING_RATE		76	/* f32 */
 #define EDGE_TICKET_LEARNING_RATE_MIN		0.0f	/* exclusive */
-#define EDGE_TICKET_OFF_EPOCHS			64	/* u16 */
+#define EDGE_TICKET_OFF_EPOCHS			80	/* u16 */
 #define EDGE_TICKET_EPOCHS_MIN			1u
-#define EDGE_TICKET_OFF_BATCH_SIZE		66	/* u16 */
+#define EDGE_TICKET_OFF_BATCH_SIZE		82	/* u16 */
 #define EDGE_TICKET_BATCH_SIZE_MIN		1u
-#define EDGE_TICKET_OFF_UPDATE_MODE		68	/* u8 */
-#define EDGE_TICKET_OFF_RESERVED		69	/* 3 bytes */
+#define EDGE_TICKET_OFF_UPDATE_MODE		84	/* u8 */
+#define EDGE_TICKET_OFF_RESERVED		85	/* 3 bytes */
 #define EDGE_TICKET_LEN_RESERVED		3
-#define EDGE_TICKET_OFF_FLEET_ID		72	/* 16 bytes */
+#define EDGE_TICKET_OFF_FLEET_ID		88	/* 16 bytes */
 #define EDGE_TICKET_LEN_FLEET_ID		16
-#define EDGE_TICKET_OFF_SECAGG_THRESHOLD	88	/* u16 */
-#define EDGE_TICKET_OFF_SECAGG_NEIGHBOURS	90	/* u16 */
+#define EDGE_TICKET_OFF_SECAGG_THRESHOLD	104	/* u16 */
+#define EDGE_TICKET_OFF_SECAGG_NEIGHBOURS	106	/* u16 */
 #define EDGE_TICKET_SECAGG_NEIGHBOURS_MAX	254u
-#define EDGE_TICKET_OFF_SECAGG_COHORT		92	/* u16 */
+#define EDGE_TICKET_OFF_SECAGG_COHORT		108	/* u16 */
 #define EDGE_TICKET_SECAGG_COHORT_MAX		1024u
-#define EDGE_TICKET_OFF_SECAGG_SCALE_LOG2	94	/* u8 */
+#define EDGE_TICKET_OFF_SECAGG_SCALE_LOG2	110	/* u8 */
 #define EDGE_TICKET_SECAGG_SCALE_LOG2_MAX	30u
-#define EDGE_TICKET_OFF_RESERVED2		95	/* 1 bytes */
+#define EDGE_TICKET_OFF_RESERVED2		111	/* 1 bytes */
 #define EDGE_TICKET_LEN_RESERVED2		1
 
 /* Sealed update: offsets and sizes, little-endian. */
-#define EDGE_UPDATE_HEADER_SIZE			88
+#define EDGE_UPDATE_HEADER_SIZE			104
 #define EDGE_UPDATE_HEADER_OFF_DEVICE_ID	0	/* 16 bytes */
 #define EDGE_UPDATE_HEADER_LEN_DEVICE_ID	16
 #define EDGE_UPDATE_HEADER_OFF_ROUND_ID		16	/* u64 */
 #define EDGE_UPDATE_HEADER_OFF_NONCE		24	/* 16 bytes */
 #define EDGE_UPDATE_HEADER_LEN_NONCE		16
 #define EDGE_UPDATE_HEADER_OFF_MODEL_VERSION	40	/* u64 */
-#define EDGE_UPDATE_HEADER_OFF_EXAMPLE_COUNT	48	/* u32 */
-#define EDGE_UPDATE_HEADER_OFF_STEPS		52	/* u32 */
-#define EDGE_UPDATE_HEADER_OFF_STEPS_TOTAL	56	/* u64 */
-#define EDGE_UPDATE_HEADER_OFF_UPDATE_MODE	64	/* u8 */
-#define EDGE_UPDATE_HEADER_OFF_RESERVED1	65	/* 3 bytes */
+#define EDGE_UPDATE_HEADER_OFF_PACKAGE_ID	48	/* 16 bytes */
+#define EDGE_UPDATE_HEADER_LEN_PACKAGE_ID	16
+#define EDGE_UPDATE_HEADER_OFF_EXAMPLE_COUNT	64	/* u32 */
+#define EDGE_UPDATE_HEADER_OFF_STEPS		68	/* u32 */
+#define EDGE_UPDATE_HEADER_OFF_STEPS_TOTAL	72	/* u64 */
+#define EDGE_UPDATE_HEADER_OFF_UPDATE_MODE	80	/* u8 */
+#define EDGE_UPDATE_HEADER_OFF_RESERVED1	81	/* 3 bytes */
 #define EDGE_UPDATE_HEADER_LEN_RESERVED1	3
-#define EDGE_UPDATE_HEADER_OFF_PARAM_COUNT	68	/* u32 */
-#define EDGE_UPDATE_HEADER_OFF_UPDATE_CLIP	72	/* f32 */
-#define EDGE_UPDATE_HEADER_OFF_NOISE_MULTIPLIER	76	/* f32 */
-#define EDGE_UPDATE_HEADER_OFF_EXAMPLE_CLIP	80	/* f32 */
-#define EDGE_UPDATE_HEADER_OFF_RESERVED2	84	/* 4 bytes */
+#define EDGE_UPDATE_HEADER_OFF_PARAM_COUNT	84	/* u32 */
+#define EDGE_UPDATE_HEADER_OFF_UPDATE_CLIP	88	/* f32 */
+#define EDGE_UPDATE_HEADER_OFF_NOISE_MULTIPLIER	92	/* f32 */
+#define EDGE_UPDATE_HEADER_OFF_EXAMPLE_CLIP	96	/* f32 */
+#define EDGE_UPDATE_HEADER_OFF_RESERVED2	100	/* 4 bytes */
 #define EDGE_UPDATE_HEADER_LEN_RESERVED2	4
 
 /* Enrollment certificate: offsets and sizes, little-endian. */
@@ -547,6 +593,26 @@
 #define EDGE_REVEALS_LEN_SURVIVORS_DIGEST	16
 #define EDGE_REVEALS_OFF_RESERVED		84	/* 4 bytes */
 #define EDGE_REVEALS_LEN_RESERVED		4
+
+/* Skip report: offsets and sizes, little-endian. */
+#define EDGE_SKIP_BODY_SIZE			120
+#define EDGE_SKIP_OFF_DEVICE_ID			0	/* 16 bytes */
+#define EDGE_SKIP_LEN_DEVICE_ID			16
+#define EDGE_SKIP_OFF_ROUND_ID			16	/* u64 */
+#define EDGE_SKIP_OFF_NONCE			24	/* 16 bytes */
+#define EDGE_SKIP_LEN_NONCE			16
+#define EDGE_SKIP_OFF_TICKET_MODEL_VERSION	40	/* u64 */
+#define EDGE_SKIP_OFF_TICKET_PACKAGE_ID		48	/* 16 bytes */
+#define EDGE_SKIP_LEN_TICKET_PACKAGE_ID		16
+#define EDGE_SKIP_OFF_MODEL_VERSION		64	/* u64 */
+#define EDGE_SKIP_OFF_PACKAGE_ID		72	/* 16 bytes */
+#define EDGE_SKIP_LEN_PACKAGE_ID		16
+#define EDGE_SKIP_OFF_RESULT			88	/* u32 */
+#define EDGE_SKIP_OFF_REE_REASON		92	/* u16 */
+#define EDGE_SKIP_OFF_FIELD			94	/* u16 */
+#define EDGE_SKIP_OFF_VALUE			96	/* f64 */
+#define EDGE_SKIP_OFF_BOUND			104	/* f64 */
+#define EDGE_SKIP_OFF_REPORTED_AT		112	/* u64 */
 
 /* Status block: offsets and sizes, little-endian. */
 #define EDGE_STATUS_SIZE			104

@@ -391,9 +391,9 @@ static void test_replace(void)
 	CHECK_RES(replace(st_, sizeof(a_to_b) + 1), TEE_ERROR_BAD_FORMAT,
 		  "statement with a trailing byte");
 	memcpy(st_, a_to_b, sizeof(a_to_b));
-	put_le16(st_ + 6, EDGE_KIND_ROUND_TICKET);
+	put_le16(st_ + 6, EDGE_KIND_DEVICE_RECORD);
 	CHECK_RES(replace(st_, sizeof(a_to_b)), EDGE_ERR_WRONG_KIND,
-		  "kind 4 given as a statement");
+		  "kind 3 given as a statement");
 	memset(st_, 0, sizeof(st_));
 	memcpy(st_, a_to_b, 28);
 	put_le32(st_ + 8, 52);

@@ -35,6 +35,7 @@
 #include "envelope.h"
 #include "kdf.h"
 #include "seal.h"
+#include "state.h"
 
 #define HARNESS_TA
 #include "harness.h"
@@ -160,6 +161,7 @@ static void build_policy(const struct pol *s, const struct ed_key *by,
 
 struct tk {
 	uint64_t round, model_version;
+	bool other_package;	/* another package id than the loaded one */
 	uint8_t nonce[16];
 	uint64_t issued, deadline;
 	float clip, sigma, uclip, lr;
@@ -178,6 +180,11 @@ static void build_ticket(const struct tk *s, const struct ed_key *by,
 			    by->id);
 	put_le64(b + EDGE_TICKET_OFF_ROUND_ID, s->round);
 	put_le64(b + EDGE_TICKET_OFF_MODEL_VERSION, s->model_version);
+	/* The package id of the loaded model, as the aggregator names it. */
+	memcpy(b + EDGE_TICKET_OFF_PACKAGE_ID, edge_st.model.package_id,
+	       EDGE_TICKET_LEN_PACKAGE_ID);
+	if (s->other_package)
+		b[EDGE_TICKET_OFF_PACKAGE_ID] ^= 1;
 	memcpy(b + EDGE_TICKET_OFF_NONCE, s->nonce, EDGE_NONCE_SIZE);
 	put_le64(b + EDGE_TICKET_OFF_ISSUED_AT, s->issued);
 	put_le64(b + EDGE_TICKET_OFF_DEADLINE, s->deadline);
@@ -397,7 +404,7 @@ static void check_update(const uint8_t *u, size_t len, const struct tk *t,
 		return;
 	CHECK(!memcmp(u, EDGE_MAGIC, 4) &&
 	      get_le16(u + EDGE_ENVELOPE_HEADER_OFF_VERSION) ==
-	      EDGE_FORMAT_VERSION &&
+	      EDGE_FORMAT_VERSION_SEALED_UPDATE &&
 	      get_le16(u + EDGE_ENVELOPE_HEADER_OFF_KIND) ==
 	      EDGE_KIND_SEALED_UPDATE &&
 	      get_le32(u + EDGE_ENVELOPE_HEADER_OFF_BODY_LEN) == body_len,
@@ -412,6 +419,9 @@ static void check_update(const uint8_t *u, size_t len, const struct tk *t,
 		      EDGE_NONCE_SIZE), "update cohort nonce");
 	CHECK(get_le64(b + EDGE_UPDATE_HEADER_OFF_MODEL_VERSION) ==
 	      t->model_version, "update model version");
+	CHECK(!memcmp(b + EDGE_UPDATE_HEADER_OFF_PACKAGE_ID,
+		      edge_st.model.package_id, EDGE_UPDATE_HEADER_LEN_PACKAGE_ID),
+	      "update package id");
 	CHECK(get_le32(b + EDGE_UPDATE_HEADER_OFF_EXAMPLE_COUNT) == n,
 	      "update n %u", get_le32(b + EDGE_UPDATE_HEADER_OFF_EXAMPLE_COUNT));
 	CHECK(get_le32(b + EDGE_UPDATE_HEADER_OFF_STEPS) == steps,
@@ -759,6 +769,7 @@ static void edit_ticket(struct tk *x, int k)
 	case 16: x->uclip = 100.5f; break;
 	case 17: x->model_version = 5; x->clip = 99; break;
 	case 18: x->deadline = 1; x->clip = 99; break;
+	case 19: x->other_package = true; break;
 	default: break;
 	}
 }
@@ -786,6 +797,7 @@ static const struct {
 	{ "U above U_max", EDGE_ERR_POLICY_VIOLATION },
 	{ "wrong model and weaker", EDGE_ERR_WRONG_MODEL },
 	{ "expired and weaker", EDGE_ERR_EXPIRED },
+	{ "another package of the same version", EDGE_ERR_WRONG_MODEL },
 };
 
 /* Every ticket refusal class before any round; nothing changes. */

@@ -647,6 +647,7 @@ static void check_update(const struct vec *v, const uint8_t *buf, size_t len)
 	si.round_id = get_le64(h + EDGE_UPDATE_HEADER_OFF_ROUND_ID);
 	si.cohort_nonce = h + EDGE_UPDATE_HEADER_OFF_NONCE;
 	si.model_version = get_le64(h + EDGE_UPDATE_HEADER_OFF_MODEL_VERSION);
+	si.package_id = h + EDGE_UPDATE_HEADER_OFF_PACKAGE_ID;
 	si.n = get_le32(h + EDGE_UPDATE_HEADER_OFF_EXAMPLE_COUNT);
 	si.steps = get_le32(h + EDGE_UPDATE_HEADER_OFF_STEPS);
 	si.total_steps = get_le64(h + EDGE_UPDATE_HEADER_OFF_STEPS_TOTAL);

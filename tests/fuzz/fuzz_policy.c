@@ -42,7 +42,7 @@ static void use_policy(const uint8_t *env, size_t len,
 	t.lr = 0.1f;
 	t.epochs = (uint16_t)(p->version | 1);
 	t.batch = (uint16_t)(p->step_budget | 1);
-	if (!ticket_steps(&t, p, (uint32_t)p->step_budget, &steps))
+	if (!ticket_steps(&t, p, (uint32_t)p->step_budget, &steps, NULL))
 		FUZZ_ASSERT(steps >= 1 && steps <= p->max_steps_per_round);
 }
 

@@ -44,6 +44,9 @@ static void init_states(void)
 
 static void check_opened(const struct edge_ticket *t)
 {
+	static const struct edge_model absent = { .present = false };
+	static const struct edge_model loaded = { .present = true, .version = 1 };
+	struct ticket_why why = { };
 	uint64_t steps = 0;
 	size_t i = 0;
 	uint32_t n = (uint32_t)(t->round_id ^ t->issued_at);
@@ -52,9 +55,9 @@ static void check_opened(const struct edge_ticket *t)
 	FUZZ_ASSERT(t->clip > 0 && t->update_clip > 0 && t->lr > 0 &&
 		    t->sigma >= 0);
 	for (i = 0; i < 2; i++) {
-		(void)ticket_check(t, &states[i], true, 1, t->issued_at);
-		(void)ticket_check(t, &states[i], false, 0, 0);
-		if (!ticket_steps(t, &states[i].policy, n, &steps))
+		(void)ticket_check(t, &states[i], &loaded, t->issued_at, &why);
+		(void)ticket_check(t, &states[i], &absent, 0, NULL);
+		if (!ticket_steps(t, &states[i].policy, n, &steps, &why))
 			FUZZ_ASSERT(steps >= 1 && steps <=
 				    states[i].policy.max_steps_per_round);
 	}

@@ -84,7 +84,8 @@ def envelope_len(data: bytes) -> int:
 
 def tickets(aggregator: Ed25519PrivateKey) -> dict[str, bytes]:
     """Return signed tickets for the harness's policies (round > 2, model 1)."""
-    base = dict(model_version=1, nonce=bytes(range(16)), issued_at=1_700_000_100,
+    base = dict(model_version=1, package_id=bytes(16), nonce=bytes(range(16)),
+                issued_at=1_700_000_100,
                 deadline=1_700_003_600, example_clip=1.0, noise_multiplier=1.1,
                 update_clip=1.0, learning_rate=0.1)
     return {

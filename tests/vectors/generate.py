@@ -37,6 +37,7 @@ from edge.formats.envelope import (  # noqa: E402
     HEADER_SIZE,
     SIG_SIZE,
     build_envelope,
+    format_version,
     sign_digest,
 )
 from edge.formats.keys import (  # noqa: E402
@@ -52,6 +53,8 @@ from edge.formats.layouts import (  # noqa: E402
     ANCHOR_STATEMENT_BODY,
     KEY_WRAP_BODY,
     MANIFEST_FIXED,
+    TICKET_BODY,
+    UPDATE_HEADER,
 )
 from edge.formats.manifest import (  # noqa: E402
     FIXED_SIZE,
@@ -793,7 +796,8 @@ POLICY_ARGS: dict[str, Any] = dict(
     sampling_rate=0.25, max_steps_per_round=8, step_budget=1000, target_epsilon=3.0,
     delta=1e-5)
 TICKET_ARGS: dict[str, Any] = dict(
-    round_id=2, model_version=1, nonce=bytes(range(16)), issued_at=1_700_000_000,
+    round_id=2, model_version=1, package_id=bytes(range(16, 32)), nonce=bytes(range(16)),
+    issued_at=1_700_000_000,
     deadline=1_700_000_600, example_clip=1.0, noise_multiplier=1.1, update_clip=4.0,
     learning_rate=0.1, epochs=1, batch_size=8)
 
@@ -803,23 +807,23 @@ def policy_and_ticket_vectors(add: Callable[..., None]) -> None:
     kinds = (
         ("policy", "privacy_policy", MODEL_SIGNER, AGGREGATOR, Kind.ROUND_TICKET,
          lambda **kw: build_policy(MODEL_SIGNER, **(POLICY_ARGS | kw)),
-         dict(sampling_rate=1.5), 26),
+         dict(sampling_rate=1.5), 26, Kind.PRIVACY_POLICY),
         ("ticket", "round_ticket", AGGREGATOR, MODEL_SIGNER, Kind.PRIVACY_POLICY,
          lambda **kw: build_ticket(AGGREGATOR, **(TICKET_ARGS | kw)),
-         dict(epochs=0), 69),
+         dict(epochs=0), TICKET_BODY.offset("reserved"), Kind.ROUND_TICKET),
     )
-    for short, kind, signer, other, wrong, build, bad_field, reserved_at in kinds:
+    for short, kind, signer, other, wrong, build, bad_field, reserved_at, code in kinds:
         ok = build()
         body = ok[HEADER_SIZE:-SIG_SIZE]
 
         def reserved(_h: bytearray, b: bytearray, at: int = reserved_at) -> None:
             b[at] = 1
 
-        # The policy moved to format 2 (its steps -> epsilon table): format 1 is the old
-        # layout, refused by name; a ticket's next format is 2.
-        stale = 1 if short == "policy" else 2
+        # The retired layout of a kind whose format changed (a policy before its
+        # steps -> epsilon table, a ticket before the package id: 1), else the next one.
+        bad_version = format_version(code) - 1 or format_version(code) + 1
 
-        def version(h: bytearray, _b: bytearray, v: int = stale) -> None:
+        def version(h: bytearray, _b: bytearray, v: int = bad_version) -> None:
             h[4] = v
 
         add(f"{short}_ok", kind, ok, "ok", f"a valid {kind.replace('_', ' ')}")
@@ -832,8 +836,8 @@ def policy_and_ticket_vectors(add: Callable[..., None]) -> None:
             "body one byte short, re-signed")
         add(f"{short}_oversized", kind, resign(ok, lambda _h, b: b + b"\0", signer),
             "oversized", "body one byte over the fixed size, re-signed")
-        add(f"{short}_format_version_{stale}", kind, resign(ok, version, signer),
-            "unsupported-version", f"format version {stale}, re-signed")
+        add(f"{short}_format_version_{bad_version}", kind, resign(ok, version, signer),
+            "unsupported-version", f"format version {bad_version}, re-signed")
         add(f"{short}_wrong_kind", kind, build_envelope(wrong, body, signer), "wrong-kind",
             f"the same body under kind {int(wrong)}")
         add(f"{short}_unknown_signer", kind, build_envelope(
@@ -844,7 +848,8 @@ def policy_and_ticket_vectors(add: Callable[..., None]) -> None:
 
 
 UPDATE_ARGS: dict[str, Any] = dict(
-    round_id=2, nonce=bytes(range(16)), model_version=1, example_count=40, steps=4,
+    round_id=2, nonce=bytes(range(16)), model_version=1, package_id=bytes(range(16, 32)),
+    example_count=40, steps=4,
     total_steps=12, update_clip=4.0, noise_multiplier=1.1, example_clip=1.0)
 
 
@@ -886,18 +891,21 @@ def update_vectors(add: Callable[..., None]) -> None:
     up("update_wrong_kind", build_envelope(Kind.ROUND_TICKET, ok[HEADER_SIZE:-SIG_SIZE],
                                            DEVICE.identity),
        "wrong-kind", "the same body under kind 4", "envelope")
-    up("update_format_version_2", resign(ok, lambda h, _b: h.__setitem__(4, 2),
+    up("update_format_version_1", resign(ok, lambda h, _b: h.__setitem__(4, 1),
                                          DEVICE.identity),
-       "unsupported-version", "format version 2, re-signed", "envelope")
-    up("update_reserved_nonzero", sign(at(65, b"\x01")), "malformed",
-       "reserved byte 65 set, re-signed", "body")
-    up("update_mode_2", sign(at(64, b"\x02")), "malformed",
+       "unsupported-version", "format version 1 (before the package id), re-signed",
+       "envelope")
+    reserved, mode = UPDATE_HEADER.offset("reserved1"), UPDATE_HEADER.offset("update_mode")
+    count = UPDATE_HEADER.offset("param_count")
+    up("update_reserved_nonzero", sign(at(reserved, b"\x01")), "malformed",
+       f"reserved byte {reserved} set, re-signed", "body")
+    up("update_mode_2", sign(at(mode, b"\x02")), "malformed",
        "update mode 2 outside a secure-aggregation round, re-signed", "body",
        audit="wrong-mode")
-    up("update_param_count", sign(at(68, (28).to_bytes(4, "little"))), "malformed",
+    up("update_param_count", sign(at(count, (28).to_bytes(4, "little"))), "malformed",
        "parameter count 28 with 27 values, re-signed", "body")
-    up("update_delta_nan", sign(at(88, np.array([np.nan], "<f4").tobytes())), "malformed",
-       "first delta value NaN, re-signed", "body")
+    up("update_delta_nan", sign(at(UPDATE_HEADER.size, np.array([np.nan], "<f4").tobytes())),
+       "malformed", "first delta value NaN, re-signed", "body")
     up("update_over_clip", build_update(DEVICE.identity, delta=delta * 8, **UPDATE_ARGS),
        "weaker-than-policy", "‖Δ‖ about 11 above U = 4", "body", audit="norm")
 
