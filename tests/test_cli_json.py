@@ -54,13 +54,14 @@ def test_pack_and_verify_json(tmp_path: Path, head, device,  # noqa: F811
     assert packed["package_id"] == manifest.package_id.hex()
     assert packed["sha256"] == hashlib.sha256(pkg.read_bytes()).hexdigest()
     assert packed["signer_key_id"] == signer_kid
-    assert packed["recipients"] == [device_id]
+    assert packed["wraps"] == {device_id: str(pkg) + f".wraps/{device_id}.wrap"}
+    assert Path(packed["wraps"][device_id]).is_file()
     assert packed["head_shape"] == list(np.load(head[0])["W"].shape)
 
     assert firmware_sign(["verify", str(pkg), "--signer", f"{prefix}.pub", "--json"]) == 0
     verified = _one_object(capsys.readouterr().out)
     assert verified["ok"] is True and verified["kind"] == "model package"
-    for field in ("package_id", "version", "sha256", "signer_key_id", "recipients"):
+    for field in ("package_id", "version", "sha256", "signer_key_id", "head_shape"):
         assert verified[field] == packed[field], field
 
     # a device record verifies under its own key and names its device id

@@ -104,7 +104,9 @@ def test_every_documented_command_line_parses(doc: str, line: str,
     from firmware_sign.cli import build_parser as firmware_sign_parser
 
     # a synopsis's optional parts ([--rounds N]) are left out: N is no value
-    words = shlex.split(re.sub(r" \[[^\]]*\]", "", line), comments=True)
+    # and a <placeholder> stands for one value
+    line = re.sub(r"<[^>]*>", "X", re.sub(r" \[[^\]]*\]", "", line))
+    words = shlex.split(line, comments=True)
     words = words[:next((i for i, w in enumerate(words) if w in ("|", "&&", ";", ">", "2>&1")),
                         len(words))]
     parser = edge_parser() if words[0] == "edge" else firmware_sign_parser()
