@@ -441,6 +441,7 @@ ENUMS: tuple[Enum, ...] = (
         Member("IDENTITY", 0x1, "identity keys exist"),
         Member("ANCHORS", 0x2, "trust anchors installed"),
         Member("MODEL", 0x4, "a head is active"),
+        Member("REGISTRAR", 0x8, "registrar anchor installed (secure aggregation)"),
     ), flag=True),
     Enum("BudgetFlag", "EDGE_BUDGET_F_", "BUDGET_STATUS flags.", (
         Member("POLICY", 0x1, "a privacy policy is installed"),
@@ -750,6 +751,8 @@ LAYOUTS: tuple[Layout, ...] = (
         Field("signer_key_id", "bytes", "model-signer key id", size=16),
         Field("agg_key_id", "bytes", "aggregator key id", size=16),
         Field("package_id", "bytes", "package id of the active model", size=16),
+        Field("registrar_key_id", "bytes", "registrar key id, zero if none", size=16),
+        Field("registrar_epoch", "u64", "registrar anchor epoch"),
     )),
     Layout("budget", "Budget block", "BUDGET", "BUDGET_BLOCK", (
         Field("flags", "u32", "flags: bit 0 policy installed", enum="BudgetFlag"),

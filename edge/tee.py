@@ -51,6 +51,9 @@ class TaStatus:
     signer_key_id: bytes
     aggregator_key_id: bytes
     package_id: bytes
+    has_registrar: bool = False  # secure aggregation needs it (docs/secagg.md)
+    registrar_key_id: bytes = bytes(16)
+    registrar_epoch: int = 0
 
     @classmethod
     def parse(cls, raw: bytes) -> TaStatus:
@@ -71,6 +74,9 @@ class TaStatus:
             signer_key_id=f["signer_key_id"],
             aggregator_key_id=f["agg_key_id"],
             package_id=f["package_id"],
+            has_registrar=bool(flags & tee_abi.StatusFlag.REGISTRAR),
+            registrar_key_id=f["registrar_key_id"],
+            registrar_epoch=f["registrar_epoch"],
         )
 
 

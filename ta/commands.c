@@ -107,6 +107,15 @@ TEE_Result edge_cmd_get_status(struct edge_session *sess,
 		TEE_MemMove(st + EDGE_STATUS_OFF_AGG_KEY_ID,
 			    edge_st.anchors.role[1].id, EDGE_KEY_ID_SIZE);
 	}
+	if (edge_st.anchors.present && edge_st.anchors.has_registrar) {
+		const struct edge_anchor *r =
+			&edge_st.anchors.role[EDGE_ROLE_REGISTRAR - 1];
+
+		flags |= EDGE_STATUS_F_REGISTRAR;
+		put_le64(st + EDGE_STATUS_OFF_REGISTRAR_EPOCH, r->epoch);
+		TEE_MemMove(st + EDGE_STATUS_OFF_REGISTRAR_KEY_ID, r->id,
+			    EDGE_KEY_ID_SIZE);
+	}
 	if (edge_st.model.present) {
 		flags |= EDGE_STATUS_F_MODEL;
 		put_le64(st + EDGE_STATUS_OFF_MODEL_VERSION, edge_st.model.version);

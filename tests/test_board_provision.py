@@ -26,6 +26,7 @@ from edge.aggregator.store import Store
 from edge.board.agent import bundle_version
 from edge.board.provision import BoardAccess, provision, status
 from edge.formats.device import DeviceRecord
+from edge.formats.keys import key_id
 from edge.formats.policy import SAMPLING_POISSON, build_policy, policy_id
 
 PASSWORD = "secret"
@@ -65,9 +66,16 @@ def access(board: FakeBoard, tmp_path: Path, **kw: object) -> BoardAccess:
     return BoardAccess(**fields)  # type: ignore[arg-type]
 
 
-def _run(a: BoardAccess, roles: Roles, policy: bytes | None, retries: int = 0) -> object:
+def _run(a: BoardAccess, roles: Roles, policy: bytes | None, retries: int = 0,
+         registrar: Ed25519PrivateKey | None = None) -> object:
     return provision(a, signer=_pem(roles.signer), aggregator=_pem(roles.aggregator),
-                     policy=policy, expect_version=bundle_version(), retries=retries)
+                     policy=policy, expect_version=bundle_version(), retries=retries,
+                     registrar=_pem(registrar) if registrar is not None else None)
+
+
+def _raw(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.Raw,
+                                          serialization.PublicFormat.Raw)
 
 
 def test_provision_then_status_then_again(board: FakeBoard, tmp_path: Path,
@@ -81,6 +89,8 @@ def test_provision_then_status_then_again(board: FakeBoard, tmp_path: Path,
     device = DeviceRecord.parse(result.record)
     report = status(a)
     assert report["provisioned"] is True and report["bundle_version"] == bundle_version()
+    # No registrar given: provisioned, but not for secure aggregation.
+    assert report["secagg_ready"] is False and report["tee"]["registrar_key_id"] is None
     assert report["tee"]["device_id"] == device.device_id.hex()
     assert report["tee"]["identity_public_key"] == device.ed25519_pub.hex()
     assert report["policy_id"] == policy_id(policy).hex()
@@ -154,6 +164,8 @@ def test_other_anchors_are_refused(board: FakeBoard, tmp_path: Path, roles: Role
 def test_cli_provision_and_enroll(board: FakeBoard, tmp_path: Path, roles: Roles) -> None:
     (tmp_path / "signer.pub").write_bytes(_pem(roles.signer))
     (tmp_path / "aggregator.pub").write_bytes(_pem(roles.aggregator))
+    registrar = Ed25519PrivateKey.generate()
+    (tmp_path / "registrar.pub").write_bytes(_pem(registrar))
     (tmp_path / "pw").write_text(PASSWORD + "\n")
     (tmp_path / "policy.bin").write_bytes(_policy(roles.signer))
     common = ["--port", board.url, "--password-file", str(tmp_path / "pw"),
@@ -166,6 +178,7 @@ def test_cli_provision_and_enroll(board: FakeBoard, tmp_path: Path, roles: Roles
         [sys.executable, "-m", "edge.cli", "board", "provision", *common,
          "--model-signer", str(tmp_path / "signer.pub"),
          "--aggregator", str(tmp_path / "aggregator.pub"), "--policy", str(tmp_path / "policy.bin"),
+         "--registrar", str(tmp_path / "registrar.pub"),
          "--out", str(tmp_path / "board.pub"), "--enroll", str(db)],
         env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -178,7 +191,9 @@ def test_cli_provision_and_enroll(board: FakeBoard, tmp_path: Path, roles: Roles
     out = subprocess.run([sys.executable, "-m", "edge.cli", "board", "status", *common],
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["tee"]["device_id"] == device.device_id.hex()
+    report = json.loads(out.stdout)
+    assert report["tee"]["device_id"] == device.device_id.hex() and report["secagg_ready"] is True
+    assert report["tee"]["registrar_key_id"] == key_id(_raw(registrar)).hex()
 
 
 def test_apply_refuses_an_incomplete_or_altered_job(tmp_path: Path, roles: Roles) -> None:
@@ -215,3 +230,61 @@ def test_anchors_without_the_policy_are_not_provisioned(board: FakeBoard, tmp_pa
     assert _run(a, roles, _policy(roles.signer)).board["actions"] == [
         "anchors-kept", "policy-installed"]
     assert status(a)["provisioned"] is True
+
+
+def test_registrar_installed_kept_and_reported(board: FakeBoard, tmp_path: Path,
+                                               roles: Roles) -> None:
+    a = access(board, tmp_path)
+    registrar = Ed25519PrivateKey.generate()
+    policy = _policy(roles.signer)
+    result = _run(a, roles, policy, registrar=registrar)
+    assert result.board["actions"] == ["anchors-installed", "registrar-installed",
+                                       "policy-installed"]
+    report = status(a)
+    assert report["secagg_ready"] is True and report["provisioned"] is True
+    # The key id comes from the TA's status block, not from the staged file.
+    assert report["tee"]["registrar_key_id"] == key_id(_raw(registrar)).hex()
+    assert report["tee"]["registrar_epoch"] == 0
+    assert _run(a, roles, policy, registrar=registrar).transfer.sent == 0  # same job: done
+    again = _run(a, roles, _policy(roles.signer, version=2), registrar=registrar)
+    assert again.board["actions"] == ["anchors-kept", "registrar-kept", "policy-installed"]
+    with pytest.raises(errors.ConsoleError, match="another registrar"):
+        _run(a, roles, policy, registrar=Ed25519PrivateKey.generate())
+    assert status(a)["tee"]["registrar_key_id"] == key_id(_raw(registrar)).hex()
+
+
+def test_registrar_added_to_a_board_provisioned_without_one(board: FakeBoard, tmp_path: Path,
+                                                            roles: Roles) -> None:
+    a = access(board, tmp_path)
+    policy = _policy(roles.signer)
+    _run(a, roles, policy)
+    assert status(a)["secagg_ready"] is False
+    registrar = Ed25519PrivateKey.generate()
+    result = _run(a, roles, policy, registrar=registrar)
+    assert result.board["actions"] == ["anchors-kept", "registrar-installed", "policy-kept"]
+    assert status(a)["secagg_ready"] is True
+
+
+def test_registrar_without_the_policy_is_not_ready(board: FakeBoard, tmp_path: Path,
+                                                   roles: Roles) -> None:
+    a = access(board, tmp_path)
+    _run(a, roles, None, registrar=Ed25519PrivateKey.generate())
+    report = status(a)
+    assert report["tee"]["registrar_key_id"] is not None
+    assert report["provisioned"] is False and report["secagg_ready"] is False
+
+
+def test_apply_refuses_a_bad_registrar_key(tmp_path: Path, roles: Roles) -> None:
+    from edge.board.agent import apply
+
+    job = tmp_path / "job"
+    job.mkdir()
+    files = {"model-signer.pub": _pem(roles.signer), "aggregator.pub": _pem(roles.aggregator),
+             "registrar.pub": b"not a key"}
+    for name, data in files.items():
+        (job / name).write_bytes(data)
+    (job / "job.json").write_text(json.dumps(
+        {"format": 1, "files": {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}}))
+    with pytest.raises(errors.ConfigError, match=r"registrar\.pub"):
+        apply(job, "sim", tmp_path / "tee")
+    assert not (job / "done.json").exists()

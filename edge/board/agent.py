@@ -8,6 +8,8 @@ against the job's SHA-256, provisions the TA and writes the device record and
 and policy already installed with the same key ids / policy id are kept, so an
 apply cut short by a lost console is simply run again. Different anchors on a
 provisioned board are refused (replace them with a signed statement instead).
+The registrar key (secure aggregation, docs/secagg.md) is optional and follows
+the same rule: installed once, kept when the TA already holds the same key id.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ JOB = "job.json"
 DONE = "done.json"
 RECORD = "device.pub"
 SIGNER, AGGREGATOR, POLICY = "model-signer.pub", "aggregator.pub", "policy.bin"
+REGISTRAR = "registrar.pub"
 JOB_FORMAT = 1
 MAX_JOB_FILE = 1 << 20
 
@@ -55,7 +58,7 @@ def read_job(folder: Path) -> dict[str, bytes]:
         raise Malformed(f"{folder / JOB}: not a format-{JOB_FORMAT} provisioning job")
     files: dict[str, bytes] = {}
     for name, digest in job["files"].items():
-        if name not in (SIGNER, AGGREGATOR, POLICY) or not isinstance(digest, str):
+        if name not in (SIGNER, AGGREGATOR, POLICY, REGISTRAR) or not isinstance(digest, str):
             raise Malformed(f"{folder / JOB}: unexpected file entry {name!r}")
         path = folder / name
         if not path.is_file():
@@ -81,6 +84,7 @@ def apply(folder: Path, backend: str, state: Path | None) -> dict[str, Any]:
     files = read_job(folder)
     signer = load_public_key(folder / SIGNER)
     aggregator = load_public_key(folder / AGGREGATOR)
+    registrar = load_public_key(folder / REGISTRAR) if REGISTRAR in files else None
     actions = []
     with TrustedApp(backend, state) as ta:
         record = ta.identity()  # creates the device keys inside the TA on first use
@@ -96,6 +100,17 @@ def apply(folder: Path, backend: str, state: Path | None) -> dict[str, Any]:
         else:
             ta.install_anchors(signer, aggregator)
             actions.append("anchors-installed")
+        if registrar is not None:
+            if status.has_registrar:
+                if status.registrar_key_id != key_id(registrar):
+                    raise BoardMismatch(
+                        "the board holds another registrar key (key id "
+                        f"{status.registrar_key_id.hex()}); replace it with "
+                        "`edge tee replace-anchor`")
+                actions.append("registrar-kept")
+            else:
+                ta.install_registrar(registrar)
+                actions.append("registrar-installed")
         if POLICY in files:
             budget = ta.budget()
             if budget.has_policy and budget.policy_id == policy_id(files[POLICY]):
@@ -112,7 +127,8 @@ def apply(folder: Path, backend: str, state: Path | None) -> dict[str, Any]:
 
 
 def report(backend: str, state: Path | None) -> dict[str, Any]:
-    """What the board reports: bundle version, TEE backend, identity, anchors, model, budget."""
+    """What the board reports: bundle version, TEE backend, identity, anchors, registrar,
+    model, budget, and whether it is ready for secure aggregation."""
     from edge.commands.tee import _info
 
     with TrustedApp(backend, state) as ta:
@@ -128,4 +144,9 @@ def report(backend: str, state: Path | None) -> dict[str, Any]:
         # Anchors and policy go in as two TA commands: a board that lost its console
         # between them is not provisioned yet (a new `edge board provision` completes it).
         "provisioned": bool(status.has_anchors and budget.has_policy),
+        # A secagg round needs the registrar key in the TA to check its neighbours'
+        # enrollment certificates (docs/secagg.md); without it the board can only
+        # take part in rounds with secagg = "off".
+        "secagg_ready": bool(status.has_anchors and budget.has_policy
+                             and status.has_registrar),
     }

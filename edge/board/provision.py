@@ -98,10 +98,13 @@ def status(access: BoardAccess, log: bytearray | None = None) -> dict[str, Any]:
     return _json_line(out, "edge board report")
 
 
-def _job(signer: bytes, aggregator: bytes, policy: bytes | None) -> tuple[str, dict[str, bytes]]:
+def _job(signer: bytes, aggregator: bytes, policy: bytes | None,
+         registrar: bytes | None) -> tuple[str, dict[str, bytes]]:
     files = {agent.SIGNER: signer, agent.AGGREGATOR: aggregator}
     if policy is not None:
         files[agent.POLICY] = policy
+    if registrar is not None:
+        files[agent.REGISTRAR] = registrar
     h = hashlib.sha256()
     for name in sorted(files):
         h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
@@ -135,11 +138,14 @@ def _attempt(access: BoardAccess, expect_version: str, job_id: str, files: dict[
 
 
 def provision(access: BoardAccess, *, signer: bytes, aggregator: bytes,
-              policy: bytes | None, expect_version: str, retries: int = 0,
+              policy: bytes | None, expect_version: str, registrar: bytes | None = None,
+              retries: int = 0,
               log: bytearray | None = None,
               on_retry: Callable[[int, ConsoleLost], None] | None = None) -> ProvisionResult:
-    """Provision one board; resumes after a lost console up to ``retries`` times."""
-    job_id, files = _job(signer, aggregator, policy)
+    """Provision one board; resumes after a lost console up to ``retries`` times.
+
+    ``registrar`` (a public key file's bytes) is installed for secure aggregation."""
+    job_id, files = _job(signer, aggregator, policy, registrar)
     stats = TransferStats()
     attempt = 0
     while True:

@@ -47,6 +47,10 @@ def cmd_provision(args: argparse.Namespace) -> int:
     aggregator = args.aggregator.read_bytes()
     load_public_key(args.model_signer)
     load_public_key(args.aggregator)
+    registrar = None
+    if args.registrar:
+        registrar = args.registrar.read_bytes()
+        load_public_key(args.registrar)
     policy = None
     if args.policy:
         from edge.formats.policy import parse_policy
@@ -54,7 +58,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
         policy = args.policy.read_bytes()
         parse_policy(policy)
     result = provision(
-        _access(args), signer=signer, aggregator=aggregator, policy=policy,
+        _access(args), signer=signer, aggregator=aggregator, policy=policy, registrar=registrar,
         expect_version=args.expect_version or bundle_version(), retries=args.retries,
         on_retry=lambda n, exc: print(f"console lost ({exc}); resuming (attempt {n + 1})",
                                       file=sys.stderr))
@@ -90,6 +94,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     tee = report.get("tee", {})
     for key, value in [("bundle version", report.get("bundle_version")),
                        ("provisioned", report.get("provisioned")),
+                       ("secagg ready", report.get("secagg_ready")),
+                       ("registrar", tee.get("registrar_key_id")),
                        ("device id", tee.get("device_id")),
                        ("model version", tee.get("model_version")),
                        ("policy id", report.get("policy_id")),
@@ -163,6 +169,9 @@ def register(nouns: Any) -> None:
     p.add_argument("--aggregator", type=Path, required=True, metavar="PUB",
                  help="the aggregator's public key")
     p.add_argument("--policy", type=Path, metavar="FILE", help="signed privacy policy")
+    p.add_argument("--registrar", type=Path, metavar="PUB",
+                   help="the registrar key that signs enrollment certificates (secure "
+                        "aggregation, docs/secagg.md)")
     p.add_argument("--out", type=Path, required=True, metavar="DEVICE.pub",
                    help="where the board's verified device record is written")
     p.add_argument("--enroll", type=Path, metavar="DB",

@@ -113,6 +113,8 @@ def _info(ta: TrustedApp, status: TaStatus) -> dict[str, Any]:
         "model_signer_epoch": status.signer_epoch,
         "aggregator_key_id": status.aggregator_key_id.hex() if status.has_anchors else None,
         "aggregator_epoch": status.aggregator_epoch,
+        "registrar_key_id": status.registrar_key_id.hex() if status.has_registrar else None,
+        "registrar_epoch": status.registrar_epoch if status.has_registrar else None,
     }
     if status.has_identity:
         device = DeviceRecord.parse(ta.identity())

@@ -210,7 +210,9 @@ STATUS_BLOCK = Layout('Status block', (
     Field('signer_key_id', '16s', 56, 'model-signer key id'),
     Field('agg_key_id', '16s', 72, 'aggregator key id'),
     Field('package_id', '16s', 88, 'package id of the active model'),
-), size=104)
+    Field('registrar_key_id', '16s', 104, 'registrar key id'),
+    Field('registrar_epoch', 'Q', 120, 'registrar anchor epoch'),
+), size=128)
 
 BUDGET_BLOCK = Layout('Budget block', (
     Field('flags', 'I', 0, 'flags', enum=BudgetFlag),

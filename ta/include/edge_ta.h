@@ -347,7 +347,8 @@
 #define EDGE_STATUS_F_IDENTITY			0x1	/* identity keys exist */
 #define EDGE_STATUS_F_ANCHORS			0x2	/* trust anchors installed */
 #define EDGE_STATUS_F_MODEL			0x4	/* a head is active */
-#define EDGE_STATUS_F_ALL			0x7	/* every known bit */
+#define EDGE_STATUS_F_REGISTRAR			0x8	/* registrar anchor installed (secure aggregation) */
+#define EDGE_STATUS_F_ALL			0xf	/* every known bit */
 
 /* BUDGET_STATUS flags. */
 #define EDGE_BUDGET_F_POLICY			0x1	/* a privacy policy is installed */
@@ -615,7 +616,7 @@
 #define EDGE_SKIP_OFF_REPORTED_AT		112	/* u64 */
 
 /* Status block: offsets and sizes, little-endian. */
-#define EDGE_STATUS_SIZE			104
+#define EDGE_STATUS_SIZE			128
 #define EDGE_STATUS_OFF_ABI_VERSION		0	/* u32 */
 #define EDGE_STATUS_OFF_FLAGS			4	/* u32 */
 #define EDGE_STATUS_OFF_MODEL_VERSION		8	/* u64 */
@@ -631,6 +632,9 @@
 #define EDGE_STATUS_LEN_AGG_KEY_ID		16
 #define EDGE_STATUS_OFF_PACKAGE_ID		88	/* 16 bytes */
 #define EDGE_STATUS_LEN_PACKAGE_ID		16
+#define EDGE_STATUS_OFF_REGISTRAR_KEY_ID	104	/* 16 bytes */
+#define EDGE_STATUS_LEN_REGISTRAR_KEY_ID	16
+#define EDGE_STATUS_OFF_REGISTRAR_EPOCH		120	/* u64 */
 
 /* Budget block: offsets and sizes, little-endian. */
 #define EDGE_BUDGET_SIZE			88
