@@ -127,7 +127,9 @@ def _stored_arrays(db: Path, size: int) -> list[np.ndarray]:
         for table in tables:
             for row in con.execute(f"SELECT * FROM {table}"):
                 blobs = [bytes(v) for v in row if isinstance(v, bytes)]
-                for joined in [*blobs, b"".join(blobs)]:
+                # a row holds other blobs too (a checkpoint's package id): every pair
+                pairs = [a + b for i, a in enumerate(blobs) for b in blobs[i + 1:]]
+                for joined in [*blobs, *pairs, b"".join(blobs)]:
                     for dtype in ("<f4", "<f8"):
                         width = np.dtype(dtype).itemsize
                         if len(joined) == size * width:
