@@ -127,9 +127,9 @@ def _stored_arrays(db: Path, size: int) -> list[np.ndarray]:
         for table in tables:
             for row in con.execute(f"SELECT * FROM {table}"):
                 blobs = [bytes(v) for v in row if isinstance(v, bytes)]
-                # a row holds other blobs too (a checkpoint's package id): every pair
-                pairs = [a + b for i, a in enumerate(blobs) for b in blobs[i + 1:]]
-                for joined in [*blobs, *pairs, b"".join(blobs)]:
+                # ids (package, device, nonce: 16 bytes) sit beside W and b in a row
+                arrays = [b for b in blobs if len(b) != 16]
+                for joined in [*blobs, b"".join(blobs), b"".join(arrays)]:
                     for dtype in ("<f4", "<f8"):
                         width = np.dtype(dtype).itemsize
                         if len(joined) == size * width:
