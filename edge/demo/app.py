@@ -115,10 +115,10 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None,
             if distributed:
                 modes["non-private"] = _side_run(opts, out, root / "non-private", split, backbone,
                                                  NON_PRIVATE, url, stop, "nodp",
-                                                 "non-private run (sigma 0, no noise)")
+                                                 "non-private run, sigma 0, no noise")
                 modes["local DP"] = _side_run(opts, out, root / "local-dp", split, backbone,
                                               DEFAULT, url, stop, "local",
-                                              "local-DP run (the default demo)")
+                                              "local-DP run, the default demo")
                 fleet_root = root / "distributed"
                 _say(out, "distributed-DP run (secure aggregation, noise shares in the TAs):")
             elif opts.secagg:
@@ -209,7 +209,7 @@ def _side_run(opts: DemoOptions, out: TextIO, root: Path, split: demo_data.Split
         table.close()
     if result.errors:
         raise EdgeError(f"{title}: federation failed: " + "; ".join(result.errors))
-    final = next((r["accuracy"] for r in reversed(rows) if r["accuracy"] is not None), None)
+    final = _final(rows)
     return {"rows": rows, "final_accuracy": final, "fleet": name}
 
 
@@ -226,7 +226,7 @@ def _finish(opts: DemoOptions, out: TextIO, rows: list[dict[str, Any]], result: 
             state: Path, plain: dict[str, Any] | None = None,
             modes: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Print the summary lines, write the report, raise if the federation broke."""
-    final = next((r["accuracy"] for r in reversed(rows) if r["accuracy"] is not None), None)
+    final = _final(rows)
     met = final is not None and (reference - final) * 100 <= TARGET_POINTS
     last = rows[-1] if rows else {}
     _say(out, f"reference: centralised non-private accuracy (same backbone, head on all device "
