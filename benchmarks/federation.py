@@ -1,7 +1,7 @@
 """Rounds of simulated fleets of N = 10, 100, 300, 1,000 devices on Mosquitto, next to Flower.
 
 Run: python3 benchmarks/federation.py [--devices 10,100,300,1000] [--rounds 4] [--seed 0]
-[--no-flower]. Prints a table; not a test.
+[--fleet-max N] [--no-flower]. Prints a table; not a test.
 
 What each simulated device runs: a real board daemon (``edge.daemon``; thread) with its own
 simulated secure world (one ``edge-sim-tee`` process per device: anchors, a real DP policy,
@@ -9,17 +9,18 @@ identity keys made inside it), 12 digits samples (drawn with replacement past ~6
 ``edge.demo.data.dirichlet_resample``) through the demo's int8 TFLite backbone, DP-SGD and
 sealing in the TA, the outbox, QoS 1 to Mosquitto. Past 100 devices the daemons run in
 device host processes of 100 (``edge.demo.hosts``: paho's ``select()`` fails for descriptors
->= 1024). A fleet holds at most 250 devices here (a package addresses at most 256), so N =
-300 is two fleets of 150 and N = 1,000 four of 250 on one broker, one aggregator each
-(threads of this process), every device in every round's cohort (quorum = cohort).
+>= 1024). One fleet per N by default (a release is one package and a key wrap per device:
+no recipient cap); ``--fleet-max 250`` splits N into fleets of at most 250 on one broker, as
+before key wraps, one aggregator each (threads of this process). Every device is in every
+round's cohort (quorum = cohort).
 
 Per round (the fleets' rounds of the same number together): participants, lost (cohort
 minus participants), refused, seconds (the slowest fleet's ticket issue to checkpoint),
 wall seconds per round (from one round's close to the next's, over the rounds after the
 first: model package publication and loading included), and bytes per
-device per round through the broker: the model package and the ticket it downloads, the
-sealed update it uploads (measured by a subscriber on every topic). Flower: a simulation
-round of the same N (64x10 softmax head, 4 epochs, no checks) in ``.venv-flower``
+device per round through the broker: the model package, its own key wrap and the ticket it
+downloads, the sealed update it uploads (measured by a subscriber on every topic). Flower: a
+simulation round of the same N (64x10 softmax head, 4 epochs, no checks) in ``.venv-flower``
 (``scripts/setup.sh --with-flower``), run by ``benchmarks/flower_federation.py``; its first
 round (Ray start-up) is left out, as for the anchor figures.
 """
@@ -49,23 +50,23 @@ from edge.demo.settings import DEFAULT, quiet_absl
 from edge.mqtt import BrokerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-FLEET_MAX = 250
 FLOWER = ROOT / ".venv-flower" / "bin" / "python"
 
 
 class Traffic:
-    """Bytes on the fleets' model, ticket and update topics, as a subscriber sees them."""
+    """Bytes on the fleets' model, wrap, ticket and update topics, as a subscriber sees them."""
 
     def __init__(self, url: str) -> None:
         self.model: dict[str, int] = {}  # fleet -> size of its newest package
+        self.wraps: list[int] = []
         self.tickets: list[int] = []
         self.updates: list[int] = []
         self._lock = threading.Lock()
         s = BrokerSettings.from_url(url)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-traffic")
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(
-            [("edge/v1/+/model", 0), ("edge/v1/+/devices/+/ticket", 0),
-             ("edge/v1/+/devices/+/update", 0)])
+            [("edge/v1/+/model", 0), ("edge/v1/+/devices/+/wrap", 0),
+             ("edge/v1/+/devices/+/ticket", 0), ("edge/v1/+/devices/+/update", 0)])
         self.client.on_message = self._message
         self.client.connect(s.host, s.port)
         self.client.loop_start()
@@ -75,6 +76,8 @@ class Traffic:
         with self._lock:
             if kind == "model":
                 self.model[fleet] = len(m.payload)
+            elif kind == "wrap":
+                self.wraps.append(len(m.payload))
             elif kind == "ticket":
                 self.tickets.append(len(m.payload))
             else:
@@ -85,9 +88,10 @@ class Traffic:
         self.client.loop_stop()
 
 
-def provision(root: Path, n: int, url: str, rounds: int, seed: int) -> list[Fleet]:
-    """ceil(n / 250) fleets of near-equal size, each with its own keys and data."""
-    count = math.ceil(n / FLEET_MAX)
+def provision(root: Path, n: int, url: str, rounds: int, seed: int,
+              fleet_max: int | None) -> list[Fleet]:
+    """One fleet, or ceil(n / fleet_max) of near-equal size, each with its own keys and data."""
+    count = math.ceil(n / fleet_max) if fleet_max else 1
     sizes = [n // count + (i < n % count) for i in range(count)]
     split = demo_data.split_digits(n, 0.5, seed)
     backbone = demo_data.build_backbone(split.public_x, split.public_y, seed=seed)
@@ -102,13 +106,13 @@ def provision(root: Path, n: int, url: str, rounds: int, seed: int) -> list[Flee
     return fleets
 
 
-def measure(n: int, rounds: int, seed: int) -> dict[str, Any]:
+def measure(n: int, rounds: int, seed: int, fleet_max: int | None = None) -> dict[str, Any]:
     """Provision and run ``rounds`` rounds of n devices on a fresh Mosquitto."""
     with tempfile.TemporaryDirectory(prefix="edge-bench-fed.") as tmp:
         broker = MosquittoBroker(Path(tmp) / "mosquitto")
         try:
             t0 = time.monotonic()
-            fleets = provision(Path(tmp), n, broker.url, rounds, seed)
+            fleets = provision(Path(tmp), n, broker.url, rounds, seed, fleet_max)
             setup = time.monotonic() - t0
             traffic = Traffic(broker.url)
             try:
@@ -130,7 +134,8 @@ def measure(n: int, rounds: int, seed: int) -> dict[str, Any]:
                      "refused": sum(sum(m.refused.values()) for m in ms),
                      "seconds": max(m.seconds for m in ms), "fleets": len(ms)})
     model = statistics.mean(traffic.model.values()) if traffic.model else 0
-    down = model + (statistics.mean(traffic.tickets) if traffic.tickets else 0)
+    down = (model + (statistics.mean(traffic.wraps) if traffic.wraps else 0)
+            + (statistics.mean(traffic.tickets) if traffic.tickets else 0))
     up = statistics.mean(traffic.updates) if traffic.updates else 0
     # Round to round, package publication and loading included: the slowest fleet's closes.
     closed = [max(m.closed_at or 0.0 for m in by_round[r]) for r in sorted(by_round)]
@@ -158,6 +163,8 @@ def main() -> None:
     parser.add_argument("--devices", default="10,100,300,1000")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fleet-max", type=int, default=0,
+                        help="devices per fleet at most (default 0: one fleet per N)")
     parser.add_argument("--no-flower", action="store_true")
     args = parser.parse_args()
     quiet_absl()
@@ -166,7 +173,7 @@ def main() -> None:
           f"{DEFAULT.steps_per_round} steps per round, 12 samples per device, quorum = cohort")
     summary = []
     for n in ns:
-        r = measure(n, args.rounds, args.seed)
+        r = measure(n, args.rounds, args.seed, args.fleet_max or None)
         print(f"\nN={n}: {r['fleets']} fleet(s), provisioned in {r['setup']:.1f} s"
               + (f"; {r['errors']} ERROR(S) on stderr" if r["errors"] else ""))
         print(f"{'round':>5}  {'participants':>12}  {'lost':>5}  {'refused':>7}  {'seconds':>8}")

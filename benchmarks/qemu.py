@@ -40,14 +40,15 @@ HEAD_IN, HEAD_OUT, BATCH = 1024, 100, 64
 BACKBONE = 1 << 20  # 1 MiB, encrypted
 
 
-def package(signer: Ed25519PrivateKey, dev: DeviceRecord, version: int) -> bytes:
+def package(signer: Ed25519PrivateKey, dev: DeviceRecord, version: int) -> tuple[bytes, bytes]:
+    """The package and the device's key wrap (guest_ta.py reads PKG.wrap)."""
     rng = np.random.default_rng(7)
     w = rng.normal(size=(HEAD_IN, HEAD_OUT)).astype(np.float32)
     b = rng.normal(size=HEAD_OUT).astype(np.float32)
     out = io.BytesIO()
-    build_package(out, signer=signer, version=version, W=w, b=b, recipients=[dev],
-                  backbone=rng.bytes(BACKBONE), encrypt_backbone=True, chunk_log2=16)
-    return out.getvalue()
+    release = build_package(out, signer=signer, version=version, W=w, b=b, recipients=[dev],
+                            backbone=rng.bytes(BACKBONE), encrypt_backbone=True, chunk_log2=16)
+    return out.getvalue(), release.wraps[dev.device_id]
 
 
 def features() -> bytes:
@@ -70,7 +71,9 @@ def qemu_side(repeat: int, signer: Ed25519PrivateKey, aggregator: Ed25519Private
         dev = parse_device_record(g.get("/tmp/dev.rec"))
         g.check(f"edge-ta-cli anchors {ed25519_raw_public(signer).hex()} "
                 f"{ed25519_raw_public(aggregator).hex()}")
-        g.put("/tmp/bench.pkg", package(signer, dev, 1))
+        pkg_bytes, wrap = package(signer, dev, 1)
+        g.put("/tmp/bench.pkg", pkg_bytes)
+        g.put("/tmp/bench.pkg.wrap", wrap)
         g.put("/tmp/x.f32", features())
         out = g.check(f"cd /root && python3 guest_ta.py bench /tmp/bench.pkg /tmp/x.f32 "
                       f"{BATCH} {repeat}", timeout=1200)
@@ -85,7 +88,9 @@ def sim_side(repeat: int, signer: Ed25519PrivateKey, aggregator: Ed25519PrivateK
         dev = parse_device_record(ta.identity())
         ta.install_anchors(ed25519_raw_public(signer), ed25519_raw_public(aggregator))
         pkg, feats = Path(tmp) / "bench.pkg", Path(tmp) / "x.f32"
-        pkg.write_bytes(package(signer, dev, 1))
+        pkg_bytes, wrap = package(signer, dev, 1)
+        pkg.write_bytes(pkg_bytes)
+        Path(f"{pkg}.wrap").write_bytes(wrap)
         feats.write_bytes(features())
         return guest_ta.bench(ta, [str(pkg), str(feats), str(BATCH), str(repeat)])
 

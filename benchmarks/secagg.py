@@ -88,12 +88,12 @@ def run_ours(n: int, dropout: float, work: Path) -> dict[str, object]:
             ta.install_registrar(ed25519_raw_public(registrar))
             records.append(parse_device_record(ta.identity()))
         buf = io.BytesIO()
-        build_package(buf, signer=signer, version=1, W=w, b=b, recipients=records)
+        release = build_package(buf, signer=signer, version=1, W=w, b=b, recipients=records)
         pkg = work / "model.pkg"
         pkg.write_bytes(buf.getvalue())
         certs = {}
         for ta, rec in zip(tas, records, strict=True):
-            ta.load_model(pkg)
+            ta.load_model(pkg, wrap=release.wraps[rec.device_id])
             ta.install_policy(policy)
             certs[rec.device_id] = build_cert(registrar, rec.ed25519_pub, fleet_id(FLEET))
         by_id = {rec.device_id: ta for ta, rec in zip(tas, records, strict=True)}

@@ -17,7 +17,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +45,14 @@ def median_ms(fn: Callable[[], object], repeat: int) -> float:
 
 
 def package(signer: Ed25519PrivateKey, record: bytes, version: int, w: np.ndarray,
-            b: np.ndarray, backbone: bytes) -> bytes:
+            b: np.ndarray, backbone: bytes) -> tuple[bytes, bytes]:
+    """The package and the device's key wrap."""
     out = io.BytesIO()
-    build_package(out, signer=signer, version=version, W=w, b=b,
-                  recipients=[parse_device_record(record)], backbone=backbone,
-                  encrypt_backbone=True, chunk_log2=20)
-    return out.getvalue()
+    dev = parse_device_record(record)
+    release = build_package(out, signer=signer, version=version, W=w, b=b,
+                            recipients=[dev], backbone=backbone,
+                            encrypt_backbone=True, chunk_log2=20)
+    return out.getvalue(), release.wraps[dev.device_id]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,17 +77,23 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.repeat + 1):
                 version += 1
                 path = Path(tmp) / f"v{version}.pkg"
-                path.write_bytes(package(signer, record, version, w, b, backbone))
-                pkgs.append(path)
+                data, wrap = package(signer, record, version, w, b, backbone)
+                path.write_bytes(data)
+                pkgs.append((path, wrap))
             out = Path(tmp) / "backbone.bin"
             queue = iter(pkgs)
-            ta_ms = median_ms(lambda q=queue, o=out: ta.load_model(next(q), backbone_out=o),
-                              args.repeat)
-            ref_pkg = package(signer, ref_record, 1, w, b, backbone)
 
-            def ref_load(data: bytes = ref_pkg) -> None:
+            def ta_load(q: Iterator[tuple[Path, bytes]] = queue, o: Path = out) -> None:
+                path, wrap = next(q)
+                ta.load_model(path, wrap=wrap, backbone_out=o)
+
+            ta_ms = median_ms(ta_load, args.repeat)
+            ref_pkg, ref_wrap = package(signer, ref_record, 1, w, b, backbone)
+
+            def ref_load(data: bytes = ref_pkg, wrap: bytes = ref_wrap) -> None:
                 sink = io.BytesIO()
-                open_package(data, signer_pub=ed25519_raw_public(signer), device_id=ref_id,
+                open_package(data, wrap=wrap, signer_pub=ed25519_raw_public(signer),
+                             device_id=ref_id,
                              agreement=ref_x, stored_version=0, backbone_out=sink)
 
             rows.append((f"load-model, {size // MIB} MiB encrypted backbone", ta_ms,

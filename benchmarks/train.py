@@ -58,10 +58,10 @@ class Bench:
         """Load a head as the next model version."""
         self.version += 1
         out = io.BytesIO()
-        build_package(out, signer=self.signer, version=self.version, W=w, b=b,
-                      recipients=[self.device], backbone=None, encrypt_backbone=False,
-                      chunk_log2=12)
-        self.ta.load_model(out.getvalue())
+        release = build_package(out, signer=self.signer, version=self.version, W=w, b=b,
+                                recipients=[self.device], backbone=None,
+                                encrypt_backbone=False, chunk_log2=12)
+        self.ta.load_model(out.getvalue(), wrap=release.wraps[self.device.device_id])
 
     def seal(self, x: np.ndarray, y: np.ndarray, *, sigma: float, batch: int) -> float:
         """Verify a fresh ticket, then time one TRAIN_AND_SEAL; return seconds."""

@@ -31,7 +31,10 @@ FORMAT_VERSION = 1
 # PRIVACY_POLICY 2: the steps -> epsilon table (issue 12). ROUND_TICKET and SEALED_UPDATE 2:
 # they carry the package id of the model they train (issue 15), so a ticket for another
 # package "v1" is wrong-model; the ticket also gained the secure-aggregation fields (issue 11).
-KIND_FORMAT_VERSIONS = {"PRIVACY_POLICY": 2, "ROUND_TICKET": 2, "SEALED_UPDATE": 2}
+# PACKAGE 2: no recipient list, a key wrap per device instead (issue 14; format 1 is refused
+# as retired-format).
+KIND_FORMAT_VERSIONS = {"PRIVACY_POLICY": 2, "ROUND_TICKET": 2, "SEALED_UPDATE": 2,
+                        "PACKAGE": 2}
 
 COMMANDS: tuple[Command, ...] = (
     Command("GET_IDENTITY", 0,
@@ -49,13 +52,16 @@ COMMANDS: tuple[Command, ...] = (
             'current key (docs/formats.md "Anchor statement").',
             (Param("MEMREF_INPUT", "signed anchor statement"),)),
     Command("LOAD_BEGIN", 4,
-            "verifies a model package manifest (signature, anti-rollback,\n"
-            "recipient), unwraps the content key and decrypts the head into a pending\n"
+            "verifies a model package manifest (signature, anti-rollback)\n"
+            "and this device's key wrap (signature, device, package id and manifest\n"
+            "digest), unwraps the content key and decrypts the head into a pending\n"
             "slot. Nothing is committed until LOAD_FINISH. Replaces any pending load.",
             (Param("MEMREF_INPUT", "signed manifest (the package up to its backbone)"),
              Param("VALUE_OUTPUT", "a = chunk count, b = manifest flags"),
              Param("VALUE_OUTPUT", "a = chunk size in bytes (0 without backbone),\n"
-                   "b = bytes of the last stored chunk"))),
+                   "b = bytes of the last stored chunk"),
+             Param("MEMREF_INPUT", 'signed key wrap for this device (docs/formats.md\n'
+                   '"Key wrap"), EDGE_KEY_WRAP_SIZE bytes'))),
     Command("LOAD_CHUNK", 5,
             "checks stored backbone chunk `index` (in order, from 0) against\n"
             "the digest the signed manifest lists, then returns its plaintext.",
@@ -174,6 +180,10 @@ REFUSALS: tuple[Refusal, ...] = (
             "A model version not above the one recorded in secure storage."),
     Refusal("NotForThisDevice", "EdgeError", "not-for-this-device",
             "A package has no content key addressed to this device."),
+    Refusal("WrongPackage", "EdgeError", "wrong-package",
+            "A key wrap bound to another package (package id or manifest digest differ)."),
+    Refusal("RetiredFormat", "UnsupportedVersion", "retired-format",
+            "A retired format version (a version-1 model package, its recipient list)."),
     Refusal("StaleStatement", "EdgeError", "stale-statement",
             "An anchor statement whose epoch is not the next one (replayed or skipped)."),
     Refusal("NotProvisioned", "EdgeError", "not-provisioned",
@@ -278,6 +288,10 @@ RESULTS: tuple[Result, ...] = (
            "version not above stored", documented=True),
     Result("EDGE_ERR_NOT_FOR_DEVICE", 0xED6E0002, "not for this device", "NotForThisDevice",
            "no recipient entry for us", documented=True),
+    Result("EDGE_ERR_WRONG_PACKAGE", 0xED6E001E, "key wrap for another package",
+           "WrongPackage", "wrap bound to another package", documented=True),
+    Result("EDGE_ERR_RETIRED_FORMAT", 0xED6E001F, "retired format version", "RetiredFormat",
+           "v1 package (recipient list)", documented=True),
     Result("EDGE_ERR_STALE_STATEMENT", 0xED6E0007, "stale statement", "StaleStatement",
            "statement epoch not next", documented=True),
     Result("EDGE_ERR_NOT_PROVISIONED", 0xED6E0004, "not provisioned", "NotProvisioned",
@@ -358,6 +372,7 @@ ENUMS: tuple[Enum, ...] = (
         Member("SECAGG_SHARES", 10, "secure-aggregation shares bundle"),
         Member("SECAGG_REVEALS", 11, "secure-aggregation reveals"),
         Member("SKIP_REPORT", 12, "skip report"),
+        Member("KEY_WRAP", 14, "a package's content key wrapped for one device"),
     )),
     Enum("AnchorRole", "EDGE_ROLE_", "Which trust anchor an anchor statement replaces.", (
         Member("MODEL_SIGNER", 1, "signs packages and policies"),
@@ -446,6 +461,7 @@ SIGNED_BY = {
     "SECAGG_SHARES": "the device's identity key",
     "SECAGG_REVEALS": "the device's identity key",
     "SKIP_REPORT": "the device's identity key",
+    "KEY_WRAP": "model-signer anchor",
 }
 
 PUBKEY_SIZE = 32
@@ -461,8 +477,7 @@ CONSTANTS: tuple[Constant, ...] = (
     Constant("AEAD_TAG_SIZE", 16, "AES-GCM tag after each encrypted chunk"),
     Constant("POLICY_ID_SIZE", 8, "key id of an installed policy's digest"),
     Constant("MAX_MANIFEST_SIZE", 1024 * 1024, expr="(1024 * 1024)"),
-    Constant("MAX_RECIPIENTS", 256),
-    Constant("RECIPIENT_SIZE", 64, "device id (16) || wrapped key (32 + 16 tag)"),
+    Constant("WRAPPED_KEY_SIZE", 48, "wrapped content key (32 + 16 tag)"),
     Constant("MAX_CHUNKS", 4096),
     Constant("MIN_CHUNK_LOG2", 12),
     Constant("MAX_CHUNK_LOG2", 20),
@@ -498,8 +513,9 @@ _U64 = 2**64 - 1
 LAYOUTS: tuple[Layout, ...] = (
     Layout("envelope", "Signed envelope", "ENVELOPE_HEADER", "ENVELOPE_HEADER", (
         Field("magic", "bytes", "magic `EDGE` (0x45 0x44 0x47 0x45)", size=4),
-        Field("version", "u16", "format version of the kind: `2` for privacy policies, round "
-              "tickets and sealed updates, `1` for the others"),
+        Field("version", "u16", "format version of the kind named at offset 6 (checked "
+              "before the kind): `2` for model packages, privacy policies, round tickets and "
+              "sealed updates, `1` for the others"),
         Field("kind", "u16", "kind (below)"),
         Field("body_len", "u32", "`body_len`"),
         Field("signer_key_id", "bytes", "signer key id: `key_id` of the signing Ed25519 key",
@@ -528,9 +544,7 @@ LAYOUTS: tuple[Layout, ...] = (
               "(needs bit 0); other bits 0", enum="PackageFlag"),
         Field("ephemeral_pub", "bytes", "ephemeral X25519 public key `E` of this package",
               size=PUBKEY_SIZE),
-        Field("recipient_count", "u16", "recipient count `R`, 1 ≤ R ≤ 256", lo=1, hi=256,
-              refusal="oversized"),
-        Field("reserved1", "reserved", "reserved", size=2),
+        Field("reserved1", "reserved", "reserved (the recipient count of format 1)", size=4),
         Field("head_in", "u32", "head input size `I`, 1 ≤ I ≤ 4096", lo=1, hi=4096,
               refusal="oversized"),
         Field("head_out", "u32", "head output size `O`, 1 ≤ O ≤ 1024, with `I·O + O ≤ 131072`",
@@ -552,12 +566,19 @@ LAYOUTS: tuple[Layout, ...] = (
         Field("feature_bound", "f32", "feature bound `B` (float32, finite, ≥ 0): INFER refuses "
               "a feature with \\|x\\| > B; 0 = no bound", lo=0.0),
     ), tail=(
-        Tail("104", "64·R", "recipients: device id (16) ‖ wrapped content key (32 + 16 tag)"),
-        Tail("…", "32·N", "chunk digests: SHA-256 of each **stored** chunk"),
+        Tail("104", "32·N", "chunk digests: SHA-256 of each **stored** chunk"),
         Tail("…", "4·(I·O + O) + 16", "head ciphertext ‖ tag"),
         Tail("…", "M", "metadata: UTF-8 JSON object, opaque to the TA (backbone tensor types "
              "and shapes, names)"),
     ), size_name="EDGE_MANIFEST_FIXED_SIZE"),
+    Layout("wrap", "Key wrap", "KEY_WRAP", "KEY_WRAP_BODY", (
+        Field("device_id", "bytes", "device id of the one device this wrap is for", size=16),
+        Field("package_id", "bytes", "package id of the manifest it unlocks", size=16),
+        Field("manifest_digest", "bytes", "SHA-256 of that manifest's signed part (its "
+              "envelope header and body)", size=32),
+        Field("wrapped_key", "bytes", "content key `K` wrapped for the device "
+              "(32 + 16 tag)", size=48),
+    ), size_name="EDGE_KEY_WRAP_BODY_SIZE"),
     Layout("policy", "Privacy policy", "POLICY", "POLICY_BODY", (
         Field("version", "u64", "policy version (≥ 1)", lo=1),
         Field("noise_multiplier_min", "f32",
@@ -759,4 +780,5 @@ ARTEFACT_SIZES = (
     ("CERT_SIZE", "cert"),
     ("SECAGG_ADVERT_SIZE", "advert"),
     ("SKIP_REPORT_SIZE", "skip"),
+    ("KEY_WRAP_SIZE", "wrap"),
 )

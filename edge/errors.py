@@ -90,6 +90,18 @@ class NotForThisDevice(EdgeError):
     refusal = "not-for-this-device"
 
 
+class WrongPackage(EdgeError):
+    """A key wrap bound to another package (package id or manifest digest differ)."""
+
+    refusal = "wrong-package"
+
+
+class RetiredFormat(UnsupportedVersion):
+    """A retired format version (a version-1 model package, its recipient list)."""
+
+    refusal = "retired-format"
+
+
 class StaleStatement(EdgeError):
     """An anchor statement whose epoch is not the next one (replayed or skipped)."""
 

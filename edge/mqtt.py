@@ -249,16 +249,19 @@ def log_connect_failure(logger: logging.Logger, who: str, url: str) -> ConnectFa
 
 
 def make_client(settings: BrokerSettings, client_id: str, *, clean_session: bool,
-                manual_ack: bool = False, on_failure: ConnectFailure | None = None) -> Client:
+                manual_ack: bool = False, on_failure: ConnectFailure | None = None,
+                mqtt5: bool = False) -> Client:
     """A paho client (MQTT 3.1.1, VERSION2 callbacks) configured but not connected.
 
-    ``on_failure`` hears about every failed connection attempt (see ``Client``).
+    ``on_failure`` hears about every failed connection attempt (see ``Client``). With
+    ``mqtt5`` (cohort workers: shared subscriptions) it speaks MQTT 5; its session is
+    then chosen at connect (``connect_async``'s ``session_expiry_s``).
     """
     client = Client(
         callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
-        clean_session=clean_session,
-        protocol=mqtt.MQTTv311,
+        clean_session=None if mqtt5 else clean_session,
+        protocol=mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311,
         manual_ack=manual_ack,
         on_failure=on_failure,
     )
@@ -279,9 +282,23 @@ def make_client(settings: BrokerSettings, client_id: str, *, clean_session: bool
     return client
 
 
-def connect_async(client: mqtt.Client, settings: BrokerSettings) -> None:
-    """Start connecting in the background (paho retries with backoff on its own)."""
-    client.connect_async(settings.host, settings.port, keepalive=settings.keepalive)
+def connect_async(client: mqtt.Client, settings: BrokerSettings, *,
+                  session_expiry_s: int | None = None) -> None:
+    """Start connecting in the background (paho retries with backoff on its own).
+
+    ``session_expiry_s`` (MQTT 5 clients only): resume the session, and let the broker
+    keep it (with what was not acknowledged) this long after a disconnect.
+    """
+    if session_expiry_s is None:
+        client.connect_async(settings.host, settings.port, keepalive=settings.keepalive)
+        return
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = session_expiry_s
+    client.connect_async(settings.host, settings.port, keepalive=settings.keepalive,
+                         clean_start=False, properties=props)
 
 
 @dataclass(frozen=True)

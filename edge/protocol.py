@@ -23,6 +23,11 @@ def model_topic(fleet: str) -> str:
     return f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/model"
 
 
+def wrap_topic(fleet: str, device_id: bytes) -> str:
+    """Retained topic of one device's key wrap for the fleet's current model package."""
+    return f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/devices/{device_id.hex()}/wrap"
+
+
 def ticket_topic(fleet: str, device_id: bytes) -> str:
     """Topic on which one device receives its round tickets."""
     return f"edge/v{PROTOCOL_VERSION}/{check_fleet(fleet)}/devices/{device_id.hex()}/ticket"

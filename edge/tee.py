@@ -270,9 +270,10 @@ class TrustedApp:
         self,
         package: bytes | os.PathLike[str] | str,
         *,
+        wrap: bytes,
         backbone_out: os.PathLike[str] | str | None = None,
     ) -> LoadedModel:
-        """Verify and install a model package; return the verified backbone.
+        """Verify and install a model package with this device's key wrap; return the backbone.
 
         ``package`` given as bytes returns the backbone as bytes. Given as a
         path, it streams from the file, and the backbone goes to
@@ -281,6 +282,7 @@ class TrustedApp:
         ffi, lib = self._native.ffi, self._native.lib
         origin = ffi.new("uint32_t *")
         version = ffi.new("uint64_t *")
+        wrap = bytes(wrap)
         if isinstance(package, bytes | bytearray | memoryview):
             if backbone_out is not None:
                 raise errors.ConfigError("backbone_out is for packages given as a path")
@@ -289,7 +291,7 @@ class TrustedApp:
             out = ffi.new("uint8_t[]", max(len(data), 1))
             with self._lock:
                 code = lib.edge_load_model_buffer(
-                    self._c(), data, len(data), out, cap, version, origin
+                    self._c(), data, len(data), wrap, len(wrap), out, cap, version, origin
                 )
             self._raise_for_load(data, code, origin[0])
             backbone = bytes(ffi.buffer(out, cap[0]))
@@ -303,6 +305,8 @@ class TrustedApp:
             code = lib.edge_load_model_file(
                 self._c(),
                 os.fsencode(path),
+                wrap,
+                len(wrap),
                 os.fsencode(out_path) if out_path else ffi.NULL,
                 length,
                 version,

@@ -14,7 +14,7 @@ ABI_VERSION = 2
 MAGIC = b'EDGE'
 FORMAT_VERSION = 1
 # Kinds whose layout moved past FORMAT_VERSION (kind -> its format version).
-KIND_FORMAT_VERSIONS: dict[int, int] = {6: 2, 4: 2, 5: 2}
+KIND_FORMAT_VERSIONS: dict[int, int] = {6: 2, 4: 2, 5: 2, 1: 2}
 
 
 class Command(IntEnum):
@@ -78,6 +78,8 @@ class Result(IntEnum):
     EDGE_ERR_CHUNK_DIGEST = 0xED6E000A
     EDGE_ERR_ROLLBACK = 0xED6E0001
     EDGE_ERR_NOT_FOR_DEVICE = 0xED6E0002
+    EDGE_ERR_WRONG_PACKAGE = 0xED6E001E
+    EDGE_ERR_RETIRED_FORMAT = 0xED6E001F
     EDGE_ERR_STALE_STATEMENT = 0xED6E0007
     EDGE_ERR_NOT_PROVISIONED = 0xED6E0004
     EDGE_ERR_ALREADY_PROVISIONED = 0xED6E0005
@@ -124,6 +126,8 @@ TEE_ERROR_MAC_INVALID = Result.TEE_ERROR_MAC_INVALID
 EDGE_ERR_CHUNK_DIGEST = Result.EDGE_ERR_CHUNK_DIGEST
 EDGE_ERR_ROLLBACK = Result.EDGE_ERR_ROLLBACK
 EDGE_ERR_NOT_FOR_DEVICE = Result.EDGE_ERR_NOT_FOR_DEVICE
+EDGE_ERR_WRONG_PACKAGE = Result.EDGE_ERR_WRONG_PACKAGE
+EDGE_ERR_RETIRED_FORMAT = Result.EDGE_ERR_RETIRED_FORMAT
 EDGE_ERR_STALE_STATEMENT = Result.EDGE_ERR_STALE_STATEMENT
 EDGE_ERR_NOT_PROVISIONED = Result.EDGE_ERR_NOT_PROVISIONED
 EDGE_ERR_ALREADY_PROVISIONED = Result.EDGE_ERR_ALREADY_PROVISIONED
@@ -171,6 +175,8 @@ RESULT_TEXT: dict[int, str] = {
     Result.EDGE_ERR_CHUNK_DIGEST: 'chunk digest mismatch',
     Result.EDGE_ERR_ROLLBACK: 'rollback',
     Result.EDGE_ERR_NOT_FOR_DEVICE: 'not for this device',
+    Result.EDGE_ERR_WRONG_PACKAGE: 'key wrap for another package',
+    Result.EDGE_ERR_RETIRED_FORMAT: 'retired format version',
     Result.EDGE_ERR_STALE_STATEMENT: 'stale statement',
     Result.EDGE_ERR_NOT_PROVISIONED: 'not provisioned',
     Result.EDGE_ERR_ALREADY_PROVISIONED: 'already provisioned',
@@ -217,6 +223,8 @@ REFUSALS: dict[int, type[errors.EdgeError]] = {
     Result.EDGE_ERR_CHUNK_DIGEST: errors.ChunkDigestMismatch,
     Result.EDGE_ERR_ROLLBACK: errors.Rollback,
     Result.EDGE_ERR_NOT_FOR_DEVICE: errors.NotForThisDevice,
+    Result.EDGE_ERR_WRONG_PACKAGE: errors.WrongPackage,
+    Result.EDGE_ERR_RETIRED_FORMAT: errors.RetiredFormat,
     Result.EDGE_ERR_STALE_STATEMENT: errors.StaleStatement,
     Result.EDGE_ERR_NOT_PROVISIONED: errors.NotProvisioned,
     Result.EDGE_ERR_ALREADY_PROVISIONED: errors.AlreadyProvisioned,
@@ -271,8 +279,7 @@ NONCE_SIZE = 16  # cohort nonce of a round
 AEAD_TAG_SIZE = 16  # AES-GCM tag after each encrypted chunk
 POLICY_ID_SIZE = 8  # key id of an installed policy's digest
 MAX_MANIFEST_SIZE = 1048576
-MAX_RECIPIENTS = 256
-RECIPIENT_SIZE = 64  # device id (16) || wrapped key (32 + 16 tag)
+WRAPPED_KEY_SIZE = 48  # wrapped content key (32 + 16 tag)
 MAX_CHUNKS = 4096
 MIN_CHUNK_LOG2 = 12
 MAX_CHUNK_LOG2 = 20
@@ -302,6 +309,7 @@ ENVELOPE_HEADER_SIZE = 28
 DEVICE_BODY_SIZE = 72
 ANCHOR_BODY_SIZE = 48
 MANIFEST_FIXED_SIZE = 104
+KEY_WRAP_BODY_SIZE = 112
 POLICY_BODY_SIZE = 584
 TICKET_BODY_SIZE = 112
 UPDATE_HEADER_SIZE = 104
@@ -320,6 +328,7 @@ POLICY_SIZE = 676
 CERT_SIZE = 156
 SECAGG_ADVERT_SIZE = 220
 SKIP_REPORT_SIZE = 212
+KEY_WRAP_SIZE = 204
 
 
 class Kind(IntEnum):
@@ -337,6 +346,7 @@ class Kind(IntEnum):
     SECAGG_SHARES = 10  # secure-aggregation shares bundle
     SECAGG_REVEALS = 11  # secure-aggregation reveals
     SKIP_REPORT = 12  # skip report
+    KEY_WRAP = 14  # a package's content key wrapped for one device
 
 
 class AnchorRole(IntEnum):
@@ -458,6 +468,7 @@ KIND_SECAGG_DIRECTIVE = Kind.SECAGG_DIRECTIVE
 KIND_SECAGG_SHARES = Kind.SECAGG_SHARES
 KIND_SECAGG_REVEALS = Kind.SECAGG_REVEALS
 KIND_SKIP_REPORT = Kind.SKIP_REPORT
+KIND_KEY_WRAP = Kind.KEY_WRAP
 ROLE_MODEL_SIGNER = AnchorRole.MODEL_SIGNER
 ROLE_AGGREGATOR = AnchorRole.AGGREGATOR
 ROLE_REGISTRAR = AnchorRole.REGISTRAR

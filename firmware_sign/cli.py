@@ -24,6 +24,7 @@ from edge.formats.envelope import (
     verify_envelope,
 )
 from edge.formats.keys import key_id
+from edge.formats.keywrap import KEY_WRAP_SIZE, read_key_wrap
 from edge.formats.manifest import (
     INFER_RELEASE_NAMES,
     InferPolicy,
@@ -41,6 +42,7 @@ from firmware_sign import ta_cli, training
 from firmware_sign.inspect import (
     describe_anchor,
     describe_device,
+    describe_key_wrap,
     describe_package,
     describe_policy,
     describe_ticket,
@@ -184,14 +186,23 @@ def cmd_pack(args: argparse.Namespace) -> int:
             infer=infer,
         )
 
-    m = write_output(Path(args.out), write)
+    release = write_output(Path(args.out), write)
+    wraps = Path(args.wraps) if args.wraps else Path(args.out + ".wraps")
+    try:
+        wraps.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {wraps}: {exc.strerror}") from exc
+    for device_id, wrap in release.wraps.items():
+        write_output(wraps / f"{device_id.hex()}.wrap", lambda fh, w=wrap: fh.write(w))
+    m = release.manifest
     backbone = "no backbone"
     if m.has_backbone:
         kind = "encrypted" if m.backbone_encrypted else "public"
         backbone = f"{kind} backbone {m.backbone_len} bytes in {m.chunk_count} chunks"
     print(
         f"wrote {args.out}: model package version {m.version}, package id {m.package_id.hex()}, "
-        f"head {m.head_in}x{m.head_out}, {backbone}, {len(m.recipients)} recipient(s)"
+        f"head {m.head_in}x{m.head_out}, {backbone}; {len(release.wraps)} key wrap(s) in "
+        f"{wraps}/<device id>.wrap"
     )
     return 0
 
@@ -283,6 +294,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             info = describe_policy(parse_policy(data), data)
         elif kind == Kind.ROUND_TICKET:
             info = describe_ticket(parse_ticket(_small(fh, size, Kind.ROUND_TICKET, TICKET_SIZE)))
+        elif kind == Kind.KEY_WRAP:
+            data = _small(fh, size, Kind.KEY_WRAP, KEY_WRAP_SIZE)
+            env = parse_envelope(data, kind=Kind.KEY_WRAP)
+            info = describe_key_wrap(env, read_key_wrap(env))
         elif kind == Kind.SEALED_UPDATE:
             data = _small(fh, size, Kind.SEALED_UPDATE, MAX_UPDATE_SIZE)
             info = describe_update(parse_update(data))
@@ -330,6 +345,9 @@ _SMALL: dict[Kind, tuple[int, Callable[[bytes], Any], Callable[[Any], str]]] = {
     Kind.PRIVACY_POLICY: (POLICY_SIZE, parse_policy,
                           lambda p: f"privacy policy version {p.version}"),
     Kind.ROUND_TICKET: (TICKET_SIZE, parse_ticket, lambda t: f"round ticket round {t.round_id}"),
+    Kind.KEY_WRAP: (KEY_WRAP_SIZE, lambda d: read_key_wrap(parse_envelope(d)),
+                    lambda w: f"key wrap for device {w.device_id.hex()}, package "
+                              f"{w.package_id.hex()}"),
     Kind.SEALED_UPDATE: (MAX_UPDATE_SIZE, parse_update,
                          lambda u: f"sealed update round {u.round_id} from {u.device_id.hex()}"),
 }
@@ -367,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--encrypt-backbone", action="store_true")
     pack.add_argument("--to", required=True, action="append", metavar="DEVICE.pub")
     pack.add_argument("--out", required=True, metavar="PKG")
+    pack.add_argument("--wraps", metavar="DIR",
+                      help="folder for one key wrap per --to device, named <device id>.wrap "
+                           "(default: PKG.wraps)")
     pack.add_argument(
         "--chunk-size",
         type=_chunk_size,

@@ -10,6 +10,7 @@ from edge.calibration import pld_epsilon_or_none
 from edge.formats.anchors import ROLE_NAMES, AnchorStatement
 from edge.formats.device import DeviceRecord
 from edge.formats.envelope import Envelope, Kind
+from edge.formats.keywrap import KeyWrap
 from edge.formats.manifest import PackageManifest
 from edge.formats.policy import PrivacyPolicy, policy_id
 from edge.formats.ticket import RoundTicket
@@ -41,7 +42,6 @@ def describe_package(env: Envelope, m: PackageManifest) -> dict[str, Any]:
             "chunks": m.chunk_count,
             "payload_len": m.payload_len,
         },
-        "recipients": [r.device_id.hex() for r in m.recipients],
         "infer": {
             "release": m.infer.name,
             "top_k": m.infer.top_k,
@@ -49,6 +49,19 @@ def describe_package(env: Envelope, m: PackageManifest) -> dict[str, Any]:
             "feature_bound": m.infer.feature_bound or "none",
         },
         "metadata": m.metadata_object(),
+    }
+
+
+def describe_key_wrap(env: Envelope, w: KeyWrap) -> dict[str, Any]:
+    """Return the public fields of a key wrap (not the wrapped key)."""
+    return {
+        "kind": "key_wrap",
+        "kind_code": int(Kind.KEY_WRAP),
+        "signer_key_id": env.signer_key_id.hex(),
+        "signature": "not checked (use verify --signer)",
+        "device_id": w.device_id.hex(),
+        "package_id": w.package_id.hex(),
+        "manifest_digest": w.manifest_digest.hex(),
     }
 
 
@@ -89,9 +102,6 @@ def render(info: dict[str, Any], indent: str = "") -> str:
         if isinstance(value, dict) and key != "metadata":
             lines.append(f"{indent}{label}:")
             lines.append(render(value, indent + "  "))
-        elif isinstance(value, list) and key == "recipients":
-            lines.append(f"{indent}{label} ({len(value)}):")
-            lines.extend(f"{indent}  {v}" for v in value)
         elif isinstance(value, list | dict):
             lines.append(f"{indent}{label}: {json.dumps(value, ensure_ascii=False)}")
         else:

@@ -241,17 +241,25 @@ EDGE_API uint32_t edge_replace_anchor(edge_client *c, const uint8_t *statement,
 }
 
 EDGE_API uint32_t edge_load_begin(edge_client *c, const uint8_t *manifest,
-				  size_t manifest_len, uint32_t *chunk_count,
+				  size_t manifest_len, const uint8_t *wrap,
+				  size_t wrap_len, uint32_t *chunk_count,
 				  uint32_t *flags, uint32_t *chunk_size,
 				  uint32_t *last_stored_size, uint32_t *origin)
 {
 	TEEC_Operation op;
 	uint32_t res;
 
+	if (!c || (!manifest && manifest_len) || (!wrap && wrap_len))
+		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
 	memset(&op, 0, sizeof(op));
-	res = put_buffer_with(c, TA_EDGE_CMD_LOAD_BEGIN, manifest, manifest_len,
-			      &op, TEEC_VALUE_OUTPUT, TEEC_VALUE_OUTPUT,
-			      origin);
+	op.paramTypes = TEEC_PARAM_TYPES(TEEC_MEMREF_TEMP_INPUT,
+					 TEEC_VALUE_OUTPUT, TEEC_VALUE_OUTPUT,
+					 TEEC_MEMREF_TEMP_INPUT);
+	op.params[0].tmpref.buffer = (void *)manifest;
+	op.params[0].tmpref.size = manifest_len;
+	op.params[3].tmpref.buffer = (void *)wrap;
+	op.params[3].tmpref.size = wrap_len;
+	res = invoke(c, TA_EDGE_CMD_LOAD_BEGIN, &op, origin);
 	if (res != TEEC_SUCCESS)
 		return res;
 	if (chunk_count)
@@ -428,6 +436,7 @@ static uint32_t fail_load(edge_client *c, uint32_t res)
 }
 
 static uint32_t load_stream(edge_client *c, struct source *src,
+			    const uint8_t *wrap, size_t wrap_len,
 			    struct sink *dst, uint64_t *version,
 			    uint32_t *origin)
 {
@@ -457,8 +466,8 @@ static uint32_t load_stream(edge_client *c, struct source *src,
 		free(manifest);
 		return api_error(origin, TEEC_ERROR_COMMUNICATION);
 	}
-	res = edge_load_begin(c, manifest, manifest_len, &count, &flags,
-			      &chunk, &last, origin);
+	res = edge_load_begin(c, manifest, manifest_len, wrap, wrap_len, &count,
+			      &flags, &chunk, &last, origin);
 	free(manifest);
 	if (res != TEEC_SUCCESS)
 		return res;
@@ -509,7 +518,9 @@ static uint32_t load_stream(edge_client *c, struct source *src,
 
 EDGE_API uint32_t edge_load_model_buffer(edge_client *c,
 					 const uint8_t *package,
-					 size_t package_len, uint8_t *backbone,
+					 size_t package_len,
+					 const uint8_t *wrap, size_t wrap_len,
+					 uint8_t *backbone,
 					 size_t *backbone_len,
 					 uint64_t *version, uint32_t *origin)
 {
@@ -517,11 +528,12 @@ EDGE_API uint32_t edge_load_model_buffer(edge_client *c,
 	struct sink dst = { .fd = -1 };
 	uint32_t res;
 
-	if (!c || !package || !backbone_len || (!backbone && *backbone_len))
+	if (!c || !package || !backbone_len || (!backbone && *backbone_len) ||
+	    (!wrap && wrap_len))
 		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
 	dst.buf = backbone;
 	dst.cap = *backbone_len;
-	res = load_stream(c, &src, &dst, version, origin);
+	res = load_stream(c, &src, wrap, wrap_len, &dst, version, origin);
 	if (res == TEEC_SUCCESS || res == TEEC_ERROR_SHORT_BUFFER)
 		*backbone_len = (size_t)dst.written;
 	return res;
@@ -549,6 +561,7 @@ static int sync_parent(const char *path)
 }
 
 EDGE_API uint32_t edge_load_model_file(edge_client *c, const char *package_path,
+				       const uint8_t *wrap, size_t wrap_len,
 				       const char *backbone_path,
 				       uint64_t *backbone_len,
 				       uint64_t *version, uint32_t *origin)
@@ -559,7 +572,7 @@ EDGE_API uint32_t edge_load_model_file(edge_client *c, const char *package_path,
 	struct stat st;
 	uint32_t res;
 
-	if (!c || !package_path)
+	if (!c || !package_path || (!wrap && wrap_len))
 		return api_error(origin, TEEC_ERROR_BAD_PARAMETERS);
 	src.fd = open(package_path, O_RDONLY | O_CLOEXEC);
 	if (src.fd < 0)
@@ -593,7 +606,7 @@ EDGE_API uint32_t edge_load_model_file(edge_client *c, const char *package_path,
 			return api_error(origin, TEEC_ERROR_ACCESS_DENIED);
 		}
 	}
-	res = load_stream(c, &src, &dst, version, origin);
+	res = load_stream(c, &src, wrap, wrap_len, &dst, version, origin);
 	close(src.fd);
 	if (backbone_path && res != TEEC_SUCCESS) {
 		if (dst.fd >= 0)

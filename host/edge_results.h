@@ -23,6 +23,8 @@ static const struct edge_result_name {
 	{ 0xED6E000Au, "chunk digest mismatch" },	/* EDGE_ERR_CHUNK_DIGEST */
 	{ 0xED6E0001u, "rollback" },	/* EDGE_ERR_ROLLBACK */
 	{ 0xED6E0002u, "not for this device" },	/* EDGE_ERR_NOT_FOR_DEVICE */
+	{ 0xED6E001Eu, "key wrap for another package" },	/* EDGE_ERR_WRONG_PACKAGE */
+	{ 0xED6E001Fu, "retired format version" },	/* EDGE_ERR_RETIRED_FORMAT */
 	{ 0xED6E0007u, "stale statement" },	/* EDGE_ERR_STALE_STATEMENT */
 	{ 0xED6E0004u, "not provisioned" },	/* EDGE_ERR_NOT_PROVISIONED */
 	{ 0xED6E0005u, "already provisioned" },	/* EDGE_ERR_ALREADY_PROVISIONED */

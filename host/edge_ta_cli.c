@@ -8,7 +8,7 @@
  *   edge-ta-cli [-t TEE_NAME] status
  *   edge-ta-cli [-t TEE_NAME] anchors SIGNER_PUB_HEX AGGREGATOR_PUB_HEX
  *   edge-ta-cli [-t TEE_NAME] replace-anchor STATEMENT
- *   edge-ta-cli [-t TEE_NAME] load PACKAGE [BACKBONE_OUT]
+ *   edge-ta-cli [-t TEE_NAME] load PACKAGE WRAP [BACKBONE_OUT]
  *   edge-ta-cli [-t TEE_NAME] infer N FEATURES_F32 SCORES_OUT
  *   edge-ta-cli [-t TEE_NAME] policy FILE
  *   edge-ta-cli [-t TEE_NAME] budget
@@ -57,7 +57,7 @@ static int usage(void)
 	fprintf(stderr,
 		"usage: edge-ta-cli [-t TEE_NAME] identity OUT | status | "
 		"anchors SIGNER_HEX AGG_HEX | replace-anchor FILE | "
-		"load PKG [BACKBONE_OUT] | infer N FEATURES SCORES_OUT | "
+		"load PKG WRAP [BACKBONE_OUT] | infer N FEATURES SCORES_OUT | "
 		"policy FILE | budget | ticket FILE REE_TIME | "
 		"train N FEATURES LABELS OUT | "
 		"round TICKET REE_TIME N FEATURES LABELS OUT\n");
@@ -338,11 +338,19 @@ static int run(edge_client *c, int argc, char **argv)
 		free(stmt);
 		return report("replace-anchor", res, origin);
 	}
-	if (!strcmp(cmd, "load") && (argc == 2 || argc == 3)) {
+	if (!strcmp(cmd, "load") && (argc == 3 || argc == 4)) {
 		uint64_t version = 0, backbone_len = 0;
+		size_t wrap_len = 0;
+		uint8_t *wrap = read_file(argv[2], &wrap_len);
 
-		res = edge_load_model_file(c, argv[1], argc == 3 ? argv[2] : NULL,
+		if (!wrap) {
+			fprintf(stderr, "edge-ta-cli: cannot read %s\n", argv[2]);
+			return 1;
+		}
+		res = edge_load_model_file(c, argv[1], wrap, wrap_len,
+					   argc == 4 ? argv[3] : NULL,
 					   &backbone_len, &version, &origin);
+		free(wrap);
 		if (report("load", res, origin))
 			return 1;
 		printf("version: %" PRIu64 "\nbackbone_bytes: %" PRIu64 "\n",

@@ -47,19 +47,22 @@ firmware-sign model pack --signer "$work/signer.key" --version 2 --head "$work/h
     --backbone "$work/backbone.bin" --encrypt-backbone --to "$work/board-a.pub" \
     --out "$work/model-v2.pkg"
 firmware-sign inspect "$work/model-v2.pkg"
+wrap_a=$(ls "$work/model-v2.pkg.wraps"/*.wrap)    # one key wrap: board-a's
+firmware-sign inspect "$wrap_a"
 
-step "board-a: load it (verified and decrypted inside the TA, backbone streamed in chunks)"
-edge tee load-model --tee sim --state "$work/board-a" "$work/model-v2.pkg" \
+step "board-a: load it with its key wrap (verified and decrypted inside the TA, backbone streamed in chunks)"
+edge tee load-model --tee sim --state "$work/board-a" "$work/model-v2.pkg" --wrap "$wrap_a" \
     --backbone-out "$work/board-a.backbone"
 cmp "$work/backbone.bin" "$work/board-a.backbone" && echo "backbone identical to the original"
 
-step "board-b: the same package is not addressed to it"
-refused edge tee load-model --tee sim --state "$work/board-b" "$work/model-v2.pkg"
+step "board-b: the package serves any board, but board-a's key wrap is not for board-b"
+refused edge tee load-model --tee sim --state "$work/board-b" "$work/model-v2.pkg" --wrap "$wrap_a"
 
 step "board-a: an older version is a rollback"
 firmware-sign model pack --signer "$work/signer.key" --version 1 --head "$work/head.npz" \
     --to "$work/board-a.pub" --out "$work/model-v1.pkg"
-refused edge tee load-model --tee sim --state "$work/board-a" "$work/model-v1.pkg"
+refused edge tee load-model --tee sim --state "$work/board-a" "$work/model-v1.pkg" \
+    --wrap "$(ls "$work/model-v1.pkg.wraps"/*.wrap)"
 
 step "board-a: the private head labels features inside the secure world (the package releases labels, not scores)"
 python -c "import numpy as np; np.save('$work/x.npy', np.eye(3, 64, dtype='f4'))"

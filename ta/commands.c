@@ -172,7 +172,9 @@ TEE_Result edge_cmd_load_begin(struct edge_session *sess,
 {
 	struct pkg_info info = { };
 	uint8_t *manifest = NULL;
+	uint8_t *wrap = NULL;
 	size_t len = params[0].memref.size;
+	size_t wrap_len = params[3].memref.size;
 	TEE_Result res = TEE_ERROR_GENERIC;
 
 	/* A new LOAD_BEGIN replaces any pending load, refused or not. */
@@ -193,12 +195,16 @@ TEE_Result edge_cmd_load_begin(struct edge_session *sess,
 	res = copy_envelope(&params[0], EDGE_KIND_PACKAGE,
 			    EDGE_MAX_MANIFEST_SIZE, &manifest);
 	if (!res)
-		res = pkg_begin(&edge_st.load, manifest, len,
+		res = copy_envelope(&params[3], EDGE_KIND_KEY_WRAP,
+				    EDGE_KEY_WRAP_SIZE, &wrap);
+	if (!res)
+		res = pkg_begin(&edge_st.load, manifest, len, wrap, wrap_len,
 				edge_st.anchors.role[0].pub, state_model_version(),
 				edge_st.identity.kex_key,
 				edge_st.identity_loaded ? edge_st.identity.device_id : NULL,
 				&info);
 	TEE_Free(manifest);
+	TEE_Free(wrap);
 	if (res) {
 		EMSG("package refused at LOAD_BEGIN: 0x%x", (unsigned int)res);
 		return res;

@@ -20,10 +20,13 @@ TEE_Result envelope_precheck(const uint8_t *hdr, size_t len, uint16_t kind,
 		EDGE_SIG_SIZE;
 	if (TEE_MemCompare(hdr, EDGE_MAGIC, 4))
 		return TEE_ERROR_BAD_FORMAT;
-	/* Each kind carries its own format version (a policy of the old
-	 * layout is refused here, by name). */
-	if (get_le16(hdr + 4) != EDGE_FORMAT_VERSION_OF(get_le16(hdr + 6)))
+	/* The version of the kind the header names: then the kind is checked. */
+	if (get_le16(hdr + 4) != EDGE_FORMAT_VERSION_OF(get_le16(hdr + 6))) {
+		/* Named apart: a v1 package still exists in the field. */
+		if (get_le16(hdr + 6) == EDGE_KIND_PACKAGE && get_le16(hdr + 4) == 1)
+			return EDGE_ERR_RETIRED_FORMAT;
 		return EDGE_ERR_UNSUPPORTED_VERSION;
+	}
 	if (get_le16(hdr + 6) != kind)
 		return EDGE_ERR_WRONG_KIND;
 	/* Decided from the header alone: no need to send a huge artefact. */

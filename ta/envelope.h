@@ -27,7 +27,8 @@ struct edge_envelope {
 /*
  * The checks that need only the header and the total length, in the order
  * formats.md gives: short (header or 28 + body_len + 64) -> BAD_FORMAT; bad
- * magic -> BAD_FORMAT; version -> EDGE_ERR_UNSUPPORTED_VERSION; kind ->
+ * magic -> BAD_FORMAT; version -> EDGE_ERR_UNSUPPORTED_VERSION (a retired
+ * version-1 package: EDGE_ERR_RETIRED_FORMAT); kind ->
  * EDGE_ERR_WRONG_KIND; 28 + body_len + 64 > max_len -> EXCESS_DATA; trailing
  * bytes -> BAD_FORMAT. hdr holds min(len, EDGE_ENVELOPE_HEADER_SIZE) bytes;
  * len is the length of the whole input.

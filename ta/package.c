@@ -27,8 +27,6 @@ TEE_Result pkg_parse_manifest(const uint8_t *body, size_t body_len,
 	uint64_t chunk = 0;
 	uint64_t n = 0;
 	bool backbone = false;
-	uint32_t i = 0;
-	uint32_t j = 0;
 
 	TEE_MemFill(m, 0, sizeof(*m));
 	if (body_len < EDGE_MANIFEST_FIXED_SIZE)
@@ -37,7 +35,6 @@ TEE_Result pkg_parse_manifest(const uint8_t *body, size_t body_len,
 	m->package_id = body + EDGE_MANIFEST_OFF_PACKAGE_ID;
 	m->flags = get_le32(body + EDGE_MANIFEST_OFF_FLAGS);
 	m->eph_pub = body + EDGE_MANIFEST_OFF_EPHEMERAL_PUB;
-	m->recipient_count = get_le16(body + EDGE_MANIFEST_OFF_RECIPIENT_COUNT);
 	m->head_in = get_le32(body + EDGE_MANIFEST_OFF_HEAD_IN);
 	m->head_out = get_le32(body + EDGE_MANIFEST_OFF_HEAD_OUT);
 	m->backbone_len = get_le64(body + EDGE_MANIFEST_OFF_BACKBONE_LEN);
@@ -60,12 +57,10 @@ TEE_Result pkg_parse_manifest(const uint8_t *body, size_t body_len,
 	backbone = m->flags & EDGE_PKG_FLAG_BACKBONE;
 	if ((m->flags & EDGE_PKG_FLAG_BACKBONE_ENCRYPTED) && !backbone)
 		return TEE_ERROR_BAD_FORMAT;
-	if (m->recipient_count < EDGE_MANIFEST_RECIPIENT_COUNT_MIN ||
-	    m->head_in < EDGE_MANIFEST_HEAD_IN_MIN ||
+	if (m->head_in < EDGE_MANIFEST_HEAD_IN_MIN ||
 	    m->head_out < EDGE_MANIFEST_HEAD_OUT_MIN)
 		return TEE_ERROR_BAD_FORMAT;
-	if (m->recipient_count > EDGE_MANIFEST_RECIPIENT_COUNT_MAX ||
-	    !head_dims_ok(m->head_in, m->head_out) ||
+	if (!head_dims_ok(m->head_in, m->head_out) ||
 	    m->metadata_len > EDGE_MANIFEST_METADATA_LEN_MAX)
 		return TEE_ERROR_EXCESS_DATA;
 	if (!infer_policy_ok(&m->infer, m->head_out))
@@ -91,7 +86,6 @@ TEE_Result pkg_parse_manifest(const uint8_t *body, size_t body_len,
 
 	/* Every term is bounded by the checks above: no overflow in 64 bits. */
 	expect = EDGE_MANIFEST_FIXED_SIZE +
-		 (uint64_t)EDGE_RECIPIENT_SIZE * m->recipient_count +
 		 (uint64_t)EDGE_SHA256_SIZE * m->chunk_count +
 		 head_size(m->head_in, m->head_out) + EDGE_GCM_TAG_SIZE +
 		 m->metadata_len;
@@ -100,24 +94,12 @@ TEE_Result pkg_parse_manifest(const uint8_t *body, size_t body_len,
 
 	rd_init(&rd, body + EDGE_MANIFEST_FIXED_SIZE,
 		body_len - EDGE_MANIFEST_FIXED_SIZE);
-	m->recipients = rd_bytes(&rd, (size_t)EDGE_RECIPIENT_SIZE *
-					  m->recipient_count);
 	m->digests = rd_bytes(&rd, (size_t)EDGE_SHA256_SIZE * m->chunk_count);
 	m->head_ct = rd_bytes(&rd, head_size(m->head_in, m->head_out) +
 				   EDGE_GCM_TAG_SIZE);
 	m->metadata = rd_bytes(&rd, m->metadata_len);
 	if (rd.err || rd_left(&rd))
 		return TEE_ERROR_BAD_FORMAT;
-
-	/* Device ids in the recipient list are unique. */
-	for (i = 0; i < m->recipient_count; i++)
-		for (j = i + 1; j < m->recipient_count; j++)
-			if (!TEE_MemCompare(m->recipients +
-					    EDGE_RECIPIENT_SIZE * i,
-					    m->recipients +
-					    EDGE_RECIPIENT_SIZE * j,
-					    EDGE_KEY_ID_SIZE))
-				return TEE_ERROR_BAD_FORMAT;
 	return TEE_SUCCESS;
 }
 
@@ -197,8 +179,49 @@ out:
 	return res;
 }
 
+/*
+ * The key wrap of this device for manifest env (docs/formats.md "Key wrap"):
+ * signed by the model signer, for device_id, bound to the package id and to
+ * the digest of the signed manifest. Returns the wrapped key inside wrap.
+ */
+static TEE_Result open_wrap(const uint8_t *wrap, size_t wrap_len,
+			    const uint8_t signer_id[EDGE_KEY_ID_SIZE],
+			    const uint8_t signer_pub[EDGE_PUBKEY_SIZE],
+			    const uint8_t *manifest, size_t signed_len,
+			    const uint8_t *package_id,
+			    const uint8_t device_id[EDGE_KEY_ID_SIZE],
+			    const uint8_t **wrapped)
+{
+	struct edge_envelope env = { };
+	uint8_t digest[EDGE_SHA256_SIZE] = { 0 };
+	const uint8_t *body = NULL;
+	TEE_Result res = TEE_ERROR_GENERIC;
+
+	res = envelope_open(wrap, wrap_len, EDGE_KIND_KEY_WRAP,
+			    EDGE_KEY_WRAP_SIZE, signer_id, signer_pub, &env);
+	if (res)
+		return res;
+	if (env.body_len != EDGE_KEY_WRAP_BODY_SIZE)
+		return TEE_ERROR_BAD_FORMAT;
+	body = env.body;
+	if (ct_memcmp(body + EDGE_KEY_WRAP_OFF_DEVICE_ID, device_id,
+		      EDGE_KEY_ID_SIZE))
+		return EDGE_ERR_NOT_FOR_DEVICE;
+	res = edge_sha256(manifest, signed_len, digest);
+	if (res)
+		return res;
+	if (ct_memcmp(body + EDGE_KEY_WRAP_OFF_PACKAGE_ID, package_id,
+		      EDGE_KEY_WRAP_LEN_PACKAGE_ID) ||
+	    ct_memcmp(body + EDGE_KEY_WRAP_OFF_MANIFEST_DIGEST, digest,
+		      EDGE_KEY_WRAP_LEN_MANIFEST_DIGEST))
+		return EDGE_ERR_WRONG_PACKAGE;
+	*wrapped = body + EDGE_KEY_WRAP_OFF_WRAPPED_KEY;
+	return TEE_SUCCESS;
+}
+
 TEE_Result pkg_begin(struct pkg_load *ld, const uint8_t *manifest,
-		     size_t len, const uint8_t signer_pub[EDGE_PUBKEY_SIZE],
+		     size_t len, const uint8_t *wrap, size_t wrap_len,
+		     const uint8_t signer_pub[EDGE_PUBKEY_SIZE],
 		     uint64_t stored_version, TEE_ObjectHandle kex_key,
 		     const uint8_t device_id[EDGE_KEY_ID_SIZE],
 		     struct pkg_info *info)
@@ -211,9 +234,7 @@ TEE_Result pkg_begin(struct pkg_load *ld, const uint8_t *manifest,
 	uint8_t nonce[EDGE_GCM_NONCE_SIZE] = { 0 };
 	uint8_t aad[16 + 8] = { 0 };
 	const uint8_t *wrapped = NULL;
-	const uint8_t *entry = NULL;
 	size_t head_len = 0;
-	uint32_t i = 0;
 	TEE_Result res = TEE_ERROR_GENERIC;
 
 	pkg_abort(ld);
@@ -236,14 +257,10 @@ TEE_Result pkg_begin(struct pkg_load *ld, const uint8_t *manifest,
 	/* A device without an identity yet is no package's recipient. */
 	if (!device_id)
 		return EDGE_ERR_NOT_FOR_DEVICE;
-	/* Scan every entry: the time does not depend on our position. */
-	for (i = 0; i < m.recipient_count; i++) {
-		entry = m.recipients + (size_t)EDGE_RECIPIENT_SIZE * i;
-		if (!ct_memcmp(entry, device_id, EDGE_KEY_ID_SIZE))
-			wrapped = entry + EDGE_KEY_ID_SIZE;
-	}
-	if (!wrapped)
-		return EDGE_ERR_NOT_FOR_DEVICE;
+	res = open_wrap(wrap, wrap_len, signer_id, signer_pub, manifest,
+			env.signed_len, m.package_id, device_id, &wrapped);
+	if (res)
+		return res;
 
 	res = unwrap_content_key(&m, wrapped, kex_key, device_id, k);
 	if (res)

@@ -26,7 +26,6 @@ struct edge_manifest {
 	const uint8_t *package_id;	/* 16 */
 	uint32_t flags;
 	const uint8_t *eph_pub;		/* 32, E */
-	uint32_t recipient_count;	/* R */
 	uint32_t head_in;		/* I */
 	uint32_t head_out;		/* O */
 	uint64_t backbone_len;		/* L */
@@ -34,7 +33,6 @@ struct edge_manifest {
 	uint32_t chunk_count;		/* N */
 	uint32_t metadata_len;		/* M */
 	struct edge_infer_policy infer;	/* bytes 92..103 */
-	const uint8_t *recipients;	/* 64 * R */
 	const uint8_t *digests;		/* 32 * N */
 	const uint8_t *head_ct;		/* 4 * (I*O + O) + 16 */
 	const uint8_t *metadata;	/* M */
@@ -81,16 +79,19 @@ uint64_t pkg_stored_chunk_size(uint64_t backbone_len, uint32_t chunk_size,
 			       uint32_t i);
 
 /*
- * LOAD_BEGIN over a signed manifest already copied into TA memory: envelope
- * checks against the model-signer anchor signer_pub, manifest parse,
- * anti-rollback against stored_version, recipient lookup for device_id,
- * content-key unwrap with the device's X25519 key pair kex_key, head
- * decryption into the pending slot. Replaces any pending load. device_id
- * NULL (no identity yet): every check but the last runs, then
- * EDGE_ERR_NOT_FOR_DEVICE.
+ * LOAD_BEGIN over a signed manifest and a signed key wrap, both already
+ * copied into TA memory: envelope checks of the manifest against the
+ * model-signer anchor signer_pub, manifest parse, anti-rollback against
+ * stored_version; envelope checks of the wrap against the same anchor, its
+ * device id must be device_id (EDGE_ERR_NOT_FOR_DEVICE), its package id and
+ * manifest digest this manifest's (EDGE_ERR_WRONG_PACKAGE); content-key
+ * unwrap with the device's X25519 key pair kex_key, head decryption into
+ * the pending slot. Replaces any pending load. device_id NULL (no identity
+ * yet): EDGE_ERR_NOT_FOR_DEVICE after the manifest checks.
  */
 TEE_Result pkg_begin(struct pkg_load *ld, const uint8_t *manifest,
-		     size_t len, const uint8_t signer_pub[EDGE_PUBKEY_SIZE],
+		     size_t len, const uint8_t *wrap, size_t wrap_len,
+		     const uint8_t signer_pub[EDGE_PUBKEY_SIZE],
 		     uint64_t stored_version, TEE_ObjectHandle kex_key,
 		     const uint8_t device_id[EDGE_KEY_ID_SIZE],
 		     struct pkg_info *info);

@@ -18,7 +18,7 @@ from edge.formats.device import DeviceRecord
 from edge.formats.keys import ed25519_raw_public
 from edge.formats.manifest import InferPolicy, InferRelease
 from edge.formats.package_builder import build_package
-from edge.tee import TrustedApp
+from edge.tee import LoadedModel, TrustedApp
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILDS = {"host": ROOT / "build" / "host", "host-asan": ROOT / "build" / "host-asan"}
@@ -128,19 +128,52 @@ def make_package(
     enforce_limits: bool = True,
     infer: InferPolicy | None = None,
     pkg_id: bytes | None = None,
-) -> bytes:
-    """A package for ``recipients`` built by the release tool (releasing every score
-    to INFER unless ``infer`` says otherwise, so tests can compare with numpy); its id is
-    ``package_id(version)`` unless ``pkg_id`` is given."""
+) -> Built:
+    """A package with a key wrap for each of ``recipients``, built by the release tool
+    (releasing every score to INFER unless ``infer`` says otherwise, so tests can
+    compare with numpy); its id is ``package_id(version)`` unless ``pkg_id`` is given."""
     if w is None or b is None:
         w, b = head(version)
     out = io.BytesIO()
-    build_package(out, signer=signer, version=version, W=w, b=b, recipients=recipients,
-                  package_id=pkg_id if pkg_id is not None else package_id(version),
-                  backbone=backbone, encrypt_backbone=encrypt, chunk_log2=chunk_log2,
-                  enforce_limits=enforce_limits,
-                  infer=infer if infer is not None else InferPolicy(InferRelease.SCORES))
-    return out.getvalue()
+    release = build_package(out, signer=signer, version=version, W=w, b=b,
+                            recipients=recipients,
+                            package_id=pkg_id if pkg_id is not None else package_id(version),
+                            backbone=backbone,
+                            encrypt_backbone=encrypt, chunk_log2=chunk_log2,
+                            enforce_limits=enforce_limits,
+                            infer=infer if infer is not None else InferPolicy(InferRelease.SCORES))
+    return Built(out.getvalue(), release.wraps)
+
+
+class Built(bytes):
+    """Package bytes with the key wraps made for its recipients (by device id)."""
+
+    wraps: dict[bytes, bytes]
+
+    def __new__(cls, data: bytes, wraps: dict[bytes, bytes]) -> Built:
+        obj = super().__new__(cls, data)
+        obj.wraps = dict(wraps)
+        return obj
+
+    @property
+    def wrap(self) -> bytes:
+        """The wrap of the last recipient (the device under test, by convention)."""
+        return list(self.wraps.values())[-1]
+
+
+def rebind_wrap(wrap: bytes, package: bytes, signer: Ed25519PrivateKey) -> bytes:
+    """``wrap`` bound again to ``package`` (after its manifest was edited and re-signed)."""
+    from edge.formats.keywrap import build_key_wrap, manifest_digest, parse_key_wrap
+
+    old = parse_key_wrap(wrap, signer_pub=ed25519_raw_public(signer))
+    return build_key_wrap(signer, type(old)(old.device_id, old.package_id,
+                                            manifest_digest(package), old.wrapped_key))
+
+
+def load(ta: TrustedApp, pkg: Built, package: object = None, **kw: object) -> LoadedModel:
+    """Load ``pkg`` (or ``package``, a path holding it) with its last recipient's wrap."""
+    return ta.load_model(pkg if package is None else package, wrap=pkg.wrap,  # type: ignore[arg-type]
+                         **kw)  # type: ignore[arg-type]
 
 
 def state_files(state: Path) -> dict[str, bytes]:

@@ -100,7 +100,7 @@ def cohort(tmp_path: Path, roles: Roles, n: int, *,
         pkg = make_package(roles.signer, records, version=1, w=w, b=b)
         devices = []
         for i, (ta, rec) in enumerate(zip(tas, records, strict=True)):
-            ta.load_model(pkg)
+            ta.load_model(pkg, wrap=pkg.wraps[rec.device_id])
             ta.install_policy(policy(roles.signer, **(policy_kw or {})))
             x, y = data(100 + i, 8, HEAD_IN, HEAD_OUT)
             cert = build_cert(registrar, rec.ed25519_pub, fleet_id(FLEET))

@@ -20,6 +20,8 @@ from edge.aggregator.rounds import RoundManager
 from edge.aggregator.simulate import FakeDevice, config_mapping
 from edge.aggregator.store import Store
 from edge.errors import ConfigError
+from edge.formats.keys import ed25519_raw_public
+from edge.formats.keywrap import parse_key_wrap
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -204,21 +206,39 @@ def test_packages_reach_every_enrolled_device(tmp_path: Path) -> None:
         registry.enroll(a.record)
         manager = RoundManager(config, store, registry)
         assert not manager.model_is_out()
-        pending = manager.pending_package()
-        assert pending is not None
-        topic, package, version, recipients = pending
+        pub = manager.pending_publication()
+        assert pub is not None and pub.package is not None
+        (topic, package), version, recipients = pub.package, pub.version, pub.recipients
         assert topic == "edge/v1/test/model" and version == 1
         assert recipients == [a.device_id.hex()]
+        assert [t for t, _ in pub.wraps] == [f"edge/v1/test/devices/{a.device_id.hex()}/wrap"]
+        wrap = parse_key_wrap(pub.wraps[0][1],
+                              signer_pub=ed25519_raw_public(manager.signer_key))
+        assert wrap.device_id == a.device_id
         m = parse_manifest(parse_envelope(package, kind=Kind.PACKAGE, exact=False).body)
+        assert wrap.package_id == m.package_id
         assert m.flags == FLAG_BACKBONE | FLAG_BACKBONE_ENCRYPTED
         assert m.backbone_len == len(backbone)
         assert json.loads(m.metadata) == metadata
         store.mark_published(version, recipients)
-        assert manager.model_is_out() and manager.pending_package() is None
-        registry.enroll(b.record)  # a newcomer: the same head again, as version 2, for both
-        pending = manager.pending_package()
-        assert pending is not None and pending[2] == 2
-        assert pending[3] == sorted([a.device_id.hex(), b.device_id.hex()])
+        assert manager.model_is_out() and manager.pending_publication() is None
+        # A newcomer: only its key wrap goes out, for the same package (nobody downloads
+        # the package again, and there is no new version).
+        registry.enroll(b.record)
+        pub = manager.pending_publication()
+        assert pub is not None and pub.package is None and pub.version == 1
+        assert [t for t, _ in pub.wraps] == [f"edge/v1/test/devices/{b.device_id.hex()}/wrap"]
+        assert pub.recipients == sorted([a.device_id.hex(), b.device_id.hex()])
+        store.mark_published(pub.version, pub.recipients)
+        assert manager.model_is_out()
+        # After a restart the release's keys are gone: a newcomer gets the same head as
+        # version 2, package and wraps for every device.
+        c = FakeDevice()
+        registry.enroll(c.record)
+        restarted = RoundManager(config, store, registry)
+        pub = restarted.pending_publication()
+        assert pub is not None and pub.package is not None and pub.version == 2
+        assert len(pub.wraps) == 3
         cp = store.latest_checkpoint()
         assert cp is not None and cp.version == 2 and cp.round_id is None
 

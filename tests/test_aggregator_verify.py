@@ -139,7 +139,7 @@ def test_enrollment_refusals(tmp_path: Path) -> None:
         registry.enroll(a.record)
         assert registry.enroll(a.record).device_id == a.device_id  # idempotent
         registry.enroll(b.record)
-        with pytest.raises(Oversized, match="maximum"):
+        with pytest.raises(Oversized, match="maximum set for it is 2"):
             registry.enroll(c.record)
         bad = bytearray(c.record)
         bad[-1] ^= 1

@@ -29,7 +29,7 @@ from federation_helpers import (
 )
 
 from edge import protocol
-from edge.aggregator.config import MAX_FLEET
+from edge.aggregator.config import BROKER_SIZED_COHORT
 from edge.formats.device import parse_device_record
 from edge.formats.manifest import MAX_MANIFEST_SIZE
 from edge.formats.update import MAX_UPDATE_SIZE
@@ -200,6 +200,32 @@ def test_a_board_cannot_retain_a_message(deployed: Deployed) -> None:
         agg.close()
 
 
+def test_key_wraps_retained_by_the_aggregator_read_by_their_own_board_only(
+        deployed: Deployed) -> None:
+    """The aggregator retains each board's key wrap on the board's own topic; a board reads
+    only its own (later too, retained) and can write none, retained or not."""
+    agg = Peer(deployed, DEPLOY_AGGREGATOR)
+    try:
+        assert agg.publish(protocol.wrap_topic(FLEET, DEV_A), b"wrap A", retain=True)
+        assert agg.publish(protocol.wrap_topic(FLEET, DEV_B), b"wrap B", retain=True)
+        # Forged by board B: for itself (retained and not) and for board A.
+        forger = Peer(deployed, DEV_B.hex())
+        forger.publish(protocol.wrap_topic(FLEET, DEV_B), b"forged", retain=True)
+        forger.publish(protocol.wrap_topic(FLEET, DEV_A), b"forged")
+        forger.close()
+        time.sleep(0.5)
+        # Board A subscribes to its own and to B's wrap topic and to every wrap.
+        dev = Peer(deployed, DEV_A.hex(), topics=(protocol.wrap_topic(FLEET, DEV_A),
+                                                  protocol.wrap_topic(FLEET, DEV_B),
+                                                  f"edge/v1/{FLEET}/devices/+/wrap"))
+        time.sleep(SETTLE_S)
+        dev.close()
+        # (Its own topic matches two of its subscriptions: delivered once per match.)
+        assert set(dev.got) == {(protocol.wrap_topic(FLEET, DEV_A), b"wrap A", True)}, dev.got
+    finally:
+        agg.close()
+
+
 def test_a_board_publishes_only_its_own_update_topic(deployed: Deployed) -> None:
     """Another fleet's topics, another board's, the model, tickets: nothing is delivered."""
     # Watchers that would see whatever the broker lets through: the aggregator on its fleet
@@ -256,8 +282,8 @@ def test_shipped_limits_are_the_protocols_largest_messages() -> None:
     assert (update, package) == (524_580, 9_437_239)
     assert _option("max_packet_size") == max(update, package)
     # One round of the largest cohort at the largest head, queued for an offline aggregator.
-    assert _option("max_queued_bytes") == MAX_FLEET * MAX_UPDATE_SIZE
-    assert _option("max_queued_messages") >= MAX_FLEET
+    assert _option("max_queued_bytes") == BROKER_SIZED_COHORT * MAX_UPDATE_SIZE
+    assert _option("max_queued_messages") >= BROKER_SIZED_COHORT
     assert _option("memory_limit") > _option("max_queued_bytes") + \
         _option("max_inflight_messages") * MAX_UPDATE_SIZE + _option("max_packet_size")
 

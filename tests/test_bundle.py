@@ -64,7 +64,7 @@ def test_bundle_contents(bundle: Path) -> None:
             "pip"} <= names
     assert not names & {"amqtt", "dp_accounting", "scipy"}
     assert {p.name for p in (bundle / "systemd").iterdir()} == {
-        "edge-daemon.service", "edge-aggregator.service"}
+        "edge-daemon.service", "edge-aggregator.service", "edge-aggregator-worker@.service"}
     assert (bundle / "config" / "daemon.toml").is_file() and os.access(bundle / "install.sh",
                                                                        os.X_OK)
 

@@ -66,13 +66,20 @@ def test_c_round_trip_every_command(cli: Cli, roles: Roles, tmp_path: Path) -> N
     w, b = head(4, 16, 3)
     backbone = np.random.default_rng(4).bytes(70_000)
     pkg = tmp_path / "v2.pkg"
-    pkg.write_bytes(make_package(roles.signer, [device], version=2, w=w, b=b,
-                                 backbone=backbone, encrypt=True))
-    out = cli("load", pkg, tmp_path / "backbone.bin").stdout
+    built = make_package(roles.signer, [device], version=2, w=w, b=b,
+                         backbone=backbone, encrypt=True)
+    pkg.write_bytes(built)
+    wrap = tmp_path / "v2.wrap"
+    wrap.write_bytes(built.wrap)
+    # Another package's wrap for this device: refused by name before anything else.
+    (tmp_path / "other.wrap").write_bytes(make_package(roles.signer, [device], version=2).wrap)
+    err = cli("load", pkg, tmp_path / "other.wrap", ok=False).stderr
+    assert "key wrap for another package" in err and "0xed6e001e" in err
+    out = cli("load", pkg, wrap, tmp_path / "backbone.bin").stdout
     assert "version: 2" in out and f"backbone_bytes: {len(backbone)}" in out
     assert (tmp_path / "backbone.bin").read_bytes() == backbone
 
-    err = cli("load", pkg, ok=False).stderr
+    err = cli("load", pkg, wrap, ok=False).stderr
     assert "rollback" in err and "0xed6e0001" in err
 
     x = np.random.default_rng(5).normal(size=(5, 16)).astype("<f4")
@@ -96,12 +103,14 @@ def test_c_client_reports_tampering_and_crash(cli: Cli, roles: Roles, tmp_path: 
     cli("identity", rec_path)
     cli("anchors", roles.signer_pub.hex(), roles.aggregator_pub.hex())
     device = parse_device_record(rec_path.read_bytes())
-    pkg = bytearray(make_package(roles.signer, [device], version=1, backbone=b"z" * 9000))
+    built = make_package(roles.signer, [device], version=1, backbone=b"z" * 9000)
+    (tmp_path / "w").write_bytes(built.wrap)
+    pkg = bytearray(built)
     pkg[-1] ^= 1
     (tmp_path / "bad.pkg").write_bytes(bytes(pkg))
-    err = cli("load", tmp_path / "bad.pkg", ok=False).stderr
+    err = cli("load", tmp_path / "bad.pkg", tmp_path / "w", ok=False).stderr
     assert "chunk digest mismatch" in err
-    (tmp_path / "ok.pkg").write_bytes(make_package(roles.signer, [device], version=1))
+    (tmp_path / "ok.pkg").write_bytes(built)
     cli.env["EDGE_SIM_CRASH_ON_CMD"] = "4"  # LOAD_BEGIN
-    err = cli("load", tmp_path / "ok.pkg", ok=False).stderr
+    err = cli("load", tmp_path / "ok.pkg", tmp_path / "w", ok=False).stderr
     assert "trusted application died" in err and "from tee" in err

@@ -88,8 +88,12 @@ def test_a_package_with_a_backbone_needs_backbone_out(tmp_path: Path, roles: Rol
     assert _provision(state, keys, record).returncode == 0
     dev = parse_device_record(record.read_bytes())
     pkg = tmp_path / "v1.pkg"
-    pkg.write_bytes(make_package(roles.signer, [dev], version=1, backbone=b"B" * 5000))
-    base = ("tee", "load-model", "--tee", "sim", "--state", str(state), str(pkg))
+    built = make_package(roles.signer, [dev], version=1, backbone=b"B" * 5000)
+    pkg.write_bytes(built)
+    wrap = tmp_path / "v1.wrap"
+    wrap.write_bytes(built.wrap)
+    base = ("tee", "load-model", "--tee", "sim", "--state", str(state), "--wrap", str(wrap),
+            str(pkg))
     out = edge(*base)
     assert out.returncode == 2, out.stderr
     assert out.stderr.startswith(f"usage: edge tee load-model {pkg} --backbone-out FILE: "

@@ -100,8 +100,11 @@ class FakeAggregator:
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
 
-    def publish_model(self, package: bytes) -> None:
+    def publish_model(self, package: bytes, wrap: bytes | None = None) -> None:
+        """The package (retained, shared) and then this device's key wrap (retained, its own)."""
         self.publish(protocol.model_topic(FLEET), package, retain=True)
+        wrap = wrap if wrap is not None else package.wraps[self.device.device_id]  # type: ignore[attr-defined]
+        self.publish(protocol.wrap_topic(FLEET, self.device.device_id), wrap, retain=True)
 
     def publish_ticket(self, payload: bytes) -> None:
         self.publish(protocol.ticket_topic(FLEET, self.device.device_id), payload)
@@ -183,6 +186,39 @@ def test_daemon_loads_model_trains_and_publishes_a_verifiable_update(
         agg.close()
 
 
+def test_daemon_loads_a_package_and_its_wrap_in_either_order(
+        host_world: Path, roles: Roles, tmp_path: Path, broker: EmbeddedBroker) -> None:
+    """The wrap before its package, then a package before its wrap: each is loaded once the
+    pair is complete, and a wrap of another package does not unlock it."""
+    dev = provision(host_world, roles)
+    write_samples(tmp_path / "data")
+    agg = FakeAggregator(broker.url, dev)
+    run = Running(DaemonConfig.from_mapping(config_table(tmp_path, host_world, broker.url)))
+    model, wrap = protocol.model_topic(FLEET), protocol.wrap_topic(FLEET, dev.device_id)
+    try:
+        wait_for(run.daemon.subscribed.is_set, what="subscription")
+        v1 = make_package(roles.signer, [dev], version=1)
+        agg.publish(wrap, v1.wrap, retain=True)
+        time.sleep(0.5)
+        assert run.daemon.stats.models_loaded == 0
+        agg.publish(model, v1, retain=True)
+        wait_for(lambda: run.daemon.stats.models_loaded == 1, what="v1 loaded, wrap first")
+        v2 = make_package(roles.signer, [dev], version=2)
+        agg.publish(model, v2, retain=True)
+        # The wrap of another version-2 package (same device): it names another package id.
+        other = make_package(roles.signer, [dev], version=2, pkg_id=bytes(range(16)))
+        agg.publish(wrap, other.wrap, retain=True)
+        time.sleep(1.0)
+        assert run.daemon.stats.models_loaded == 1 and run.daemon.stats.models_refused == 0
+        assert run.daemon.ta.status().model_version == 1
+        agg.publish(wrap, v2.wrap, retain=True)
+        wait_for(lambda: run.daemon.stats.models_loaded == 2, what="v2 loaded, package first")
+        assert run.daemon.ta.status().model_version == 2
+    finally:
+        run.close()
+        agg.close()
+
+
 def test_daemon_refuses_a_bad_model_and_keeps_the_old_one(
         host_world: Path, roles: Roles, tmp_path: Path, broker: EmbeddedBroker,
         caplog: pytest.LogCaptureFixture) -> None:
@@ -196,9 +232,10 @@ def test_daemon_refuses_a_bad_model_and_keeps_the_old_one(
         wait_for(lambda: run.daemon.stats.models_loaded == 1, what="model load")
         agg.publish_model(make_package(roles.signer, [dev], version=1))  # rollback
         agg.publish_model(make_package(roles.aggregator, [dev], version=3))  # wrong signer
-        bad = bytearray(make_package(roles.signer, [dev], version=4))
-        bad[40] ^= 1
-        agg.publish_model(bytes(bad))
+        built = make_package(roles.signer, [dev], version=4)
+        bad = bytearray(built)
+        bad[-70] ^= 1  # in the signed manifest: its signature fails
+        agg.publish_model(bytes(bad), built.wrap)
         wait_for(lambda: run.daemon.stats.models_refused == 3, what="three refusals")
         assert run.daemon.ta.status().model_version == 2
         # The rollback is at INFO and names both versions and packages.
@@ -343,13 +380,13 @@ def test_daemon_runs_the_packaged_backbone_and_restores_it_after_restart(
     qnet = quantize_net(net, x)
     out = io.BytesIO()
     w, b = rng.normal(size=(HEAD_IN, HEAD_OUT)).astype(np.float32), np.zeros(HEAD_OUT, np.float32)
-    build_package(out, signer=roles.signer, version=1, W=w, b=b, recipients=[dev],
-                  package_id=package_id(1), backbone=build_tflite(qnet),
-                  metadata=metadata_for(qnet))
+    release = build_package(out, signer=roles.signer, version=1, W=w, b=b, recipients=[dev],
+                            package_id=package_id(1), backbone=build_tflite(qnet),
+                            metadata=metadata_for(qnet))
     (tmp_path / "data").mkdir()
     np.savez(tmp_path / "data" / "raw.npz", X=x, y=rng.integers(0, HEAD_OUT, size=30))
     agg = FakeAggregator(broker.url, dev)
-    agg.publish_model(out.getvalue())
+    agg.publish_model(out.getvalue(), release.wraps[dev.device_id])
     table = config_table(tmp_path, host_world, broker.url)
     table["inference"] = {"npu_delegate": "none"}
     config = DaemonConfig.from_mapping(table)
@@ -383,14 +420,15 @@ def test_daemon_uses_the_committed_backbone_when_it_cannot_be_moved_into_place(
     rng = np.random.default_rng(4)
     backbone = rng.bytes(50_000)
     out = io.BytesIO()
-    build_package(out, signer=roles.signer, version=1, W=rng.normal(size=(HEAD_IN, HEAD_OUT)),
-                  b=np.zeros(HEAD_OUT), recipients=[dev], backbone=backbone)
+    release = build_package(out, signer=roles.signer, version=1,
+                            W=rng.normal(size=(HEAD_IN, HEAD_OUT)), b=np.zeros(HEAD_OUT),
+                            recipients=[dev], backbone=backbone)
     config = DaemonConfig.from_mapping(config_table(tmp_path, host_world, broker.url))
     blocker = config.work_dir / "backbone.partial"
     blocker.mkdir(parents=True)
     (blocker / "in-the-way").write_text("a directory where the client renames its file")
     agg = FakeAggregator(broker.url, dev)
-    agg.publish_model(out.getvalue())
+    agg.publish_model(out.getvalue(), release.wraps[dev.device_id])
     run = Running(config)
     try:
         wait_for(lambda: run.daemon.stats.models_loaded == 1, what="model load")

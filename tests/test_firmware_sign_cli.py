@@ -25,8 +25,11 @@ from edge.formats import (
     key_id,
     open_package,
     parse_device_record,
+    parse_envelope,
+    parse_package,
     verify_anchor_statement,
 )
+from edge.formats.keywrap import KEY_WRAP_SIZE, read_key_wrap
 from edge.keyfiles import load_private_key, load_public_key
 from firmware_sign.cli import main
 
@@ -250,8 +253,12 @@ def test_pack_inspect_verify(
     )
     assert "version 7" in capsys.readouterr().out
     rec = parse_device_record(dev_path.read_bytes())
+    wrap = tmp_path / "model.pkg.wraps" / f"{rec.device_id.hex()}.wrap"
+    assert [p.name for p in wrap.parent.iterdir()] == [wrap.name]
+    assert wrap.stat().st_size == KEY_WRAP_SIZE == 204
     opened = open_package(
         pkg.read_bytes(),
+        wrap=wrap.read_bytes(),
         signer_pub=load_public_key(f"{signer}.pub"),
         device_id=rec.device_id,
         agreement=agree,
@@ -266,12 +273,19 @@ def test_pack_inspect_verify(
     assert info["kind"] == "package" and info["model_version"] == 7
     assert info["head"] == {"in": 12, "out": 4, "params": 52}
     assert info["backbone"]["chunks"] == 5 and info["backbone"]["encrypted"] is True
-    assert info["recipients"] == [rec.device_id.hex()]
+    assert "recipients" not in info and info["format_version"] == 2
     assert info["metadata"] == {"backbone": "mobilenet", "shape": [1, 96]}
     assert info["signer_key_id"] == key_id(load_public_key(f"{signer}.pub")).hex()
     assert main(["inspect", str(pkg)]) == 0
     text = capsys.readouterr().out
-    assert "model version: 7" in text and rec.device_id.hex() in text
+    assert "model version: 7" in text
+
+    assert main(["inspect", str(wrap), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "key_wrap" and info["device_id"] == rec.device_id.hex()
+    assert info["package_id"] == parse_package(pkg.read_bytes())[1].package_id.hex()
+    assert main(["verify", str(wrap), "--signer", f"{signer}.pub"]) == 0
+    assert f"key wrap for device {rec.device_id.hex()}" in capsys.readouterr().out
 
     assert main(["verify", str(pkg), "--signer", f"{signer}.pub"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -452,7 +466,10 @@ def test_inspect_never_prints_secrets(
     from edge.formats import parse_package
 
     m = parse_package(pkg.read_bytes())[1]
-    assert m.recipients[0].wrapped_key.hex() not in text
+    wrap = next((tmp_path / "s.pkg.wraps").iterdir())
+    assert main(["inspect", str(wrap), "--json"]) == 0
+    text += capsys.readouterr().out
+    assert read_key_wrap(parse_envelope(wrap.read_bytes())).wrapped_key.hex() not in text
     assert m.head_ciphertext[:16].hex() not in text
     assert "PRIVATE" not in text
 
@@ -461,13 +478,15 @@ def test_inspect_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     cases = {
         "empty": b"",
         "magic": b"EDGX" + bytes(24) + bytes(64),
-        "version": b"EDGE\x02\x00\x01\x00" + bytes(20) + bytes(64),
+        "version": b"EDGE\x03\x00\x01\x00" + bytes(20) + bytes(64),
+        "retired": b"EDGE\x01\x00\x01\x00" + bytes(20) + bytes(64),
         "kind7": b"EDGE\x01\x00\x07\x00" + bytes(20) + bytes(64),
     }
     expected = {
         "empty": "malformed",
         "magic": "malformed",
         "version": "unsupported-version",
+        "retired": "retired-format",
         "kind7": "wrong-kind",
     }
     for name, data in cases.items():

@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge.errors import (
     Malformed,
     Oversized,
+    RetiredFormat,
     SignatureInvalid,
     UnknownSigner,
     UnsupportedVersion,
@@ -106,6 +107,14 @@ def test_version() -> None:
         parse_envelope(make(version=2))
     with pytest.raises(UnsupportedVersion):
         parse_envelope(make(version=0))
+    # Model packages are format 2; format 1 (a recipient list) is refused by name.
+    assert parse_envelope(make(Kind.PACKAGE, version=2), kind=Kind.PACKAGE).header.version == 2
+    for version in (0, 3):
+        with pytest.raises(UnsupportedVersion) as info:
+            parse_envelope(make(Kind.PACKAGE, version=version))
+        assert type(info.value) is UnsupportedVersion
+    with pytest.raises(RetiredFormat, match="format 1"):
+        parse_envelope(make(Kind.PACKAGE, version=1))
 
 
 def test_wrong_kind() -> None:
@@ -137,7 +146,7 @@ def test_unknown_signer_and_signature() -> None:
 def test_kind_is_signed() -> None:
     """A signature over one kind never verifies as another."""
     data = bytearray(make(Kind.ANCHOR_STATEMENT))
-    data[6] = Kind.PACKAGE
+    data[4], data[6] = 2, Kind.PACKAGE  # a package's format version, or it is refused first
     with pytest.raises(SignatureInvalid):
         verify_envelope(parse_envelope(bytes(data), kind=Kind.PACKAGE), PUB)
 

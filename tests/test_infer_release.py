@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Roles, head, make_package
+from conftest import Roles, head, load, make_package
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import errors
@@ -30,7 +30,7 @@ HEAD_IN, HEAD_OUT = 16, 4
 def _load(ta: TrustedApp, roles: Roles, policy: InferPolicy, version: int = 2,
           w: np.ndarray | None = None, b: np.ndarray | None = None) -> None:
     dev = parse_device_record(ta.identity())
-    ta.load_model(make_package(roles.signer, [dev], version=version, w=w, b=b, infer=policy))
+    load(ta, make_package(roles.signer, [dev], version=version, w=w, b=b, infer=policy))
 
 
 def _attack_queries() -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import Roles, make_package
+from conftest import Roles, load, make_package
 from inference_helpers import RUNTIME, config
 
 from edge import errors
@@ -28,7 +28,7 @@ def test_backbone_from_verified_package(provisioned: TrustedApp, roles: Roles,
     model = build_tflite(qnet)
     dev = DeviceRecord.parse(provisioned.identity())
     pkg = make_package(roles.signer, [dev], version=1, backbone=model, encrypt=encrypt)
-    loaded = provisioned.load_model(pkg)
+    loaded = load(provisioned, pkg)
     bb = Backbone.from_loaded(loaded, metadata_for(qnet), config(npu_delegate="none"))
     expected = qnet.output.dequantize(run_reference(qnet, qnet.input.quantize(x)))
     assert bb.report.runtime == RUNTIME
@@ -37,7 +37,7 @@ def test_backbone_from_verified_package(provisioned: TrustedApp, roles: Roles,
 
 def test_package_without_backbone(provisioned: TrustedApp, roles: Roles) -> None:
     dev = DeviceRecord.parse(provisioned.identity())
-    loaded = provisioned.load_model(make_package(roles.signer, [dev], version=1))
+    loaded = load(provisioned, make_package(roles.signer, [dev], version=1))
     meta = {"input": {"shape": [1, 4], "dtype": "int8"},
             "output": {"shape": [1, 4], "dtype": "int8"}}
     with pytest.raises(errors.Malformed, match="version 1 carries no backbone"):

@@ -125,7 +125,7 @@ def test_revoke_removes_a_board(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert gone not in listed and len(listed) == 2
     manager, store = _manager(tmp_path)
     try:
-        _topic, _package, _version, recipients = manager.pending_package()
+        recipients = manager.pending_publication().recipients
         assert gone not in recipients and len(recipients) == 2
         tickets = manager.open_next()
         assert len(tickets) == 2 and all(gone not in t for t, _ in tickets)

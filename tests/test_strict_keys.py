@@ -13,7 +13,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from conftest import Roles, make_package
+from conftest import Roles, load, make_package
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -121,7 +121,7 @@ def test_ta_refuses_a_statement_replacing_an_anchor_with_a_weak_key(
         assert provisioned.status() == before
     # The same signer's package still loads: nothing was replaced.
     dev = parse_device_record(provisioned.identity())
-    assert provisioned.load_model(make_package(roles.signer, [dev], version=2)).version == 2
+    assert load(provisioned, make_package(roles.signer, [dev], version=2)).version == 2
 
 
 def test_firmware_sign_refuses_a_weak_new_anchor(tmp_path: Path,

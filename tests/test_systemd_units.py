@@ -62,7 +62,13 @@ def verify(tmp_path: Path, units: list[Path]) -> subprocess.CompletedProcess[str
 
 def test_units_verify_cleanly(tmp_path: Path) -> None:
     units = sorted(UNITS.glob("*.service"))
-    assert [u.name for u in units] == ["edge-aggregator.service", "edge-daemon.service"]
+    assert [u.name for u in units] == ["edge-aggregator-worker@.service",
+                                       "edge-aggregator.service", "edge-daemon.service"]
+    # The worker is a template: checked as one instance of it.
+    instance = tmp_path / "units" / "edge-aggregator-worker@w1.service"
+    instance.parent.mkdir()
+    instance.write_text((UNITS / "edge-aggregator-worker@.service").read_text())
+    units = [instance if u.name.endswith("@.service") else u for u in units]
     out = verify(tmp_path, units)
     assert out.returncode == 0 and not out.stdout.strip() and not out.stderr.strip(), \
         out.stdout + out.stderr

@@ -80,6 +80,7 @@ def run_vector(row: dict[str, Any], source: Any) -> Any:
     if row["kind"] == "package":
         return open_package(
             source,
+            wrap=(VECTORS / row["extra"]["wrap"]).read_bytes(),
             signer_pub=KEYS["model_signer_pub"],
             device_id=KEYS["device_id"],
             agreement=X25519PrivateKey.from_private_bytes(KEYS["device_x25519_priv"]),
@@ -179,6 +180,8 @@ def test_index_matches_manifest_and_ta_codes() -> None:
         "oversized": gp_codes["TEE_ERROR_EXCESS_DATA"],
         "rollback": edge_codes["EDGE_ERR_ROLLBACK"],
         "not-for-this-device": edge_codes["EDGE_ERR_NOT_FOR_DEVICE"],
+        "wrong-package": edge_codes["EDGE_ERR_WRONG_PACKAGE"],
+        "retired-format": edge_codes["EDGE_ERR_RETIRED_FORMAT"],
         "unknown-signer": edge_codes["EDGE_ERR_UNKNOWN_SIGNER"],
         "stale-statement": edge_codes["EDGE_ERR_STALE_STATEMENT"],
         "unsupported-version": edge_codes["EDGE_ERR_UNSUPPORTED_VERSION"],
@@ -244,6 +247,8 @@ def test_required_vectors_present() -> None:
         "unsupported-version",
         "wrong-kind",
         "not-for-this-device",
+        "wrong-package",
+        "retired-format",
         "rollback",
         "unknown-signer",
         "oversized",
@@ -289,10 +294,12 @@ def _open(
     stored: int = 0,
     agreement: X25519PrivateKey | None = None,
     device_id: bytes | None = None,
+    wrap: bytes | None = None,
 ) -> Any:
     """Open a package with the vector keys, overriding one parameter."""
     return open_package(
         data,
+        wrap=wrap or _bin("pkg_ok_head_only.wrap"),
         signer_pub=signer or KEYS["model_signer_pub"],
         device_id=device_id or KEYS["device_id"],
         agreement=agreement or X25519PrivateKey.from_private_bytes(KEYS["device_x25519_priv"]),
@@ -306,12 +313,16 @@ def _bin(name: str) -> bytes:
 
 def test_single_defects() -> None:
     gen = generator()
-    _open(_bin("pkg_rollback_older"), stored=2)
-    _open(_bin("pkg_rollback_equal"), stored=4)
-    _open(_bin("pkg_unknown_signer"), signer=KEYS["rogue_signer_pub"])
-    _open(
-        _bin("pkg_not_for_device"), agreement=gen.OTHER.agreement, device_id=KEYS["other_device_id"]
-    )
+    gen.build_all()  # registers every package's keys, for gen.key_wrap
+    _open(_bin("pkg_rollback_older"), stored=2, wrap=_bin("pkg_rollback_older.wrap"))
+    _open(_bin("pkg_rollback_equal"), stored=4, wrap=_bin("pkg_rollback_equal.wrap"))
+    _open(_bin("pkg_unknown_signer"), signer=KEYS["rogue_signer_pub"],
+          wrap=gen.key_wrap(_bin("pkg_unknown_signer"), signer=gen.ROGUE))
+    # A wrap's defects: the other device opens the package with its wrap; the
+    # package of the other wrap opens with it.
+    _open(_bin("pkg_ok_head_only"), wrap=_bin("pkg_wrap_other_device.wrap"),
+          agreement=gen.OTHER.agreement, device_id=KEYS["other_device_id"])
+    _open(gen.package("pkg_wrap_other_package"), wrap=_bin("pkg_wrap_other_package.wrap"))
     bad_sig = _bin("pkg_bad_signature")
     assert bad_sig[:-64] == _bin("pkg_ok_head_only")[:-64]
     ok_public = _bin("pkg_ok_public_backbone")
@@ -340,21 +351,20 @@ def test_re_signed_defects_have_valid_signatures() -> None:
 
     for name in (
         "pkg_tampered_head",
-        "pkg_tampered_wrapped_key",
         "pkg_tampered_chunk",
-        "pkg_oversized_recipients",
         "pkg_oversized_head",
         "pkg_reserved_nonzero",
         "pkg_encrypted_without_backbone",
         "pkg_chunk_count_inconsistent",
-        "pkg_duplicate_recipient",
         "pkg_rollback_older",
-        "pkg_not_for_device",
+        "pkg_wrap_other_manifest",
     ):
         verify_envelope(parse_envelope(_bin(name), exact=False), KEYS["model_signer_pub"])
-    for name in ("pkg_bad_magic", "pkg_format_version_2"):
+    for name in ("pkg_wrap_tampered_key", "pkg_wrap_other_device", "pkg_wrap_other_package"):
+        verify_envelope(parse_envelope(_bin(name + ".wrap")), KEYS["model_signer_pub"])
+    for name in ("pkg_bad_magic", "pkg_format_version_3", "pkg_format_version_1"):
         data = _bin(name)
-        patched = b"EDGE\x01\x00" + data[6:]
+        patched = b"EDGE\x02\x00" + data[6:]
         with pytest.raises(errors.SignatureInvalid):
             verify_envelope(parse_envelope(patched, exact=False), KEYS["model_signer_pub"])
     verify_envelope(parse_envelope(_bin("anchor_bad_role")), KEYS["model_signer_pub"])

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from conftest import Roles, make_package, package_id
+from conftest import Roles, load, make_package, package_id
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge.formats.device import DeviceRecord, parse_device_record
@@ -64,7 +64,7 @@ def ready(ta: TrustedApp, roles: Roles, w: np.ndarray, b: np.ndarray, *,
     if not ta.status().has_anchors:
         ta.install_anchors(roles.signer_pub, roles.aggregator_pub)
     dev = parse_device_record(ta.identity())
-    ta.load_model(make_package(roles.signer, [dev], version=version, w=w, b=b))
+    load(ta, make_package(roles.signer, [dev], version=version, w=w, b=b))
     ta.install_policy(policy_bytes if policy_bytes is not None else policy(roles.signer))
     return Ready(ta, roles, dev, w, b)
 

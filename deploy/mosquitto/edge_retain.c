@@ -1,7 +1,7 @@
 /*
  * Mosquitto 2.0 plugin: retained publishes only on the topics named in the
- * configuration (the fleet's model topic, the boards' status topics), from
- * anyone the ACL lets write them.
+ * configuration (the fleet's model topic, the boards' key wrap and status
+ * topics), from anyone the ACL lets write them.
  *
  * Mosquitto's acl_file grants "write" with or without the retain flag, and
  * retain_available is broker-wide, so without this plugin a board could retain
@@ -13,11 +13,15 @@
  *   plugin /usr/local/lib/edge/mosquitto_edge_retain.so
  *   plugin_opt_retain_topic edge/v1/<fleet>/model
  *   plugin_opt_retain_status_topic edge/v1/<fleet>/devices/+/status
+ *   plugin_opt_retain_wrap_topic edge/v1/<fleet>/devices/+/wrap
+ *   plugin_opt_retain_cohort_topic edge/v1/<fleet>/cohort/#   (scale-out only)
  *
  * Each option holds one topic filter (+ and # allowed) and is given at most
  * once; without either, no client may retain anything. The status filter is
  * for presence (docs/broker.md): a board's retained online/offline message
- * and its last will; acl_file still decides who writes which status topic. Built by the top-level Makefile
+ * and its last will; acl_file still decides who writes which status topic.
+ * The wrap filter is for each board's key wrap of the current package
+ * (docs/protocol.md), which only the aggregator may write. Built by the top-level Makefile
  * (build/host/mosquitto_edge_retain.so) against Debian's mosquitto-dev.
  */
 
@@ -29,7 +33,8 @@
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
 
-static const char *const retain_options[] = {"retain_topic", "retain_status_topic"};
+static const char *const retain_options[] = {"retain_topic", "retain_status_topic",
+					     "retain_wrap_topic", "retain_cohort_topic"};
 #define RETAIN_OPTIONS (sizeof(retain_options) / sizeof(retain_options[0]))
 
 static mosquitto_plugin_id_t *plugin_id;

@@ -15,7 +15,11 @@ from edge.secagg.quantize import MAX_SCALE_LOG2, MIN_SCALE_LOG2
 from edge.secagg.server import SecAggParams
 from edge.toml_config import Table, load, root
 
-MAX_FLEET = 256
+# The cohort deploy/mosquitto's queue limits are sized for (docs/broker.md): not a cap
+# of the fleet or of the cohort, a figure to scale max_queued_bytes by.
+BROKER_SIZED_COHORT = 256
+# The bound of counts (cohort, quorum): finite for the SQLite integers, no fleet cap.
+MAX_COUNT = 2**31 - 1
 # Finite bounds of every number, so that a value accepted at start cannot fail later (a
 # ticket's deadline is a u64 of seconds and its DP fields are float32).
 MAX_TIMEOUT_S = 7 * 86400.0
@@ -32,6 +36,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "eval": ("holdout",),
     "audit": ("rows_per_source", "rows_per_round"),
     "metrics": ("prometheus_textfile", "prometheus_port", "prometheus_address"),
+    "workers": ("key",),
     "broker": BROKER_KEYS,
     "secagg": ("threshold", "neighbours", "registrar", "certificates", "stage_timeout_s",
                "scale_log2"),
@@ -121,6 +126,9 @@ class AggregatorConfig:
     fleet_version: int = 0
     audit: AuditSettings = AuditSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
+    # [workers] key: with it, this process is a root: cohort workers verify and sum the
+    # updates (edge aggregator worker), it combines their sums (docs/scale-out.md).
+    workers_key: Path | None = None
     secagg: SecAggSettings | None = None
 
     @classmethod
@@ -162,6 +170,7 @@ class AggregatorConfig:
             fleet_version=agg.integer("fleet_version", 0, lo=0, hi=MAX_MODEL_VERSION - 1),
             holdout=t["eval"].path("holdout", required=False),
             prometheus=_prometheus(t["metrics"]),
+            workers_key=t["workers"].path("key", required=False),
             rounds=rounds,
             dp=dp,
             broker=BrokerSettings.from_table(t["broker"]),
@@ -171,7 +180,7 @@ class AggregatorConfig:
 
 def _rounds(r: Table) -> RoundSettings:
     """Validate [rounds]."""
-    cohort = r.integer("cohort_size", lo=1, hi=MAX_FLEET)
+    cohort = r.integer("cohort_size", lo=1, hi=MAX_COUNT)
     quorum = r.integer("quorum", cohort, lo=1, hi=cohort)
     min_updates = r.integer("min_updates", 1, lo=1, hi=quorum)
     timeout = r.number("timeout_s", 60.0, positive=True, hi=MAX_TIMEOUT_S)

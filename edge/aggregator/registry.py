@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from edge.errors import ConfigError, Malformed, Oversized
 from edge.formats.device import DeviceRecord, parse_device_record
-from edge.formats.manifest import MAX_RECIPIENTS
 
 from .store import Store
 
 
 class Registry:
-    """The enrolled devices of one fleet (at most one package's worth of recipients)."""
+    """The enrolled devices of one fleet: any number (a package names no device; each
+    device gets its own key wrap), unless the operator sets ``max_devices``."""
 
-    def __init__(self, store: Store, max_devices: int = MAX_RECIPIENTS):
+    def __init__(self, store: Store, max_devices: int | None = None):
         self.store = store
         self.max_devices = max_devices
         # Records whose self-signature was verified, by their exact bytes: a round re-reads
@@ -47,8 +47,8 @@ class Registry:
                                     "key-agreement key; refusing to replace it")
                 return device
             count = db.execute("SELECT count(*) FROM devices").fetchone()[0]
-            if count >= self.max_devices:
-                raise Oversized(f"fleet has {count} devices, the maximum per package is "
+            if self.max_devices is not None and count >= self.max_devices:
+                raise Oversized(f"fleet has {count} devices, the maximum set for it is "
                                 f"{self.max_devices}; device {device.device_id.hex()} refused")
             self.store.add_device(db, device.device_id, bytes(record))
         return device
@@ -60,6 +60,10 @@ class Registry:
                 raise ConfigError(f"device {device_id.hex()} is not enrolled")
             # Kept: a copy of its record enrolled again must not re-admit it silently.
             self.store.revoke(db, device_id)
+
+    def records(self) -> dict[bytes, bytes]:
+        """Enrolled devices' signed records (kind 3) by device id."""
+        return {self._parse(r).device_id: r for r in self.store.device_records()}
 
     def devices(self) -> dict[bytes, DeviceRecord]:
         """Enrolled devices by id, in id order."""

@@ -22,16 +22,24 @@ import numpy as np
 
 from edge.errors import ConfigError, EdgeError
 from edge.formats.device import DeviceRecord
-from edge.formats.package_builder import build_package, head_plaintext
+from edge.formats.package_builder import Release, build_package, head_plaintext
 from edge.formats.secagg import fleet_id
 from edge.formats.ticket import NONCE_SIZE, build_ticket, parse_ticket
 from edge.keyfiles import load_private_key, load_public_key
-from edge.protocol import OFFLINE, ONLINE, device_from_status_topic, model_topic, ticket_topic
+from edge.protocol import (
+    OFFLINE,
+    ONLINE,
+    device_from_status_topic,
+    model_topic,
+    ticket_topic,
+    wrap_topic,
+)
 from edge.secagg import distributed_dp
 from edge.tee_abi import UpdateMode
 
 from . import backbone_check, device_budget, fedavg, skips
 from .audit import RefusalLedger
+from .cohort import Announcement, Combined
 from .config import AggregatorConfig
 from .metrics import Holdout, RoundMetrics
 from .registry import Registry
@@ -53,6 +61,21 @@ class _Batch:
     ids: dict[bytes, bytes] = field(default_factory=dict)
     # (device id, steps, total steps, noise multiplier) of each: the views' budget burn-down
     steps: list[tuple[bytes, int, int, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What must go out for the newest model to reach every enrolled device.
+
+    ``package`` is None when the broker holds the release's package already
+    (retained): then only the key wraps of devices enrolled since go out, and
+    no device downloads the package again.
+    """
+
+    version: int
+    package: tuple[str, bytes] | None
+    wraps: list[tuple[str, bytes]]
+    recipients: list[str]  # hex ids of every device with a wrap once this is out
 
 
 @dataclass(frozen=True)
@@ -100,6 +123,9 @@ class RoundManager:
                                     rows_per_round=config.audit.rows_per_round,
                                     clock=clock)
         self._devices: dict[bytes, DeviceRecord] = {}
+        # The newest model's release (package and its keys, to wrap for newcomers); lost
+        # on restart, when a newcomer then gets the same head as the next version.
+        self._release: tuple[Release, bytes] | None = None
         self._round: OpenRound | None = None
         self._view: RoundView | None = None
         self._running: fedavg.RunningSum | None = None
@@ -146,26 +172,41 @@ class RoundManager:
         return not ids or (cp.published is not None and cp.recipients is not None
                            and list(cp.recipients) == ids)
 
-    def pending_package(self) -> tuple[str, bytes, int, list[str]] | None:
-        """(topic, package, version, recipients) when the newest model is not yet out to all."""
+    def pending_publication(self) -> Publication | None:
+        """What to publish when the newest model is not yet out to every enrolled device."""
         if self.model_is_out():
             return None
         devices = self._devices
         cp = self.ensure_model()
-        if cp.published is not None:
-            if self._round is not None:
-                return None  # enrolled during a round: the next package reaches them
-            # New enrollments: re-issue the same head as the next version for every device.
-            with self.store.transaction() as db:
-                self.store.add_checkpoint(db, cp.version + 1, None, cp.W, cp.b)
-            cp = self.ensure_model()
-        buf = io.BytesIO()
-        build_package(buf, signer=self.signer_key, version=cp.version, W=cp.W, b=cp.b,
-                      package_id=cp.package_id, recipients=list(devices.values()),
-                      backbone=self.config.backbone,
-                      encrypt_backbone=self.config.encrypt_backbone, metadata=self.metadata)
-        return (model_topic(self.config.fleet), buf.getvalue(), cp.version,
-                sorted(d.hex() for d in devices))
+        recipients = sorted(d.hex() for d in devices)
+        release = self._release if (self._release is not None and
+                                    self._release[0].manifest.version == cp.version) else None
+        if release is not None and cp.published is not None:
+            # The package is out: only newcomers' wraps (no device downloads it again).
+            have = set(cp.recipients or ())
+            wraps = [(wrap_topic(self.config.fleet, d), release[0].wrap_for(rec))
+                     for d, rec in devices.items() if d.hex() not in have]
+            return Publication(cp.version, None, wraps, recipients)
+        if release is None:
+            if cp.published is not None:
+                if self._round is not None:
+                    return None  # enrolled during a round: the next package reaches them
+                # Enrolled after a restart lost the release's keys: re-issue the same head
+                # as the next version.
+                with self.store.transaction() as db:
+                    self.store.add_checkpoint(db, cp.version + 1, None, cp.W, cp.b)
+                cp = self.ensure_model()
+            buf = io.BytesIO()
+            built = build_package(buf, signer=self.signer_key, version=cp.version, W=cp.W,
+                                  b=cp.b, package_id=cp.package_id,
+                                  backbone=self.config.backbone,
+                                  encrypt_backbone=self.config.encrypt_backbone,
+                                  metadata=self.metadata)
+            release = self._release = (built, buf.getvalue())
+        wraps = [(wrap_topic(self.config.fleet, d), release[0].wrap_for(rec))
+                 for d, rec in devices.items()]
+        return Publication(cp.version, (model_topic(self.config.fleet), release[1]), wraps,
+                           recipients)
 
     def refresh_devices(self) -> dict[bytes, DeviceRecord]:
         """Re-read the enrolled devices (enrollment may come from another process)."""
@@ -444,6 +485,34 @@ class RoundManager:
     def staged(self) -> int:
         """Accepted updates waiting for ``commit``."""
         return 0 if self._batch is None else len(self._batch.rows)
+
+    def announcement(self) -> Announcement:
+        """The open round as a root announces it to its cohort workers (or none open)."""
+        r, view = self._round, self._view
+        if r is None or view is None:
+            return Announcement(None)
+        enrolled = self.registry.records()
+        records = tuple(enrolled[d] for d in sorted(view.cohort) if d in enrolled)
+        return Announcement(r.round_id, r.nonce, r.model_version, view.param_count,
+                            r.update_clip, view.noise_multiplier, view.example_clip,
+                            r.central_noise, records, view.package_id)
+
+    def apply_cohort(self, combined: Combined) -> int:
+        """A root's commit: the round's running sum becomes the workers' combined sum, and
+        the devices it newly covers are recorded (one transaction); returns how many."""
+        assert self._round is not None and self._running is not None
+        new = [c for d, c in sorted(combined.contributions.items()) if d not in self._accepted]
+        with self.store.transaction() as db:
+            self.store.add_updates(db, self._round.round_id,
+                                   [(c.device_id, c.update_id, c.example_count) for c in new],
+                                   combined.total, combined.weight)
+            self.store.add_update_steps(db, self._round.round_id,
+                                        [(c.device_id, c.steps, c.total_steps,
+                                          c.noise_multiplier) for c in new])
+        self._running = fedavg.RunningSum(np.array(combined.total, dtype=np.float64),
+                                          combined.weight, self._running.count + len(new))
+        self._accepted.update({c.device_id: c.update_id for c in new})
+        return len(new)
 
     def commit(self) -> int:
         """Make the staged updates (one transaction: their rows and the running sum after

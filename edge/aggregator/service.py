@@ -12,8 +12,9 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from edge.errors import ConfigError, ModelNotPublished
+from edge.errors import ConfigError, EdgeError, ModelNotPublished
 from edge.formats.device import DeviceRecord
+from edge.formats.keywrap import KEY_WRAP_SIZE
 from edge.mqtt import (
     Client,
     Pending,
@@ -31,6 +32,15 @@ from edge.protocol import (
 )
 from edge.sdnotify import Notifier
 
+from .cohort import (
+    Combiner,
+    PartialSum,
+    drop_message,
+    drop_topic,
+    load_cohort_key,
+    round_topic,
+    sum_subscription,
+)
 from .config import AggregatorConfig
 from .metrics import RoundMetrics, sync_jsonl
 from .prometheus import Exporter, take_snapshot
@@ -89,10 +99,16 @@ class Aggregator:
         self._tickets_sent_at = 0.0
         self._resend_wait = self.ticket_resend_s
         self._acks = PubAcks()
-        self._model_out: tuple[tuple[int, tuple[str, ...]], Pending] | None = None
+        self._model_out: tuple[tuple[int, tuple[str, ...], bool], list[Pending]] | None = None
         self._client: mqtt.Client | None = None
         self._closing = False
-        self._subscription = update_subscription(config.fleet)
+        # A root (config [workers]) hears its workers' partial sums instead of the updates.
+        self.cohort_key = load_cohort_key(config.workers_key) \
+            if config.workers_key is not None else None
+        self._combiner: Combiner | None = None
+        self._drops_sent: set[tuple[int, str, bytes]] = set()
+        self._subscription = update_subscription(config.fleet) if self.cohort_key is None \
+            else sum_subscription(config.fleet)
         self._presence = status_subscription(config.fleet)
         self._skips = skip_subscription(config.fleet)
         self._secagg_sub = secagg_device_subscription(config.fleet)
@@ -240,6 +256,7 @@ class Aggregator:
             self._publish_model()
             if self.rounds.open_round is not None:
                 log.info("resuming round %d", self.rounds.open_round.round_id)
+            self._announce()
             notifier.ready(f"fleet {self.config.fleet}: running rounds")
             while not stop.is_set() and (target is None or closed < target):
                 notifier.watchdog()
@@ -254,6 +271,7 @@ class Aggregator:
                     tickets = self.rounds.open_next()
                     if not tickets:
                         stop.wait(0.5)  # not enough enrolled devices yet
+                    self._announce()  # workers first: they hold what comes early anyway
                     for topic, ticket in tickets:
                         self._publish(topic, ticket)
                     self._tickets_sent_at = time.monotonic()
@@ -385,6 +403,11 @@ class Aggregator:
                     log.debug("ignored a message on %s (not an update topic)", msg.topic[:256])
                     client.ack(msg.mid, msg.qos)
                     continue
+                if self.cohort_key is not None:
+                    self._cohort_sum(client, msg)
+                    if self._due():
+                        return
+                    continue
                 if not batch:
                     first = time.monotonic()
                 self.rounds.stage(msg.topic, bytes(msg.payload))
@@ -395,6 +418,44 @@ class Aggregator:
                     return
         finally:
             self._commit(client, batch)
+
+    def _announce(self) -> None:
+        """A root tells its workers the open round (retained), or that none is open."""
+        if self.cohort_key is None or self._client is None:
+            return
+        ann = self.rounds.announcement()
+        self._combiner = Combiner(ann.round_id) if ann.round_id is not None else None
+        self._acks.publish(self._client, round_topic(self.config.fleet),
+                           ann.to_message(self.cohort_key, self.config.fleet), retain=True)
+
+    def _cohort_sum(self, client: mqtt.Client, msg: mqtt.MQTTMessage) -> None:
+        """A root's handling of a worker's partial sum: keep the newest per worker, tell
+        workers to drop updates another worker owns, and commit the combined sum once every
+        device in it is counted once. Acknowledged after that commit."""
+        assert self.cohort_key is not None
+        try:
+            partial = PartialSum.from_message(self.cohort_key, self.config.fleet,
+                                              bytes(msg.payload))
+        except EdgeError as exc:
+            log.warning("refused a cohort sum on %s: %s: %s", msg.topic[:256], exc.refusal, exc)
+            client.ack(msg.mid, msg.qos)
+            return
+        combiner = self._combiner
+        if combiner is not None and combiner.add(partial):
+            for worker, devices in combiner.drops().items():
+                new = [d for d in devices
+                       if (combiner.round_id, worker, d) not in self._drops_sent]
+                if new:
+                    self._publish(drop_topic(self.config.fleet, worker),
+                                  drop_message(self.cohort_key, self.config.fleet,
+                                               combiner.round_id, worker, new))
+                    self._drops_sent.update((combiner.round_id, worker, d) for d in new)
+                    log.info("round %d: %d update(s) counted by two workers: worker %s drops "
+                             "them", combiner.round_id, len(new), worker)
+            combined = combiner.combined()
+            if combined is not None:
+                self.rounds.apply_cohort(combined)
+        client.ack(msg.mid, msg.qos)
 
     def _commit(self, client: mqtt.Client, batch: list[tuple[int, int]]) -> None:
         """Commit what the batch's messages did, then acknowledge them."""
@@ -412,6 +473,7 @@ class Aggregator:
     def _finish(self) -> None:
         """Close the due round, write its metrics, tell the hook, publish the new model."""
         m = self.rounds.close()
+        self._announce()
         self.sync_metrics()
         self.refresh_prometheus()
         log.info("%s", m.describe())
@@ -420,31 +482,38 @@ class Aggregator:
         self._publish_model()
 
     def _publish_model(self) -> bool:
-        """Publish the newest model as a retained package if not all devices have it.
+        """Publish the newest model if not all devices have it: the shared package (retained,
+        once per release) and one key wrap per device on its own topic (retained).
 
-        True once the broker acknowledged it. A publish made while offline stays in
-        paho's queue and is awaited on the next call rather than queued again.
+        True once the broker acknowledged all of it. Publishes made while offline stay
+        in paho's queue and are awaited on the next call rather than queued again.
         """
-        pending = self.rounds.pending_package()
-        if pending is None:
+        pub = self.rounds.pending_publication()
+        if pub is None:
             return False
         assert self._client is not None
-        topic, package, version, recipients = pending
-        key = (version, tuple(recipients))
+        key = (pub.version, tuple(pub.recipients), pub.package is not None)
         if self._model_out is None or self._model_out[0] != key:
-            out = self._acks.publish(self._client, topic, package, retain=True)
-            if out is None:
-                log.warning("model v%d: the client's queue is full", version)
-                return False
-            self._model_out = (key, out)
-        out = self._model_out[1]
+            messages = ([pub.package] if pub.package is not None else []) + pub.wraps
+            outs = []
+            for topic, payload in messages:
+                out = self._acks.publish(self._client, topic, payload, retain=True)
+                if out is None:
+                    log.warning("model v%d: the client's queue is full", pub.version)
+                    return False
+                outs.append(out)
+            self._model_out = (key, outs)
+        outs = self._model_out[1]
         waited = 0.0
-        while not self._acks.wait(out, PUBLISH_SLICE_S):
-            waited += PUBLISH_SLICE_S
-            if not self._connected.is_set() or waited >= PUBLISH_TIMEOUT_S:
-                return False
+        for out in outs:
+            while not self._acks.wait(out, PUBLISH_SLICE_S):
+                waited += PUBLISH_SLICE_S
+                if not self._connected.is_set() or waited >= PUBLISH_TIMEOUT_S:
+                    return False
         self._model_out = None
-        self.store.mark_published(version, recipients)
-        log.info("model v%d published to %d devices (%d bytes)", version, len(recipients),
-                 len(package))
+        self.store.mark_published(pub.version, pub.recipients)
+        size = len(pub.package[1]) if pub.package is not None else 0
+        log.info("model v%d published: package %s, %d key wrap(s) of %d bytes, %d devices",
+                 pub.version, f"{size} bytes" if pub.package else "already out",
+                 len(pub.wraps), KEY_WRAP_SIZE, len(pub.recipients))
         return True

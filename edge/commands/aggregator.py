@@ -81,6 +81,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run one cohort worker of the fleet until SIGTERM/SIGINT (docs/scale-out.md)."""
+    from edge.aggregator.cohort import load_cohort_key
+    from edge.aggregator.worker import CohortWorker
+
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    config = _load(args)
+    if config.workers_key is None:
+        raise ConfigError("workers.key: missing; workers and their root share a cohort key "
+                          "(64 hex digits, e.g. `openssl rand -hex 32 > cohort.key`)")
+    worker = CohortWorker(config, args.id, args.state, load_cohort_key(config.workers_key))
+    with stop_on_signals() as stop:
+        worker.run(stop)
+        if (name := stop_requested(stop)) is not None:
+            logging.getLogger("edge.aggregator.worker").info("stopped by %s", name)
+    return 0
+
+
 def cmd_enroll(args: argparse.Namespace) -> int:
     """Enroll device records (DEVICE.pub files written by ``edge tee provision``)."""
     from edge.aggregator.registry import Registry
@@ -308,6 +328,15 @@ def register(nouns: Any) -> None:
     p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
     p.add_argument("--rounds", type=int, metavar="N", help="stop after N more rounds")
     p.set_defaults(run=cmd_run)
+    p = verbs.add_parser("worker", help="one cohort worker: verify and sum a share of the "
+                         "updates for the root (docs/scale-out.md)")
+    p.add_argument("--config", type=Path, metavar="FILE", help="the root's TOML configuration "
+                   "(its [workers] key, fleet and broker)")
+    p.add_argument("--id", required=True, metavar="WORKER",
+                   help="worker id, [a-z0-9-]{1,32}; keep it across restarts (its session)")
+    p.add_argument("--state", required=True, type=Path, metavar="FILE",
+                   help="this worker's SQLite database")
+    p.set_defaults(run=cmd_worker)
     p = verbs.add_parser("enroll", help="enroll device records (DEVICE.pub)")
     p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
     p.add_argument("records", nargs="+", type=Path, metavar="DEVICE.pub",

@@ -28,7 +28,7 @@ def register(nouns: Any) -> None:
         "split, then federate the head for R rounds over MQTT and print a per-round table "
         "next to the centralised non-private reference. See docs/demo.md.")
     p.add_argument("--devices", type=int, default=10, metavar="N",
-                   help="devices, 1..256 (default 10; past 100, in device host processes of "
+                   help="devices, 1 or more (default 10; past 100, in device host processes of "
                    "100; past the ~780 private samples, drawn with replacement)")
     p.add_argument("--fleet", default="demo", metavar="NAME",
                    help="fleet name, [a-z0-9-]{1,32} (default demo): several demos can share "

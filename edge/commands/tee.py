@@ -174,8 +174,12 @@ def cmd_load_model(args: argparse.Namespace) -> int:
             return 2
         if args.backbone_out is not None:
             _check_writable(args.backbone_out, "--backbone-out", force=args.force)
+    try:
+        wrap = args.wrap.read_bytes()
+    except OSError as exc:
+        raise errors.ConfigError(f"--wrap {args.wrap}: {exc.strerror}") from exc
     with _open(args) as ta:
-        loaded = ta.load_model(args.package, backbone_out=args.backbone_out)
+        loaded = ta.load_model(args.package, wrap=wrap, backbone_out=args.backbone_out)
     where = f", backbone ({loaded.backbone_len} bytes) in {args.backbone_out}" \
         if args.backbone_out and loaded.backbone_len else ""
     print(f"accepted model version {loaded.version}{where}")
@@ -324,6 +328,9 @@ def register(nouns: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p = verbs.add_parser("load-model", help="verify and install a model package")
     _add_backend(p)
     p.add_argument("package", type=Path, metavar="PKG")
+    p.add_argument("--wrap", type=Path, required=True, metavar="WRAP",
+                   help="this device's key wrap for the package (firmware-sign writes "
+                        "PKG.wraps/<device id>.wrap)")
     p.add_argument("--backbone-out", type=Path, metavar="FILE",
                    help="where to write the verified backbone (required when the package "
                         "has one)")

@@ -29,6 +29,9 @@ from edge.daemon.outbox import Entry, Outbox
 from edge.daemon.store import SampleStore
 from edge.errors import BackboneNotPublished, EdgeError, Malformed, Rollback, StateError
 from edge.formats.device import parse_device_record
+from edge.formats.envelope import parse_envelope
+from edge.formats.keywrap import KEY_WRAP_SIZE, read_key_wrap
+from edge.formats.manifest import PackageManifest
 from edge.formats.package import parse_package
 from edge.formats.skip import parse_skip
 from edge.formats.ticket import parse_ticket
@@ -87,6 +90,7 @@ class Daemon:
                                   serial_url=config.data.serial_url,
                                   baudrate=config.data.baudrate, device=config.name)
         self.model_topic = protocol.model_topic(config.fleet)
+        self.wrap_topic = protocol.wrap_topic(config.fleet, self.device_id)
         self.ticket_topic = protocol.ticket_topic(config.fleet, self.device_id)
         self.update_topic = protocol.update_topic(config.fleet, self.device_id)
         self.status_topic = protocol.status_topic(config.fleet, self.device_id)
@@ -105,6 +109,10 @@ class Daemon:
         self._closed = False
         self._seen: list[bytes] = []
         self._parked: list[bytes] = []
+        # The newest package and key wrap received (both retained, in either order);
+        # a package is loaded once the wrap for it is here too.
+        self._package: bytes | None = None
+        self._wrap: bytes | None = None
         # A persistent session: the broker queues tickets that come while the board is
         # briefly offline (a broker restart, a network blip) instead of dropping them.
         # Its id must stay the same across restarts and, without broker credentials
@@ -147,7 +155,7 @@ class Daemon:
             return
         self.client.accepted()
         self.stats.connects += 1
-        client.subscribe([(self.model_topic, 1), (self.ticket_topic, 1),
+        client.subscribe([(self.model_topic, 1), (self.wrap_topic, 1), (self.ticket_topic, 1),
                           *((t, 1) for t in self.secagg_topics)])
         client.publish(self.status_topic, protocol.ONLINE, qos=1, retain=True)
         self.connected.set()
@@ -173,8 +181,8 @@ class Daemon:
             self._log(logging.WARNING, "disconnect", reason=reason_code, action="reconnecting")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        kind = {self.model_topic: "model", self.ticket_topic: "ticket"}.get(msg.topic) \
-            or self.secagg_topics.get(msg.topic)
+        kind = {self.model_topic: "model", self.wrap_topic: "wrap",
+                self.ticket_topic: "ticket"}.get(msg.topic) or self.secagg_topics.get(msg.topic)
         if kind is None:
             self._log(logging.WARNING, "receive", topic=msg.topic, result="unexpected-topic")
             return
@@ -255,7 +263,11 @@ class Daemon:
             kind, payload = job
             try:
                 if kind == "model":
-                    self._handle_model(payload)
+                    self._package = payload
+                    self._try_load()
+                elif kind == "wrap":
+                    self._wrap = payload
+                    self._try_load()
                 elif kind == "outbox":
                     self._republish_all()
                 elif kind.startswith("secagg-"):
@@ -269,20 +281,51 @@ class Daemon:
                 log.exception("device=%s step=%s unexpected failure", self.config.name, kind)
 
     # -- model packages --------------------------------------------------------
-    def _handle_model(self, payload: bytes) -> None:
-        """Give a package to the TA; switch the backbone only once it is accepted."""
+    def _try_load(self) -> None:
+        """Load the newest package once the newest key wrap names it (either may come first)."""
+        if self._package is None:
+            return
         try:
-            _, manifest = parse_package(payload)
+            _, manifest = parse_package(self._package)
         except EdgeError as exc:
             self.stats.models_refused += 1
+            self._package = None
             self._log(logging.WARNING, "model", result="refused", refusal=exc.refusal,
                       reason=exc)
             return
+        if self._wrap is None:
+            self._log(logging.DEBUG, "model", version=manifest.version, result="waiting",
+                      reason="no key wrap yet")
+            return
+        try:
+            # Unverified, for pairing only: the TA checks the wrap's signature and binding.
+            wrap_package = read_key_wrap(parse_envelope(
+                self._wrap, kind=tee_abi.Kind.KEY_WRAP, max_len=KEY_WRAP_SIZE)).package_id
+        except EdgeError as exc:
+            self._wrap = None
+            self._log(logging.WARNING, "wrap", result="refused", refusal=exc.refusal, reason=exc)
+            return
+        if wrap_package != manifest.package_id:
+            self._log(logging.DEBUG, "model", version=manifest.version, result="waiting",
+                      reason=f"key wrap is for package {wrap_package.hex()}")
+            return
+        payload, wrap = self._package, self._wrap
+        if self._handle_model(payload, wrap, manifest):
+            # Loaded, or an old one refused as rollback: nothing to retry with them.
+            self._package = self._wrap = None
+
+    def _handle_model(self, payload: bytes, wrap: bytes, manifest: PackageManifest) -> bool:
+        """Give a package and its wrap to the TA; switch the backbone only once accepted.
+
+        True when they need not be kept (loaded, or a rollback); False when refused
+        otherwise, so that a new package or a new wrap is tried with the other one.
+        """
         pkg = self.config.work_dir / "incoming.pkg"
         out = self.config.work_dir / "backbone.partial"
         pkg.write_bytes(payload)
         try:
-            loaded = self.ta.load_model(pkg, backbone_out=out if manifest.has_backbone else None)
+            loaded = self.ta.load_model(pkg, wrap=wrap,
+                                        backbone_out=out if manifest.has_backbone else None)
         except BackboneNotPublished as exc:
             # The TA committed this version: its verified backbone is complete at
             # exc.partial, and keeping the old one would pair it with the new head.
@@ -305,7 +348,7 @@ class Daemon:
                       refusal=exc.refusal, reason=exc)
             if isinstance(exc, Rollback):
                 self._forget_closed()
-            return
+            return isinstance(exc, Rollback)
         finally:
             pkg.unlink(missing_ok=True)
         self._forget_closed()
@@ -317,6 +360,7 @@ class Daemon:
                   backbone="tflite" if self.backbone is not None else "none",
                   head=f"{manifest.head_in}x{manifest.head_out}")
         self._unpark(loaded.version)
+        return True
 
     def _unpark(self, version: int) -> None:
         """Handle the tickets that waited for a model up to ``version``, oldest first."""

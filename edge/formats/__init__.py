@@ -30,10 +30,10 @@ from edge.formats.envelope import (
     verify_envelope,
 )
 from edge.formats.keys import key_id
+from edge.formats.keywrap import KEY_WRAP_SIZE, KeyWrap, build_key_wrap, parse_key_wrap
 from edge.formats.manifest import (
     MAX_MANIFEST_SIZE,
     PackageManifest,
-    Recipient,
     encode_manifest,
     parse_manifest,
 )
@@ -54,6 +54,7 @@ __all__ = [
     "DEVICE_RECORD_SIZE",
     "FORMAT_VERSION",
     "HEADER_SIZE",
+    "KEY_WRAP_SIZE",
     "MAGIC",
     "MAX_MANIFEST_SIZE",
     "SIG_SIZE",
@@ -61,16 +62,17 @@ __all__ = [
     "DeviceRecord",
     "Envelope",
     "EnvelopeHeader",
+    "KeyWrap",
     "Kind",
     "OpenedPackage",
     "PackageLoad",
     "PackageManifest",
     "PackageSource",
-    "Recipient",
     "Role",
     "build_anchor_statement",
     "build_device_record",
     "build_envelope",
+    "build_key_wrap",
     "check_header",
     "check_length",
     "encode_manifest",
@@ -81,6 +83,7 @@ __all__ = [
     "parse_anchor_statement",
     "parse_device_record",
     "parse_envelope",
+    "parse_key_wrap",
     "parse_manifest",
     "parse_package",
     "read_manifest",

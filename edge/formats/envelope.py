@@ -13,6 +13,7 @@ from edge import tee_abi
 from edge.errors import (
     Malformed,
     Oversized,
+    RetiredFormat,
     SignatureInvalid,
     UnknownSigner,
     UnsupportedVersion,
@@ -31,6 +32,8 @@ def format_version(kind: int) -> int:
     """The format version an envelope of ``kind`` must carry (its layout's own, if it has
     moved past FORMAT_VERSION)."""
     return tee_abi.KIND_FORMAT_VERSIONS.get(kind, FORMAT_VERSION)
+
+
 HEADER_SIZE = ENVELOPE_HEADER.size
 SIG_SIZE = tee_abi.SIG_SIZE
 MAX_BODY_LEN = 0xFFFFFFFF
@@ -126,10 +129,16 @@ def check_header(
             raise Malformed("envelope: this is a PEM file (a key or certificate), not an edge "
                             "artefact (device record, package, ticket, ...)")
         raise Malformed(f"envelope: bad magic {bytes(magic).hex()}, expected {MAGIC.hex()}")
-    if version != format_version(got_kind):
+    # The version of the kind the header names (as the TA does); then the kind.
+    expected = format_version(got_kind)
+    if version != expected:
+        if got_kind == Kind.PACKAGE and version == 1:
+            raise RetiredFormat(
+                "envelope: model package format 1 (a manifest listing every recipient) is "
+                "retired; rebuild the release: format 2 ships one key wrap per device")
         raise UnsupportedVersion(
             f"envelope: {kind_name(got_kind)} format version {version} is not supported "
-            f"(expected {format_version(got_kind)})"
+            f"(expected {expected})"
         )
     if kind is not None and got_kind != kind:
         raise WrongKind(f"envelope: got {kind_name(got_kind)}, expected {kind_name(kind)}")

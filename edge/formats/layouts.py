@@ -26,7 +26,7 @@ from edge.tee_abi import (
 
 ENVELOPE_HEADER = Layout('Signed envelope', (
     Field('magic', '4s', 0, 'magic EDGE'),
-    Field('version', 'H', 4, 'format version of the kind'),
+    Field('version', 'H', 4, 'format version of the kind named at offset 6'),
     Field('kind', 'H', 6, 'kind'),
     Field('body_len', 'I', 8, 'body_len'),
     Field('signer_key_id', '16s', 12, 'signer key id'),
@@ -51,8 +51,7 @@ MANIFEST_FIXED = Layout('Manifest (envelope body)', (
     Field('package_id', '16s', 8, 'package id'),
     Field('flags', 'I', 24, 'flags', enum=PackageFlag),
     Field('ephemeral_pub', '32s', 28, 'ephemeral X25519 public key E of this package'),
-    Field('recipient_count', 'H', 60, 'recipient count R', lo=1, hi=256, refusal=errors.Oversized),
-    Field('reserved1', '2s', 62, 'reserved', reserved=True),
+    Field('reserved1', '4s', 60, 'reserved', reserved=True),
     Field('head_in', 'I', 64, 'head input size I', lo=1, hi=4096, refusal=errors.Oversized),
     Field('head_out', 'I', 68, 'head output size O', lo=1, hi=1024, refusal=errors.Oversized),
     Field('backbone_len', 'Q', 72, 'backbone length L in bytes'),
@@ -66,6 +65,13 @@ MANIFEST_FIXED = Layout('Manifest (envelope body)', (
     Field('query_budget', 'I', 96, 'query budget'),
     Field('feature_bound', 'f', 100, 'feature bound B', lo=0.0),
 ), size=104)
+
+KEY_WRAP_BODY = Layout('Key wrap', (
+    Field('device_id', '16s', 0, 'device id of the one device this wrap is for'),
+    Field('package_id', '16s', 16, 'package id of the manifest it unlocks'),
+    Field('manifest_digest', '32s', 32, "SHA-256 of that manifest's signed part"),
+    Field('wrapped_key', '48s', 64, 'content key K wrapped for the device'),
+), size=112)
 
 POLICY_BODY = Layout('Privacy policy', (
     Field('version', 'Q', 0, 'policy version', lo=1),

@@ -15,7 +15,6 @@ from edge.formats.layouts import MANIFEST_FIXED
 from edge.tee_abi import InferRelease, PackageFlag
 
 MAX_MANIFEST_SIZE = tee_abi.MAX_MANIFEST_SIZE
-MAX_RECIPIENTS = tee_abi.MAX_RECIPIENTS
 MAX_CHUNKS = tee_abi.MAX_CHUNKS
 MIN_CHUNK_LOG2 = tee_abi.MIN_CHUNK_LOG2
 MAX_CHUNK_LOG2 = tee_abi.MAX_CHUNK_LOG2
@@ -30,7 +29,6 @@ FLAG_BACKBONE_ENCRYPTED = PackageFlag.BACKBONE_ENCRYPTED
 KNOWN_FLAGS = int(FLAG_BACKBONE | FLAG_BACKBONE_ENCRYPTED)
 
 FIXED_SIZE = MANIFEST_FIXED.size
-RECIPIENT_SIZE = tee_abi.RECIPIENT_SIZE
 DIGEST_SIZE = 32
 PACKAGE_ID_SIZE = 16
 
@@ -71,14 +69,6 @@ def check_infer_policy(p: InferPolicy, head_out: int) -> None:
 
 
 @dataclass(frozen=True)
-class Recipient:
-    """One recipient entry: a device id and the content key wrapped for it."""
-
-    device_id: bytes
-    wrapped_key: bytes
-
-
-@dataclass(frozen=True)
 class PackageManifest:
     """A model package manifest; ``parse_manifest`` guarantees every invariant."""
 
@@ -86,7 +76,6 @@ class PackageManifest:
     package_id: bytes
     flags: int
     ephemeral_pub: bytes
-    recipients: tuple[Recipient, ...]
     head_in: int
     head_out: int
     backbone_len: int
@@ -142,19 +131,12 @@ class PackageManifest:
         """The metadata as a JSON object (empty when there is none)."""
         return json.loads(self.metadata) if self.metadata else {}
 
-    def find_recipient(self, device_id: bytes) -> Recipient | None:
-        """Return the entry addressed to ``device_id``, if any."""
-        for entry in self.recipients:
-            if entry.device_id == device_id:
-                return entry
-        return None
 
 
-def body_len_for(recipients: int, chunks: int, head_params: int, metadata: int) -> int:
+def body_len_for(chunks: int, head_params: int, metadata: int) -> int:
     """Return the manifest length the counts imply."""
     return (
         FIXED_SIZE
-        + RECIPIENT_SIZE * recipients
         + DIGEST_SIZE * chunks
         + 4 * head_params
         + TAG_SIZE
@@ -180,14 +162,6 @@ def check_head_shape(head_in: int, head_out: int) -> None:
         raise Oversized(
             f"head: {head_in}x{head_out} has {params} parameters (I*O+O), exceeds {MAX_HEAD_PARAMS}"
         )
-
-
-def check_recipient_count(count: int) -> None:
-    """Refuse zero recipients (``Malformed``) or more than 256 (``Oversized``)."""
-    if count < 1:
-        raise Malformed("manifest: recipient count 0, at least one is needed")
-    if count > MAX_RECIPIENTS:
-        raise Oversized(f"manifest: recipient count {count} exceeds {MAX_RECIPIENTS}")
 
 
 def check_backbone_layout(backbone_len: int, chunk_log2: int, chunk_count: int) -> None:
@@ -232,7 +206,6 @@ def encode_manifest(m: PackageManifest) -> bytes:
         "package_id": m.package_id,
         "flags": m.flags,
         "ephemeral_pub": m.ephemeral_pub,
-        "recipient_count": len(m.recipients),
         "head_in": m.head_in,
         "head_out": m.head_out,
         "backbone_len": m.backbone_len,
@@ -245,21 +218,20 @@ def encode_manifest(m: PackageManifest) -> bytes:
         "feature_bound": m.infer.feature_bound,
     })
     parts = [fixed]
-    parts += [r.device_id + r.wrapped_key for r in m.recipients]
     parts += list(m.chunk_digests)
     parts += [m.head_ciphertext, m.metadata]
     return b"".join(parts)
 
 
 def parse_manifest(body: bytes | memoryview) -> PackageManifest:
-    """Parse and validate a manifest: fields, limits, lengths, unique recipients, metadata."""
+    """Parse and validate a manifest: fields, limits, lengths, metadata."""
     body = bytes(body)
     if len(body) < FIXED_SIZE:
         raise Malformed(
             f"manifest: {len(body)} bytes, shorter than the {FIXED_SIZE}-byte fixed part"
         )
     f = MANIFEST_FIXED.read(body)
-    version, flags, count = f["version"], f["flags"], f["recipient_count"]
+    version, flags = f["version"], f["flags"]
     head_in, head_out, length = f["head_in"], f["head_out"], f["backbone_len"]
     chunk_log2, chunks, meta_len = f["chunk_log2"], f["chunk_count"], f["metadata_len"]
     release, top_k, budget, bound = (f["infer_release"], f["topk"], f["query_budget"],
@@ -271,7 +243,6 @@ def parse_manifest(body: bytes | memoryview) -> PackageManifest:
     if flags & FLAG_BACKBONE_ENCRYPTED and not flags & FLAG_BACKBONE:
         raise Malformed("manifest: backbone-encrypted flag set without backbone flag")
     MANIFEST_FIXED.check_reserved(body, "manifest")
-    check_recipient_count(count)
     check_head_shape(head_in, head_out)
     if meta_len > MAX_METADATA:
         raise Oversized(f"manifest: metadata length {meta_len} exceeds {MAX_METADATA}")
@@ -287,19 +258,10 @@ def parse_manifest(body: bytes | memoryview) -> PackageManifest:
             f"chunk count {chunks}"
         )
     params = head_in * head_out + head_out
-    expected = body_len_for(count, chunks, params, meta_len)
+    expected = body_len_for(chunks, params, meta_len)
     if len(body) != expected:
         raise Malformed(f"manifest: body of {len(body)} bytes, its counts imply {expected}")
     pos = FIXED_SIZE
-    recipients = []
-    seen: set[bytes] = set()
-    for _ in range(count):
-        entry = Recipient(body[pos : pos + 16], body[pos + 16 : pos + RECIPIENT_SIZE])
-        if entry.device_id in seen:
-            raise Malformed(f"manifest: recipient {entry.device_id.hex()} listed twice")
-        seen.add(entry.device_id)
-        recipients.append(entry)
-        pos += RECIPIENT_SIZE
     digests = tuple(
         body[pos + DIGEST_SIZE * i : pos + DIGEST_SIZE * (i + 1)] for i in range(chunks)
     )
@@ -312,7 +274,6 @@ def parse_manifest(body: bytes | memoryview) -> PackageManifest:
         f["package_id"],
         flags,
         f["ephemeral_pub"],
-        tuple(recipients),
         head_in,
         head_out,
         length,

@@ -33,10 +33,10 @@ from edge.formats.keyschedule import (
     head_key,
     unwrap_content_key,
 )
+from edge.formats.keywrap import parse_key_wrap
 from edge.formats.manifest import (
     MAX_MANIFEST_SIZE,
     PackageManifest,
-    Recipient,
     encode_manifest,
     parse_manifest,
 )
@@ -46,7 +46,6 @@ __all__ = [
     "PackageLoad",
     "PackageManifest",
     "PackageSource",
-    "Recipient",
     "encode_manifest",
     "iter_stored_chunks",
     "open_package",
@@ -187,12 +186,13 @@ class PackageLoad:
         cls,
         envelope: Envelope | bytes | bytearray | memoryview,
         *,
+        wrap: bytes | bytearray | memoryview,
         signer_pub: bytes,
-        device_id: bytes,
+        device_id: bytes | None,
         agreement: X25519PrivateKey,
         stored_version: int,
     ) -> PackageLoad:
-        """LOAD_BEGIN: envelope, signer, signature, manifest, rollback, recipient, unwrap, head."""
+        """LOAD_BEGIN: envelope, signer, signature, manifest, rollback, key wrap, unwrap, head."""
         if not isinstance(envelope, Envelope):
             src = PackageSource(envelope)
             envelope = read_manifest(src)
@@ -202,14 +202,13 @@ class PackageLoad:
         m = parse_manifest(envelope.body)
         if m.version <= stored_version:
             raise Rollback(f"package: version {m.version} is not above stored {stored_version}")
-        entry = m.find_recipient(bytes(device_id))
-        if entry is None:
-            raise NotForThisDevice(
-                f"package: no recipient entry for device {bytes(device_id).hex()} "
-                f"({len(m.recipients)} recipient(s))"
-            )
+        if device_id is None:
+            raise NotForThisDevice("package: this device has no identity yet")
+        key_wrap = parse_key_wrap(wrap, signer_pub=signer_pub)
+        key_wrap.check_for(device_id, m.package_id, envelope.digest())
         content_key = unwrap_content_key(
-            entry.wrapped_key, agreement, m.ephemeral_pub, entry.device_id, m.package_id, m.version
+            key_wrap.wrapped_key, agreement, m.ephemeral_pub, key_wrap.device_id, m.package_id,
+            m.version
         )
         hk = head_key(content_key, m.ephemeral_pub, m.package_id)
         plain = decrypt_head(hk, m.head_ciphertext, m.package_id, m.version)
@@ -259,6 +258,7 @@ class OpenedPackage:
 def open_package(
     source: Source,
     *,
+    wrap: bytes | bytearray | memoryview,
     signer_pub: bytes,
     device_id: bytes,
     agreement: X25519PrivateKey,
@@ -273,6 +273,7 @@ def open_package(
     env = read_manifest(src)
     load = PackageLoad.begin(
         env,
+        wrap=wrap,
         signer_pub=signer_pub,
         device_id=device_id,
         agreement=agreement,

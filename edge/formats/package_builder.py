@@ -1,4 +1,4 @@
-"""Build a model package (docs/formats.md "Model package"), streaming the backbone.
+"""Build a release: one model package and one key wrap per device (docs/formats.md).
 
 The manifest lists the digest of every stored chunk and precedes the payload,
 so the backbone is read twice: once to hash (and encrypt) each chunk, once to
@@ -12,8 +12,9 @@ import hashlib
 import hmac
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -33,6 +34,7 @@ from edge.formats.keyschedule import (
     head_key,
     wrap_content_key,
 )
+from edge.formats.keywrap import KeyWrap, build_key_wrap
 from edge.formats.manifest import (
     FLAG_BACKBONE,
     FLAG_BACKBONE_ENCRYPTED,
@@ -43,11 +45,9 @@ from edge.formats.manifest import (
     PACKAGE_ID_SIZE,
     InferPolicy,
     PackageManifest,
-    Recipient,
     check_head_shape,
     check_infer_policy,
     check_metadata,
-    check_recipient_count,
     chunks_for,
     encode_manifest,
     parse_manifest,
@@ -150,6 +150,39 @@ def _stored_chunks(
             yield encrypt_chunk(aead, chunk, package_id, index, index == count - 1)
 
 
+@dataclass
+class Release:
+    """A built package's manifest, and what wraps its content key for any device.
+
+    Holds the content key and the ephemeral private key in memory (the
+    aggregator wraps for devices that enroll after the release); an offline
+    tool drops it once the wraps are written.
+    """
+
+    manifest: PackageManifest
+    manifest_digest: bytes
+    _signer: Ed25519PrivateKey = field(repr=False)
+    _content_key: bytes = field(repr=False)
+    _ephemeral: X25519PrivateKey = field(repr=False)
+    wraps: dict[bytes, bytes] = field(default_factory=dict, repr=False)
+
+    def wrap_for(self, device: DeviceRecord) -> bytes:
+        """The signed key wrap of ``device`` for this package (made once, then kept)."""
+        found = self.wraps.get(device.device_id)
+        if found is None:
+            m = self.manifest
+            wrapped = wrap_content_key(self._content_key, self._ephemeral, device.x25519_pub,
+                                       device.device_id, m.package_id, m.version)
+            found = build_key_wrap(self._signer, KeyWrap(device.device_id, m.package_id,
+                                                         self.manifest_digest, wrapped))
+            self.wraps[device.device_id] = found
+        return found
+
+    def wrap_all(self, devices: Iterable[DeviceRecord]) -> dict[bytes, bytes]:
+        """Wraps for every device given, by device id."""
+        return {d.device_id: self.wrap_for(d) for d in devices}
+
+
 def build_package(
     out: BinaryIO,
     *,
@@ -157,7 +190,7 @@ def build_package(
     version: int,
     W: Any,
     b: Any,
-    recipients: Sequence[DeviceRecord],
+    recipients: Sequence[DeviceRecord] = (),
     backbone: Backbone | None = None,
     encrypt_backbone: bool = False,
     chunk_log2: int = DEFAULT_CHUNK_LOG2,
@@ -167,13 +200,15 @@ def build_package(
     ephemeral_key: X25519PrivateKey | None = None,
     enforce_limits: bool = True,
     infer: InferPolicy | None = None,
-) -> PackageManifest:
-    """Write a signed package to ``out`` and return its manifest.
+) -> Release:
+    """Write a signed package to ``out``; return its release with a wrap per recipient.
 
-    ``package_id``, ``content_key``, ``ephemeral_key`` and ``enforce_limits=False``
-    exist only for deterministic test vectors; releases leave them unset. ``infer``
-    says what the TA's INFER may release of the head (default: the label only, no
-    query budget).
+    The package names no device; ``recipients`` only get their key wraps made
+    now (``Release.wraps``), and any other device can get one later with
+    ``Release.wrap_for``. ``package_id``, ``content_key``, ``ephemeral_key``
+    and ``enforce_limits=False`` exist only for deterministic test vectors;
+    releases leave them unset. ``infer`` says what the TA's INFER may release
+    of the head (default: the label only, no query budget).
     """
     infer = infer if infer is not None else InferPolicy()
     if not 1 <= version <= MAX_VERSION:
@@ -194,7 +229,6 @@ def build_package(
     ids = [r.device_id for r in recipients]
     if enforce_limits:
         check_head_shape(head_in, head_out)
-        check_recipient_count(len(recipients))
         check_metadata(meta)
         check_infer_policy(infer, head_out)
         if count > MAX_CHUNKS:
@@ -212,20 +246,10 @@ def build_package(
     if len(package_id) != PACKAGE_ID_SIZE or len(content_key) != CONTENT_KEY_SIZE:
         raise ValueError("package id must be 16 bytes and content key 32 bytes")
     eph_pub = ephemeral.public_key().public_bytes_raw()
-    wrapped = tuple(
-        Recipient(
-            r.device_id,
-            wrap_content_key(
-                content_key, ephemeral, r.x25519_pub, r.device_id, package_id, version
-            ),
-        )
-        for r in recipients
-    )
     hk = head_key(content_key, eph_pub, package_id)
     aead = None
     if encrypt_backbone:
         aead = AESGCM(backbone_key(content_key, eph_pub, package_id))
-    del content_key
 
     digests: tuple[bytes, ...] = ()
     if backbone is not None:
@@ -241,7 +265,6 @@ def build_package(
         package_id=package_id,
         flags=flags,
         ephemeral_pub=eph_pub,
-        recipients=wrapped,
         head_in=head_in,
         head_out=head_out,
         backbone_len=length,
@@ -260,10 +283,12 @@ def build_package(
     signed = encode_header(Kind.PACKAGE, len(body), key_id(ed25519_raw_public(signer))) + body
     out.write(signed)
     out.write(sign_digest(signer, signed))
+    release = Release(manifest, hashlib.sha256(signed).digest(), signer, content_key, ephemeral)
+    release.wrap_all(recipients)
     if backbone is not None:
         stored = _stored_chunks(backbone, length, chunk_log2, aead, package_id)
         for index, (chunk, digest) in enumerate(zip(stored, digests, strict=True)):
             if not hmac.compare_digest(hashlib.sha256(chunk).digest(), digest):
                 raise ConfigError(f"backbone: chunk {index} changed while packing")
             out.write(chunk)
-    return manifest
+    return release

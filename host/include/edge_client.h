@@ -55,9 +55,14 @@ uint32_t edge_install_anchors(edge_client *c, const uint8_t *signer_pub,
 uint32_t edge_replace_anchor(edge_client *c, const uint8_t *statement,
 			     size_t statement_len, uint32_t *origin);
 
-/* The four steps of a package load, for callers that stream it themselves. */
+/*
+ * The four steps of a package load, for callers that stream it themselves.
+ * `wrap` is this device's signed key wrap for the package (EDGE_KEY_WRAP_SIZE
+ * bytes, docs/formats.md "Key wrap").
+ */
 uint32_t edge_load_begin(edge_client *c, const uint8_t *manifest,
-			 size_t manifest_len, uint32_t *chunk_count,
+			 size_t manifest_len, const uint8_t *wrap,
+			 size_t wrap_len, uint32_t *chunk_count,
 			 uint32_t *flags, uint32_t *chunk_size,
 			 uint32_t *last_stored_size, uint32_t *origin);
 uint32_t edge_load_chunk(edge_client *c, uint32_t index, const uint8_t *stored,
@@ -73,7 +78,8 @@ uint32_t edge_load_abort(edge_client *c, uint32_t *origin);
  * with capacity 0 for a package without backbone).
  */
 uint32_t edge_load_model_buffer(edge_client *c, const uint8_t *package,
-				size_t package_len, uint8_t *backbone,
+				size_t package_len, const uint8_t *wrap,
+				size_t wrap_len, uint8_t *backbone,
 				size_t *backbone_len, uint64_t *version,
 				uint32_t *origin);
 /*
@@ -82,6 +88,7 @@ uint32_t edge_load_model_buffer(edge_client *c, const uint8_t *package,
  * written to `backbone_path` (replaced atomically; NULL discards it).
  */
 uint32_t edge_load_model_file(edge_client *c, const char *package_path,
+			      const uint8_t *wrap, size_t wrap_len,
 			      const char *backbone_path, uint64_t *backbone_len,
 			      uint64_t *version, uint32_t *origin);
 

@@ -47,13 +47,16 @@
  */
 #define TA_EDGE_CMD_REPLACE_ANCHOR		3
 /*
- * LOAD_BEGIN: verifies a model package manifest (signature, anti-rollback,
- *   recipient), unwraps the content key and decrypts the head into a pending
+ * LOAD_BEGIN: verifies a model package manifest (signature, anti-rollback)
+ *   and this device's key wrap (signature, device, package id and manifest
+ *   digest), unwraps the content key and decrypts the head into a pending
  *   slot. Nothing is committed until LOAD_FINISH. Replaces any pending load.
  *   [0] MEMREF_INPUT   signed manifest (the package up to its backbone)
  *   [1] VALUE_OUTPUT   a = chunk count, b = manifest flags
  *   [2] VALUE_OUTPUT   a = chunk size in bytes (0 without backbone),
  *                      b = bytes of the last stored chunk
+ *   [3] MEMREF_INPUT   signed key wrap for this device (docs/formats.md
+ *                      "Key wrap"), EDGE_KEY_WRAP_SIZE bytes
  */
 #define TA_EDGE_CMD_LOAD_BEGIN			4
 /*
@@ -189,6 +192,8 @@
 #define EDGE_ERR_CHUNK_DIGEST			0xED6E000A	/* chunk differs from manifest */
 #define EDGE_ERR_ROLLBACK			0xED6E0001	/* version not above stored */
 #define EDGE_ERR_NOT_FOR_DEVICE			0xED6E0002	/* no recipient entry for us */
+#define EDGE_ERR_WRONG_PACKAGE			0xED6E001E	/* wrap bound to another package */
+#define EDGE_ERR_RETIRED_FORMAT			0xED6E001F	/* v1 package (recipient list) */
 #define EDGE_ERR_STALE_STATEMENT		0xED6E0007	/* statement epoch not next */
 #define EDGE_ERR_NOT_PROVISIONED		0xED6E0004	/* no trust anchors yet */
 #define EDGE_ERR_ALREADY_PROVISIONED		0xED6E0005	/* anchors already set */
@@ -218,8 +223,7 @@
 #define EDGE_AEAD_TAG_SIZE			16	/* AES-GCM tag after each encrypted chunk */
 #define EDGE_POLICY_ID_SIZE			8	/* key id of an installed policy's digest */
 #define EDGE_MAX_MANIFEST_SIZE			(1024 * 1024)
-#define EDGE_MAX_RECIPIENTS			256
-#define EDGE_RECIPIENT_SIZE			64	/* device id (16) || wrapped key (32 + 16 tag) */
+#define EDGE_WRAPPED_KEY_SIZE			48	/* wrapped content key (32 + 16 tag) */
 #define EDGE_MAX_CHUNKS				4096
 #define EDGE_MIN_CHUNK_LOG2			12
 #define EDGE_MAX_CHUNK_LOG2			20
@@ -250,7 +254,8 @@
 #define EDGE_FORMAT_VERSION_PRIVACY_POLICY	2
 #define EDGE_FORMAT_VERSION_ROUND_TICKET	2
 #define EDGE_FORMAT_VERSION_SEALED_UPDATE	2
-#define EDGE_FORMAT_VERSION_OF(k)		((k) == 5 ? EDGE_FORMAT_VERSION_SEALED_UPDATE : (k) == 4 ? EDGE_FORMAT_VERSION_ROUND_TICKET : (k) == 6 ? EDGE_FORMAT_VERSION_PRIVACY_POLICY : EDGE_FORMAT_VERSION)	/* the version of kind k */
+#define EDGE_FORMAT_VERSION_PACKAGE		2
+#define EDGE_FORMAT_VERSION_OF(k)		((k) == 1 ? EDGE_FORMAT_VERSION_PACKAGE : (k) == 5 ? EDGE_FORMAT_VERSION_SEALED_UPDATE : (k) == 4 ? EDGE_FORMAT_VERSION_ROUND_TICKET : (k) == 6 ? EDGE_FORMAT_VERSION_PRIVACY_POLICY : EDGE_FORMAT_VERSION)	/* the version of kind k */
 #define EDGE_DEVICE_RECORD_SIZE			(EDGE_ENVELOPE_HEADER_SIZE + EDGE_DEVICE_BODY_SIZE + EDGE_SIG_SIZE)
 #define EDGE_ANCHOR_STATEMENT_SIZE		(EDGE_ENVELOPE_HEADER_SIZE + EDGE_ANCHOR_BODY_SIZE + EDGE_SIG_SIZE)
 #define EDGE_TICKET_SIZE			(EDGE_ENVELOPE_HEADER_SIZE + EDGE_TICKET_BODY_SIZE + EDGE_SIG_SIZE)
@@ -258,6 +263,7 @@
 #define EDGE_CERT_SIZE				(EDGE_ENVELOPE_HEADER_SIZE + EDGE_CERT_BODY_SIZE + EDGE_SIG_SIZE)
 #define EDGE_SECAGG_ADVERT_SIZE			(EDGE_ENVELOPE_HEADER_SIZE + EDGE_ADVERT_BODY_SIZE + EDGE_SIG_SIZE)
 #define EDGE_SKIP_REPORT_SIZE			(EDGE_ENVELOPE_HEADER_SIZE + EDGE_SKIP_BODY_SIZE + EDGE_SIG_SIZE)
+#define EDGE_KEY_WRAP_SIZE			(EDGE_ENVELOPE_HEADER_SIZE + EDGE_KEY_WRAP_BODY_SIZE + EDGE_SIG_SIZE)
 
 /* Envelope kinds: what an artefact is. */
 #define EDGE_KIND_PACKAGE			1	/* model package manifest */
@@ -272,6 +278,7 @@
 #define EDGE_KIND_SECAGG_SHARES			10	/* secure-aggregation shares bundle */
 #define EDGE_KIND_SECAGG_REVEALS		11	/* secure-aggregation reveals */
 #define EDGE_KIND_SKIP_REPORT			12	/* skip report */
+#define EDGE_KIND_KEY_WRAP			14	/* a package's content key wrapped for one device */
 
 /* Which trust anchor an anchor statement replaces. */
 #define EDGE_ROLE_MODEL_SIGNER			1	/* signs packages and policies */
@@ -384,11 +391,8 @@
 #define EDGE_MANIFEST_OFF_FLAGS			24	/* u32 */
 #define EDGE_MANIFEST_OFF_EPHEMERAL_PUB		28	/* 32 bytes */
 #define EDGE_MANIFEST_LEN_EPHEMERAL_PUB		32
-#define EDGE_MANIFEST_OFF_RECIPIENT_COUNT	60	/* u16 */
-#define EDGE_MANIFEST_RECIPIENT_COUNT_MIN	1u
-#define EDGE_MANIFEST_RECIPIENT_COUNT_MAX	256u
-#define EDGE_MANIFEST_OFF_RESERVED1		62	/* 2 bytes */
-#define EDGE_MANIFEST_LEN_RESERVED1		2
+#define EDGE_MANIFEST_OFF_RESERVED1		60	/* 4 bytes */
+#define EDGE_MANIFEST_LEN_RESERVED1		4
 #define EDGE_MANIFEST_OFF_HEAD_IN		64	/* u32 */
 #define EDGE_MANIFEST_HEAD_IN_MIN		1u
 #define EDGE_MANIFEST_HEAD_IN_MAX		4096u
@@ -411,6 +415,17 @@
 #define EDGE_MANIFEST_OFF_QUERY_BUDGET		96	/* u32 */
 #define EDGE_MANIFEST_OFF_FEATURE_BOUND		100	/* f32 */
 #define EDGE_MANIFEST_FEATURE_BOUND_MIN		0.0f
+
+/* Key wrap: offsets and sizes, little-endian. */
+#define EDGE_KEY_WRAP_BODY_SIZE			112
+#define EDGE_KEY_WRAP_OFF_DEVICE_ID		0	/* 16 bytes */
+#define EDGE_KEY_WRAP_LEN_DEVICE_ID		16
+#define EDGE_KEY_WRAP_OFF_PACKAGE_ID		16	/* 16 bytes */
+#define EDGE_KEY_WRAP_LEN_PACKAGE_ID		16
+#define EDGE_KEY_WRAP_OFF_MANIFEST_DIGEST	32	/* 32 bytes */
+#define EDGE_KEY_WRAP_LEN_MANIFEST_DIGEST	32
+#define EDGE_KEY_WRAP_OFF_WRAPPED_KEY		64	/* 48 bytes */
+#define EDGE_KEY_WRAP_LEN_WRAPPED_KEY		48
 
 /* Privacy policy: offsets and sizes, little-endian. */
 #define EDGE_POLICY_BODY_SIZE			584

@@ -65,6 +65,7 @@ static TEE_Result load_begin(struct edge_session *s, const struct built *b,
 {
 	p_clear(p);
 	p_mem(&p[0], b->manifest, b->manifest_len);
+	p_mem(&p[3], b->wrap, EDGE_KEY_WRAP_SIZE);
 	return edge_cmd_load_begin(s, p);
 }
 
@@ -390,9 +391,9 @@ static void test_replace(void)
 	CHECK_RES(replace(st_, sizeof(a_to_b) + 1), TEE_ERROR_BAD_FORMAT,
 		  "statement with a trailing byte");
 	memcpy(st_, a_to_b, sizeof(a_to_b));
-	put_le16(st_ + 6, 1);
+	put_le16(st_ + 6, EDGE_KIND_DEVICE_RECORD);
 	CHECK_RES(replace(st_, sizeof(a_to_b)), EDGE_ERR_WRONG_KIND,
-		  "kind 1 given as a statement");
+		  "kind 3 given as a statement");
 	memset(st_, 0, sizeof(st_));
 	memcpy(st_, a_to_b, 28);
 	put_le32(st_ + 8, 52);
@@ -662,8 +663,51 @@ static void test_second_package(void)
 		  "package for another device");
 	built_free(&b);
 
-	/* Signed by the aggregator, not the model signer. */
+	/* Key wraps: another package's, a changed byte, re-signed. */
 	sp.rcpt = only_me;
+	{
+		struct built other_pkg;
+
+		pkg_build(&sp, &b);
+		pkg_build(&sp, &other_pkg);
+		memcpy(b.wrap, other_pkg.wrap, EDGE_KEY_WRAP_SIZE);
+		CHECK_RES(load_begin(s1, &b, p), EDGE_ERR_WRONG_PACKAGE,
+			  "key wrap of another package");
+		built_free(&other_pkg);
+		built_free(&b);
+
+		pkg_build(&sp, &b);
+		b.wrap[EDGE_ENVELOPE_HEADER_SIZE +
+		       EDGE_KEY_WRAP_OFF_WRAPPED_KEY + 3] ^= 1;
+		CHECK_RES(load_begin(s1, &b, p), TEE_ERROR_SIGNATURE_INVALID,
+			  "key wrap with a changed byte");
+		sign_envelope(b.wrap, EDGE_KEY_WRAP_SIZE - 64, signer_a.pair);
+		CHECK_RES(load_begin(s1, &b, p), TEE_ERROR_MAC_INVALID,
+			  "key wrap with a changed byte, re-signed");
+		built_free(&b);
+
+		/* A wrap signed by the aggregator anchor. */
+		pkg_build(&sp, &b);
+		sign_envelope(b.wrap, EDGE_KEY_WRAP_SIZE - 64, aggregator.pair);
+		b.wrap[12] ^= 0xff;	/* its signer id no longer the anchor */
+		CHECK_RES(load_begin(s1, &b, p), EDGE_ERR_UNKNOWN_SIGNER,
+			  "key wrap naming another signer");
+		built_free(&b);
+
+		/* A version-1 package (the retired recipient-list format). */
+		pkg_build(&sp, &b);
+		put_le16(b.manifest + 4, 1);
+		sign_envelope(b.manifest, b.manifest_len - 64, signer_a.pair);
+		CHECK_RES(load_begin(s1, &b, p), EDGE_ERR_RETIRED_FORMAT,
+			  "version-1 package");
+		put_le16(b.manifest + 4, 3);
+		CHECK_RES(load_begin(s1, &b, p), EDGE_ERR_UNSUPPORTED_VERSION,
+			  "version-3 package");
+		built_free(&b);
+	}
+	CHECK(status_version(s1) == 1, "version kept after wrap refusals");
+
+	/* Signed by the aggregator, not the model signer. */
 	sp.signer = &aggregator;
 	pkg_build(&sp, &b);
 	CHECK_RES(load_begin(s1, &b, p), EDGE_ERR_UNKNOWN_SIGNER,
@@ -681,18 +725,22 @@ static void test_second_package(void)
 	sp.signer = &signer_a;
 	pkg_build(&sp, &b);
 	{
-		size_t head_off = 28 + EDGE_MANIFEST_FIXED_SIZE + 64 +
+		size_t head_off = 28 + EDGE_MANIFEST_FIXED_SIZE +
 				  32 * 2 + 7;
 
 		b.manifest[head_off] ^= 1;
 		sign_envelope(b.manifest, b.manifest_len - 64,
 			      signer_a.pair);
+		CHECK_RES(load_begin(s1, &b, p), EDGE_ERR_WRONG_PACKAGE,
+			  "re-signed manifest, the wrap of the original");
+		pkg_rebind_wrap(&b, &signer_a);
 		CHECK_RES(load_begin(s1, &b, p), TEE_ERROR_MAC_INVALID,
 			  "tampered head");
 		CHECK(status_version(s1) == 1, "version kept after refusal");
 		b.manifest[head_off] ^= 1;
 		sign_envelope(b.manifest, b.manifest_len - 64,
 			      signer_a.pair);
+		pkg_rebind_wrap(&b, &signer_a);
 	}
 
 	/* Public backbone, version 7: replaces version 1. */

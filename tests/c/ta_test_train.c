@@ -70,11 +70,14 @@ struct device {
 	uint8_t id[16];
 };
 
-/* A head-only package manifest for one recipient; the caller frees *res. */
+/*
+ * A head-only package manifest and its key wrap for one recipient; the
+ * caller frees *res.
+ */
 static void build_package(uint64_t version, uint32_t in, uint32_t out,
 			  const float *head, const struct device *dev,
 			  const struct ed_key *signer, uint8_t **res,
-			  size_t *res_len)
+			  size_t *res_len, uint8_t wrap[EDGE_KEY_WRAP_SIZE])
 {
 	struct recipient r = { };
 	struct pkg_spec sp = {
@@ -88,6 +91,7 @@ static void build_package(uint64_t version, uint32_t in, uint32_t out,
 	pkg_build(&sp, &b);
 	*res = b.manifest;
 	*res_len = b.manifest_len;
+	memcpy(wrap, b.wrap, EDGE_KEY_WRAP_SIZE);
 	b.manifest = NULL;
 	built_free(&b);
 }
@@ -457,13 +461,15 @@ static TEE_Result load_model(uint64_t version, uint32_t in, uint32_t out,
 			     const float *head)
 {
 	TEE_Param p[TEE_NUM_PARAMS];
+	uint8_t wrap[EDGE_KEY_WRAP_SIZE];
 	uint8_t *m = NULL;
 	size_t len = 0;
 	TEE_Result res;
 
-	build_package(version, in, out, head, &dev, &signer, &m, &len);
+	build_package(version, in, out, head, &dev, &signer, &m, &len, wrap);
 	p_clear(p);
 	p_mem(&p[0], m, len);
+	p_mem(&p[3], wrap, sizeof(wrap));
 	res = edge_cmd_load_begin(s1, p);
 	if (!res) {
 		p_clear(p);

@@ -320,9 +320,13 @@ static void check_code(const struct vec *v, const char *step, TEE_Result res)
 		     " (%s)", step, res, v->code, v->expect);
 }
 
-static void check_package(const struct vec *v, const uint8_t *file,
-			  size_t len)
+static void check_package(const char *dir, const struct vec *v,
+			  const uint8_t *file, size_t len)
 {
+	char wrap_name[256];
+	char wrap_path[4096];
+	uint8_t *wrap = NULL;
+	size_t wrap_len = 0;
 	const uint8_t *signer = key("model_signer_pub", 32);
 	struct pkg_load ld = { };
 	struct pkg_info info = { };
@@ -360,6 +364,19 @@ static void check_package(const struct vec *v, const uint8_t *file,
 		EVP_MD_CTX_free(bb);
 		return;
 	}
+	/* Every package vector names the key wrap delivered with it. */
+	if (!extra_get(v->extra, "wrap", wrap_name, sizeof(wrap_name))) {
+		fail("index extra lacks wrap=");
+		EVP_MD_CTX_free(bb);
+		return;
+	}
+	snprintf(wrap_path, sizeof(wrap_path), "%s/%s", dir, wrap_name);
+	wrap = read_file(wrap_path, &wrap_len);
+	if (!wrap) {
+		fail("cannot read %s", wrap_path);
+		EVP_MD_CTX_free(bb);
+		return;
+	}
 	before = snapshot(EDGE_OBJ_MODEL, EDGE_TAG_MODEL, &before_len);
 
 	/* The manifest is the envelope; the rest is the backbone payload. */
@@ -371,8 +388,8 @@ static void check_package(const struct vec *v, const uint8_t *file,
 			mlen = (size_t)m;
 	}
 	EVP_DigestInit_ex(bb, EVP_sha256(), NULL);
-	res = pkg_begin(&ld, file, mlen, signer, v->stored_version,
-			device_kex, device_id, &info);
+	res = pkg_begin(&ld, file, mlen, wrap, wrap_len, signer,
+			v->stored_version, device_kex, device_id, &info);
 	if (!res) {
 		/* Stream the payload, chunk by chunk, as the daemon does. */
 		out_cap = info.chunk_size ? info.chunk_size : 16;
@@ -454,6 +471,7 @@ out:
 	free(before);
 	free(after);
 	free(out);
+	free(wrap);
 }
 
 static void check_anchor_statement(const struct vec *v, const uint8_t *stmt,
@@ -786,7 +804,7 @@ static void run_vector(const char *dir, const struct vec *v)
 		return;
 	}
 	if (!strcmp(v->kind, "package"))
-		check_package(v, buf, len);
+		check_package(dir, v, buf, len);
 	else if (!strcmp(v->kind, "anchor_statement"))
 		check_anchor_statement(v, buf, len);
 	else if (!strcmp(v->kind, "device_record"))

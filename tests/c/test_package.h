@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The C tests' one model-package encoder (docs/formats.md key schedule),
- * shared by ta_test_commands and ta_test_train, at the contract's offsets.
+ * shared by ta_test_commands and ta_test_train, at the contract's offsets:
+ * the manifest and one signed key wrap per recipient; `wrap` is the last
+ * recipient's, the one the tests deliver.
  * Python's encoder (edge/formats/package.py) writes the shared vectors.
  */
 #ifndef EDGE_TEST_PACKAGE_H
@@ -35,7 +37,7 @@ struct pkg_spec {
 	size_t backbone_len;
 	uint8_t chunk_log2;
 	const struct recipient *rcpt;
-	int nrcpt;
+	int nrcpt;			/* 1..4 */
 	const struct ed_key *signer;
 };
 
@@ -46,6 +48,8 @@ struct built {
 	size_t payload_len;
 	uint32_t chunk_count;
 	size_t chunk_stored[64];	/* stored size of each chunk */
+	uint8_t wraps[4][EDGE_KEY_WRAP_SIZE];
+	uint8_t *wrap;			/* wraps[nrcpt - 1] */
 };
 
 static inline void built_free(struct built *b)
@@ -69,7 +73,6 @@ static inline void pkg_build(const struct pkg_spec *s, struct built *b)
 	uint32_t N = C ? (uint32_t)((s->backbone_len + C - 1) / C) : 0;
 	size_t params = (size_t)s->in * s->out + s->out;
 	size_t body_len = EDGE_MANIFEST_FIXED_SIZE +
-			  EDGE_RECIPIENT_SIZE * (size_t)s->nrcpt +
 			  32 * (size_t)N +
 			  4 * params + 16 + 2;
 	uint8_t *env = NULL;
@@ -107,7 +110,6 @@ static inline void pkg_build(const struct pkg_spec *s, struct built *b)
 			    (s->encrypt ? EDGE_PKG_FLAG_BACKBONE_ENCRYPTED :
 					  0));
 	memcpy(body + EDGE_MANIFEST_OFF_EPHEMERAL_PUB, E, 32);
-	put_le16(body + EDGE_MANIFEST_OFF_RECIPIENT_COUNT, (uint16_t)s->nrcpt);
 	put_le32(body + EDGE_MANIFEST_OFF_HEAD_IN, s->in);
 	put_le32(body + EDGE_MANIFEST_OFF_HEAD_OUT, s->out);
 	put_le64(body + EDGE_MANIFEST_OFF_BACKBONE_LEN, s->backbone_len);
@@ -118,20 +120,10 @@ static inline void pkg_build(const struct pkg_spec *s, struct built *b)
 	body[EDGE_MANIFEST_OFF_INFER_RELEASE] = EDGE_INFER_SCORES;
 	p = body + EDGE_MANIFEST_FIXED_SIZE;
 
-	/* Recipients. */
 	memcpy(binding, pkg_id, 16);
 	put_le64(binding + 16, s->version);
-	for (r = 0; r < s->nrcpt; r++) {
-		memcpy(p, s->rcpt[r].id, 16);
-		memcpy(salt, E, 32);
-		memcpy(salt + 32, s->rcpt[r].kex_pub, 32);
-		if (edge_x25519(e, s->rcpt[r].kex_pub, Z) ||
-		    edge_hkdf_sha256(Z, 32, salt, 64, wrap, strlen(wrap),
-				     binding, 24, KEK, 32))
-			harness_die("key wrap");
-		gcm_encrypt(KEK, nonce, s->rcpt[r].id, 16, K, 32, p + 16);
-		p += 64;
-	}
+	if (s->nrcpt < 1 || s->nrcpt > 4)
+		harness_die("1..4 recipients");
 
 	/* Backbone chunks and their digests. */
 	b->chunk_count = N;
@@ -182,8 +174,44 @@ static inline void pkg_build(const struct pkg_spec *s, struct built *b)
 	sign_envelope(env, EDGE_ENVELOPE_HEADER_SIZE + body_len,
 		      s->signer->pair);
 	b->manifest = env;
+
+	/* One key wrap per recipient, bound to the signed manifest. */
+	for (r = 0; r < s->nrcpt; r++) {
+		uint8_t *w = b->wraps[r];
+		uint8_t *wb = w + EDGE_ENVELOPE_HEADER_SIZE;
+		uint8_t signer_id[16];
+
+		edge_key_id(s->signer->pub, signer_id);
+		envelope_put_header(w, EDGE_KIND_KEY_WRAP,
+				    EDGE_KEY_WRAP_BODY_SIZE, signer_id);
+		memcpy(wb + EDGE_KEY_WRAP_OFF_DEVICE_ID, s->rcpt[r].id, 16);
+		memcpy(wb + EDGE_KEY_WRAP_OFF_PACKAGE_ID, pkg_id, 16);
+		edge_sha256(env, EDGE_ENVELOPE_HEADER_SIZE + body_len,
+			    wb + EDGE_KEY_WRAP_OFF_MANIFEST_DIGEST);
+		memcpy(salt, E, 32);
+		memcpy(salt + 32, s->rcpt[r].kex_pub, 32);
+		if (edge_x25519(e, s->rcpt[r].kex_pub, Z) ||
+		    edge_hkdf_sha256(Z, 32, salt, 64, wrap, strlen(wrap),
+				     binding, 24, KEK, 32))
+			harness_die("key wrap");
+		memset(nonce, 0, 12);
+		gcm_encrypt(KEK, nonce, s->rcpt[r].id, 16, K, 32,
+			    wb + EDGE_KEY_WRAP_OFF_WRAPPED_KEY);
+		sign_envelope(w, EDGE_ENVELOPE_HEADER_SIZE +
+				 EDGE_KEY_WRAP_BODY_SIZE, s->signer->pair);
+	}
+	b->wrap = b->wraps[s->nrcpt - 1];
 	free(head_pt);
 	TEE_FreeTransientObject(e);
+}
+
+/* After the manifest was edited and re-signed: bind the wrap to it again. */
+static inline void pkg_rebind_wrap(struct built *b, const struct ed_key *signer)
+{
+	edge_sha256(b->manifest, b->manifest_len - 64,
+		    b->wrap + EDGE_ENVELOPE_HEADER_SIZE +
+			    EDGE_KEY_WRAP_OFF_MANIFEST_DIGEST);
+	sign_envelope(b->wrap, EDGE_KEY_WRAP_SIZE - 64, signer->pair);
 }
 
 #endif /* EDGE_TEST_PACKAGE_H */

@@ -34,17 +34,23 @@
 struct package {
 	uint8_t *manifest;	/* the manifest envelope */
 	size_t len;
+	uint8_t *wrap;		/* the device's key wrap of tests/vectors */
 	size_t digests_off;	/* offset of the digest list in manifest */
 	uint32_t chunk_count;
 };
 
 static struct package pkgs[2];
 
-static void load_package(struct package *p, const char *name)
+static void load_package(struct package *p, const char *name,
+			 const char *wrap_name)
 {
 	struct edge_manifest m = { };
 	size_t file_len = 0;
+	size_t wrap_len = 0;
 	uint8_t *file = fuzz_read_vector(name, &file_len);
+
+	p->wrap = fuzz_read_vector(wrap_name, &wrap_len);
+	FUZZ_ASSERT(wrap_len == EDGE_KEY_WRAP_SIZE);
 
 	FUZZ_ASSERT(file_len > EDGE_ENVELOPE_HEADER_SIZE);
 	p->len = EDGE_ENVELOPE_HEADER_SIZE + get_le32(file + 8) +
@@ -97,6 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	struct edge_model model = { };
 	const struct package *p = NULL;
 	uint8_t *manifest = NULL;
+	uint8_t wrap[EDGE_KEY_WRAP_SIZE];
 	uint8_t *stored = NULL;
 	uint8_t *out = NULL;
 	size_t out_cap = 0;
@@ -109,8 +116,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	TEE_Result res = TEE_ERROR_GENERIC;
 
 	if (!loaded) {
-		load_package(&pkgs[0], "pkg_ok_public_backbone.bin");
-		load_package(&pkgs[1], "pkg_ok_encrypted_backbone.bin");
+		load_package(&pkgs[0], "pkg_ok_public_backbone.bin",
+			     "pkg_ok_public_backbone.wrap.bin");
+		load_package(&pkgs[1], "pkg_ok_encrypted_backbone.bin",
+			     "pkg_ok_encrypted_backbone.wrap.bin");
 		loaded = true;
 	}
 	if (!len)
@@ -120,15 +129,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	n = split(data + 1, len - 1, rec);
 
 	manifest = fuzz_dup(p->manifest, p->len);
+	memcpy(wrap, p->wrap, sizeof(wrap));
 	if (ctrl & CTRL_REDIGEST) {
 		for (i = 0; i < n && i < p->chunk_count; i++)
 			FUZZ_ASSERT(!edge_sha256(rec[i].buf, rec[i].len,
 						 manifest + p->digests_off +
 						 EDGE_SHA256_SIZE * i));
 		FUZZ_ASSERT(fuzz_resign(manifest, p->len, &fuzz_signer));
+		fuzz_rebind_wrap(wrap, manifest, p->len);
 	}
-	res = pkg_begin(&ld, manifest, p->len, fuzz_signer.pub, 0,
-			fuzz_device_kex, fuzz_device.id, &info);
+	res = pkg_begin(&ld, manifest, p->len, wrap, sizeof(wrap),
+			fuzz_signer.pub, 0, fuzz_device_kex, fuzz_device.id,
+			&info);
 	FUZZ_ASSERT(!res);
 
 	for (i = 0; i < n && ld.active; i++) {

@@ -12,7 +12,8 @@
  *   command id (u8) | flags (u8) | length (u16 LE) | payload
  * The payload starts with value.a, value.b (u32 LE each) for a command
  * with a value input; TRAIN_AND_SEAL then takes a u16 LE features length.
- * The rest are the memref inputs. Flags: bits 0-1 pick the output buffer
+ * The rest are the memref inputs (LOAD_BEGIN: the manifest, then its last
+ * EDGE_KEY_WRAP_SIZE bytes are the key wrap). Flags: bits 0-1 pick the output buffer
  * size, bit 2 sends wrong parameter types, bit 3 re-signs the first memref
  * input as an envelope with the keys.tsv key its kind calls for (model
  * signer, aggregator, or the key of the role an anchor statement names), so
@@ -110,6 +111,9 @@ static void run(void *sess, const struct edge_cmd *cmd, uint8_t flags,
 		p += 2;
 		len -= 2;
 	}
+	/* LOAD_BEGIN: the manifest, then the key wrap in the last bytes. */
+	if (cmd->id == TA_EDGE_CMD_LOAD_BEGIN)
+		split = len > EDGE_KEY_WRAP_SIZE ? len - EDGE_KEY_WRAP_SIZE : len;
 	for (i = 0; i < TEE_NUM_PARAMS; i++) {
 		type = TEE_PARAM_TYPE_GET(pt, i);
 		if (type == TEE_PARAM_TYPE_MEMREF_INPUT) {

@@ -92,6 +92,18 @@ bool fuzz_resign(uint8_t *buf, size_t len, const struct fuzz_ed_key *key)
 	return true;
 }
 
+void fuzz_rebind_wrap(uint8_t *wrap, const uint8_t *manifest,
+		      size_t manifest_len)
+{
+	if (manifest_len < EDGE_ENVELOPE_HEADER_SIZE + EDGE_SIG_SIZE)
+		return;
+	if (edge_sha256(manifest, manifest_len - EDGE_SIG_SIZE,
+			wrap + EDGE_ENVELOPE_HEADER_SIZE +
+				EDGE_KEY_WRAP_OFF_MANIFEST_DIGEST))
+		fuzz_fail("cannot hash");
+	(void)fuzz_resign(wrap, EDGE_KEY_WRAP_SIZE, &fuzz_signer);
+}
+
 void fuzz_body(const uint8_t *data, size_t len, const uint8_t **body,
 	       size_t *body_len)
 {

@@ -53,6 +53,16 @@ uint8_t *fuzz_dup(const uint8_t *data, size_t len);
 bool fuzz_resign(uint8_t *buf, size_t len, const struct fuzz_ed_key *key);
 
 /*
+ * Binds a key wrap (EDGE_KEY_WRAP_SIZE bytes) to the signed manifest
+ * envelope at manifest (manifest_len bytes, at least header + signature):
+ * its manifest digest becomes SHA-256 of the signed part, and it is
+ * re-signed with the model signer, so that a re-signed manifest still gets
+ * past the wrap's binding to the checks behind it.
+ */
+void fuzz_rebind_wrap(uint8_t *wrap, const uint8_t *manifest,
+		      size_t manifest_len);
+
+/*
  * The body of an input read as an envelope (bytes 28 .. len - 64), or the
  * whole input if it is too short: what a body parser gets to see.
  */

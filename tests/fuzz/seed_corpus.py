@@ -190,7 +190,9 @@ def command_sequences(files: dict[str, bytes], k: dict[str, bytes], policy: byte
     seqs = {}
     head_only = files["pkg_ok_head_only.bin"]
     head_in, head_out = head_shape(head_only)
-    load_head = command(CMD_LOAD_BEGIN, head_only) + command(CMD_LOAD_FINISH)
+    # LOAD_BEGIN's payload: the manifest, then the device's key wrap (its last bytes).
+    load_head = (command(CMD_LOAD_BEGIN, head_only + files["pkg_ok_head_only.wrap.bin"])
+                 + command(CMD_LOAD_FINISH))
     n = 4
     features = struct.pack(f"<{n * head_in}f", *[(i % 5) / 4 for i in range(n * head_in)])
     labels = struct.pack(f"<{n}I", *[i % head_out for i in range(n)])
@@ -207,15 +209,16 @@ def command_sequences(files: dict[str, bytes], k: dict[str, bytes], policy: byte
         data = files[stem + ".bin"]
         mlen = envelope_len(data)
         _, sizes = stored_sizes(data[:mlen], len(data) - mlen)
-        seq = command(CMD_LOAD_BEGIN, data[:mlen])
+        seq = command(CMD_LOAD_BEGIN, data[:mlen] + files[stem + ".wrap.bin"])
         off = mlen
         for i, size in enumerate(sizes):
             seq += command(CMD_LOAD_CHUNK, values(i) + data[off:off + size])
             off += size
         seqs[stem] = seq + command(CMD_LOAD_FINISH)
-    seqs["abort"] = (command(CMD_LOAD_BEGIN, files["pkg_ok_public_backbone.bin"][:envelope_len(
-        files["pkg_ok_public_backbone.bin"])]) + command(CMD_LOAD_ABORT)
-        + command(CMD_LOAD_FINISH))
+    public = files["pkg_ok_public_backbone.bin"]
+    seqs["abort"] = (command(CMD_LOAD_BEGIN, public[:envelope_len(public)]
+                             + files["pkg_ok_public_backbone.wrap.bin"])
+                     + command(CMD_LOAD_ABORT) + command(CMD_LOAD_FINISH))
     seqs["replace-anchor"] = (command(CMD_REPLACE_ANCHOR, files["anchor_ok.bin"])
                               + command(CMD_GET_STATUS))
     seqs["identity"] = (command(CMD_GET_IDENTITY) + command(CMD_GET_STATUS, flags=2)
@@ -271,6 +274,8 @@ def build() -> dict[str, dict[str, bytes]]:
     for name, data in files.items():
         stem = name.removesuffix(".bin")
         corpus["fuzz_envelope"][stem] = data
+        if stem.endswith(".wrap"):
+            continue  # key wraps: envelopes only (fuzz_manifest and fuzz_chunk use them)
         if stem.startswith("pkg_"):
             mlen = envelope_len(data)
             corpus["fuzz_manifest"][stem] = data[:mlen]

@@ -59,6 +59,11 @@ def train_round(ta: TrustedApp, args: list[str]) -> dict[str, object]:
     return result
 
 
+def _wrap(pkg: str | Path) -> bytes:
+    """The key wrap put beside a package (PKG.wrap)."""
+    return Path(f"{pkg}.wrap").read_bytes()
+
+
 def main(argv: list[str]) -> dict[str, object]:
     cmd, args = argv[0], argv[1:]
     with TrustedApp("optee") as ta:
@@ -68,14 +73,14 @@ def main(argv: list[str]) -> dict[str, object]:
             return {"record": ta.identity().hex()}
         if cmd == "load":
             out = args[1] if len(args) > 1 else None
-            loaded = ta.load_model(args[0], backbone_out=out)
+            loaded = ta.load_model(args[0], wrap=_wrap(args[0]), backbone_out=out)
             return {"version": loaded.version, "backbone_len": loaded.backbone_len}
         if cmd == "refusals":
             result: dict[str, object] = {}
             for pkg in sorted(Path(args[0]).glob("*.pkg")):
                 before = ta.status()
                 try:
-                    ta.load_model(pkg)
+                    ta.load_model(pkg, wrap=_wrap(pkg))
                     got = "accepted"
                 except errors.EdgeError as e:
                     got = type(e).__name__
@@ -131,8 +136,9 @@ def bench(ta: TrustedApp, args: list[str]) -> dict[str, object]:
             samples.append((time.perf_counter() - t0) * 1000)
         return sorted(samples)[len(samples) // 2]
 
+    wrap = _wrap(pkg)
     t0 = time.perf_counter()
-    ta.load_model(data)
+    ta.load_model(data, wrap=wrap)
     out = {"load_accept": (time.perf_counter() - t0) * 1000,
            "status": median_ms(ta.status, repeat),
            "identity": median_ms(ta.identity, repeat),
@@ -141,7 +147,7 @@ def bench(ta: TrustedApp, args: list[str]) -> dict[str, object]:
     # The same package again: refused (rollback) once the signed manifest is checked.
     def refused() -> None:
         with contextlib.suppress(errors.Rollback):
-            ta.load_model(data)
+            ta.load_model(data, wrap=wrap)
 
     out["load_refused_rollback"] = median_ms(refused, max(1, repeat // 4))
     return out

@@ -161,8 +161,8 @@ def test_secure_storage_is_where_the_docs_say(guest: Guest) -> None:
 
 
 def test_load_before_provisioning_is_refused(guest: Guest, roles: Roles) -> None:
-    guest.put("/tmp/early.pkg", make_package(roles.signer, [device(guest)], version=1))
-    rc, out = cli(guest, "load /tmp/early.pkg")
+    put_package(guest, "/tmp/early.pkg", make_package(roles.signer, [device(guest)], version=1))
+    rc, out = cli(guest, "load /tmp/early.pkg /tmp/early.pkg.wrap")
     assert rc == 1 and _TA_REFUSALS[cli_code(out)] is errors.NotProvisioned, out
 
 
@@ -181,9 +181,9 @@ def test_package_accepted_via_cli_backbone_and_infer(guest: Guest, roles: Roles)
     dev = device(guest)
     backbone = np.random.default_rng(1).bytes(3 * 4096 + 123)
     w, b = head(5, 32, 7)
-    guest.put("/tmp/v3.pkg", make_package(roles.signer, [dev], version=3, w=w, b=b,
-                                          backbone=backbone, encrypt=True))
-    guest.check("edge-ta-cli load /tmp/v3.pkg /tmp/v3.backbone")
+    put_package(guest, "/tmp/v3.pkg", make_package(roles.signer, [dev], version=3, w=w, b=b,
+                                                   backbone=backbone, encrypt=True))
+    guest.check("edge-ta-cli load /tmp/v3.pkg /tmp/v3.pkg.wrap /tmp/v3.backbone")
     assert guest.get("/tmp/v3.backbone") == backbone
     x = np.random.default_rng(2).normal(size=(9, 32)).astype("<f4")
     guest.put("/tmp/x.f32", x.tobytes())
@@ -197,8 +197,8 @@ def test_package_accepted_via_cli_backbone_and_infer(guest: Guest, roles: Roles)
 def test_package_accepted_via_python_streamed(guest: Guest, roles: Roles) -> None:
     backbone = np.random.default_rng(4).bytes(64 * 1024 + 5)
     w, b = head(6, 32, 7)
-    guest.put("/tmp/v4.pkg", make_package(roles.signer, [device(guest)], version=4, w=w, b=b,
-                                          backbone=backbone, encrypt=True))
+    put_package(guest, "/tmp/v4.pkg", make_package(roles.signer, [device(guest)], version=4,
+                                                   w=w, b=b, backbone=backbone, encrypt=True))
     assert py(guest, "load", "/tmp/v4.pkg", "/tmp/v4.backbone") == {
         "version": 4, "backbone_len": len(backbone)}
     assert guest.get("/tmp/v4.backbone") == backbone
@@ -207,14 +207,20 @@ def test_package_accepted_via_python_streamed(guest: Guest, roles: Roles) -> Non
     np.testing.assert_allclose(scores, x @ w + b, rtol=1e-5, atol=1e-5)
 
 
-def _refusal_round(guest: Guest, defects: dict[str, bytes], folder: str) -> None:
-    """Each package refused with its class, via edge-ta-cli and via Python."""
+def put_package(guest: Guest, path: str, pkg: bytes, wrap: bytes | None = None) -> None:
+    """A package at ``path`` and its key wrap at ``path``.wrap (guest_ta.py reads it there)."""
+    guest.put(path, pkg)
+    guest.put(path + ".wrap", wrap if wrap is not None else pkg.wrap)  # type: ignore[attr-defined]
+
+
+def _refusal_round(guest: Guest, defects: dict[str, tuple[bytes, bytes]], folder: str) -> None:
+    """Each package (and key wrap) refused with its class, via edge-ta-cli and via Python."""
     guest.check(f"rm -rf {folder} && mkdir -p {folder}")
-    for name, pkg in defects.items():
-        guest.put(f"{folder}/{name}.pkg", pkg)
+    for name, (pkg, wrap) in defects.items():
+        put_package(guest, f"{folder}/{name}.pkg", pkg, wrap)
     before = guest.check("edge-ta-cli status")
     for name in defects:
-        rc, out = cli(guest, f"load {folder}/{name}.pkg")
+        rc, out = cli(guest, f"load {folder}/{name}.pkg {folder}/{name}.pkg.wrap")
         assert rc == 1, f"{name}: edge-ta-cli exit {rc}: {out}"
         got = _TA_REFUSALS.get(cli_code(out))
         assert got is DEFECTS[name], f"{name}: C client got {out.strip()}"
@@ -232,16 +238,17 @@ def test_each_refusal_class(guest: Guest, roles: Roles) -> None:
     for name in sorted(DEFECTS):
         if name.startswith("rollback"):
             continue
-        pkg, stored = _defective(name, roles, dev)
+        pkg, wrap, stored = _defective(name, roles, dev)
         assert stored == 0
-        simple[name] = pkg
+        simple[name] = (pkg, wrap)
     _refusal_round(guest, simple, "/tmp/defects")
     # Rollback: the same version again, then an older one.
     for version, name in ((7, "rollback-equal"), (9, "rollback-older")):
-        guest.put(f"/tmp/v{version}.pkg", make_package(roles.signer, [dev], version=version))
-        guest.check(f"edge-ta-cli load /tmp/v{version}.pkg")
-        pkg, _ = _defective(name, roles, dev)  # a version-7 package
-        _refusal_round(guest, {name: pkg}, f"/tmp/{name}")
+        put_package(guest, f"/tmp/v{version}.pkg",
+                    make_package(roles.signer, [dev], version=version))
+        guest.check(f"edge-ta-cli load /tmp/v{version}.pkg /tmp/v{version}.pkg.wrap")
+        pkg, wrap, _ = _defective(name, roles, dev)  # a version-7 package
+        _refusal_round(guest, {name: (pkg, wrap)}, f"/tmp/{name}")
     assert py(guest, "status")["model_version"] == 9
 
 

@@ -47,8 +47,11 @@ from edge.formats.keys import (  # noqa: E402
     x25519_private_raw,
     x25519_raw_public,
 )
+from edge.formats.keyschedule import wrap_content_key  # noqa: E402
+from edge.formats.keywrap import KeyWrap, build_key_wrap  # noqa: E402
 from edge.formats.layouts import (  # noqa: E402
     ANCHOR_STATEMENT_BODY,
+    KEY_WRAP_BODY,
     MANIFEST_FIXED,
     TICKET_BODY,
     UPDATE_HEADER,
@@ -57,7 +60,6 @@ from edge.formats.manifest import (  # noqa: E402
     FIXED_SIZE,
     MAX_CHUNKS,
     MAX_MANIFEST_SIZE,
-    RECIPIENT_SIZE,
     InferPolicy,
     InferRelease,
 )
@@ -170,11 +172,14 @@ def keys_table() -> dict[str, str]:
     }
 
 
+# package id -> the label its content key and ephemeral key derive from.
+PACKAGE_LABELS: dict[bytes, str] = {}
+
+
 def package(
     label: str,
     *,
     version: int = 1,
-    recipients: tuple[DeviceRecord, ...] | None = None,
     backbone: bytes | None = None,
     encrypt: bool = False,
     chunk_log2: int = 12,
@@ -187,13 +192,13 @@ def package(
     """Build a package with ids and keys derived from ``label``."""
     w, b = head_arrays("head " + label, *head)
     out = io.BytesIO()
+    PACKAGE_LABELS[seed("package id " + label)[:16]] = label
     build_package(
         out,
         signer=signer,
         version=version,
         W=w,
         b=b,
-        recipients=recipients if recipients is not None else (DEVICE.record,),
         backbone=backbone,
         encrypt_backbone=encrypt,
         chunk_log2=chunk_log2,
@@ -205,6 +210,30 @@ def package(
         infer=infer,
     )
     return out.getvalue()
+
+
+def key_wrap(
+    data: bytes, to: Device = DEVICE, signer: Ed25519PrivateKey = MODEL_SIGNER
+) -> bytes | None:
+    """The key wrap of ``to`` for the package ``data`` as it is (after any re-signing).
+
+    None when ``data`` is too broken to name a package built here (its
+    refusal comes before any wrap is read).
+    """
+    if len(data) < HEADER_SIZE + FIXED_SIZE:
+        return None
+    body = data[HEADER_SIZE:]
+    fixed = MANIFEST_FIXED.read(body[:FIXED_SIZE])
+    label = PACKAGE_LABELS.get(fixed["package_id"])
+    signed_len = HEADER_SIZE + int.from_bytes(data[8:12], "little")
+    if label is None or signed_len > len(data):
+        return None
+    wrapped = wrap_content_key(seed("content key " + label), x_key("ephemeral " + label),
+                               x25519_raw_public(to.agreement), to.record.device_id,
+                               fixed["package_id"], fixed["version"])
+    digest = hashlib.sha256(data[:signed_len]).digest()
+    return build_key_wrap(signer, KeyWrap(to.record.device_id, fixed["package_id"], digest,
+                                          wrapped))
 
 
 Edit = Callable[[bytearray, bytearray], bytearray | None]
@@ -235,12 +264,10 @@ def envelope_len(data: bytes) -> int:
     return HEADER_SIZE + int.from_bytes(data[8:12], "little") + SIG_SIZE
 
 
-def manifest_offsets(body: bytes | bytearray) -> tuple[int, int, int]:
-    """Return (recipients, chunk digests, head ciphertext) offsets in a manifest body."""
-    fixed = MANIFEST_FIXED.read(body)
-    count, chunks = fixed["recipient_count"], fixed["chunk_count"]
-    digests = FIXED_SIZE + RECIPIENT_SIZE * count
-    return FIXED_SIZE, digests, digests + 32 * chunks
+def manifest_offsets(body: bytes | bytearray) -> tuple[int, int]:
+    """Return (chunk digests, head ciphertext) offsets in a manifest body."""
+    chunks = MANIFEST_FIXED.read(body)["chunk_count"]
+    return FIXED_SIZE, FIXED_SIZE + 32 * chunks
 
 
 @dataclass
@@ -300,13 +327,20 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
         expect: str,
         description: str,
         stage: str = "load_begin",
+        wrap: bytes | None = None,
         **kw: object,
     ) -> None:
-        extra = kw.pop("extra", None) or {"stage": stage}
+        extra = dict(kw.pop("extra", None) or {"stage": stage})  # type: ignore[call-overload]
+        wrap = wrap if wrap is not None else key_wrap(data) or default_wrap
+        files[f"{name}.wrap.bin"] = wrap
+        extra["wrap"] = f"{name}.wrap.bin"
         add(name, "package", data, expect, description, extra=extra, **kw)
 
     # --- ok packages ---
     head_only = package("pkg_ok_head_only")
+    # Refusals before any wrap is read get this one.
+    default_wrap = key_wrap(head_only)
+    assert default_wrap is not None
     pkg(
         "pkg_ok_head_only",
         head_only,
@@ -332,16 +366,6 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
         "encrypted backbone, chunk 4096, 3 chunks",
         extra=ok_extra(1, enc_bb, "pkg_ok_encrypted_backbone"),
     )
-    three = package(
-        "pkg_ok_three_recipients", recipients=(OTHER.record, DEVICE.record, THIRD.record)
-    )
-    pkg(
-        "pkg_ok_three_recipients",
-        three,
-        "ok",
-        "three recipients, the device is the second",
-        extra=ok_extra(1, None, "pkg_ok_three_recipients"),
-    )
 
     # --- signature ---
     pkg(
@@ -359,7 +383,7 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
 
     # --- tampered ciphertexts (re-signed) ---
     def head_edit(_h: bytearray, body: bytearray) -> None:
-        body[manifest_offsets(body)[2] + 5] ^= 0x01
+        body[manifest_offsets(body)[1] + 5] ^= 0x01
 
     pkg(
         "pkg_tampered_head",
@@ -368,14 +392,66 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
         "head ciphertext byte flipped, re-signed",
     )
 
+    # --- key wraps (docs/formats.md "Key wrap") ---
+    wrap_key_at = HEADER_SIZE + KEY_WRAP_BODY.offset("wrapped_key") + 3
+
     def wrap_edit(_h: bytearray, body: bytearray) -> None:
-        body[FIXED_SIZE + 16 + 3] ^= 0x01
+        body[KEY_WRAP_BODY.offset("wrapped_key") + 3] ^= 0x01
 
     pkg(
-        "pkg_tampered_wrapped_key",
-        resign(head_only, wrap_edit),
+        "pkg_wrap_tampered_key",
+        head_only,
         "tampered",
-        "wrapped content key byte flipped, re-signed",
+        "the key wrap's wrapped content key byte flipped, wrap re-signed",
+        wrap=resign(default_wrap, wrap_edit),
+    )
+    pkg(
+        "pkg_wrap_bad_signature",
+        head_only,
+        "signature",
+        "the key wrap's wrapped content key byte flipped, not re-signed",
+        wrap=flip(default_wrap, wrap_key_at),
+    )
+    pkg(
+        "pkg_wrap_other_device",
+        head_only,
+        "not-for-this-device",
+        "the key wrap of another device (the package itself serves any device)",
+        wrap=key_wrap(head_only, OTHER),
+    )
+    other_package = package("pkg_wrap_other_package")
+    pkg(
+        "pkg_wrap_other_package",
+        head_only,
+        "wrong-package",
+        "this device's key wrap of another package",
+        wrap=key_wrap(other_package),
+    )
+
+    def version_bump(_h: bytearray, body: bytearray) -> None:
+        struct.pack_into("<Q", body, OFF("version"), 2)
+
+    pkg(
+        "pkg_wrap_other_manifest",
+        resign(head_only, version_bump),
+        "wrong-package",
+        "version 1 -> 2 with the same package id, re-signed; the wrap of version 1 (same "
+        "package id, other manifest digest)",
+        wrap=default_wrap,
+    )
+    pkg(
+        "pkg_wrap_unknown_signer",
+        head_only,
+        "unknown-signer",
+        "the key wrap signed by the rogue key",
+        wrap=key_wrap(head_only, signer=ROGUE),
+    )
+    pkg(
+        "pkg_wrap_wrong_kind",
+        head_only,
+        "wrong-kind",
+        "the device record given where the key wrap goes",
+        wrap=build_device_record(DEVICE.identity, DEVICE.agreement),
     )
     pkg(
         "pkg_chunk_digest",
@@ -388,7 +464,7 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
     def chunk_edit(_h: bytearray, body: bytearray) -> None:
         start = envelope_len(encrypted) + 4096 + 16
         chunk = flip(encrypted, start + 9)[start : start + 4096 + 16]
-        digests = manifest_offsets(body)[1]
+        digests = manifest_offsets(body)[0]
         body[digests + 32 : digests + 64] = hashlib.sha256(chunk).digest()
 
     tampered_chunk = resign(encrypted, chunk_edit)
@@ -431,14 +507,23 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
 
     pkg("pkg_bad_magic", resign(head_only, magic_edit), "malformed", "magic EDGX, re-signed")
 
-    def version_edit(header: bytearray, _b: bytearray) -> None:
-        header[4:6] = (2).to_bytes(2, "little")
+    def version_edit(version: int) -> Edit:
+        def edit(header: bytearray, _b: bytearray) -> None:
+            header[4:6] = version.to_bytes(2, "little")
+
+        return edit
 
     pkg(
-        "pkg_format_version_2",
-        resign(head_only, version_edit),
+        "pkg_format_version_3",
+        resign(head_only, version_edit(3)),
         "unsupported-version",
-        "format version 2, re-signed",
+        "format version 3, re-signed",
+    )
+    pkg(
+        "pkg_format_version_1",
+        resign(head_only, version_edit(1)),
+        "retired-format",
+        "format version 1 (the retired recipient-list format), re-signed",
     )
     record = build_device_record(DEVICE.identity, DEVICE.agreement)
     files["device_record.bin"] = record
@@ -451,12 +536,6 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
     )
 
     # --- device-side policy ---
-    pkg(
-        "pkg_not_for_device",
-        package("pkg_not_for_device", recipients=(OTHER.record,)),
-        "not-for-this-device",
-        "addressed to another device only",
-    )
     pkg(
         "pkg_rollback_older",
         package("pkg_rollback_older", version=3),
@@ -488,15 +567,6 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
         big,
         "oversized",
         "manifest of 1 MiB + 1 bytes (metadata padded; the envelope limit fires first)",
-    )
-    fillers = tuple(device(f"filler {i}").record for i in range(256))
-    pkg(
-        "pkg_oversized_recipients",
-        package(
-            "pkg_oversized_recipients", recipients=(DEVICE.record, *fillers), enforce_limits=False
-        ),
-        "oversized",
-        "recipient count 257 (entries consistent, re-signed)",
     )
     pkg(
         "pkg_oversized_head",
@@ -573,7 +643,7 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
         "pkg_reserved_nonzero",
         resign(head_only, reserved_edit),
         "malformed",
-        "manifest reserved byte 62 = 1, re-signed",
+        "manifest reserved byte 60 = 1 (the recipient count of format 1), re-signed",
     )
 
     def flags_edit(_h: bytearray, body: bytearray) -> None:
@@ -588,7 +658,7 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
 
     def count_edit(_h: bytearray, body: bytearray) -> bytearray:
         chunks = MANIFEST_FIXED.read(body)["chunk_count"]
-        head_at = manifest_offsets(body)[2]
+        head_at = manifest_offsets(body)[1]
         struct.pack_into("<I", body, OFF("chunk_count"), chunks + 1)
         return body[:head_at] + hashlib.sha256(b"extra").digest() + body[head_at:]
 
@@ -597,18 +667,6 @@ def build_all() -> tuple[dict[str, bytes], list[Vector]]:
         resign(public, count_edit),
         "malformed",
         "chunk count 5 for 3.5 chunks, an extra digest listed so lengths agree, re-signed",
-    )
-
-    def dup_edit(_h: bytearray, body: bytearray) -> None:
-        at = FIXED_SIZE + RECIPIENT_SIZE
-        body[at : at + 16] = body[FIXED_SIZE : FIXED_SIZE + 16]
-
-    two = package("pkg_duplicate_recipient", recipients=(DEVICE.record, OTHER.record))
-    pkg(
-        "pkg_duplicate_recipient",
-        resign(two, dup_edit),
-        "malformed",
-        "second recipient's device id replaced by the first's, re-signed",
     )
 
     # --- anchor statements ---

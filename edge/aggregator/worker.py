@@ -1,0 +1,331 @@
+"""A cohort worker (``edge aggregator worker``): one member of the fleet's MQTT 5 shared
+subscription to updates, verifying its share with the one verifier and summing it durably.
+
+Crash-safe like the aggregator: accepted updates and the sum after them are committed in
+one transaction, and their messages are acknowledged only then, so a SIGKILL loses nothing
+(the broker keeps the unacknowledged ones in the worker's session and delivers them when it
+restarts under the same id) and counts nothing twice (a redelivered update is a duplicate
+in the worker's own database). After each commit it publishes its partial sum, retained,
+tagged with the cohort key; the root combines them (``edge.aggregator.cohort``).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections import ChainMap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+
+from edge.errors import EdgeError, StateError
+from edge.formats.device import DeviceRecord, parse_device_record
+from edge.formats.update import parse_update
+from edge.mqtt import PubAcks, connect_async, log_connect_failure, make_client
+
+from . import fedavg
+from .cohort import (
+    Announcement,
+    Contribution,
+    PartialSum,
+    check_worker,
+    drop_topic,
+    read_drop,
+    round_topic,
+    shared_update_subscription,
+    sum_topic,
+    update_round,
+)
+from .config import AggregatorConfig
+from .verify import UpdateRefused, verify
+
+log = logging.getLogger("edge.aggregator.worker")
+
+BATCH = 256
+TICK_S = 0.05
+# The broker keeps a worker's session (and what it did not acknowledge) this long after
+# it went away: above the longest outage of a worker you accept (docs/scale-out.md).
+SESSION_EXPIRY_S = 24 * 3600
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sums (round_id INTEGER PRIMARY KEY, total BLOB NOT NULL,
+    weight REAL NOT NULL, seq INTEGER NOT NULL, refused INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS accepted (round_id INTEGER NOT NULL, device_id BLOB NOT NULL,
+    update_id BLOB NOT NULL, example_count INTEGER NOT NULL, steps INTEGER NOT NULL,
+    total_steps INTEGER NOT NULL, noise REAL NOT NULL, weight REAL NOT NULL,
+    payload BLOB NOT NULL, dropped INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (round_id, device_id));
+"""
+
+
+class WorkerStore:
+    """The worker's SQLite database: per round its sum and the updates in it."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StateError(f"worker state {path}: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def load(self, round_id: int, params: int) -> tuple[PartialSum, dict[bytes, bytes]]:
+        """The round's committed partial sum (empty if none) and its accepted update ids."""
+        row = self.db.execute("SELECT total, weight, seq, refused FROM sums WHERE round_id = ?",
+                              (round_id,)).fetchone()
+        rows = self.db.execute(
+            "SELECT device_id, update_id, example_count, steps, total_steps, noise FROM accepted"
+            " WHERE round_id = ? AND dropped = 0 ORDER BY device_id", (round_id,)).fetchall()
+        contributions = tuple(Contribution(bytes(d), bytes(u), n, s, t, z)
+                              for d, u, n, s, t, z in rows)
+        # Dropped ones too: a redelivery of one is a duplicate here, not a new update.
+        ids = {bytes(d): bytes(u) for d, u in self.db.execute(
+            "SELECT device_id, update_id FROM accepted WHERE round_id = ?", (round_id,))}
+        if row is None:
+            return PartialSum(round_id, "", 0, np.zeros(params), 0.0, ()), ids
+        total = np.frombuffer(row[0], dtype="<f8").copy()
+        return PartialSum(round_id, "", row[2], total, row[1], contributions, row[3]), ids
+
+    def commit(self, partial: PartialSum, rows: list[tuple[Any, ...]]) -> None:
+        """One transaction: the new accepted rows and the sum after them."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT INTO accepted VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                                rows)
+            self._put_sum(partial)
+
+    def drop(self, partial: PartialSum, devices: list[bytes]) -> None:
+        """One transaction: these devices' updates out, the sum without them."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("UPDATE accepted SET dropped = 1 WHERE round_id = ? AND "
+                                "device_id = ?", [(partial.round_id, d) for d in devices])
+            self._put_sum(partial)
+
+    def _put_sum(self, p: PartialSum) -> None:
+        self.db.execute("INSERT OR REPLACE INTO sums VALUES (?, ?, ?, ?, ?)",
+                        (p.round_id, np.ascontiguousarray(p.total, dtype="<f8").tobytes(),
+                         p.weight, p.seq, p.refused))
+
+    def dropped_delta(self, round_id: int, device: bytes) -> tuple[np.ndarray, float] | None:
+        """weight·Δ of a device's update still in the round's sum, and its weight."""
+        row = self.db.execute("SELECT payload, weight FROM accepted WHERE round_id = ? AND "
+                              "device_id = ? AND dropped = 0", (round_id, device)).fetchone()
+        if row is None:
+            return None
+        delta = parse_update(bytes(row[0])).delta.astype(np.float64)
+        return delta * row[1], float(row[1])
+
+
+class CohortWorker:
+    """One worker process of a fleet: shared subscription, verify, durable sum, publish."""
+
+    def __init__(self, config: AggregatorConfig, worker: str, state: Path, key: bytes) -> None:
+        self.config = config
+        self.worker = check_worker(worker)
+        self.key = key
+        self.store = WorkerStore(state)
+        self.client_id = f"edge-worker-{config.fleet}-{worker}"
+        self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self._held: list[mqtt.MQTTMessage] = []  # updates of a round not announced yet
+        self._acks = PubAcks()
+        self._client: mqtt.Client | None = None
+        self._records: dict[bytes, DeviceRecord] = {}  # verified once per record
+        self.announced: Announcement | None = None
+        self.partial: PartialSum | None = None
+        self._ids: dict[bytes, bytes] = {}
+        self._devices: dict[bytes, DeviceRecord] = {}
+        self._view: Any = None
+        self.connected = threading.Event()
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
+        self.store.close()
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if reason.is_failure:
+            log.warning("worker %s: broker refused the connection: %s", self.worker, reason)
+            return
+        client.subscribe([(shared_update_subscription(self.config.fleet), 1),
+                          (round_topic(self.config.fleet), 1),
+                          (drop_topic(self.config.fleet, self.worker), 1)])
+        self.connected.set()
+        log.info("worker %s connected as %s", self.worker, self.client_id)
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve until ``stop`` is set."""
+        client = make_client(self.config.broker, self.client_id, clean_session=False,
+                             manual_ack=True, mqtt5=True,
+                             on_failure=log_connect_failure(log, "worker",
+                                                            self.config.broker.url))
+        client.on_connect = self._on_connect
+        client.on_disconnect = lambda *_a: self.connected.clear()
+        client.on_message = lambda _c, _u, m: self._inbox.put(m)
+        self._acks.attach(client)
+        connect_async(client, self.config.broker, session_expiry_s=SESSION_EXPIRY_S)
+        client.loop_start()
+        self._client = client
+        try:
+            while not stop.is_set():
+                self._drain(client)
+        finally:
+            self.close()
+
+    def _drain(self, client: mqtt.Client) -> None:
+        """Stage what arrives in one tick (or BATCH messages), commit, ack, publish."""
+        batch: list[mqtt.MQTTMessage] = []
+        rows: list[tuple[Any, ...]] = []
+        staged: dict[bytes, bytes] = {}
+        deadline = time.monotonic() + TICK_S
+        while len(batch) < BATCH:
+            try:
+                msg = self._inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if msg.topic == round_topic(self.config.fleet):
+                self._commit(client, batch, rows)  # the old round's batch first
+                batch, rows, staged = [], [], {}
+                self._announce(bytes(msg.payload))
+                client.ack(msg.mid, msg.qos)
+                for held in self._take_held():
+                    self._inbox.put(held)
+            elif msg.topic == drop_topic(self.config.fleet, self.worker):
+                self._commit(client, batch, rows)
+                batch, rows, staged = [], [], {}
+                self._drop(client, bytes(msg.payload))
+                client.ack(msg.mid, msg.qos)
+            else:
+                if self._hold(msg):
+                    continue
+                self._stage(msg, rows, staged)
+                batch.append(msg)
+        self._commit(client, batch, rows)
+
+    def _hold(self, msg: mqtt.MQTTMessage) -> bool:
+        """Keep (unacknowledged) an update of a round newer than the one announced."""
+        named = update_round(bytes(msg.payload))
+        current = self.announced.round_id if self.announced else None
+        if named is not None and (current is None or named > current):
+            self._held.append(msg)
+            return True
+        return False
+
+    def _take_held(self) -> list[mqtt.MQTTMessage]:
+        held, self._held = self._held, []
+        return held
+
+    def _announce(self, data: bytes) -> None:
+        try:
+            ann = Announcement.from_message(self.key, self.config.fleet, data)
+        except EdgeError as exc:
+            log.warning("worker %s: refused a round announcement: %s: %s", self.worker,
+                        exc.refusal, exc)
+            return
+        self.announced = ann
+        if ann.round_id is None:
+            self.partial, self._view = None, None
+            return
+        devices = {}
+        for record in ann.records:
+            dev = self._records.get(record)
+            if dev is None:
+                dev = self._records[record] = parse_device_record(record)
+            devices[dev.device_id] = dev
+        self._devices = devices
+        self._view = ann.view(frozenset(devices))
+        stored, self._ids = self.store.load(ann.round_id, ann.params)
+        self.partial = PartialSum(ann.round_id, self.worker, stored.seq, stored.total,
+                                  stored.weight, stored.contributions, stored.refused)
+        log.info("worker %s: round %d, %d updates summed so far", self.worker, ann.round_id,
+                 len(self._ids))
+
+    def _stage(self, msg: mqtt.MQTTMessage, rows: list[tuple[Any, ...]],
+               staged: dict[bytes, bytes]) -> None:
+        payload = bytes(msg.payload)
+        p = self.partial
+        try:
+            acc = verify(self.config.fleet, msg.topic, payload, self._devices, self._view,
+                         ChainMap(staged, self._ids))
+        except UpdateRefused as refused:
+            log.debug("worker %s: refused update on %s: %s", self.worker, msg.topic[:256],
+                      refused.refusal)
+            if p is not None:
+                self.partial = PartialSum(p.round_id, p.worker, p.seq, p.total, p.weight,
+                                          p.contributions, p.refused + 1)
+            return
+        assert p is not None and self.announced is not None
+        weight = fedavg.update_weight(acc.example_count, self.announced.central_noise)
+        fedavg.add_into(p.total, acc.delta, weight, np.empty_like(p.total))
+        u = acc.update
+        c = Contribution(acc.device_id, acc.update_id, acc.example_count, u.steps,
+                         u.total_steps, u.noise_multiplier)
+        self.partial = PartialSum(p.round_id, p.worker, p.seq, p.total, p.weight + weight,
+                                  (*p.contributions, c), p.refused)
+        staged[acc.device_id] = acc.update_id
+        rows.append((p.round_id, acc.device_id, acc.update_id, acc.example_count, u.steps,
+                     u.total_steps, u.noise_multiplier, weight, payload))
+
+    def _commit(self, client: mqtt.Client, batch: list[mqtt.MQTTMessage],
+                rows: list[tuple[Any, ...]]) -> None:
+        """Commit the batch's effect, then acknowledge its messages, then publish the sum."""
+        if not batch:
+            return
+        p = self.partial
+        if p is not None:
+            p = self.partial = PartialSum(p.round_id, p.worker, p.seq + 1, p.total, p.weight,
+                                          p.contributions, p.refused)
+            try:
+                self.store.commit(p, rows)
+            except sqlite3.Error as exc:
+                # Not acknowledged: the broker delivers them again; the memory is reloaded.
+                log.error("worker %s: commit failed (%s); reloading", self.worker, exc)
+                stored, self._ids = self.store.load(p.round_id, len(p.total))
+                self.partial = PartialSum(p.round_id, self.worker, stored.seq, stored.total,
+                                          stored.weight, stored.contributions, stored.refused)
+                return
+            self._ids.update({r[1]: r[2] for r in rows})
+        for msg in batch:
+            client.ack(msg.mid, msg.qos)
+        if p is not None:
+            self._publish(client, p)
+
+    def _publish(self, client: mqtt.Client, p: PartialSum) -> None:
+        self._acks.publish(client, sum_topic(self.config.fleet, self.worker),
+                           p.to_message(self.key, self.config.fleet), retain=True)
+
+    def _drop(self, client: mqtt.Client, data: bytes) -> None:
+        """Take the updates the root says another worker owns out of this worker's sum."""
+        try:
+            round_id, devices = read_drop(self.key, self.config.fleet, self.worker, data)
+        except EdgeError as exc:
+            log.warning("worker %s: refused a drop: %s: %s", self.worker, exc.refusal, exc)
+            return
+        p = self.partial
+        if p is None or round_id != p.round_id:
+            return
+        total, weight, gone = p.total.copy(), p.weight, []
+        for device in devices:
+            found = self.store.dropped_delta(round_id, device)
+            if found is not None:
+                total -= found[0]
+                weight -= found[1]
+                gone.append(device)
+        p = PartialSum(p.round_id, p.worker, p.seq + 1, total, weight,
+                       tuple(c for c in p.contributions if c.device_id not in gone), p.refused)
+        self.store.drop(p, gone)
+        self.partial = p
+        log.info("worker %s: round %d: dropped %d update(s) another worker owns", self.worker,
+                 round_id, len(gone))
+        self._publish(client, p)
