@@ -36,15 +36,16 @@ def test_tickets_and_updates_name_the_package_they_train(tmp_path: Path) -> None
     devs = [FakeDevice(), FakeDevice()]
     with Store(config.state) as store:
         manager = _manager(config, store, devs)
-        pending = manager.pending_package()
-        assert pending is not None
-        m = parse_manifest(parse_envelope(pending[1], kind=Kind.PACKAGE, exact=False).body)
+        pending = manager.pending_publication()
+        assert pending is not None and pending.package is not None
+        m = parse_manifest(parse_envelope(pending.package[1], kind=Kind.PACKAGE,
+                                          exact=False).body)
         cp = store.latest_checkpoint()
         assert cp is not None and m.package_id == cp.package_id and m.version == cp.version
         # A rebuilt package of the same version keeps its id: tickets stay valid.
-        again = manager.pending_package()
-        assert again is not None
-        assert parse_manifest(parse_envelope(again[1], kind=Kind.PACKAGE,
+        again = manager.pending_publication()
+        assert again is not None and again.package is not None
+        assert parse_manifest(parse_envelope(again.package[1], kind=Kind.PACKAGE,
                                              exact=False).body).package_id == m.package_id
         tickets = dict(manager.open_next())
         assert {parse_ticket(t).package_id for t in tickets.values()} == {m.package_id}
@@ -64,8 +65,8 @@ def test_a_fresh_database_publishes_above_the_fleet_version(tmp_path: Path) -> N
         tmp_path, aggregator={"fleet_version": 12}))
     with Store(config.state) as store:
         manager = _manager(config, store, [FakeDevice()])
-        pending = manager.pending_package()
-        assert pending is not None and pending[2] == 13
+        pending = manager.pending_publication()
+        assert pending is not None and pending.version == 13
 
 
 def test_a_restored_database_is_lifted_above_the_fleet_version(

@@ -145,8 +145,8 @@ def test_a_board_holding_a_newer_model_lifts_our_version(
         assert (f"device {a.device_id.hex()} holds model v7 (package "
                 f"{bytes(range(16)).hex()}), ours is v1: the next model is issued as v8"
                 in caplog.text)
-        pending = manager.pending_package()
-        assert pending is not None and pending[2] == 8
+        pending = manager.pending_publication()
+        assert pending is not None and pending.version == 8
 
 
 def test_status_and_devices_show_the_skip(tmp_path: Path,

@@ -81,6 +81,7 @@ host_tools() {
         [readelf]=binutils
         [gzip]=gzip
         [mkfs.ext4]=e2fsprogs
+        [dtc]=device-tree-compiler   # OP-TEE OS embeds its test DTB
     )
     local missing=() cmd
     for cmd in "${!need[@]}"; do
