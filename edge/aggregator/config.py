@@ -11,6 +11,7 @@ from typing import Any
 from edge.errors import ConfigError
 from edge.mqtt import BROKER_KEYS, BrokerSettings
 from edge.protocol import check_fleet
+from edge.secagg.quantize import MAX_SCALE_LOG2, MIN_SCALE_LOG2
 from edge.secagg.server import SecAggParams
 from edge.toml_config import Table, load, root
 
@@ -37,7 +38,8 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "metrics": ("prometheus_textfile", "prometheus_port", "prometheus_address"),
     "workers": ("key",),
     "broker": BROKER_KEYS,
-    "secagg": ("threshold", "neighbours", "registrar", "certificates", "stage_timeout_s"),
+    "secagg": ("threshold", "neighbours", "registrar", "certificates", "stage_timeout_s",
+               "scale_log2"),
 }
 SECAGG_MODES = ("off", "secagg+")
 
@@ -246,10 +248,15 @@ def _secagg(r: Table, s: Table, rounds: RoundSettings, dp: DpSettings) -> SecAgg
     # t defaults to the smallest majority of the neighbourhood actually configured
     t_default = default.t if k == default.k else k // 2 + 1
     t = s.integer("threshold", t_default, lo=1, hi=k + 1)
+    # The finest scale unless set: distributed DP needs a coarser one, leaving the 32-bit
+    # sum room for the policy's noise share (checked at start, edge.aggregator.device_budget).
+    scale = (s.integer("scale_log2", lo=MIN_SCALE_LOG2, hi=MAX_SCALE_LOG2)
+             if s.has("scale_log2") else None)
     try:
-        params = SecAggParams(t, k, cohort, dp.update_clip)
+        params = SecAggParams(t, k, cohort, dp.update_clip, scale)
     except ConfigError as exc:
-        key = "threshold" if " t " in str(exc) else "neighbours"
+        key = ("scale_log2" if "scale" in str(exc) else
+               "threshold" if " t " in str(exc) else "neighbours")
         raise s.error(key, str(exc)) from None
     stage = s.number("stage_timeout_s", rounds.timeout_s / 4, positive=True, hi=MAX_TIMEOUT_S)
     return SecAggSettings(params, s.path("registrar"), s.path("certificates", folder=True),

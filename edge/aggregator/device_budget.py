@@ -15,6 +15,7 @@ from edge.errors import ConfigError, EdgeError
 from edge.formats.keys import ed25519_raw_public
 from edge.formats.policy import PrivacyPolicy, verify_policy
 from edge.formats.ticket import poisson_steps
+from edge.secagg import distributed_dp
 from edge.tee_abi import Sampling
 
 from .config import AggregatorConfig
@@ -81,3 +82,24 @@ def _check_tickets(config: AggregatorConfig, p: PrivacyPolicy) -> None:
         if weaker:
             raise ConfigError(f"{what}: the boards would refuse every ticket "
                               "(weaker-than-policy)")
+
+
+def check_noise_room(config: AggregatorConfig, budget: DeviceBudget | None, params: int) -> None:
+    """ConfigError when the secure-aggregation tickets' quantization scale and cohort bound
+    leave no room in 32 bits for the policy's noise share: every board would refuse the round
+    at seal (noise-share-unfit). Names the keys, their values and the finest scale that fits."""
+    sa = config.secagg
+    z = 0.0 if budget is None else budget.policy.min_noise_share
+    if sa is None or z <= 0.0:
+        return
+    q = sa.params.quantizer
+    if distributed_dp.NoiseShare(z, q.clip, q.scale_log2, params, q.cohort).fits():
+        return
+    finest = distributed_dp.finest_fitting_scale(z, q.clip, params, q.cohort)
+    fix = ("no scale fits: lower rounds.cohort_size or dp.update_clip" if finest is None
+           else f"set secagg.scale_log2 <= {finest}")
+    raise ConfigError(
+        f"secagg.scale_log2 {q.scale_log2} with rounds.cohort_size {q.cohort} (dp.update_clip "
+        f"{q.clip:g}, {params} parameters) leaves no room in 32 bits for the policy's "
+        f"min_noise_share {z:g}: {fix}; the boards would refuse every round at seal "
+        f"(noise-share-unfit)")

@@ -140,6 +140,7 @@ class RoundManager:
         self._offline = {d for d, (st, _) in store.presence().items() if st == "offline"}
         self._fleet_seen = 0  # the newest model version a board reported holding
         cp = self.ensure_model()
+        device_budget.check_noise_room(config, self.device_budget, cp.W.size + cp.b.size)
         if self.holdout is not None:
             # At start, not at the first close: a round that cannot close stays open forever.
             self.holdout.check_head(cp.W.shape[0], cp.W.shape[1])
@@ -376,6 +377,11 @@ class RoundManager:
         if len(devices) < rs.min_updates:
             return []
         cp = self.ensure_model()
+        if sa is not None:
+            # Again before every secagg round (the head's size is the model's): a round the
+            # boards would all refuse at seal (noise-share-unfit) is not opened.
+            device_budget.check_noise_room(self.config, self.device_budget,
+                                           cp.W.size + cp.b.size)
         round_id = self.store.last_round_id() + 1
         rng = random.Random(f"edge-cohort/{rs.seed}/{round_id}")
         cohort = sorted(rng.sample(devices, min(rs.cohort_size, len(devices))))

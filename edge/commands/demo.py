@@ -39,10 +39,12 @@ def register(nouns: Any) -> None:
                    help="embedded amqtt broker (default) or mqtt://host:port of a running one")
     p.add_argument("--tee", choices=("sim", "optee"), default="sim",
                    help="simulated secure worlds (default) or this board's OP-TEE (1 device)")
-    p.add_argument("--dp", choices=("off", "preset"), default="off",
+    p.add_argument("--dp", choices=("off", "preset", "distributed"), default="off",
                    help="off: local DP-SGD sigma=6, C=1, q=1, 4 epochs, no central noise "
                    "(device epsilon ~7.5 at delta 1e-5 over 20 rounds); preset: plus DP-FedAvg "
-                   "central noise z=1 with update clip U=0.5 (fleet epsilon reported)")
+                   "central noise z=1 with update clip U=0.5 (fleet epsilon reported); "
+                   "distributed: secure aggregation, each TA adding its noise share, beside a "
+                   "non-private and a local-DP run (one table of accuracy and epsilon)")
     p.add_argument("--secagg", action="store_true",
                    help="secure aggregation (SecAgg+, device side in the TA): the aggregator "
                    "learns only each round's sum; runs the same federation without it first "

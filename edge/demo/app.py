@@ -16,11 +16,12 @@ import numpy as np
 
 from edge.demo import data as demo_data
 from edge.demo.fleet import FLEET, enable_secagg, write_fleet
-from edge.demo.output import Table, row_dict, write_html_report, write_report
+from edge.demo.output import Table, fmt_eps, row_dict, write_html_report, write_report
 from edge.demo.runner import broker_url, run_federation
-from edge.demo.settings import PRESETS, quiet_absl
+from edge.demo.settings import DEFAULT, NON_PRIVATE, PRESETS, quiet_absl, with_noise_share
 from edge.errors import ConfigError, EdgeError
 from edge.protocol import check_fleet
+from edge.secagg import distributed_dp
 
 TARGET_POINTS = 3.0
 
@@ -56,8 +57,9 @@ def _check(opts: DemoOptions) -> None:
         raise ConfigError(f"--rounds {opts.rounds}: must be ≥ 1")
     if opts.dp not in PRESETS:
         raise ConfigError(f"--dp {opts.dp}: must be one of {', '.join(PRESETS)}")
-    if opts.secagg and (opts.tee != "sim" or opts.devices < 2):
-        raise ConfigError("--secagg: secure aggregation needs at least 2 devices (--devices) "
+    if (opts.secagg or opts.dp == "distributed") and (opts.tee != "sim" or opts.devices < 2):
+        flag = "--secagg" if opts.secagg else "--dp distributed"
+        raise ConfigError(f"{flag}: secure aggregation needs at least 2 devices (--devices) "
                           "in simulated secure worlds (--tee sim)")
     if opts.tee == "optee" and opts.devices != 1:
         raise ConfigError("--tee optee: this machine has one secure world, so one device "
@@ -81,6 +83,11 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None,
     # update) is never silent.
     logging.getLogger("edge").setLevel(logging.INFO if opts.verbose else logging.WARNING)
     dp = PRESETS[opts.dp]
+    distributed = opts.dp == "distributed"
+    secagg = opts.secagg or distributed
+    if distributed:
+        # The fleet's ε after the run matches the local-DP run's device ε (docs/demo.md).
+        dp = with_noise_share(dp, opts.devices, opts.rounds, DEFAULT.device_epsilon(opts.rounds))
     t0 = time.monotonic()
     owned = opts.workdir is None
     root = Path(tempfile.mkdtemp(prefix="edge-demo.")) if owned else Path(opts.workdir)
@@ -100,16 +107,27 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None,
         _say(out, f"privacy: {dp.describe()}")
         with broker_url(opts.broker) as url:
             plain = None
+            modes: dict[str, dict[str, Any]] = {}
             fleet_root = root
-            if opts.secagg:
-                plain = _plain_run(opts, out, root / "without-secagg", split, backbone, dp,
-                                   url, stop)
+            if distributed:
+                modes["non-private"] = _side_run(opts, out, root / "non-private", split, backbone,
+                                                 NON_PRIVATE, url, stop, "nodp",
+                                                 "non-private run, sigma 0, no noise")
+                modes["local DP"] = _side_run(opts, out, root / "local-dp", split, backbone,
+                                              DEFAULT, url, stop, "local",
+                                              "local-DP run, the default demo")
+                fleet_root = root / "distributed"
+                _say(out, "distributed-DP run (secure aggregation, noise shares in the TAs):")
+            elif opts.secagg:
+                plain = _side_run(opts, out, root / "without-secagg", split, backbone, dp,
+                                  url, stop, "plain", "without secure aggregation")
+                _say(out, "with secure aggregation:")
                 fleet_root = root / "secagg"
             fleet = write_fleet(fleet_root, split, backbone, dp, broker_url=url, rounds=opts.rounds,
                                 seed=opts.seed, backend=opts.tee, timeout_s=opts.timeout_s,
                                 fleet_name=opts.fleet)
-            if opts.secagg:
-                enable_secagg(fleet)
+            if secagg:
+                enable_secagg(fleet, **_share_scale(dp, opts.devices))
                 _say(out, "secure aggregation (secagg+): " + _secagg_bound(fleet))
             _say(out, f"fleet: {opts.devices} devices provisioned ({opts.tee} secure worlds, "
                       f"policy budget covers {opts.rounds} rounds, device epsilon <= "
@@ -127,8 +145,10 @@ def run_demo(opts: DemoOptions, out: TextIO | None = None,
                 result = run_federation(fleet, opts.rounds, on_round=on_round, stop=stop)
             finally:
                 table.close()
+        if distributed:
+            modes["distributed"] = {"rows": rows, "fleet": opts.fleet}
         report = _finish(opts, out, rows, result, reference, dp, time.monotonic() - t0, root,
-                         Path(fleet.aggregator["aggregator"]["state"]), plain)
+                         Path(fleet.aggregator["aggregator"]["state"]), plain, modes)
         return report
     finally:
         if owned:
@@ -148,16 +168,29 @@ def _secagg_bound(fleet: Any) -> str:
             f"coordinate (docs/secagg.md, quantization bound)")
 
 
-def _plain_run(opts: DemoOptions, out: TextIO, root: Path, split: demo_data.Split,
-               backbone: demo_data.DemoBackbone, dp: Any, url: str,
-               stop: threading.Event | None) -> dict[str, Any]:
-    """The same federation without secure aggregation (same data, head and seed), for the
-    accuracy comparison; its own fleet name, so the two runs share no topic."""
-    name = f"{opts.fleet[:26]}-plain"
+def _share_scale(dp: Any, devices: int) -> dict[str, int]:
+    """The [secagg] scale_log2 for a fleet with a noise share: the finest that leaves the
+    32-bit sum room for the shares (the aggregator checks it at start); else the default."""
+    if not dp.noise_share:
+        return {}
+    clip = float(np.float32(dp.update_clip))
+    scale = distributed_dp.finest_fitting_scale(dp.noise_share, clip, demo_data.PARAMS, devices)
+    if scale is None:
+        raise ConfigError(f"--dp distributed: the noise share {dp.noise_share:g} of "
+                          f"{devices} devices does not fit a 32-bit sum at any scale")
+    return {"scale_log2": scale}
+
+
+def _side_run(opts: DemoOptions, out: TextIO, root: Path, split: demo_data.Split,
+              backbone: demo_data.DemoBackbone, dp: Any, url: str,
+              stop: threading.Event | None, suffix: str, title: str) -> dict[str, Any]:
+    """The same federation (same data, head and seed) under other settings, for a
+    comparison; its own fleet name (``-suffix``), so the runs share no topic."""
+    name = f"{opts.fleet[:26]}-{suffix}"
     fleet = write_fleet(root, split, backbone, dp, broker_url=url, rounds=opts.rounds,
                         seed=opts.seed, backend=opts.tee, timeout_s=opts.timeout_s,
                         fleet_name=name)
-    _say(out, f"without secure aggregation (fleet {name}):")
+    _say(out, f"{title} (fleet {name}):")
     table = Table(opts.rounds, out)
     rows: list[dict[str, Any]] = []
 
@@ -172,10 +205,8 @@ def _plain_run(opts: DemoOptions, out: TextIO, root: Path, split: demo_data.Spli
     finally:
         table.close()
     if result.errors:
-        raise EdgeError("federation without secure aggregation failed: "
-                        + "; ".join(result.errors))
-    _say(out, "with secure aggregation:")
-    final = next((r["accuracy"] for r in reversed(rows) if r["accuracy"] is not None), None)
+        raise EdgeError(f"{title}: federation failed: " + "; ".join(result.errors))
+    final = _final(rows)
     return {"rows": rows, "final_accuracy": final, "fleet": name}
 
 
@@ -189,9 +220,10 @@ def _reference(split: demo_data.Split, backbone: demo_data.DemoBackbone) -> floa
 
 def _finish(opts: DemoOptions, out: TextIO, rows: list[dict[str, Any]], result: Any,
             reference: float, dp: Any, seconds: float, root: Path,
-            state: Path, plain: dict[str, Any] | None = None) -> dict[str, Any]:
+            state: Path, plain: dict[str, Any] | None = None,
+            modes: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Print the summary lines, write the report, raise if the federation broke."""
-    final = next((r["accuracy"] for r in reversed(rows) if r["accuracy"] is not None), None)
+    final = _final(rows)
     met = final is not None and (reference - final) * 100 <= TARGET_POINTS
     last = rows[-1] if rows else {}
     _say(out, f"reference: centralised non-private accuracy (same backbone, head on all device "
@@ -209,18 +241,22 @@ def _finish(opts: DemoOptions, out: TextIO, rows: list[dict[str, Any]], result: 
                   f"({(final - plain['final_accuracy']) * 100:+.1f} points; the two runs draw "
                   f"their local DP noise independently, the aggregation itself adds less than "
                   f"the quantization bound above)")
+    comparison = _compare_modes(out, modes) if modes else None
     fleet_eps = last.get("fleet_epsilon")
     _say(out, f"privacy: device-level epsilon {last.get('device_epsilon', 0.0):.3g} at delta "
               f"{dp.delta:g} (local DP-SGD); fleet-level epsilon "
               + ("not reported (no central noise)" if fleet_eps is None
-                 else f"{fleet_eps:.3g} at delta {dp.delta:g} (DP-FedAvg)"))
+                 else f"{fleet_eps:.3g} at delta {dp.delta:g} ("
+                 + ("distributed DP, accounted with each round's survivors"
+                    if dp.noise_share else "DP-FedAvg") + ")"))
     _say(out, f"wall time {seconds:.1f} s for {len(rows)} rounds of {opts.devices} devices")
     report = {"devices": opts.devices, "fleet": opts.fleet, "rounds": opts.rounds, "dp": opts.dp,
               "dp_settings": dp.describe(), "seed": opts.seed, "alpha": opts.alpha,
               "broker": opts.broker, "tee": opts.tee, "rows": rows, "reference": reference,
               "final_accuracy": final, "target_points": TARGET_POINTS, "target_met": met,
               "delta": dp.delta, "seconds": round(seconds, 2), "errors": result.errors,
-              "secagg": opts.secagg, "without_secagg": plain}
+              "secagg": opts.secagg or bool(modes), "without_secagg": plain,
+              "noise_share": dp.noise_share, "privacy_modes": comparison}
     if opts.report is not None:
         write_report(opts.report, report)
         html = opts.report.with_suffix(".html")
@@ -232,3 +268,28 @@ def _finish(opts: DemoOptions, out: TextIO, rows: list[dict[str, Any]], result: 
         raise EdgeError(f"federation stopped after {len(rows)} of {opts.rounds} rounds "
                         f"(work folder {root})")
     return report
+
+
+def _compare_modes(out: TextIO, modes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The three privacy modes' final accuracy and ε side by side; returns the rows."""
+    table: list[dict[str, Any]] = []
+    base = _final(modes["non-private"]["rows"])
+    for name, run in modes.items():
+        final, last = _final(run["rows"]), (run["rows"][-1] if run["rows"] else {})
+        cost = None if final is None or base is None else round((final - base) * 100, 2)
+        table.append({"mode": name, "fleet": run["fleet"], "final_accuracy": final,
+                      "points_vs_non_private": cost, "fleet_epsilon": last.get("fleet_epsilon"),
+                      "device_epsilon": last.get("device_epsilon")})
+    _say(out, f"{'privacy mode':<14}  {'test acc':>8}  {'vs non-private':>14}  "
+              f"{'fleet eps':>9}  {'device eps':>10}")
+    for r in table:
+        acc = "-" if r["final_accuracy"] is None else f"{r['final_accuracy']:.4f}"
+        cost = "-" if r["points_vs_non_private"] is None else f"{r['points_vs_non_private']:+.1f}"
+        _say(out, f"{r['mode']:<14}  {acc:>8}  {cost:>14}  {fmt_eps(r['fleet_epsilon']):>9}  "
+                  f"{fmt_eps(r['device_epsilon']):>10}")
+    return table
+
+
+def _final(rows: list[dict[str, Any]]) -> float | None:
+    """The last accuracy a run measured."""
+    return next((r["accuracy"] for r in reversed(rows) if r["accuracy"] is not None), None)

@@ -18,6 +18,7 @@ MIN_PER_DEVICE = 12
 HIDDEN = 32
 FEATURES = 16
 CLASSES = 10
+PARAMS = FEATURES * CLASSES + CLASSES  # the private head's coordinates (W and b)
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,18 @@ class NoiseShare:
         return math.sqrt(survivors * float(self.variance)) / 2.0**self.scale_log2
 
 
+def finest_fitting_scale(z: float, update_clip: float, params: int, cohort: int) -> int | None:
+    """The finest quantization scale s (2^-s) at which ``cohort`` updates of ``params``
+    coordinates, clipped to ``update_clip`` and each carrying the noise share z, fit the TA's
+    32-bit check (``NoiseShare.fits``); None when no scale does."""
+    from edge.secagg.quantize import MAX_SCALE_LOG2, MIN_SCALE_LOG2
+
+    for s in range(MAX_SCALE_LOG2, MIN_SCALE_LOG2 - 1, -1):
+        if NoiseShare(z, update_clip, s, params, cohort).fits():
+            return s
+    return None
+
+
 def effective_multiplier(z: float, survivors: int) -> float:
     """The noise multiplier one device faces in a sum of ``survivors`` shares: sqrt(n)·z."""
     if survivors < 1:
