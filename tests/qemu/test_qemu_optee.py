@@ -32,6 +32,7 @@ from edge.formats.device import DeviceRecord, parse_device_record
 from edge.formats.keys import ed25519_raw_public, key_id
 from edge.formats.manifest import InferPolicy, InferRelease
 from edge.tee import _TA_REFUSALS
+from edge.tee_abi import ABI_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts" / "qemu"))
@@ -129,7 +130,7 @@ def test_python_reaches_the_real_ta(guest: Guest) -> None:
     out = guest.check('python3 -c "from edge.tee import TrustedApp; '
                       "t = TrustedApp('optee'); print(t.status().abi_version, "
                       't._native.libteec_path)"', timeout=300)
-    assert out.split()[:2] == ["1", "libteec.so.2"], out
+    assert out.split()[:2] == [str(ABI_VERSION), "libteec.so.2"], out
 
 
 # -- our TA in the real secure world --------------------------------------------------
@@ -303,8 +304,9 @@ def test_train_and_seal_python_matches_numpy_reference(guest: Guest, roles: Role
     """verify_ticket + train_and_seal via TrustedApp('optee'); the delta vs numpy DP-SGD."""
     dev = device(guest)
     w, b = head(11, TRAIN_IN, TRAIN_OUT)
-    guest.put("/tmp/v10.pkg", make_package(roles.signer, [dev], version=TRAIN_VERSION, w=w, b=b))
-    guest.check("edge-ta-cli load /tmp/v10.pkg")
+    put_package(guest, "/tmp/v10.pkg",
+                make_package(roles.signer, [dev], version=TRAIN_VERSION, w=w, b=b))
+    guest.check("edge-ta-cli load /tmp/v10.pkg /tmp/v10.pkg.wrap")
     guest.put("/tmp/p1.pol", policy(roles.signer, step_budget=1000))
     got = py(guest, "policy", "/tmp/p1.pol")
     assert (got["has_policy"], got["step_budget"], got["steps_spent"]) == (True, 1000, 0)
@@ -395,8 +397,9 @@ def test_tflite_backbone_released_by_the_ta_runs_in_the_guest(guest: Guest,
 
     built = build_demo("mlp", epochs=5)
     w, b = head(12, 10, 10)
-    guest.put("/tmp/v11.pkg", make_package(roles.signer, [device(guest)], version=11, w=w, b=b,
-                                           backbone=built.tflite, encrypt=True))
+    put_package(guest, "/tmp/v11.pkg", make_package(roles.signer, [device(guest)], version=11,
+                                                    w=w, b=b, backbone=built.tflite,
+                                                    encrypt=True))
     assert py(guest, "load", "/tmp/v11.pkg", "/tmp/v11.tflite")["version"] == 11
     x = np.random.default_rng(11).uniform(0, 16, size=(5, 64)).astype("<f4")
     guest.put("/tmp/bx.f32", x.tobytes())
@@ -417,9 +420,9 @@ def test_label_only_release_and_query_budget_in_the_real_secure_world(
     """A label-only package with a 50-row budget: labels, never scores; the
     budget kept in OP-TEE's secure storage; implausible features refused."""
     w, b = head(13, 16, 4)
-    guest.put("/tmp/v12.pkg", make_package(roles.signer, [device(guest)], version=12, w=w, b=b,
-                                           infer=InferPolicy(InferRelease.LABEL, budget=50,
-                                                             feature_bound=8.0)))
+    put_package(guest, "/tmp/v12.pkg", make_package(
+        roles.signer, [device(guest)], version=12, w=w, b=b,
+        infer=InferPolicy(InferRelease.LABEL, budget=50, feature_bound=8.0)))
     assert py(guest, "load", "/tmp/v12.pkg")["version"] == 12
     x = np.random.default_rng(12).uniform(-8, 8, size=(30, 16)).astype("<f4")
     guest.put("/tmp/lx.f32", x.tobytes())

@@ -89,8 +89,10 @@ def before_reboot(disk: Path, roles: Roles) -> Iterator[dict]:
         dev = parse_device_record(record)
         g.check(f"edge-ta-cli anchors {roles.signer_pub.hex()} {roles.aggregator_pub.hex()}")
         w, b = head(5, N_IN, N_OUT)
-        g.put("/tmp/m.pkg", make_package(roles.signer, [dev], version=VERSION, w=w, b=b,
-                                         infer=InferPolicy(InferRelease.LABEL, budget=ROWS)))
+        pkg = make_package(roles.signer, [dev], version=VERSION, w=w, b=b,
+                           infer=InferPolicy(InferRelease.LABEL, budget=ROWS))
+        g.put("/tmp/m.pkg", pkg)
+        g.put("/tmp/m.pkg.wrap", pkg.wrap)  # guest_ta.py reads the key wrap beside it
         assert _py(g, "load", "/tmp/m.pkg")["version"] == VERSION
         g.put("/tmp/p.pol", policy(roles.signer, step_budget=50))
         _py(g, "policy", "/tmp/p.pol")
