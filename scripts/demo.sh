@@ -56,7 +56,8 @@ edge tee load-model --tee sim --state "$work/board-a" "$work/model-v2.pkg" --wra
 cmp "$work/backbone.bin" "$work/board-a.backbone" && echo "backbone identical to the original"
 
 step "board-b: the package serves any board, but board-a's key wrap is not for board-b"
-refused edge tee load-model --tee sim --state "$work/board-b" "$work/model-v2.pkg" --wrap "$wrap_a"
+refused edge tee load-model --tee sim --state "$work/board-b" "$work/model-v2.pkg" --wrap "$wrap_a" \
+    --backbone-out "$work/board-b.backbone"
 
 step "board-a: an older version is a rollback"
 firmware-sign model pack --signer "$work/signer.key" --version 1 --head "$work/head.npz" \
