@@ -42,7 +42,7 @@ class NamedOnlyBroker(EmbeddedBroker):
 def _start(kind: str, tmp_path: Path) -> EmbeddedBroker | MosquittoBroker:
     if kind == "mosquitto":
         if not Path(MOSQUITTO).exists():
-            pytest.skip("mosquitto is not installed (scripts/setup.sh installs it)")
+            pytest.fail("mosquitto is not installed: run scripts/setup.sh (it installs it)")
         return MosquittoBroker(tmp_path / "mosquitto")
     return (NamedOnlyBroker() if kind == "embedded-named" else EmbeddedBroker()).start()
 
@@ -198,7 +198,7 @@ def test_sigkilled_aggregator_resumes_over_mosquitto(tmp_path: Path) -> None:
     from edge.aggregator.store import Store
 
     if not Path(MOSQUITTO).exists():
-        pytest.skip("mosquitto is not installed (scripts/setup.sh installs it)")
+        pytest.fail("mosquitto is not installed: run scripts/setup.sh (it installs it)")
     root = Path(__file__).resolve().parent.parent
     broker = MosquittoBroker(tmp_path / "mosquitto")
     table = config_mapping(tmp_path, broker.url, fleet=FLEET,

@@ -44,7 +44,7 @@ def refusing_delegate(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A shared library with the external-delegate entry points whose create fails."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
-        pytest.skip("no C compiler")
+        pytest.fail("no C compiler (cc or gcc): scripts/setup.sh installs build-essential")
     src = tmp_path_factory.mktemp("delegate") / "refuse.c"
     src.write_text(
         "typedef void (*report_fn)(const char *);\n"
