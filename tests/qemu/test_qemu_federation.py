@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import require_native
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from federation_helpers import Federation, to_toml
+from qemu_fleet import GUEST_BROKER_PORT, pem_key, separable_samples
 from training_helpers import policy
 
 from edge.aggregator.simulate import config_mapping
@@ -38,41 +37,12 @@ from guest import OUT, Guest, build_image  # noqa: E402
 pytestmark = pytest.mark.qemu
 
 ROUNDS = 2
-HEAD_IN, HEAD_OUT = 8, 3  # config_mapping's initial head
-SAMPLES = 24  # per device; fixed-size batches of 8: 3 steps a round
-GUEST_BROKER_PORT = 1883
-
-
-def _key(path: str) -> Ed25519PrivateKey:
-    key = load_pem_private_key(Path(path).read_bytes(), password=None)
-    assert isinstance(key, Ed25519PrivateKey)
-    return key
-
-
-def _samples(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Separable raw features: class k is centred on +2 in feature k."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, HEAD_OUT, SAMPLES)
-    x = rng.normal(0, 0.5, (SAMPLES, HEAD_IN)).astype(np.float32)
-    x[np.arange(SAMPLES), y] += 2.0
-    return x, y.astype(np.int64)
-
-
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    b = MosquittoBroker(tmp_path / "mosquitto")
-    try:
-        yield b
-    finally:
-        b.stop()
-
-
-@pytest.fixture
-def guest(broker: MosquittoBroker) -> Iterator[Guest]:
+def guest(mosquitto: MosquittoBroker) -> Iterator[Guest]:
     build_image()
     g = Guest.boot(console_log=OUT / "console-federation.log",
                    secure_log=OUT / "secure-federation.log",
-                   boot_args=("--fwd", f"{GUEST_BROKER_PORT}:{broker.port}"))
+                   boot_args=("--fwd", f"{GUEST_BROKER_PORT}:{mosquitto.port}"))
     try:
         yield g
     finally:
@@ -90,25 +60,25 @@ def _wait_guest_log(g: Guest, pattern: str, timeout: float) -> str:
         time.sleep(2)
 
 
-def test_federation_with_a_qemu_device(guest: Guest, broker: MosquittoBroker,
+def test_federation_with_a_qemu_device(guest: Guest, mosquitto: MosquittoBroker,
                                        tmp_path: Path) -> None:
     require_native("host")
     # The fleet: role keys and an 8x3 zero head (no backbone), a permissive no-DP policy
     # with fixed-size sampling (the rounds' tickets carry sigma = 1, C = 1, U = 1).
     root = tmp_path / "fleet"
-    table = config_mapping(root / "aggregator", broker.url, fleet=FLEET,
+    table = config_mapping(root / "aggregator", mosquitto.url, fleet=FLEET,
                            rounds={"cohort_size": 3, "quorum": 3, "min_updates": 3,
                                    "timeout_s": 120, "rounds": ROUNDS},
                            dp={"batch_size": 8, "learning_rate": 0.5})
-    signer = _key(table["aggregator"]["model_signer_key"])
-    aggregator = _key(table["aggregator"]["aggregator_key"])
+    signer = pem_key(table["aggregator"]["model_signer_key"])
+    aggregator = pem_key(table["aggregator"]["aggregator_key"])
     pol = policy(signer)
     fleet = Fleet(root, table)
     for i in (1, 2):
-        cfg = device_config(root, i, broker.url, "sim")
+        cfg = device_config(root, i, mosquitto.url, "sim")
         data = Path(cfg["data"]["path"])
         data.mkdir(parents=True)
-        xi, yi = _samples(i)
+        xi, yi = separable_samples(i)
         np.savez(data / "private.npz", X=xi, y=yi)
         fleet.records.append(provision_device(Path(cfg["tee"]["state_dir"]), signer,
                                               aggregator, pol))
@@ -124,7 +94,7 @@ def test_federation_with_a_qemu_device(guest: Guest, broker: MosquittoBroker,
     record = g.get("/root/device.rec")
     qemu_id = parse_device_record(record).device_id
     fleet.records.append(record)
-    x, y = _samples(3)
+    x, y = separable_samples(3)
     npz = tmp_path / "qemu.npz"
     np.savez(npz, X=x, y=y)
     g.put("/root/data/private.npz", npz.read_bytes())

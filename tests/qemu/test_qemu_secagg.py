@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from conftest import require_native
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from federation_helpers import Federation, to_toml
+from qemu_fleet import GUEST_BROKER_PORT, pem_key, separable_samples
 from training_helpers import policy
 
 from edge.aggregator.simulate import config_mapping
@@ -45,41 +45,12 @@ from guest import OUT, Guest, build_image  # noqa: E402
 
 pytestmark = pytest.mark.qemu
 
-HEAD_IN, HEAD_OUT = 8, 3  # config_mapping's initial head
-SAMPLES = 24
-GUEST_BROKER_PORT = 1883
-
-
-def _key(path: str) -> Ed25519PrivateKey:
-    key = load_pem_private_key(Path(path).read_bytes(), password=None)
-    assert isinstance(key, Ed25519PrivateKey)
-    return key
-
-
-def _samples(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Separable raw features: class k is centred on +2 in feature k."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, HEAD_OUT, SAMPLES)
-    x = rng.normal(0, 0.5, (SAMPLES, HEAD_IN)).astype(np.float32)
-    x[np.arange(SAMPLES), y] += 2.0
-    return x, y.astype(np.int64)
-
-
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    b = MosquittoBroker(tmp_path / "mosquitto")
-    try:
-        yield b
-    finally:
-        b.stop()
-
-
-@pytest.fixture
-def console_url(broker: MosquittoBroker) -> Iterator[str]:
+def console_url(mosquitto: MosquittoBroker) -> Iterator[str]:
     """The booted guest's serial console, left at its shell for `edge board` to drive."""
     build_image()
     g = Guest.boot(console_log=OUT / "console-secagg.log", secure_log=OUT / "secure-secagg.log",
-                   boot_args=("--fwd", f"{GUEST_BROKER_PORT}:{broker.port}"), cmdloop=False)
+                   boot_args=("--fwd", f"{GUEST_BROKER_PORT}:{mosquitto.port}"), cmdloop=False)
     try:
         yield g.release_console()
     finally:
@@ -97,17 +68,17 @@ def _wait_log(console: Console, pattern: str, timeout: float) -> str:
         time.sleep(2)
 
 
-def test_secagg_round_with_a_qemu_device(console_url: str, broker: MosquittoBroker,
+def test_secagg_round_with_a_qemu_device(console_url: str, mosquitto: MosquittoBroker,
                                          tmp_path: Path) -> None:
     require_native("host")
     root = tmp_path / "fleet"
     # Generous deadlines: the guest's Python runs under TCG emulation.
-    table = config_mapping(root / "aggregator", broker.url, fleet=FLEET,
+    table = config_mapping(root / "aggregator", mosquitto.url, fleet=FLEET,
                            rounds={"cohort_size": 3, "quorum": 3, "min_updates": 3,
                                    "timeout_s": 600, "rounds": 1},
                            dp={"batch_size": 8, "learning_rate": 0.5})
-    signer = _key(table["aggregator"]["model_signer_key"])
-    aggregator = _key(table["aggregator"]["aggregator_key"])
+    signer = pem_key(table["aggregator"]["model_signer_key"])
+    aggregator = pem_key(table["aggregator"]["aggregator_key"])
     registrar = Ed25519PrivateKey.generate()
     registrar_pub = ed25519_raw_public(registrar)
     pol = policy(signer)
@@ -117,10 +88,10 @@ def test_secagg_round_with_a_qemu_device(console_url: str, broker: MosquittoBrok
     (root / "registrar.pub").write_bytes(public_pem(registrar_pub))
     fid = fleet_id(FLEET)
     for i in (1, 2):
-        cfg = device_config(root, i, broker.url, "sim")
+        cfg = device_config(root, i, mosquitto.url, "sim")
         data = Path(cfg["data"]["path"])
         data.mkdir(parents=True)
-        xi, yi = _samples(i)
+        xi, yi = separable_samples(i)
         np.savez(data / "private.npz", X=xi, y=yi)
         state = Path(cfg["tee"]["state_dir"])
         record = provision_device(state, signer, aggregator, pol)
@@ -155,7 +126,7 @@ def test_secagg_round_with_a_qemu_device(console_url: str, broker: MosquittoBrok
     fleet.aggregator["secagg"] = {"registrar": str(root / "registrar.pub"),
                                   "certificates": str(certs), "stage_timeout_s": 150}
 
-    x, y = _samples(3)
+    x, y = separable_samples(3)
     npz = tmp_path / "qemu.npz"
     np.savez(npz, X=x, y=y)
     config = to_toml({
