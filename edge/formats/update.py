@@ -59,22 +59,18 @@ class SealedUpdate:
     norm: float
 
 
-def parse_update_envelope(env: Envelope) -> SealedUpdate:
-    """Decode and check the body of a parsed sealed-update envelope (no signature check).
 
-    The delta is viewed in place (no copy, no float conversion): one pass computes its
-    norm, which is finite exactly when every coordinate is (a float32 squared cannot
-    overflow float64, even summed over MAX_PARAMS).
-    """
+def _checked_header(env: Envelope, want_mode: int, mode_text: str) -> tuple[memoryview, tuple]:
+    """The body and its unpacked header, with the checks both update modes share."""
     body = memoryview(env.raw)[HEADER_SIZE : env.header.signed_len]
     if len(body) < UPDATE_HEADER_SIZE:
         raise Malformed(f"sealed update: body of {len(body)} bytes, shorter than the header")
-    (device_id, round_id, nonce, version, package_id, n, steps, total, mode, res1, params, u,
-     sigma, c, res2) = _HEAD.unpack_from(body, 0)
+    head = _HEAD.unpack_from(body, 0)
+    mode, res1, params, u, res2 = head[8], head[9], head[10], head[11], head[14]
     if res1 != bytes(3) or res2 != bytes(4):
         raise Malformed("sealed update: reserved bytes are not zero")
-    if mode != UPDATE_MODE_FLOAT32:
-        raise Malformed(f"sealed update: update mode {mode} is not 1 (float32)")
+    if mode != want_mode:
+        raise Malformed(f"sealed update: update mode {mode} is not {mode_text}")
     if not 1 <= params <= MAX_PARAMS:
         raise Malformed(f"sealed update: parameter count {params} is not in 1..{MAX_PARAMS}")
     if len(body) != UPDATE_HEADER_SIZE + 4 * params:
@@ -83,6 +79,17 @@ def parse_update_envelope(env: Envelope) -> SealedUpdate:
             f"{UPDATE_HEADER_SIZE + 4 * params}")
     if not (math.isfinite(u) and u > 0.0):
         raise Malformed(f"sealed update: update clip U {u} is not a finite number > 0")
+    return body, head
+
+def parse_update_envelope(env: Envelope) -> SealedUpdate:
+    """Decode and check the body of a parsed sealed-update envelope (no signature check).
+
+    The delta is viewed in place (no copy, no float conversion): one pass computes its
+    norm, which is finite exactly when every coordinate is (a float32 squared cannot
+    overflow float64, even summed over MAX_PARAMS).
+    """
+    body, (device_id, round_id, nonce, version, package_id, n, steps, total, mode, _r1, params,
+           u, sigma, c, _r2) = _checked_header(env, UPDATE_MODE_FLOAT32, "1 (float32)")
     delta = np.frombuffer(body, dtype="<f4", offset=UPDATE_HEADER_SIZE)
     norm = l2_norm(delta)
     if not math.isfinite(norm):
@@ -141,23 +148,9 @@ class MaskedUpdate:
 
 def parse_masked_update_envelope(env: Envelope) -> MaskedUpdate:
     """Decode and check the body of a mode-2 sealed update (no signature check)."""
-    body = memoryview(env.raw)[HEADER_SIZE : env.header.signed_len]
-    if len(body) < UPDATE_HEADER_SIZE:
-        raise Malformed(f"sealed update: body of {len(body)} bytes, shorter than the header")
-    (device_id, round_id, nonce, version, package_id, n, _steps, _total, mode, res1, params, u,
-     sigma, c, res2) = _HEAD.unpack_from(body, 0)
-    if res1 != bytes(3) or res2 != bytes(4):
-        raise Malformed("sealed update: reserved bytes are not zero")
-    if mode != tee_abi.UpdateMode.SECAGG:
-        raise Malformed(f"sealed update: update mode {mode} is not 2 (secure aggregation)")
-    if not 1 <= params <= MAX_PARAMS:
-        raise Malformed(f"sealed update: parameter count {params} is not in 1..{MAX_PARAMS}")
-    if len(body) != UPDATE_HEADER_SIZE + 4 * params:
-        raise Malformed(
-            f"sealed update: body of {len(body)} bytes, {params} parameters imply "
-            f"{UPDATE_HEADER_SIZE + 4 * params}")
-    if not (math.isfinite(u) and u > 0.0):
-        raise Malformed(f"sealed update: update clip U {u} is not a finite number > 0")
+    body, (device_id, round_id, nonce, version, package_id, n, _steps, _total, _mode, _r1,
+           params, u, sigma, c, _r2) = _checked_header(env, tee_abi.UpdateMode.SECAGG,
+                                                       "2 (secure aggregation)")
     words = np.frombuffer(body, dtype="<u4", offset=UPDATE_HEADER_SIZE)
     return MaskedUpdate(device_id, round_id, nonce, version, package_id, n, params, u, sigma, c,
                         words, env.signer_key_id)
