@@ -101,7 +101,8 @@ def run_ours(n: int, dropout: float, work: Path) -> dict[str, object]:
         y = rng.integers(0, HEAD_OUT, 8)
         now = int(time.time())
         nonce = bytes(range(16))
-        ticket = build_ticket(aggregator, round_id=1, model_version=1, nonce=nonce,
+        ticket = build_ticket(aggregator, round_id=1, model_version=1,
+                              package_id=release.manifest.package_id, nonce=nonce,
                               issued_at=now - 10, deadline=now + 3600, example_clip=1.0,
                               noise_multiplier=0.0, learning_rate=0.1, epochs=1, batch_size=8,
                               **params.ticket_fields(fleet_id(FLEET)))  # type: ignore[arg-type]
