@@ -37,7 +37,7 @@ from edge.protocol import (
 from edge.secagg import distributed_dp
 from edge.tee_abi import UpdateMode
 
-from . import backbone_check, device_budget, fedavg, skips
+from . import backbone_check, device_budget, fedavg, names, skips
 from .audit import RefusalLedger
 from .cohort import Announcement, Combined
 from .config import AggregatorConfig
@@ -123,6 +123,7 @@ class RoundManager:
                                     rows_per_round=config.audit.rows_per_round,
                                     clock=clock)
         self._devices: dict[bytes, DeviceRecord] = {}
+        self._names: dict[bytes, str] = {}
         # The newest model's release (package and its keys, to wrap for newcomers); lost
         # on restart, when a newcomer then gets the same head as the next version.
         self._release: tuple[Release, bytes] | None = None
@@ -211,6 +212,7 @@ class RoundManager:
     def refresh_devices(self) -> dict[bytes, DeviceRecord]:
         """Re-read the enrolled devices (enrollment may come from another process)."""
         self._devices = self.registry.devices()
+        self._names = self.store.names()
         return self._devices
 
     # rounds
@@ -315,7 +317,7 @@ class RoundManager:
         else:
             self._offline.discard(device_id)
         if was_offline != (status == "offline"):
-            log.info("device %s is %s", device_id.hex(), status)
+            log.info("%s is %s", self.label(device_id), status)
 
     def skip(self, topic: str, payload: bytes) -> Outcome:
         """Verify and record one skip report (committed before it returns): the device's
@@ -342,7 +344,7 @@ class RoundManager:
             fresh = self.store.add_skip(db, report.round_id, report.device_id, report.refusal,
                                         described, report.model_version, bytes(payload))
         if fresh:
-            log.info("device %s skipped round %d: %s", report.device_id.hex(),
+            log.info("%s skipped round %d: %s", self.label(report.device_id),
                      report.round_id, described)
         cp = self.store.latest_checkpoint()
         if cp is not None and report.model_version >= cp.version \
@@ -353,6 +355,10 @@ class RoundManager:
                      report.package_id.hex(), cp.version, report.model_version + 1)
             self._fleet_seen = report.model_version
         return Outcome(False, report.refusal, described, report.device_id)
+
+    def label(self, device_id: bytes) -> str:
+        """The device as the views name it: ``board-7 (3f2a9c1e)`` (edge.aggregator.names)."""
+        return names.label(device_id.hex(), self._names.get(device_id))
 
     def live_devices(self) -> list[bytes]:
         """Enrolled devices not announced offline, in id order."""
