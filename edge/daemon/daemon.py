@@ -25,7 +25,7 @@ from edge import protocol, tee_abi
 from edge.daemon.config import DaemonConfig
 from edge.daemon.datasource import open_source
 from edge.daemon.delivery import Delivery
-from edge.daemon.outbox import Entry, Outbox
+from edge.daemon.outbox import SKIP_SUFFIX, Entry, Outbox, skip_key
 from edge.daemon.store import SampleStore
 from edge.errors import BackboneNotPublished, EdgeError, Malformed, Rollback, StateError
 from edge.formats.device import parse_device_record
@@ -129,6 +129,12 @@ class Daemon:
         self.delivery = Delivery(self.client, self.update_topic,
                                  Outbox(config.work_dir / "outbox"))
         self.outbox = self.delivery.outbox
+        # Skip reports go through the outbox too: made while the broker is down, they are
+        # published after the reconnect, and survive a restart (docs/daemon.md, The outbox).
+        self.skip_delivery = Delivery(
+            self.client, self.skip_topic,
+            Outbox(config.work_dir / "outbox", suffix=SKIP_SUFFIX, key=skip_key),
+            acks=self.delivery.acks)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
@@ -426,8 +432,9 @@ class Daemon:
 
     def _report_skip(self, round_id: int, ticket: bytes, reason: int,
                      examples: int) -> str | None:
-        """Publish the signed skip report of a round (QoS 1, not awaited); return what it
-        says (``weaker-than-policy (noise_multiplier 1.0 < policy sigma_min 1.1)``)."""
+        """Keep the signed skip report of a round in the outbox and publish it (QoS 1, not
+        awaited; again after every connect until its round is over); return what it says
+        (``weaker-than-policy (noise_multiplier 1.0 < policy sigma_min 1.1)``)."""
         try:
             report = self.ta.sign_skip(ticket, reason=reason, examples=examples)
         except EdgeError as exc:
@@ -436,8 +443,18 @@ class Daemon:
                       refusal=exc.refusal, reason=exc)
             return None
         described = parse_skip(report).describe()
-        self.client.publish(self.skip_topic, report, qos=1)
+        try:
+            entry = self.skip_delivery.keep(report)
+        except OSError as exc:
+            self._log(logging.ERROR, "outbox", round_id, result="not-kept", kind="skip",
+                      reason=exc)
+            entry = self.skip_delivery.unkept(report)
+        if self.skip_delivery.send(entry)[0] is None:
+            self._log(logging.WARNING, "skip-report", round_id, result="not-queued",
+                      reason="queue-full", action="kept")
         self.stats.skips_reported.append(round_id)
+        # The TA signs only for an authentic ticket: every earlier round is over.
+        self._forget_closed(before_round=round_id)
         return described
 
     def _handle_ticket(self, payload: bytes) -> None:
@@ -646,10 +663,21 @@ class Daemon:
         """After a (re)connect: publish every kept update again (the broker may have lost it)."""
         for entry in self.delivery.entries():
             self._send(entry, reason="reconnect")
+        for entry in self.skip_delivery.entries():
+            pending, fresh = self.skip_delivery.send(entry)
+            if fresh:
+                self._log(logging.INFO, "skip-report", entry.round_id, result="republished",
+                          reason="reconnect")
+            elif pending is None:
+                self._log(logging.WARNING, "skip-report", entry.round_id,
+                          result="not-queued", reason="queue-full", action="kept")
 
     def _forget_closed(self, before_round: int | None = None) -> None:
         """Drop kept updates whose round is over (they can no longer count)."""
         version = self.ta.status().model_version
+        for entry in self.skip_delivery.forget_closed(version, before_round):
+            self._log(logging.INFO, "outbox", entry.round_id, result="removed", kind="skip",
+                      reason="round-closed", model_version=version)
         for entry in self.delivery.forget_closed(version, before_round):
             self._log(logging.INFO, "outbox", entry.round_id, result="removed",
                       reason="round-closed", model_version=version)
