@@ -124,6 +124,7 @@ class RoundManager:
                                     clock=clock)
         self._devices: dict[bytes, DeviceRecord] = {}
         self._names: dict[bytes, str] = {}
+        self._strangers: set[bytes] = set()  # online but not enrolled, warned about
         # The newest model's release (package and its keys, to wrap for newcomers); lost
         # on restart, when a newcomer then gets the same head as the next version.
         self._release: tuple[Release, bytes] | None = None
@@ -311,6 +312,17 @@ class RoundManager:
             return
         with self.store.transaction() as db:
             self.store.set_presence(db, device_id, status, self.clock())
+        if device_id not in self._devices and status == "online" \
+                and device_id not in self._strangers:
+            # A board that runs but was never enrolled (or was revoked) would wait forever for
+            # a model: say so where the operator looks, once per board and process.
+            self._strangers.add(device_id)
+            revoked = self.store.revoked_at(device_id) is not None
+            log.warning("device %s is online on the fleet's broker but %s: it gets no model "
+                        "and no tickets (%s)", device_id.hex(),
+                        "was revoked" if revoked else "is not enrolled",
+                        "edge aggregator enroll --readmit" if revoked else
+                        "edge aggregator enroll --config FILE --name NAME DEVICE.pub")
         was_offline = device_id in self._offline
         if status == "offline":
             self._offline.add(device_id)

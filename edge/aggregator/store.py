@@ -200,6 +200,16 @@ class Store:
         return {bytes(d): (str(s), float(at))
                 for d, s, at in self._all("SELECT device_id, status, at FROM presence")}
 
+    def unenrolled_presence(self) -> list[dict[str, Any]]:
+        """Devices that announced their presence but are not enrolled (never, or revoked)."""
+        return [{"device": bytes(d).hex(), "presence": str(s), "since": float(at),
+                 "revoked": r is not None}
+                for d, s, at, r in self._all(
+                    "SELECT p.device_id, p.status, p.at, v.at FROM presence p "
+                    "LEFT JOIN revoked v ON v.device_id = p.device_id "
+                    "WHERE p.device_id NOT IN (SELECT device_id FROM devices) "
+                    "ORDER BY p.device_id")]
+
     def revoke(self, db: sqlite3.Connection, device_id: bytes) -> None:
         """Block a device id: enrolling its record again is refused (``readmit`` undoes it)."""
         db.execute("INSERT OR IGNORE INTO revoked VALUES (?, ?)", (device_id, time.time()))

@@ -159,6 +159,8 @@ def status(config: Any) -> dict[str, Any]:
             "model_published": None if cp is None else cp.published is not None,
             "devices": sorted(d.hex() for d in Registry(store).devices()),
             "names": {d: n for d, n in named.items()},
+            # boards on the broker the aggregator does not serve (never enrolled, revoked)
+            "unenrolled": store.unenrolled_presence(),
             "refusals": store.refusals(),
             "refusal_sources": store.refusal_sources(20),
             # the boards' own word on why they did not train (signed skip reports)
@@ -229,6 +231,12 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"{skip['reason']}")
     for device in info["devices"]:
         print(f"  {label(device, info['names'].get(device))}")
+    for u in info["unenrolled"]:
+        if u["presence"] == "online":
+            print(f"not enrolled: device {u['device']} is online since "
+                  f"{human_time(u['since'])} and gets no model or tickets ("
+                  + ("revoked; enroll --readmit to take it back)" if u["revoked"] else
+                     "edge aggregator enroll --config FILE --name NAME DEVICE.pub)"))
     return 0
 
 

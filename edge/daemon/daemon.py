@@ -52,6 +52,9 @@ SEEN_TICKETS = 64
 PARKED_TICKETS = 8
 # A clean stop waits this long at most for the broker to take its OFFLINE status.
 OFFLINE_WAIT_S = 1.0
+# The aggregator publishes a package and every recipient's key wrap together: a package held
+# this long without this device's wrap means the aggregator does not serve this device.
+WRAP_WAIT_S = 30.0
 SECAGG_TICKET = "secagg-ticket.bin"
 
 
@@ -113,6 +116,7 @@ class Daemon:
         # The newest package and key wrap received (both retained, in either order);
         # a package is loaded once the wrap for it is here too.
         self._package: bytes | None = None
+        self._wrap_warned: bytes | None = None  # the package id warned about (no wrap)
         self._wrap: bytes | None = None
         # A persistent session: the broker queues tickets that come while the board is
         # briefly offline (a broker restart, a network blip) instead of dropping them.
@@ -277,6 +281,8 @@ class Daemon:
                     self._try_load()
                 elif kind == "outbox":
                     self._republish_all()
+                elif kind == "wrap-check":
+                    self._check_wrap(payload)
                 elif kind.startswith("secagg-"):
                     self._handle_secagg(kind, payload)
                 else:
@@ -303,6 +309,7 @@ class Daemon:
         if self._wrap is None:
             self._log(logging.DEBUG, "model", version=manifest.version, result="waiting",
                       reason="no key wrap yet")
+            self._expect_wrap(manifest.package_id)
             return
         try:
             # Unverified, for pairing only: the TA checks the wrap's signature and binding.
@@ -315,11 +322,37 @@ class Daemon:
         if wrap_package != manifest.package_id:
             self._log(logging.DEBUG, "model", version=manifest.version, result="waiting",
                       reason=f"key wrap is for package {wrap_package.hex()}")
+            self._expect_wrap(manifest.package_id)
             return
         payload, wrap = self._package, self._wrap
         if self._handle_model(payload, wrap, manifest):
             # Loaded, or an old one refused as rollback: nothing to retry with them.
             self._package = self._wrap = None
+
+    def _expect_wrap(self, package_id: bytes) -> None:
+        """Check in WRAP_WAIT_S whether this package is still held without our key wrap."""
+        timer = threading.Timer(WRAP_WAIT_S, self._jobs.put, args=(("wrap-check", package_id),))
+        timer.daemon = True
+        timer.start()
+
+    def _check_wrap(self, package_id: bytes) -> None:
+        """Warn (once per package) when a package still waits for this device's key wrap:
+        the board is not among its recipients, so it will never train."""
+        if self._package is None or self._wrap_warned == package_id:
+            return
+        with contextlib.suppress(EdgeError):
+            _, manifest = parse_package(self._package)
+            if manifest.package_id != package_id or (
+                    self._wrap is not None and read_key_wrap(parse_envelope(
+                        self._wrap, kind=tee_abi.Kind.KEY_WRAP,
+                        max_len=KEY_WRAP_SIZE)).package_id == package_id):
+                return  # a newer package came, or the wrap did (and the TA said why not)
+            self._wrap_warned = package_id
+            self._log(logging.WARNING, "model", version=manifest.version, result="no-key-wrap",
+                      package=package_id.hex(), waited=f"{WRAP_WAIT_S:.0f}s",
+                      reason="the aggregator sent no key wrap for this device: is it "
+                      "enrolled? (edge aggregator status lists boards online but not "
+                      f"enrolled; device id {self.device_id.hex()})")
 
     def _handle_model(self, payload: bytes, wrap: bytes, manifest: PackageManifest) -> bool:
         """Give a package and its wrap to the TA; switch the backbone only once accepted.
