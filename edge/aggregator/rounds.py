@@ -493,14 +493,26 @@ class RoundManager:
             return Announcement(None)
         enrolled = self.registry.records()
         records = tuple(enrolled[d] for d in sorted(view.cohort) if d in enrolled)
+        maskers = self._secagg.maskers if self._secagg is not None else None
         return Announcement(r.round_id, r.nonce, r.model_version, view.param_count,
                             r.update_clip, view.noise_multiplier, view.example_clip,
-                            r.central_noise, records, view.package_id)
+                            r.central_noise, records, view.package_id, view.secagg,
+                            None if maskers is None else tuple(maskers))
 
     def apply_cohort(self, combined: Combined) -> int:
         """A root's commit: the round's running sum becomes the workers' combined sum, and
-        the devices it newly covers are recorded (one transaction); returns how many."""
+        the devices it newly covers are recorded (one transaction); returns how many.
+
+        In a secure-aggregation round the combined masked sum goes to the round's stages
+        instead (memory only, like a single aggregator's masked sum); nothing is written."""
         assert self._round is not None and self._running is not None
+        if self._secagg is not None:
+            if not combined.masked:
+                return 0
+            covered = {d: c.update_id for d, c in combined.contributions.items()}
+            return len(covered) if self._secagg.take_cohort_sum(combined.total, covered) else 0
+        if combined.masked:
+            return 0
         new = [c for d, c in sorted(combined.contributions.items()) if d not in self._accepted]
         with self.store.transaction() as db:
             self.store.add_updates(db, self._round.round_id,

@@ -279,7 +279,11 @@ class Aggregator:
                     self._reconnected.clear()  # they went out on the current connection
                 self._resend_tickets()
                 self._drain(client)
-                for topic, directive in self.rounds.secagg_advance():
+                directives = self.rounds.secagg_advance()
+                if directives:
+                    # Workers learn who shared (U2) before any device gets its inbox.
+                    self._announce()
+                for topic, directive in directives:
                     self._publish(topic, directive)
                 if self._due():
                     self._finish()
@@ -424,7 +428,10 @@ class Aggregator:
         if self.cohort_key is None or self._client is None:
             return
         ann = self.rounds.announcement()
-        self._combiner = Combiner(ann.round_id) if ann.round_id is not None else None
+        if ann.round_id is None:
+            self._combiner = None
+        elif self._combiner is None or self._combiner.round_id != ann.round_id:
+            self._combiner = Combiner(ann.round_id, ann.secagg)
         self._acks.publish(self._client, round_topic(self.config.fleet),
                            ann.to_message(self.cohort_key, self.config.fleet), retain=True)
 
