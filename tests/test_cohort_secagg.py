@@ -31,7 +31,13 @@ from secnet_helpers import Tap, die_at, enable_secagg
 
 from edge import errors
 from edge.aggregator import AggregatorConfig, fedavg
-from edge.aggregator.cohort import Announcement, Combiner, Contribution, PartialSum
+from edge.aggregator.cohort import (
+    Announcement,
+    Combiner,
+    Contribution,
+    PartialSum,
+    WorkerRefusal,
+)
 from edge.aggregator.registry import Registry
 from edge.aggregator.rounds import load_head
 from edge.aggregator.secagg_certs import load_certificates
@@ -160,6 +166,11 @@ def test_masked_cohort_messages_round_trip() -> None:
     bad[-40] ^= 1  # one word of the body
     with pytest.raises(errors.Tampered):
         PartialSum.from_message(KEY, "f", bytes(bad))
+    named = PartialSum(4, "w2", 8, p.total, 2.0, p.contributions, 2, True,
+                       (WorkerRefusal(b"d" * 16, "t/update", "signature", "bad"),
+                        WorkerRefusal(None, "x", "malformed", "short")))
+    assert PartialSum.from_message(KEY, "f", named.to_message(KEY, "f")).refusals == \
+        named.refusals
     ann = Announcement(4, bytes(16), 2, 2, 1.0, 0.0, 1.0, 0.0, (), b"p" * 16, True,
                        (b"d" * 16,))
     assert Announcement.from_message(KEY, "f", ann.to_message(KEY, "f")) == ann
@@ -284,7 +295,10 @@ def _single_server(config: AggregatorConfig, tap: Tap) -> tuple[np.ndarray, list
     for topic, p in tap.on("/secagg-inbox"):
         assert srv.inbox_for(bytes.fromhex(topic.split("/")[4])) == p
     for _, p in tap.on("/update"):  # copies too: the same update again is taken once
-        srv.add_masked(p)
+        try:
+            srv.add_masked(p)
+        except errors.SignatureInvalid:
+            continue  # the test's forged copy
     assert [p for _, p in tap.on("/secagg/survivors")] == [srv.survivors()]
     for _, p in tap.on("/secagg/reveals"):
         srv.add_reveal(p)
@@ -326,8 +340,13 @@ def test_secagg_round_through_workers_survives_a_worker_kill_and_redeliveries(
         for shift in (1, 2):
             for topic, payload in early[shift:] + early[:shift]:
                 tap.publish(topic, payload)
+        # A hostile copy: one word of a masked update changed (its signature fails).
+        topic, payload = early[0]
+        forged = bytearray(payload)
+        forged[-40] ^= 1
+        tap.publish(topic, bytes(forged))
         released.set()
-        wait_for(lambda: len(tap.on("/update")) == 3 * len(early) + len(late), timeout=60,
+        wait_for(lambda: len(tap.on("/update")) == 3 * len(early) + 1 + len(late), timeout=60,
                  what="the late boards' masked updates")
         time.sleep(1.0)
         assert root.poll() is None, "the round closed without w1's share"
@@ -343,7 +362,13 @@ def test_secagg_round_through_workers_survives_a_worker_kill_and_redeliveries(
         r = store.get_round(1)
         cp = store.latest_checkpoint()
         metrics = store.metrics_lines()
+        audit = store.audit_rows()
     assert r is not None and r.state == "closed", metrics
+    # The workers' refusals are in the root's audit table, named: the forged copy (and
+    # any copy that reached the worker that had summed it already: duplicate).
+    classes = {a["refusal"] for a in audit}
+    assert "signature" in classes and classes <= {"signature", "duplicate"}, audit
+    assert all(a["reason"].startswith("worker w") and a["round"] == 1 for a in audit)
     assert json.loads(metrics[0])["participants"] == n, metrics
     devices = {rec_id for rec_id in _device_ids(fleet)}
     # Each masked update once in the workers' sums (dropped copies aside): none lost, none

@@ -34,6 +34,9 @@ _PREFIX = struct.Struct("<4sHI")
 TAG_SIZE = 32
 KEY_SIZE = 32
 MAX_HEADER = 64 * 1024 * 1024
+# Refusals a worker names (class, device, topic, reason) per round in its partial, for the
+# root's audit table; past this they are only counted (``refused``), as the audit bounds do.
+NAMED_REFUSALS = 64
 _WORKER = re.compile(r"^[a-z0-9-]{1,32}$")
 _ROUND_AT = HEADER_SIZE + UPDATE_HEADER.offset("round_id")
 
@@ -168,8 +171,8 @@ class Announcement:
                        int(h["params"]), float(h["update_clip"]), float(h["noise_multiplier"]),
                        float(h["example_clip"]), float(h["central_noise"]),
                        tuple(bytes.fromhex(r) for r in h["records"]),
-                       bytes.fromhex(h["package_id"]), bool(h["secagg"]),
-                       None if h["maskers"] is None
+                       bytes.fromhex(h["package_id"]), bool(h.get("secagg", False)),
+                       None if h.get("maskers") is None
                        else tuple(bytes.fromhex(d) for d in h["maskers"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise Malformed(f"round announcement: bad field ({exc})") from None
@@ -204,6 +207,25 @@ class Contribution:
 
 
 @dataclass(frozen=True)
+class WorkerRefusal:
+    """A message a worker refused, named for the root's audit table."""
+
+    device_id: bytes | None
+    topic: str
+    refusal: str
+    reason: str
+
+    def to_json(self) -> list[Any]:
+        return [self.device_id.hex() if self.device_id else None, self.topic, self.refusal,
+                self.reason]
+
+    @classmethod
+    def from_json(cls, row: list[Any]) -> WorkerRefusal:
+        d, t, r, why = row
+        return cls(bytes.fromhex(d) if d else None, str(t)[:256], str(r)[:64], str(why)[:1000])
+
+
+@dataclass(frozen=True)
 class PartialSum:
     """A worker's durable sum of its share of a round: Σ w·Δ, Σ w, and what it covers.
 
@@ -219,12 +241,14 @@ class PartialSum:
     contributions: tuple[Contribution, ...]
     refused: int = 0
     masked: bool = False
+    refusals: tuple[WorkerRefusal, ...] = ()  # the first NAMED_REFUSALS of ``refused``
 
     def to_message(self, key: bytes, fleet: str) -> bytes:
         """The tagged message a worker publishes (retained) after each commit."""
         return seal(key, KIND_SUM, {
             "fleet": fleet, "round": self.round_id, "worker": self.worker, "seq": self.seq,
             "weight": self.weight, "refused": self.refused, "masked": self.masked,
+            "refusals": [r.to_json() for r in self.refusals],
             "contributions": [c.to_json() for c in self.contributions]},
             np.ascontiguousarray(self.total, dtype=sum_dtype(self.masked)).tobytes())
 
@@ -235,7 +259,7 @@ class PartialSum:
         try:
             if h["fleet"] != fleet:
                 raise Malformed(f"cohort sum of fleet {h['fleet']!r}, not {fleet!r}")
-            masked = bool(h["masked"])
+            masked = bool(h.get("masked", False))  # absent from an older worker's
             dtype = np.dtype(sum_dtype(masked))
             if len(body) % dtype.itemsize:
                 raise Malformed(f"cohort sum: body of {len(body)} bytes is not "
@@ -243,7 +267,9 @@ class PartialSum:
             return cls(int(h["round"]), check_worker(h["worker"]), int(h["seq"]),
                        np.frombuffer(body, dtype=dtype), float(h["weight"]),
                        tuple(Contribution.from_json(r) for r in h["contributions"]),
-                       int(h["refused"]), masked)
+                       int(h["refused"]), masked,
+                       tuple(WorkerRefusal.from_json(r)
+                             for r in h.get("refusals", [])[:NAMED_REFUSALS]))
         except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise Malformed(f"cohort sum: bad field ({exc})") from None
 

@@ -15,7 +15,7 @@ import os
 import random
 import time
 from collections import ChainMap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,7 +39,7 @@ from edge.tee_abi import UpdateMode
 
 from . import backbone_check, device_budget, fedavg, skips
 from .audit import RefusalLedger
-from .cohort import Announcement, Combined
+from .cohort import Announcement, Combined, WorkerRefusal
 from .config import AggregatorConfig
 from .metrics import Holdout, RoundMetrics
 from .registry import Registry
@@ -498,6 +498,19 @@ class RoundManager:
                             r.update_clip, view.noise_multiplier, view.example_clip,
                             r.central_noise, records, view.package_id, view.secagg,
                             None if maskers is None else tuple(maskers))
+
+    def worker_refusals(self, round_id: int, worker: str,
+                        refusals: Sequence[WorkerRefusal]) -> None:
+        """Record refusals a cohort worker named in the audit table, as if the root had
+        refused those messages itself (the reason says which worker did)."""
+        for r in refusals:
+            stored = self.ledger.record(round_id=round_id, device_id=r.device_id,
+                                        topic=r.topic, refusal=r.refusal,
+                                        reason=f"worker {worker}: {r.reason}"[:1000])
+            log.log(logging.WARNING if stored else logging.DEBUG,
+                    "worker %s refused a message on %s: %s: %s", worker, r.topic, r.refusal,
+                    r.reason)
+        self.ledger.flush()
 
     def apply_cohort(self, combined: Combined) -> int:
         """A root's commit: the round's running sum becomes the workers' combined sum, and

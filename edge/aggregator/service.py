@@ -107,6 +107,9 @@ class Aggregator:
             if config.workers_key is not None else None
         self._combiner: Combiner | None = None
         self._drops_sent: set[tuple[int, str, bytes]] = set()
+        # Per (round, worker): how many of its named refusals are in the audit table. In
+        # memory: a root restarted mid-round records that round's again.
+        self._refusals_seen: dict[tuple[int, str], int] = {}
         self._subscription = update_subscription(config.fleet) if self.cohort_key is None \
             else sum_subscription(config.fleet)
         self._presence = status_subscription(config.fleet)
@@ -449,6 +452,12 @@ class Aggregator:
             return
         combiner = self._combiner
         if combiner is not None and combiner.add(partial):
+            seen = self._refusals_seen.get((combiner.round_id, partial.worker), 0)
+            if len(partial.refusals) > seen:
+                self.rounds.worker_refusals(combiner.round_id, partial.worker,
+                                            partial.refusals[seen:])
+                self._refusals_seen[(combiner.round_id, partial.worker)] = \
+                    len(partial.refusals)
             for worker, devices in combiner.drops().items():
                 new = [d for d in devices
                        if (combiner.round_id, worker, d) not in self._drops_sent]

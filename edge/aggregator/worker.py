@@ -28,12 +28,15 @@ from edge.errors import EdgeError, StateError
 from edge.formats.device import DeviceRecord, parse_device_record
 from edge.formats.update import MaskedUpdate, parse_any_update, parse_update
 from edge.mqtt import PubAcks, connect_async, log_connect_failure, make_client
+from edge.protocol import update_topic
 
 from . import fedavg
 from .cohort import (
+    NAMED_REFUSALS,
     Announcement,
     Contribution,
     PartialSum,
+    WorkerRefusal,
     check_worker,
     drop_topic,
     read_drop,
@@ -62,6 +65,9 @@ CREATE TABLE IF NOT EXISTS accepted (round_id INTEGER NOT NULL, device_id BLOB N
     total_steps INTEGER NOT NULL, noise REAL NOT NULL, weight REAL NOT NULL,
     payload BLOB NOT NULL, dropped INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (round_id, device_id));
+CREATE TABLE IF NOT EXISTS refusals (round_id INTEGER NOT NULL, n INTEGER NOT NULL,
+    device_id BLOB, topic TEXT NOT NULL, refusal TEXT NOT NULL, reason TEXT NOT NULL,
+    PRIMARY KEY (round_id, n));
 """
 
 
@@ -101,12 +107,17 @@ class WorkerStore:
         # Dropped ones too: a redelivery of one is a duplicate here, not a new update.
         ids = {bytes(d): bytes(u) for d, u in self.db.execute(
             "SELECT device_id, update_id FROM accepted WHERE round_id = ?", (round_id,))}
+        refusals = tuple(WorkerRefusal(bytes(d) if d else None, t, r, why)
+                         for d, t, r, why in self.db.execute(
+                             "SELECT device_id, topic, refusal, reason FROM refusals WHERE "
+                             "round_id = ? ORDER BY n", (round_id,)))
         dtype = sum_dtype(masked)
         if row is None:
-            return PartialSum(round_id, "", 0, np.zeros(params, dtype), 0.0, (), 0, masked), ids
+            return PartialSum(round_id, "", 0, np.zeros(params, dtype), 0.0, (), 0, masked,
+                              refusals), ids
         total = np.frombuffer(row[0], dtype=dtype).copy()
         return PartialSum(round_id, "", row[2], total, row[1], contributions, row[3],
-                          masked), ids
+                          masked, refusals), ids
 
     def commit(self, partial: PartialSum, rows: list[tuple[Any, ...]]) -> None:
         """One transaction: the new accepted rows and the sum after them."""
@@ -114,6 +125,9 @@ class WorkerStore:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany("INSERT INTO accepted VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
                                 rows)
+            self.db.executemany("INSERT OR IGNORE INTO refusals VALUES (?, ?, ?, ?, ?, ?)",
+                                [(partial.round_id, n, r.device_id, r.topic, r.refusal,
+                                  r.reason) for n, r in enumerate(partial.refusals)])
             self._put_sum(partial)
 
     def drop(self, partial: PartialSum, devices: list[bytes]) -> None:
@@ -288,8 +302,7 @@ class CohortWorker:
         except UpdateRefused as refused:
             log.debug("worker %s: refused update on %s: %s", self.worker, msg.topic[:256],
                       refused.refusal)
-            if p is not None:
-                self.partial = replace(p, refused=p.refused + 1)
+            self._refuse(refused.device_id, msg.topic, refused.refusal, str(refused))
             return
         assert p is not None and self.announced is not None
         if isinstance(acc, AcceptedMasked):
@@ -305,6 +318,16 @@ class CohortWorker:
         rows.append((p.round_id, acc.device_id, acc.update_id, acc.example_count, u.steps,
                      u.total_steps, u.noise_multiplier, weight, payload))
 
+    def _refuse(self, device_id: bytes | None, topic: str, refusal: str, reason: str) -> None:
+        """Count a refusal in the partial, and name it while under NAMED_REFUSALS."""
+        p = self.partial
+        if p is None:
+            return
+        named = p.refusals
+        if len(named) < NAMED_REFUSALS:
+            named = (*named, WorkerRefusal(device_id, topic[:256], refusal, reason[:1000]))
+        self.partial = replace(p, refused=p.refused + 1, refusals=named)
+
     def _stage_masked(self, acc: AcceptedMasked, payload: bytes, rows: list[tuple[Any, ...]],
                       staged: dict[bytes, bytes]) -> None:
         """Add a verified masked update's words to the sum mod 2^32 (SecAggRound's rule: only
@@ -314,7 +337,9 @@ class CohortWorker:
         if acc.device_id not in self._maskers:
             log.debug("worker %s: refused masked update of %s: not-for-this-device",
                       self.worker, acc.device_id.hex())
-            self.partial = replace(p, refused=p.refused + 1)
+            self._refuse(acc.device_id, update_topic(self.config.fleet, acc.device_id),
+                         "not-for-this-device", f"masked update: {acc.device_id.hex()} did "
+                         f"not share in round {p.round_id}")
             return
         m = acc.update
         np.add(p.total, m.words, out=p.total)  # uint32: wraps mod 2^32
