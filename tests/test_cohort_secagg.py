@@ -432,3 +432,101 @@ def test_secagg_through_workers_below_threshold_fails_and_publishes_nothing(
     assert cp is not None and cp.version == 1
     assert tap.on("/secagg/survivors") == []
     assert len([d for d, x in _rows(tmp_path / "w1.sqlite", 1) if not x]) == 2
+
+
+# -- one worker in process: the masked path without a broker -----------------------------
+
+class _Client:
+    """What a worker's commit needs of a paho client: acks and publishes, recorded."""
+
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+        self.published: list[tuple[str, bytes]] = []
+
+    def ack(self, mid: int, _qos: int) -> None:
+        self.acked.append(mid)
+
+    def publish(self, topic: str, payload: bytes, **_kw: object) -> object:
+        self.published.append((topic, payload))
+        return type("Info", (), {"rc": 0, "mid": len(self.published)})()
+
+
+def _message(mid: int, topic: str, payload: bytes):  # type: ignore[no-untyped-def]
+    import paho.mqtt.client as mqtt
+
+    m = mqtt.MQTTMessage(mid=mid, topic=topic.encode())
+    m.payload = payload
+    m.qos = 1
+    return m
+
+
+def test_a_worker_sums_masked_updates_of_maskers_only_and_drops_one_exactly(
+        tmp_path: Path) -> None:
+    """Held until the root names U2; a non-masker's update is refused and named
+    (not-for-this-device), a float32 one is wrong-mode; the sum wraps mod 2^32; a drop
+    takes a device's words out exactly, and a restarted worker reloads the same sum."""
+    from edge.aggregator.cohort import drop_message, round_topic
+    from edge.aggregator.simulate import FakeDevice, config_mapping
+    from edge.aggregator.worker import CohortWorker
+    from edge.formats.envelope import Kind, build_envelope
+    from edge.formats.layouts import UPDATE_HEADER
+    from edge.formats.update import build_update
+    from edge.tee_abi import UpdateMode
+
+    fleet, params, package = "cs", 3, b"p" * 16
+    table = config_mapping(tmp_path / "fleet", fleet=fleet, workers={
+        "key": str(tmp_path / "k")})
+    (tmp_path / "k").write_text(KEY.hex())
+    config = AggregatorConfig.from_mapping(table)
+    devs = [FakeDevice() for _ in range(3)]
+    base = Announcement(5, bytes(16), 1, params, 1.0, 0.0, 1.0, 0.0,
+                        tuple(d.record for d in devs), package, True)
+
+    def masked(d: FakeDevice, words: list[int]) -> bytes:
+        head = UPDATE_HEADER.struct.pack(d.device_id, 5, bytes(16), 1, package, 8, 1, 1,
+                                         UpdateMode.SECAGG, bytes(3), params, 1.0, 0.0, 1.0,
+                                         bytes(4))
+        return build_envelope(Kind.SEALED_UPDATE, head + np.array(words, "<u4").tobytes(),
+                              d.identity)
+
+    a, b, outsider = devs
+    wa, wb = [2**32 - 1, 7, 0], [5, 2**32 - 3, 9]
+    client = _Client()
+    worker = CohortWorker(config, "w1", tmp_path / "w1.sqlite", KEY)
+    try:
+        worker._inbox.put(_message(1, round_topic(fleet), base.to_message(KEY, fleet)))
+        worker._inbox.put(_message(2, a.topic(fleet), masked(a, wa)))
+        worker._drain(client)  # type: ignore[arg-type]
+        assert worker._held and 2 not in client.acked  # U2 not known yet: held, not acked
+        ann = Announcement(**{**base.__dict__, "maskers": (a.device_id, b.device_id)})
+        worker._inbox.put(_message(3, round_topic(fleet), ann.to_message(KEY, fleet)))
+        worker._inbox.put(_message(4, b.topic(fleet), masked(b, wb)))
+        worker._inbox.put(_message(5, outsider.topic(fleet), masked(outsider, [1, 1, 1])))
+        worker._inbox.put(_message(6, a.topic(fleet), build_update(
+            a.identity, round_id=5, nonce=bytes(16), model_version=1, package_id=package,
+            delta=np.zeros(params, np.float32), example_count=8, steps=1, total_steps=1,
+            update_clip=1.0, noise_multiplier=0.0, example_clip=1.0)))
+        worker._drain(client)  # type: ignore[arg-type]
+        worker._drain(client)  # type: ignore[arg-type]
+        p = worker.partial
+        assert p is not None and p.masked and p.weight == 2.0
+        assert sorted(client.acked) == [1, 2, 3, 4, 5, 6]
+        np.testing.assert_array_equal(p.total, (np.array(wa, np.uint64) + wb) % 2**32)
+        assert [r.refusal for r in p.refusals] == ["not-for-this-device", "wrong-mode"]
+        assert p.refused == 2 and p.refusals[0].device_id == outsider.device_id
+        got = PartialSum.from_message(KEY, fleet, client.published[-1][1])
+        np.testing.assert_array_equal(got.total, p.total)
+        worker._drop(client, drop_message(KEY, fleet, 5, "w1", [a.device_id]))  # type: ignore[arg-type]
+        np.testing.assert_array_equal(worker.partial.total, np.array(wb, np.uint32))  # type: ignore[union-attr]
+        assert [c.device_id for c in worker.partial.contributions] == [b.device_id]  # type: ignore[union-attr]
+    finally:
+        worker.store.close()
+    again = CohortWorker(config, "w1", tmp_path / "w1.sqlite", KEY)
+    try:
+        again._announce(ann.to_message(KEY, fleet))
+        q = again.partial
+        assert q is not None and q.masked and q.weight == 1.0 and len(q.refusals) == 2
+        np.testing.assert_array_equal(q.total, np.array(wb, np.uint32))
+    finally:
+        again.store.close()
+

@@ -286,9 +286,7 @@ class CohortWorker:
         if self.partial is not None and self.partial.round_id == ann.round_id:
             return  # the same round, announced again (a secagg round's masked stage)
         stored, self._ids = self.store.load(ann.round_id, ann.params, ann.secagg)
-        self.partial = PartialSum(ann.round_id, self.worker, stored.seq, stored.total,
-                                  stored.weight, stored.contributions, stored.refused,
-                                  ann.secagg)
+        self.partial = replace(stored, worker=self.worker)
         log.info("worker %s: round %d, %d updates summed so far", self.worker, ann.round_id,
                  len(self._ids))
 
