@@ -291,10 +291,31 @@ enum ed25519_point_class ed25519_classify_point(const uint8_t enc[32])
 	return ED25519_POINT_OK;
 }
 
+/*
+ * Keys found good lately. The verdict is a function of the 32 bytes alone,
+ * so remembering it is safe; it saves decoding the same anchor and
+ * identity keys again (a SECAGG_SHARE checks the registrar's key and each
+ * neighbour's twice). Only good keys are kept: a bad one is decoded again.
+ */
+#define GOOD_KEYS	32
+static uint8_t good_keys[GOOD_KEYS][32];
+static unsigned int good_count;
+static unsigned int good_next;
+
 TEE_Result ed25519_check_pub(const uint8_t pub[32])
 {
-	return ed25519_classify_point(pub) == ED25519_POINT_OK ?
-	       TEE_SUCCESS : EDGE_ERR_WEAK_KEY;
+	unsigned int i = 0;
+
+	for (i = 0; i < good_count; i++)
+		if (!memcmp(good_keys[i], pub, 32))
+			return TEE_SUCCESS;
+	if (ed25519_classify_point(pub) != ED25519_POINT_OK)
+		return EDGE_ERR_WEAK_KEY;
+	memcpy(good_keys[good_next], pub, 32);
+	good_next = (good_next + 1) % GOOD_KEYS;
+	if (good_count < GOOD_KEYS)
+		good_count++;
+	return TEE_SUCCESS;
 }
 
 TEE_Result ed25519_check_sig(const uint8_t sig[64])
