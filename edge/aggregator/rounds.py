@@ -284,13 +284,14 @@ class RoundManager:
         return [] if self._secagg is None else self._secagg.advance()
 
     def missing_tickets(self) -> list[tuple[str, bytes]]:
-        """The open round's tickets of devices whose update is not accepted yet, to re-send."""
+        """The open round's tickets of devices whose update is not accepted yet, to re-send;
+        past a secagg round's adverts, its current directive for the devices not yet heard."""
         if self._round is None:
             return []
         if self._secagg is not None:
             # Only while adverts are taken: a device cannot join a secagg round later.
             if self._secagg.stage != "advert":
-                return []
+                return self._secagg.pending()
             return [(ticket_topic(self.config.fleet, d), t)
                     for d, t in sorted(self.store.tickets(self._round.round_id).items())
                     if d not in self._secagg.srv.advertised]
@@ -330,6 +331,8 @@ class RoundManager:
             self._offline.discard(device_id)
         if was_offline != (status == "offline"):
             log.info("%s is %s", self.label(device_id), status)
+        if status == "online" and self._secagg is not None:
+            self._secagg.device_online(device_id)
 
     def skip(self, topic: str, payload: bytes) -> Outcome:
         """Verify and record one skip report (committed before it returns): the device's
