@@ -136,15 +136,20 @@ def kill_scenario(work: Path, url: str, kills: int, *, root: Path = ROOT, seed: 
             time.sleep(rng.uniform(*lifetime))
             proc.kill()
             proc.wait(30)
+        state, metrics = Path(table["aggregator"]["state"]), Path(table["aggregator"]["metrics"])
+        # The clean run lasts until it has closed a round of its own (and 5 in all), not
+        # a fixed time: on a loaded machine 3 s did not even cover the start-up.
+        want = max(metrics_census(state, metrics)["rounds"] + 1, 5)
         proc = subprocess.Popen(argv, env=env, cwd=root, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        time.sleep(3.0)
+        deadline = time.monotonic() + 120
+        while metrics_census(state, metrics)["rounds"] < want and time.monotonic() < deadline:
+            time.sleep(0.2)
         proc.terminate()
         proc.wait(30)
     finally:
         answerer.close()
-    census = metrics_census(Path(table["aggregator"]["state"]),
-                            Path(table["aggregator"]["metrics"]))
+    census = metrics_census(state, metrics)
     census["kills"] = kills
     return census
 

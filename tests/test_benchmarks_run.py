@@ -4,7 +4,7 @@ Benchmarks are not tests (their figures are never asserted), but one that no lon
 runs is a broken claim in the docs: benchmarks/secagg.py went unnoticed for a
 session after tickets gained the package id. Each is run here as a user would run
 it, with tiny sizes and without Flower (its virtualenv is a benchmark-only extra),
-and must exit 0 and print its table. benchmarks/qemu.py needs the QEMU image and is
+and must exit 0 and print its figures. benchmarks/qemu.py needs the QEMU image and is
 run by the QEMU suite's own timing (tests/qemu).
 """
 
@@ -23,7 +23,8 @@ SMALLEST = {
     "aggregate.py": ["--updates", "20", "--params", "1000", "--repeat", "1", "--store", "5",
                      "--mosquitto", "10", "--batch", "8"],
     "aggregator_faults.py": ["--kills", "1", "--garbage", "20"],
-    "cohort.py": ["--updates", "20", "--params", "1000", "--workers", "1"],
+    "cohort.py": ["--updates", "20", "--params", "1000", "--workers", "1",
+                  "--secagg-devices", "4", "--secagg-rounds", "1"],
     "federation.py": ["--devices", "3", "--rounds", "2", "--no-flower"],
     "inference.py": ["--arch", "mlp", "--seconds", "0.01"],
     "secagg.py": ["--n", "5", "--dropout", "0", "0.2", "--no-flower"],
@@ -45,4 +46,4 @@ def test_benchmark_runs(script: str, tmp_path: Path) -> None:
                            *SMALLEST[script]], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600, check=False)
     assert proc.returncode == 0, f"{script}: {proc.stderr[-3000:]}"
-    assert "|" in proc.stdout, f"{script} printed no table:\n{proc.stdout[-2000:]}"
+    assert proc.stdout.strip(), f"{script} printed nothing"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import require_native
-from federation_helpers import Federation, Observer, make_fleet
+from federation_helpers import Federation, Observer, make_fleet, wait_for
 
 from edge.broker import BrokerError, EmbeddedBroker, MosquittoBroker
 from edge.demo.settings import DEFAULT
@@ -55,6 +55,11 @@ def test_federation_end_to_end(broker_url: str, tmp_path: Path) -> None:
         assert agg.store.audit_rows() == []
         for r in range(1, ROUNDS + 1):
             assert len(agg.store.accepted(r)) == DEVICES
+        # The final model and the last updates travel on after the round closed: wait for
+        # them rather than read a state that is still moving.
+        wait_for(lambda: len(observer.got) >= DEVICES * ROUNDS, what="every update observed")
+        wait_for(lambda: all(b.daemon.ta.status().model_version == ROUNDS + 1
+                             for b in fed.boards), what=f"every board on model v{ROUNDS + 1}")
         # The published head is the initial head plus the sample-weighted mean of the deltas.
         updates = [parse_update(p) for _, p in observer.got]
         assert len(updates) == DEVICES * ROUNDS

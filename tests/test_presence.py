@@ -136,7 +136,7 @@ def test_revoke_removes_a_board(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert edge_main(["aggregator", "revoke", "--config", str(toml), gone]) == 1
     assert f"device {gone} is not enrolled" in capsys.readouterr().err
     assert edge_main(["aggregator", "revoke", "--config", str(toml), "xyz"]) == 1
-    assert "is not 32 hex digits" in capsys.readouterr().err
+    assert "is neither a board name nor 32 hex digits" in capsys.readouterr().err
     assert edge_main(["aggregator", "devices", "--config", str(toml), "--json"]) == 0
     listed = [d["device"] for d in json.loads(capsys.readouterr().out)["devices"]]
     assert gone not in listed and len(listed) == 2

@@ -110,10 +110,15 @@ class FakePyPI:
     def __init__(self) -> None:
         self.projects: dict[str, list[dict]] = {}
         self.blobs: dict[str, bytes] = {}
+        self.drops: dict[str, int] = {}  # path -> connections still to close unanswered
         pypi = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if pypi.drops.get(self.path, 0) > 0:  # what a loaded index does now and then
+                    pypi.drops[self.path] -= 1
+                    self.close_connection = True
+                    return
                 parts = self.path.strip("/").split("/")
                 if parts[0] == "simple" and len(parts) == 2 and parts[1] in pypi.projects:
                     body = json.dumps({"files": pypi.projects[parts[1]]}).encode()
@@ -324,6 +329,19 @@ def test_wheels_resolved_for_the_guest_interpreter(setup: Setup, pypi: FakePyPI)
     assert (got["paho-mqtt"].version, got["paho-mqtt"].sha256) == ("2.2.0", pure)
     assert (setup.tmp / "inputs/wheels" / got["numpy"].filename).read_bytes() == \
         b"numpy-2.5.5-cp313-cp313-manylinux_2_27_aarch64.whl"
+
+
+def test_an_index_page_dropped_twice_is_read_on_the_third_try(
+        setup: Setup, pypi: FakePyPI, capsys: pytest.CaptureFixture[str]) -> None:
+    secure, _ = _point_release(setup)
+    want = pypi.add("pyserial", "pyserial-3.5-py2.py3-none-any.whl")
+    pypi.drops["/simple/pyserial/"] = 2
+    setup.files(secure, "deb libc6\nwheel pyserial >=3.5\n", None)
+    assert setup.run() == 0
+    assert setup.manifest()["pyserial"].sha256 == want and pypi.drops["/simple/pyserial/"] == 0
+    pypi.drops["/simple/pyserial/"] = 3  # a third drop is an outage, named
+    assert setup.run() == 1
+    assert "wheel pyserial: cannot read" in capsys.readouterr().err
 
 
 def test_a_wheel_whose_bytes_do_not_match_the_index_is_refused(

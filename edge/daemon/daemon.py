@@ -26,7 +26,7 @@ from edge import protocol, tee_abi
 from edge.daemon.config import DaemonConfig
 from edge.daemon.datasource import open_source
 from edge.daemon.delivery import Delivery
-from edge.daemon.outbox import Entry, Outbox
+from edge.daemon.outbox import SKIP_SUFFIX, Entry, Outbox, skip_key
 from edge.daemon.store import SampleStore
 from edge.errors import BackboneNotPublished, EdgeError, Malformed, Rollback, StateError
 from edge.formats.device import parse_device_record
@@ -53,6 +53,9 @@ SEEN_TICKETS = 64
 PARKED_TICKETS = 8
 # A clean stop waits this long at most for the broker to take its OFFLINE status.
 OFFLINE_WAIT_S = 1.0
+# The aggregator publishes a package and every recipient's key wrap together: a package held
+# this long without this device's wrap means the aggregator does not serve this device.
+WRAP_WAIT_S = 30.0
 SECAGG_TICKET = "secagg-ticket.bin"
 
 
@@ -112,10 +115,12 @@ class Daemon:
         self._stopping = threading.Event()
         self._closed = False
         self._seen: list[bytes] = []
+        self._secagg_seen: list[bytes] = []  # digests of the secagg directives answered
         self._parked: list[bytes] = []
         # The newest package and key wrap received (both retained, in either order);
         # a package is loaded once the wrap for it is here too.
         self._package: bytes | None = None
+        self._wrap_warned: bytes | None = None  # the package id warned about (no wrap)
         self._wrap: bytes | None = None
         # A persistent session: the broker queues tickets that come while the board is
         # briefly offline (a broker restart, a network blip) instead of dropping them.
@@ -132,6 +137,12 @@ class Daemon:
         self.delivery = Delivery(self.client, self.update_topic,
                                  Outbox(config.work_dir / "outbox"))
         self.outbox = self.delivery.outbox
+        # Skip reports go through the outbox too: made while the broker is down, they are
+        # published after the reconnect, and survive a restart (docs/daemon.md, The outbox).
+        self.skip_delivery = Delivery(
+            self.client, self.skip_topic,
+            Outbox(config.work_dir / "outbox", suffix=SKIP_SUFFIX, key=skip_key),
+            acks=self.delivery.acks)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
@@ -280,6 +291,8 @@ class Daemon:
                     self._try_load()
                 elif kind == "outbox":
                     self._republish_all()
+                elif kind == "wrap-check":
+                    self._check_wrap(payload)
                 elif kind.startswith("secagg-"):
                     self._handle_secagg(kind, payload)
                 else:
@@ -306,6 +319,7 @@ class Daemon:
         if self._wrap is None:
             self._log(logging.DEBUG, "model", version=manifest.version, result="waiting",
                       reason="no key wrap yet")
+            self._expect_wrap(manifest.package_id)
             return
         try:
             # Unverified, for pairing only: the TA checks the wrap's signature and binding.
@@ -318,11 +332,37 @@ class Daemon:
         if wrap_package != manifest.package_id:
             self._log(logging.DEBUG, "model", version=manifest.version, result="waiting",
                       reason=f"key wrap is for package {wrap_package.hex()}")
+            self._expect_wrap(manifest.package_id)
             return
         payload, wrap = self._package, self._wrap
         if self._handle_model(payload, wrap, manifest):
             # Loaded, or an old one refused as rollback: nothing to retry with them.
             self._package = self._wrap = None
+
+    def _expect_wrap(self, package_id: bytes) -> None:
+        """Check in WRAP_WAIT_S whether this package is still held without our key wrap."""
+        timer = threading.Timer(WRAP_WAIT_S, self._jobs.put, args=(("wrap-check", package_id),))
+        timer.daemon = True
+        timer.start()
+
+    def _check_wrap(self, package_id: bytes) -> None:
+        """Warn (once per package) when a package still waits for this device's key wrap:
+        the board is not among its recipients, so it will never train."""
+        if self._package is None or self._wrap_warned == package_id:
+            return
+        with contextlib.suppress(EdgeError):
+            _, manifest = parse_package(self._package)
+            if manifest.package_id != package_id or (
+                    self._wrap is not None and read_key_wrap(parse_envelope(
+                        self._wrap, kind=tee_abi.Kind.KEY_WRAP,
+                        max_len=KEY_WRAP_SIZE)).package_id == package_id):
+                return  # a newer package came, or the wrap did (and the TA said why not)
+            self._wrap_warned = package_id
+            self._log(logging.WARNING, "model", version=manifest.version, result="no-key-wrap",
+                      package=package_id.hex(), waited=f"{WRAP_WAIT_S:.0f}s",
+                      reason="the aggregator sent no key wrap for this device: is it "
+                      "enrolled? (edge aggregator status lists boards online but not "
+                      f"enrolled; device id {self.device_id.hex()})")
 
     def _handle_model(self, payload: bytes, wrap: bytes, manifest: PackageManifest) -> bool:
         """Give a package and its wrap to the TA; switch the backbone only once accepted.
@@ -442,8 +482,9 @@ class Daemon:
 
     def _report_skip(self, round_id: int, ticket: bytes, reason: int,
                      examples: int) -> str | None:
-        """Publish the signed skip report of a round (QoS 1, not awaited); return what it
-        says (``weaker-than-policy (noise_multiplier 1.0 < policy sigma_min 1.1)``)."""
+        """Keep the signed skip report of a round in the outbox and publish it (QoS 1, not
+        awaited; again after every connect until its round is over); return what it says
+        (``weaker-than-policy (noise_multiplier 1.0 < policy sigma_min 1.1)``)."""
         try:
             report = self.ta.sign_skip(ticket, reason=reason, examples=examples)
         except EdgeError as exc:
@@ -452,8 +493,18 @@ class Daemon:
                       refusal=exc.refusal, reason=exc)
             return None
         described = parse_skip(report).describe()
-        self.client.publish(self.skip_topic, report, qos=1)
+        try:
+            entry = self.skip_delivery.keep(report)
+        except OSError as exc:
+            self._log(logging.ERROR, "outbox", round_id, result="not-kept", kind="skip",
+                      reason=exc)
+            entry = self.skip_delivery.unkept(report)
+        if self.skip_delivery.send(entry)[0] is None:
+            self._log(logging.WARNING, "skip-report", round_id, result="not-queued",
+                      reason="queue-full", action="kept")
         self.stats.skips_reported.append(round_id)
+        # The TA signs only for an authentic ticket: every earlier round is over.
+        self._forget_closed(before_round=round_id)
         return described
 
     def _handle_ticket(self, payload: bytes) -> None:
@@ -547,6 +598,13 @@ class Daemon:
 
     def _handle_secagg(self, kind: str, payload: bytes) -> None:
         """Stages 2, 3+4 and 5: the TA answers each aggregator directive."""
+        # The aggregator sends a directive again to devices it still waits for (after a
+        # reconnect, on a timer, when one comes back online): each is answered once here.
+        digest = hashlib.sha256(payload).digest()
+        if digest in self._secagg_seen:
+            self._log(logging.DEBUG, kind, result="ignored", reason="seen")
+            return
+        self._secagg_seen = [*self._secagg_seen[-(SEEN_TICKETS - 1):], digest]
         try:
             if kind == "secagg-roster":
                 self._secagg_send(None, "shares", self.ta.secagg_share(payload))
@@ -569,6 +627,11 @@ class Daemon:
         except (OSError, EdgeError) as exc:
             self._log(logging.WARNING, "secagg-masked", result="skipped",
                       reason=f"no secagg ticket kept ({exc})")
+            return
+        kept = self.delivery.kept(ticket.round_id)
+        if kept is not None:
+            # Sealed already (an inbox sent again after a restart): never train twice.
+            self._send(kept, reason="secagg-inbox")
             return
         self._train_and_publish(ticket.round_id, payload, ticket.deadline)
 
@@ -662,10 +725,21 @@ class Daemon:
         """After a (re)connect: publish every kept update again (the broker may have lost it)."""
         for entry in self.delivery.entries():
             self._send(entry, reason="reconnect")
+        for entry in self.skip_delivery.entries():
+            pending, fresh = self.skip_delivery.send(entry)
+            if fresh:
+                self._log(logging.INFO, "skip-report", entry.round_id, result="republished",
+                          reason="reconnect")
+            elif pending is None:
+                self._log(logging.WARNING, "skip-report", entry.round_id,
+                          result="not-queued", reason="queue-full", action="kept")
 
     def _forget_closed(self, before_round: int | None = None) -> None:
         """Drop kept updates whose round is over (they can no longer count)."""
         version = self.ta.status().model_version
+        for entry in self.skip_delivery.forget_closed(version, before_round):
+            self._log(logging.INFO, "outbox", entry.round_id, result="removed", kind="skip",
+                      reason="round-closed", model_version=version)
         for entry in self.delivery.forget_closed(version, before_round):
             self._log(logging.INFO, "outbox", entry.round_id, result="removed",
                       reason="round-closed", model_version=version)

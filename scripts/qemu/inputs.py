@@ -266,11 +266,19 @@ def resolve_wheel(name: str, spec: str, tags: list[Tag], simple: str) -> Input:
     """The newest release in ``spec`` with a wheel for ``tags``, from a PEP 691 index."""
     url = f"{simple}/{canonicalize_name(name)}/"
     req = urllib.request.Request(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            files = json.load(resp)["files"]
-    except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
-        raise InputError(f"wheel {name}: cannot read {url}: {exc}") from exc
+    for attempt in range(3):
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                files = json.load(resp)["files"]
+            break
+        except urllib.error.HTTPError as exc:  # the index answered: retrying changes nothing
+            raise InputError(f"wheel {name}: cannot read {url}: {exc}") from exc
+        except (ValueError, KeyError) as exc:
+            raise InputError(f"wheel {name}: {url} is not a PEP 691 index page: {exc}") from exc
+        except OSError as exc:  # reset, refused, timed out: an index under load drops some
+            if attempt == 2:
+                raise InputError(f"wheel {name}: cannot read {url}: {exc}") from exc
+            time.sleep(1 + attempt)
     rank = {t: i for i, t in enumerate(tags)}
     specifier = SpecifierSet(spec)
     best: tuple[object, int, Input] | None = None
