@@ -598,6 +598,8 @@ TEE_Result edge_cmd_secagg_receive(struct edge_session *sess,
 		goto out;
 	TEE_MemMove(r->inbox_digest, d.digest, sizeof(d.digest));
 	r->stage = SECAGG_RECEIVED;
+	/* The c-key decrypted the inbox, its only use: it is not stored again. */
+	TEE_MemFill(r->c_sk, 0, sizeof(r->c_sk));
 	res = secagg_round_store(r);
 out:
 	TEE_MemFill(key, 0, sizeof(key));
@@ -758,6 +760,31 @@ static void reveals_body(const struct secagg_round *r,
 	put_le32(body + EDGE_REVEALS_OFF_COUNT, *count);
 }
 
+/*
+ * The round is over for this device once it answered a survivor list: its
+ * own keys and seed (the masked update is sealed) and, per neighbour, the
+ * half of the share pair the list does not reveal are wiped. A later list is
+ * refused by its digest (SHARE_CONFLICT) before any of this is looked at.
+ */
+static void forget_unrevealed(struct secagg_round *r,
+			      const struct secagg_directive *d)
+{
+	uint16_t i = 0;
+
+	TEE_MemFill(r->c_sk, 0, sizeof(r->c_sk));
+	TEE_MemFill(r->s_sk, 0, sizeof(r->s_sk));
+	TEE_MemFill(r->b, 0, sizeof(r->b));
+	for (i = 0; i < r->npeers; i++) {
+		struct secagg_peer *p = &r->peers[i];
+
+		if (listed(d, p->id))
+			TEE_MemFill(p->share + EDGE_SECAGG_SEED_SIZE, 0,
+				    SECAGG_KEY_SIZE);
+		else
+			TEE_MemFill(p->share, 0, EDGE_SECAGG_SEED_SIZE);
+	}
+}
+
 TEE_Result edge_cmd_secagg_unmask(struct edge_session *sess,
 				  TEE_Param params[TEE_NUM_PARAMS])
 {
@@ -799,10 +826,13 @@ TEE_Result edge_cmd_secagg_unmask(struct edge_session *sess,
 		res = TEE_ERROR_SHORT_BUFFER;
 		goto out;
 	}
-	/* The decision is stored before anything is revealed. */
+	/* The decision is stored before anything is revealed, and with it the
+	 * round's secrets are gone from storage: only what this list reveals is
+	 * kept (to answer the same list again). */
 	if (r->stage != SECAGG_UNMASKED) {
 		TEE_MemMove(r->survivors_digest, d.digest, sizeof(d.digest));
 		r->stage = SECAGG_UNMASKED;
+		forget_unrevealed(r, &d);
 		res = secagg_round_store(r);
 	}
 	if (!res)

@@ -154,3 +154,42 @@ def run_round(c: Cohort, params: SecAggParams, drop: Drop = keep_all, round_id: 
     for d in live:
         srv.add_reveal(d.ta.secagg_unmask(survivors))
     return srv, summed
+
+
+@dataclass(frozen=True)
+class StoredRound:
+    """The TA's stored secure-aggregation round (ta/secagg_round.c's layout), read from a
+    simulated secure world's storage: white-box checks of what it keeps."""
+
+    stage: int
+    c_sk: bytes
+    s_sk: bytes
+    b: bytes
+    peers: dict[bytes, tuple[int, bytes]]  # id -> (has_share, seed share || s-key share)
+
+
+def stored_round(state: Path) -> StoredRound:
+    """Decrypt ``state``'s ``edge.secagg`` object (host/sim/gp/gp_storage.c's file format:
+    "EGPO" | version | nonce | AES-256-GCM(object) | tag, under state/storage.key)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    oid = b"edge.secagg"
+    raw = (state / "objects" / oid.hex()).read_bytes()
+    aad = raw[:5] + bytes([len(oid)]) + oid
+    plain = AESGCM((state / "storage.key").read_bytes()).decrypt(raw[5:17], raw[17:], aad)
+    n_attrs = int.from_bytes(plain[16:20], "little")
+    assert n_attrs == 0, "a data object has no attributes"
+    data = plain[28:28 + int.from_bytes(plain[20:28], "little")]
+    p = 8  # edge storage header: tag, layout
+    stage = data[p]
+    p += 1 + 48 + 8 + 6 + 1  # stage, binding, round id, t k cohort, scale
+    c_sk, s_sk, b = data[p:p + 32], data[p + 64:p + 96], data[p + 128:p + 144]
+    p += 4 * 32 + 16 + 1 + 16 + 32 + 32  # keys, b, self x, self share, two digests
+    npeers = int.from_bytes(data[p:p + 2], "little")
+    p += 2
+    peers = {}
+    for _ in range(npeers):
+        peers[data[p:p + 16]] = (data[p + 81], data[p + 82:p + 130])
+        p += 130
+    assert p == len(data), "the stored round's layout changed: update stored_round"
+    return StoredRound(stage, c_sk, s_sk, b, peers)

@@ -135,3 +135,48 @@ def test_restart_abandons_a_secagg_round_and_the_next_has_fresh_keys(
     path.write_text(to_toml(fleet.aggregator), encoding="utf-8")
     assert main(["aggregator", "status", "--config", str(path)]) == 0
     assert "last round 1: failed (abandoned: the aggregator restarted" in capsys.readouterr().out
+
+
+def test_stages_send_the_current_directive_again_to_devices_not_yet_heard(
+        tmp_path: Path, roles, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """SecAggStages.pending (timer, aggregator reconnect) and device_online (a device back
+    online): the roster, that device's inbox or the survivor list, only while the stage
+    still waits for it; never a directive of a stage that is over."""
+    from secagg_helpers import FLEET, NONCE, cohort
+    from training_helpers import NOW
+
+    from edge.aggregator.config import SecAggSettings
+    from edge.aggregator.secagg_stages import SecAggStages
+    from edge.protocol import secagg_device_topic, secagg_fleet_topic, secagg_inbox_topic
+
+    monkeypatch.setenv("EDGE_SIM_TEE", str(require_native("host") / "edge-sim-tee"))
+    params = SecAggParams(t=2, k=2, cohort=3, update_clip=1.0)
+    clock = [0.0]
+    with cohort(tmp_path, roles, 3) as c:
+        settings = SecAggSettings(params, tmp_path / "reg.pub", tmp_path, 60.0)
+        st = SecAggStages(settings, FLEET, 1, NONCE, 1, [d.id for d in c.devices], c.enrolled,
+                          roles.aggregator, ed25519_raw_public(c.registrar),
+                          clock=lambda: clock[0])
+        a, b, z = c.devices
+        ticket = c.ticket(params)
+        assert st.pending() == []  # adverts: the tickets are re-sent instead
+        for d in c.devices:
+            st.take(secagg_device_topic(FLEET, d.id, "advert"),
+                    d.ta.secagg_advertise(ticket, ree_time=NOW))
+        [(topic, roster)] = st.advance()
+        assert topic == secagg_fleet_topic(FLEET, "roster")
+        st.take(secagg_device_topic(FLEET, a.id, "shares"), a.ta.secagg_share(roster))
+        assert st.pending() == [(topic, roster)]
+        st.device_online(a.id)  # answered already: nothing for it
+        assert st.advance() == []
+        st.device_online(b.id)
+        assert st.advance() == [(topic, roster)]
+        assert st.advance() == []  # once per coming back
+        st.take(secagg_device_topic(FLEET, b.id, "shares"), b.ta.secagg_share(roster))
+        st.take(secagg_device_topic(FLEET, z.id, "shares"), z.ta.secagg_share(roster))
+        inboxes = dict(st.advance())
+        assert st.stage == "masked" and len(inboxes) == 3
+        st.device_online(b.id)
+        assert st.advance() == [(secagg_inbox_topic(FLEET, b.id),
+                                 inboxes[secagg_inbox_topic(FLEET, b.id)])]
+        assert [t for t, _ in st.pending({z.id})] == [secagg_inbox_topic(FLEET, z.id)]

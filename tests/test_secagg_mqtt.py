@@ -5,16 +5,18 @@ Dropouts at every stage, too few survivors, hostile publishers (docs/secagg.md, 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import require_native
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from federation_helpers import Federation, make_fleet
+from federation_helpers import Board, Federation, make_fleet
 from secnet_helpers import Tap, die_at, enable_secagg
 
 from edge.broker import BrokerError, MosquittoBroker
+from edge.daemon.daemon import Daemon
 from edge.demo.fleet import FLEET
 from edge.formats.package import parse_package
 from edge.formats.secagg import RoundBinding, build_advert, fleet_id
@@ -78,6 +80,45 @@ def test_secagg_survives_a_board_killed_at_each_stage(broker_url: str, tmp_path:
         assert not m.failed and m.participants == summed, m
         assert m.model_version == 2
     finally:
+        tap.close()
+        fed.close()
+
+
+@pytest.mark.parametrize("kind", ["secagg-roster", "secagg-inbox", "secagg-survivors"])
+def test_secagg_board_restarted_mid_stage_gets_the_directive_again(broker_url: str,
+                                                                   tmp_path: Path,
+                                                                   kind: str) -> None:
+    """A board's daemon stops on a directive before answering it (the broker delivered it:
+    its persistent session holds nothing more) and a new daemon starts on the same work
+    folder within the stage deadline: the aggregator sends the directive again when the
+    board is back online, and the round sums all five boards."""
+    fleet = make_fleet(tmp_path / "fleet", broker_url, devices=5, rounds=1, timeout_s=60.0,
+                       quorum=5, min_updates=1)
+    enable_secagg(fleet, stage_timeout_s=30.0)
+    fed = Federation(fleet).start_boards()
+    tap = Tap(broker_url, FLEET)
+    old = fed.boards[2]
+    die_at(old, kind)
+
+    def restart() -> None:
+        if old.stop.wait(90):
+            old.close()
+            fed.boards[2] = Board(Daemon(old.daemon.config)).start()
+    restarter = threading.Thread(target=restart, daemon=True)
+    restarter.start()
+    try:
+        [m] = fed.run_rounds(1, timeout=120)
+        assert not m.failed and m.participants == 5, m
+        assert m.model_version == 2
+        restarted = fed.boards[2].daemon
+        assert restarted is not old.daemon
+        sent = {"secagg-roster": "/secagg/roster", "secagg-inbox": "/secagg-inbox",
+                "secagg-survivors": "/secagg/survivors"}[kind]
+        assert len(tap.on(sent)) >= (2 if kind != "secagg-inbox" else 6)  # sent again
+        # (the restarted board publishes its kept masked update again: the same bytes)
+        assert len({p for _, p in tap.on("/update")}) == 5
+    finally:
+        restarter.join(30)
         tap.close()
         fed.close()
 

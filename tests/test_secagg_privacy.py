@@ -10,7 +10,7 @@ import pytest
 from conftest import Roles, require_native
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from secagg_helpers import FLEET, NONCE, Cohort, cohort, run_round
+from secagg_helpers import FLEET, NONCE, Cohort, cohort, run_round, stored_round
 from training_helpers import NOW
 
 from edge import errors
@@ -114,6 +114,48 @@ def test_unmask_twice_with_another_list_is_refused_also_after_restart(five: Coho
     assert kinds[other.id].name == "SKEY"
     with pytest.raises(errors.ShareConflict):
         third.ta.secagg_unmask(survivors)
+
+
+def test_a_finished_round_keeps_no_secret_in_ta_storage(five: Cohort) -> None:
+    """Once a device answered the survivor list its keys and seed are wiped from secure
+    storage, and of each neighbour's share pair only the half that list revealed is kept;
+    a second list still gets share-conflict and nothing else (also after a restart)."""
+    dropped = five.devices[-1]  # shared, then left before its masked update
+
+    def drop(stage: str, devs: list) -> list:  # type: ignore[type-arg]
+        if stage == "masked":
+            return [d for d in devs if d is not dropped]
+        return [] if stage == "unmask" else devs
+    srv, summed = run_round(five, FULL, drop)
+    me = five.devices[0]
+    before = stored_round(five.states[0])
+    assert before.stage == 3 and not any(before.c_sk)  # received: the c-key's use is over
+    assert any(before.s_sk) and any(before.b)  # still needed by the masked seal
+    survivors = srv.survivors()
+    first = me.ta.secagg_unmask(survivors)
+    after = stored_round(five.states[0])
+    assert after.stage == 4
+    assert not any(after.c_sk) and not any(after.s_sk) and not any(after.b)
+    for peer, (has_share, pair) in after.peers.items():
+        assert has_share
+        seed, skey = pair[:16], pair[16:]
+        if peer == dropped.id:
+            assert not any(seed) and any(skey)
+        else:
+            assert any(seed) and not any(skey)
+    # The same list again: the same reveals, from what was kept.
+    assert me.ta.secagg_unmask(survivors) == first
+    other = _survivors_without(five, survivors, five.devices[1].id)
+    for _ in range(2):
+        with pytest.raises(errors.ShareConflict):
+            me.ta.secagg_unmask(other)
+        assert stored_round(five.states[0]) == after
+        me.ta.close()
+        me.ta = TrustedApp("sim", five.states[0])
+    assert me.ta.secagg_unmask(survivors) == first
+    for d in summed:
+        srv.add_reveal(first if d is me else d.ta.secagg_unmask(survivors))
+    srv.result()  # the wiped TA's reveals still unmask the sum
 
 
 def _roster_with(c: Cohort, entries: list[bytes]) -> bytes:

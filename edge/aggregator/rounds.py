@@ -15,7 +15,7 @@ import os
 import random
 import time
 from collections import ChainMap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,7 +39,7 @@ from edge.tee_abi import UpdateMode
 
 from . import backbone_check, device_budget, fedavg, names, skips
 from .audit import RefusalLedger
-from .cohort import Announcement, Combined
+from .cohort import Announcement, Combined, WorkerRefusal
 from .config import AggregatorConfig
 from .metrics import Holdout, RoundMetrics
 from .registry import Registry
@@ -284,13 +284,14 @@ class RoundManager:
         return [] if self._secagg is None else self._secagg.advance()
 
     def missing_tickets(self) -> list[tuple[str, bytes]]:
-        """The open round's tickets of devices whose update is not accepted yet, to re-send."""
+        """The open round's tickets of devices whose update is not accepted yet, to re-send;
+        past a secagg round's adverts, its current directive for the devices not yet heard."""
         if self._round is None:
             return []
         if self._secagg is not None:
             # Only while adverts are taken: a device cannot join a secagg round later.
             if self._secagg.stage != "advert":
-                return []
+                return self._secagg.pending()
             return [(ticket_topic(self.config.fleet, d), t)
                     for d, t in sorted(self.store.tickets(self._round.round_id).items())
                     if d not in self._secagg.srv.advertised]
@@ -330,6 +331,8 @@ class RoundManager:
             self._offline.discard(device_id)
         if was_offline != (status == "offline"):
             log.info("%s is %s", self.label(device_id), status)
+        if status == "online" and self._secagg is not None:
+            self._secagg.device_online(device_id)
 
     def skip(self, topic: str, payload: bytes) -> Outcome:
         """Verify and record one skip report (committed before it returns): the device's
@@ -511,14 +514,39 @@ class RoundManager:
             return Announcement(None)
         enrolled = self.registry.records()
         records = tuple(enrolled[d] for d in sorted(view.cohort) if d in enrolled)
+        maskers = self._secagg.maskers if self._secagg is not None else None
         return Announcement(r.round_id, r.nonce, r.model_version, view.param_count,
                             r.update_clip, view.noise_multiplier, view.example_clip,
-                            r.central_noise, records, view.package_id)
+                            r.central_noise, records, view.package_id, view.secagg,
+                            None if maskers is None else tuple(maskers))
+
+    def worker_refusals(self, round_id: int, worker: str,
+                        refusals: Sequence[WorkerRefusal]) -> None:
+        """Record refusals a cohort worker named in the audit table, as if the root had
+        refused those messages itself (the reason says which worker did)."""
+        for r in refusals:
+            stored = self.ledger.record(round_id=round_id, device_id=r.device_id,
+                                        topic=r.topic, refusal=r.refusal,
+                                        reason=f"worker {worker}: {r.reason}"[:1000])
+            log.log(logging.WARNING if stored else logging.DEBUG,
+                    "worker %s refused a message on %s: %s: %s", worker, r.topic, r.refusal,
+                    r.reason)
+        self.ledger.flush()
 
     def apply_cohort(self, combined: Combined) -> int:
         """A root's commit: the round's running sum becomes the workers' combined sum, and
-        the devices it newly covers are recorded (one transaction); returns how many."""
+        the devices it newly covers are recorded (one transaction); returns how many.
+
+        In a secure-aggregation round the combined masked sum goes to the round's stages
+        instead (memory only, like a single aggregator's masked sum); nothing is written."""
         assert self._round is not None and self._running is not None
+        if self._secagg is not None:
+            if not combined.masked:
+                return 0
+            covered = {d: c.update_id for d, c in combined.contributions.items()}
+            return len(covered) if self._secagg.take_cohort_sum(combined.total, covered) else 0
+        if combined.masked:
+            return 0
         new = [c for d, c in sorted(combined.contributions.items()) if d not in self._accepted]
         with self.store.transaction() as db:
             self.store.add_updates(db, self._round.round_id,

@@ -60,6 +60,11 @@ class SecAggStages:
         self._shared: set[bytes] = set()
         self._masked: set[bytes] = set()
         self._result: tuple[np.ndarray, list[bytes]] | None = None
+        # A root's (docs/scale-out.md): the newest combination of its workers' masked
+        # partial sums, each device in it once: Σ words mod 2^32 and device -> update id.
+        self._cohort_sum: tuple[np.ndarray, dict[bytes, bytes]] | None = None
+        self._directive: bytes | None = None  # the current stage's roster or survivor list
+        self._online: set[bytes] = set()  # came (back) online since the last advance
 
     # -- messages ------------------------------------------------------------------
     def take(self, topic: str, payload: bytes) -> bytes:
@@ -106,6 +111,27 @@ class SecAggStages:
         self._awaited.discard(device_id)
         self._masked.add(device_id)
 
+    @property
+    def maskers(self) -> list[bytes] | None:
+        """The devices that shared (U2), whose masked updates count; None before."""
+        return sorted(self._shared) if self.stage not in ("advert", "shares") else None
+
+    def take_cohort_sum(self, total: np.ndarray, covered: Mapping[bytes, bytes]) -> bool:
+        """A root's combination of its workers' masked partials (each device once) replaces
+        the previous one; it enters ``SecAggRound`` when the masked stage ends. False
+        (logged) if the stage is over or it names a device that did not share."""
+        if self.stage != "masked":
+            return False
+        strangers = set(covered) - self._shared
+        if strangers:
+            log.warning("secagg round %d: a cohort sum covers %d device(s) that did not "
+                        "share (not-for-this-device); ignored", self.round_id, len(strangers))
+            return False
+        self._cohort_sum = (total, dict(covered))
+        self._masked = set(covered)
+        self._awaited = self._shared - self._masked
+        return True
+
     # -- stages --------------------------------------------------------------------
     @property
     def finished(self) -> bool:
@@ -122,7 +148,40 @@ class SecAggStages:
             except TooFewSurvivors as exc:
                 self._fail(f"too-few-survivors at the {self.stage} stage: {exc}")
                 return []
+        back, self._online = self._online, set()
+        if not out and back:
+            out = self.pending(back)
+            if out:
+                log.info("secagg round %d: the %s stage's directive sent again to %d devices "
+                         "back online", self.round_id, self.stage,
+                         len(back & self._awaited))
         return out
+
+    def device_online(self, device_id: bytes) -> None:
+        """A device announced itself online: if the current stage still waits for it, its
+        directive goes out again at the next ``advance`` (it may have missed it while away,
+        or a restarted daemon lost it before answering)."""
+        if device_id in self._awaited:
+            self._online.add(device_id)
+
+    def pending(self, devices: set[bytes] | None = None) -> list[tuple[str, bytes]]:
+        """The current stage's directives for the devices it still waits for (all of them,
+        or those in ``devices``): re-sent after an aggregator reconnect, on a timer and when
+        a device comes back online. Each TA answers a repeated directive as the first time
+        or refuses it; nothing in a round changes by a re-send."""
+        waiting = self._awaited if devices is None else self._awaited & devices
+        if self.finished or not waiting:
+            return []
+        if self.stage == "shares":
+            assert self._directive is not None
+            return [(secagg_fleet_topic(self.fleet, "roster"), self._directive)]
+        if self.stage == "masked":
+            return [(secagg_inbox_topic(self.fleet, d), self.srv.inbox_for(d))
+                    for d in sorted(waiting)]
+        if self.stage == "reveals":
+            assert self._directive is not None
+            return [(secagg_fleet_topic(self.fleet, "survivors"), self._directive)]
+        return []  # adverts: the round's tickets are re-sent instead
 
     def _fail(self, reason: str) -> None:
         self.ended[self.stage] = self.clock()
@@ -134,7 +193,7 @@ class SecAggStages:
         self.ended[self.stage] = now
         self.deadline = now + self.stage_timeout_s
         if self.stage == "advert":
-            roster = self.srv.roster()
+            roster = self._directive = self.srv.roster()
             self.stage, self._awaited = "shares", set(self.srv.advertised)
             self._log_stage(len(self.srv.advertised))
             return [(secagg_fleet_topic(self.fleet, "roster"), roster)]
@@ -145,7 +204,9 @@ class SecAggStages:
             self._log_stage(len(shared))
             return out
         if self.stage == "masked":
-            survivors = self.srv.survivors()
+            if self._cohort_sum is not None:
+                self.srv.add_masked_sum(*self._cohort_sum)
+            survivors = self._directive = self.srv.survivors()
             u3 = sorted(self._masked)
             self.stage, self._awaited = "reveals", set(u3)
             self._log_stage(len(u3))

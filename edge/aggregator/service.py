@@ -107,6 +107,9 @@ class Aggregator:
             if config.workers_key is not None else None
         self._combiner: Combiner | None = None
         self._drops_sent: set[tuple[int, str, bytes]] = set()
+        # Per (round, worker): how many of its named refusals are in the audit table. In
+        # memory: a root restarted mid-round records that round's again.
+        self._refusals_seen: dict[tuple[int, str], int] = {}
         self._subscription = update_subscription(config.fleet) if self.cohort_key is None \
             else sum_subscription(config.fleet)
         self._presence = status_subscription(config.fleet)
@@ -279,7 +282,11 @@ class Aggregator:
                     self._reconnected.clear()  # they went out on the current connection
                 self._resend_tickets()
                 self._drain(client)
-                for topic, directive in self.rounds.secagg_advance():
+                directives = self.rounds.secagg_advance()
+                if directives:
+                    # Workers learn who shared (U2) before any device gets its inbox.
+                    self._announce()
+                for topic, directive in directives:
                     self._publish(topic, directive)
                 if self._due():
                     self._finish()
@@ -424,7 +431,10 @@ class Aggregator:
         if self.cohort_key is None or self._client is None:
             return
         ann = self.rounds.announcement()
-        self._combiner = Combiner(ann.round_id) if ann.round_id is not None else None
+        if ann.round_id is None:
+            self._combiner = None
+        elif self._combiner is None or self._combiner.round_id != ann.round_id:
+            self._combiner = Combiner(ann.round_id, ann.secagg)
         self._acks.publish(self._client, round_topic(self.config.fleet),
                            ann.to_message(self.cohort_key, self.config.fleet), retain=True)
 
@@ -442,6 +452,12 @@ class Aggregator:
             return
         combiner = self._combiner
         if combiner is not None and combiner.add(partial):
+            seen = self._refusals_seen.get((combiner.round_id, partial.worker), 0)
+            if len(partial.refusals) > seen:
+                self.rounds.worker_refusals(combiner.round_id, partial.worker,
+                                            partial.refusals[seen:])
+                self._refusals_seen[(combiner.round_id, partial.worker)] = \
+                    len(partial.refusals)
             for worker, devices in combiner.drops().items():
                 new = [d for d in devices
                        if (combiner.round_id, worker, d) not in self._drops_sent]

@@ -114,6 +114,7 @@ class Daemon:
         self._stopping = threading.Event()
         self._closed = False
         self._seen: list[bytes] = []
+        self._secagg_seen: list[bytes] = []  # digests of the secagg directives answered
         self._parked: list[bytes] = []
         # The newest package and key wrap received (both retained, in either order);
         # a package is loaded once the wrap for it is here too.
@@ -607,6 +608,13 @@ class Daemon:
 
     def _handle_secagg(self, kind: str, payload: bytes) -> None:
         """Stages 2, 3+4 and 5: the TA answers each aggregator directive."""
+        # The aggregator sends a directive again to devices it still waits for (after a
+        # reconnect, on a timer, when one comes back online): each is answered once here.
+        digest = hashlib.sha256(payload).digest()
+        if digest in self._secagg_seen:
+            self._log(logging.DEBUG, kind, result="ignored", reason="seen")
+            return
+        self._secagg_seen = [*self._secagg_seen[-(SEEN_TICKETS - 1):], digest]
         try:
             if kind == "secagg-roster":
                 self._secagg_send(None, "shares", self.ta.secagg_share(payload))
@@ -629,6 +637,11 @@ class Daemon:
         except (OSError, EdgeError) as exc:
             self._log(logging.WARNING, "secagg-masked", result="skipped",
                       reason=f"no secagg ticket kept ({exc})")
+            return
+        kept = self.delivery.kept(ticket.round_id)
+        if kept is not None:
+            # Sealed already (an inbox sent again after a restart): never train twice.
+            self._send(kept, reason="secagg-inbox")
             return
         self._train_and_publish(ticket.round_id, payload, ticket.deadline)
 

@@ -11,6 +11,7 @@ round ``WrongRound``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 from dataclasses import dataclass
@@ -123,7 +124,17 @@ def parse_cert(data: bytes) -> Cert:
 
 
 def verify_cert(data: bytes, registrar_pub: bytes, fleet: bytes) -> Cert:
-    """A certificate signed by the registrar for a device of ``fleet`` (``UnknownEnrollment``)."""
+    """A certificate signed by the registrar for a device of ``fleet`` (``UnknownEnrollment``).
+
+    The aggregator checks its fleet's certificates when it loads them and again in every
+    round: the same bytes under the same registrar and fleet are verified once (the cache
+    is keyed by all three, and keeps only successes).
+    """
+    return _verified_cert(bytes(data), bytes(registrar_pub), bytes(fleet))
+
+
+@functools.lru_cache(maxsize=4096)
+def _verified_cert(data: bytes, registrar_pub: bytes, fleet: bytes) -> Cert:
     cert = parse_cert(data)
     try:
         verify_envelope(parse_envelope(data, kind=Kind.ENROLLMENT_CERT), registrar_pub)

@@ -21,16 +21,23 @@ SHARE_SALT = hashlib.sha256(b"edge/v1 secagg share").digest()
 SHARE_INFO = b"edge/v1 secagg share key"
 
 
-def expand(seed: bytes, words: int) -> np.ndarray:
-    """``words`` uint32 words of AES-128-CTR keystream under ``seed`` (little-endian)."""
+def expand(seed: bytes, words: int, *, out: np.ndarray | None = None) -> np.ndarray:
+    """``words`` uint32 words of AES-128-CTR keystream under ``seed`` (little-endian).
+
+    With ``out`` (a C-contiguous uint32 array of ``words``) the keystream is written into
+    it and it is returned: the aggregator expands a hundred masks into one buffer.
+    """
     if len(seed) != SEED_SIZE:
         raise ValueError(f"a mask seed is {SEED_SIZE} bytes, got {len(seed)}")
     if words < 0:
         raise ValueError("negative length")
+    if out is None:
+        out = np.empty(words, np.uint32)
+    elif out.dtype != np.uint32 or out.shape != (words,) or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a contiguous uint32 array of {words} words")
     enc = Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor()
-    stream = enc.update(bytes(4 * words)) + enc.finalize()
-    return np.frombuffer(stream, "<u4").astype(np.uint32)
-
+    np.copyto(out, np.frombuffer(enc.update(bytes(4 * words)), "<u4"))
+    return out
 
 def pair_seed(shared_secret: bytes, binding: bytes) -> bytes:
     """The seed two devices derive from their X25519 shared secret for one round.

@@ -17,7 +17,6 @@ docs/secagg.md describes stages, messages and the parameter choice.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -175,6 +174,8 @@ class SecAggRound:
         self._u3: list[bytes] | None = None
         self._sum: np.ndarray | None = None
         self._params_count = 0
+        # Revealed shares by (owner, which): x -> share, filled as reveals are taken.
+        self._revealed: dict[tuple[bytes, SecAggShare], dict[int, bytes]] = {}
 
     # -- helpers -------------------------------------------------------------
     def _device(self, dev: bytes) -> _Device:
@@ -276,12 +277,16 @@ class SecAggRound:
         self._need(self._u2 is not None and self._survivors is None, "masked update")
         assert self._u2 is not None
         env = parse_envelope(sealed_update, kind=Kind.SEALED_UPDATE, max_len=MAX_UPDATE_SIZE)
-        d = self._device(_claimed_id(sealed_update, Kind.SEALED_UPDATE, MAX_UPDATE_SIZE))
+        if len(env.body) < fmt.ID_SIZE:
+            raise Malformed(f"sealed update: body of {len(env.body)} bytes")
+        d = self._device(env.body[:fmt.ID_SIZE])
         dev = d.cert.device_id
         if dev not in self._u2:
             raise NotForThisDevice(f"sealed update: {dev.hex()} did not share in this round")
         m = parse_masked_update_envelope(env)
-        verify_envelope(env, d.cert.identity_pub)
+        # One SHA-256 pass over the 400 KB: the signed digest also names the update.
+        digest = env.digest()
+        verify_envelope(env, d.cert.identity_pub, digest=digest)
         if m.device_id != dev:
             raise Malformed("sealed update: names another device than its signer")
         if (m.round_id, m.nonce, m.model_version) != (
@@ -293,16 +298,44 @@ class SecAggRound:
         if self._params_count and m.param_count != self._params_count:
             raise Malformed(f"sealed update: {m.param_count} parameters, the round has "
                             f"{self._params_count}")
-        digest = hashlib.sha256(env.raw).digest()
         if d.masked_digest is not None:
             if d.masked_digest != digest:
                 raise ShareConflict(f"sealed update: a second, different update from {dev.hex()}")
             return dev
-        total = self._sum if self._sum is not None else np.zeros(m.param_count, np.uint32)
-        self._sum = total + m.words  # uint32 arithmetic wraps: the sum is mod 2^32
+        if self._sum is None:
+            self._sum = np.zeros(m.param_count, np.uint32)
+        np.add(self._sum, m.words, out=self._sum)  # uint32 arithmetic wraps: mod 2^32
         self._params_count = m.param_count
         d.masked_digest = digest
         return dev
+
+    def add_masked_sum(self, total: np.ndarray, covered: Mapping[bytes, bytes]) -> None:
+        """Add a modular partial sum of masked updates verified elsewhere (a cohort worker's,
+        docs/scale-out.md): ``total`` is Σ words mod 2^32 over exactly the devices of
+        ``covered`` (device id -> update id), each of which must have shared and not be
+        counted yet (``NotForThisDevice``, ``ShareConflict``); refused whole, nothing added."""
+        self._need(self._u2 is not None and self._survivors is None, "masked update")
+        assert self._u2 is not None
+        words = np.asarray(total)
+        if words.dtype != np.uint32 or words.ndim != 1:
+            raise Malformed(f"masked sum: {words.dtype} of {words.ndim} dimension(s), expected "
+                            "one dimension of uint32 words")
+        if self._params_count and words.size != self._params_count:
+            raise Malformed(f"masked sum: {words.size} parameters, the round has "
+                            f"{self._params_count}")
+        u2 = set(self._u2)
+        for dev in covered:
+            if dev not in u2:
+                raise NotForThisDevice(f"masked sum: {dev.hex()} did not share in this round")
+            if self._device(dev).masked_digest is not None:
+                raise ShareConflict(f"masked sum: {dev.hex()} is counted already")
+        if not covered:
+            return
+        base = self._sum if self._sum is not None else np.zeros(words.size, np.uint32)
+        self._sum = base + words  # mod 2^32, as add_masked
+        self._params_count = words.size
+        for dev, uid in covered.items():
+            self._devices[dev].masked_digest = bytes(uid)
 
     # -- stage 4: unmasking ----------------------------------------------------------
     def survivors(self) -> bytes:
@@ -355,11 +388,12 @@ class SecAggRound:
                                     f"{dev.hex()}")
             return dev
         d.reveals = rev
+        for r in rev.entries:
+            self._revealed.setdefault((r.owner, r.which), {})[r.x] = r.share
         return dev
 
     def _secret(self, owner: bytes, which: SecAggShare) -> bytes:
-        shares = {r.x: r.share for d in self._devices.values() if d.reveals is not None
-                  for r in d.reveals.entries if r.owner == owner and r.which == which}
+        shares = self._revealed.get((owner, which), {})
         self._too_few(f"shares revealed of {owner.hex()}'s {which.name.lower()}", len(shares))
         return shamir.combine(shares, self.params.t)
 
@@ -371,11 +405,12 @@ class SecAggRound:
         total = self._sum.copy()
         n = total.size
         live = set(self._u3)
-        seeds = {i: self._secret(i, SecAggShare.SEED) for i in self._u3}
+        seeds = [self._secret(i, SecAggShare.SEED) for i in self._u3]
         keys = {j: self._secret(j, SecAggShare.SKEY) for j in self._u2 if j not in live}
         binding = self.binding.raw()
-        for b in seeds.values():
-            total -= prg.expand(b, n)
+        mask = np.empty(n, np.uint32)  # one buffer: every mask is generated into it
+        for b in seeds:
+            np.subtract(total, prg.expand(b, n, out=mask), out=total)
         for j, sk in keys.items():
             priv = X25519PrivateKey.from_private_bytes(sk)
             for i in self._graph.neighbours[j]:
@@ -384,9 +419,9 @@ class SecAggRound:
                 advert = self._devices[i].advert
                 assert advert is not None
                 z = priv.exchange(X25519PublicKey.from_public_bytes(advert.s_pub))
-                mask = prg.expand(prg.pair_seed(z, binding), n)
+                prg.expand(prg.pair_seed(z, binding), n, out=mask)
                 # Survivor i added +mask if its id sorts below j's: take back what it added.
-                total = total - mask if i < j else total + mask
+                (np.subtract if i < j else np.add)(total, mask, out=total)
         values = self.params.quantizer.dequantize(total).astype(np.float32)
         return values, list(self._u3)
 

@@ -12,6 +12,7 @@ above the neighbourhood sizes SecAgg+ uses.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Mapping, Sequence
 
@@ -99,13 +100,17 @@ def combine(shares: Mapping[int, bytes], t: int) -> bytes:
     lengths = {len(s) for s in shares.values()}
     if len(lengths) != 1:
         raise Malformed("shamir: shares of different lengths")
-    secret = _evaluate({x: shares[x] for x in xs[:t]}, 0)
-    for extra in xs[t:]:
-        # The extra share must be what the first t-1 shares plus the secret predict.
-        base = {0: secret, **{x: shares[x] for x in xs[:t - 1]}}
-        if _evaluate(base, extra) != shares[extra]:
-            raise Malformed(f"shamir: share {extra} is not on the polynomial of the others")
-    return secret
+    rows = np.frombuffer(b"".join(shares[x] for x in xs), np.uint8).reshape(len(xs), -1)
+    secret = _combine_rows(_weights(tuple(xs[:t]), (0,)), rows[:t])[0]
+    if len(xs) > t:
+        # Each extra share must be what the secret and the first t - 1 shares predict.
+        base = np.concatenate([secret[None, :], rows[:t - 1]])
+        predicted = _combine_rows(_weights((0, *xs[:t - 1]), tuple(xs[t:])), base)
+        bad = np.flatnonzero(np.any(predicted != rows[t:], axis=1))
+        if bad.size:
+            raise Malformed(f"shamir: share {xs[t + int(bad[0])]} is not on the polynomial "
+                            "of the others")
+    return secret.tobytes()
 
 
 def _mul1(a: int, b: int) -> int:
@@ -113,23 +118,31 @@ def _mul1(a: int, b: int) -> int:
     return 0 if a == 0 or b == 0 else int(_EXP[int(_LOG[a]) + int(_LOG[b])])
 
 
-def _evaluate(points: Mapping[int, bytes], at: int) -> bytes:
-    """The polynomial through ``points`` evaluated at ``at`` (Lagrange).
+@functools.lru_cache(maxsize=4096)
+def _weights(xs: tuple[int, ...], at: tuple[int, ...]) -> np.ndarray:
+    """Lagrange weights (len(at) x len(xs)): row r evaluates the polynomial through the
+    points at ``xs`` at ``at[r]``.
 
-    The weights are scalars, computed with Python ints; only the weighted sum of
-    the shares is a numpy operation (a round rebuilds hundreds of secrets).
+    They depend on the x coordinates only, and a round rebuilds every secret from
+    holders at the same few x sets, so they are computed once per set and cached.
     """
-    xs = list(points)
-    out = np.zeros(len(points[xs[0]]), np.uint8)
-    for i, xi in enumerate(xs):
-        num, den = 1, 1
-        for j, xj in enumerate(xs):
-            if j != i:
-                num = _mul1(num, at ^ xj)
-                den = _mul1(den, xi ^ xj)
-        weight = _mul1(num, gf_inv(den))
-        if weight:
-            share = np.frombuffer(points[xi], np.uint8)
-            log = _LOG[share] + _LOG[weight]
-            out ^= np.where(share == 0, np.uint8(0), _EXP[log]).astype(np.uint8)
-    return out.tobytes()
+    x = np.array(xs, np.int64)
+    num = np.array(at, np.int64)[:, None] ^ x[None, :]  # (at_r - x_j), "-" is XOR
+    den = x[:, None] ^ x[None, :]  # (x_i - x_j), zero on the diagonal only
+    off = ~np.eye(len(xs), dtype=bool)
+    # log of prod_{j != i}: the sum of the logs over j, minus the j = i term.
+    log_num = _LOG[num].sum(axis=1)[:, None] - _LOG[num]
+    zero = ((num == 0).sum(axis=1)[:, None] - (num == 0)) > 0  # a zero factor, j != i
+    log_den = np.where(off, _LOG[den], 0).sum(axis=1)
+    out = _EXP[(log_num - log_den[None, :]) % 255].astype(np.uint8)
+    out[zero] = 0
+    out.flags.writeable = False
+    return out
+
+
+def _combine_rows(weights: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """GF(2^8) matrix product: out[r] = XOR_i weights[r, i] * rows[i], byte-wise."""
+    logs = _LOG[weights][:, :, None] + _LOG[rows][None, :, :]
+    prod = _EXP[logs]
+    prod[(weights == 0)[:, :, None] | (rows == 0)[None, :, :]] = 0
+    return np.bitwise_xor.reduce(prod, axis=1)
