@@ -34,6 +34,9 @@ _PREFIX = struct.Struct("<4sHI")
 TAG_SIZE = 32
 KEY_SIZE = 32
 MAX_HEADER = 64 * 1024 * 1024
+# Refusals a worker names (class, device, topic, reason) per round in its partial, for the
+# root's audit table; past this they are only counted (``refused``), as the audit bounds do.
+NAMED_REFUSALS = 64
 _WORKER = re.compile(r"^[a-z0-9-]{1,32}$")
 _ROUND_AT = HEADER_SIZE + UPDATE_HEADER.offset("round_id")
 
@@ -140,6 +143,11 @@ class Announcement:
     central_noise: float = 0.0
     records: tuple[bytes, ...] = ()  # the cohort's device records (kind 3)
     package_id: bytes = b""  # of the model the round trains (its tickets name it)
+    # A secure-aggregation round: masked updates, summed mod 2^32. ``maskers`` is the set
+    # of devices that shared (U2), known from the masked stage on: only their masked
+    # updates count, and a worker holds the others until the root names it.
+    secagg: bool = False
+    maskers: tuple[bytes, ...] | None = None
 
     def to_message(self, key: bytes, fleet: str) -> bytes:
         """The signed message (tagged with the cohort key)."""
@@ -148,7 +156,9 @@ class Announcement:
             "model_version": self.model_version, "params": self.params,
             "update_clip": self.update_clip, "noise_multiplier": self.noise_multiplier,
             "example_clip": self.example_clip, "central_noise": self.central_noise,
-            "records": [r.hex() for r in self.records], "package_id": self.package_id.hex()})
+            "records": [r.hex() for r in self.records], "package_id": self.package_id.hex(),
+            "secagg": self.secagg,
+            "maskers": None if self.maskers is None else [d.hex() for d in self.maskers]})
 
     @classmethod
     def from_message(cls, key: bytes, fleet: str, data: bytes) -> Announcement:
@@ -161,7 +171,9 @@ class Announcement:
                        int(h["params"]), float(h["update_clip"]), float(h["noise_multiplier"]),
                        float(h["example_clip"]), float(h["central_noise"]),
                        tuple(bytes.fromhex(r) for r in h["records"]),
-                       bytes.fromhex(h["package_id"]))
+                       bytes.fromhex(h["package_id"]), bool(h.get("secagg", False)),
+                       None if h.get("maskers") is None
+                       else tuple(bytes.fromhex(d) for d in h["maskers"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise Malformed(f"round announcement: bad field ({exc})") from None
 
@@ -170,7 +182,7 @@ class Announcement:
         assert self.round_id is not None
         return RoundView(self.round_id, self.nonce, self.model_version, self.params,
                          self.update_clip, cohort, self.noise_multiplier, self.example_clip,
-                         self.package_id)
+                         self.package_id, self.secagg)
 
 
 @dataclass(frozen=True)
@@ -195,8 +207,31 @@ class Contribution:
 
 
 @dataclass(frozen=True)
+class WorkerRefusal:
+    """A message a worker refused, named for the root's audit table."""
+
+    device_id: bytes | None
+    topic: str
+    refusal: str
+    reason: str
+
+    def to_json(self) -> list[Any]:
+        return [self.device_id.hex() if self.device_id else None, self.topic, self.refusal,
+                self.reason]
+
+    @classmethod
+    def from_json(cls, row: list[Any]) -> WorkerRefusal:
+        d, t, r, why = row
+        return cls(bytes.fromhex(d) if d else None, str(t)[:256], str(r)[:64], str(why)[:1000])
+
+
+@dataclass(frozen=True)
 class PartialSum:
-    """A worker's durable sum of its share of a round: Σ w·Δ, Σ w, and what it covers."""
+    """A worker's durable sum of its share of a round: Σ w·Δ, Σ w, and what it covers.
+
+    In a secure-aggregation round (``masked``) ``total`` is Σ of the masked words mod 2^32
+    (uint32), ``weight`` the number of updates: it reveals no more than one masked update.
+    """
 
     round_id: int
     worker: str
@@ -205,14 +240,17 @@ class PartialSum:
     weight: float
     contributions: tuple[Contribution, ...]
     refused: int = 0
+    masked: bool = False
+    refusals: tuple[WorkerRefusal, ...] = ()  # the first NAMED_REFUSALS of ``refused``
 
     def to_message(self, key: bytes, fleet: str) -> bytes:
         """The tagged message a worker publishes (retained) after each commit."""
         return seal(key, KIND_SUM, {
             "fleet": fleet, "round": self.round_id, "worker": self.worker, "seq": self.seq,
-            "weight": self.weight, "refused": self.refused,
+            "weight": self.weight, "refused": self.refused, "masked": self.masked,
+            "refusals": [r.to_json() for r in self.refusals],
             "contributions": [c.to_json() for c in self.contributions]},
-            np.ascontiguousarray(self.total, dtype="<f8").tobytes())
+            np.ascontiguousarray(self.total, dtype=sum_dtype(self.masked)).tobytes())
 
     @classmethod
     def from_message(cls, key: bytes, fleet: str, data: bytes) -> PartialSum:
@@ -221,14 +259,24 @@ class PartialSum:
         try:
             if h["fleet"] != fleet:
                 raise Malformed(f"cohort sum of fleet {h['fleet']!r}, not {fleet!r}")
-            if len(body) % 8:
-                raise Malformed(f"cohort sum: body of {len(body)} bytes is not float64s")
+            masked = bool(h.get("masked", False))  # absent from an older worker's
+            dtype = np.dtype(sum_dtype(masked))
+            if len(body) % dtype.itemsize:
+                raise Malformed(f"cohort sum: body of {len(body)} bytes is not "
+                                f"{'uint32 words' if masked else 'float64s'}")
             return cls(int(h["round"]), check_worker(h["worker"]), int(h["seq"]),
-                       np.frombuffer(body, dtype="<f8"), float(h["weight"]),
+                       np.frombuffer(body, dtype=dtype), float(h["weight"]),
                        tuple(Contribution.from_json(r) for r in h["contributions"]),
-                       int(h["refused"]))
+                       int(h["refused"]), masked,
+                       tuple(WorkerRefusal.from_json(r)
+                             for r in h.get("refusals", [])[:NAMED_REFUSALS]))
         except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise Malformed(f"cohort sum: bad field ({exc})") from None
+
+
+def sum_dtype(masked: bool) -> str:
+    """The wire and database type of a partial sum: float64, or mod-2^32 words if masked."""
+    return "<u4" if masked else "<f8"
 
 
 def drop_message(key: bytes, fleet: str, round_id: int, worker: str,
@@ -257,6 +305,7 @@ class Combined:
     weight: float
     contributions: dict[bytes, Contribution]
     refused: int
+    masked: bool = False
 
 
 class Combiner:
@@ -266,15 +315,21 @@ class Combiner:
     kept update again) is in two partials; the worker with the smaller id owns it and
     the others are told to drop it (``drops``). Until they have, ``combined`` is None:
     a round is never summed with an update counted twice.
+
+    In a secure-aggregation round the partials are masked sums mod 2^32: the root cannot
+    take a device out of one (it never sees a device's words), but the worker that holds
+    the update can, exactly (its payload is in the worker's database, and subtraction
+    mod 2^32 undoes addition), so the repair is the same drop.
     """
 
-    def __init__(self, round_id: int) -> None:
+    def __init__(self, round_id: int, masked: bool = False) -> None:
         self.round_id = round_id
+        self.masked = masked  # a secure-aggregation round: masked partials only
         self.partials: dict[str, PartialSum] = {}
 
     def add(self, partial: PartialSum) -> bool:
         """Keep ``partial`` if it is the newest of its worker for this round; True if kept."""
-        if partial.round_id != self.round_id:
+        if partial.round_id != self.round_id or partial.masked != self.masked:
             return False
         old = self.partials.get(partial.worker)
         if old is not None and old.seq >= partial.seq:
@@ -303,7 +358,9 @@ class Combiner:
         if not self.partials or self.drops():
             return None
         parts = list(self.partials.values())
-        total = np.sum([p.total for p in parts], axis=0, dtype=np.float64)
+        # uint32 addition wraps: masked partials add mod 2^32, as one secagg server would.
+        total = np.sum([p.total for p in parts], axis=0,
+                       dtype=np.uint32 if self.masked else np.float64)
         contributions = {c.device_id: c for p in parts for c in p.contributions}
         return Combined(total, float(sum(p.weight for p in parts)), contributions,
-                        sum(p.refused for p in parts))
+                        sum(p.refused for p in parts), self.masked)

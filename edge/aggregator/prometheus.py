@@ -42,6 +42,8 @@ class Snapshot:
     model_version: int | None = None
     devices: int = 0
     delta: float = 0.0
+    # per enrolled device: (hex id, name or None, rounds joined, rounds skipped)
+    boards: tuple[tuple[str, str | None, int, int], ...] = ()
 
 
 def take_snapshot(store: Any, fleet: str, delta: float) -> Snapshot:
@@ -56,7 +58,7 @@ def take_snapshot(store: Any, fleet: str, delta: float) -> Snapshot:
         last=rows[-1] if rows else None,
         open_accepted=None if open_round is None else open_round.count,
         model_version=None if cp is None else cp.version, devices=store.device_count(),
-        delta=delta)
+        delta=delta, boards=tuple(store.device_counts()))
 
 
 class FleetCollector:
@@ -126,6 +128,15 @@ class FleetCollector:
                 g = GaugeMetricFamily(f"{PREFIX}_{name}", text, labels=["fleet"])
                 g.add_metric(fleet, float(value))
                 yield g
+
+        # Per board, named as at enrollment (the id for a board enrolled without a name).
+        per_board = [("device_rounds_joined", "Rounds the board's update counted in", 2),
+                     ("device_rounds_skipped", "Rounds the board reported skipping", 3)]
+        for name, text, col in per_board:
+            g = GaugeMetricFamily(f"{PREFIX}_{name}", text, labels=["fleet", "device", "name"])
+            for board in s.boards:
+                g.add_metric([s.fleet, board[0], board[1] or board[0]], float(board[col]))
+            yield g
 
     def describe(self) -> list[Metric]:
         """No fixed description: the families depend on the snapshot."""

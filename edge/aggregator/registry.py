@@ -5,6 +5,7 @@ from __future__ import annotations
 from edge.errors import ConfigError, Malformed, Oversized
 from edge.formats.device import DeviceRecord, parse_device_record
 
+from . import names
 from .store import Store
 
 
@@ -27,10 +28,13 @@ class Registry:
             self._parsed[record] = device
         return device
 
-    def enroll(self, record: bytes, *, readmit: bool = False) -> DeviceRecord:
-        """Verify a device record's self-signature and enroll it (idempotent for the same one);
-        a revoked device only with ``readmit``."""
+    def enroll(self, record: bytes, *, readmit: bool = False,
+               name: str | None = None) -> DeviceRecord:
+        """Verify a device record's self-signature and enroll it (idempotent for the same one;
+        ``name`` gives or changes its human name); a revoked device only with ``readmit``."""
         device = self._parse(bytes(record))
+        if name is not None:
+            names.check(name)
         revoked = self.store.revoked_at(device.device_id)
         if revoked is not None and not readmit:
             raise ConfigError(f"device {device.device_id.hex()} was revoked; enrolling its "
@@ -38,6 +42,13 @@ class Registry:
         with self.store.transaction() as db:
             if revoked is not None:
                 self.store.readmit(db, device.device_id)
+            if name is not None:
+                holder = db.execute("SELECT device_id FROM device_names WHERE name = ?",
+                                    (name,)).fetchone()
+                if holder is not None and bytes(holder[0]) != device.device_id:
+                    raise ConfigError(f"name {name!r} is device {bytes(holder[0]).hex()}'s "
+                                      "already; a board name names one board")
+                self.store.set_name(db, device.device_id, name)
             row = db.execute("SELECT record FROM devices WHERE device_id = ?",
                              (device.device_id,)).fetchone()
             if row is not None:

@@ -62,6 +62,7 @@ class ReportData:
     fleet: str
     rows: tuple[dict[str, Any], ...]
     steps: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)  # boards' names by hex device id
 
 
 def from_store(store: Any, fleet: str) -> ReportData:
@@ -75,7 +76,8 @@ def from_store(store: Any, fleet: str) -> ReportData:
     steps: dict[str, list[tuple[int, int]]] = {}
     for round_id, device, total in store.steps_by_round():
         steps.setdefault(device, []).append((round_id, total))
-    return ReportData(fleet, tuple(rows), {d: tuple(p) for d, p in steps.items()})
+    return ReportData(fleet, tuple(rows), {d: tuple(p) for d, p in steps.items()},
+                      {d.hex(): n for d, n in store.names().items()})
 
 
 def charts(data: ReportData) -> list[Chart]:
@@ -98,7 +100,8 @@ def charts(data: ReportData) -> list[Chart]:
                                 "no device ε (set dp.device_policy)"),
                           strict=True) if not s.points)
     devices = sorted(data.steps)
-    budget = tuple(Series(f"device:{d}", d[:8], DEVICE_COLOURS[i % len(DEVICE_COLOURS)],
+    budget = tuple(Series(f"device:{d}", f"{data.names[d]} ({d[:8]})" if d in data.names
+                          else d[:8], DEVICE_COLOURS[i % len(DEVICE_COLOURS)],
                           tuple((float(r), float(t)) for r, t in data.steps[d]))
                    for i, d in enumerate(devices))
     note = "" if len(devices) <= len(DEVICE_COLOURS) else \

@@ -15,7 +15,7 @@ import os
 import random
 import time
 from collections import ChainMap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,9 +37,9 @@ from edge.protocol import (
 from edge.secagg import distributed_dp
 from edge.tee_abi import UpdateMode
 
-from . import backbone_check, device_budget, fedavg, skips
+from . import backbone_check, device_budget, fedavg, names, skips
 from .audit import RefusalLedger
-from .cohort import Announcement, Combined
+from .cohort import Announcement, Combined, WorkerRefusal
 from .config import AggregatorConfig
 from .metrics import Holdout, RoundMetrics
 from .registry import Registry
@@ -123,6 +123,8 @@ class RoundManager:
                                     rows_per_round=config.audit.rows_per_round,
                                     clock=clock)
         self._devices: dict[bytes, DeviceRecord] = {}
+        self._names: dict[bytes, str] = {}
+        self._strangers: set[bytes] = set()  # online but not enrolled, warned about
         # The newest model's release (package and its keys, to wrap for newcomers); lost
         # on restart, when a newcomer then gets the same head as the next version.
         self._release: tuple[Release, bytes] | None = None
@@ -138,6 +140,7 @@ class RoundManager:
         # Devices whose last announced presence is offline (edge.protocol.status_topic);
         # a device that never announced one counts as live, as before presence existed.
         self._offline = {d for d, (st, _) in store.presence().items() if st == "offline"}
+        self._presence_rows: dict[bytes, tuple[str, float]] = {}  # staged for commit()
         self._fleet_seen = 0  # the newest model version a board reported holding
         cp = self.ensure_model()
         device_budget.check_noise_room(config, self.device_budget, cp.W.size + cp.b.size)
@@ -211,6 +214,7 @@ class RoundManager:
     def refresh_devices(self) -> dict[bytes, DeviceRecord]:
         """Re-read the enrolled devices (enrollment may come from another process)."""
         self._devices = self.registry.devices()
+        self._names = self.store.names()
         return self._devices
 
     # rounds
@@ -296,8 +300,11 @@ class RoundManager:
                 for d, t in sorted(self.store.tickets(self._round.round_id).items())
                 if d not in self._accepted]
 
-    def presence(self, topic: str, payload: bytes) -> None:
-        """Record a device's announced presence (its retained status or last will)."""
+    def presence(self, topic: str, payload: bytes, *, defer: bool = False) -> None:
+        """Record a device's announced presence (its retained status or last will).
+
+        With ``defer`` the row waits for the next ``commit`` (one transaction for a batch:
+        1,000 boards reconnecting cost a commit each before); it counts at once."""
         try:
             device_id = device_from_status_topic(self.config.fleet, topic)
         except EdgeError as exc:
@@ -308,15 +315,29 @@ class RoundManager:
             log.warning("ignored presence of device %s: payload is not online or offline",
                         device_id.hex())
             return
-        with self.store.transaction() as db:
-            self.store.set_presence(db, device_id, status, self.clock())
+        if defer:
+            self._presence_rows[device_id] = (status, self.clock())
+        else:
+            with self.store.transaction() as db:
+                self.store.set_presence(db, device_id, status, self.clock())
+        if device_id not in self._devices and status == "online" \
+                and device_id not in self._strangers:
+            # A board that runs but was never enrolled (or was revoked) would wait forever for
+            # a model: say so where the operator looks, once per board and process.
+            self._strangers.add(device_id)
+            revoked = self.store.revoked_at(device_id) is not None
+            log.warning("device %s is online on the fleet's broker but %s: it gets no model "
+                        "and no tickets (%s)", device_id.hex(),
+                        "was revoked" if revoked else "is not enrolled",
+                        "edge aggregator enroll --readmit" if revoked else
+                        "edge aggregator enroll --config FILE --name NAME DEVICE.pub")
         was_offline = device_id in self._offline
         if status == "offline":
             self._offline.add(device_id)
         else:
             self._offline.discard(device_id)
         if was_offline != (status == "offline"):
-            log.info("device %s is %s", device_id.hex(), status)
+            log.info("%s is %s", self.label(device_id), status)
         if status == "online" and self._secagg is not None:
             self._secagg.device_online(device_id)
 
@@ -345,7 +366,7 @@ class RoundManager:
             fresh = self.store.add_skip(db, report.round_id, report.device_id, report.refusal,
                                         described, report.model_version, bytes(payload))
         if fresh:
-            log.info("device %s skipped round %d: %s", report.device_id.hex(),
+            log.info("%s skipped round %d: %s", self.label(report.device_id),
                      report.round_id, described)
         cp = self.store.latest_checkpoint()
         if cp is not None and report.model_version >= cp.version \
@@ -356,6 +377,10 @@ class RoundManager:
                      report.package_id.hex(), cp.version, report.model_version + 1)
             self._fleet_seen = report.model_version
         return Outcome(False, report.refusal, described, report.device_id)
+
+    def label(self, device_id: bytes) -> str:
+        """The device as the views name it: ``board-7 (3f2a9c1e)`` (edge.aggregator.names)."""
+        return names.label(device_id.hex(), self._names.get(device_id))
 
     def live_devices(self) -> list[bytes]:
         """Enrolled devices not announced offline, in id order."""
@@ -496,14 +521,39 @@ class RoundManager:
             return Announcement(None)
         enrolled = self.registry.records()
         records = tuple(enrolled[d] for d in sorted(view.cohort) if d in enrolled)
+        maskers = self._secagg.maskers if self._secagg is not None else None
         return Announcement(r.round_id, r.nonce, r.model_version, view.param_count,
                             r.update_clip, view.noise_multiplier, view.example_clip,
-                            r.central_noise, records, view.package_id)
+                            r.central_noise, records, view.package_id, view.secagg,
+                            None if maskers is None else tuple(maskers))
+
+    def worker_refusals(self, round_id: int, worker: str,
+                        refusals: Sequence[WorkerRefusal]) -> None:
+        """Record refusals a cohort worker named in the audit table, as if the root had
+        refused those messages itself (the reason says which worker did)."""
+        for r in refusals:
+            stored = self.ledger.record(round_id=round_id, device_id=r.device_id,
+                                        topic=r.topic, refusal=r.refusal,
+                                        reason=f"worker {worker}: {r.reason}"[:1000])
+            log.log(logging.WARNING if stored else logging.DEBUG,
+                    "worker %s refused a message on %s: %s: %s", worker, r.topic, r.refusal,
+                    r.reason)
+        self.ledger.flush()
 
     def apply_cohort(self, combined: Combined) -> int:
         """A root's commit: the round's running sum becomes the workers' combined sum, and
-        the devices it newly covers are recorded (one transaction); returns how many."""
+        the devices it newly covers are recorded (one transaction); returns how many.
+
+        In a secure-aggregation round the combined masked sum goes to the round's stages
+        instead (memory only, like a single aggregator's masked sum); nothing is written."""
         assert self._round is not None and self._running is not None
+        if self._secagg is not None:
+            if not combined.masked:
+                return 0
+            covered = {d: c.update_id for d, c in combined.contributions.items()}
+            return len(covered) if self._secagg.take_cohort_sum(combined.total, covered) else 0
+        if combined.masked:
+            return 0
         new = [c for d, c in sorted(combined.contributions.items()) if d not in self._accepted]
         with self.store.transaction() as db:
             self.store.add_updates(db, self._round.round_id,
@@ -519,16 +569,24 @@ class RoundManager:
 
     def commit(self) -> int:
         """Make the staged updates (one transaction: their rows and the running sum after
-        them) and the pending refusals durable; returns the number of updates committed.
+        them), staged presence and the pending refusals durable; returns the number of
+        updates committed.
 
         After it returns, the messages staged since the last commit may be acknowledged. If
         it raises, the staged updates are dropped from memory too (their messages are not
         acknowledged, so the broker delivers them again).
         """
         batch, self._batch = self._batch, None
+        presence, self._presence_rows = self._presence_rows, {}
+        if presence and batch is None:
+            with self.store.transaction() as db:
+                for device_id, (status, at) in presence.items():
+                    self.store.set_presence(db, device_id, status, at)
         if batch is not None:
             assert self._round is not None and self._running is not None
             with self.store.transaction() as db:
+                for device_id, (status, at) in presence.items():
+                    self.store.set_presence(db, device_id, status, at)
                 self.store.add_updates(db, self._round.round_id, batch.rows, batch.total,
                                        batch.weight)
                 self.store.add_update_steps(db, self._round.round_id, batch.steps)

@@ -60,6 +60,9 @@ class SecAggStages:
         self._shared: set[bytes] = set()
         self._masked: set[bytes] = set()
         self._result: tuple[np.ndarray, list[bytes]] | None = None
+        # A root's (docs/scale-out.md): the newest combination of its workers' masked
+        # partial sums, each device in it once: Σ words mod 2^32 and device -> update id.
+        self._cohort_sum: tuple[np.ndarray, dict[bytes, bytes]] | None = None
         self._directive: bytes | None = None  # the current stage's roster or survivor list
         self._online: set[bytes] = set()  # came (back) online since the last advance
 
@@ -107,6 +110,27 @@ class SecAggStages:
                 from None
         self._awaited.discard(device_id)
         self._masked.add(device_id)
+
+    @property
+    def maskers(self) -> list[bytes] | None:
+        """The devices that shared (U2), whose masked updates count; None before."""
+        return sorted(self._shared) if self.stage not in ("advert", "shares") else None
+
+    def take_cohort_sum(self, total: np.ndarray, covered: Mapping[bytes, bytes]) -> bool:
+        """A root's combination of its workers' masked partials (each device once) replaces
+        the previous one; it enters ``SecAggRound`` when the masked stage ends. False
+        (logged) if the stage is over or it names a device that did not share."""
+        if self.stage != "masked":
+            return False
+        strangers = set(covered) - self._shared
+        if strangers:
+            log.warning("secagg round %d: a cohort sum covers %d device(s) that did not "
+                        "share (not-for-this-device); ignored", self.round_id, len(strangers))
+            return False
+        self._cohort_sum = (total, dict(covered))
+        self._masked = set(covered)
+        self._awaited = self._shared - self._masked
+        return True
 
     # -- stages --------------------------------------------------------------------
     @property
@@ -180,6 +204,8 @@ class SecAggStages:
             self._log_stage(len(shared))
             return out
         if self.stage == "masked":
+            if self._cohort_sum is not None:
+                self.srv.add_masked_sum(*self._cohort_sum)
             survivors = self._directive = self.srv.survivors()
             u3 = sorted(self._masked)
             self.stage, self._awaited = "reveals", set(u3)

@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS skips (
     reason TEXT NOT NULL, model_version INTEGER NOT NULL, report BLOB NOT NULL,
     at REAL NOT NULL, PRIMARY KEY (round_id, device_id));
 CREATE TABLE IF NOT EXISTS revoked (device_id BLOB PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS device_names (device_id BLOB PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS refusal_counts (
     round_id INTEGER NOT NULL, topic TEXT NOT NULL, refusal TEXT NOT NULL,
     count INTEGER NOT NULL, last_at REAL NOT NULL, PRIMARY KEY (round_id, topic, refusal));
@@ -173,6 +174,15 @@ class Store:
         """Every enrolled device's record, in device-id order."""
         return [bytes(r[0]) for r in self._all("SELECT record FROM devices ORDER BY device_id")]
 
+    def set_name(self, db: sqlite3.Connection, device_id: bytes, name: str) -> None:
+        """Give a device its human name (kept after a revocation, so old rows still read)."""
+        db.execute("INSERT INTO device_names VALUES (?, ?) ON CONFLICT (device_id) DO UPDATE "
+                   "SET name = excluded.name", (device_id, name))
+
+    def names(self) -> dict[bytes, str]:
+        """The human names given at enrollment, by device id."""
+        return {bytes(d): str(n) for d, n in self._all("SELECT device_id, name FROM device_names")}
+
     def remove_device(self, db: sqlite3.Connection, device_id: bytes) -> bool:
         """Remove an enrolled device (revocation); False if it was not enrolled."""
         db.execute("DELETE FROM presence WHERE device_id = ?", (device_id,))
@@ -189,6 +199,16 @@ class Store:
         """Last announced presence of every device that announced one: (status, time)."""
         return {bytes(d): (str(s), float(at))
                 for d, s, at in self._all("SELECT device_id, status, at FROM presence")}
+
+    def unenrolled_presence(self) -> list[dict[str, Any]]:
+        """Devices that announced their presence but are not enrolled (never, or revoked)."""
+        return [{"device": bytes(d).hex(), "presence": str(s), "since": float(at),
+                 "revoked": r is not None}
+                for d, s, at, r in self._all(
+                    "SELECT p.device_id, p.status, p.at, v.at FROM presence p "
+                    "LEFT JOIN revoked v ON v.device_id = p.device_id "
+                    "WHERE p.device_id NOT IN (SELECT device_id FROM devices) "
+                    "ORDER BY p.device_id")]
 
     def revoke(self, db: sqlite3.Connection, device_id: bytes) -> None:
         """Block a device id: enrolling its record again is refused (``readmit`` undoes it)."""
@@ -313,16 +333,18 @@ class Store:
             " WHERE p.device_id = d.device_id), "
             "(SELECT json_array(k.round_id, k.refusal, k.reason, k.at) FROM skips k "
             " WHERE k.device_id = d.device_id ORDER BY k.round_id DESC LIMIT 1), "
-            "(SELECT count(*) FROM skips k WHERE k.device_id = d.device_id) "
+            "(SELECT count(*) FROM skips k WHERE k.device_id = d.device_id), "
+            "(SELECT n.name FROM device_names n WHERE n.device_id = d.device_id) "
             "FROM devices d ORDER BY d.device_id")
         out = []
         for (dev, enrolled, tickets, joined, seen, last_round, steps, refusal, pres, skip,
-             skipped) in rows:
+             skipped, name) in rows:
             last = json.loads(refusal) if refusal else None
             status, since = json.loads(pres) if pres else (None, None)
             out.append({
                 "presence": status, "presence_since": since,
-                "device": bytes(dev).hex(), "enrolled_at": enrolled, "tickets": int(tickets),
+                "device": bytes(dev).hex(), "name": name, "enrolled_at": enrolled,
+                "tickets": int(tickets),
                 "rounds_joined": int(joined), "last_update_at": seen,
                 "last_round": last_round, "steps_spent": steps,
                 "last_refusal": None if last is None else {
@@ -331,6 +353,16 @@ class Store:
                 "last_skip": None if skip is None else dict(zip(
                     ("round", "refusal", "reason", "at"), json.loads(skip), strict=True))})
         return out
+
+    def device_counts(self) -> list[tuple[str, str | None, int, int]]:
+        """Per enrolled device: (hex id, name, rounds joined, rounds skipped), one pass over
+        each table (the metrics snapshot reads it every few seconds)."""
+        joined = dict(self._all("SELECT device_id, count(*) FROM updates GROUP BY device_id"))
+        skipped = dict(self._all("SELECT device_id, count(*) FROM skips GROUP BY device_id"))
+        rows = self._all("SELECT d.device_id, n.name FROM devices d LEFT JOIN device_names n "
+                         "ON n.device_id = d.device_id ORDER BY d.device_id")
+        return [(bytes(d).hex(), name, int(joined.get(d, 0)), int(skipped.get(d, 0)))
+                for d, name in rows]
 
     def steps_by_round(self) -> list[tuple[int, str, int]]:
         """(round, device hex, total steps spent) of every accepted update, by round."""

@@ -17,6 +17,7 @@ import sqlite3
 import threading
 import time
 from collections import ChainMap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,24 +26,28 @@ import paho.mqtt.client as mqtt
 
 from edge.errors import EdgeError, StateError
 from edge.formats.device import DeviceRecord, parse_device_record
-from edge.formats.update import parse_update
+from edge.formats.update import MaskedUpdate, parse_any_update, parse_update
 from edge.mqtt import PubAcks, connect_async, log_connect_failure, make_client
+from edge.protocol import update_topic
 
 from . import fedavg
 from .cohort import (
+    NAMED_REFUSALS,
     Announcement,
     Contribution,
     PartialSum,
+    WorkerRefusal,
     check_worker,
     drop_topic,
     read_drop,
     round_topic,
     shared_update_subscription,
+    sum_dtype,
     sum_topic,
     update_round,
 )
 from .config import AggregatorConfig
-from .verify import UpdateRefused, verify
+from .verify import AcceptedMasked, UpdateRefused, verify
 
 log = logging.getLogger("edge.aggregator.worker")
 
@@ -60,7 +65,17 @@ CREATE TABLE IF NOT EXISTS accepted (round_id INTEGER NOT NULL, device_id BLOB N
     total_steps INTEGER NOT NULL, noise REAL NOT NULL, weight REAL NOT NULL,
     payload BLOB NOT NULL, dropped INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (round_id, device_id));
+CREATE TABLE IF NOT EXISTS refusals (round_id INTEGER NOT NULL, n INTEGER NOT NULL,
+    device_id BLOB, topic TEXT NOT NULL, refusal TEXT NOT NULL, reason TEXT NOT NULL,
+    PRIMARY KEY (round_id, n));
 """
+
+
+def _masked_words(payload: bytes) -> np.ndarray:
+    """The words of a masked update this worker accepted (verified before it was stored)."""
+    m = parse_any_update(payload)
+    assert isinstance(m, MaskedUpdate)
+    return m.words
 
 
 class WorkerStore:
@@ -78,8 +93,10 @@ class WorkerStore:
     def close(self) -> None:
         self.db.close()
 
-    def load(self, round_id: int, params: int) -> tuple[PartialSum, dict[bytes, bytes]]:
-        """The round's committed partial sum (empty if none) and its accepted update ids."""
+    def load(self, round_id: int, params: int,
+             masked: bool = False) -> tuple[PartialSum, dict[bytes, bytes]]:
+        """The round's committed partial sum (empty if none) and its accepted update ids
+        (``masked``: a secure-aggregation round, whose sum is uint32 words mod 2^32)."""
         row = self.db.execute("SELECT total, weight, seq, refused FROM sums WHERE round_id = ?",
                               (round_id,)).fetchone()
         rows = self.db.execute(
@@ -90,10 +107,17 @@ class WorkerStore:
         # Dropped ones too: a redelivery of one is a duplicate here, not a new update.
         ids = {bytes(d): bytes(u) for d, u in self.db.execute(
             "SELECT device_id, update_id FROM accepted WHERE round_id = ?", (round_id,))}
+        refusals = tuple(WorkerRefusal(bytes(d) if d else None, t, r, why)
+                         for d, t, r, why in self.db.execute(
+                             "SELECT device_id, topic, refusal, reason FROM refusals WHERE "
+                             "round_id = ? ORDER BY n", (round_id,)))
+        dtype = sum_dtype(masked)
         if row is None:
-            return PartialSum(round_id, "", 0, np.zeros(params), 0.0, ()), ids
-        total = np.frombuffer(row[0], dtype="<f8").copy()
-        return PartialSum(round_id, "", row[2], total, row[1], contributions, row[3]), ids
+            return PartialSum(round_id, "", 0, np.zeros(params, dtype), 0.0, (), 0, masked,
+                              refusals), ids
+        total = np.frombuffer(row[0], dtype=dtype).copy()
+        return PartialSum(round_id, "", row[2], total, row[1], contributions, row[3],
+                          masked, refusals), ids
 
     def commit(self, partial: PartialSum, rows: list[tuple[Any, ...]]) -> None:
         """One transaction: the new accepted rows and the sum after them."""
@@ -101,6 +125,9 @@ class WorkerStore:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany("INSERT INTO accepted VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
                                 rows)
+            self.db.executemany("INSERT OR IGNORE INTO refusals VALUES (?, ?, ?, ?, ?, ?)",
+                                [(partial.round_id, n, r.device_id, r.topic, r.refusal,
+                                  r.reason) for n, r in enumerate(partial.refusals)])
             self._put_sum(partial)
 
     def drop(self, partial: PartialSum, devices: list[bytes]) -> None:
@@ -113,15 +140,20 @@ class WorkerStore:
 
     def _put_sum(self, p: PartialSum) -> None:
         self.db.execute("INSERT OR REPLACE INTO sums VALUES (?, ?, ?, ?, ?)",
-                        (p.round_id, np.ascontiguousarray(p.total, dtype="<f8").tobytes(),
+                        (p.round_id,
+                         np.ascontiguousarray(p.total, dtype=sum_dtype(p.masked)).tobytes(),
                          p.weight, p.seq, p.refused))
 
-    def dropped_delta(self, round_id: int, device: bytes) -> tuple[np.ndarray, float] | None:
-        """weight·Δ of a device's update still in the round's sum, and its weight."""
+    def dropped_delta(self, round_id: int, device: bytes,
+                      masked: bool = False) -> tuple[np.ndarray, float] | None:
+        """weight·Δ of a device's update still in the round's sum, and its weight (masked:
+        its words, to take out of the sum mod 2^32, and 1)."""
         row = self.db.execute("SELECT payload, weight FROM accepted WHERE round_id = ? AND "
                               "device_id = ? AND dropped = 0", (round_id, device)).fetchone()
         if row is None:
             return None
+        if masked:
+            return _masked_words(bytes(row[0])).astype(np.uint32), float(row[1])
         delta = parse_update(bytes(row[0])).delta.astype(np.float64)
         return delta * row[1], float(row[1])
 
@@ -145,6 +177,7 @@ class CohortWorker:
         self._ids: dict[bytes, bytes] = {}
         self._devices: dict[bytes, DeviceRecord] = {}
         self._view: Any = None
+        self._maskers: frozenset[bytes] = frozenset()
         self.connected = threading.Event()
 
     def close(self) -> None:
@@ -216,8 +249,12 @@ class CohortWorker:
     def _hold(self, msg: mqtt.MQTTMessage) -> bool:
         """Keep (unacknowledged) an update of a round newer than the one announced."""
         named = update_round(bytes(msg.payload))
-        current = self.announced.round_id if self.announced else None
-        if named is not None and (current is None or named > current):
+        ann = self.announced
+        current = ann.round_id if ann else None
+        # In a secure-aggregation round, masked updates wait for the root to name the
+        # devices that shared (the masked stage): only theirs may be summed.
+        waiting = ann is not None and named == current and ann.secagg and ann.maskers is None
+        if named is not None and (current is None or named > current or waiting):
             self._held.append(msg)
             return True
         return False
@@ -245,9 +282,11 @@ class CohortWorker:
             devices[dev.device_id] = dev
         self._devices = devices
         self._view = ann.view(frozenset(devices))
-        stored, self._ids = self.store.load(ann.round_id, ann.params)
-        self.partial = PartialSum(ann.round_id, self.worker, stored.seq, stored.total,
-                                  stored.weight, stored.contributions, stored.refused)
+        self._maskers = frozenset(ann.maskers or ())
+        if self.partial is not None and self.partial.round_id == ann.round_id:
+            return  # the same round, announced again (a secagg round's masked stage)
+        stored, self._ids = self.store.load(ann.round_id, ann.params, ann.secagg)
+        self.partial = replace(stored, worker=self.worker)
         log.info("worker %s: round %d, %d updates summed so far", self.worker, ann.round_id,
                  len(self._ids))
 
@@ -261,21 +300,53 @@ class CohortWorker:
         except UpdateRefused as refused:
             log.debug("worker %s: refused update on %s: %s", self.worker, msg.topic[:256],
                       refused.refusal)
-            if p is not None:
-                self.partial = PartialSum(p.round_id, p.worker, p.seq, p.total, p.weight,
-                                          p.contributions, p.refused + 1)
+            self._refuse(refused.device_id, msg.topic, refused.refusal, str(refused))
             return
         assert p is not None and self.announced is not None
+        if isinstance(acc, AcceptedMasked):
+            self._stage_masked(acc, payload, rows, staged)
+            return
         weight = fedavg.update_weight(acc.example_count, self.announced.central_noise)
         fedavg.add_into(p.total, acc.delta, weight, np.empty_like(p.total))
         u = acc.update
         c = Contribution(acc.device_id, acc.update_id, acc.example_count, u.steps,
                          u.total_steps, u.noise_multiplier)
-        self.partial = PartialSum(p.round_id, p.worker, p.seq, p.total, p.weight + weight,
-                                  (*p.contributions, c), p.refused)
+        self.partial = replace(p, weight=p.weight + weight, contributions=(*p.contributions, c))
         staged[acc.device_id] = acc.update_id
         rows.append((p.round_id, acc.device_id, acc.update_id, acc.example_count, u.steps,
                      u.total_steps, u.noise_multiplier, weight, payload))
+
+    def _refuse(self, device_id: bytes | None, topic: str, refusal: str, reason: str) -> None:
+        """Count a refusal in the partial, and name it while under NAMED_REFUSALS."""
+        p = self.partial
+        if p is None:
+            return
+        named = p.refusals
+        if len(named) < NAMED_REFUSALS:
+            named = (*named, WorkerRefusal(device_id, topic[:256], refusal, reason[:1000]))
+        self.partial = replace(p, refused=p.refused + 1, refusals=named)
+
+    def _stage_masked(self, acc: AcceptedMasked, payload: bytes, rows: list[tuple[Any, ...]],
+                      staged: dict[bytes, bytes]) -> None:
+        """Add a verified masked update's words to the sum mod 2^32 (SecAggRound's rule: only
+        a device that shared counts); a refusal is counted like the verifier's."""
+        p = self.partial
+        assert p is not None
+        if acc.device_id not in self._maskers:
+            log.debug("worker %s: refused masked update of %s: not-for-this-device",
+                      self.worker, acc.device_id.hex())
+            self._refuse(acc.device_id, update_topic(self.config.fleet, acc.device_id),
+                         "not-for-this-device", f"masked update: {acc.device_id.hex()} did "
+                         f"not share in round {p.round_id}")
+            return
+        m = acc.update
+        np.add(p.total, m.words, out=p.total)  # uint32: wraps mod 2^32
+        c = Contribution(acc.device_id, acc.update_id, m.example_count, 0, 0,
+                         m.noise_multiplier)
+        self.partial = replace(p, weight=p.weight + 1.0, contributions=(*p.contributions, c))
+        staged[acc.device_id] = acc.update_id
+        rows.append((p.round_id, acc.device_id, acc.update_id, m.example_count, 0, 0,
+                     m.noise_multiplier, 1.0, payload))
 
     def _commit(self, client: mqtt.Client, batch: list[mqtt.MQTTMessage],
                 rows: list[tuple[Any, ...]]) -> None:
@@ -284,16 +355,14 @@ class CohortWorker:
             return
         p = self.partial
         if p is not None:
-            p = self.partial = PartialSum(p.round_id, p.worker, p.seq + 1, p.total, p.weight,
-                                          p.contributions, p.refused)
+            p = self.partial = replace(p, seq=p.seq + 1)
             try:
                 self.store.commit(p, rows)
             except sqlite3.Error as exc:
                 # Not acknowledged: the broker delivers them again; the memory is reloaded.
                 log.error("worker %s: commit failed (%s); reloading", self.worker, exc)
-                stored, self._ids = self.store.load(p.round_id, len(p.total))
-                self.partial = PartialSum(p.round_id, self.worker, stored.seq, stored.total,
-                                          stored.weight, stored.contributions, stored.refused)
+                stored, self._ids = self.store.load(p.round_id, len(p.total), p.masked)
+                self.partial = replace(stored, worker=self.worker)
                 return
             self._ids.update({r[1]: r[2] for r in rows})
         for msg in batch:
@@ -317,13 +386,13 @@ class CohortWorker:
             return
         total, weight, gone = p.total.copy(), p.weight, []
         for device in devices:
-            found = self.store.dropped_delta(round_id, device)
+            found = self.store.dropped_delta(round_id, device, p.masked)
             if found is not None:
-                total -= found[0]
+                total -= found[0]  # masked: uint32, exact mod 2^32
                 weight -= found[1]
                 gone.append(device)
-        p = PartialSum(p.round_id, p.worker, p.seq + 1, total, weight,
-                       tuple(c for c in p.contributions if c.device_id not in gone), p.refused)
+        p = replace(p, seq=p.seq + 1, total=total, weight=weight,
+                    contributions=tuple(c for c in p.contributions if c.device_id not in gone))
         self.store.drop(p, gone)
         self.partial = p
         log.info("worker %s: round %d: dropped %d update(s) another worker owns", self.worker,

@@ -105,10 +105,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_enroll(args: argparse.Namespace) -> int:
     """Enroll device records (DEVICE.pub files written by ``edge tee provision``)."""
+    from edge.aggregator import names
     from edge.aggregator.registry import Registry
     from edge.aggregator.store import Store
 
     config = _load(args)
+    if args.name is not None:
+        names.check(args.name)
+        if len(args.records) != 1:
+            raise ConfigError(f"--name names one board: give one record, not "
+                              f"{len(args.records)}")
     records = []
     for path in args.records:
         try:
@@ -118,13 +124,18 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     with Store(config.state) as store:
         registry = Registry(store)
         for path, record in records:
-            device = registry.enroll(record, readmit=args.readmit)
-            print(f"enrolled device {device.device_id.hex()} from {path}")
+            name = args.name or names.from_record_path(path)
+            device = registry.enroll(record, readmit=args.readmit, name=name)
+            print(f"enrolled device {device.device_id.hex()} "
+                  + (f"as {name} " if name else "")
+                  + f"from {path}"
+                  + ("" if name else f" (no name: {Path(path).name} is not one; --name NAME)"))
     return 0
 
 
 def status(config: Any) -> dict[str, Any]:
     """Rounds, enrolled devices, model version, fleet ε and refusals by reason."""
+    from edge.aggregator import names
     from edge.aggregator.fedavg import ACCOUNTANT, fleet_epsilon
     from edge.aggregator.registry import Registry
     from edge.aggregator.store import Store
@@ -134,6 +145,10 @@ def status(config: Any) -> dict[str, Any]:
         cp = store.latest_checkpoint()
         metrics = store.metrics_rows()
         epsilon = fleet_epsilon(store.round_privacy(), config.dp.delta)
+        named = names.by_hex(store.names())
+        skips = store.skips(limit=20)
+        for skip in skips:
+            skip["name"] = named.get(skip["device"])
         return {
             "fleet": config.fleet,
             "rounds": store.round_counts(),
@@ -143,10 +158,13 @@ def status(config: Any) -> dict[str, Any]:
             "model_version": None if cp is None else cp.version,
             "model_published": None if cp is None else cp.published is not None,
             "devices": sorted(d.hex() for d in Registry(store).devices()),
+            "names": {d: n for d, n in named.items()},
+            # boards on the broker the aggregator does not serve (never enrolled, revoked)
+            "unenrolled": store.unenrolled_presence(),
             "refusals": store.refusals(),
             "refusal_sources": store.refusal_sources(20),
             # the boards' own word on why they did not train (signed skip reports)
-            "skips": store.skips(limit=20),
+            "skips": skips,
             "epsilon": epsilon, "delta": config.dp.delta, "accountant": ACCOUNTANT,
             "last_round": metrics[-1] if metrics else None,
         }
@@ -173,6 +191,8 @@ def _span(seconds: float) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the aggregator's state from its database."""
+    from edge.aggregator.names import label
+
     info = status(_load(args))
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
@@ -193,6 +213,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"last round {last['round']}: "
               + (("failed" + (f" ({last['reason']})" if last.get("reason") else ""))
                  if last.get("failed") else f"model v{last.get('model_version')}")
+              + ("" if last.get("accuracy") is None
+                 else f", held-out accuracy {last['accuracy']:.4f}")
               + f", {last.get('participants')} participants, closed "
               + human_time(last.get("closed_at")))
     eps = "not reported (no central noise)" if info["epsilon"] is None \
@@ -205,9 +227,16 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  round {src['round']}: {src['refusal']} {src['total']} from {src['topic']} "
                   f"({src['stored']} in the audit log, {src['counted']} counted only)")
     for skip in info["skips"]:
-        print(f"device {skip['device']} skipped round {skip['round']}: {skip['reason']}")
+        print(f"{label(skip['device'], skip['name'])} skipped round {skip['round']}: "
+              f"{skip['reason']}")
     for device in info["devices"]:
-        print(f"  device {device}")
+        print(f"  {label(device, info['names'].get(device))}")
+    for u in info["unenrolled"]:
+        if u["presence"] == "online":
+            print(f"not enrolled: device {u['device']} is online since "
+                  f"{human_time(u['since'])} and gets no model or tickets ("
+                  + ("revoked; enroll --readmit to take it back)" if u["revoked"] else
+                     "edge aggregator enroll --config FILE --name NAME DEVICE.pub)"))
     return 0
 
 
@@ -219,6 +248,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
     with Store(_existing_state(config)) as store:
         devices = store.device_activity()
     budget = _device_budget(config)
+    width = max([len(d["name"] or "") for d in devices] + [4])
     for d in devices:
         steps = d["steps_spent"] or 0
         d["epsilon"] = None if budget is None else budget.epsilon(steps)
@@ -227,14 +257,14 @@ def cmd_devices(args: argparse.Namespace) -> int:
         print(json.dumps({"fleet": config.fleet, "devices": devices}, indent=2,
                          sort_keys=True))
         return 0
-    print(f"{'device':<32}  {'presence':<8}  {'tickets':>7}  {'joined':>6}  {'steps':>6}  "
-          f"{'left':>6}  {'epsilon':>7}  last update")
+    print(f"{'name':<{width}}  {'device':<32}  {'presence':<8}  {'tickets':>7}  {'joined':>6}  "
+          f"{'steps':>6}  {'left':>6}  {'epsilon':>7}  last update")
     for d in devices:
         steps = "-" if d["steps_spent"] is None else d["steps_spent"]
         left = "-" if d["budget_left"] is None else d["budget_left"]
         eps = "-" if d["epsilon"] is None else f"{d['epsilon']:.3g}"
-        print(f"{d['device']:<32}  {d['presence'] or '-':<8}  {d['tickets']:>7}  "
-              f"{d['rounds_joined']:>6}  {steps:>6}  {left:>6}  {eps:>7}  "
+        print(f"{d['name'] or '-':<{width}}  {d['device']:<32}  {d['presence'] or '-':<8}  "
+              f"{d['tickets']:>7}  {d['rounds_joined']:>6}  {steps:>6}  {left:>6}  {eps:>7}  "
               f"{human_time(d['last_update_at'])}")
         r = d["last_refusal"]
         if r is not None:
@@ -254,16 +284,20 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
     config = _load(args)
     state = _existing_state(config)
-    ids = []
-    for text in args.devices:
-        try:
-            ids.append(bytes.fromhex(text))
-        except ValueError:
-            ids.append(b"")
-        if len(ids[-1]) != 16:
-            raise ConfigError(f"device id {text!r} is not 32 hex digits (edge aggregator "
-                              "devices lists them)")
     with Store(state) as store:
+        by_name = {n: d for d, n in store.names().items()}
+        ids = []
+        for text in args.devices:
+            if text in by_name:
+                ids.append(by_name[text])
+                continue
+            try:
+                ids.append(bytes.fromhex(text))
+            except ValueError:
+                ids.append(b"")
+            if len(ids[-1]) != 16:
+                raise ConfigError(f"device {text!r} is neither a board name nor 32 hex digits "
+                                  "(edge aggregator devices lists both)")
         registry = Registry(store)
         for device_id in ids:
             registry.revoke(device_id)
@@ -299,21 +333,33 @@ def _device_budget(config: Any) -> Any:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Print refusals by round, topic and class (stored rows and counted-only), then rows."""
+    from edge.aggregator.names import by_hex, label
     from edge.aggregator.store import Store
 
     config = _load(args)
     with Store(_existing_state(config)) as store:
         sources = store.refusal_sources(args.limit)
         rows = store.audit_rows()[-args.limit:] if args.rows else []
+        named = by_hex(store.names())
+    for row in rows:
+        row["name"] = named.get(row["device"]) if row["device"] else None
+    for src in sources:
+        # the device of an update or skip topic (edge/v1/{fleet}/devices/{id}/...)
+        parts = src["topic"].split("/")
+        device = parts[4] if len(parts) > 4 and parts[3] == "devices" else None
+        src["device"] = device if device in named else None
+        src["name"] = named.get(device) if device else None
     if args.json:
         print(json.dumps({"sources": sources, "rows": rows}, indent=2, sort_keys=True))
         return 0
     print(f"{'round':>5}  {'class':<20}  {'total':>8}  {'stored':>6}  {'counted':>8}  topic")
     for s in sources:
         print(f"{s['round'] or '-':>5}  {s['refusal']:<20}  {s['total']:>8}  {s['stored']:>6}  "
-              f"{s['counted']:>8}  {s['topic']}")
+              f"{s['counted']:>8}  {s['topic']}" + (f"  ({s['name']})" if s["name"] else ""))
     for r in rows:
-        print(f"{r['at']:.3f} round {r['round']} {r['refusal']} {r['topic']}: {r['reason']}")
+        who = f" {label(r['device'], r['name'])}" if r["name"] else ""
+        print(f"{r['at']:.3f} round {r['round']} {r['refusal']}{who} {r['topic']}: "
+              f"{r['reason']}")
     return 0
 
 
@@ -348,6 +394,9 @@ def register(nouns: Any) -> None:
                    help="device records written by `edge tee provision`")
     p.add_argument("--readmit", action="store_true",
                    help="enroll a device that was revoked (it is refused otherwise)")
+    p.add_argument("--name", metavar="NAME",
+                   help="the board's name in every view, [A-Za-z0-9._-]{1,64} (one record "
+                   "only; default: the record's file name without .pub); again to rename")
     p.set_defaults(run=cmd_enroll)
     p = verbs.add_parser("status", help="rounds, devices and refusals from the state database")
     p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
@@ -360,7 +409,8 @@ def register(nouns: Any) -> None:
     p.set_defaults(run=cmd_devices)
     p = verbs.add_parser("revoke", help="remove enrolled devices (no more tickets or models)")
     p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")
-    p.add_argument("devices", nargs="+", metavar="DEVICE", help="device id, 32 hex digits")
+    p.add_argument("devices", nargs="+", metavar="DEVICE",
+                   help="board name or device id (32 hex digits)")
     p.set_defaults(run=cmd_revoke)
     p = verbs.add_parser("report", help="write an HTML report with charts of every round")
     p.add_argument("--config", type=Path, metavar="FILE", help="aggregator TOML configuration")

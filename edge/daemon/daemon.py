@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from edge import protocol, tee_abi
 from edge.daemon.config import DaemonConfig
 from edge.daemon.datasource import open_source
 from edge.daemon.delivery import Delivery
-from edge.daemon.outbox import Entry, Outbox
+from edge.daemon.outbox import SKIP_SUFFIX, Entry, Outbox, skip_key
 from edge.daemon.store import SampleStore
 from edge.errors import BackboneNotPublished, EdgeError, Malformed, Rollback, StateError
 from edge.formats.device import parse_device_record
@@ -52,6 +53,11 @@ SEEN_TICKETS = 64
 PARKED_TICKETS = 8
 # A clean stop waits this long at most for the broker to take its OFFLINE status.
 OFFLINE_WAIT_S = 1.0
+# The aggregator publishes a package and every recipient's key wrap together: a package held
+# this long without this device's wrap means the aggregator does not serve this device.
+WRAP_WAIT_S = 30.0
+# The model is retained: a board subscribed this long without one hears no aggregator.
+MODEL_WAIT_S = 60.0
 SECAGG_TICKET = "secagg-ticket.bin"
 
 
@@ -105,6 +111,8 @@ class Daemon:
         self.subscribed = threading.Event()
         self.backbone: Any = None
         self._backbone_error: str | None = None
+        # What the built backbone was made from (model bytes, metadata).
+        self._backbone_key: tuple[bytes, dict[str, Any]] | None = None
         self._jobs: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self._stopping = threading.Event()
         self._closed = False
@@ -114,6 +122,9 @@ class Daemon:
         # The newest package and key wrap received (both retained, in either order);
         # a package is loaded once the wrap for it is here too.
         self._package: bytes | None = None
+        self._wrap_warned: bytes | None = None  # the package id warned about (no wrap)
+        self._model_seen = threading.Event()  # a package came on the model topic
+        self._model_check = False  # a check of MODEL_WAIT_S is scheduled or done
         self._wrap: bytes | None = None
         # A persistent session: the broker queues tickets that come while the board is
         # briefly offline (a broker restart, a network blip) instead of dropping them.
@@ -130,6 +141,12 @@ class Daemon:
         self.delivery = Delivery(self.client, self.update_topic,
                                  Outbox(config.work_dir / "outbox"))
         self.outbox = self.delivery.outbox
+        # Skip reports go through the outbox too: made while the broker is down, they are
+        # published after the reconnect, and survive a restart (docs/daemon.md, The outbox).
+        self.skip_delivery = Delivery(
+            self.client, self.skip_topic,
+            Outbox(config.work_dir / "outbox", suffix=SKIP_SUFFIX, key=skip_key),
+            acks=self.delivery.acks)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
@@ -161,8 +178,14 @@ class Daemon:
                           *((t, 1) for t in self.secagg_topics)])
         client.publish(self.status_topic, protocol.ONLINE, qos=1, retain=True)
         self.connected.set()
-        # The broker may have lost what it acknowledged (a crash): publish kept updates again.
-        self._jobs.put(("outbox", b""))
+        if self.stats.connects == 1 or not flags.session_present:
+            # First connect of this process (what it published before a restart may never
+            # have been acknowledged), or a broker that lost our session (a crash, so
+            # perhaps what it acknowledged too): publish the kept updates again. A reconnect
+            # to a broker that kept our session publishes nothing again: paho re-sends what
+            # is unacknowledged, and what was acknowledged is queued for the aggregator (a
+            # keepalive drop under load once made every board re-send its update).
+            self._jobs.put(("outbox", b""))
         self._log(logging.INFO, "connect", result="ok", broker=self.config.broker.url,
                   device_id=self.device_id.hex())
 
@@ -174,6 +197,12 @@ class Daemon:
             return
         self.subscribed.set()
         self._log(logging.DEBUG, "subscribe", result="ok")
+        if not self._model_check and not self._model_seen.is_set():
+            self._model_check = True
+            timer = threading.Timer(MODEL_WAIT_S, self._jobs.put,
+                                    args=(("model-check", b""),))
+            timer.daemon = True
+            timer.start()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any,
                        reason_code: Any, properties: Any) -> None:
@@ -188,6 +217,8 @@ class Daemon:
         if kind is None:
             self._log(logging.WARNING, "receive", topic=msg.topic, result="unexpected-topic")
             return
+        if kind == "model":
+            self._model_seen.set()
         self._jobs.put((kind, bytes(msg.payload)))
 
     # -- lifetime ------------------------------------------------------------
@@ -272,6 +303,10 @@ class Daemon:
                     self._try_load()
                 elif kind == "outbox":
                     self._republish_all()
+                elif kind == "wrap-check":
+                    self._check_wrap(payload)
+                elif kind == "model-check":
+                    self._check_model()
                 elif kind.startswith("secagg-"):
                     self._handle_secagg(kind, payload)
                 else:
@@ -298,6 +333,7 @@ class Daemon:
         if self._wrap is None:
             self._log(logging.DEBUG, "model", version=manifest.version, result="waiting",
                       reason="no key wrap yet")
+            self._expect_wrap(manifest.package_id)
             return
         try:
             # Unverified, for pairing only: the TA checks the wrap's signature and binding.
@@ -310,11 +346,49 @@ class Daemon:
         if wrap_package != manifest.package_id:
             self._log(logging.DEBUG, "model", version=manifest.version, result="waiting",
                       reason=f"key wrap is for package {wrap_package.hex()}")
+            self._expect_wrap(manifest.package_id)
             return
         payload, wrap = self._package, self._wrap
         if self._handle_model(payload, wrap, manifest):
             # Loaded, or an old one refused as rollback: nothing to retry with them.
             self._package = self._wrap = None
+
+    def _expect_wrap(self, package_id: bytes) -> None:
+        """Check in WRAP_WAIT_S whether this package is still held without our key wrap."""
+        timer = threading.Timer(WRAP_WAIT_S, self._jobs.put, args=(("wrap-check", package_id),))
+        timer.daemon = True
+        timer.start()
+
+    def _check_model(self) -> None:
+        """Warn once when no model came MODEL_WAIT_S after subscribing and the TA holds none:
+        no aggregator of this fleet has published (a fleet name that is not the aggregator's,
+        or an ACL written for another fleet, deny nothing visibly in MQTT 3.1.1)."""
+        if self._model_seen.is_set() or self.ta.status().model_version:
+            return
+        self._log(logging.WARNING, "model", result="none-yet", waited=f"{MODEL_WAIT_S:.0f}s",
+                  topic=self.model_topic,
+                  reason=f"no model package from the fleet's aggregator yet: is it running, is "
+                  f"device.fleet ({self.config.fleet}) its aggregator.fleet, and does the "
+                  "broker's acl name that fleet?")
+
+    def _check_wrap(self, package_id: bytes) -> None:
+        """Warn (once per package) when a package still waits for this device's key wrap:
+        the board is not among its recipients, so it will never train."""
+        if self._package is None or self._wrap_warned == package_id:
+            return
+        with contextlib.suppress(EdgeError):
+            _, manifest = parse_package(self._package)
+            if manifest.package_id != package_id or (
+                    self._wrap is not None and read_key_wrap(parse_envelope(
+                        self._wrap, kind=tee_abi.Kind.KEY_WRAP,
+                        max_len=KEY_WRAP_SIZE)).package_id == package_id):
+                return  # a newer package came, or the wrap did (and the TA said why not)
+            self._wrap_warned = package_id
+            self._log(logging.WARNING, "model", version=manifest.version, result="no-key-wrap",
+                      package=package_id.hex(), waited=f"{WRAP_WAIT_S:.0f}s",
+                      reason="the aggregator sent no key wrap for this device: is it "
+                      "enrolled? (edge aggregator status lists boards online but not "
+                      f"enrolled; device id {self.device_id.hex()})")
 
     def _handle_model(self, payload: bytes, wrap: bytes, manifest: PackageManifest) -> bool:
         """Give a package and its wrap to the TA; switch the backbone only once accepted.
@@ -376,22 +450,29 @@ class Daemon:
         """Use the verified backbone the TA wrote (or raw features without one); keep it."""
         saved = self.config.work_dir / "backbone.tflite"
         info = self.config.work_dir / "backbone.json"
-        self.backbone, self._backbone_error = None, None
         if backbone_file is None:
+            self.backbone, self._backbone_error, self._backbone_key = None, None, None
             saved.unlink(missing_ok=True)
             info.unlink(missing_ok=True)
             return
-        backbone_file.replace(saved)
+        model = Path(backbone_file).read_bytes()
+        # Most releases change the head only: the same verified backbone keeps its built
+        # interpreter (building one cost about a third of a model load).
+        same = self.backbone is not None and self._backbone_key == (model, metadata)
+        Path(backbone_file).replace(saved)
         write_durably(info, json.dumps({"version": version, "package_id": package_id.hex(),
                                         "metadata": metadata}).encode("utf-8"), mode=0o644)
-        self._load_backbone(saved.read_bytes(), metadata)
+        if not same:
+            self._load_backbone(model, metadata)
 
     def _load_backbone(self, model: bytes, metadata: dict[str, Any]) -> None:
         """Build the TFLite backbone; on failure, rounds are skipped with the reason."""
         from edge.inference.backbone import Backbone
 
+        self.backbone, self._backbone_error, self._backbone_key = None, None, None
         try:
             self.backbone = Backbone.from_verified(model, metadata, self.config.inference)
+            self._backbone_key = (model, metadata)
         except EdgeError as exc:
             self._backbone_error = f"{exc.refusal}: {exc}"
             self._log(logging.ERROR, "backbone", result="unusable", refusal=exc.refusal,
@@ -427,8 +508,9 @@ class Daemon:
 
     def _report_skip(self, round_id: int, ticket: bytes, reason: int,
                      examples: int) -> str | None:
-        """Publish the signed skip report of a round (QoS 1, not awaited); return what it
-        says (``weaker-than-policy (noise_multiplier 1.0 < policy sigma_min 1.1)``)."""
+        """Keep the signed skip report of a round in the outbox and publish it (QoS 1, not
+        awaited; again after every connect until its round is over); return what it says
+        (``weaker-than-policy (noise_multiplier 1.0 < policy sigma_min 1.1)``)."""
         try:
             report = self.ta.sign_skip(ticket, reason=reason, examples=examples)
         except EdgeError as exc:
@@ -437,8 +519,18 @@ class Daemon:
                       refusal=exc.refusal, reason=exc)
             return None
         described = parse_skip(report).describe()
-        self.client.publish(self.skip_topic, report, qos=1)
+        try:
+            entry = self.skip_delivery.keep(report)
+        except OSError as exc:
+            self._log(logging.ERROR, "outbox", round_id, result="not-kept", kind="skip",
+                      reason=exc)
+            entry = self.skip_delivery.unkept(report)
+        if self.skip_delivery.send(entry)[0] is None:
+            self._log(logging.WARNING, "skip-report", round_id, result="not-queued",
+                      reason="queue-full", action="kept")
         self.stats.skips_reported.append(round_id)
+        # The TA signs only for an authentic ticket: every earlier round is over.
+        self._forget_closed(before_round=round_id)
         return described
 
     def _handle_ticket(self, payload: bytes) -> None:
@@ -659,10 +751,21 @@ class Daemon:
         """After a (re)connect: publish every kept update again (the broker may have lost it)."""
         for entry in self.delivery.entries():
             self._send(entry, reason="reconnect")
+        for entry in self.skip_delivery.entries():
+            pending, fresh = self.skip_delivery.send(entry)
+            if fresh:
+                self._log(logging.INFO, "skip-report", entry.round_id, result="republished",
+                          reason="reconnect")
+            elif pending is None:
+                self._log(logging.WARNING, "skip-report", entry.round_id,
+                          result="not-queued", reason="queue-full", action="kept")
 
     def _forget_closed(self, before_round: int | None = None) -> None:
         """Drop kept updates whose round is over (they can no longer count)."""
         version = self.ta.status().model_version
+        for entry in self.skip_delivery.forget_closed(version, before_round):
+            self._log(logging.INFO, "outbox", entry.round_id, result="removed", kind="skip",
+                      reason="round-closed", model_version=version)
         for entry in self.delivery.forget_closed(version, before_round):
             self._log(logging.INFO, "outbox", entry.round_id, result="removed",
                       reason="round-closed", model_version=version)

@@ -1,4 +1,5 @@
-"""Delivery of sealed updates: kept in the outbox, published with QoS 1 until their round closes.
+"""Delivery of sealed updates and skip reports: kept in the outbox, published with QoS 1
+until their round closes.
 
 Used by the daemon's worker thread only (paho's network thread just records
 PUBACKs in ``PubAcks``), so it needs no lock of its own.
@@ -9,31 +10,33 @@ from __future__ import annotations
 import paho.mqtt.client as mqtt
 
 from edge.daemon.outbox import Entry, Outbox
-from edge.formats.update import parse_any_update
 from edge.mqtt import Pending, PubAcks
 
 
 class Delivery:
     """The outbox of one device and the publishes of its updates on its update topic."""
 
-    def __init__(self, client: mqtt.Client, topic: str, outbox: Outbox) -> None:
-        """Report ``client``'s PUBACKs here; publish on ``topic``."""
+    def __init__(self, client: mqtt.Client, topic: str, outbox: Outbox,
+                 acks: PubAcks | None = None) -> None:
+        """Report ``client``'s PUBACKs here (or to ``acks``, shared with another Delivery of
+        the same client: paho has one on_publish); publish on ``topic``."""
         self.client = client
         self.topic = topic
         self.outbox = outbox
-        self.acks = PubAcks()
-        self.acks.attach(client)
+        if acks is None:
+            acks = PubAcks()
+            acks.attach(client)
+        self.acks = acks
         self._inflight: dict[int, Pending] = {}
 
     def keep(self, sealed: bytes) -> Entry:
         """Write a sealed update to the outbox (synced); OSError if the disk refuses it."""
         return self.outbox.put(sealed)
 
-    @staticmethod
-    def unkept(sealed: bytes) -> Entry:
+    def unkept(self, sealed: bytes) -> Entry:
         """An entry for an update the outbox could not keep (published once, not again)."""
-        update = parse_any_update(sealed)
-        return Entry(update.round_id, update.model_version, sealed, None)
+        round_id, model_version = self.outbox.key(sealed)
+        return Entry(round_id, model_version, sealed, None)
 
     def kept(self, round_id: int) -> Entry | None:
         """The kept update of a round, if any."""

@@ -309,6 +309,34 @@ class SecAggRound:
         d.masked_digest = digest
         return dev
 
+    def add_masked_sum(self, total: np.ndarray, covered: Mapping[bytes, bytes]) -> None:
+        """Add a modular partial sum of masked updates verified elsewhere (a cohort worker's,
+        docs/scale-out.md): ``total`` is Σ words mod 2^32 over exactly the devices of
+        ``covered`` (device id -> update id), each of which must have shared and not be
+        counted yet (``NotForThisDevice``, ``ShareConflict``); refused whole, nothing added."""
+        self._need(self._u2 is not None and self._survivors is None, "masked update")
+        assert self._u2 is not None
+        words = np.asarray(total)
+        if words.dtype != np.uint32 or words.ndim != 1:
+            raise Malformed(f"masked sum: {words.dtype} of {words.ndim} dimension(s), expected "
+                            "one dimension of uint32 words")
+        if self._params_count and words.size != self._params_count:
+            raise Malformed(f"masked sum: {words.size} parameters, the round has "
+                            f"{self._params_count}")
+        u2 = set(self._u2)
+        for dev in covered:
+            if dev not in u2:
+                raise NotForThisDevice(f"masked sum: {dev.hex()} did not share in this round")
+            if self._device(dev).masked_digest is not None:
+                raise ShareConflict(f"masked sum: {dev.hex()} is counted already")
+        if not covered:
+            return
+        base = self._sum if self._sum is not None else np.zeros(words.size, np.uint32)
+        self._sum = base + words  # mod 2^32, as add_masked
+        self._params_count = words.size
+        for dev, uid in covered.items():
+            self._devices[dev].masked_digest = bytes(uid)
+
     # -- stage 4: unmasking ----------------------------------------------------------
     def survivors(self) -> bytes:
         """The signed survivor list U3 (fixed on first call); ``TooFewSurvivors`` when some
