@@ -7,15 +7,17 @@ What each simulated device runs: a real board daemon (``edge.daemon``; thread) w
 simulated secure world (one ``edge-sim-tee`` process per device: anchors, a real DP policy,
 identity keys made inside it), 12 digits samples (drawn with replacement past ~65 devices,
 ``edge.demo.data.dirichlet_resample``) through the demo's int8 TFLite backbone, DP-SGD and
-sealing in the TA, the outbox, QoS 1 to Mosquitto. Past 100 devices the daemons run in
-device host processes of 100 (``edge.demo.hosts``: paho's ``select()`` fails for descriptors
->= 1024). One fleet per N by default (a release is one package and a key wrap per device:
-no recipient cap); ``--fleet-max 250`` splits N into fleets of at most 250 on one broker, as
-before key wraps, one aggregator each (threads of this process). Every device is in every
-round's cohort (quorum = cohort).
+sealing in the TA, the outbox, QoS 1 to Mosquitto (saving every 5 s, as deploy/mosquitto).
+Past 100 devices the daemons run in device host processes of 100 (``edge.demo.hosts``:
+paho's ``select()`` fails for descriptors >= 1024). One fleet per N by default (a release is
+one package and a key wrap per device: no recipient cap); ``--fleet-max 250`` splits N into
+fleets of at most 250 on one broker, as before key wraps, one aggregator each (threads of
+this process). Every device is in every round's cohort (quorum = cohort).
 
 Per round (the fleets' rounds of the same number together): participants, lost (cohort
-minus participants), refused, seconds (the slowest fleet's ticket issue to checkpoint),
+minus participants), refused, updates sent (update messages of that round through the
+broker, copies included: N when nothing was published twice), seconds (the slowest
+fleet's ticket issue to checkpoint),
 wall seconds per round (from one round's close to the next's, over the rounds after the
 first: model package publication and loading included), and bytes per
 device per round through the broker: the model package, its own key wrap and the ticket it
@@ -28,6 +30,7 @@ round (Ray start-up) is left out, as for the anchor figures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import statistics
@@ -45,8 +48,11 @@ import paho.mqtt.client as mqtt
 from edge.broker import MosquittoBroker
 from edge.demo import data as demo_data
 from edge.demo.fleet import Fleet, write_fleet
+from edge.demo.hosts import DEVICES_PER_PROCESS
 from edge.demo.runner import run_fleets
 from edge.demo.settings import DEFAULT, quiet_absl
+from edge.errors import EdgeError
+from edge.formats.update import parse_any_update
 from edge.mqtt import BrokerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,12 +67,13 @@ class Traffic:
         self.wraps: list[int] = []
         self.tickets: list[int] = []
         self.updates: list[int] = []
+        self.copies: dict[int, int] = defaultdict(int)  # round -> update messages seen
         self._lock = threading.Lock()
         s = BrokerSettings.from_url(url)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-traffic")
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(
             [("edge/v1/+/model", 0), ("edge/v1/+/devices/+/wrap", 0),
-             ("edge/v1/+/devices/+/ticket", 0), ("edge/v1/+/devices/+/update", 0)])
+             ("edge/v1/+/devices/+/ticket", 0), ("edge/v1/+/devices/+/update", 1)])
         self.client.on_message = self._message
         self.client.connect(s.host, s.port)
         self.client.loop_start()
@@ -82,6 +89,8 @@ class Traffic:
                 self.tickets.append(len(m.payload))
             else:
                 self.updates.append(len(m.payload))
+                with contextlib.suppress(EdgeError):
+                    self.copies[parse_any_update(bytes(m.payload)).round_id] += 1
 
     def close(self) -> None:
         self.client.disconnect()
@@ -106,17 +115,23 @@ def provision(root: Path, n: int, url: str, rounds: int, seed: int,
     return fleets
 
 
-def measure(n: int, rounds: int, seed: int, fleet_max: int | None = None) -> dict[str, Any]:
+def measure(n: int, rounds: int, seed: int, fleet_max: int | None = None,
+            per_process: int = DEVICES_PER_PROCESS) -> dict[str, Any]:
     """Provision and run ``rounds`` rounds of n devices on a fresh Mosquitto."""
     with tempfile.TemporaryDirectory(prefix="edge-bench-fed.") as tmp:
-        broker = MosquittoBroker(Path(tmp) / "mosquitto")
+        # Saved every 5 s, as deploy/mosquitto does: the tests' save after every change
+        # rewrites the whole database (1,000 sessions, wraps, queues) per message and
+        # stalled the broker for minutes at 1,000 devices (keepalive drops, a model
+        # not acknowledged within 120 s). The daemons' outboxes cover a broker crash.
+        broker = MosquittoBroker(Path(tmp) / "mosquitto", autosave_each_change=False,
+                                 autosave_s=5)
         try:
             t0 = time.monotonic()
             fleets = provision(Path(tmp), n, broker.url, rounds, seed, fleet_max)
             setup = time.monotonic() - t0
             traffic = Traffic(broker.url)
             try:
-                result = run_fleets(fleets, rounds)
+                result = run_fleets(fleets, rounds, per_process=per_process)
             finally:
                 traffic.close()
         finally:
@@ -132,6 +147,7 @@ def measure(n: int, rounds: int, seed: int, fleet_max: int | None = None) -> dic
         part = sum(m.participants for m in ms)
         rows.append({"round": r, "participants": part, "lost": n - part,
                      "refused": sum(sum(m.refused.values()) for m in ms),
+                     "sent": traffic.copies.get(r, 0),
                      "seconds": max(m.seconds for m in ms), "fleets": len(ms)})
     model = statistics.mean(traffic.model.values()) if traffic.model else 0
     down = (model + (statistics.mean(traffic.wraps) if traffic.wraps else 0)
@@ -165,6 +181,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fleet-max", type=int, default=0,
                         help="devices per fleet at most (default 0: one fleet per N)")
+    parser.add_argument("--per-process", type=int, default=DEVICES_PER_PROCESS,
+                        help="daemons per device host process (N at most this: threads of "
+                             "this process, next to the aggregators)")
     parser.add_argument("--no-flower", action="store_true")
     args = parser.parse_args()
     quiet_absl()
@@ -173,13 +192,14 @@ def main() -> None:
           f"{DEFAULT.steps_per_round} steps per round, 12 samples per device, quorum = cohort")
     summary = []
     for n in ns:
-        r = measure(n, args.rounds, args.seed, args.fleet_max or None)
+        r = measure(n, args.rounds, args.seed, args.fleet_max or None, args.per_process)
         print(f"\nN={n}: {r['fleets']} fleet(s), provisioned in {r['setup']:.1f} s"
               + (f"; {r['errors']} ERROR(S) on stderr" if r["errors"] else ""))
-        print(f"{'round':>5}  {'participants':>12}  {'lost':>5}  {'refused':>7}  {'seconds':>8}")
+        print(f"{'round':>5}  {'participants':>12}  {'lost':>5}  {'refused':>7}  "
+              f"{'updates sent':>12}  {'seconds':>8}")
         for row in r["rows"]:
             print(f"{row['round']:>5}  {row['participants']:>12}  {row['lost']:>5}  "
-                  f"{row['refused']:>7}  {row['seconds']:>8.3f}")
+                  f"{row['refused']:>7}  {row['sent']:>12}  {row['seconds']:>8.3f}")
         fl = None if args.no_flower else flower(n, args.rounds, args.seed)
         summary.append((r, fl))
     print(f"\n{'N':>5}  {'fleets':>6}  {'round s (median)':>16}  {'wall s/round':>12}  "

@@ -157,16 +157,20 @@ class MosquittoBroker:
     def __init__(self, workdir: Path, *, acl_file: Path | None = None,
                  password_file: Path | None = None, port: int | None = None,
                  start: bool = True, autosave_each_change: bool = True,
+                 autosave_s: int = 60,
                  config: Callable[[int], str] | None = None) -> None:
         """Write the config and (by default) start the broker on a free port.
 
-        ``autosave_each_change=False`` saves every 60 s instead, as Mosquitto's
-        packaged configs do (the tests use it to show the daemons' outboxes suffice).
+        ``autosave_each_change=False`` saves every ``autosave_s`` seconds instead: 60 as
+        Mosquitto's packaged configs (the tests use it to show the daemons' outboxes
+        suffice), 5 as deploy/mosquitto (benchmarks/federation.py: a save per change
+        rewrites the whole database per message, which stalls a 1,000-device fleet).
         ``config``, given the port, returns the whole configuration instead of the
         generated one (the tests run deploy/mosquitto/mosquitto.conf this way); it
         should log to ``workdir/mosquitto.log`` for ``log_tail``.
         """
         self.autosave_each_change = autosave_each_change
+        self.autosave_s = autosave_s
         self.executable = shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin:/usr/bin") \
             or MOSQUITTO
         if not Path(self.executable).is_file():
@@ -229,7 +233,7 @@ class MosquittoBroker:
             # Mosquitto saves after it sent the PUBACK, so a SIGKILL can still lose the
             # last messages it acknowledged: the daemons' outboxes cover that window.
             *(["autosave_on_changes true", "autosave_interval 1"]
-              if self.autosave_each_change else ["autosave_interval 60"]),
+              if self.autosave_each_change else [f"autosave_interval {self.autosave_s}"]),
             f"log_dest file {self.log_file.resolve()}",
             "log_type error",
             "log_type warning",

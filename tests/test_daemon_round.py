@@ -318,6 +318,51 @@ def test_daemon_on_mosquitto_gets_the_ticket_sent_while_offline(
             agg.close()
 
 
+def test_daemon_publishes_a_kept_update_again_only_when_the_broker_lost_its_session(
+        host_world: Path, roles: Roles, tmp_path: Path) -> None:
+    """A reconnect to a broker that kept the board's session publishes nothing again (paho
+    re-sends what is unacknowledged); one that lost it gets the kept update again. Counted
+    on the update topic (before, every reconnect re-sent it: a redelivery storm when
+    1,000 boards were dropped for missed keepalives)."""
+    dev = provision(host_world, roles)
+    write_samples(tmp_path / "data")
+    broker = MosquittoBroker(tmp_path / "mosquitto")
+    agg = FakeAggregator(broker.url, dev)
+    run: Running | None = None
+    try:
+        agg.publish_model(make_package(roles.signer, [dev], version=1))
+        run = Running(DaemonConfig.from_mapping(config_table(tmp_path, host_world, broker.url)))
+        daemon = run.daemon
+        wait_for(lambda: daemon.stats.models_loaded == 1, what="model load")
+        agg.publish_ticket(ticket(roles, 1))
+        wait_for(lambda: daemon.stats.rounds_published == [1], what="PUBACK of round 1")
+        wait_for(lambda: len(agg.updates) == 1, what="round 1 update")
+        # The fake aggregator (clean session) must be back before the board publishes.
+        daemon.client.reconnect_delay_set(min_delay=3, max_delay=3)
+        agg.ready.clear()
+        broker.restart()  # SIGTERM: Mosquitto saves the sessions, the board's is kept
+        wait_for(agg.ready.is_set, timeout=30, what="fake aggregator back")
+        wait_for(lambda: daemon.stats.connects == 2 and daemon.subscribed.is_set(),
+                 timeout=30, what="reconnect to a broker that kept the session")
+        time.sleep(1.0)  # the connect's jobs (an outbox re-send, before the fix) are done
+        assert (len(agg.updates), daemon.stats.republished) == (1, 0)
+        agg.ready.clear()
+        broker.kill()
+        (broker.workdir / "mosquitto.db").unlink()  # a broker that lost every session
+        broker.start()
+        wait_for(agg.ready.is_set, timeout=30, what="fake aggregator back again")
+        wait_for(lambda: daemon.stats.connects == 3, timeout=30,
+                 what="reconnect to a broker without the session")
+        wait_for(lambda: daemon.stats.republished == 1 and len(agg.updates) == 2,
+                 what="the kept update published again")
+        assert agg.updates[1] == agg.updates[0]
+    finally:
+        if run is not None:
+            run.close()
+        agg.close()
+        broker.stop()
+
+
 def test_edge_daemon_stops_cleanly_on_sigterm(
         host_world: Path, roles: Roles, tmp_path: Path, broker: EmbeddedBroker) -> None:
     dev = provision(host_world, roles)

@@ -109,6 +109,23 @@ def test_presence_steers_the_cohort_and_survives_a_restart(tmp_path: Path) -> No
     store.close()
 
 
+def test_deferred_presence_counts_at_once_and_is_durable_after_the_commit(
+        tmp_path: Path) -> None:
+    """The aggregator batches presence rows into its group commit: the cohort sees them at
+    once, the database (and so a restart) only after ``commit``, acked only then."""
+    devices = [FakeDevice() for _ in range(3)]
+    manager, store = _manager(tmp_path, devices)
+    a, b, c = devices
+    manager.presence(protocol.status_topic("pres", b.device_id), protocol.OFFLINE, defer=True)
+    manager.presence(protocol.status_topic("pres", c.device_id), protocol.OFFLINE, defer=True)
+    assert manager.live_devices() == [a.device_id]
+    assert store.presence() == {}  # not durable yet: its message is not acked either
+    manager.commit()
+    assert {d: st for d, (st, _) in store.presence().items()} == {
+        b.device_id: "offline", c.device_id: "offline"}
+    store.close()
+
+
 def test_revoke_removes_a_board(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     devices = [FakeDevice() for _ in range(3)]
     _manager(tmp_path, devices)[1].close()

@@ -140,6 +140,7 @@ class RoundManager:
         # Devices whose last announced presence is offline (edge.protocol.status_topic);
         # a device that never announced one counts as live, as before presence existed.
         self._offline = {d for d, (st, _) in store.presence().items() if st == "offline"}
+        self._presence_rows: dict[bytes, tuple[str, float]] = {}  # staged for commit()
         self._fleet_seen = 0  # the newest model version a board reported holding
         cp = self.ensure_model()
         device_budget.check_noise_room(config, self.device_budget, cp.W.size + cp.b.size)
@@ -299,8 +300,11 @@ class RoundManager:
                 for d, t in sorted(self.store.tickets(self._round.round_id).items())
                 if d not in self._accepted]
 
-    def presence(self, topic: str, payload: bytes) -> None:
-        """Record a device's announced presence (its retained status or last will)."""
+    def presence(self, topic: str, payload: bytes, *, defer: bool = False) -> None:
+        """Record a device's announced presence (its retained status or last will).
+
+        With ``defer`` the row waits for the next ``commit`` (one transaction for a batch:
+        1,000 boards reconnecting cost a commit each before); it counts at once."""
         try:
             device_id = device_from_status_topic(self.config.fleet, topic)
         except EdgeError as exc:
@@ -311,8 +315,11 @@ class RoundManager:
             log.warning("ignored presence of device %s: payload is not online or offline",
                         device_id.hex())
             return
-        with self.store.transaction() as db:
-            self.store.set_presence(db, device_id, status, self.clock())
+        if defer:
+            self._presence_rows[device_id] = (status, self.clock())
+        else:
+            with self.store.transaction() as db:
+                self.store.set_presence(db, device_id, status, self.clock())
         if device_id not in self._devices and status == "online" \
                 and device_id not in self._strangers:
             # A board that runs but was never enrolled (or was revoked) would wait forever for
@@ -562,16 +569,24 @@ class RoundManager:
 
     def commit(self) -> int:
         """Make the staged updates (one transaction: their rows and the running sum after
-        them) and the pending refusals durable; returns the number of updates committed.
+        them), staged presence and the pending refusals durable; returns the number of
+        updates committed.
 
         After it returns, the messages staged since the last commit may be acknowledged. If
         it raises, the staged updates are dropped from memory too (their messages are not
         acknowledged, so the broker delivers them again).
         """
         batch, self._batch = self._batch, None
+        presence, self._presence_rows = self._presence_rows, {}
+        if presence and batch is None:
+            with self.store.transaction() as db:
+                for device_id, (status, at) in presence.items():
+                    self.store.set_presence(db, device_id, status, at)
         if batch is not None:
             assert self._round is not None and self._running is not None
             with self.store.transaction() as db:
+                for device_id, (status, at) in presence.items():
+                    self.store.set_presence(db, device_id, status, at)
                 self.store.add_updates(db, self._round.round_id, batch.rows, batch.total,
                                        batch.weight)
                 self.store.add_update_steps(db, self._round.round_id, batch.steps)

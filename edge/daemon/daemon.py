@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -110,6 +111,8 @@ class Daemon:
         self.subscribed = threading.Event()
         self.backbone: Any = None
         self._backbone_error: str | None = None
+        # What the built backbone was made from (model bytes, metadata).
+        self._backbone_key: tuple[bytes, dict[str, Any]] | None = None
         self._jobs: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self._stopping = threading.Event()
         self._closed = False
@@ -175,8 +178,14 @@ class Daemon:
                           *((t, 1) for t in self.secagg_topics)])
         client.publish(self.status_topic, protocol.ONLINE, qos=1, retain=True)
         self.connected.set()
-        # The broker may have lost what it acknowledged (a crash): publish kept updates again.
-        self._jobs.put(("outbox", b""))
+        if self.stats.connects == 1 or not flags.session_present:
+            # First connect of this process (what it published before a restart may never
+            # have been acknowledged), or a broker that lost our session (a crash, so
+            # perhaps what it acknowledged too): publish the kept updates again. A reconnect
+            # to a broker that kept our session publishes nothing again: paho re-sends what
+            # is unacknowledged, and what was acknowledged is queued for the aggregator (a
+            # keepalive drop under load once made every board re-send its update).
+            self._jobs.put(("outbox", b""))
         self._log(logging.INFO, "connect", result="ok", broker=self.config.broker.url,
                   device_id=self.device_id.hex())
 
@@ -441,22 +450,29 @@ class Daemon:
         """Use the verified backbone the TA wrote (or raw features without one); keep it."""
         saved = self.config.work_dir / "backbone.tflite"
         info = self.config.work_dir / "backbone.json"
-        self.backbone, self._backbone_error = None, None
         if backbone_file is None:
+            self.backbone, self._backbone_error, self._backbone_key = None, None, None
             saved.unlink(missing_ok=True)
             info.unlink(missing_ok=True)
             return
-        backbone_file.replace(saved)
+        model = Path(backbone_file).read_bytes()
+        # Most releases change the head only: the same verified backbone keeps its built
+        # interpreter (building one cost about a third of a model load).
+        same = self.backbone is not None and self._backbone_key == (model, metadata)
+        Path(backbone_file).replace(saved)
         write_durably(info, json.dumps({"version": version, "package_id": package_id.hex(),
                                         "metadata": metadata}).encode("utf-8"), mode=0o644)
-        self._load_backbone(saved.read_bytes(), metadata)
+        if not same:
+            self._load_backbone(model, metadata)
 
     def _load_backbone(self, model: bytes, metadata: dict[str, Any]) -> None:
         """Build the TFLite backbone; on failure, rounds are skipped with the reason."""
         from edge.inference.backbone import Backbone
 
+        self.backbone, self._backbone_error, self._backbone_key = None, None, None
         try:
             self.backbone = Backbone.from_verified(model, metadata, self.config.inference)
+            self._backbone_key = (model, metadata)
         except EdgeError as exc:
             self._backbone_error = f"{exc.refusal}: {exc}"
             self._log(logging.ERROR, "backbone", result="unusable", refusal=exc.refusal,
