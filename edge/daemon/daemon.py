@@ -200,8 +200,8 @@ class Daemon:
         self._log(logging.DEBUG, "subscribe", result="ok")
         if not self._model_check and not self._model_seen.is_set():
             self._model_check = True
-            timer = threading.Timer(MODEL_WAIT_S, self._jobs.put,
-                                    args=(("model-check", b""),))
+            timer = threading.Timer(MODEL_WAIT_S, lambda: self._jobs.put(
+                ("model-check", b"", time.monotonic())))
             timer.daemon = True
             timer.start()
 
