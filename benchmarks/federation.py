@@ -57,6 +57,7 @@ from edge.mqtt import BrokerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWER = ROOT / ".venv-flower" / "bin" / "python"
+BENCH_KEEPALIVE_S = 60
 
 
 class Traffic:
@@ -109,9 +110,15 @@ def provision(root: Path, n: int, url: str, rounds: int, seed: int,
         part = demo_data.Split(split.public_x, split.public_y, split.test_x, split.test_y,
                                split.devices[at:at + size], split.resampled)
         at += size
-        fleets.append(write_fleet(root / f"fleet-{i}", part, backbone, DEFAULT, broker_url=url,
-                                  rounds=rounds, seed=seed, timeout_s=300,
-                                  fleet_name=f"bench-{i}"))
+        fleet = write_fleet(root / f"fleet-{i}", part, backbone, DEFAULT, broker_url=url,
+                            rounds=rounds, seed=seed, timeout_s=300, fleet_name=f"bench-{i}")
+        for cfg in fleet.devices:
+            # The product's keepalive (60 s), not the demo's 10 s: 1,000 boards, their
+            # secure worlds and the broker on 2 cores starve a board's network thread for
+            # over 15 s while every board loads the new model at once (the broker then
+            # dropped 961 of them in one round; real boards each have their own cores).
+            cfg["broker"]["keepalive"] = BENCH_KEEPALIVE_S
+        fleets.append(fleet)
     return fleets
 
 

@@ -113,7 +113,8 @@ class Daemon:
         self._backbone_error: str | None = None
         # What the built backbone was made from (model bytes, metadata).
         self._backbone_key: tuple[bytes, dict[str, Any]] | None = None
-        self._jobs: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
+        # (kind, payload, when it arrived: time.monotonic())
+        self._jobs: queue.Queue[tuple[str, bytes, float] | None] = queue.Queue()
         self._stopping = threading.Event()
         self._closed = False
         self._seen: list[bytes] = []
@@ -185,7 +186,7 @@ class Daemon:
             # to a broker that kept our session publishes nothing again: paho re-sends what
             # is unacknowledged, and what was acknowledged is queued for the aggregator (a
             # keepalive drop under load once made every board re-send its update).
-            self._jobs.put(("outbox", b""))
+            self._jobs.put(("outbox", b"", time.monotonic()))
         self._log(logging.INFO, "connect", result="ok", broker=self.config.broker.url,
                   device_id=self.device_id.hex())
 
@@ -199,8 +200,8 @@ class Daemon:
         self._log(logging.DEBUG, "subscribe", result="ok")
         if not self._model_check and not self._model_seen.is_set():
             self._model_check = True
-            timer = threading.Timer(MODEL_WAIT_S, self._jobs.put,
-                                    args=(("model-check", b""),))
+            timer = threading.Timer(MODEL_WAIT_S, lambda: self._jobs.put(
+                ("model-check", b"", time.monotonic())))
             timer.daemon = True
             timer.start()
 
@@ -219,7 +220,7 @@ class Daemon:
             return
         if kind == "model":
             self._model_seen.set()
-        self._jobs.put((kind, bytes(msg.payload)))
+        self._jobs.put((kind, bytes(msg.payload), time.monotonic()))
 
     # -- lifetime ------------------------------------------------------------
     def run(self, stop: threading.Event, notifier: Notifier | None = None) -> None:
@@ -293,7 +294,7 @@ class Daemon:
                 if job is not None:
                     self._log(logging.INFO, job[0], result="abandoned", reason="stopping")
                 return
-            kind, payload = job
+            kind, payload, arrived = job
             try:
                 if kind == "model":
                     self._package = payload
@@ -310,7 +311,7 @@ class Daemon:
                 elif kind.startswith("secagg-"):
                     self._handle_secagg(kind, payload)
                 else:
-                    self._handle_ticket(payload)
+                    self._handle_ticket(payload, arrived)
             except EdgeError as exc:  # a failing state file, say: one line, not a traceback
                 log.error("device=%s step=%s result=failed reason=%s detail=%s",
                           self.config.name, kind, exc.refusal, kv_value(exc))
@@ -355,7 +356,8 @@ class Daemon:
 
     def _expect_wrap(self, package_id: bytes) -> None:
         """Check in WRAP_WAIT_S whether this package is still held without our key wrap."""
-        timer = threading.Timer(WRAP_WAIT_S, self._jobs.put, args=(("wrap-check", package_id),))
+        timer = threading.Timer(WRAP_WAIT_S, lambda: self._jobs.put(
+            ("wrap-check", package_id, time.monotonic())))
         timer.daemon = True
         timer.start()
 
@@ -533,7 +535,7 @@ class Daemon:
         self._forget_closed(before_round=round_id)
         return described
 
-    def _handle_ticket(self, payload: bytes) -> None:
+    def _handle_ticket(self, payload: bytes, arrived: float | None = None) -> None:
         """Verify, compute features, train and seal in the TA, publish with QoS 1."""
         try:
             ticket = parse_ticket(payload)
@@ -546,6 +548,15 @@ class Daemon:
         if kept is not None:
             # Sealed already (before a restart, or the aggregator re-sent the ticket because
             # the update never reached it): publish the kept update, never train twice.
+            sent = self.delivery.sent_at(rid)
+            if arrived is not None and sent is not None and sent > arrived:
+                # This copy of the ticket waited in our queue while the update went out:
+                # the aggregator re-sent it before it could have seen that publish. (At
+                # 1,000 devices the copies re-sent while boards were loading the model
+                # each made a board publish its update again once it had sealed.)
+                self._log(logging.DEBUG, "ticket", rid, result="ignored",
+                          reason="update published after it arrived")
+                return
             self._send(kept, reason="ticket")
             return
         digest = hashlib.sha256(payload).digest()
