@@ -7,6 +7,7 @@ CLI of a chosen checkout (this one, or another for before/after numbers).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -100,7 +101,9 @@ def _enroll(config: Path, devices: list[FakeDevice], root: Path) -> None:
 
 def metrics_census(state: Path, metrics: Path) -> dict[str, int]:
     """Rows of ``metrics`` against the database's finished rounds: lost, duplicated, torn."""
-    with sqlite3.connect(f"file:{state}?mode=ro", uri=True) as db:
+    # Not read-only: right after a SIGKILL mid-transaction the file has a hot journal, which
+    # only a connection that may write can roll back ("attempt to write a readonly database").
+    with contextlib.closing(sqlite3.connect(state, timeout=30)) as db:
         finished = {r for (r,) in db.execute(
             "SELECT round_id FROM rounds WHERE state IN ('closed', 'failed')")}
     data = metrics.read_bytes() if metrics.exists() else b""

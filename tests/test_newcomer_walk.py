@@ -191,14 +191,33 @@ def test_the_fleet_walk_gives_a_training_fleet(tmp_path: Path) -> None:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
                          for p in sorted(logs.iterdir()))
 
+    # The shell blocks between process blocks run as one script, as typed into one shell;
+    # the folder it ends in is where the next script starts (a new shell, same folder).
+    segments: list[tuple[str, list[tuple[str, str]]]] = [("walk", [])]
+    for kind, name, text in blocks:
+        if kind == "walk-processes":
+            segments += [(kind, [(name, text)]), ("walk", [])]
+        else:
+            segments[-1][1].append((name, text))
+    shell_dir = tmp_path / "shell-dir"
+    shell_dir.write_text(str(work))
+
+    def run_shell(part: list[tuple[str, str]]) -> None:
+        script = "".join(f"echo '>>> block {name}'\n{text}" for name, text in part)
+        out = subprocess.run(["bash", "-euo", "pipefail", "-c",
+                              f"{script}\npwd > {shlex.quote(str(shell_dir))}\n"],
+                             cwd=shell_dir.read_text().strip(), env=env, capture_output=True,
+                             text=True, timeout=300)
+        (logs / f"shell-{part[0][0]}.log").write_text(out.stdout + out.stderr)
+        assert out.returncode == 0, f"{out.stdout[-3000:]}\n---\n{out.stderr[-3000:]}"
+
     try:
-        for kind, name, text in blocks:
+        for kind, part in segments:
             if kind == "walk":
-                out = subprocess.run(["bash", "-euo", "pipefail", "-c", text], cwd=work,
-                                     env=env, capture_output=True, text=True, timeout=300)
-                (logs / f"block-{name}.log").write_text(out.stdout + out.stderr)
-                assert out.returncode == 0, f"block {name}:\n{text}\n---\n{out.stderr}"
+                if part:
+                    run_shell(part)
                 continue
+            (_, text), = part
             for i, line in enumerate(ln for ln in text.splitlines()
                                      if ln.strip() and not ln.startswith("#")):
                 with open(logs / f"proc-{i}.log", "wb") as log_file:

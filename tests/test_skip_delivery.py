@@ -60,6 +60,9 @@ def test_a_skip_report_made_while_the_broker_is_down_survives_a_daemon_kill(
                 stderr=err)]
         boards.append(daemon_proc(configs[1], logs[1], crash_after_seal=False))
         procs += boards
+        for log in logs:  # subscribed before the first ticket: it comes after the model
+            wait_for(lambda log=log: _log_has(log, "step=connect result=ok"), 60,
+                     f"{log.name}: connected")
         procs.append(aggregator_proc(tmp_path / "aggregator.toml", 1, tmp_path / "agg.log"))
         wait_for(lambda: cfg.state.exists() and _accepted(cfg.state) == 1, 60,
                  "board 1's update of round 1")

@@ -56,3 +56,24 @@ def test_an_unenrolled_board_is_reported_by_both_sides(
     assert edge_main(["aggregator", "status", "--config", str(toml)]) == 0
     out = capsys.readouterr().out
     assert f"not enrolled: device {stranger} is online since" in out
+
+
+def test_a_board_that_hears_no_aggregator_says_so(
+        tmp_path: Path, mosquitto: MosquittoBroker, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No model on the (retained) model topic a while after subscribing: no aggregator of
+    this fleet runs, or the board's device.fleet is not the aggregator's (the broker's ACL
+    then drops its messages without a word in MQTT 3.1.1)."""
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(daemon_module, "MODEL_WAIT_S", 0.5)
+    fleet = make_fleet(tmp_path, mosquitto.url, devices=1, rounds=1)
+    fed = Federation(fleet).start_boards()
+    try:
+        wait_for(lambda: "result=none-yet" in caplog.text, 20, "the board's warning")
+        record = next(r for r in caplog.records if "result=none-yet" in r.getMessage())
+        assert record.levelno == logging.WARNING
+        assert (f"topic=edge/v1/{fleet.name}/model" in record.getMessage()
+                and f"device.fleet ({fleet.name})" in record.getMessage())
+    finally:
+        fed.close()
+    assert caplog.text.count("result=none-yet") == 1

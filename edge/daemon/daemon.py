@@ -57,6 +57,8 @@ OFFLINE_WAIT_S = 1.0
 # The aggregator publishes a package and every recipient's key wrap together: a package held
 # this long without this device's wrap means the aggregator does not serve this device.
 WRAP_WAIT_S = 30.0
+# The model is retained: a board subscribed this long without one hears no aggregator.
+MODEL_WAIT_S = 60.0
 SECAGG_TICKET = "secagg-ticket.bin"
 
 
@@ -129,6 +131,8 @@ class Daemon:
         # a package is loaded once the wrap for it is here too.
         self._package: bytes | None = None
         self._wrap_warned: bytes | None = None  # the package id warned about (no wrap)
+        self._model_seen = threading.Event()  # a package came on the model topic
+        self._model_check = False  # a check of MODEL_WAIT_S is scheduled or done
         self._wrap: bytes | None = None
         # A persistent session: the broker queues tickets that come while the board is
         # briefly offline (a broker restart, a network blip) instead of dropping them.
@@ -201,6 +205,12 @@ class Daemon:
             return
         self.subscribed.set()
         self._log(logging.DEBUG, "subscribe", result="ok")
+        if not self._model_check and not self._model_seen.is_set():
+            self._model_check = True
+            timer = threading.Timer(MODEL_WAIT_S, lambda: self._jobs.put(
+                ("model-check", b"", time.monotonic())))
+            timer.daemon = True
+            timer.start()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any,
                        reason_code: Any, properties: Any) -> None:
@@ -215,6 +225,8 @@ class Daemon:
         if kind is None:
             self._log(logging.WARNING, "receive", topic=msg.topic, result="unexpected-topic")
             return
+        if kind == "model":
+            self._model_seen.set()
         self._jobs.put((kind, bytes(msg.payload), time.monotonic()))
 
     # -- lifetime ------------------------------------------------------------
@@ -337,6 +349,8 @@ class Daemon:
                 self._republish_all()
             elif kind == "wrap-check":
                 self._check_wrap(payload)
+            elif kind == "model-check":
+                self._check_model()
             elif kind.startswith("secagg-"):
                 self._handle_secagg(kind, payload)
             else:
@@ -389,6 +403,18 @@ class Daemon:
             ("wrap-check", package_id, time.monotonic())))
         timer.daemon = True
         timer.start()
+
+    def _check_model(self) -> None:
+        """Warn once when no model came MODEL_WAIT_S after subscribing and the TA holds none:
+        no aggregator of this fleet has published (a fleet name that is not the aggregator's,
+        or an ACL written for another fleet, deny nothing visibly in MQTT 3.1.1)."""
+        if self._model_seen.is_set() or self.ta.status().model_version:
+            return
+        self._log(logging.WARNING, "model", result="none-yet", waited=f"{MODEL_WAIT_S:.0f}s",
+                  topic=self.model_topic,
+                  reason=f"no model package from the fleet's aggregator yet: is it running, is "
+                  f"device.fleet ({self.config.fleet}) its aggregator.fleet, and does the "
+                  "broker's acl name that fleet?")
 
     def _check_wrap(self, package_id: bytes) -> None:
         """Warn (once per package) when a package still waits for this device's key wrap:
