@@ -294,8 +294,9 @@ class Aggregator:
                     self._resend_wait = self.ticket_resend_s
                     self._reconnected.clear()  # they went out on the current connection
                 self._resend_tickets()
-                if self._model_out is not None:
-                    self._publish_model(wait_s=0.0)  # marked published once acknowledged
+                if self._model_out is not None \
+                        and all(self._acks.done(out) for out in self._model_out[1]):
+                    self._publish_model(wait_s=0.0)  # acknowledged: marked published
                 self._drain(client)
                 stage = self.rounds.secagg.stage if self.rounds.secagg else None
                 directives = self.rounds.secagg_advance()
