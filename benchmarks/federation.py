@@ -8,7 +8,7 @@ simulated secure world (one ``edge-sim-tee`` process per device: anchors, a real
 identity keys made inside it), 12 digits samples (drawn with replacement past ~65 devices,
 ``edge.demo.data.dirichlet_resample``) through the demo's int8 TFLite backbone, DP-SGD and
 sealing in the TA, the outbox, QoS 1 to Mosquitto (saving every 5 s, as deploy/mosquitto).
-Past 100 devices the daemons run in device host processes of 100 (``edge.demo.hosts``:
+The daemons run in device host processes of ceil(N/2), at most 100 (``edge.demo.hosts``:
 paho's ``select()`` fails for descriptors >= 1024). One fleet per N by default (a release is
 one package and a key wrap per device: no recipient cap); ``--fleet-max 250`` splits N into
 fleets of at most 250 on one broker, as before key wraps, one aggregator each (threads of
@@ -188,9 +188,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fleet-max", type=int, default=0,
                         help="devices per fleet at most (default 0: one fleet per N)")
-    parser.add_argument("--per-process", type=int, default=DEVICES_PER_PROCESS,
-                        help="daemons per device host process (N at most this: threads of "
-                             "this process, next to the aggregators)")
+    parser.add_argument("--per-process", type=int, default=0,
+                        help="daemons per device host process (default 0: ceil(N/2), at "
+                             f"most {DEVICES_PER_PROCESS}, so the daemons use both cores "
+                             "apart from the aggregator; N at most this: threads of this "
+                             "process, next to the aggregators)")
     parser.add_argument("--no-flower", action="store_true")
     args = parser.parse_args()
     quiet_absl()
@@ -199,8 +201,10 @@ def main() -> None:
           f"{DEFAULT.steps_per_round} steps per round, 12 samples per device, quorum = cohort")
     summary = []
     for n in ns:
-        r = measure(n, args.rounds, args.seed, args.fleet_max or None, args.per_process)
-        print(f"\nN={n}: {r['fleets']} fleet(s), provisioned in {r['setup']:.1f} s"
+        per_process = args.per_process or min(DEVICES_PER_PROCESS, max(1, math.ceil(n / 2)))
+        r = measure(n, args.rounds, args.seed, args.fleet_max or None, per_process)
+        print(f"\nN={n}: {r['fleets']} fleet(s), {math.ceil(n / per_process)} device host "
+              f"process(es), provisioned in {r['setup']:.1f} s"
               + (f"; {r['errors']} ERROR(S) on stderr" if r["errors"] else ""))
         print(f"{'round':>5}  {'participants':>12}  {'lost':>5}  {'refused':>7}  "
               f"{'updates sent':>12}  {'seconds':>8}")

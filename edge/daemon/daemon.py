@@ -15,6 +15,7 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,9 +78,15 @@ class DaemonStats:
 class Daemon:
     """One board: a TA session, a sample store, a data source and an MQTT client."""
 
-    def __init__(self, config: DaemonConfig) -> None:
-        """Open the TA, the store and the source; nothing touches the network yet."""
+    def __init__(self, config: DaemonConfig, *,
+                 gate: threading.Semaphore | None = None) -> None:
+        """Open the TA, the store and the source; nothing touches the network yet.
+
+        ``gate``, shared by the daemons of one process (a simulated fleet's device host),
+        bounds how many of them work at once; a board runs one daemon and needs none.
+        """
         self.config = config
+        self._gate = gate
         try:
             config.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
@@ -244,7 +251,12 @@ class Daemon:
             next_ping = None if interval is None else time.monotonic() + interval
             # Wake every WAKE_S (signal handlers run in the main thread only) and ping
             # the watchdog when due; a dead worker stops the pings, so systemd restarts us.
-            while not stop.wait(WAKE_S):
+            # A daemon on another thread without a watchdog (a device host runs 100) has
+            # nothing to wake for: 1,000 of them waking 5 times a second fought the GIL.
+            wake = WAKE_S if (next_ping is not None
+                              or threading.current_thread() is threading.main_thread()) \
+                else None
+            while not stop.wait(wake):
                 if next_ping is not None and time.monotonic() >= next_ping:
                     if worker.is_alive():
                         notifier.watchdog()
@@ -295,28 +307,59 @@ class Daemon:
                     self._log(logging.INFO, job[0], result="abandoned", reason="stopping")
                 return
             kind, payload, arrived = job
-            try:
-                if kind == "model":
-                    self._package = payload
-                    self._try_load()
-                elif kind == "wrap":
-                    self._wrap = payload
-                    self._try_load()
-                elif kind == "outbox":
-                    self._republish_all()
-                elif kind == "wrap-check":
-                    self._check_wrap(payload)
-                elif kind == "model-check":
-                    self._check_model()
-                elif kind.startswith("secagg-"):
-                    self._handle_secagg(kind, payload)
-                else:
-                    self._handle_ticket(payload, arrived)
-            except EdgeError as exc:  # a failing state file, say: one line, not a traceback
-                log.error("device=%s step=%s result=failed reason=%s detail=%s",
-                          self.config.name, kind, exc.refusal, kv_value(exc))
-            except Exception:
-                log.exception("device=%s step=%s unexpected failure", self.config.name, kind)
+            with self._gated():
+                self._do(kind, payload, arrived)
+
+    @contextlib.contextmanager
+    def _gated(self) -> Iterator[None]:
+        """Hold the process's gate (if any) for one job.
+
+        100 daemons of a device host all handling a new model at once kept 200 threads
+        runnable on one GIL: their network threads then missed keepalives for over 90 s
+        (the broker dropped boards at 1,000 devices) and the GIL hand-offs alone took most
+        of the CPU. A few at a time do the same work without the convoy."""
+        if self._gate is None:
+            yield
+            return
+        with self._gate:
+            yield
+
+    @contextlib.contextmanager
+    def _ungated(self) -> Iterator[None]:
+        """Let the gate go while waiting on the network (a PUBACK), take it back after."""
+        if self._gate is None:
+            yield
+            return
+        self._gate.release()
+        try:
+            yield
+        finally:
+            self._gate.acquire()
+
+    def _do(self, kind: str, payload: bytes, arrived: float) -> None:
+        """Handle one job; a failure is logged, never raised into the worker loop."""
+        try:
+            if kind == "model":
+                self._package = payload
+                self._try_load()
+            elif kind == "wrap":
+                self._wrap = payload
+                self._try_load()
+            elif kind == "outbox":
+                self._republish_all()
+            elif kind == "wrap-check":
+                self._check_wrap(payload)
+            elif kind == "model-check":
+                self._check_model()
+            elif kind.startswith("secagg-"):
+                self._handle_secagg(kind, payload)
+            else:
+                self._handle_ticket(payload, arrived)
+        except EdgeError as exc:  # a failing state file, say: one line, not a traceback
+            log.error("device=%s step=%s result=failed reason=%s detail=%s",
+                      self.config.name, kind, exc.refusal, kv_value(exc))
+        except Exception:
+            log.exception("device=%s step=%s unexpected failure", self.config.name, kind)
 
     # -- model packages --------------------------------------------------------
     def _try_load(self) -> None:
@@ -735,15 +778,20 @@ class Daemon:
             return
         limit = min(PUBLISH_TIMEOUT, max(deadline - time.time(), 1.0))
         started = time.monotonic()
-        while not self.delivery.wait(pending, 0.1):
-            waited = time.monotonic() - started
-            if self._stopping.is_set():
-                limit = min(limit, waited + STOP_GRACE)
-            if waited > limit:
-                # Still in paho's queue and in the outbox: sent after a reconnect.
-                self._skip(rid, "publish", "no-puback", connected=self.connected.is_set(),
-                           action="kept")
-                return
+        with self._ungated():
+            while not self.delivery.wait(pending, 0.1):
+                waited = time.monotonic() - started
+                if self._stopping.is_set():
+                    limit = min(limit, waited + STOP_GRACE)
+                if waited > limit:
+                    break
+            else:
+                waited = -1.0
+        if waited >= 0.0:
+            # Still in paho's queue and in the outbox: sent after a reconnect.
+            self._skip(rid, "publish", "no-puback", connected=self.connected.is_set(),
+                       action="kept")
+            return
         self.stats.rounds_published.append(rid)
         self._log(logging.INFO, "publish", rid, result="acknowledged", bytes=len(entry.sealed),
                   topic=self.update_topic)
