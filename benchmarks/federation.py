@@ -8,7 +8,7 @@ simulated secure world (one ``edge-sim-tee`` process per device: anchors, a real
 identity keys made inside it), 12 digits samples (drawn with replacement past ~65 devices,
 ``edge.demo.data.dirichlet_resample``) through the demo's int8 TFLite backbone, DP-SGD and
 sealing in the TA, the outbox, QoS 1 to Mosquitto (saving every 5 s, as deploy/mosquitto).
-Past 100 devices the daemons run in device host processes of 100 (``edge.demo.hosts``:
+The daemons run in device host processes of ceil(N/2), at most 100 (``edge.demo.hosts``:
 paho's ``select()`` fails for descriptors >= 1024). One fleet per N by default (a release is
 one package and a key wrap per device: no recipient cap); ``--fleet-max 250`` splits N into
 fleets of at most 250 on one broker, as before key wraps, one aggregator each (threads of
@@ -57,6 +57,7 @@ from edge.mqtt import BrokerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWER = ROOT / ".venv-flower" / "bin" / "python"
+BENCH_KEEPALIVE_S = 60
 
 
 class Traffic:
@@ -109,9 +110,15 @@ def provision(root: Path, n: int, url: str, rounds: int, seed: int,
         part = demo_data.Split(split.public_x, split.public_y, split.test_x, split.test_y,
                                split.devices[at:at + size], split.resampled)
         at += size
-        fleets.append(write_fleet(root / f"fleet-{i}", part, backbone, DEFAULT, broker_url=url,
-                                  rounds=rounds, seed=seed, timeout_s=300,
-                                  fleet_name=f"bench-{i}"))
+        fleet = write_fleet(root / f"fleet-{i}", part, backbone, DEFAULT, broker_url=url,
+                            rounds=rounds, seed=seed, timeout_s=300, fleet_name=f"bench-{i}")
+        for cfg in fleet.devices:
+            # The product's keepalive (60 s), not the demo's 10 s: 1,000 boards, their
+            # secure worlds and the broker on 2 cores starve a board's network thread for
+            # over 15 s while every board loads the new model at once (the broker then
+            # dropped 961 of them in one round; real boards each have their own cores).
+            cfg["broker"]["keepalive"] = BENCH_KEEPALIVE_S
+        fleets.append(fleet)
     return fleets
 
 
@@ -181,9 +188,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fleet-max", type=int, default=0,
                         help="devices per fleet at most (default 0: one fleet per N)")
-    parser.add_argument("--per-process", type=int, default=DEVICES_PER_PROCESS,
-                        help="daemons per device host process (N at most this: threads of "
-                             "this process, next to the aggregators)")
+    parser.add_argument("--per-process", type=int, default=0,
+                        help="daemons per device host process (default 0: ceil(N/2), at "
+                             f"most {DEVICES_PER_PROCESS}, so the daemons use both cores "
+                             "apart from the aggregator; N at most this: threads of this "
+                             "process, next to the aggregators)")
     parser.add_argument("--no-flower", action="store_true")
     args = parser.parse_args()
     quiet_absl()
@@ -192,8 +201,10 @@ def main() -> None:
           f"{DEFAULT.steps_per_round} steps per round, 12 samples per device, quorum = cohort")
     summary = []
     for n in ns:
-        r = measure(n, args.rounds, args.seed, args.fleet_max or None, args.per_process)
-        print(f"\nN={n}: {r['fleets']} fleet(s), provisioned in {r['setup']:.1f} s"
+        per_process = args.per_process or min(DEVICES_PER_PROCESS, max(1, math.ceil(n / 2)))
+        r = measure(n, args.rounds, args.seed, args.fleet_max or None, per_process)
+        print(f"\nN={n}: {r['fleets']} fleet(s), {math.ceil(n / per_process)} device host "
+              f"process(es), provisioned in {r['setup']:.1f} s"
               + (f"; {r['errors']} ERROR(S) on stderr" if r["errors"] else ""))
         print(f"{'round':>5}  {'participants':>12}  {'lost':>5}  {'refused':>7}  "
               f"{'updates sent':>12}  {'seconds':>8}")

@@ -6,16 +6,27 @@ TRAIN_AND_SEAL, unmask, the aggregator's unmasking), d = 100,000 parameters (a 9
 head + 100 biases), 128-bit seeds, 32-bit words, the threshold t and neighbourhood k of
 ``SecAggParams.for_cohort(n)``. Dropouts (``--dropout 0.1``) leave after sharing, the
 case that costs the aggregator most (their s-keys are rebuilt and their pairwise masks
-regenerated). Devices run one after another here; the round time of a fleet, whose
-devices work in parallel, is estimated as the sum over stages of the slowest device's
-TA time plus the aggregator's time (the network is not counted: MQTT over loopback adds
-a few ms per stage, tests/test_secagg_mqtt.py).
+regenerated). Two rounds on the same devices give two round times:
+
+- fleet (round 1): the devices answer one after another, each TA call timed; a fleet
+  whose devices work in parallel needs the sum over stages of the slowest device's TA
+  time plus the aggregator's time (the network is not counted: MQTT over loopback adds a
+  few ms per stage, tests/test_secagg_mqtt.py);
+- all-on-this-machine (round 2): every device is driven at once (a thread per device
+  waiting on its own secure-world process, so the n TAs share this machine's cores as
+  Flower's simulated clients do) and the aggregator takes each answer as it arrives;
+  measured wall clock from the first advert asked to the unmasked sum.
+
+Our masked stage trains (DP-SGD on 8 examples) before it seals; Flower's clients return a
+fixed update. The aggregator checks its fleet's certificates once when it loads them
+(edge/aggregator/secagg_certs.py), so that is done before the rounds.
 
 Flower: ``benchmarks/flower_secagg.py`` in Flower's own virtualenv (``scripts/setup.sh
 --with-flower``) runs its SecAggPlusWorkflow in its simulation engine with the same n, d,
 num_shares = k + 1 (ours: k neighbours and the device itself hold a share) and
 reconstruction_threshold = t, clients returning a fixed update (no training), and
 reports the seconds of the fit stage (all SecAgg+ stages, client and server).
+Each row ends with the load average (1 min) before and after it: the machine is shared.
 
     python benchmarks/secagg.py [--n 20 50 100] [--dropout 0 0.1] [--no-flower]
 """

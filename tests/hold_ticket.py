@@ -20,14 +20,14 @@ _gate = Path(sys.argv[1])
 _held = False
 
 
-def _held_ticket(self: Daemon, payload: bytes) -> None:
+def _held_ticket(self: Daemon, payload: bytes, arrived: float | None = None) -> None:
     global _held
     if not _held:
         _held = True
         _gate.with_suffix(".arrived").touch()
         while not _gate.with_suffix(".release").exists():
             time.sleep(0.02)
-    _handle(self, payload)
+    _handle(self, payload, arrived)
 
 
 Daemon._handle_ticket = _held_ticket  # type: ignore[method-assign]

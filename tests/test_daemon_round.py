@@ -363,6 +363,35 @@ def test_daemon_publishes_a_kept_update_again_only_when_the_broker_lost_its_sess
         broker.stop()
 
 
+def test_daemon_ignores_a_ticket_copy_that_came_before_its_update_went_out(
+        host_world: Path, roles: Roles, tmp_path: Path, broker: EmbeddedBroker) -> None:
+    """A ticket re-sent while the board was still loading or training waits in its queue;
+    once the update is sealed and published, that copy publishes nothing again (the
+    aggregator sent it before it could have seen the update). A copy that comes after the
+    publish is an aggregator still missing the update: it gets the kept update again."""
+    dev = provision(host_world, roles)
+    write_samples(tmp_path / "data")
+    agg = FakeAggregator(broker.url, dev)
+    agg.publish_model(make_package(roles.signer, [dev], version=1))
+    run = Running(DaemonConfig.from_mapping(config_table(tmp_path, host_world, broker.url)))
+    try:
+        daemon = run.daemon
+        wait_for(lambda: daemon.stats.models_loaded == 1, what="model load")
+        t = ticket(roles, 1)
+        agg.publish_ticket(t)
+        agg.publish_ticket(t)  # queued while the first one trains
+        wait_for(lambda: daemon.stats.rounds_published == [1], what="PUBACK of round 1")
+        time.sleep(1.0)  # the queued copy is handled by now
+        assert (len(agg.updates), daemon.stats.republished) == (1, 0)
+        agg.publish_ticket(t)
+        wait_for(lambda: daemon.stats.republished == 1 and len(agg.updates) == 2,
+                 what="the kept update again for a ticket sent after it")
+        assert agg.updates[1] == agg.updates[0]
+    finally:
+        run.close()
+        agg.close()
+
+
 def test_edge_daemon_stops_cleanly_on_sigterm(
         host_world: Path, roles: Roles, tmp_path: Path, broker: EmbeddedBroker) -> None:
     dev = provision(host_world, roles)

@@ -118,11 +118,12 @@ def gate_tickets(boards: list[Board]) -> tuple[list[threading.Event], threading.
     for board, seen in zip(boards, arrived, strict=True):
         original = board.daemon._handle_ticket
 
-        def held(payload: bytes, original: Callable[[bytes], None] = original,
+        def held(payload: bytes, arrived: float | None = None,
+                 original: Callable[[bytes, float | None], None] = original,
                  seen: threading.Event = seen) -> None:
             seen.set()
             release.wait(60)
-            original(payload)
+            original(payload, arrived)
         board.daemon._handle_ticket = held  # type: ignore[method-assign]
     return arrived, release
 

@@ -54,16 +54,16 @@ def hold_tickets(board: Board) -> threading.Event:
     release = threading.Event()
     original = board.daemon._handle_ticket
 
-    def held(payload: bytes) -> None:
+    def held(payload: bytes, arrived: float | None = None) -> None:
         release.wait(60)
-        original(payload)
+        original(payload, arrived)
     board.daemon._handle_ticket = held  # type: ignore[method-assign]
     return release
 
 
 def drop_on_ticket(board: Board) -> None:
     """Make ``board`` go offline as soon as a ticket arrives (before any TA call)."""
-    def dropped(_payload: bytes) -> None:
+    def dropped(_payload: bytes, _arrived: float | None = None) -> None:
         board.stop.set()
     board.daemon._handle_ticket = dropped  # type: ignore[method-assign]
 

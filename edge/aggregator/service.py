@@ -297,8 +297,9 @@ class Aggregator:
                 if self._model_out is not None:
                     self._publish_model(wait_s=0.0)  # marked published once acknowledged
                 self._drain(client)
+                stage = self.rounds.secagg.stage if self.rounds.secagg else None
                 directives = self.rounds.secagg_advance()
-                if directives:
+                if self.rounds.secagg is not None and self.rounds.secagg.stage != stage:
                     # Workers learn who shared (U2) before any device gets its inbox.
                     self._announce()
                 for topic, directive in directives:

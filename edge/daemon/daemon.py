@@ -15,6 +15,7 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,9 +78,15 @@ class DaemonStats:
 class Daemon:
     """One board: a TA session, a sample store, a data source and an MQTT client."""
 
-    def __init__(self, config: DaemonConfig) -> None:
-        """Open the TA, the store and the source; nothing touches the network yet."""
+    def __init__(self, config: DaemonConfig, *,
+                 gate: threading.Semaphore | None = None) -> None:
+        """Open the TA, the store and the source; nothing touches the network yet.
+
+        ``gate``, shared by the daemons of one process (a simulated fleet's device host),
+        bounds how many of them work at once; a board runs one daemon and needs none.
+        """
         self.config = config
+        self._gate = gate
         try:
             config.work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
@@ -113,7 +120,8 @@ class Daemon:
         self._backbone_error: str | None = None
         # What the built backbone was made from (model bytes, metadata).
         self._backbone_key: tuple[bytes, dict[str, Any]] | None = None
-        self._jobs: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
+        # (kind, payload, when it arrived: time.monotonic())
+        self._jobs: queue.Queue[tuple[str, bytes, float] | None] = queue.Queue()
         self._stopping = threading.Event()
         self._closed = False
         self._seen: list[bytes] = []
@@ -185,7 +193,7 @@ class Daemon:
             # to a broker that kept our session publishes nothing again: paho re-sends what
             # is unacknowledged, and what was acknowledged is queued for the aggregator (a
             # keepalive drop under load once made every board re-send its update).
-            self._jobs.put(("outbox", b""))
+            self._jobs.put(("outbox", b"", time.monotonic()))
         self._log(logging.INFO, "connect", result="ok", broker=self.config.broker.url,
                   device_id=self.device_id.hex())
 
@@ -199,8 +207,8 @@ class Daemon:
         self._log(logging.DEBUG, "subscribe", result="ok")
         if not self._model_check and not self._model_seen.is_set():
             self._model_check = True
-            timer = threading.Timer(MODEL_WAIT_S, self._jobs.put,
-                                    args=(("model-check", b""),))
+            timer = threading.Timer(MODEL_WAIT_S, lambda: self._jobs.put(
+                ("model-check", b"", time.monotonic())))
             timer.daemon = True
             timer.start()
 
@@ -219,7 +227,7 @@ class Daemon:
             return
         if kind == "model":
             self._model_seen.set()
-        self._jobs.put((kind, bytes(msg.payload)))
+        self._jobs.put((kind, bytes(msg.payload), time.monotonic()))
 
     # -- lifetime ------------------------------------------------------------
     def run(self, stop: threading.Event, notifier: Notifier | None = None) -> None:
@@ -243,7 +251,12 @@ class Daemon:
             next_ping = None if interval is None else time.monotonic() + interval
             # Wake every WAKE_S (signal handlers run in the main thread only) and ping
             # the watchdog when due; a dead worker stops the pings, so systemd restarts us.
-            while not stop.wait(WAKE_S):
+            # A daemon on another thread without a watchdog (a device host runs 100) has
+            # nothing to wake for: 1,000 of them waking 5 times a second fought the GIL.
+            wake = WAKE_S if (next_ping is not None
+                              or threading.current_thread() is threading.main_thread()) \
+                else None
+            while not stop.wait(wake):
                 if next_ping is not None and time.monotonic() >= next_ping:
                     if worker.is_alive():
                         notifier.watchdog()
@@ -293,29 +306,60 @@ class Daemon:
                 if job is not None:
                     self._log(logging.INFO, job[0], result="abandoned", reason="stopping")
                 return
-            kind, payload = job
-            try:
-                if kind == "model":
-                    self._package = payload
-                    self._try_load()
-                elif kind == "wrap":
-                    self._wrap = payload
-                    self._try_load()
-                elif kind == "outbox":
-                    self._republish_all()
-                elif kind == "wrap-check":
-                    self._check_wrap(payload)
-                elif kind == "model-check":
-                    self._check_model()
-                elif kind.startswith("secagg-"):
-                    self._handle_secagg(kind, payload)
-                else:
-                    self._handle_ticket(payload)
-            except EdgeError as exc:  # a failing state file, say: one line, not a traceback
-                log.error("device=%s step=%s result=failed reason=%s detail=%s",
-                          self.config.name, kind, exc.refusal, kv_value(exc))
-            except Exception:
-                log.exception("device=%s step=%s unexpected failure", self.config.name, kind)
+            kind, payload, arrived = job
+            with self._gated():
+                self._do(kind, payload, arrived)
+
+    @contextlib.contextmanager
+    def _gated(self) -> Iterator[None]:
+        """Hold the process's gate (if any) for one job.
+
+        100 daemons of a device host all handling a new model at once kept 200 threads
+        runnable on one GIL: their network threads then missed keepalives for over 90 s
+        (the broker dropped boards at 1,000 devices) and the GIL hand-offs alone took most
+        of the CPU. A few at a time do the same work without the convoy."""
+        if self._gate is None:
+            yield
+            return
+        with self._gate:
+            yield
+
+    @contextlib.contextmanager
+    def _ungated(self) -> Iterator[None]:
+        """Let the gate go while waiting on the network (a PUBACK), take it back after."""
+        if self._gate is None:
+            yield
+            return
+        self._gate.release()
+        try:
+            yield
+        finally:
+            self._gate.acquire()
+
+    def _do(self, kind: str, payload: bytes, arrived: float) -> None:
+        """Handle one job; a failure is logged, never raised into the worker loop."""
+        try:
+            if kind == "model":
+                self._package = payload
+                self._try_load()
+            elif kind == "wrap":
+                self._wrap = payload
+                self._try_load()
+            elif kind == "outbox":
+                self._republish_all()
+            elif kind == "wrap-check":
+                self._check_wrap(payload)
+            elif kind == "model-check":
+                self._check_model()
+            elif kind.startswith("secagg-"):
+                self._handle_secagg(kind, payload)
+            else:
+                self._handle_ticket(payload, arrived)
+        except EdgeError as exc:  # a failing state file, say: one line, not a traceback
+            log.error("device=%s step=%s result=failed reason=%s detail=%s",
+                      self.config.name, kind, exc.refusal, kv_value(exc))
+        except Exception:
+            log.exception("device=%s step=%s unexpected failure", self.config.name, kind)
 
     # -- model packages --------------------------------------------------------
     def _try_load(self) -> None:
@@ -355,7 +399,8 @@ class Daemon:
 
     def _expect_wrap(self, package_id: bytes) -> None:
         """Check in WRAP_WAIT_S whether this package is still held without our key wrap."""
-        timer = threading.Timer(WRAP_WAIT_S, self._jobs.put, args=(("wrap-check", package_id),))
+        timer = threading.Timer(WRAP_WAIT_S, lambda: self._jobs.put(
+            ("wrap-check", package_id, time.monotonic())))
         timer.daemon = True
         timer.start()
 
@@ -533,7 +578,7 @@ class Daemon:
         self._forget_closed(before_round=round_id)
         return described
 
-    def _handle_ticket(self, payload: bytes) -> None:
+    def _handle_ticket(self, payload: bytes, arrived: float | None = None) -> None:
         """Verify, compute features, train and seal in the TA, publish with QoS 1."""
         try:
             ticket = parse_ticket(payload)
@@ -546,6 +591,15 @@ class Daemon:
         if kept is not None:
             # Sealed already (before a restart, or the aggregator re-sent the ticket because
             # the update never reached it): publish the kept update, never train twice.
+            sent = self.delivery.sent_at(rid)
+            if arrived is not None and sent is not None and sent > arrived:
+                # This copy of the ticket waited in our queue while the update went out:
+                # the aggregator re-sent it before it could have seen that publish. (At
+                # 1,000 devices the copies re-sent while boards were loading the model
+                # each made a board publish its update again once it had sealed.)
+                self._log(logging.DEBUG, "ticket", rid, result="ignored",
+                          reason="update published after it arrived")
+                return
             self._send(kept, reason="ticket")
             return
         digest = hashlib.sha256(payload).digest()
@@ -724,15 +778,20 @@ class Daemon:
             return
         limit = min(PUBLISH_TIMEOUT, max(deadline - time.time(), 1.0))
         started = time.monotonic()
-        while not self.delivery.wait(pending, 0.1):
-            waited = time.monotonic() - started
-            if self._stopping.is_set():
-                limit = min(limit, waited + STOP_GRACE)
-            if waited > limit:
-                # Still in paho's queue and in the outbox: sent after a reconnect.
-                self._skip(rid, "publish", "no-puback", connected=self.connected.is_set(),
-                           action="kept")
-                return
+        with self._ungated():
+            while not self.delivery.wait(pending, 0.1):
+                waited = time.monotonic() - started
+                if self._stopping.is_set():
+                    limit = min(limit, waited + STOP_GRACE)
+                if waited > limit:
+                    break
+            else:
+                waited = -1.0
+        if waited >= 0.0:
+            # Still in paho's queue and in the outbox: sent after a reconnect.
+            self._skip(rid, "publish", "no-puback", connected=self.connected.is_set(),
+                       action="kept")
+            return
         self.stats.rounds_published.append(rid)
         self._log(logging.INFO, "publish", rid, result="acknowledged", bytes=len(entry.sealed),
                   topic=self.update_topic)

@@ -7,6 +7,8 @@ PUBACKs in ``PubAcks``), so it needs no lock of its own.
 
 from __future__ import annotations
 
+import time
+
 import paho.mqtt.client as mqtt
 
 from edge.daemon.outbox import Entry, Outbox
@@ -28,6 +30,7 @@ class Delivery:
             acks.attach(client)
         self.acks = acks
         self._inflight: dict[int, Pending] = {}
+        self._sent_at: dict[int, float] = {}  # round -> when its update last went out
 
     def keep(self, sealed: bytes) -> Entry:
         """Write a sealed update to the outbox (synced); OSError if the disk refuses it."""
@@ -55,7 +58,12 @@ class Delivery:
         pending = self.acks.publish(self.client, self.topic, entry.sealed)
         if pending is not None:
             self._inflight[entry.round_id] = pending
+            self._sent_at[entry.round_id] = time.monotonic()
         return pending, pending is not None
+
+    def sent_at(self, round_id: int) -> float | None:
+        """When (``time.monotonic()``) this process last published the round's update."""
+        return self._sent_at.get(round_id)
 
     def wait(self, pending: Pending, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for the PUBACK; True if it came."""
@@ -78,4 +86,5 @@ class Delivery:
         for entry in gone:
             self.outbox.remove(entry)
             self._inflight.pop(entry.round_id, None)
+            self._sent_at.pop(entry.round_id, None)
         return gone

@@ -22,6 +22,10 @@ from typing import Any
 from edge.errors import EdgeError
 
 DEVICES_PER_PROCESS = 100
+# Daemons of one process that handle a job (a model, a ticket) at the same time. Each job
+# is mostly a wait on its secure world; many at once only fight over the GIL: 100 daemons
+# loading a model together starved their network threads past the broker's keepalive.
+WORKING_DAEMONS = 4
 READY = "ready"
 READY_TIMEOUT_S = 300.0  # 100 daemons: each opens its secure world and loads its backbone
 STOP_TIMEOUT_S = 60.0
@@ -95,8 +99,9 @@ def serve(configs: list[dict[str, Any]]) -> int:
             stop.set()
 
     try:
+        gate = threading.BoundedSemaphore(WORKING_DAEMONS)
         for cfg in configs:
-            daemons.append(Daemon(DaemonConfig.from_mapping(cfg)))
+            daemons.append(Daemon(DaemonConfig.from_mapping(cfg), gate=gate))
         for d in daemons:
             t = threading.Thread(target=run, args=(d,), name=f"daemon-{d.config.name}",
                                  daemon=True)

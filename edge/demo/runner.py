@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.demo.fleet import Fleet
-from edge.demo.hosts import DEVICES_PER_PROCESS, READY_TIMEOUT_S, DeviceHost, slices
+from edge.demo.hosts import (
+    DEVICES_PER_PROCESS,
+    READY_TIMEOUT_S,
+    WORKING_DAEMONS,
+    DeviceHost,
+    slices,
+)
 from edge.errors import EdgeError
 
 log = logging.getLogger("edge.demo")
@@ -106,8 +112,9 @@ def run_fleets(fleets: list[Fleet], rounds: int, *,
             for rec in f.records:
                 agg.enroll(rec)
         if len(configs) <= per_process:
+            gate = threading.BoundedSemaphore(WORKING_DAEMONS)
             for cfg in configs:
-                daemons.append(Daemon(DaemonConfig.from_mapping(cfg)))
+                daemons.append(Daemon(DaemonConfig.from_mapping(cfg), gate=gate))
             for d in daemons:
                 threads.append(_Worker(f"daemon-{d.config.name}",
                                        lambda d=d: d.run(stop), result.errors))
