@@ -28,18 +28,24 @@ static void check(const struct edge_anchors *a, const uint8_t *stmt,
 
 	if (anchors_check_statement(a, stmt, len, &next))
 		return;
-	/* Accepted: exactly one role changed, to the stated key, epoch + 1. */
+	/* Accepted: exactly one role changed, to the stated key, epoch + 1.
+	 * Role 3 (registrar) only where one is installed: not in cur. */
 	FUZZ_ASSERT(len == EDGE_ANCHOR_STATEMENT_SIZE);
 	role = stmt[EDGE_ENVELOPE_HEADER_SIZE];
-	FUZZ_ASSERT(role == 1 || role == 2);
+	FUZZ_ASSERT(role == EDGE_ROLE_MODEL_SIGNER ||
+		    role == EDGE_ROLE_AGGREGATOR ||
+		    (role == EDGE_ROLE_REGISTRAR && a->has_registrar));
 	new_pub = stmt + EDGE_ENVELOPE_HEADER_SIZE + 16;
 	FUZZ_ASSERT(!memcmp(next.role[role - 1].pub, new_pub,
 			    EDGE_PUBKEY_SIZE));
 	FUZZ_ASSERT(!edge_key_id(new_pub, id) &&
 		    !memcmp(next.role[role - 1].id, id, sizeof(id)));
 	FUZZ_ASSERT(next.role[role - 1].epoch == a->role[role - 1].epoch + 1);
-	FUZZ_ASSERT(!memcmp(&next.role[2 - role], &a->role[2 - role],
-			    sizeof(next.role[0])));
+	for (uint8_t other = 1; other <= 3; other++)
+		if (other != role)
+			FUZZ_ASSERT(!memcmp(&next.role[other - 1],
+					    &a->role[other - 1],
+					    sizeof(next.role[0])));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len);
@@ -65,8 +71,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	copy = fuzz_dup(body, body_len);
 	if (!anchors_parse_statement_body(copy, body_len, &role, &epoch,
 					  &new_pub))
-		FUZZ_ASSERT(body_len == 48 && (role == 1 || role == 2) &&
-			    new_pub == copy + 16);
+		FUZZ_ASSERT(body_len == 48 && role >= EDGE_ROLE_MODEL_SIGNER &&
+			    role <= EDGE_ROLE_REGISTRAR && new_pub == copy + 16);
 	free(copy);
 
 	check(&cur[0], data, len);
