@@ -211,6 +211,10 @@ class Aggregator:
             log.warning("disconnected from the broker (%s); reconnecting", reason)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if mqtt.topic_matches_sub(self._subscription, msg.topic):
+            # Stamped on arrival, not when drained: a round loop held up for seconds (a
+            # starved process) must not take its own backlog for a quiet fleet.
+            self._update_at = time.monotonic()
         self._inbox.put(msg)
 
     def _connect(self, stop: threading.Event) -> mqtt.Client:
@@ -329,6 +333,8 @@ class Aggregator:
             return
         now = time.monotonic()
         reconnected = self._reconnected.is_set()
+        if not self._inbox.empty():
+            return  # what is waiting in the inbox may be the missing updates
         if reconnected:
             if now - max(self._update_at, self._connected_at) < self.redelivery_grace_s:
                 return
@@ -438,7 +444,6 @@ class Aggregator:
                     log.debug("ignored a message on %s (not an update topic)", msg.topic[:256])
                     client.ack(msg.mid, msg.qos)
                     continue
-                self._update_at = time.monotonic()  # updates (or sums) still flow
                 if self.cohort_key is not None:
                     self._cohort_sum(client, msg)
                     if self._due():
