@@ -111,12 +111,18 @@ class FakePyPI:
         self.projects: dict[str, list[dict]] = {}
         self.blobs: dict[str, bytes] = {}
         self.drops: dict[str, int] = {}  # path -> connections still to close unanswered
+        self.garbles: dict[str, int] = {}  # path -> answers still to start with a torn line
         pypi = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if pypi.drops.get(self.path, 0) > 0:  # what a loaded index does now and then
                     pypi.drops[self.path] -= 1
+                    self.close_connection = True
+                    return
+                if pypi.garbles.get(self.path, 0) > 0:
+                    pypi.garbles[self.path] -= 1
+                    self.wfile.write(b"HTTP/1.1 2\r\n\r\n")
                     self.close_connection = True
                     return
                 parts = self.path.strip("/").split("/")
@@ -331,7 +337,7 @@ def test_wheels_resolved_for_the_guest_interpreter(setup: Setup, pypi: FakePyPI)
         b"numpy-2.5.5-cp313-cp313-manylinux_2_27_aarch64.whl"
 
 
-def test_an_index_page_dropped_twice_is_read_on_the_third_try(
+def test_an_index_page_dropped_or_torn_twice_is_read_on_the_third_try(
         setup: Setup, pypi: FakePyPI, capsys: pytest.CaptureFixture[str]) -> None:
     secure, _ = _point_release(setup)
     want = pypi.add("pyserial", "pyserial-3.5-py2.py3-none-any.whl")
@@ -339,6 +345,8 @@ def test_an_index_page_dropped_twice_is_read_on_the_third_try(
     setup.files(secure, "deb libc6\nwheel pyserial >=3.5\n", None)
     assert setup.run() == 0
     assert setup.manifest()["pyserial"].sha256 == want and pypi.drops["/simple/pyserial/"] == 0
+    pypi.drops["/simple/pyserial/"] = pypi.garbles["/simple/pyserial/"] = 1  # a torn answer too
+    assert setup.run() == 0 and pypi.garbles["/simple/pyserial/"] == 0
     pypi.drops["/simple/pyserial/"] = 3  # a third drop is an outage, named
     assert setup.run() == 1
     assert "wheel pyserial: cannot read" in capsys.readouterr().err

@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import functools
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -275,7 +276,8 @@ def resolve_wheel(name: str, spec: str, tags: list[Tag], simple: str) -> Input:
             raise InputError(f"wheel {name}: cannot read {url}: {exc}") from exc
         except (ValueError, KeyError) as exc:
             raise InputError(f"wheel {name}: {url} is not a PEP 691 index page: {exc}") from exc
-        except OSError as exc:  # reset, refused, timed out: an index under load drops some
+        except (OSError, http.client.HTTPException) as exc:  # reset, refused, timed out, a
+            # torn status line: an index under load drops some
             if attempt == 2:
                 raise InputError(f"wheel {name}: cannot read {url}: {exc}") from exc
             time.sleep(1 + attempt)
@@ -362,7 +364,7 @@ class Cache:
                     raise StaleIndex(f"{item.kind} {item.name} {item.version}: "
                                      f"{item.url}: not found") from exc
                 last = exc
-            except OSError as exc:
+            except (OSError, http.client.HTTPException) as exc:
                 last = exc
             time.sleep(1 + attempt)
         raise InputError(f"{item.kind} {item.name} {item.version}: cannot download "
