@@ -105,7 +105,8 @@ class Federation:
         for b in self.boards:
             b.start()
         for b in self.boards:
-            wait_for(b.daemon.subscribed.is_set, what=f"{b.daemon.config.name} to subscribe")
+            wait_for(b.daemon.subscribed.is_set, timeout=60.0,
+                     what=f"{b.daemon.config.name} to subscribe")
         return self
 
     def make_aggregator(self, on_round: Callable[[Any], None] | None = None) -> Aggregator:
