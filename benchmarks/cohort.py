@@ -88,15 +88,7 @@ def run_once(folder: Path, n: int, params: int, workers: int) -> float:
         client.connect(s.host, s.port)
         client.loop_start()
         client.subscribe(f"edge/v1/{FLEET}/devices/+/ticket", qos=1)
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        cli = [sys.executable, "-m", "edge.cli", "aggregator"]
-        for i in range(workers):
-            procs.append(subprocess.Popen([*cli, "worker", "--config", str(path), "--id",
-                                           f"w{i}", "--state", str(folder / f"w{i}.sqlite")],
-                                          env=env))
-        time.sleep(1.0)  # the workers' shared subscription exists before any update
-        procs.append(subprocess.Popen([*cli, "run", "--config", str(path)], env=env,
-                                      stdout=subprocess.DEVNULL))
+        procs += _start_workers_and_root(path, folder, workers)
         got: dict[str, bytes] = {}
         deadline = time.monotonic() + 120
         while len(got) < n and time.monotonic() < deadline:
@@ -171,15 +163,7 @@ def run_secagg(folder: Path, split: demo_data.Split, backbone: demo_data.DemoBac
         for daemon, _, _ in boards:
             if not daemon.subscribed.wait(60):
                 raise RuntimeError(f"{daemon.config.name} did not subscribe")
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        cli = [sys.executable, "-m", "edge.cli", "aggregator"]
-        for i in range(workers):
-            procs.append(subprocess.Popen([*cli, "worker", "--config", str(path), "--id",
-                                           f"w{i}", "--state", str(folder / f"w{i}.sqlite")],
-                                          env=env))
-        time.sleep(1.0)  # the workers' shared subscription exists before any update
-        procs.append(subprocess.Popen([*cli, "run", "--config", str(path)], env=env,
-                                      stdout=subprocess.DEVNULL))
+        procs += _start_workers_and_root(path, folder, workers)
         if procs[-1].wait(900) != 0:
             raise RuntimeError("the secagg root (or aggregator) failed")
         rows = [json.loads(line) for line in config.metrics.read_text().splitlines()]
@@ -221,6 +205,21 @@ def secagg_table(n: int, rounds: int, counts: list[int]) -> None:
         name = "one secagg aggregator" if k == 0 else \
             f"root + {k} worker{'s' if k > 1 else ''}"
         print(f"{name:<34}{seconds:>9.2f}{base / seconds:>19.2f}   {load}")
+
+
+def _start_workers_and_root(config: Path, folder: Path, workers: int) \
+        -> list[subprocess.Popen[bytes]]:
+    """``workers`` cohort workers, then (once their shared subscription exists) the root,
+    or one aggregator when ``workers`` is 0; the root is last."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cli = [sys.executable, "-m", "edge.cli", "aggregator"]
+    procs = [subprocess.Popen([*cli, "worker", "--config", str(config), "--id", f"w{i}",
+                               "--state", str(folder / f"w{i}.sqlite")], env=env)
+             for i in range(workers)]
+    time.sleep(1.0)  # the workers' shared subscription exists before any update
+    procs.append(subprocess.Popen([*cli, "run", "--config", str(config)], env=env,
+                                  stdout=subprocess.DEVNULL))
+    return procs
 
 
 def main() -> None:

@@ -81,6 +81,16 @@ def _timed(fn, *args):  # type: ignore[no-untyped-def]
     return out, time.perf_counter() - start
 
 
+def _exchange(stage: Stage, device_call, directive: bytes, take) -> None:  # type: ignore[no-untyped-def]
+    """One device answers ``directive`` (timed as TA time) and the aggregator takes the
+    answer (timed as aggregator time); bytes both ways."""
+    answer, t = _timed(device_call, directive)
+    stage.ta.append(t)
+    stage.up.append(len(answer))
+    stage.down.append(len(directive))
+    stage.agg += _timed(take, answer)[1]
+
+
 @dataclass
 class Fleet:
     """n provisioned simulated TAs (one secure-world process each), their certificates and
@@ -168,19 +178,11 @@ def run_fleet(f: Fleet, dropout: float, round_id: int) -> dict[str, object]:
     st["advertise"].agg += t_setup
     live = sorted(by_id)
     for d in live:
-        adv, t = _timed(by_id[d].secagg_advertise, ticket)
-        st["advertise"].ta.append(t)
-        st["advertise"].up.append(len(adv))
-        st["advertise"].down.append(len(ticket))
-        st["advertise"].agg += _timed(srv.add_advert, adv)[1]
+        _exchange(st["advertise"], by_id[d].secagg_advertise, ticket, srv.add_advert)
     roster, t = _timed(srv.roster)
     st["share"].agg += t
     for d in live:
-        bundle, t = _timed(by_id[d].secagg_share, roster)
-        st["share"].ta.append(t)
-        st["share"].up.append(len(bundle))
-        st["share"].down.append(len(roster))
-        st["share"].agg += _timed(srv.add_shares, bundle)[1]
+        _exchange(st["share"], by_id[d].secagg_share, roster, srv.add_shares)
     for d in live:
         inbox, t = _timed(srv.inbox_for, d)
         st["receive"].agg += t
@@ -196,11 +198,7 @@ def run_fleet(f: Fleet, dropout: float, round_id: int) -> dict[str, object]:
     survivors, t = _timed(srv.survivors)
     st["unmask"].agg += t
     for d in live:
-        rev, t = _timed(by_id[d].secagg_unmask, survivors)
-        st["unmask"].ta.append(t)
-        st["unmask"].up.append(len(rev))
-        st["unmask"].down.append(len(survivors))
-        st["unmask"].agg += _timed(srv.add_reveal, rev)[1]
+        _exchange(st["unmask"], by_id[d].secagg_unmask, survivors, srv.add_reveal)
     (total, u3), t = _timed(srv.result)
     st["unmask"].agg += t
     assert len(u3) == len(live) and total.size == HEAD_IN * HEAD_OUT + HEAD_OUT
