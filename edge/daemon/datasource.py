@@ -22,6 +22,11 @@ from edge.logformat import kv_value
 log = logging.getLogger("edge.daemon")
 MAX_LINE = 1 << 20
 _WARN_FIRST = 5
+# np.load parses each array header with ast.literal_eval, and CPython 3.11's AST
+# constructor keeps its recursion depth in state shared by threads: daemons of one
+# device host scanning their data at the same moment raised "SystemError: AST
+# constructor recursion depth mismatch" (python/cpython#106905). One parse at a time.
+_NPZ_PARSE = threading.Lock()
 
 
 @dataclass
@@ -58,7 +63,7 @@ def load_file(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
     """Samples of one .npz (X, y) or .csv (label last) file: (X, y, rejected rows)."""
     if path.suffix == ".npz":
         try:
-            with np.load(path, allow_pickle=False) as f:
+            with _NPZ_PARSE, np.load(path, allow_pickle=False) as f:
                 x, y = np.asarray(f["X"], np.float32), np.asarray(f["y"])
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise Malformed(f"{path.name}: not an .npz with arrays X and y ({exc})") from None
