@@ -115,14 +115,7 @@ def run_once(folder: Path, n: int, params: int, workers: int) -> float:
             raise RuntimeError(f"the round did not count {n} updates: {rows[-1:]}")
         return float(rows[-1]["closed_at"]) - start
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop(procs)
         broker.stop()
 
 
@@ -173,14 +166,7 @@ def run_secagg(folder: Path, split: demo_data.Split, backbone: demo_data.DemoBac
             params = int(head["W"].size + head["b"].size)
         return rows, params
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop(procs)
         for daemon, stop, thread in boards:
             stop.set()
             thread.join(15)
@@ -205,6 +191,18 @@ def secagg_table(n: int, rounds: int, counts: list[int]) -> None:
         name = "one secagg aggregator" if k == 0 else \
             f"root + {k} worker{'s' if k > 1 else ''}"
         print(f"{name:<34}{seconds:>9.2f}{base / seconds:>19.2f}   {load}")
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every process still running, then SIGKILL what has not exited in 20 s."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def _start_workers_and_root(config: Path, folder: Path, workers: int) \
