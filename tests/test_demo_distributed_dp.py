@@ -8,7 +8,6 @@ import io
 import math
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from edge.aggregator.config import AggregatorConfig
 from edge.aggregator.registry import Registry
 from edge.aggregator.rounds import RoundManager
 from edge.aggregator.store import Store
-from edge.broker import BrokerError, MosquittoBroker
+from edge.broker import MosquittoBroker
 from edge.daemon import daemon as daemon_mod
 from edge.demo import data as demo_data
 from edge.demo.app import DemoOptions, run_demo
@@ -38,16 +37,9 @@ DROP_ROUND = 2
 
 
 @pytest.fixture
-def broker_url(tmp_path: Path) -> Iterator[str]:
-    require_native("host")
-    try:
-        broker = MosquittoBroker(tmp_path / "mosquitto")
-    except BrokerError as exc:
-        pytest.fail(f"{exc} -- the demo test needs a real Mosquitto: run scripts/setup.sh")
-    try:
-        yield broker.url
-    finally:
-        broker.stop()
+def broker_url(mosquitto: MosquittoBroker) -> str:
+    """conftest's Mosquitto (started, and stopped after the test), by its URL."""
+    return mosquitto.url
 
 
 def test_demo_distributed_three_modes_survivor_accounting_and_policy_share(

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import require_native
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from secnet_helpers import Tap
 
 import edge.demo.fleet as demo_fleet
 from edge.aggregator.store import Store
-from edge.broker import BrokerError, MosquittoBroker
+from edge.broker import MosquittoBroker
 from edge.demo import settings
 from edge.demo.app import DemoOptions, run_demo
 from edge.demo.settings import DemoPrivacy
@@ -44,16 +42,9 @@ def no_dp_policy(signer: Ed25519PrivateKey, dp: DemoPrivacy, rounds: int) -> tup
 
 
 @pytest.fixture
-def broker_url(tmp_path: Path) -> Iterator[str]:
-    require_native("host")
-    try:
-        broker = MosquittoBroker(tmp_path / "mosquitto")
-    except BrokerError as exc:
-        pytest.fail(f"{exc} -- the demo test needs a real Mosquitto: run scripts/setup.sh")
-    try:
-        yield broker.url
-    finally:
-        broker.stop()
+def broker_url(mosquitto: MosquittoBroker) -> str:
+    """conftest's Mosquitto (started, and stopped after the test), by its URL."""
+    return mosquitto.url
 
 
 def test_demo_secagg_model_is_the_plain_mean_within_the_quantization_bound(

@@ -6,16 +6,14 @@ Dropouts at every stage, too few survivors, hostile publishers (docs/secagg.md, 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import require_native
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from federation_helpers import Board, Federation, make_fleet
 from secnet_helpers import Tap, die_at, enable_secagg
 
-from edge.broker import BrokerError, MosquittoBroker
+from edge.broker import MosquittoBroker
 from edge.daemon.daemon import Daemon
 from edge.demo.fleet import FLEET
 from edge.formats.package import parse_package
@@ -25,16 +23,9 @@ from edge.protocol import secagg_device_topic
 
 
 @pytest.fixture
-def broker_url(tmp_path: Path) -> Iterator[str]:
-    require_native("host")
-    try:
-        broker = MosquittoBroker(tmp_path / "mosquitto")
-    except BrokerError as exc:
-        pytest.fail(f"{exc} -- the secagg MQTT tests need a real Mosquitto: run scripts/setup.sh")
-    try:
-        yield broker.url
-    finally:
-        broker.stop()
+def broker_url(mosquitto: MosquittoBroker) -> str:
+    """conftest's Mosquitto (started, and stopped after the test), by its URL."""
+    return mosquitto.url
 
 
 def _federation(tmp_path: Path, url: str, devices: int) -> tuple[Federation, Tap]:
