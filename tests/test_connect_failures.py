@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -198,9 +197,7 @@ def test_aggregator_logs_connect_failures_and_stops_on_a_group_sigterm(tmp_path:
     url = f"mqtt://127.0.0.1:{closed_port()}"
     table: dict[str, Any] = config_mapping(tmp_path, url)
     config = tmp_path / "agg.toml"
-    config.write_text("\n".join(
-        f"[{section}]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items())
-        for section, values in table.items()) + "\n")
+    config.write_text(to_toml(table), encoding="utf-8")
     proc, log = start(["--verbose", "aggregator", "run", "--config", str(config)], tmp_path)
     line = wait_line(proc, log, "WARNING", "cannot connect to")
     assert f"aggregator: cannot connect to {url}: Connection refused; retrying in 1 s" in line

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from conftest import require_native
+from federation_helpers import to_toml
 from test_connect_failures import closed_port, daemon_config, start, stop_group, wait_line
 
 from edge.aggregator.simulate import config_mapping
@@ -116,9 +117,7 @@ def test_aggregator_lines(tmp_path: Path, fmt: str) -> None:
     url = f"mqtt://127.0.0.1:{closed_port()}"
     table: dict[str, Any] = config_mapping(tmp_path, url)
     config = tmp_path / "agg.toml"
-    config.write_text("\n".join(
-        f"[{section}]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items())
-        for section, values in table.items()) + "\n")
+    config.write_text(to_toml(table), encoding="utf-8")
     # the noun-level form (`edge aggregator --log-format F --config C`) runs too
     proc, log = start(["--verbose", "aggregator", "--log-format", fmt, "run", "--config",
                        str(config)], tmp_path)
