@@ -5,12 +5,19 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import numpy as np
 import paho.mqtt.client as mqtt
 from federation_helpers import Board
 
+from edge import errors
+from edge.aggregator import AggregatorConfig
+from edge.aggregator.secagg_certs import load_certificates
 from edge.demo.fleet import Fleet
 from edge.demo.fleet import enable_secagg as fleet_secagg
+from edge.formats.ticket import parse_ticket
+from edge.keyfiles import load_private_key, load_public_key
 from edge.mqtt import BrokerSettings, make_client
+from edge.secagg.server import SecAggRound
 
 
 def enable_secagg(fleet: Fleet, *, stage_timeout_s: float = 6.0, **secagg: Any) -> None:
@@ -69,3 +76,35 @@ class Tap:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def single_server_result(config: AggregatorConfig, tap: Tap) -> tuple[np.ndarray, list[bytes]]:
+    """The round replayed through one SecAggRound from every message the tap saw: the
+    result a single secagg aggregator gets from the same adverts, shares, updates and
+    reveals. Every roster, inbox and survivor list published (a re-send too) must be the
+    very bytes this replay signs: Ed25519 signatures are deterministic."""
+    sa = config.secagg
+    assert sa is not None
+    ticket = parse_ticket(tap.on("/ticket")[0][1])
+    registrar = load_public_key(sa.registrar)
+    srv = SecAggRound(sa.params, config.fleet, ticket.round_id, ticket.nonce,
+                      ticket.model_version,
+                      load_certificates(sa.certificates, config.fleet, registrar),
+                      load_private_key(config.aggregator_key), registrar_pub=registrar)
+    for _, p in tap.on("/secagg/advert"):
+        srv.add_advert(p)
+    rosters = {p for _, p in tap.on("/secagg/roster")}
+    assert rosters == {srv.roster()}
+    for _, p in tap.on("/secagg/shares"):
+        srv.add_shares(p)
+    for topic, p in tap.on("/secagg-inbox"):
+        assert srv.inbox_for(bytes.fromhex(topic.split("/")[4])) == p
+    for _, p in tap.on("/update"):  # copies too: the same update again is taken once
+        try:
+            srv.add_masked(p)
+        except errors.SignatureInvalid:
+            continue  # a test's forged copy
+    assert {p for _, p in tap.on("/secagg/survivors")} == {srv.survivors()}
+    for _, p in tap.on("/secagg/reveals"):
+        srv.add_reveal(p)
+    return srv.result()

@@ -27,7 +27,7 @@ import pytest
 from conftest import ROOT, Roles, require_native
 from federation_helpers import Federation, make_fleet, to_toml, wait_for
 from secagg_helpers import NOW, cohort
-from secnet_helpers import Tap, die_at, enable_secagg
+from secnet_helpers import Tap, die_at, enable_secagg, single_server_result
 
 from edge import errors
 from edge.aggregator import AggregatorConfig, fedavg
@@ -40,13 +40,10 @@ from edge.aggregator.cohort import (
 )
 from edge.aggregator.registry import Registry
 from edge.aggregator.rounds import load_head
-from edge.aggregator.secagg_certs import load_certificates
 from edge.aggregator.store import Store
 from edge.broker import BrokerError, MosquittoBroker
 from edge.demo.fleet import FLEET
-from edge.formats.ticket import parse_ticket
 from edge.formats.update import MaskedUpdate, parse_any_update
-from edge.keyfiles import load_private_key, load_public_key
 from edge.secagg.server import SecAggParams, SecAggRound
 
 KEY = bytes(range(32))
@@ -274,37 +271,6 @@ def _delay_masked(board, released: threading.Event) -> None:  # type: ignore[no-
     board.daemon._handle_secagg = later
 
 
-def _single_server(config: AggregatorConfig, tap: Tap) -> tuple[np.ndarray, list[bytes]]:
-    """The round replayed through one SecAggRound from every message the tap saw: the
-    result a single secagg aggregator gets from the same adverts, shares, updates and
-    reveals (the roster, inboxes and survivor list it signs are the very bytes the root
-    published: Ed25519 signatures are deterministic)."""
-    sa = config.secagg
-    assert sa is not None
-    ticket = parse_ticket(tap.on("/ticket")[0][1])
-    registrar = load_public_key(sa.registrar)
-    srv = SecAggRound(sa.params, config.fleet, ticket.round_id, ticket.nonce,
-                      ticket.model_version,
-                      load_certificates(sa.certificates, config.fleet, registrar),
-                      load_private_key(config.aggregator_key), registrar_pub=registrar)
-    for _, p in tap.on("/secagg/advert"):
-        srv.add_advert(p)
-    assert [p for _, p in tap.on("/secagg/roster")] == [srv.roster()]
-    for _, p in tap.on("/secagg/shares"):
-        srv.add_shares(p)
-    for topic, p in tap.on("/secagg-inbox"):
-        assert srv.inbox_for(bytes.fromhex(topic.split("/")[4])) == p
-    for _, p in tap.on("/update"):  # copies too: the same update again is taken once
-        try:
-            srv.add_masked(p)
-        except errors.SignatureInvalid:
-            continue  # the test's forged copy
-    assert [p for _, p in tap.on("/secagg/survivors")] == [srv.survivors()]
-    for _, p in tap.on("/secagg/reveals"):
-        srv.add_reveal(p)
-    return srv.result()
-
-
 def test_secagg_round_through_workers_survives_a_worker_kill_and_redeliveries(
         broker_url: str, tmp_path: Path) -> None:
     """Seven boards, three workers. Four boards seal late (the masked stage stays open);
@@ -384,7 +350,7 @@ def test_secagg_round_through_workers_survives_a_worker_kill_and_redeliveries(
     assert all(_rows(tmp_path / f"{w}.sqlite", 1) for w in ("w1", "w2", "w3"))
     assert set(late) & {d for d, x in _rows(tmp_path / "w1.sqlite", 1)}, \
         "no late update waited in w1's session"
-    total, survivors = _single_server(config, tap)
+    total, survivors = single_server_result(config, tap)
     assert sorted(survivors) == sorted(devices)
     sa = config.secagg
     assert sa is not None

@@ -1,9 +1,11 @@
 """The aggregator's secure-aggregation settings, the verifier's mode rule, and a restart
-during a secagg round (no MQTT: the RoundManager over its store)."""
+during a secagg round (no MQTT: the RoundManager over its store; with real processes and a
+SIGKILL at each stage: tests/test_secagg_resume.py)."""
 
 from __future__ import annotations
 
 import copy
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -106,10 +108,31 @@ def test_masked_updates_only_in_a_secagg_round() -> None:
         assert exc.value.refusal == "wrong-mode"
 
 
-def test_restart_abandons_a_secagg_round_and_the_next_has_fresh_keys(
+def test_restart_resumes_a_secagg_round_from_its_record(fleet) -> None:  # type: ignore[no-untyped-def]
+    """A restarted aggregator continues the open secagg round (docs/secagg.md, "Crash
+    safety"): same round, same nonce, the same tickets re-sent to devices not yet heard."""
+    cfg = AggregatorConfig.from_mapping(fleet.aggregator)
+    with Store(cfg.state) as store:
+        registry = Registry(store)
+        for rec in fleet.records:
+            registry.enroll(rec)
+        first = RoundManager(cfg, store, registry)
+        tickets = first.open_next()
+        assert len(tickets) == 5 and first.secagg is not None
+
+        again = RoundManager(cfg, store, registry)  # the restarted process
+        assert again.open_round is not None and again.open_round.round_id == 1
+        assert again.secagg is not None and again.secagg.stage == "advert"
+        assert again.secagg.srv.binding == first.secagg.srv.binding
+        assert sorted(again.missing_tickets()) == sorted(tickets)
+        assert store.metrics_lines() == []
+
+
+def test_secagg_round_of_an_older_release_is_abandoned_with_its_reason(
         fleet, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
-    """A killed aggregator loses nothing and counts nothing twice: the secagg round in
-    flight is recorded failed with its reason, and the next round has a new nonce."""
+    """A database of a release that kept secagg rounds in memory only (no secagg tables)
+    opens, migrated; its open secagg round cannot resume (nothing of it was recorded): it is
+    recorded failed with the reason, and the next round has a new nonce."""
     cfg = AggregatorConfig.from_mapping(fleet.aggregator)
     store = Store(cfg.state)
     try:
@@ -117,18 +140,23 @@ def test_restart_abandons_a_secagg_round_and_the_next_has_fresh_keys(
         for rec in fleet.records:
             registry.enroll(rec)
         first = RoundManager(cfg, store, registry)
-        tickets = first.open_next()
-        assert len(tickets) == 5 and first.secagg is not None
-        t1 = parse_ticket(tickets[0][1])
+        t1 = parse_ticket(first.open_next()[0][1])
         assert t1.update_mode == UpdateMode.SECAGG
-
-        again = RoundManager(cfg, store, registry)  # the restarted process
+    finally:
+        store.close()
+    with sqlite3.connect(cfg.state) as db:  # the older release's schema
+        for table in ("secagg_rounds", "secagg_messages", "secagg_masked", "worker_refusals"):
+            db.execute(f"DROP TABLE {table}")
+    store = Store(cfg.state)
+    try:
+        again = RoundManager(cfg, store, Registry(store))
         assert again.open_round is None and again.secagg is None
         row = store.metrics_lines()[-1]
-        assert '"failed": true' in row and "abandoned" in row
+        assert '"failed": true' in row and "kept secagg rounds in memory only" in row
         assert store.latest_checkpoint().version == 1  # type: ignore[union-attr]
         t2 = parse_ticket(again.open_next()[0][1])
         assert t2.round_id == t1.round_id + 1 and t2.nonce != t1.nonce
+        assert store.secagg_round(t2.round_id) is not None  # the migrated tables are used
     finally:
         store.close()
     path = tmp_path / "agg.toml"

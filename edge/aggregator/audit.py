@@ -10,6 +10,7 @@ is only counted (in ``refusal_counts``), so the audit log stays bounded and the 
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,12 +81,18 @@ class RefusalLedger:
         n, _ = self._counts.get((key, topic, refusal), (0, at))
         self._counts[(key, topic, refusal)] = (n + 1, at)
 
-    def flush(self) -> int:
-        """Commit every pending refusal in one transaction; returns how many."""
+    def flush(self, also: Callable[[sqlite3.Connection], None] | None = None) -> int:
+        """Commit every pending refusal in one transaction, with what ``also`` writes in it;
+        returns how many refusals."""
         if not self._rows and not self._counts:
+            if also is not None:
+                with self.store.transaction() as db:
+                    also(db)
             return 0
         rows, counts = self._rows, self._counts
         with self.store.transaction() as db:
+            if also is not None:
+                also(db)
             for r in rows:
                 self.store.audit(db, round_id=r.round_id, device_id=r.device_id, topic=r.topic,
                                  refusal=r.refusal, reason=r.reason, update_id=None, at=r.at)

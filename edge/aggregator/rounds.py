@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.errors import ConfigError, EdgeError
+from edge.errors import ConfigError, EdgeError, StateError
 from edge.formats.device import DeviceRecord
 from edge.formats.package_builder import Release, build_package, head_plaintext
 from edge.formats.secagg import fleet_id
-from edge.formats.ticket import NONCE_SIZE, build_ticket, parse_ticket
+from edge.formats.ticket import NONCE_SIZE, RoundTicket, build_ticket, parse_ticket
 from edge.keyfiles import load_private_key, load_public_key
 from edge.protocol import (
     OFFLINE,
@@ -240,10 +240,12 @@ class RoundManager:
         first = parse_ticket(next(iter(tickets.values())))
         secagg = first.update_mode == UpdateMode.SECAGG
         if secagg and (self._secagg is None or self._secagg.round_id != r.round_id):
-            self._abandon(r, "abandoned: the aggregator restarted during this secure-"
-                          "aggregation round (its masks live in memory only; the next round "
-                          "starts with fresh keys)")
-            return
+            try:
+                self._secagg = self._resume_secagg(r, first, sorted(tickets))
+            except (EdgeError, UpdateRefused) as exc:
+                self._abandon(r, f"abandoned: the aggregator restarted during this secure-"
+                              f"aggregation round and cannot resume it: {exc}")
+                return
         self._view = RoundView(r.round_id, r.nonce, r.model_version, params, r.update_clip,
                                frozenset(tickets), first.noise_multiplier, first.example_clip,
                                first.package_id, secagg)
@@ -251,6 +253,42 @@ class RoundManager:
         total = r.sum if r.sum is not None else np.zeros(params, dtype=np.float64)
         self._running = fedavg.RunningSum(total, r.weight, r.count)
         self._scratch = np.empty(params, dtype=np.float64)
+
+    def _resume_secagg(self, r: OpenRound, ticket: RoundTicket,
+                       cohort: list[bytes]) -> SecAggStages:
+        """The open secagg round rebuilt from the store, at the stage it was in (a restart).
+
+        EdgeError names why it cannot be: opened by a release that kept secagg rounds in
+        memory only, settings that no longer match its tickets, or a record that does not
+        replay (each message is verified again)."""
+        sa = self.config.secagg
+        if sa is None or self.registrar_pub is None:
+            raise ConfigError("the configuration no longer enables secure aggregation")
+        rec = self.store.secagg_round(r.round_id)
+        if rec is None:
+            raise StateError("it was opened by a release that kept secagg rounds in memory "
+                             "only (nothing of it is recorded)")
+        p = sa.params
+        if (p.t, p.k, p.cohort, p.scale_log2) != (
+                ticket.secagg_threshold, ticket.secagg_neighbours, ticket.secagg_cohort,
+                ticket.secagg_scale_log2):
+            raise ConfigError(f"[secagg] t, k, cohort or scale changed since its tickets "
+                              f"(t={ticket.secagg_threshold}, k={ticket.secagg_neighbours}, "
+                              f"cohort={ticket.secagg_cohort}, "
+                              f"scale=2^{ticket.secagg_scale_log2})")
+        st = SecAggStages(sa, self.config.fleet, r.round_id, r.nonce, r.model_version, cohort,
+                          rec.certificates, self.aggregator_key, self.registrar_pub,
+                          self.clock)
+        masked = (rec.masked_sum, rec.masked) if rec.masked_sum is not None else None
+        # The stage still awaited gets a whole stage from now: its directive may not have
+        # reached the devices before the kill, and it is sent again after the reconnect.
+        st.replay(rec.messages, rec.stage, masked, from_workers=self.config.workers_key
+                  is not None, ended=rec.ended,
+                  deadline=max(rec.deadline, self.clock() + sa.stage_timeout_s))
+        log.info("secagg round %d resumed at the %s stage: %d message(s) and %d masked "
+                 "update(s) replayed from %s", r.round_id, st.stage, len(rec.messages),
+                 len(rec.masked), self.store.path)
+        return st
 
     def _abandon(self, r: OpenRound, reason: str) -> None:
         """Record an open round failed (nothing of it counts) and load no round."""
@@ -281,8 +319,23 @@ class RoundManager:
         return Outcome(True, None, "accepted", dev)
 
     def secagg_advance(self) -> list[tuple[str, bytes]]:
-        """Directives to publish now that a stage ended (roster, inboxes, survivors)."""
-        return [] if self._secagg is None else self._secagg.advance()
+        """Directives to publish now that a stage ended (roster, inboxes, survivors).
+
+        The stage reached is committed before they are returned (with what was taken and
+        not yet committed): a restart continues there and never signs a second, different
+        roster or survivor list for the round."""
+        st = self._secagg
+        if st is None:
+            return []
+        before = st.stage
+        out = st.advance()
+        if st.stage != before and st.stage != "failed":
+            assert self._round is not None
+            self.commit()
+            with self.store.transaction() as db:
+                self.store.set_secagg_stage(db, self._round.round_id, st.stage, st.deadline,
+                                            st.ended)
+        return out
 
     def missing_tickets(self) -> list[tuple[str, bytes]]:
         """The open round's tickets of devices whose update is not accepted yet, to re-send;
@@ -437,13 +490,18 @@ class RoundManager:
         r = OpenRound(round_id, cp.version, nonce, issued, deadline,
                       float(np.float32(dp.update_clip)), len(cohort) / len(enrolled),
                       dp.central_noise_multiplier, "open", now, None, 0.0, 0)
-        with self.store.transaction() as db:
-            self.store.insert_round(db, r, tickets)
+        stages = None
         if sa is not None:
             assert self.registrar_pub is not None
-            self._secagg = SecAggStages(sa, self.config.fleet, round_id, nonce, cp.version,
-                                        cohort, certs, self.aggregator_key, self.registrar_pub,
-                                        self.clock)
+            stages = SecAggStages(sa, self.config.fleet, round_id, nonce, cp.version,
+                                  cohort, certs, self.aggregator_key, self.registrar_pub,
+                                  self.clock)
+        with self.store.transaction() as db:
+            self.store.insert_round(db, r, tickets)
+            if stages is not None:
+                self.store.add_secagg_round(db, round_id, {d: certs[d] for d in cohort},
+                                            stages.deadline)
+        self._secagg = stages
         self._load_open()
         log.info("round %d opened: model v%d, cohort of %d of %d live devices (%d enrolled), "
                  "deadline in %.0f s", round_id, cp.version, len(cohort), len(devices),
@@ -475,7 +533,7 @@ class RoundManager:
         except UpdateRefused as refused:
             return self._refused(topic, refused)
         if isinstance(acc, AcceptedMasked):
-            # Summed in memory only: a restart abandons the round (nothing counts twice).
+            # In the round's masked sum; ``commit`` makes it durable with its contributor.
             return Outcome(True, None, "accepted", acc.device_id)
         assert self._round is not None and self._running is not None
         batch = self._batch
@@ -530,15 +588,23 @@ class RoundManager:
     def worker_refusals(self, round_id: int, worker: str,
                         refusals: Sequence[WorkerRefusal]) -> None:
         """Record refusals a cohort worker named in the audit table, as if the root had
-        refused those messages itself (the reason says which worker did)."""
-        for r in refusals:
+        refused those messages itself (the reason says which worker did).
+
+        ``refusals`` is every refusal the worker named for the round so far (its partials
+        repeat them): those recorded already, by this process or before a restart, are
+        skipped, and the count recorded commits with the new audit rows."""
+        recorded = self.store.worker_refusals_recorded(round_id).get(worker, 0)
+        if len(refusals) <= recorded:
+            return
+        for r in refusals[recorded:]:
             stored = self.ledger.record(round_id=round_id, device_id=r.device_id,
                                         topic=r.topic, refusal=r.refusal,
                                         reason=f"worker {worker}: {r.reason}"[:1000])
             log.log(logging.WARNING if stored else logging.DEBUG,
                     "worker %s refused a message on %s: %s: %s", worker, r.topic, r.refusal,
                     r.reason)
-        self.ledger.flush()
+        self.ledger.flush(also=lambda db: self.store.set_worker_refusals(
+            db, round_id, worker, len(refusals)))
 
     def apply_cohort(self, combined: Combined) -> int:
         """A root's commit: the round's running sum becomes the workers' combined sum, and
@@ -551,7 +617,14 @@ class RoundManager:
             if not combined.masked:
                 return 0
             covered = {d: c.update_id for d, c in combined.contributions.items()}
-            return len(covered) if self._secagg.take_cohort_sum(combined.total, covered) else 0
+            if not self._secagg.take_cohort_sum(combined.total, covered):
+                return 0
+            # Durable before the partial that made it is acknowledged: a restarted root
+            # resumes the round with it (and with the newer partials the broker keeps).
+            with self.store.transaction() as db:
+                self.store.set_secagg_masked(db, self._round.round_id, combined.total,
+                                             covered, replace=True)
+            return len(covered)
         if combined.masked:
             return 0
         new = [c for d, c in sorted(combined.contributions.items()) if d not in self._accepted]
@@ -578,6 +651,24 @@ class RoundManager:
         """
         batch, self._batch = self._batch, None
         presence, self._presence_rows = self._presence_rows, {}
+        if self._secagg is not None:
+            assert self._round is not None
+            messages, total, masked = self._secagg.staged()
+            if messages or masked or presence:
+                try:
+                    with self.store.transaction() as db:
+                        for device_id, (status, at) in presence.items():
+                            self.store.set_presence(db, device_id, status, at)
+                        self.store.add_secagg_messages(db, self._round.round_id, messages)
+                        if total is not None:
+                            self.store.set_secagg_masked(db, self._round.round_id, total,
+                                                         masked, replace=False)
+                except BaseException:
+                    # Taken in memory, not durable (nor acknowledged): back to the record.
+                    self._secagg = None
+                    self._load_open()
+                    raise
+                presence = {}
         if presence and batch is None:
             with self.store.transaction() as db:
                 for device_id, (status, at) in presence.items():

@@ -6,9 +6,12 @@ each stage ending when every device still in the round has answered or when its
 deadline passes (those that did not answer are dropouts). It holds no connection:
 ``take`` receives a device's message, ``advance`` returns what to publish.
 
-Its state lives in memory only: an aggregator restarted during a secagg round
-abandons it (RoundManager records it failed) and the next round starts with fresh
-keys and a fresh nonce, so no mask is ever reused (docs/secagg.md, "Over MQTT").
+What it takes is handed to the caller for durable commit (``staged``) before the
+messages are acknowledged, and each stage it reaches is recorded before that stage's
+directive goes out (RoundManager): an aggregator restarted during a secagg round
+``replay``s that record and continues at the stage it was in, with the very directives
+it signed before (Ed25519 signatures and the neighbour graph are deterministic)
+(docs/secagg.md, "Crash safety").
 """
 
 from __future__ import annotations
@@ -20,10 +23,15 @@ from collections.abc import Callable, Mapping
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge.errors import EdgeError, TooFewSurvivors
+from edge.errors import BadState, EdgeError, TooFewSurvivors
 from edge.formats.envelope import Kind, parse_envelope
 from edge.formats.secagg import ADVERT_SIZE, MAX_REVEALS_SIZE, MAX_SHARES_SIZE
-from edge.protocol import secagg_fleet_topic, secagg_from_device_topic, secagg_inbox_topic
+from edge.protocol import (
+    secagg_device_topic,
+    secagg_fleet_topic,
+    secagg_from_device_topic,
+    secagg_inbox_topic,
+)
 from edge.secagg.server import SecAggRound
 
 from .config import SecAggSettings
@@ -65,6 +73,11 @@ class SecAggStages:
         self._cohort_sum: tuple[np.ndarray, dict[bytes, bytes]] | None = None
         self._directive: bytes | None = None  # the current stage's roster or survivor list
         self._online: set[bytes] = set()  # came (back) online since the last advance
+        # Device messages taken, by (stage, device): a redelivered copy changes nothing.
+        self._taken: dict[tuple[str, bytes], bytes] = {}
+        # Taken since the last ``staged``: messages, and masked updates (device -> id).
+        self._new: list[tuple[str, bytes, bytes]] = []
+        self._new_masked: dict[bytes, bytes] = {}
 
     # -- messages ------------------------------------------------------------------
     def take(self, topic: str, payload: bytes) -> bytes:
@@ -83,6 +96,10 @@ class SecAggStages:
             raise UpdateRefused("topic-mismatch", f"secagg {what}: signer key id "
                                 f"{env.signer_key_id.hex()} is not the device of the topic",
                                 device_id=device_id)
+        if self._taken.get((what, device_id)) == payload:
+            # The broker's redelivery of a message taken (and committed) already, maybe
+            # after its stage ended (a restart between commit and acknowledgement).
+            return device_id
         if self.stage != what:
             raise UpdateRefused("bad-state", f"secagg {what} of round {self.round_id} while "
                                 f"the round is at the {self.stage} stage", device_id=device_id)
@@ -96,6 +113,9 @@ class SecAggStages:
         self._awaited.discard(dev)
         if what == "shares":
             self._shared.add(dev)
+        if (what, dev) not in self._taken:
+            self._taken[(what, dev)] = payload
+            self._new.append((what, dev, payload))
         return dev
 
     def add_masked(self, payload: bytes, device_id: bytes) -> None:
@@ -109,7 +129,50 @@ class SecAggStages:
             raise UpdateRefused(exc.refusal, f"masked update: {exc}", device_id=device_id) \
                 from None
         self._awaited.discard(device_id)
-        self._masked.add(device_id)
+        if device_id not in self._masked:
+            self._masked.add(device_id)
+            self._new_masked[device_id] = self.srv.masked_ids()[device_id]
+
+    def staged(self) -> tuple[list[tuple[str, bytes, bytes]], np.ndarray | None,
+                              dict[bytes, bytes]]:
+        """What was taken since the last call, for the caller's commit: device messages
+        (stage, device id, payload), and if masked updates were added, the masked sum mod
+        2^32 with them and the devices they came from (device id -> update id)."""
+        new, self._new = self._new, []
+        masked, self._new_masked = self._new_masked, {}
+        return new, (self.srv.masked_sum() if masked else None), masked
+
+    def replay(self, messages: list[tuple[str, bytes, bytes]], reached: str,
+               masked: tuple[np.ndarray, dict[bytes, bytes]] | None, *, from_workers: bool,
+               ended: Mapping[str, float], deadline: float) -> None:
+        """Rebuild this (new) round from its durable record: the device messages taken
+        (each verified again), the masked sum with its contributors (a root's: its workers'
+        combination), and the stage ``reached``, whose stages before it are ended again as
+        they were. EdgeError (or UpdateRefused) if the record does not replay."""
+        by_stage: dict[str, list[tuple[str, bytes]]] = {}
+        for what, dev, payload in messages:
+            by_stage.setdefault(what, []).append(
+                (secagg_device_topic(self.fleet, dev, what), payload))
+        for stage in STAGES[:4]:
+            if stage == "masked" and masked is not None:
+                if from_workers:
+                    if not self.take_cohort_sum(*masked):
+                        raise BadState(f"secagg round {self.round_id}: the recorded cohort "
+                                       "sum does not fit the recorded shares")
+                else:
+                    self.srv.add_masked_sum(*masked)
+                    self._masked = set(masked[1])
+                    self._awaited -= self._masked
+            for topic, payload in by_stage.get(stage, []):
+                self.take(topic, payload)
+            if stage == reached:
+                break
+            self._next()
+            if self.stage != STAGES[STAGES.index(stage) + 1]:
+                raise BadState(f"secagg round {self.round_id}: the recorded {stage} stage "
+                               f"does not replay ({self.reason})")
+        self._new, self._new_masked = [], {}
+        self.ended, self.deadline = dict(ended), deadline
 
     @property
     def maskers(self) -> list[bytes] | None:

@@ -115,9 +115,6 @@ class Aggregator:
             if config.workers_key is not None else None
         self._combiner: Combiner | None = None
         self._drops_sent: set[tuple[int, str, bytes]] = set()
-        # Per (round, worker): how many of its named refusals are in the audit table. In
-        # memory: a root restarted mid-round records that round's again.
-        self._refusals_seen: dict[tuple[int, str], int] = {}
         self._subscription = update_subscription(config.fleet) if self.cohort_key is None \
             else sum_subscription(config.fleet)
         self._presence = status_subscription(config.fleet)
@@ -434,10 +431,13 @@ class Aggregator:
                         return
                     continue
                 if mqtt.topic_matches_sub(self._secagg_sub, msg.topic):
-                    # Held in memory only (a restart abandons a secagg round): ack at once.
+                    # Committed with the batch (the message, or its refusal), acked after it.
+                    if not batch:
+                        first = time.monotonic()
                     self.rounds.secagg_message(msg.topic, bytes(msg.payload))
-                    self.rounds.ledger.flush()
-                    client.ack(msg.mid, msg.qos)
+                    batch.append((msg.mid, msg.qos))
+                    if len(batch) >= BATCH:
+                        self._commit(client, batch)
                     continue
                 if not mqtt.topic_matches_sub(self._subscription, msg.topic):
                     # amqtt may hand a resumed session messages it never subscribed to
@@ -486,12 +486,8 @@ class Aggregator:
             return
         combiner = self._combiner
         if combiner is not None and combiner.add(partial):
-            seen = self._refusals_seen.get((combiner.round_id, partial.worker), 0)
-            if len(partial.refusals) > seen:
-                self.rounds.worker_refusals(combiner.round_id, partial.worker,
-                                            partial.refusals[seen:])
-                self._refusals_seen[(combiner.round_id, partial.worker)] = \
-                    len(partial.refusals)
+            # Each partial repeats the worker's refusals: the store knows which are recorded.
+            self.rounds.worker_refusals(combiner.round_id, partial.worker, partial.refusals)
             for worker, devices in combiner.drops().items():
                 new = [d for d in devices
                        if (combiner.round_id, worker, d) not in self._drops_sent]

@@ -68,6 +68,18 @@ CREATE TABLE IF NOT EXISTS device_names (device_id BLOB PRIMARY KEY, name TEXT N
 CREATE TABLE IF NOT EXISTS refusal_counts (
     round_id INTEGER NOT NULL, topic TEXT NOT NULL, refusal TEXT NOT NULL,
     count INTEGER NOT NULL, last_at REAL NOT NULL, PRIMARY KEY (round_id, topic, refusal));
+CREATE TABLE IF NOT EXISTS secagg_rounds (
+    round_id INTEGER PRIMARY KEY, certificates TEXT NOT NULL, stage TEXT NOT NULL,
+    deadline REAL NOT NULL, ended TEXT NOT NULL, masked_sum BLOB);
+CREATE TABLE IF NOT EXISTS secagg_messages (
+    round_id INTEGER NOT NULL, stage TEXT NOT NULL, device_id BLOB NOT NULL,
+    payload BLOB NOT NULL, PRIMARY KEY (round_id, stage, device_id));
+CREATE TABLE IF NOT EXISTS secagg_masked (
+    round_id INTEGER NOT NULL, device_id BLOB NOT NULL, update_id BLOB NOT NULL,
+    PRIMARY KEY (round_id, device_id));
+CREATE TABLE IF NOT EXISTS worker_refusals (
+    round_id INTEGER NOT NULL, worker TEXT NOT NULL, recorded INTEGER NOT NULL,
+    PRIMARY KEY (round_id, worker));
 """
 
 
@@ -88,6 +100,21 @@ class OpenRound:
     sum: np.ndarray | None
     weight: float
     count: int
+
+
+@dataclass(frozen=True)
+class SecAggRecord:
+    """What is durable of a secagg round: the cohort's certificates, the stage reached, its
+    deadline and the stages' end times, every device message taken (stage, device id,
+    payload; in order), and the masked sum mod 2^32 with its contributors."""
+
+    certificates: dict[bytes, bytes]
+    stage: str
+    deadline: float
+    ended: dict[str, float]
+    messages: list[tuple[str, bytes, bytes]]
+    masked_sum: np.ndarray | None
+    masked: dict[bytes, bytes]
 
 
 @dataclass(frozen=True)
@@ -316,6 +343,70 @@ class Store:
         steps, total steps, noise multiplier) each (for the views), in ``db``'s transaction."""
         db.executemany("INSERT INTO update_steps VALUES (?, ?, ?, ?, ?)",
                        [(round_id, *row) for row in rows])
+
+    # secure aggregation (docs/secagg.md, "Crash safety")
+    def add_secagg_round(self, db: sqlite3.Connection, round_id: int,
+                         certificates: dict[bytes, bytes], deadline: float) -> None:
+        """Record a new secagg round at its advert stage, with its cohort's certificates."""
+        certs = json.dumps({d.hex(): c.hex() for d, c in sorted(certificates.items())})
+        db.execute("INSERT INTO secagg_rounds VALUES (?, ?, 'advert', ?, '{}', NULL)",
+                   (round_id, certs, deadline))
+
+    def secagg_round(self, round_id: int) -> SecAggRecord | None:
+        """The durable record of a secagg round, or None (opened by an older release)."""
+        row = self._one("SELECT certificates, stage, deadline, ended, masked_sum FROM "
+                        "secagg_rounds WHERE round_id = ?", (round_id,))
+        if row is None:
+            return None
+        certs, stage, deadline, ended, blob = row
+        messages = [(str(st), bytes(d), bytes(p)) for st, d, p in self._all(
+            "SELECT stage, device_id, payload FROM secagg_messages WHERE round_id = ? "
+            "ORDER BY rowid", (round_id,))]
+        masked = {bytes(d): bytes(u) for d, u in self._all(
+            "SELECT device_id, update_id FROM secagg_masked WHERE round_id = ?", (round_id,))}
+        return SecAggRecord(
+            {bytes.fromhex(d): bytes.fromhex(c) for d, c in json.loads(certs).items()},
+            str(stage), float(deadline), {str(k): float(v) for k, v in json.loads(ended).items()},
+            messages, None if blob is None else np.frombuffer(blob, dtype="<u4").copy(), masked)
+
+    def add_secagg_messages(self, db: sqlite3.Connection, round_id: int,
+                            rows: list[tuple[str, bytes, bytes]]) -> None:
+        """Record taken device messages, (stage, device id, payload) each; one per device and
+        stage (a redelivered copy of a recorded one changes nothing)."""
+        db.executemany("INSERT OR IGNORE INTO secagg_messages VALUES (?, ?, ?, ?)",
+                       [(round_id, st, d, p) for st, d, p in rows])
+
+    def set_secagg_masked(self, db: sqlite3.Connection, round_id: int, total: np.ndarray,
+                          contributors: dict[bytes, bytes], *, replace: bool) -> None:
+        """Record the round's masked sum mod 2^32 and the devices in it (device id -> update
+        id): ``contributors`` are added to the recorded ones, or replace them (a root's
+        newest combination of its workers' sums)."""
+        if replace:
+            db.execute("DELETE FROM secagg_masked WHERE round_id = ?", (round_id,))
+        db.executemany("INSERT INTO secagg_masked VALUES (?, ?, ?)",
+                       [(round_id, d, u) for d, u in contributors.items()])
+        cur = db.execute("UPDATE secagg_rounds SET masked_sum = ? WHERE round_id = ?",
+                         (np.ascontiguousarray(total, dtype="<u4").tobytes(), round_id))
+        if cur.rowcount != 1:
+            raise StateError(f"{self._what}: secagg round {round_id} is not recorded")
+
+    def set_secagg_stage(self, db: sqlite3.Connection, round_id: int, stage: str,
+                         deadline: float, ended: dict[str, float]) -> None:
+        """Record the stage a secagg round reached (before its directive goes out)."""
+        db.execute("UPDATE secagg_rounds SET stage = ?, deadline = ?, ended = ? "
+                   "WHERE round_id = ?", (stage, deadline, json.dumps(ended), round_id))
+
+    # a root's workers
+    def worker_refusals_recorded(self, round_id: int) -> dict[str, int]:
+        """How many of each worker's named refusals of a round are in the audit table."""
+        return {str(w): int(n) for w, n in self._all(
+            "SELECT worker, recorded FROM worker_refusals WHERE round_id = ?", (round_id,))}
+
+    def set_worker_refusals(self, db: sqlite3.Connection, round_id: int, worker: str,
+                            recorded: int) -> None:
+        """Record how many of a worker's named refusals of a round are audited (with them)."""
+        db.execute("INSERT INTO worker_refusals VALUES (?, ?, ?) ON CONFLICT (round_id, worker) "
+                   "DO UPDATE SET recorded = excluded.recorded", (round_id, worker, recorded))
 
     def device_activity(self) -> list[dict[str, Any]]:
         """Per enrolled device: enrollment, tickets, accepted updates, steps, last refusal."""

@@ -337,6 +337,16 @@ class SecAggRound:
         for dev, uid in covered.items():
             self._devices[dev].masked_digest = bytes(uid)
 
+    def masked_ids(self) -> dict[bytes, bytes]:
+        """The devices whose masked update is in the sum: device id -> update id."""
+        return {dev: d.masked_digest for dev, d in self._devices.items()
+                if d.masked_digest is not None}
+
+    def masked_sum(self) -> np.ndarray | None:
+        """A copy of the masked words' sum mod 2^32 (None before the first), to persist:
+        masked like every word in it, it tells no more than the updates it sums."""
+        return None if self._sum is None else self._sum.copy()
+
     # -- stage 4: unmasking ----------------------------------------------------------
     def survivors(self) -> bytes:
         """The signed survivor list U3 (fixed on first call); ``TooFewSurvivors`` when some
