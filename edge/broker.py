@@ -227,6 +227,9 @@ class MosquittoBroker:
             f"max_queued_messages {MAX_QUEUED_MESSAGES}",
             "max_queued_bytes 0",
             f"max_inflight_messages {MAX_INFLIGHT_MESSAGES}",
+            # Nagle off, as in the clients (edge.mqtt): a packet written after a PUBACK
+            # would wait for the client's delayed ACK.
+            "set_tcp_nodelay true",
             "persistence true",
             f"persistence_location {self.workdir.resolve()}/",
             # Save after every change (queued message, subscription, retained message).

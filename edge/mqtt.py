@@ -7,9 +7,11 @@ back to the deprecated VERSION1 callbacks otherwise).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import secrets
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Mapping
@@ -185,6 +187,18 @@ def describe_connect_error(exc: BaseException | None) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _no_delay(_client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+    """Send each MQTT packet at once (TCP_NODELAY).
+
+    A client writes small packets (PUBACKs) that the broker never answers, so their TCP
+    ACKs are delayed (up to 40 ms on Linux); with Nagle's algorithm on, the client's next
+    write then waits for that ACK. Measured: a published model reached the broker 20-35 ms
+    late, most of a 10-device round.
+    """
+    with contextlib.suppress(OSError, AttributeError):  # a unix socket has no Nagle
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class Client(mqtt.Client):
     """paho's client, keeping why a connection attempt failed and when it will retry.
 
@@ -201,6 +215,7 @@ class Client(mqtt.Client):
         self._failures = 0
         self._on_failure = on_failure
         self.on_connect_fail = self._connect_failed
+        self.on_socket_open = _no_delay
 
     def reconnect(self) -> mqtt.MQTTErrorCode:
         """paho's reconnect, remembering the error of a failed attempt."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from federation_helpers import (
 )
 
 from edge import protocol
-from edge.broker import BrokerError
+from edge.broker import BrokerError, MosquittoBroker
 from edge.errors import ConfigError
 from edge.mqtt import BrokerSettings, client_id, make_client, read_password
 
@@ -72,6 +73,26 @@ def test_client_is_mqtt311_with_version2_callbacks() -> None:
     assert c.protocol == mqtt.MQTTv311
     assert c.callback_api_version == mqtt.CallbackAPIVersion.VERSION2
     assert c._client_id == b"id-1"
+
+
+def _nagle_off(c: mqtt.Client) -> bool:
+    sock = c.socket()
+    assert sock is not None, "not connected"
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+def test_clients_send_without_nagle(mosquitto: MosquittoBroker) -> None:
+    """A packet written after a PUBACK must not wait for the broker's delayed ACK: both
+    ends turn Nagle's algorithm off (a 10-device round was a third slower with it on)."""
+    s = BrokerSettings.from_url(mosquitto.url)
+    c = make_client(s, "nodelay", clean_session=True)
+    c.connect(s.host, s.port)
+    try:
+        assert _nagle_off(c)
+    finally:
+        c.disconnect()
+    assert "set_tcp_nodelay true" in mosquitto.config_file.read_text()
+    assert "\nset_tcp_nodelay true\n" in (DEPLOY / "conf.d" / "edge.conf").read_text()
 
 
 def test_client_id_is_the_user_name_or_unguessable(tmp_path: Path) -> None:
@@ -132,6 +153,7 @@ def test_deployed_config_tls_passwords_and_acl(deployed: Deployed) -> None:
                      [protocol.ticket_topic(fleet, DEV_A), protocol.ticket_topic(fleet, DEV_B),
                       protocol.model_topic(fleet)], a_got)
     try:
+        assert _nagle_off(agg) and _nagle_off(dev)  # over TLS too
         # Device A: its own update passes; B's update topic and the model topic are denied.
         for topic in (protocol.update_topic(fleet, DEV_B), protocol.model_topic(fleet),
                       protocol.update_topic(fleet, DEV_A)):
