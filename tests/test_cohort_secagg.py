@@ -363,6 +363,73 @@ def test_secagg_round_through_workers_survives_a_worker_kill_and_redeliveries(
     np.testing.assert_array_equal(cp.b, b)
 
 
+def _count(db: Path, sql: str) -> int:
+    """One number of a process's database (-1 while it cannot be read)."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            row = con.execute(sql).fetchone()
+    except sqlite3.Error:
+        return -1
+    return -1 if row is None or row[0] is None else int(row[0])
+
+
+def test_secagg_round_through_workers_resumes_after_a_root_sigkill(
+        broker_url: str, tmp_path: Path) -> None:
+    """Five boards, two workers; the last board seals late. Once the root recorded the
+    workers' combined masked sum of the other four, it is SIGKILLed; the late board seals
+    while it is down; the restarted root resumes the round at the masked stage (its stages
+    replayed from its database, the workers' retained partials delivered again) and closes
+    it with all five: the model is the single-server result of the same messages."""
+    n = 5
+    fleet, config, path = _secagg_fleet(tmp_path, broker_url, n, stage_timeout_s=300.0)
+    fed = Federation(fleet)
+    released = threading.Event()
+    _delay_masked(fed.boards[-1], released)
+    procs = Processes(tmp_path, path)
+    tap = Tap(broker_url, FLEET)
+    initial_w, initial_b = load_head(config.initial_head)
+    try:
+        for w in ("w1", "w2"):
+            procs.start(w)
+        fed.start_boards()
+        root = procs.start("root")
+        wait_for(lambda: _count(config.state, "SELECT count(*) FROM secagg_masked "
+                                "WHERE round_id = 1") >= n - 1, timeout=180,
+                 what="the root to record the masked sum of four boards")
+        root.send_signal(signal.SIGKILL)
+        root.wait(10)
+        released.set()
+        wait_for(lambda: len({p for _, p in tap.on("/update")}) == n, timeout=120,
+                 what="the late board's masked update")
+        root = procs.start("root")
+        assert root.wait(240) == 0, procs.log("root")
+        assert "secagg round 1 resumed at the masked stage" in procs.log("root")
+    finally:
+        released.set()
+        procs.close()
+        tap.close()
+        fed.close()
+    with Store(config.state) as store:
+        states = store.round_counts()
+        cp = store.latest_checkpoint()
+        metrics = store.metrics_rows()
+        audit = store.audit_rows()
+    assert states == {"closed": 1}, metrics
+    assert metrics[0]["participants"] == n and audit == [], (metrics, audit)
+    assert len({p for _, p in tap.on("/secagg/survivors")}) == 1
+    total, survivors = single_server_result(config, tap)
+    assert sorted(survivors) == sorted(_device_ids(fleet))
+    sa = config.secagg
+    assert sa is not None
+    mean = fedavg.aggregate_masked(total, n, central_noise=0.0,
+                                   update_clip=config.dp.update_clip,
+                                   scale_log2=int(sa.params.scale_log2 or 0))
+    W, b = fedavg.apply_to_head(initial_w, initial_b, mean)
+    assert cp is not None and cp.version == 2
+    np.testing.assert_array_equal(cp.W, W)
+    np.testing.assert_array_equal(cp.b, b)
+
+
 def _device_ids(fleet) -> list[bytes]:  # type: ignore[no-untyped-def]
     from edge.formats.device import parse_device_record
 
@@ -498,3 +565,58 @@ def test_a_worker_sums_masked_updates_of_maskers_only_and_drops_one_exactly(
     finally:
         again.store.close()
 
+
+
+def test_a_restarted_root_records_each_worker_refusal_once(tmp_path: Path) -> None:
+    """A worker's partials repeat its named refusals; the root records each once, also
+    when it is restarted mid-round and gets the worker's (retained) partial again."""
+    from edge.aggregator import Aggregator
+    from edge.aggregator.cohort import sum_topic
+    from edge.aggregator.simulate import FakeDevice, config_mapping
+
+    fleet = "rr"
+    (tmp_path / "k").write_text(KEY.hex())
+    table = config_mapping(tmp_path / "fleet", fleet=fleet, workers={"key": str(tmp_path / "k")})
+    config = AggregatorConfig.from_mapping(table)
+    devices = [FakeDevice() for _ in range(3)]
+    named = tuple(WorkerRefusal(d.device_id, d.topic(fleet), "signature", f"bad {i}")
+                  for i, d in enumerate(devices))
+
+    def partial(agg: Aggregator, seq: int, refusals: int):  # type: ignore[no-untyped-def]
+        r = agg.rounds.open_round
+        assert r is not None
+        params = agg.rounds.ensure_model().W.size + agg.rounds.ensure_model().b.size
+        p = PartialSum(r.round_id, "w1", seq, np.zeros(params), 0.0, (), refusals, False,
+                       named[:refusals])
+        return _message(seq, sum_topic(fleet, "w1"), p.to_message(KEY, fleet))
+
+    def start() -> Aggregator:
+        agg = Aggregator(config)
+        r = agg.rounds.open_round
+        assert r is not None
+        agg._combiner = Combiner(r.round_id)
+        return agg
+
+    agg = Aggregator(config)
+    for d in devices:
+        agg.enroll(d.record)
+    assert agg.rounds.open_next()
+    agg.close()
+    client = _Client()
+    agg = start()
+    try:
+        agg._cohort_sum(client, partial(agg, 1, 2))  # type: ignore[arg-type]
+        agg._cohort_sum(client, partial(agg, 2, 2))  # type: ignore[arg-type]
+        assert len(agg.store.audit_rows()) == 2
+    finally:
+        agg.close()
+    agg = start()  # the restarted root: the same partial comes again, then a newer one
+    try:
+        agg._cohort_sum(client, partial(agg, 2, 2))  # type: ignore[arg-type]
+        assert len(agg.store.audit_rows()) == 2
+        agg._cohort_sum(client, partial(agg, 3, 3))  # type: ignore[arg-type]
+        rows = agg.store.audit_rows()
+        assert [r["reason"] for r in rows] == [f"worker w1: bad {i}" for i in range(3)]
+        assert agg.store.refusals(1) == {"signature": 3}
+    finally:
+        agg.close()

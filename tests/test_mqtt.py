@@ -22,7 +22,7 @@ from federation_helpers import (
 from edge import protocol
 from edge.broker import BrokerError, MosquittoBroker
 from edge.errors import ConfigError
-from edge.mqtt import BrokerSettings, client_id, make_client, read_password
+from edge.mqtt import BrokerSettings, TopicFilter, client_id, make_client, read_password
 
 
 def test_urls_and_default_ports() -> None:
@@ -203,3 +203,16 @@ def test_snippet_sets_nothing_debian_stock_conf_sets(tmp_path: Path) -> None:
     with pytest.raises(BrokerError):
         start_deployed(tmp_path / "broker", [DEPLOY_AGGREGATOR], main=DEBIAN_STOCK_CONF,
                        snippet=doubled).broker.stop()
+
+
+def test_topic_filter_matches_as_paho_does() -> None:
+    filters = ["edge/v1/f/devices/+/update", "edge/v1/f/devices/+/status", "a/#", "#", "+",
+               "+/+", "a/+/c", "a/b", "$SYS/#", "a/#", "edge/v1/+/devices/#", "/+", "+/"]
+    topics = ["edge/v1/f/devices/abc/update", "edge/v1/f/devices/abc/status",
+              "edge/v1/f/devices/update", "edge/v1/f/devices/a/b/update",
+              "edge/v1/g/devices/abc/update", "a", "a/b", "a/b/c", "a/x/c", "b", "/", "a/",
+              "/a", "$SYS/x", "$SYS", "edge/v1/f/devices", "edge/v1/f/devices/x/secagg/1"]
+    for f in filters:
+        tf = TopicFilter(f)
+        for t in topics:
+            assert tf.matches(t) == mqtt.topic_matches_sub(f, t), (f, t)

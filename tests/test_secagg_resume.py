@@ -135,11 +135,13 @@ def test_secagg_round_resumes_after_an_aggregator_sigkill(mosquitto: MosquittoBr
         metrics = store.metrics_rows()
         cp = store.latest_checkpoint()
         audit = store.audit_rows()
+        forgotten = store.secagg_round(1) is None
     # One round, closed (not abandoned, no second round), every board in it, nothing refused.
     assert states == {"closed": 1}, metrics
     [m] = metrics
     assert m["participants"] == N and not m["failed"] and m["refused"] == {}, m
     assert audit == []
+    assert forgotten, "the closed round's secagg record outlived it"
     # Never a second, different roster or survivor list for the round (a re-send after the
     # restart is the same bytes), and each board's masked update sealed once.
     assert len({p for _, p in tap.on("/secagg/roster")}) == 1

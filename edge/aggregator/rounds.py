@@ -298,6 +298,7 @@ class RoundManager:
                          closed_at=self.clock(), seconds=self.clock() - r.opened, reason=reason)
         with self.store.transaction() as db:
             self.store.finish_round(db, r.round_id, "failed", m.to_json())
+            self.store.forget_secagg_round(db, r.round_id)
         log.warning("round %d %s", r.round_id, reason)
         self._round, self._view, self._running, self._accepted = None, None, None, {}
         self._secagg = None
@@ -611,7 +612,7 @@ class RoundManager:
         the devices it newly covers are recorded (one transaction); returns how many.
 
         In a secure-aggregation round the combined masked sum goes to the round's stages
-        instead (memory only, like a single aggregator's masked sum); nothing is written."""
+        instead, and is recorded (with the devices it covers) for a restart to resume."""
         assert self._round is not None and self._running is not None
         if self._secagg is not None:
             if not combined.masked:
@@ -788,6 +789,7 @@ class RoundManager:
                     self.store.set_published_noise(db, r.round_id, published_noise)
             self.store.finish_round(db, r.round_id, "failed" if failed else "closed",
                                     m.to_json())
+            self.store.forget_secagg_round(db, r.round_id)
         self._secagg = None
         self._load_open()
         return m

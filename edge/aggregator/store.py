@@ -396,6 +396,12 @@ class Store:
         db.execute("UPDATE secagg_rounds SET stage = ?, deadline = ?, ended = ? "
                    "WHERE round_id = ?", (stage, deadline, json.dumps(ended), round_id))
 
+    def forget_secagg_round(self, db: sqlite3.Connection, round_id: int) -> None:
+        """Delete a finished secagg round's record (messages, masked sum): only an open round
+        is ever resumed, and none of it should outlive its round."""
+        for table in ("secagg_messages", "secagg_masked", "secagg_rounds"):
+            db.execute(f"DELETE FROM {table} WHERE round_id = ?", (round_id,))
+
     # a root's workers
     def worker_refusals_recorded(self, round_id: int) -> dict[str, int]:
         """How many of each worker's named refusals of a round are in the audit table."""

@@ -42,7 +42,7 @@ from edge.mqtt import client_id, connect_async, make_client, session_secret
 from edge.sdnotify import Notifier
 from edge.state_files import write_durably
 from edge.stopping import WAKE_S, stop_requested
-from edge.tee import LoadedModel, TrustedApp
+from edge.tee import LoadedModel, TaStatus, TrustedApp
 from edge.tee_abi import SkipReason
 
 log = logging.getLogger("edge.daemon")
@@ -94,6 +94,7 @@ class Daemon:
                              f"{exc.strerror}") from None
         self.ta = TrustedApp(config.tee_backend,
                              config.tee_state_dir if config.tee_backend == "sim" else None)
+        self._status: TaStatus | None = None  # see _held
         try:
             self.device_id = parse_device_record(self.ta.identity()).device_id
             self.store = SampleStore(config.data.store_dir, config.data.max_samples)
@@ -239,7 +240,7 @@ class Daemon:
         notifier = notifier or Notifier({})
         self.source.start()
         self._log(logging.INFO, "start", samples=len(self.store), source=self.config.data.source,
-                  tee=self.config.tee_backend, model_version=self.ta.status().model_version)
+                  tee=self.config.tee_backend, model_version=self._held().model_version)
         self._forget_closed()
         worker = threading.Thread(target=self._work, name="daemon-worker", daemon=True)
         worker.start()
@@ -404,11 +405,19 @@ class Daemon:
         timer.daemon = True
         timer.start()
 
+    def _held(self) -> TaStatus:
+        """The TA's status. What the daemon reads of it (model version, package, head shape)
+        changes only when a package is loaded, so it is asked once per load (and at start),
+        not at every step: each ask is a round trip to the secure world."""
+        if self._status is None:
+            self._status = self.ta.status()
+        return self._status
+
     def _check_model(self) -> None:
         """Warn once when no model came MODEL_WAIT_S after subscribing and the TA holds none:
         no aggregator of this fleet has published (a fleet name that is not the aggregator's,
         or an ACL written for another fleet, deny nothing visibly in MQTT 3.1.1)."""
-        if self._model_seen.is_set() or self.ta.status().model_version:
+        if self._model_seen.is_set() or self._held().model_version:
             return
         self._log(logging.WARNING, "model", result="none-yet", waited=f"{MODEL_WAIT_S:.0f}s",
                   topic=self.model_topic,
@@ -444,6 +453,7 @@ class Daemon:
         pkg = self.config.work_dir / "incoming.pkg"
         out = self.config.work_dir / "backbone.partial"
         pkg.write_bytes(payload)
+        self._status = None  # whatever the outcome: a refused load may have committed
         try:
             loaded = self.ta.load_model(pkg, wrap=wrap,
                                         backbone_out=out if manifest.has_backbone else None)
@@ -461,7 +471,7 @@ class Daemon:
                 # The retained package we hold comes again on every reconnect: expected.
                 # Any other rollback (a restored aggregator database, a second aggregator)
                 # stalls the fleet until someone reads this line.
-                held = self.ta.status()
+                held = self._held()
                 same = (held.model_version, held.package_id) == (manifest.version,
                                                                  manifest.package_id)
                 level = logging.DEBUG if same else logging.INFO
@@ -531,7 +541,7 @@ class Daemon:
             return
         try:
             meta = json.loads(info.read_text(encoding="utf-8"))
-            held = self.ta.status().package_id.hex()
+            held = self._held().package_id.hex()
             if meta.get("package_id") != held:
                 self._log(logging.INFO, "backbone", result="stale", action="ignored")
                 return
@@ -606,7 +616,7 @@ class Daemon:
         if digest in self._seen:
             self._log(logging.DEBUG, "ticket", rid, result="ignored", reason="seen")
             return
-        held = self.ta.status().model_version
+        held = self._held().model_version
         if ticket.model_version > held:
             # After a reconnect the broker hands the persistent session its queued ticket
             # before the retained model it names (a board dropped while loading it): the TA
@@ -727,7 +737,7 @@ class Daemon:
         """The newest local samples through the backbone (or raw), sized for the TA; a round
         without them is skipped with a signed report naming the reason."""
         self.source.scan()
-        status = self.ta.status()
+        status = self._held()
         if self._backbone_error is not None:
             self._skip(rid, "features", "backbone-unusable", detail=self._backbone_error,
                        report=(ticket, SkipReason.BACKBONE_UNUSABLE, 0))
@@ -821,7 +831,7 @@ class Daemon:
 
     def _forget_closed(self, before_round: int | None = None) -> None:
         """Drop kept updates whose round is over (they can no longer count)."""
-        version = self.ta.status().model_version
+        version = self._held().model_version
         for entry in self.skip_delivery.forget_closed(version, before_round):
             self._log(logging.INFO, "outbox", entry.round_id, result="removed", kind="skip",
                       reason="round-closed", model_version=version)

@@ -23,7 +23,7 @@ from edge.errors import EdgeError
 from edge.formats.skip import parse_skip
 from edge.formats.update import parse_any_update
 from edge.logformat import kv_value
-from edge.state_files import sync_dir, write_durably
+from edge.state_files import write_durably
 
 log = logging.getLogger("edge.daemon")
 SUFFIX = ".update"
@@ -98,8 +98,13 @@ class Outbox:
         return out
 
     def remove(self, entry: Entry) -> None:
-        """Drop a kept update (its round has closed)."""
+        """Drop a kept update (its round has closed).
+
+        Not synced: an entry a crash brings back is of a round that is over. At start the
+        daemon drops it again if the TA holds a newer model; otherwise (a failed round
+        reopened on the same model) it is published once more and the aggregator refuses
+        it as wrong-round, counting nothing. The sync was a disk flush on every model load.
+        """
         if entry.path is None:
             return
         entry.path.unlink(missing_ok=True)
-        sync_dir(self.directory)
