@@ -21,6 +21,13 @@ Our masked stage trains (DP-SGD on 8 examples) before it seals; Flower's clients
 fixed update. The aggregator checks its fleet's certificates once when it loads them
 (edge/aggregator/secagg_certs.py), so that is done before the rounds.
 
+Durable cost: since issue 14 the aggregator records every secagg message it takes (and
+the masked sum with each masked update) in its SQLite database before acknowledging it
+(docs/secagg.md, "Crash safety"). The fleet round also commits each answer alone into an
+aggregator Store, the worst case (a group commit takes what arrives during one commit,
+so a busy aggregator commits many at once): "durable s" is that time summed over the
+round, "per message ms" its mean; it is not in the aggregator column.
+
 Flower: ``benchmarks/flower_secagg.py`` in Flower's own virtualenv (``scripts/setup.sh
 --with-flower``) runs its SecAggPlusWorkflow in its simulation engine with the same n, d,
 num_shares = k + 1 (ours: k neighbours and the device itself hold a share) and
@@ -49,6 +56,7 @@ from pathlib import Path
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge.aggregator.store import Store
 from edge.formats.device import parse_device_record
 from edge.formats.keys import ed25519_raw_public
 from edge.formats.package_builder import build_package
@@ -73,6 +81,7 @@ class Stage:
     agg: float = 0.0
     up: list[int] = field(default_factory=list)
     down: list[int] = field(default_factory=list)
+    durable: list[float] = field(default_factory=list)
 
 
 def _timed(fn, *args):  # type: ignore[no-untyped-def]
@@ -81,14 +90,43 @@ def _timed(fn, *args):  # type: ignore[no-untyped-def]
     return out, time.perf_counter() - start
 
 
-def _exchange(stage: Stage, device_call, directive: bytes, take) -> None:  # type: ignore[no-untyped-def]
-    """One device answers ``directive`` (timed as TA time) and the aggregator takes the
-    answer (timed as aggregator time); bytes both ways."""
+def _exchange(stage: Stage, device_call, directive: bytes, take, record) -> None:  # type: ignore[no-untyped-def]
+    """One device answers ``directive`` (timed as TA time), the aggregator takes the
+    answer (timed as aggregator time) and commits it (timed as durable time); bytes both
+    ways."""
     answer, t = _timed(device_call, directive)
     stage.ta.append(t)
     stage.up.append(len(answer))
     stage.down.append(len(directive))
-    stage.agg += _timed(take, answer)[1]
+    dev, t = _timed(take, answer)
+    stage.agg += t
+    stage.durable.append(_timed(record, dev, answer)[1])
+
+
+class Record:
+    """The aggregator's durable record of one secagg round (edge/aggregator/store.py), one
+    commit per message taken."""
+
+    def __init__(self, path: Path, round_id: int, certs: dict[bytes, bytes]):
+        self.store = Store(path)
+        self.round_id = round_id
+        with self.store.transaction() as db:
+            self.store.add_secagg_round(db, round_id, certs, time.time())
+
+    def message(self, stage: str):  # type: ignore[no-untyped-def]
+        def commit(dev: bytes, payload: bytes) -> None:
+            with self.store.transaction() as db:
+                self.store.add_secagg_messages(db, self.round_id, [(stage, dev, payload)])
+        return commit
+
+    def masked(self, srv: SecAggRound):  # type: ignore[no-untyped-def]
+        def commit(dev: bytes, _payload: bytes) -> None:
+            total = srv.masked_sum()
+            assert total is not None
+            with self.store.transaction() as db:
+                self.store.set_secagg_masked(db, self.round_id, total,
+                                             {dev: srv.masked_ids()[dev]}, replace=False)
+        return commit
 
 
 @dataclass
@@ -105,6 +143,7 @@ class Fleet:
     package_id: bytes
     x: np.ndarray
     y: np.ndarray
+    work: Path
 
     def ticket(self, round_id: int) -> tuple[bytes, bytes]:
         nonce = bytes([round_id]) * 16
@@ -155,7 +194,7 @@ def make_fleet(n: int, work: Path) -> Fleet:
     y = rng.integers(0, HEAD_OUT, 8)
     return Fleet(params, tas, {rec.device_id: ta for ta, rec in zip(tas, records, strict=True)},
                  certs, aggregator, ed25519_raw_public(registrar),
-                 release.manifest.package_id, x, y)
+                 release.manifest.package_id, x, y, work)
 
 
 def _masked(ta: TrustedApp, ticket: bytes, x: np.ndarray, y: np.ndarray,
@@ -176,13 +215,16 @@ def run_fleet(f: Fleet, dropout: float, round_id: int) -> dict[str, object]:
     st = {s: Stage() for s in STAGES}
     srv, t_setup = _timed(lambda: f.server(round_id, nonce))
     st["advertise"].agg += t_setup
+    record = Record(f.work / "aggregator.sqlite", round_id, f.certs)
     live = sorted(by_id)
     for d in live:
-        _exchange(st["advertise"], by_id[d].secagg_advertise, ticket, srv.add_advert)
+        _exchange(st["advertise"], by_id[d].secagg_advertise, ticket, srv.add_advert,
+                  record.message("advert"))
     roster, t = _timed(srv.roster)
     st["share"].agg += t
     for d in live:
-        _exchange(st["share"], by_id[d].secagg_share, roster, srv.add_shares)
+        _exchange(st["share"], by_id[d].secagg_share, roster, srv.add_shares,
+                  record.message("shares"))
     for d in live:
         inbox, t = _timed(srv.inbox_for, d)
         st["receive"].agg += t
@@ -194,17 +236,24 @@ def run_fleet(f: Fleet, dropout: float, round_id: int) -> dict[str, object]:
         sealed, t = _timed(_masked, by_id[d], ticket, f.x, f.y)
         st["masked"].ta.append(t)
         st["masked"].up.append(len(sealed))
-        st["masked"].agg += _timed(srv.add_masked, sealed)[1]
+        dev, t = _timed(srv.add_masked, sealed)
+        st["masked"].agg += t
+        st["masked"].durable.append(_timed(record.masked(srv), dev, sealed)[1])
     survivors, t = _timed(srv.survivors)
     st["unmask"].agg += t
     for d in live:
-        _exchange(st["unmask"], by_id[d].secagg_unmask, survivors, srv.add_reveal)
+        _exchange(st["unmask"], by_id[d].secagg_unmask, survivors, srv.add_reveal,
+                  record.message("reveals"))
     (total, u3), t = _timed(srv.result)
     st["unmask"].agg += t
+    record.store.close()
     assert len(u3) == len(live) and total.size == HEAD_IN * HEAD_OUT + HEAD_OUT
+    durable = [x for s in st.values() for x in s.durable]
     return {"round_s": sum(max(s.ta, default=0.0) + s.agg for s in st.values()),
             "serial_s": sum(sum(s.ta) + s.agg for s in st.values()),
             "agg_s": sum(s.agg for s in st.values()),
+            "durable_s": sum(durable), "durable_ms_per_message": 1e3 * statistics.fmean(durable),
+            "durable_masked_ms": 1e3 * statistics.fmean(st["masked"].durable),
             "stages": {name: {"ta_max_s": max(s.ta, default=0.0),
                               "ta_mean_s": statistics.fmean(s.ta) if s.ta else 0.0,
                               "agg_s": s.agg,
@@ -287,9 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = []
     print("| n | dropout | t | k | fleet s | all-on-machine s | Flower s | Flower / fleet "
-          "| Flower / all-on-machine | aggregator s | advertise | share | receive | masked | "
-          "unmask | bytes up/device | bytes down/device | load avg |")
-    print("| --- " * 18 + "|")
+          "| Flower / all-on-machine | aggregator s | durable s | per message ms (masked) | "
+          "advertise | share | receive | masked | unmask | bytes up/device | "
+          "bytes down/device | load avg |")
+    print("| --- " * 20 + "|")
     for n in args.n:
         for dropout in args.dropout:
             load = os.getloadavg()[0]
@@ -312,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {n} | {dropout:.0%} | {ours['t']} | {ours['k']} | {fleet:.2f} | "
                   f"{conc:.2f} | {fl} | " + " | ".join(ratios)
                   + f" | {float(ours['agg_s']):.2f} | "  # type: ignore[arg-type]
+                  + f"{float(ours['durable_s']):.2f} | "  # type: ignore[arg-type]
+                  + f"{float(ours['durable_ms_per_message']):.1f} "  # type: ignore[arg-type]
+                  + f"({float(ours['durable_masked_ms']):.1f}) | "  # type: ignore[arg-type]
                   + " | ".join(cells)
                   + f" | {up:,.0f} | {down:,.0f} | {load:.1f}-{os.getloadavg()[0]:.1f} |",
                   flush=True)
