@@ -208,3 +208,96 @@ def test_stages_send_the_current_directive_again_to_devices_not_yet_heard(
         assert st.advance() == [(secagg_inbox_topic(FLEET, b.id),
                                  inboxes[secagg_inbox_topic(FLEET, b.id)])]
         assert [t for t, _ in st.pending({z.id})] == [secagg_inbox_topic(FLEET, z.id)]
+
+
+def test_stages_replayed_from_their_record_continue_to_the_same_result(
+        tmp_path: Path, roles, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """What ``staged`` hands out for commit is enough for ``replay`` (a restart) to rebuild
+    the round at each stage: the same roster, inboxes and survivor list, a redelivered
+    message or masked update changes nothing (counted once, no refusal even past its
+    stage), and the result is bit-identical to the round that was never interrupted."""
+    from secagg_helpers import FLEET, NONCE, cohort
+    from training_helpers import NOW
+
+    from edge.aggregator.config import SecAggSettings
+    from edge.aggregator.secagg_stages import SecAggStages
+    from edge.protocol import secagg_device_topic, secagg_inbox_topic
+
+    monkeypatch.setenv("EDGE_SIM_TEE", str(require_native("host") / "edge-sim-tee"))
+    params = SecAggParams(t=3, k=4, cohort=5, update_clip=1.0)
+    with cohort(tmp_path, roles, 5) as c:
+        settings = SecAggSettings(params, tmp_path / "reg.pub", tmp_path, 60.0)
+
+        def stages() -> SecAggStages:
+            return SecAggStages(settings, FLEET, 1, NONCE, 1, [d.id for d in c.devices],
+                                c.enrolled, roles.aggregator, ed25519_raw_public(c.registrar),
+                                clock=lambda: 0.0)
+
+        record: list[tuple[str, bytes, bytes]] = []
+        masked: tuple[np.ndarray, dict[bytes, bytes]] | None = None
+
+        def commit(st: SecAggStages) -> None:
+            nonlocal masked
+            messages, total, contributors = st.staged()
+            record.extend(messages)
+            if total is not None:
+                masked = (total, {**(masked[1] if masked else {}), **contributors})
+
+        def restart(st: SecAggStages) -> SecAggStages:
+            commit(st)
+            again = stages()
+            again.replay(record, st.stage, masked, from_workers=False, ended={},
+                         deadline=60.0)
+            assert again.stage == st.stage and again.staged() == ([], None, {})
+            return again
+
+        def take(st: SecAggStages, d, what: str, payload: bytes) -> None:  # type: ignore[no-untyped-def]
+            st.take(secagg_device_topic(FLEET, d.id, what), payload)
+
+        ticket = c.ticket(params)
+        live, ref = stages(), stages()  # ``ref`` is never interrupted
+        adverts = {d.id: d.ta.secagg_advertise(ticket, ree_time=NOW) for d in c.devices}
+        for d in c.devices:
+            take(live, d, "advert", adverts[d.id])
+            take(ref, d, "advert", adverts[d.id])
+        [(_, roster)] = live.advance()
+        assert ref.advance() == [(_, roster)]
+        live = restart(live)  # after the adverts
+        assert live.pending() == [(_, roster)]  # the same bytes go again
+        take(live, c.devices[0], "advert", adverts[c.devices[0].id])  # redelivered: no-op
+        bundles = {d.id: d.ta.secagg_share(roster) for d in c.devices}
+        for i, d in enumerate(c.devices):
+            take(live, d, "shares", bundles[d.id])
+            take(ref, d, "shares", bundles[d.id])
+            if i == 1:
+                live = restart(live)  # during the shares
+        inboxes = dict(live.advance())
+        assert dict(ref.advance()) == inboxes
+        sealed = []
+        for d in c.devices:
+            d.ta.secagg_receive(inboxes[secagg_inbox_topic(FLEET, d.id)])
+            d.ta.verify_ticket(ticket, ree_time=NOW)
+            sealed.append(d.ta.train_and_seal(d.x, d.y))
+        for i, (d, s) in enumerate(zip(c.devices, sealed, strict=True)):
+            live.add_masked(s, d.id)
+            ref.add_masked(s, d.id)
+            if i == 2:
+                live = restart(live)  # during the masked updates
+                before = live.srv.masked_sum()
+                live.add_masked(sealed[0], c.devices[0].id)  # the broker's redelivery
+                np.testing.assert_array_equal(live.srv.masked_sum(), before)
+                assert live.staged() == ([], None, {})
+        [(_, survivors)] = live.advance()
+        assert ref.advance() == [(_, survivors)]
+        for i, d in enumerate(c.devices):
+            reveals = d.ta.secagg_unmask(survivors)
+            take(live, d, "reveals", reveals)
+            take(ref, d, "reveals", reveals)
+            if i == 3:
+                live = restart(live)  # during the reveals
+                take(live, d, "reveals", reveals)
+        assert live.advance() == [] and ref.advance() == []
+        live = restart(live)  # done, not yet closed
+        (got, who), (want, who2) = live.result(), ref.result()
+        assert who == who2 == sorted(d.id for d in c.devices)
+        np.testing.assert_array_equal(got, want)
