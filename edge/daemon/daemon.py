@@ -167,6 +167,8 @@ class Daemon:
     # -- logging -----------------------------------------------------------
     def _log(self, level: int, step: str, round_id: int | None = None, **fields: Any) -> None:
         """One structured line: device, round, step, then the fields."""
+        if not log.isEnabledFor(level):
+            return  # a filtered line: formatting its fields would be wasted
         extra = " ".join(f"{k}={kv_value(v)}" for k, v in fields.items())
         log.log(level, "device=%s round=%s step=%s %s", self.config.name,
                 "-" if round_id is None else round_id, step, extra)
