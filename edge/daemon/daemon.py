@@ -133,6 +133,7 @@ class Daemon:
         # The newest package and key wrap received (both retained, in either order);
         # a package is loaded once the wrap for it is here too.
         self._package: bytes | None = None
+        self._parsed: tuple[bytes, PackageManifest] | None = None  # the package's manifest
         self._wrap_warned: bytes | None = None  # the package id warned about (no wrap)
         self._model_seen = threading.Event()  # a package came on the model topic
         self._model_check = False  # a check of MODEL_WAIT_S is scheduled or done
@@ -372,7 +373,10 @@ class Daemon:
         if self._package is None:
             return
         try:
-            _, manifest = parse_package(self._package)
+            if self._parsed is None or self._parsed[0] is not self._package:
+                # Parsed once: a package is tried again when its wrap comes.
+                self._parsed = (self._package, parse_package(self._package)[1])
+            manifest = self._parsed[1]
         except EdgeError as exc:
             self.stats.models_refused += 1
             self._package = None
