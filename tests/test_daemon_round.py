@@ -186,6 +186,37 @@ def test_daemon_loads_model_trains_and_publishes_a_verifiable_update(
         agg.close()
 
 
+def test_daemon_reuses_features_until_its_samples_change(
+        host_world: Path, roles: Roles, tmp_path: Path, broker: EmbeddedBroker) -> None:
+    dev = provision(host_world, roles)
+    write_samples(tmp_path / "data", n=40)
+    agg = FakeAggregator(broker.url, dev)
+    agg.publish_model(make_package(roles.signer, [dev], version=1))
+    run = Running(DaemonConfig.from_mapping(config_table(tmp_path, host_world, broker.url)))
+    passes: list[int] = []
+    through = run.daemon._run_backbone
+    run.daemon._run_backbone = lambda x: (passes.append(len(x)), through(x))[1]  # type: ignore[method-assign]
+    try:
+        wait_for(lambda: run.daemon.stats.models_loaded == 1, what="model load")
+        for rid in (1, 2):
+            agg.publish_ticket(ticket(roles, rid))
+            wait_for(lambda rid=rid: len(agg.updates) == rid, what=f"update {rid}")
+        assert passes == [40]  # round 2 trained on the features of round 1
+        rng = np.random.default_rng(1)
+        np.savez(tmp_path / "data" / "more.npz", X=rng.normal(size=(10, HEAD_IN)).astype(
+            np.float32), y=rng.integers(0, HEAD_OUT, size=10))
+        agg.publish_ticket(ticket(roles, 3))
+        wait_for(lambda: len(agg.updates) == 3, what="update 3")
+        assert passes == [40, 50]
+        got = [verify_sealed(u, dev, round_id=r, nonce=NONCE, model_version=1,
+                             param_count=PARAMS, update_clip=BIG).example_count
+               for r, u in enumerate(agg.updates, 1)]
+        assert got == [40, 40, 50]
+    finally:
+        run.close()
+        agg.close()
+
+
 def test_daemon_loads_a_package_and_its_wrap_in_either_order(
         host_world: Path, roles: Roles, tmp_path: Path, broker: EmbeddedBroker) -> None:
     """The wrap before its package, then a package before its wrap: each is loaded once the

@@ -95,6 +95,8 @@ class Daemon:
         self.ta = TrustedApp(config.tee_backend,
                              config.tee_state_dir if config.tee_backend == "sim" else None)
         self._status: TaStatus | None = None  # see _held
+        # (backbone, sample revision, cap, head shape) -> (features, labels): see _features
+        self._computed: tuple[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] | None = None
         try:
             self.device_id = parse_device_record(self.ta.identity()).device_id
             self.store = SampleStore(config.data.store_dir, config.data.max_samples)
@@ -131,6 +133,7 @@ class Daemon:
         # The newest package and key wrap received (both retained, in either order);
         # a package is loaded once the wrap for it is here too.
         self._package: bytes | None = None
+        self._parsed: tuple[bytes, PackageManifest] | None = None  # the package's manifest
         self._wrap_warned: bytes | None = None  # the package id warned about (no wrap)
         self._model_seen = threading.Event()  # a package came on the model topic
         self._model_check = False  # a check of MODEL_WAIT_S is scheduled or done
@@ -165,6 +168,8 @@ class Daemon:
     # -- logging -----------------------------------------------------------
     def _log(self, level: int, step: str, round_id: int | None = None, **fields: Any) -> None:
         """One structured line: device, round, step, then the fields."""
+        if not log.isEnabledFor(level):
+            return  # a filtered line: formatting its fields would be wasted
         extra = " ".join(f"{k}={kv_value(v)}" for k, v in fields.items())
         log.log(level, "device=%s round=%s step=%s %s", self.config.name,
                 "-" if round_id is None else round_id, step, extra)
@@ -368,7 +373,10 @@ class Daemon:
         if self._package is None:
             return
         try:
-            _, manifest = parse_package(self._package)
+            if self._parsed is None or self._parsed[0] is not self._package:
+                # Parsed once: a package is tried again when its wrap comes.
+                self._parsed = (self._package, parse_package(self._package)[1])
+            manifest = self._parsed[1]
         except EdgeError as exc:
             self.stats.models_refused += 1
             self._package = None
@@ -735,7 +743,12 @@ class Daemon:
 
     def _features(self, rid: int, ticket: bytes) -> tuple[np.ndarray, np.ndarray] | None:
         """The newest local samples through the backbone (or raw), sized for the TA; a round
-        without them is skipped with a signed report naming the reason."""
+        without them is skipped with a signed report naming the reason.
+
+        The backbone is frozen: the same samples through the same backbone give the same
+        features, so they are computed again only when the samples, the backbone or the
+        head's shape change (a board's backbone pass over its samples is most of a round's
+        work on a CPU; the TA only reads them)."""
         self.source.scan()
         status = self._held()
         if self._backbone_error is not None:
@@ -744,6 +757,12 @@ class Daemon:
             return None
         cap = min(tee_abi.MAX_TRAIN_EXAMPLES,
                   tee_abi.MAX_TRAIN_FEATURE_BYTES // (4 * max(status.head_in, 1)))
+        key = (self.backbone, self.store.revision(), cap, status.head_in, status.head_out)
+        if self._computed is not None and self._computed[0] == key:
+            self._log(logging.DEBUG, "features", rid, samples=len(self._computed[1][1]),
+                      backbone="tflite" if self.backbone is not None else "raw", cached=True)
+            return self._computed[1]
+        self._computed = None
         x, y = self.store.latest(cap)
         known = y < max(status.head_out, 1)
         if not known.all():
@@ -764,6 +783,9 @@ class Daemon:
             self._skip(rid, "features", "shape", features=features.shape[1],
                        head_in=status.head_in, report=(ticket, SkipReason.FEATURE_SHAPE, 0))
             return None
+        features.setflags(write=False)  # kept for the next rounds: nobody may change them
+        y.setflags(write=False)
+        self._computed = (key, (features, y))
         self._log(logging.DEBUG, "features", rid, samples=len(y),
                   backbone="tflite" if self.backbone is not None else "raw")
         return features, y

@@ -66,6 +66,9 @@ class Outbox:
         for stale in self.directory.glob("*.tmp"):
             # A crash while writing: the rename never happened, so nothing was published.
             stale.unlink(missing_ok=True)
+        # What the folder holds, read once: this process is its only writer (one daemon
+        # per work_dir), and a round asked for it six times.
+        self._entries: dict[int, Entry] | None = None
 
     def _path(self, round_id: int) -> Path:
         return self.directory / f"round-{round_id:020d}{self.suffix}"
@@ -75,14 +78,23 @@ class Outbox:
         round_id, model_version = self.key(sealed)
         final = self._path(round_id)
         write_durably(final, sealed, mode=0o600)
-        return Entry(round_id, model_version, sealed, final)
+        entry = Entry(round_id, model_version, sealed, final)
+        if self._entries is not None:
+            self._entries[round_id] = entry
+        return entry
 
     def get(self, round_id: int) -> Entry | None:
         """The kept update of a round, if any."""
         return next((e for e in self.entries() if e.round_id == round_id), None)
 
     def entries(self) -> list[Entry]:
-        """Every kept update, oldest round first; unreadable files are set aside as .bad."""
+        """Every kept update, oldest round first; unreadable files are set aside as .bad
+        (when the folder is first read)."""
+        if self._entries is None:
+            self._entries = {e.round_id: e for e in self._read()}
+        return sorted(self._entries.values(), key=lambda e: e.round_id)
+
+    def _read(self) -> list[Entry]:
         out = []
         for path in sorted(self.directory.glob(f"*{self.suffix}")):
             try:
@@ -108,3 +120,5 @@ class Outbox:
         if entry.path is None:
             return
         entry.path.unlink(missing_ok=True)
+        if self._entries is not None:
+            self._entries.pop(entry.round_id, None)

@@ -112,6 +112,13 @@ class SampleStore:
         with self._errors():
             return int(self._db.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
 
+    def revision(self) -> tuple[int, int]:
+        """(newest sample id, sample count): changes whenever a sample is added or evicted
+        (ids only grow), so equal revisions hold the same samples."""
+        with self._lock, self._errors():
+            newest, count = self._db.execute("SELECT MAX(id), COUNT(*) FROM samples").fetchone()
+        return int(newest or 0), int(count)
+
     def latest(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """The newest ``limit`` samples, oldest first: (n x dim float32, n uint32)."""
         with self._lock, self._errors():
