@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,7 +12,8 @@ import paho.mqtt.client as mqtt
 from federation_helpers import Board
 
 from edge import errors
-from edge.aggregator import AggregatorConfig
+from edge.aggregator import AggregatorConfig, fedavg
+from edge.aggregator.rounds import load_head
 from edge.aggregator.secagg_certs import load_certificates
 from edge.demo.fleet import Fleet
 from edge.demo.fleet import enable_secagg as fleet_secagg
@@ -23,6 +26,28 @@ from edge.secagg.server import SecAggRound
 def enable_secagg(fleet: Fleet, *, stage_timeout_s: float = 6.0, **secagg: Any) -> None:
     """The demo's secure-aggregation set-up with a short stage deadline (dropout tests)."""
     fleet_secagg(fleet, stage_timeout_s=stage_timeout_s, **secagg)
+
+
+def hold(board: Board, kind: str, released: threading.Event) -> None:
+    """``board`` answers the directive ``kind`` (secagg-roster, secagg-inbox,
+    secagg-survivors) only once ``released``."""
+    handle = board.daemon._handle_secagg
+
+    def later(k: str, payload: bytes) -> None:
+        if k == kind:
+            released.wait(300)
+        handle(k, payload)
+    board.daemon._handle_secagg = later  # type: ignore[method-assign]
+
+
+def db_count(db: Path, sql: str) -> int:
+    """One number read from an aggregator's database (-1 while it cannot be read)."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            row = con.execute(sql).fetchone()
+    except sqlite3.Error:
+        return -1
+    return -1 if row is None or row[0] is None else int(row[0])
 
 
 def die_at(board: Board, kind: str) -> None:
@@ -108,3 +133,17 @@ def single_server_result(config: AggregatorConfig, tap: Tap) -> tuple[np.ndarray
     for _, p in tap.on("/secagg/reveals"):
         srv.add_reveal(p)
     return srv.result()
+
+
+def single_server_model(config: AggregatorConfig,
+                        tap: Tap) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
+    """The next model (W, b) a single secagg aggregator makes from what the tap saw,
+    without central noise, and the round's survivors."""
+    total, survivors = single_server_result(config, tap)
+    sa = config.secagg
+    assert sa is not None
+    mean = fedavg.aggregate_masked(total, len(survivors), central_noise=0.0,
+                                   update_clip=config.dp.update_clip,
+                                   scale_log2=int(sa.params.scale_log2 or 0))
+    W, b = fedavg.apply_to_head(*load_head(config.initial_head), mean)
+    return W, b, survivors

@@ -27,10 +27,10 @@ import pytest
 from conftest import ROOT, Roles, require_native
 from federation_helpers import Federation, make_fleet, to_toml, wait_for
 from secagg_helpers import NOW, cohort
-from secnet_helpers import Tap, die_at, enable_secagg, single_server_result
+from secnet_helpers import Tap, db_count, die_at, enable_secagg, hold, single_server_model
 
 from edge import errors
-from edge.aggregator import AggregatorConfig, fedavg
+from edge.aggregator import AggregatorConfig
 from edge.aggregator.cohort import (
     Announcement,
     Combiner,
@@ -39,7 +39,6 @@ from edge.aggregator.cohort import (
     WorkerRefusal,
 )
 from edge.aggregator.registry import Registry
-from edge.aggregator.rounds import load_head
 from edge.aggregator.store import Store
 from edge.broker import BrokerError, MosquittoBroker
 from edge.demo.fleet import FLEET
@@ -260,17 +259,6 @@ def _secagg_fleet(tmp_path: Path, url: str, devices: int, stage_timeout_s: float
     return fleet, config, path
 
 
-def _delay_masked(board, released: threading.Event) -> None:  # type: ignore[no-untyped-def]
-    """The board handles its inbox (and seals its masked update) only once released."""
-    handle = board.daemon._handle_secagg
-
-    def later(kind: str, payload: bytes) -> None:
-        if kind == "secagg-inbox":
-            released.wait(300)
-        handle(kind, payload)
-    board.daemon._handle_secagg = later
-
-
 def test_secagg_round_through_workers_survives_a_worker_kill_and_redeliveries(
         broker_url: str, tmp_path: Path) -> None:
     """Seven boards, three workers. Four boards seal late (the masked stage stays open);
@@ -288,10 +276,9 @@ def test_secagg_round_through_workers_survives_a_worker_kill_and_redeliveries(
     released = threading.Event()
     late = [b.daemon.device_id for b in fed.boards[-4:]]
     for b in fed.boards[-4:]:
-        _delay_masked(b, released)
+        hold(b, "secagg-inbox", released)
     procs = Processes(tmp_path, path)
     tap = Tap(broker_url, FLEET)
-    initial_w, initial_b = load_head(config.initial_head)
     try:
         for w in ("w1", "w2", "w3"):
             procs.start(w)
@@ -353,27 +340,11 @@ def test_secagg_round_through_workers_survives_a_worker_kill_and_redeliveries(
     assert all(_rows(tmp_path / f"{w}.sqlite", 1) for w in ("w1", "w2", "w3"))
     assert set(late) & {d for d, x in _rows(tmp_path / "w1.sqlite", 1)}, \
         "no late update waited in w1's session"
-    total, survivors = single_server_result(config, tap)
+    W, b, survivors = single_server_model(config, tap)
     assert sorted(survivors) == sorted(devices)
-    sa = config.secagg
-    assert sa is not None
-    mean = fedavg.aggregate_masked(total, len(survivors), central_noise=0.0,
-                                   update_clip=config.dp.update_clip,
-                                   scale_log2=int(sa.params.scale_log2 or 0))
-    W, b = fedavg.apply_to_head(initial_w, initial_b, mean)
     assert cp is not None and cp.version == 2
     np.testing.assert_array_equal(cp.W, W)
     np.testing.assert_array_equal(cp.b, b)
-
-
-def _count(db: Path, sql: str) -> int:
-    """One number of a process's database (-1 while it cannot be read)."""
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
-            row = con.execute(sql).fetchone()
-    except sqlite3.Error:
-        return -1
-    return -1 if row is None or row[0] is None else int(row[0])
 
 
 def test_secagg_round_through_workers_resumes_after_a_root_sigkill(
@@ -387,16 +358,15 @@ def test_secagg_round_through_workers_resumes_after_a_root_sigkill(
     fleet, config, path = _secagg_fleet(tmp_path, broker_url, n, stage_timeout_s=300.0)
     fed = Federation(fleet)
     released = threading.Event()
-    _delay_masked(fed.boards[-1], released)
+    hold(fed.boards[-1], "secagg-inbox", released)
     procs = Processes(tmp_path, path)
     tap = Tap(broker_url, FLEET)
-    initial_w, initial_b = load_head(config.initial_head)
     try:
         for w in ("w1", "w2"):
             procs.start(w)
         fed.start_boards()
         root = procs.start("root")
-        wait_for(lambda: _count(config.state, "SELECT count(*) FROM secagg_masked "
+        wait_for(lambda: db_count(config.state, "SELECT count(*) FROM secagg_masked "
                                 "WHERE round_id = 1") >= n - 1, timeout=180,
                  what="the root to record the masked sum of four boards")
         root.send_signal(signal.SIGKILL)
@@ -420,14 +390,8 @@ def test_secagg_round_through_workers_resumes_after_a_root_sigkill(
     assert states == {"closed": 1}, metrics
     assert metrics[0]["participants"] == n and audit == [], (metrics, audit)
     assert len({p for _, p in tap.on("/secagg/survivors")}) == 1
-    total, survivors = single_server_result(config, tap)
+    W, b, survivors = single_server_model(config, tap)
     assert sorted(survivors) == sorted(_device_ids(fleet))
-    sa = config.secagg
-    assert sa is not None
-    mean = fedavg.aggregate_masked(total, n, central_noise=0.0,
-                                   update_clip=config.dp.update_clip,
-                                   scale_log2=int(sa.params.scale_log2 or 0))
-    W, b = fedavg.apply_to_head(initial_w, initial_b, mean)
     assert cp is not None and cp.version == 2
     np.testing.assert_array_equal(cp.W, W)
     np.testing.assert_array_equal(cp.b, b)

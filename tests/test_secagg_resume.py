@@ -10,49 +10,23 @@ the model is exactly what one SecAggRound gives from the messages the broker car
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from federation_helpers import Board, Federation, make_fleet, to_toml, wait_for
-from secnet_helpers import Tap, enable_secagg, single_server_result
+from federation_helpers import Federation, make_fleet, to_toml, wait_for
+from secnet_helpers import Tap, db_count, enable_secagg, hold, single_server_model
 
-from edge.aggregator import AggregatorConfig, fedavg
+from edge.aggregator import AggregatorConfig
 from edge.aggregator.registry import Registry
-from edge.aggregator.rounds import load_head
 from edge.aggregator.store import Store
 from edge.broker import MosquittoBroker
 from edge.demo.fleet import FLEET
 from edge.formats.device import parse_device_record
 
 N = 4
-
-
-def hold(board: Board, kind: str, released: threading.Event) -> None:
-    """``board`` answers the directive ``kind`` only once ``released``."""
-    handle = board.daemon._handle_secagg
-
-    def later(k: str, payload: bytes) -> None:
-        if k == kind:
-            released.wait(300)
-        handle(k, payload)
-    board.daemon._handle_secagg = later  # type: ignore[method-assign]
-
-
-def count(db: Path, sql: str) -> Callable[[], int]:
-    """A poll of one number in the aggregator's database (-1 while it cannot be read)."""
-    def read() -> int:
-        try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
-                row = con.execute(sql).fetchone()
-        except sqlite3.Error:
-            return -1
-        return -1 if row is None or row[0] is None else int(row[0])
-    return read
 
 
 def _stage_is(stage: str) -> str:
@@ -112,7 +86,7 @@ def test_secagg_round_resumes_after_an_aggregator_sigkill(mosquitto: MosquittoBr
     try:
         fed.start_boards()
         procs.append(_aggregator(path, log))
-        wait_for(lambda: count(config.state, sql)() >= reached, timeout=120,
+        wait_for(lambda: db_count(config.state, sql) >= reached, timeout=120,
                  what=f"the aggregator {at}")
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait(10)
@@ -147,15 +121,9 @@ def test_secagg_round_resumes_after_an_aggregator_sigkill(mosquitto: MosquittoBr
     assert len({p for _, p in tap.on("/secagg/roster")}) == 1
     assert len({p for _, p in tap.on("/secagg/survivors")}) == 1
     assert len({p for _, p in tap.on("/update")}) == N
-    total, survivors = single_server_result(config, tap)
-    ids = sorted(parse_device_record(rec).device_id for rec in fleet.records)
-    assert sorted(survivors) == ids
-    sa = config.secagg
-    assert sa is not None
-    mean = fedavg.aggregate_masked(total, len(survivors), central_noise=0.0,
-                                   update_clip=config.dp.update_clip,
-                                   scale_log2=int(sa.params.scale_log2 or 0))
-    W, b = fedavg.apply_to_head(*load_head(config.initial_head), mean)
+    W, b, survivors = single_server_model(config, tap)
+    assert sorted(survivors) == sorted(parse_device_record(rec).device_id
+                                       for rec in fleet.records)
     assert cp is not None and cp.version == 2
     np.testing.assert_array_equal(cp.W, W)
     np.testing.assert_array_equal(cp.b, b)
