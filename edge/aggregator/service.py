@@ -524,14 +524,12 @@ class Aggregator:
         """Close the due round, write its metrics, tell the hook, publish the new model."""
         m = self.rounds.close()
         self._announce()
-        # The new model first: the boards load it while the metrics are written (the
-        # closed round is committed already; a crash in between rewrites the row).
-        self._publish_model(wait_s=0.0)  # the next round's tickets follow it at once
         self.sync_metrics()
         self.refresh_prometheus()
         log.info("%s", m.describe())
         if self.on_round is not None:
             self.on_round(m)
+        self._publish_model(wait_s=0.0)  # the next round's tickets follow it at once
 
     def _publish_model(self, wait_s: float = PUBLISH_TIMEOUT_S) -> bool:
         """Publish the newest model if not all devices have it: the shared package (retained,
