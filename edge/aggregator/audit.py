@@ -84,12 +84,9 @@ class RefusalLedger:
     def flush(self, also: Callable[[sqlite3.Connection], None] | None = None) -> int:
         """Commit every pending refusal in one transaction, with what ``also`` writes in it;
         returns how many refusals."""
-        if not self._rows and not self._counts:
-            if also is not None:
-                with self.store.transaction() as db:
-                    also(db)
-            return 0
         rows, counts = self._rows, self._counts
+        if not rows and not counts and also is None:
+            return 0
         with self.store.transaction() as db:
             if also is not None:
                 also(db)
@@ -100,7 +97,8 @@ class RefusalLedger:
                 self.store.add_refusal_counts(db, counts)
         self._rows, self._counts = [], {}
         # Forget the bounds of rounds other than the newest, so memory stays bounded too.
-        newest = max(self._per_round)
-        self._per_round = {newest: self._per_round[newest]}
-        self._per_source = {k: v for k, v in self._per_source.items() if k[0] == newest}
+        if self._per_round:
+            newest = max(self._per_round)
+            self._per_round = {newest: self._per_round[newest]}
+            self._per_source = {k: v for k, v in self._per_source.items() if k[0] == newest}
         return len(rows) + sum(n for n, _ in counts.values())

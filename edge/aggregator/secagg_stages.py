@@ -131,7 +131,9 @@ class SecAggStages:
         self._awaited.discard(device_id)
         if device_id not in self._masked:
             self._masked.add(device_id)
-            self._new_masked[device_id] = self.srv.masked_ids()[device_id]
+            uid = self.srv.masked_id(device_id)
+            assert uid is not None  # add_masked just summed it
+            self._new_masked[device_id] = uid
 
     def staged(self) -> tuple[list[tuple[str, bytes, bytes]], np.ndarray | None,
                               dict[bytes, bytes]]:

@@ -337,10 +337,10 @@ class SecAggRound:
         for dev, uid in covered.items():
             self._devices[dev].masked_digest = bytes(uid)
 
-    def masked_ids(self) -> dict[bytes, bytes]:
-        """The devices whose masked update is in the sum: device id -> update id."""
-        return {dev: d.masked_digest for dev, d in self._devices.items()
-                if d.masked_digest is not None}
+    def masked_id(self, device_id: bytes) -> bytes | None:
+        """The update id of the device's masked update in the sum (None: not in it)."""
+        d = self._devices.get(device_id)
+        return None if d is None else d.masked_digest
 
     def masked_sum(self) -> np.ndarray | None:
         """A copy of the masked words' sum mod 2^32 (None before the first), to persist:
