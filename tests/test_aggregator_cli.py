@@ -49,7 +49,6 @@ def test_enroll_and_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 
 def test_bare_form_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
-    pytest.importorskip("amqtt")
     from edge.broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:

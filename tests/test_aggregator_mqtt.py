@@ -9,12 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
-
-pytest.importorskip("paho.mqtt")
-pytest.importorskip("amqtt")
-
 import paho.mqtt.client as mqtt
+import pytest
 
 from edge.aggregator import Aggregator, AggregatorConfig, RoundMetrics
 from edge.aggregator.simulate import FakeDevice, config_mapping

@@ -89,7 +89,6 @@ def test_a_file_that_cannot_be_written_is_one_io_line(tmp_path: Path) -> None:
 
 
 def test_aggregator_run_fails_when_every_round_failed(tmp_path: Path) -> None:
-    pytest.importorskip("amqtt")
     from edge.broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:

@@ -469,7 +469,6 @@ def test_edge_daemon_stops_cleanly_on_sigterm(
 
 def test_daemon_runs_the_packaged_backbone_and_restores_it_after_restart(
         host_world: Path, roles: Roles, tmp_path: Path, broker: EmbeddedBroker) -> None:
-    pytest.importorskip("ai_edge_litert")
     import io
 
     from edge.formats.package_builder import build_package
