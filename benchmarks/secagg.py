@@ -121,11 +121,11 @@ class Record:
 
     def masked(self, srv: SecAggRound):  # type: ignore[no-untyped-def]
         def commit(dev: bytes, _payload: bytes) -> None:
-            total = srv.masked_sum()
-            assert total is not None
+            total, uid = srv.masked_sum(), srv.masked_id(dev)
+            assert total is not None and uid is not None
             with self.store.transaction() as db:
-                self.store.set_secagg_masked(db, self.round_id, total,
-                                             {dev: srv.masked_ids()[dev]}, replace=False)
+                self.store.set_secagg_masked(db, self.round_id, total, {dev: uid},
+                                             replace=False)
         return commit
 
 
